@@ -1,0 +1,14 @@
+//! helsemelding — a gateway for Norwegian health messages (KITH MsgHead 1.2 carrying Dialogmelding
+//! and PLO, answered with AppRec) over RabbitMQ.
+//!
+//! Module map (the pipeline of `../shared/DESIGN.md` §2, in order):
+//!
+//! | module     | job |
+//! |------------|-----|
+//! | `ids`      | `HerId`, `MsgId`, `Timestamp` shared by every stage |
+//! | `codes`    | code lists 8221 (AppRec errors) and 8258 (AppRec status) |
+//!
+//! Each module opens with its own `//!` saying its one job, its input and output, and how it fails.
+
+pub mod codes;
+pub mod ids;

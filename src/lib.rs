@@ -7,10 +7,12 @@
 //! |------------|-----|
 //! | `ids`      | `HerId`, `MsgId`, `Timestamp` shared by every stage |
 //! | `codes`    | code lists 8221 (AppRec errors) and 8258 (AppRec status) |
+//! | `gateway`  | the daemon: pipeline, effects in the order of DESIGN §3, routing log, metrics |
 //! | `address`  | a recipient's level-1/level-2 HER-ids and role: the routing key (HIS 1153) |
 //!
 //! Each module opens with its own `//!` saying its one job, its input and output, and how it fails.
 
 pub mod address;
 pub mod codes;
+pub mod gateway;
 pub mod ids;

@@ -1,0 +1,183 @@
+//! Counters for operators, served in the Prometheus text format with a health check on a local
+//! HTTP port (DESIGN §5): `GET /metrics` and `GET /health`.
+//!
+//! The HTTP side is deliberately tiny (one request per connection, GET only, 8 KiB request cap,
+//! 5 s read timeout): it is a local scrape target, not a web server. Health is 200 while the
+//! gateway holds a broker connection and 503 otherwise, so a supervisor can tell "up but cut off".
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use super::routing_log::Outcome;
+
+const OUTCOMES: [(Outcome, &str); 10] = [
+    (Outcome::Delivered, "delivered"),
+    (Outcome::Rejected, "rejected"),
+    (Outcome::Duplicate, "duplicate"),
+    (Outcome::NotForUs, "not_for_us"),
+    (Outcome::ErrorQueue, "error_queue"),
+    (Outcome::DeadLettered, "dead_lettered"),
+    (Outcome::AppRecForwarded, "apprec_forwarded"),
+    (Outcome::AppRecRefused, "apprec_refused"),
+    (Outcome::Overdue, "overdue"),
+    (Outcome::Retry, "retry"),
+];
+
+/// Process-wide counters. Cheap to bump from any task.
+#[derive(Default)]
+pub struct Metrics {
+    outcomes: [AtomicU64; 10],
+    /// Inbound deliveries taken from `gateway_inbound`.
+    pub received: AtomicU64,
+    /// Negative AppRecs the gateway itself issued (confirmed by the broker).
+    pub apprecs_issued: AtomicU64,
+    /// Inbound deliveries acknowledged to the broker after their outcome was durable.
+    pub acked: AtomicU64,
+    /// `ack()` answered "not sent" (channel closed): the broker will redeliver.
+    pub ack_not_sent: AtomicU64,
+    /// Reconnects of the broker session since start.
+    pub reconnects: AtomicU64,
+    /// Store group commits and the messages they carried.
+    pub store_commits: AtomicU64,
+    pub broker_connected: AtomicBool,
+    pub broker_blocked: AtomicBool,
+}
+
+impl Metrics {
+    pub fn count(&self, outcome: Outcome) {
+        if let Some(i) = OUTCOMES.iter().position(|(o, _)| *o == outcome) {
+            self.outcomes[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn outcome(&self, outcome: Outcome) -> u64 {
+        OUTCOMES
+            .iter()
+            .position(|(o, _)| *o == outcome)
+            .map(|i| self.outcomes[i].load(Ordering::Relaxed))
+            .unwrap_or(0)
+    }
+
+    /// The Prometheus text exposition (version 0.0.4).
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "# HELP helsemelding_decisions_total Routing decisions by outcome.");
+        let _ = writeln!(s, "# TYPE helsemelding_decisions_total counter");
+        for (i, (_, name)) in OUTCOMES.iter().enumerate() {
+            let _ = writeln!(s, "helsemelding_decisions_total{{outcome=\"{name}\"}} {}", self.outcomes[i].load(Ordering::Relaxed));
+        }
+        let counters = [
+            ("helsemelding_received_total", "Inbound deliveries taken from the intake queue.", &self.received),
+            ("helsemelding_apprecs_issued_total", "Negative AppRecs issued by the gateway.", &self.apprecs_issued),
+            ("helsemelding_acked_total", "Inbound deliveries acknowledged after their outcome was durable.", &self.acked),
+            ("helsemelding_ack_not_sent_total", "Acks the closed channel did not send (broker redelivers).", &self.ack_not_sent),
+            ("helsemelding_reconnects_total", "Broker reconnects since start.", &self.reconnects),
+            ("helsemelding_store_commits_total", "Durable group commits of delivery state.", &self.store_commits),
+        ];
+        for (name, help, v) in counters {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+        }
+        let gauges = [
+            ("helsemelding_broker_connected", "1 while a broker session is open.", &self.broker_connected),
+            ("helsemelding_broker_blocked", "1 while the broker blocks publishing (memory/disk alarm).", &self.broker_blocked),
+        ];
+        for (name, help, v) in gauges {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}", u8::from(v.load(Ordering::Relaxed)));
+        }
+        s
+    }
+}
+
+/// Serves `/metrics` and `/health` on `listener` until the task is dropped.
+pub async fn serve_http(listener: TcpListener, metrics: Arc<Metrics>) {
+    loop {
+        let (mut sock, _) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics endpoint: accept failed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 8192];
+            let mut len = 0;
+            let read = tokio::time::timeout(Duration::from_secs(5), async {
+                while len < buf.len() {
+                    let n = sock.read(&mut buf[len..]).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    len += n;
+                    if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+                Ok::<_, std::io::Error>(())
+            })
+            .await;
+            if !matches!(read, Ok(Ok(()))) {
+                return;
+            }
+            let request = String::from_utf8_lossy(&buf[..len]);
+            let target = request.split_whitespace().nth(1).unwrap_or("");
+            let method = request.split_whitespace().next().unwrap_or("");
+            let (status, body) = match (method, target) {
+                ("GET", "/metrics") => ("200 OK", metrics.render()),
+                ("GET", "/health") => {
+                    if metrics.broker_connected.load(Ordering::Relaxed) {
+                        ("200 OK", "ok: broker connected\n".to_owned())
+                    } else {
+                        ("503 Service Unavailable", "not ready: no broker connection\n".to_owned())
+                    }
+                }
+                ("GET", _) => ("404 Not Found", "try /metrics or /health\n".to_owned()),
+                _ => ("405 Method Not Allowed", "GET only\n".to_owned()),
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = sock.write_all(response.as_bytes()).await;
+            let _ = sock.shutdown().await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn metrics_and_health_over_http() {
+        let m = Arc::new(Metrics::default());
+        m.count(Outcome::Delivered);
+        m.count(Outcome::Delivered);
+        m.count(Outcome::Rejected);
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(serve_http(l, m.clone()));
+        let body = get(addr, "/metrics").await;
+        assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+        assert!(body.contains("helsemelding_decisions_total{outcome=\"delivered\"} 2"), "{body}");
+        assert!(body.contains("helsemelding_decisions_total{outcome=\"rejected\"} 1"), "{body}");
+        assert!(get(addr, "/health").await.starts_with("HTTP/1.1 503"));
+        m.broker_connected.store(true, Ordering::Relaxed);
+        assert!(get(addr, "/health").await.starts_with("HTTP/1.1 200"));
+        assert!(get(addr, "/nope").await.starts_with("HTTP/1.1 404"));
+    }
+}

@@ -2,3 +2,4 @@
 
 pub mod metrics;
 pub mod routing_log;
+pub mod tail;

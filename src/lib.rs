@@ -8,9 +8,11 @@
 //! | `ids`      | `HerId`, `MsgId`, `Timestamp` shared by every stage |
 //! | `codes`    | code lists 8221 (AppRec errors) and 8258 (AppRec status) |
 //! | `address`  | a recipient's level-1/level-2 HER-ids and role: the routing key (HIS 1153) |
+//! | `schemas`  | the official XSD files pinned by `xsd/MANIFEST.toml`; install and verify them |
 //!
 //! Each module opens with its own `//!` saying its one job, its input and output, and how it fails.
 
 pub mod address;
 pub mod codes;
+pub mod schemas;
 pub mod ids;

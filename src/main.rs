@@ -14,6 +14,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     // ---- XML and schemas ----
+    /// Copy the official schema files into place, verifying every SHA-256 of xsd/MANIFEST.toml.
+    InstallSchemas(helsemelding::schemas::InstallSchemasArgs),
 
     // ---- signed envelopes ----
 
@@ -26,6 +28,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         // ---- XML and schemas ----
+        Command::InstallSchemas(a) => helsemelding::schemas::run_install(&a),
 
         // ---- signed envelopes ----
 

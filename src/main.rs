@@ -16,6 +16,8 @@ enum Command {
     // ---- XML and schemas ----
     /// Copy the official schema files into place, verifying every SHA-256 of xsd/MANIFEST.toml.
     InstallSchemas(helsemelding::schemas::InstallSchemasArgs),
+    /// One line per MsgHead/AppRec file: type, MsgId, HER levels, copies, payload, patient identified (no patient data).
+    Inspect(helsemelding::inspect::InspectArgs),
 
     // ---- signed envelopes ----
 
@@ -29,6 +31,7 @@ fn main() -> ExitCode {
     match cli.command {
         // ---- XML and schemas ----
         Command::InstallSchemas(a) => helsemelding::schemas::run_install(&a),
+        Command::Inspect(a) => helsemelding::inspect::run(&a),
 
         // ---- signed envelopes ----
 

@@ -131,6 +131,8 @@ pub struct Organisation {
 }
 
 /// An addressed party: the `Organisation` of Sender/Receiver, or what an `OtherReceiver` names.
+// A message has a handful of parties; boxing the common variant would only complicate matching.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Party {
     Organisation(Organisation),

@@ -63,8 +63,8 @@ impl Element {
 /// Why a document could not be read. All are faults of the document (AppRec T01).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum XmlError {
-    #[error("not well-formed XML at byte {position}: {message}")]
-    NotWellFormed { position: u64, message: String },
+    #[error("not well-formed XML at line {line} (byte {position}): {message}")]
+    NotWellFormed { position: u64, line: usize, message: String },
     #[error("document type declarations (DTD) are refused (line {line})")]
     Dtd { line: usize },
     #[error("entity reference &{name}; is refused (line {line}): only character references and the predefined entities are allowed")]
@@ -140,6 +140,7 @@ pub(crate) fn parse(xml: &[u8]) -> Result<Element, XmlError> {
     let line_of = |pos: u64| text.as_bytes()[..(pos as usize).min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1;
     let wf = |reader: &NsReader<&[u8]>, e: quick_xml::Error| XmlError::NotWellFormed {
         position: reader.error_position(),
+        line: line_of(reader.error_position()),
         message: e.to_string(),
     };
 
@@ -177,12 +178,12 @@ pub(crate) fn parse(xml: &[u8]) -> Result<Element, XmlError> {
                     return Err(XmlError::TooDeep { line: line_of(pos) });
                 }
                 if root.is_some() {
-                    return Err(XmlError::NotWellFormed { position: pos, message: "content after the root element".into() });
+                    return Err(XmlError::NotWellFormed { position: pos, line: line_of(pos), message: "content after the root element".into() });
                 }
                 let ns_uri = ns_uri.unwrap_or_default();
                 let foreign = stack.first().is_some_and(|r| r.ns != ns_uri);
                 let el = Element {
-                    attrs: if foreign { Vec::new() } else { attributes(s).map_err(|m| XmlError::NotWellFormed { position: pos, message: m })? },
+                    attrs: if foreign { Vec::new() } else { attributes(s).map_err(|m| XmlError::NotWellFormed { position: pos, line: line_of(pos), message: m })? },
                     local: s.local_name().as_ref().to_owned(),
                     ns: ns_uri,
                     text: String::new(),
@@ -207,7 +208,7 @@ pub(crate) fn parse(xml: &[u8]) -> Result<Element, XmlError> {
                     continue;
                 }
                 let Some(done) = stack.pop() else {
-                    return Err(XmlError::NotWellFormed { position: pos, message: "unexpected end tag".into() });
+                    return Err(XmlError::NotWellFormed { position: pos, line: line_of(pos), message: "unexpected end tag".into() });
                 };
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(done),
@@ -219,7 +220,7 @@ pub(crate) fn parse(xml: &[u8]) -> Result<Element, XmlError> {
                     if let Some(top) = stack.last_mut() {
                         top.text.push_str(&t.xml10_content());
                     } else if !t.xml10_content().trim().is_empty() {
-                        return Err(XmlError::NotWellFormed { position: pos, message: "text outside the root element".into() });
+                        return Err(XmlError::NotWellFormed { position: pos, line: line_of(pos), message: "text outside the root element".into() });
                     }
                 }
             }
@@ -235,7 +236,7 @@ pub(crate) fn parse(xml: &[u8]) -> Result<Element, XmlError> {
                 let ch = match r.resolve_char_ref() {
                     Ok(Some(c)) => c,
                     Ok(None) => predefined(&name).ok_or(XmlError::Entity { name: name.clone(), line: line_of(pos) })?,
-                    Err(e) => return Err(XmlError::NotWellFormed { position: pos, message: e.to_string() }),
+                    Err(e) => return Err(XmlError::NotWellFormed { position: pos, line: line_of(pos), message: e.to_string() }),
                 };
                 if skipping == 0 {
                     if let Some(top) = stack.last_mut() {
@@ -248,7 +249,7 @@ pub(crate) fn parse(xml: &[u8]) -> Result<Element, XmlError> {
         }
     }
     if !stack.is_empty() {
-        return Err(XmlError::NotWellFormed { position: text.len() as u64, message: format!("unclosed element <{}>", stack[stack.len() - 1].local) });
+        return Err(XmlError::NotWellFormed { position: text.len() as u64, line: line_of(text.len() as u64), message: format!("unclosed element <{}>", stack[stack.len() - 1].local) });
     }
     root.ok_or(XmlError::Empty)
 }
@@ -279,7 +280,7 @@ mod tests {
         assert_eq!(a.ns, "urn:x");
         assert_eq!(a.child("C").unwrap().text, "t&A");
         assert_eq!(a.child("C").unwrap().attr("V"), Some("1"));
-        assert_eq!(a.child("C"), b.child("C").map(|c| c).map(|c| { let mut c = c.clone(); c.line = 1; c }).as_ref());
+        assert_eq!(a.child("C"), b.child("C").map(|c| { let mut c = c.clone(); c.line = 1; c }).as_ref());
         let other = parse(br#"<R xmlns="urn:x" xmlns:o="urn:y"><o:C/></R>"#).unwrap();
         assert!(other.child("C").is_none(), "a child in another namespace is not matched by local name");
     }

@@ -137,7 +137,19 @@ pub(crate) fn parse(xml: &[u8]) -> Result<Element, XmlError> {
         c.trim_text_start = false;
         c.trim_text_end = false;
     }
-    let line_of = |pos: u64| text.as_bytes()[..(pos as usize).min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1;
+    // Positions only grow, so lines are counted incrementally: a document with large attachments
+    // must not be rescanned from the start for every element (that would be quadratic).
+    let counted = std::cell::Cell::new((0usize, 1usize));
+    let line_of = |pos: u64| {
+        let pos = (pos as usize).min(text.len());
+        let (from, mut line) = counted.get();
+        if pos < from {
+            return text.as_bytes()[..pos].iter().filter(|&&b| b == b'\n').count() + 1;
+        }
+        line += text.as_bytes()[from..pos].iter().filter(|&&b| b == b'\n').count();
+        counted.set((pos, line));
+        line
+    };
     let wf = |reader: &NsReader<&[u8]>, e: quick_xml::Error| XmlError::NotWellFormed {
         position: reader.error_position(),
         line: line_of(reader.error_position()),
@@ -303,5 +315,15 @@ mod tests {
         let p = &r.child("C").unwrap().children[0];
         assert_eq!((p.ns.as_str(), p.local.as_str(), p.children.len(), p.text.as_str()), ("urn:p", "P", 0, ""));
         assert_eq!(r.child_text("D"), Some("ø"));
+    }
+
+    #[test]
+    fn errors_and_elements_carry_line_numbers() {
+        let r = parse(b"<a>\n<b/>\n\n<c>\n</c></a>").unwrap();
+        assert_eq!((r.line, r.children[0].line, r.children[1].line), (1, 2, 4));
+        match parse(b"<a>\n\n<b></c></a>") {
+            Err(XmlError::NotWellFormed { line, .. }) => assert_eq!(line, 3),
+            other => panic!("{other:?}"),
+        }
     }
 }

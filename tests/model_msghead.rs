@@ -169,3 +169,26 @@ fn bad_documents_get_specific_errors() {
     let e = MsgHead::parse(b"<!DOCTYPE MsgHead [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><MsgHead>&x;</MsgHead>").unwrap_err();
     assert_eq!(e.apprec_code().code(), "T01");
 }
+
+#[test]
+fn conversation_ref_parent_and_conversation_are_not_swapped() {
+    let m = parse("plo-v1.6/sarepta-eksempel/Innleggelsesrapport_v1-6_Kansellering.xml");
+    let c = m.conversation_ref.expect("ConversationRef");
+    assert_eq!(c.ref_to_parent, "c5718400-0663-11e8-b566-0800200c9a66");
+    assert_eq!(c.ref_to_conversation, "13a5da20-05c6-11e8-8f1a-0800200c9a66");
+    assert_eq!(m.payload, PayloadStandard::Plo1_6);
+    // NAV test data writes RefToConversation first (schema-invalid, NOTES §8); extraction is by
+    // name, so the values still land in the right fields.
+    let text = String::from_utf8(corpus("plo-v1.6/sarepta-eksempel/Innleggelsesrapport_v1-6_Kansellering.xml")).unwrap();
+    let swapped = text.replace(
+        "<RefToParent>c5718400-0663-11e8-b566-0800200c9a66</RefToParent>",
+        "",
+    ).replace(
+        "<RefToConversation>13a5da20-05c6-11e8-8f1a-0800200c9a66</RefToConversation>",
+        "<RefToConversation>13a5da20-05c6-11e8-8f1a-0800200c9a66</RefToConversation><RefToParent>c5718400-0663-11e8-b566-0800200c9a66</RefToParent>",
+    );
+    assert_ne!(swapped, text);
+    let c = MsgHead::parse(swapped.as_bytes()).unwrap().conversation_ref.unwrap();
+    assert_eq!(c.ref_to_parent, "c5718400-0663-11e8-b566-0800200c9a66");
+    assert_eq!(c.ref_to_conversation, "13a5da20-05c6-11e8-8f1a-0800200c9a66");
+}

@@ -9,10 +9,20 @@
 //! | `codes`    | code lists 8221 (AppRec errors) and 8258 (AppRec status) |
 //! | `gateway`  | the daemon: pipeline, effects in the order of DESIGN §3, routing log, metrics |
 //! | `address`  | a recipient's level-1/level-2 HER-ids and role: the routing key (HIS 1153) |
+//! | `msghead`  | typed MsgHead 1.2 extraction: type, ids, full addresses, patient summary (no data), payload standard |
+//! | `apprec`   | AppRec 1.0/1.1: parse, and build one that mirrors the original's addresses |
+//! | `inspect`  | `helsemelding inspect`: one operator line per MsgHead/AppRec file, no patient data |
+//! | `schemas`  | the official XSD files pinned by `xsd/MANIFEST.toml`; install and verify them |
+//! | `xml_tree` | (private) the model's one XML reader: namespace-resolved tree, no DTD, bounded depth |
 //!
 //! Each module opens with its own `//!` saying its one job, its input and output, and how it fails.
 
 pub mod address;
 pub mod codes;
 pub mod gateway;
+pub mod msghead;
+pub mod apprec;
+pub mod inspect;
+pub mod schemas;
+mod xml_tree;
 pub mod ids;

@@ -14,6 +14,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     // ---- XML and schemas ----
+    /// Copy the official schema files into place, verifying every SHA-256 of xsd/MANIFEST.toml.
+    InstallSchemas(helsemelding::schemas::InstallSchemasArgs),
+    /// One line per MsgHead/AppRec file: type, MsgId, HER levels, copies, payload, patient identified (no patient data).
+    Inspect(helsemelding::inspect::InspectArgs),
 
     // ---- signed envelopes ----
 
@@ -26,6 +30,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         // ---- XML and schemas ----
+        Command::InstallSchemas(a) => helsemelding::schemas::run_install(&a),
+        Command::Inspect(a) => helsemelding::inspect::run(&a),
 
         // ---- signed envelopes ----
 

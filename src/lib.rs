@@ -14,6 +14,10 @@
 //! | `inspect`  | `helsemelding inspect`: one operator line per MsgHead/AppRec file, no patient data |
 //! | `schemas`  | the official XSD files pinned by `xsd/MANIFEST.toml`; install and verify them |
 //! | `xml_tree` | (private) the model's one XML reader: namespace-resolved tree, no DTD, bounded depth |
+//! | `msg_type` | code list 8279 (message functions), embedded |
+//! | `register` | the address register: parties, levels, accepted types, certificates, AMQP users |
+//! | `route`    | pure routing decisions per addressed recipient (deliver / E21 / T10 / not for us) |
+//! | `store`    | delivery state per message and recipient (redb), group commit, `status` |
 //!
 //! Each module opens with its own `//!` saying its one job, its input and output, and how it fails.
 
@@ -26,3 +30,7 @@ pub mod inspect;
 pub mod schemas;
 mod xml_tree;
 pub mod ids;
+pub mod msg_type;
+pub mod register;
+pub mod route;
+pub mod store;

@@ -8,9 +8,11 @@
 //! | `ids`      | `HerId`, `MsgId`, `Timestamp` shared by every stage |
 //! | `codes`    | code lists 8221 (AppRec errors) and 8258 (AppRec status) |
 //! | `address`  | a recipient's level-1/level-2 HER-ids and role: the routing key (HIS 1153) |
+//! | `amqp`     | RabbitMQ transport: topology, headers, confirmed publish, consume/ack, reconnect, redrive |
 //!
 //! Each module opens with its own `//!` saying its one job, its input and output, and how it fails.
 
 pub mod address;
+pub mod amqp;
 pub mod codes;
 pub mod ids;

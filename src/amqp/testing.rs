@@ -85,25 +85,28 @@ impl TestVhost {
         s
     }
 
-    /// Names of the client connections in this vhost (`rabbitmqctl list_connections`).
-    pub async fn connections(&self) -> Result<Vec<(String, String)>, TestVhostError> {
-        let out = ctl(&["list_connections", "-q", "--no-table-headers", "name", "pid", "vhost"]).await?;
+    /// `(name, pid, client_properties)` of the client connections in this vhost
+    /// (`rabbitmqctl list_connections name pid vhost client_properties`). RabbitMQ 3.10 shows
+    /// our connection name (`helsemelding <role> <host>`) inside `client_properties`.
+    pub async fn connections(&self) -> Result<Vec<(String, String, String)>, TestVhostError> {
+        let out = ctl(&["list_connections", "-q", "--no-table-headers", "name", "pid", "vhost", "client_properties"]).await?;
         Ok(out
             .lines()
             .filter_map(|l| {
-                let cols: Vec<&str> = l.split('\t').collect();
-                (cols.len() == 3 && cols[2] == self.name).then(|| (cols[0].to_owned(), cols[1].to_owned()))
+                let cols: Vec<&str> = l.splitn(4, '\t').collect();
+                (cols.len() == 4 && cols[2] == self.name)
+                    .then(|| (cols[0].to_owned(), cols[1].to_owned(), cols[3].to_owned()))
             })
             .collect())
     }
 
-    /// Force-close every connection in this vhost whose name contains `name_part`
-    /// (`rabbitmqctl close_connection <pid> <reason>`), as an operator or a failing node would.
-    /// Returns how many were closed.
+    /// Force-close every connection in this vhost whose name (or client-provided connection name)
+    /// contains `name_part` (`rabbitmqctl close_connection <pid> <reason>`), as an operator or a
+    /// failing node would. Returns how many were closed.
     pub async fn close_connections(&self, name_part: &str, reason: &str) -> Result<usize, TestVhostError> {
         let mut n = 0;
-        for (name, pid) in self.connections().await? {
-            if name.contains(name_part) {
+        for (name, pid, props) in self.connections().await? {
+            if name.contains(name_part) || props.contains(name_part) {
                 ctl(&["close_connection", &pid, reason]).await?;
                 n += 1;
             }
@@ -111,13 +114,21 @@ impl TestVhost {
         Ok(n)
     }
 
-    /// Ready-message count of a queue in this vhost (`None` if there is no such queue).
-    pub async fn queue_len(&self, queue: &str) -> Result<Option<u64>, TestVhostError> {
-        let out = ctl(&["list_queues", "-q", "--no-table-headers", "-p", &self.name, "name", "messages_ready"]).await?;
-        Ok(out.lines().find_map(|l| {
-            let (n, c) = l.split_once('\t')?;
-            (n == queue).then(|| c.trim().parse().ok()).flatten()
-        }))
+    /// Messages ready in a queue of this vhost right now (`None` if there is no such queue).
+    /// Asked over AMQP (passive declare), because `rabbitmqctl list_queues` reports statistics
+    /// that lag by seconds.
+    pub async fn queue_len(&self, queue: &str) -> Result<Option<u32>, TestVhostError> {
+        let err = |detail: String| TestVhostError { args: format!("queue.declare passive {queue}"), detail };
+        let conn = super::connection::connect(&self.settings("test-probe")).await.map_err(|e| err(e.to_string()))?;
+        let ch = conn.create_channel().await.map_err(|e| err(e.to_string()))?;
+        let opts = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
+        let r = match ch.queue_declare(queue.into(), opts, lapin::types::FieldTable::default()).await {
+            Ok(q) => Ok(Some(q.message_count())),
+            Err(e) if matches!(e.kind(), lapin::ErrorKind::ProtocolError(p) if p.get_id() == 404) => Ok(None),
+            Err(e) => Err(err(e.to_string())),
+        };
+        let _ = conn.close(200, "probe done".into()).await;
+        r
     }
 
     /// Delete the vhost now (and everything in it).

@@ -18,10 +18,12 @@
 //! | `register` | the address register: parties, levels, accepted types, certificates, AMQP users |
 //! | `route`    | pure routing decisions per addressed recipient (deliver / E21 / T10 / not for us) |
 //! | `store`    | delivery state per message and recipient (redb), group commit, `status` |
+//! | `amqp`     | RabbitMQ transport: topology, headers, confirmed publish, consume/ack, reconnect, redrive |
 //!
 //! Each module opens with its own `//!` saying its one job, its input and output, and how it fails.
 
 pub mod address;
+pub mod amqp;
 pub mod codes;
 pub mod gateway;
 pub mod msghead;

@@ -22,6 +22,8 @@ enum Command {
     // ---- signed envelopes ----
 
     // ---- the gateway ----
+    /// Move messages from gateway_dead_letter back to gateway_inbound (confirmed, then acked).
+    Redrive(helsemelding::amqp::redrive::RedriveArgs),
 
     // ---- benchmarks ----
 }
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         // ---- signed envelopes ----
 
         // ---- the gateway ----
+        Command::Redrive(args) => helsemelding::amqp::redrive::run(args),
 
         // ---- benchmarks ----
     }

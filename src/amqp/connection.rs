@@ -1,0 +1,162 @@
+//! Opening one AMQP connection from settings.
+//!
+//! Input: [`AmqpSettings`] (URL `amqp://` or `amqps://`, heartbeat, optional CA file for TLS,
+//! the role naming the connection). Output: a `lapin::Connection` named
+//! `helsemelding <role> <hostname>` (visible in `rabbitmqctl list_connections name`).
+//! Failure: [`AmqpError`], classified as transient (unreachable) or configuration (bad URL,
+//! refused login, unknown vhost, unreadable CA file).
+//!
+//! TLS is rustls on ring with no built-in root store: an `amqps://` broker is trusted through the
+//! CA certificate(s) in `tls_ca_file` (PEM). This is deliberate: the gateway trusts the bus it was
+//! configured for, not any public CA.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lapin::tcp::OwnedTLSConfig;
+use lapin::uri::{AMQPScheme, AMQPUri};
+use lapin::{Connection, ConnectionProperties};
+
+use super::error::AmqpError;
+
+/// How to reach the broker.
+#[derive(Debug, Clone)]
+pub struct AmqpSettings {
+    /// `amqp://user:pass@host:port/vhost` or `amqps://…` (vhost URL-encoded, `%2f` for `/`).
+    pub url: String,
+    /// Heartbeat interval negotiated with the broker (whole seconds; 0 disables).
+    pub heartbeat: Duration,
+    /// Consumer prefetch (basic.qos): how many unacked deliveries may be in flight.
+    pub prefetch: u16,
+    /// PEM file with the CA certificate(s) that sign the broker's TLS certificate (`amqps://`).
+    pub tls_ca_file: Option<PathBuf>,
+    /// Who connects (`serve`, `redrive`, `bench`, `test`): part of the connection name.
+    pub role: String,
+}
+
+impl AmqpSettings {
+    /// Settings with the defaults of DESIGN §4 (`prefetch = 256`, `heartbeat = "10s"`).
+    pub fn new(url: impl Into<String>, role: impl Into<String>) -> Self {
+        Self { url: url.into(), heartbeat: Duration::from_secs(10), prefetch: 256, tls_ca_file: None, role: role.into() }
+    }
+
+    /// The URL with any password replaced by `***`, for logs and errors.
+    pub fn redacted_url(&self) -> String {
+        redact(&self.url)
+    }
+
+    /// Parse the URL and apply the heartbeat.
+    pub fn uri(&self) -> Result<AMQPUri, AmqpError> {
+        let mut uri: AMQPUri = self
+            .url
+            .parse()
+            .map_err(|reason: String| AmqpError::BadUrl { url: self.redacted_url(), reason })?;
+        let secs = u16::try_from(self.heartbeat.as_secs()).map_err(|_| AmqpError::BadUrl {
+            url: self.redacted_url(),
+            reason: format!("heartbeat {:?} is longer than 65535 s", self.heartbeat),
+        })?;
+        uri.query.heartbeat = Some(secs);
+        Ok(uri)
+    }
+
+    /// The name the broker shows for our connection.
+    pub fn connection_name(&self) -> String {
+        format!("helsemelding {} {}", self.role, hostname())
+    }
+}
+
+fn redact(url: &str) -> String {
+    // scheme://user:pass@rest → scheme://user:***@rest
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((userinfo, host)) = rest.rsplit_once('@') {
+            if let Some((user, _)) = userinfo.split_once(':') {
+                return format!("{scheme}://{user}:***@{host}");
+            }
+        }
+    }
+    url.to_owned()
+}
+
+/// The machine's name, for the connection name; never fails.
+pub fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.trim().is_empty())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".to_owned())
+}
+
+/// Open a connection. Does not retry: the [`super::supervisor`] does that.
+pub async fn connect(settings: &AmqpSettings) -> Result<Connection, AmqpError> {
+    let uri = settings.uri()?;
+    let endpoint = format!("{}:{}", uri.authority.host, uri.authority.port);
+    let user = uri.authority.userinfo.username.clone();
+    let vhost = uri.vhost.clone();
+    let mut tls = OwnedTLSConfig::default();
+    if uri.scheme == AMQPScheme::AMQPS {
+        if let Some(path) = &settings.tls_ca_file {
+            let pem = std::fs::read_to_string(path).map_err(|e| AmqpError::TlsCaFile {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(AmqpError::TlsCaFile {
+                    path: path.display().to_string(),
+                    reason: "no PEM certificate (-----BEGIN CERTIFICATE-----) in the file".into(),
+                });
+            }
+            tls.cert_chain = Some(pem);
+        } else {
+            return Err(AmqpError::BadUrl {
+                url: settings.redacted_url(),
+                reason: "amqps:// needs tls_ca_file (PEM CA of the broker): this build has no public root store".into(),
+            });
+        }
+    }
+    let props = ConnectionProperties::default().with_connection_name(settings.connection_name().into());
+    let runtime = lapin::runtime::default_runtime().map_err(|e| AmqpError::Unreachable { endpoint: endpoint.clone(), source: e })?;
+    Connection::connect_uri_with_config(uri, props, tls, runtime).await.map_err(|e| {
+        match AmqpError::classify("connect", &user, &vhost, e) {
+            AmqpError::ConnectionLost { source, .. } | AmqpError::Channel { source, .. } => {
+                AmqpError::Unreachable { endpoint, source }
+            }
+            other => other,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted_and_heartbeat_applied() {
+        let s = AmqpSettings::new("amqp://guest:secret@127.0.0.1:5672/%2f", "test");
+        assert_eq!(s.redacted_url(), "amqp://guest:***@127.0.0.1:5672/%2f");
+        let uri = s.uri().unwrap();
+        assert_eq!(uri.query.heartbeat, Some(10));
+        assert_eq!(uri.vhost, "/");
+        assert!(s.connection_name().starts_with("helsemelding test "));
+    }
+
+    #[test]
+    fn bad_url_is_configuration_error() {
+        let s = AmqpSettings::new("http://nope", "test");
+        let e = s.uri().unwrap_err();
+        assert!(e.is_configuration(), "{e}");
+    }
+
+    #[tokio::test]
+    async fn amqps_without_ca_is_configuration_error() {
+        let s = AmqpSettings::new("amqps://guest:guest@127.0.0.1:5671/%2f", "test");
+        let e = connect(&s).await.unwrap_err();
+        assert!(e.is_configuration() && e.to_string().contains("tls_ca_file"), "{e}");
+        let mut s = s;
+        s.tls_ca_file = Some("/nonexistent/ca.pem".into());
+        let e = connect(&s).await.unwrap_err();
+        assert!(matches!(e, AmqpError::TlsCaFile { .. }), "{e}");
+    }
+}

@@ -1,0 +1,206 @@
+//! Consuming with manual acks and a bounded prefetch.
+//!
+//! Input: a connection and a queue name. Output: [`Delivery`] values exposing body (zero-copy
+//! `Bytes`), parsed headers, `user_id`, `redelivered`, delivery tag, and the three ways to settle
+//! them. Failure: settling reports a [`Settlement`]: an ack that could not be sent (channel closed:
+//! `Ok(false)` from lapin, or an error) is `NotSettled` — the broker will redeliver the message —
+//! logged as a warning with the message id, never mistaken for success.
+
+use bytes::Bytes;
+use futures_lite::StreamExt;
+use lapin::Acker;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection};
+use tracing::warn;
+
+use super::error::AmqpError;
+use super::headers::{HeaderError, MessageHeaders};
+
+/// Outcome of ack / reject / nack. `#[must_use]`: count the ones that were not settled.
+#[must_use]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    /// The broker has been told.
+    Settled,
+    /// Not sent or not known to have arrived (channel closed or errored). The broker redelivers
+    /// the message to some consumer; the store makes that redelivery idempotent (DESIGN §3).
+    NotSettled { reason: String },
+}
+
+impl Settlement {
+    pub fn is_settled(&self) -> bool {
+        matches!(self, Self::Settled)
+    }
+}
+
+/// One message taken from a queue, not yet settled. Settling consumes it, so a delivery can be
+/// settled at most once.
+#[derive(Debug)]
+pub struct Delivery {
+    body: Bytes,
+    properties: BasicProperties,
+    redelivered: bool,
+    delivery_tag: u64,
+    exchange: String,
+    routing_key: String,
+    generation: u64,
+    acker: Acker,
+}
+
+impl Delivery {
+    pub(crate) fn from_lapin(d: lapin::message::Delivery, generation: u64) -> Self {
+        Self {
+            // Vec → Bytes takes ownership of the allocation: no copy.
+            body: Bytes::from(d.data),
+            properties: d.properties,
+            redelivered: d.redelivered,
+            delivery_tag: d.delivery_tag,
+            exchange: d.exchange.to_string(),
+            routing_key: d.routing_key.to_string(),
+            generation,
+            acker: d.acker,
+        }
+    }
+
+    /// The body, shareable without copying.
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+    /// Raw AMQP properties (for re-drive, which keeps them as they were).
+    pub fn properties(&self) -> &BasicProperties {
+        &self.properties
+    }
+    /// The wire-contract headers, parsed.
+    pub fn headers(&self) -> Result<MessageHeaders, HeaderError> {
+        MessageHeaders::from_properties(&self.properties)
+    }
+    /// The `message_id` property as sent (for logs, even when other headers are garbled).
+    pub fn message_id(&self) -> Option<&str> {
+        self.properties.message_id().as_ref().map(|m| m.as_str())
+    }
+    /// The AMQP user that published the message, when the publisher set `user_id`. RabbitMQ
+    /// refuses a publish whose `user_id` is not the connection's user, so it can be trusted.
+    pub fn user_id(&self) -> Option<&str> {
+        self.properties.user_id().as_ref().map(|u| u.as_str())
+    }
+    /// The broker delivered this message before (to us or another consumer) without an ack.
+    pub fn redelivered(&self) -> bool {
+        self.redelivered
+    }
+    pub fn delivery_tag(&self) -> u64 {
+        self.delivery_tag
+    }
+    pub fn exchange(&self) -> &str {
+        &self.exchange
+    }
+    pub fn routing_key(&self) -> &str {
+        &self.routing_key
+    }
+    /// Session generation of the channel it came from (see the supervisor).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Tell the broker the message is done. Call only after its outcome is durable (DESIGN §3).
+    pub async fn ack(self) -> Settlement {
+        let r = self.acker.ack(BasicAckOptions::default()).await;
+        self.settled("ack", r)
+    }
+
+    /// Reject: `requeue = false` dead-letters it (intake) or drops it (queues without DLX).
+    pub async fn reject(self, requeue: bool) -> Settlement {
+        let r = self.acker.reject(BasicRejectOptions { requeue }).await;
+        self.settled("reject", r)
+    }
+
+    /// Negative ack of this single delivery.
+    pub async fn nack(self, requeue: bool) -> Settlement {
+        let r = self.acker.nack(BasicNackOptions { multiple: false, requeue }).await;
+        self.settled("nack", r)
+    }
+
+    fn settled(&self, what: &'static str, r: Result<bool, lapin::Error>) -> Settlement {
+        let reason = match r {
+            Ok(true) => return Settlement::Settled,
+            Ok(false) => "channel closed".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        warn!(
+            msg_id = self.message_id().unwrap_or("-"),
+            delivery_tag = self.delivery_tag,
+            generation = self.generation,
+            %reason,
+            "AMQP {what} not sent; the broker will redeliver the message"
+        );
+        Settlement::NotSettled { reason }
+    }
+}
+
+/// A consumer on its own channel, with `basic.qos(prefetch)` and manual acks.
+#[derive(Debug)]
+pub struct Consumer {
+    inner: lapin::Consumer,
+    channel: lapin::Channel,
+    generation: u64,
+}
+
+impl Consumer {
+    /// Open a channel, set the prefetch, and start consuming `queue` with manual acks.
+    pub async fn open(connection: &Connection, queue: &str, prefetch: u16) -> Result<Self, AmqpError> {
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(|e| AmqpError::classify("channel.open (consumer)", "", "", e))?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions { global: false })
+            .await
+            .map_err(|e| AmqpError::classify("basic.qos", "", "", e))?;
+        let inner = channel
+            .basic_consume(
+                queue.into(),
+                "".into(),
+                BasicConsumeOptions { no_ack: false, ..BasicConsumeOptions::default() },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| AmqpError::classify("basic.consume", "", "", e))?;
+        Ok(Self { inner, channel, generation: 0 })
+    }
+
+    pub(crate) fn with_generation(mut self, generation: u64) -> Self {
+        self.generation = generation;
+        self
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub(crate) fn channel_status(&self) -> lapin::ChannelStatus {
+        self.channel.status().clone()
+    }
+
+    /// Whether the consumer's channel is still open.
+    pub fn is_open(&self) -> bool {
+        self.channel.status().connected()
+    }
+
+    /// The next delivery; `None` when the consumer ended (cancelled, channel or connection closed).
+    /// Unacked deliveries of an ended consumer go back to the queue on the broker's side.
+    pub async fn next(&mut self) -> Option<Delivery> {
+        match self.inner.next().await {
+            Some(Ok(d)) => Some(Delivery::from_lapin(d, self.generation)),
+            Some(Err(e)) => {
+                warn!(generation = self.generation, error = %e, "AMQP consumer ended");
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Close the consumer's channel; its unacked deliveries are requeued by the broker.
+    pub async fn close(&self) {
+        let _ = self.channel.close(200, "consumer closed".into()).await;
+    }
+}

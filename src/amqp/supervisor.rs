@@ -1,0 +1,433 @@
+//! The reconnect supervisor: one task owns the connection and keeps a session alive.
+//!
+//! Input: [`AmqpSettings`], the [`Topology`] and parties to declare, and optionally a queue to
+//! consume. Output: a [`SupervisorHandle`] (clonable) giving the current [`Session`]'s
+//! [`Publisher`], the link state, and connection `blocked` alarms; and a [`Deliveries`] stream that
+//! carries on across reconnects (each delivery tagged with its session generation).
+//!
+//! Lifecycle: connect → declare topology → open publisher and consumer channels → publish the
+//! session (generation n) → wait for loss (connection error, a channel of ours closed, shutdown) →
+//! back off (100 ms doubling to 10 s, ±50 % jitter; configuration faults: a long fixed delay,
+//! logged as errors) → reconnect as generation n+1. Deliveries of a dead channel are never acked
+//! by us (their ack reports `NotSettled`); the broker redelivers them. Each transition is one log
+//! line carrying the attempt number and the delay.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::StreamExt;
+use lapin::{Connection, Event};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+use super::connection::{connect, AmqpSettings};
+use super::consumer::{Consumer, Delivery};
+use super::error::{AmqpError, FaultKind};
+use super::publisher::Publisher;
+use super::topology::Topology;
+use crate::ids::HerId;
+
+/// Reconnect delays.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    /// First delay after a transient failure.
+    pub initial: Duration,
+    /// Cap for transient failures.
+    pub max: Duration,
+    /// Delay after a configuration fault (refused access, mismatched queue arguments).
+    pub configuration: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { initial: Duration::from_millis(100), max: Duration::from_secs(10), configuration: Duration::from_secs(60) }
+    }
+}
+
+impl Backoff {
+    /// Delay before attempt `attempt` (1-based) after a fault of `kind`: exponential, capped,
+    /// with jitter in [50 %, 150 %) so a fleet of gateways does not reconnect in lock-step.
+    pub fn delay(&self, attempt: u32, kind: FaultKind) -> Duration {
+        let base = match kind {
+            FaultKind::Configuration => return self.configuration,
+            FaultKind::Transient => {
+                let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(20));
+                self.initial.saturating_mul(factor).min(self.max)
+            }
+        };
+        base.mul_f64(0.5 + fastrand::f64()).min(self.max)
+    }
+}
+
+/// What the supervisor sets up on every connection.
+#[derive(Debug, Clone)]
+pub struct SessionPlan {
+    pub topology: Topology,
+    pub parties: Vec<HerId>,
+    /// Queue to consume (normally the intake), or `None` for a publish-only client.
+    pub consume: Option<String>,
+    pub backoff: Backoff,
+}
+
+impl SessionPlan {
+    /// Default topology, these parties, consuming the intake queue.
+    pub fn gateway(parties: Vec<HerId>) -> Self {
+        let topology = Topology::default();
+        let consume = Some(topology.inbound.clone());
+        Self { topology, parties, consume, backoff: Backoff::default() }
+    }
+}
+
+/// One live connection with its publisher. Dropped sessions close nothing by themselves: the
+/// supervisor closes the connection.
+#[derive(Debug)]
+pub struct Session {
+    pub generation: u64,
+    connection: Connection,
+    publisher: Publisher,
+}
+
+impl Session {
+    /// The publisher of this session (a clone sharing the channel).
+    pub fn publisher(&self) -> Publisher {
+        self.publisher.clone()
+    }
+    /// The underlying connection (e.g. to open an extra channel).
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+}
+
+/// State of the link to the broker, as seen by the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkState {
+    /// Connecting, or waiting `delay` before attempt `attempt` after `reason`.
+    Down { attempt: u32, reason: String },
+    Up { generation: u64 },
+    ShutDown,
+}
+
+/// Clonable access to the supervised link.
+#[derive(Clone, Debug)]
+pub struct SupervisorHandle {
+    sessions: watch::Receiver<Option<Arc<Session>>>,
+    state: watch::Receiver<LinkState>,
+    blocked: watch::Receiver<Option<String>>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl SupervisorHandle {
+    /// The current session, if the link is up.
+    pub fn current(&self) -> Option<Arc<Session>> {
+        self.sessions.borrow().clone()
+    }
+
+    /// Wait until a session is up and return it (`Err(Shutdown)` after shutdown).
+    pub async fn session(&self) -> Result<Arc<Session>, AmqpError> {
+        let mut rx = self.sessions.clone();
+        loop {
+            if let Some(s) = rx.borrow_and_update().clone() {
+                return Ok(s);
+            }
+            if *self.shutdown.borrow() || rx.changed().await.is_err() {
+                return Err(AmqpError::Shutdown);
+            }
+        }
+    }
+
+    /// Wait for a live session and return its publisher.
+    pub async fn publisher(&self) -> Result<Publisher, AmqpError> {
+        Ok(self.session().await?.publisher())
+    }
+
+    /// Link state (watch it to log or export health).
+    pub fn state(&self) -> watch::Receiver<LinkState> {
+        self.state.clone()
+    }
+
+    /// `Some(reason)` while the broker blocks publishing (memory or disk alarm).
+    pub fn blocked(&self) -> watch::Receiver<Option<String>> {
+        self.blocked.clone()
+    }
+
+    /// Stop: close the connection and end the task. Unacked deliveries return to the queue.
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+/// Hand-off of the newest session's consumer to the pipeline. A consumer the pipeline has not
+/// taken yet is replaced (it belongs to a dead session).
+#[derive(Debug, Default)]
+struct ConsumerSlot {
+    consumer: std::sync::Mutex<Option<Consumer>>,
+    fresh: tokio::sync::Notify,
+}
+
+impl ConsumerSlot {
+    fn put(&self, c: Consumer) {
+        *self.consumer.lock().unwrap_or_else(|e| e.into_inner()) = Some(c);
+        self.fresh.notify_one();
+    }
+    fn take(&self) -> Option<Consumer> {
+        self.consumer.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// Deliveries from the consumed queue, across reconnects. Not clonable: one pipeline owns it.
+#[derive(Debug)]
+pub struct Deliveries {
+    slot: Arc<ConsumerSlot>,
+    current: Option<Consumer>,
+    broken: mpsc::UnboundedSender<u64>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Deliveries {
+    /// The next delivery, waiting through reconnects. `None` only after shutdown.
+    pub async fn next(&mut self) -> Option<Delivery> {
+        loop {
+            if let Some(c) = self.current.as_mut() {
+                if let Some(d) = c.next().await {
+                    return Some(d);
+                }
+                // Consumer ended (channel or connection closed): make sure the supervisor knows,
+                // then wait for the next session's consumer.
+                let _ = self.broken.send(c.generation());
+                self.current = None;
+            }
+            if let Some(c) = self.slot.take() {
+                self.current = Some(c);
+                continue;
+            }
+            if *self.shutdown.borrow() {
+                return None;
+            }
+            tokio::select! {
+                _ = self.slot.fresh.notified() => {}
+                r = self.shutdown.changed() => if r.is_err() || *self.shutdown.borrow() { return None },
+            }
+        }
+    }
+}
+
+/// The supervisor task itself.
+#[derive(Debug)]
+pub struct Supervisor {
+    pub handle: SupervisorHandle,
+    /// `Some` when the plan consumes a queue.
+    pub deliveries: Option<Deliveries>,
+    pub task: JoinHandle<()>,
+}
+
+impl Supervisor {
+    /// Start the supervisor task (it connects in the background; use
+    /// [`SupervisorHandle::session`] to wait for the link).
+    pub fn spawn(settings: AmqpSettings, plan: SessionPlan) -> Self {
+        let (sessions_tx, sessions) = watch::channel(None);
+        let (state_tx, state) = watch::channel(LinkState::Down { attempt: 0, reason: "starting".into() });
+        let (blocked_tx, blocked) = watch::channel(None);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (broken_tx, broken_rx) = mpsc::unbounded_channel();
+        let slot = Arc::new(ConsumerSlot::default());
+        let deliveries = plan.consume.as_ref().map(|_| Deliveries {
+            slot: slot.clone(),
+            current: None,
+            broken: broken_tx.clone(),
+            shutdown: shutdown_rx.clone(),
+        });
+        let run = Run {
+            settings,
+            plan,
+            sessions_tx,
+            state_tx,
+            blocked_tx,
+            shutdown_rx,
+            broken_tx,
+            broken_rx,
+            slot,
+        };
+        let task = tokio::spawn(run.run());
+        Self { handle: SupervisorHandle { sessions, state, blocked, shutdown }, deliveries, task }
+    }
+}
+
+struct Run {
+    settings: AmqpSettings,
+    plan: SessionPlan,
+    sessions_tx: watch::Sender<Option<Arc<Session>>>,
+    state_tx: watch::Sender<LinkState>,
+    blocked_tx: watch::Sender<Option<String>>,
+    shutdown_rx: watch::Receiver<bool>,
+    broken_tx: mpsc::UnboundedSender<u64>,
+    broken_rx: mpsc::UnboundedReceiver<u64>,
+    slot: Arc<ConsumerSlot>,
+}
+
+struct Live {
+    session: Arc<Session>,
+    consumer_open: Option<lapin::ChannelStatus>,
+    events: std::pin::Pin<Box<dyn futures_lite::Stream<Item = Event> + Send>>,
+}
+
+impl Run {
+    async fn run(mut self) {
+        let mut generation = 0u64;
+        let mut attempt = 0u32;
+        let url = self.settings.redacted_url();
+        loop {
+            if *self.shutdown_rx.borrow() {
+                break;
+            }
+            attempt += 1;
+            match self.establish(generation + 1).await {
+                Ok(live) => {
+                    generation += 1;
+                    info!(generation, attempt, url = %url, "AMQP session up");
+                    let _ = self.state_tx.send(LinkState::Up { generation });
+                    let reason = self.watch(generation, live).await;
+                    let _ = self.sessions_tx.send(None);
+                    let _ = self.blocked_tx.send(None);
+                    match reason {
+                        None => break,
+                        Some(reason) => {
+                            warn!(generation, reason = %reason, "AMQP session lost; reconnecting");
+                            let _ = self.state_tx.send(LinkState::Down { attempt: 0, reason });
+                        }
+                    }
+                    // The first reconnect after a loss also waits (the initial delay), so a broker
+                    // that drops us at once is not hammered.
+                    attempt = 0;
+                    let delay = self.plan.backoff.delay(1, FaultKind::Transient);
+                    info!(generation, delay_ms = delay.as_millis() as u64, "AMQP reconnecting after delay");
+                    if self.sleep(delay).await {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let kind = e.kind();
+                    let delay = self.plan.backoff.delay(attempt, kind);
+                    let _ = self.state_tx.send(LinkState::Down { attempt, reason: e.to_string() });
+                    match kind {
+                        FaultKind::Configuration => error!(
+                            attempt,
+                            delay_ms = delay.as_millis() as u64,
+                            url = %url,
+                            error = %e,
+                            "AMQP CONFIGURATION PROBLEM, not a network glitch: fix it; retrying slowly"
+                        ),
+                        FaultKind::Transient => warn!(
+                            attempt,
+                            delay_ms = delay.as_millis() as u64,
+                            url = %url,
+                            error = %e,
+                            "AMQP connect failed; retrying"
+                        ),
+                    }
+                    if self.sleep(delay).await {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = self.sessions_tx.send(None);
+        let _ = self.state_tx.send(LinkState::ShutDown);
+        info!("AMQP supervisor stopped");
+    }
+
+    /// Sleep, or return `true` early when shutdown is requested.
+    async fn sleep(&mut self, d: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => *self.shutdown_rx.borrow(),
+            _ = self.shutdown_rx.changed() => true,
+        }
+    }
+
+    async fn establish(&mut self, generation: u64) -> Result<Live, AmqpError> {
+        let connection = connect(&self.settings).await?;
+        let events = Box::pin(connection.events_listener());
+        match self.open_channels(&connection, generation).await {
+            Ok((publisher, consumer)) => {
+                // Drop "broken" notices from earlier generations.
+                while self.broken_rx.try_recv().is_ok() {}
+                let consumer_open = consumer.as_ref().map(|c| c.channel_status());
+                let session = Arc::new(Session { generation, connection, publisher });
+                let _ = self.sessions_tx.send(Some(session.clone()));
+                if let Some(c) = consumer {
+                    self.slot.put(c);
+                }
+                Ok(Live { session, consumer_open, events })
+            }
+            Err(e) => {
+                let _ = connection.close(200, "setup failed".into()).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn open_channels(
+        &mut self,
+        connection: &Connection,
+        generation: u64,
+    ) -> Result<(Publisher, Option<Consumer>), AmqpError> {
+        let setup = connection
+            .create_channel()
+            .await
+            .map_err(|e| AmqpError::classify("channel.open (topology)", "", "", e))?;
+        self.plan.topology.declare(&setup, &self.plan.parties).await?;
+        let _ = setup.close(200, "topology declared".into()).await;
+        let publisher = Publisher::open(connection).await?.attach(generation, self.broken_tx.clone());
+        let consumer = match &self.plan.consume {
+            Some(queue) => Some(Consumer::open(connection, queue, self.settings.prefetch).await?.with_generation(generation)),
+            None => None,
+        };
+        Ok((publisher, consumer))
+    }
+
+    /// Wait until the session is lost (`Some(reason)`) or shutdown is requested (`None`).
+    async fn watch(&mut self, generation: u64, mut live: Live) -> Option<String> {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let reason = loop {
+            tokio::select! {
+                _ = self.shutdown_rx.changed() => {
+                    let _ = live.session.connection.close(200, "helsemelding shutting down".into()).await;
+                    return None;
+                }
+                ev = live.events.next() => match ev {
+                    Some(Event::ConnectionBlocked(why)) => {
+                        warn!(generation, reason = %why, "AMQP connection BLOCKED by the broker (resource alarm); publishes wait");
+                        let _ = self.blocked_tx.send(Some(why));
+                    }
+                    Some(Event::ConnectionUnblocked) => {
+                        info!(generation, "AMQP connection unblocked");
+                        let _ = self.blocked_tx.send(None);
+                    }
+                    Some(Event::Error(e)) if !live.session.connection.status().connected() => break format!("connection error: {e}"),
+                    Some(_) => {}
+                    None => break "connection event stream ended".to_owned(),
+                },
+                g = self.broken_rx.recv() => {
+                    if g == Some(generation) {
+                        break "a channel of the session closed".to_owned();
+                    }
+                }
+                _ = tick.tick() => {
+                    if !live.session.connection.status().connected() {
+                        break "connection no longer connected".to_owned();
+                    }
+                    if let Some(st) = &live.consumer_open {
+                        if !st.connected() {
+                            break "consumer channel closed".to_owned();
+                        }
+                    }
+                }
+            }
+        };
+        let _ = self.sessions_tx.send(None);
+        if live.session.connection.status().connected() {
+            let _ = live.session.connection.close(320, "helsemelding: session lost, reconnecting".into()).await;
+        }
+        Some(reason)
+    }
+}

@@ -1,0 +1,125 @@
+//! The queues and exchange of the wire contract (DESIGN §1), declared idempotently.
+//!
+//! Input: an open channel and the parties' HER-ids. Output: the broker holds exchange
+//! `helsemelding` (direct, durable), `gateway_inbound` (quorum, delivery limit, dead-lettering to
+//! `gateway_dead_letter`), `gateway_dead_letter`, and `{herId}_async` / `{herId}_error` per party.
+//! Failure: an existing queue with other arguments is [`AmqpError::QueueArgumentMismatch`] naming
+//! queue and argument (a configuration fault: never delete and recreate a queue that may hold
+//! patient messages). The broker closes the channel after a failed declare.
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, ExchangeKind};
+
+use super::error::AmqpError;
+use crate::ids::HerId;
+
+/// Direct exchange every sender publishes to.
+pub const EXCHANGE: &str = "helsemelding";
+/// Gateway intake queue (and its routing key on [`EXCHANGE`]).
+pub const INBOUND_QUEUE: &str = "gateway_inbound";
+/// Poison / undeliverable messages, re-drivable by `helsemelding redrive`.
+pub const DEAD_LETTER_QUEUE: &str = "gateway_dead_letter";
+
+/// A party's inbox: `{herId}_async`.
+pub fn async_queue(her: HerId) -> String {
+    format!("{her}_async")
+}
+
+/// A party's transport-error queue: `{herId}_error`.
+pub fn error_queue(her: HerId) -> String {
+    format!("{her}_error")
+}
+
+/// Names and limits of the topology. `Default` is exactly DESIGN §1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    pub exchange: String,
+    pub inbound: String,
+    pub dead_letter: String,
+    /// Deliveries of one inbound message before the broker dead-letters it (poison protection:
+    /// a message that crashes the gateway cannot loop forever).
+    pub delivery_limit: i64,
+}
+
+impl Default for Topology {
+    fn default() -> Self {
+        Self {
+            exchange: EXCHANGE.into(),
+            inbound: INBOUND_QUEUE.into(),
+            dead_letter: DEAD_LETTER_QUEUE.into(),
+            delivery_limit: 20,
+        }
+    }
+}
+
+fn quorum_args() -> FieldTable {
+    let mut t = FieldTable::default();
+    t.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    t
+}
+
+/// Declare a durable quorum queue with `extra` arguments on top of `x-queue-type`.
+pub async fn declare_quorum_queue(channel: &Channel, name: &str, extra: FieldTable) -> Result<(), AmqpError> {
+    let mut args = quorum_args();
+    for (k, v) in &extra {
+        args.insert(k.clone(), v.clone());
+    }
+    channel
+        .queue_declare(name.into(), QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() }, args)
+        .await
+        .map(|_| ())
+        .map_err(|e| AmqpError::classify("queue.declare", "", "", e))
+}
+
+impl Topology {
+    /// The intake queue's arguments: quorum; after `delivery_limit` deliveries the message is
+    /// dead-lettered through the default exchange to `dead_letter`, *at-least-once* (RabbitMQ ≥ 3.10:
+    /// the message leaves the source queue only when the dead-letter queue has confirmed it, so a
+    /// poison message is never lost on the way; this strategy requires `x-overflow=reject-publish`).
+    pub fn inbound_arguments(&self) -> FieldTable {
+        let mut t = FieldTable::default();
+        t.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(self.delivery_limit));
+        t.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
+        t.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(self.dead_letter.as_str().into()));
+        t.insert("x-dead-letter-strategy".into(), AMQPValue::LongString("at-least-once".into()));
+        t.insert("x-overflow".into(), AMQPValue::LongString("reject-publish".into()));
+        t
+    }
+
+    /// Declare exchange, intake, dead-letter queue and every party's queues. Idempotent.
+    pub async fn declare(&self, channel: &Channel, parties: &[HerId]) -> Result<(), AmqpError> {
+        channel
+            .exchange_declare(
+                self.exchange.as_str().into(),
+                ExchangeKind::Direct,
+                ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| AmqpError::classify("exchange.declare", "", "", e))?;
+        // Dead-letter target first, so the intake never points at a missing queue.
+        declare_quorum_queue(channel, &self.dead_letter, FieldTable::default()).await?;
+        declare_quorum_queue(channel, &self.inbound, self.inbound_arguments()).await?;
+        channel
+            .queue_bind(
+                self.inbound.as_str().into(),
+                self.exchange.as_str().into(),
+                self.inbound.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| AmqpError::classify("queue.bind", "", "", e))?;
+        self.ensure_party_queues(channel, parties).await
+    }
+
+    /// Declare `{herId}_async` and `{herId}_error` for each party (e.g. after the register grew).
+    pub async fn ensure_party_queues(&self, channel: &Channel, parties: &[HerId]) -> Result<(), AmqpError> {
+        for her in parties {
+            declare_quorum_queue(channel, &async_queue(*her), FieldTable::default()).await?;
+            declare_quorum_queue(channel, &error_queue(*her), FieldTable::default()).await?;
+        }
+        Ok(())
+    }
+}

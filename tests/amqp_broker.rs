@@ -1,0 +1,278 @@
+//! The AMQP transport against the real local RabbitMQ (127.0.0.1:5672), each test in its own
+//! throw-away vhost (`TestVhost`), which is deleted afterwards.
+
+use std::time::Duration;
+
+use helsemelding::amqp::testing::TestVhost;
+use helsemelding::amqp::{
+    connect, AmqpError, Consumer, ContentType, MessageHeaders, PublishError, Publisher, Route, SessionPlan, Settlement,
+    Supervisor, Topology, DEAD_LETTER_QUEUE, EXCHANGE, INBOUND_QUEUE,
+};
+use helsemelding::amqp::redrive::{redrive, REDRIVEN_HEADER};
+use helsemelding::ids::{HerId, MsgId};
+use lapin::types::{AMQPValue, FieldTable};
+use time::macros::datetime;
+
+fn headers(n: u32) -> MessageHeaders {
+    MessageHeaders {
+        from_her_id: HerId(81234),
+        to_her_id: HerId(90000 + n),
+        msg_type: "DIALOG_NOTAT".into(),
+        message_id: MsgId::random(),
+        application_timestamp: datetime!(2026-11-23 14:00:00 UTC),
+        content_type: ContentType::SignedCms,
+        error_condition: None,
+        error_description: None,
+        original_message_id: None,
+    }
+}
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(TIMEOUT, f).await.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+fn inbound() -> Route<'static> {
+    Route::Exchange { exchange: EXCHANGE, routing_key: INBOUND_QUEUE }
+}
+
+#[tokio::test]
+async fn topology_is_idempotent_and_complete() {
+    let vhost = TestVhost::create().await.unwrap();
+    let conn = connect(&vhost.settings("test")).await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let parties = [HerId(81234), HerId(8888)];
+    Topology::default().declare(&ch, &parties).await.unwrap();
+    Topology::default().declare(&ch, &parties).await.unwrap();
+    Topology::default().ensure_party_queues(&ch, &[HerId(8888), HerId(777)]).await.unwrap();
+    for q in [INBOUND_QUEUE, DEAD_LETTER_QUEUE, "81234_async", "81234_error", "8888_async", "777_error"] {
+        assert_eq!(vhost.queue_len(q).await.unwrap(), Some(0), "queue {q}");
+    }
+    conn.close(200, "bye".into()).await.unwrap();
+    vhost.delete().await.unwrap();
+}
+
+#[tokio::test]
+async fn mismatched_queue_arguments_are_a_configuration_error_naming_queue_and_argument() {
+    let vhost = TestVhost::create().await.unwrap();
+    let conn = connect(&vhost.settings("test")).await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    // Someone created the intake as a plain quorum queue, without our dead-lettering.
+    helsemelding::amqp::topology::declare_quorum_queue(&ch, INBOUND_QUEUE, FieldTable::default()).await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let err = Topology::default().declare(&ch, &[]).await.unwrap_err();
+    match &err {
+        AmqpError::QueueArgumentMismatch { queue, argument, .. } => {
+            assert_eq!(queue, INBOUND_QUEUE);
+            assert!(argument.starts_with("x-"), "{argument}");
+        }
+        other => panic!("expected QueueArgumentMismatch, got {other}"),
+    }
+    assert!(err.is_configuration());
+    assert!(err.to_string().contains("gateway_inbound"), "{err}");
+    vhost.delete().await.unwrap();
+}
+
+#[tokio::test]
+async fn unknown_vhost_is_a_configuration_error() {
+    let mut s = helsemelding::amqp::AmqpSettings::new("amqp://guest:guest@127.0.0.1:5672/hm-no-such-vhost", "test");
+    s.heartbeat = Duration::from_secs(5);
+    let err = connect(&s).await.unwrap_err();
+    assert!(err.is_configuration(), "{err:?}");
+}
+
+#[tokio::test]
+async fn publish_and_consume_round_trip_with_headers() {
+    let vhost = TestVhost::create().await.unwrap();
+    let conn = connect(&vhost.settings("test")).await.unwrap();
+    Topology::default().declare(&conn.create_channel().await.unwrap(), &[]).await.unwrap();
+    let publisher = Publisher::open(&conn).await.unwrap();
+    let h = headers(1);
+    let body = bytes::Bytes::from_static(b"\x30\x82 not really CMS");
+    publisher.publish(inbound(), &h, &body).await.unwrap();
+    // user_id is checked by RabbitMQ against the connection's user.
+    let with_user = h.to_properties().unwrap().with_user_id("guest".into());
+    publisher.publish_with_properties(inbound(), with_user, &body).await.unwrap();
+
+    let mut consumer = Consumer::open(&conn, INBOUND_QUEUE, 4).await.unwrap();
+    let d = within("first delivery", consumer.next()).await.unwrap();
+    assert_eq!(d.headers().unwrap(), h);
+    assert_eq!(d.body(), &body);
+    assert_eq!(d.user_id(), None);
+    assert!(!d.redelivered());
+    assert_eq!(d.message_id(), Some(h.message_id.as_str()));
+    assert_eq!(d.properties().delivery_mode(), &Some(2));
+    assert_eq!(d.ack().await, Settlement::Settled);
+    let d = within("second delivery", consumer.next()).await.unwrap();
+    assert_eq!(d.user_id(), Some("guest"));
+    assert_eq!(d.ack().await, Settlement::Settled);
+    vhost.delete().await.unwrap();
+}
+
+#[tokio::test]
+async fn unroutable_publish_is_returned_not_success() {
+    let vhost = TestVhost::create().await.unwrap();
+    let conn = connect(&vhost.settings("test")).await.unwrap();
+    let publisher = Publisher::open(&conn).await.unwrap();
+    let err = publisher.publish(Route::Queue("90001_async"), &headers(1), b"x").await.unwrap_err();
+    match &err {
+        PublishError::Returned { routing_key, reply_code, .. } => {
+            assert_eq!(routing_key, "90001_async");
+            assert_eq!(*reply_code, 312); // NO_ROUTE
+        }
+        other => panic!("expected Returned, got {other}"),
+    }
+    // The channel stays usable, and a routable publish next to it still succeeds.
+    Topology::default().ensure_party_queues(&conn.create_channel().await.unwrap(), &[HerId(90002)]).await.unwrap();
+    publisher.publish(Route::Queue("90002_async"), &headers(2), b"y").await.unwrap();
+    vhost.delete().await.unwrap();
+}
+
+#[tokio::test]
+async fn many_pipelined_publishes_are_all_confirmed_and_stored() {
+    let vhost = TestVhost::create().await.unwrap();
+    let conn = connect(&vhost.settings("test")).await.unwrap();
+    Topology::default().declare(&conn.create_channel().await.unwrap(), &[HerId(81234)]).await.unwrap();
+    let publisher = Publisher::open(&conn).await.unwrap();
+    let body = bytes::Bytes::from(vec![7u8; 4096]);
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let (p, b) = (publisher.clone(), body.clone());
+        // One in ten goes nowhere: its failure must not be credited to a neighbour.
+        let q = if i % 10 == 0 { "nobody_async" } else { "81234_async" };
+        set.spawn(async move { (q, p.publish(Route::Queue(q), &headers(i), &b).await) });
+    }
+    let (mut ok, mut returned) = (0, 0);
+    while let Some(r) = set.join_next().await {
+        match r.unwrap() {
+            ("81234_async", Ok(())) => ok += 1,
+            ("nobody_async", Err(PublishError::Returned { .. })) => returned += 1,
+            (q, other) => panic!("{q}: unexpected {other:?}"),
+        }
+    }
+    assert_eq!((ok, returned), (180, 20));
+    // Confirmed means stored: all 180 are on the queue now, without waiting.
+    assert_eq!(vhost.queue_len("81234_async").await.unwrap(), Some(180));
+    vhost.delete().await.unwrap();
+}
+
+#[tokio::test]
+async fn ack_after_channel_closed_is_not_settled_and_message_comes_back() {
+    let vhost = TestVhost::create().await.unwrap();
+    let conn = connect(&vhost.settings("test")).await.unwrap();
+    Topology::default().declare(&conn.create_channel().await.unwrap(), &[]).await.unwrap();
+    let publisher = Publisher::open(&conn).await.unwrap();
+    let h = headers(1);
+    publisher.publish(inbound(), &h, b"body").await.unwrap();
+    let mut consumer = Consumer::open(&conn, INBOUND_QUEUE, 4).await.unwrap();
+    let d = within("delivery", consumer.next()).await.unwrap();
+    consumer.close().await;
+    let outcome = d.ack().await;
+    assert!(matches!(outcome, Settlement::NotSettled { .. }), "{outcome:?}");
+    let mut again = Consumer::open(&conn, INBOUND_QUEUE, 4).await.unwrap();
+    let d = within("redelivery", again.next()).await.unwrap();
+    assert!(d.redelivered());
+    assert_eq!(d.message_id(), Some(h.message_id.as_str()));
+    assert_eq!(d.ack().await, Settlement::Settled);
+    vhost.delete().await.unwrap();
+}
+
+#[tokio::test]
+async fn poison_message_is_dead_lettered_after_the_delivery_limit() {
+    let vhost = TestVhost::create().await.unwrap();
+    let conn = connect(&vhost.settings("test")).await.unwrap();
+    let topology = Topology { delivery_limit: 1, ..Topology::default() };
+    topology.declare(&conn.create_channel().await.unwrap(), &[]).await.unwrap();
+    let publisher = Publisher::open(&conn).await.unwrap();
+    let h = headers(1);
+    publisher.publish(inbound(), &h, b"poison").await.unwrap();
+    let mut consumer = Consumer::open(&conn, INBOUND_QUEUE, 4).await.unwrap();
+    for _ in 0..2 {
+        let d = within("delivery", consumer.next()).await.unwrap();
+        assert_eq!(d.reject(true).await, Settlement::Settled);
+    }
+    let mut dl = Consumer::open(&conn, DEAD_LETTER_QUEUE, 4).await.unwrap();
+    let d = within("dead letter", dl.next()).await.unwrap();
+    assert_eq!(d.message_id(), Some(h.message_id.as_str()));
+    assert_eq!(d.headers().unwrap().from_her_id, HerId(81234));
+    assert_eq!(d.ack().await, Settlement::Settled);
+    vhost.delete().await.unwrap();
+}
+
+#[tokio::test]
+async fn supervisor_reconnects_after_close_connection_and_unacked_message_is_redelivered() {
+    let vhost = TestVhost::create().await.unwrap();
+    let mut plan = SessionPlan::gateway(vec![HerId(81234)]);
+    plan.backoff.initial = Duration::from_millis(50);
+    let sup = Supervisor::spawn(vhost.settings("test"), plan);
+    let handle = sup.handle.clone();
+    let mut deliveries = sup.deliveries.expect("plan consumes the intake");
+
+    let publisher = within("first session", handle.publisher()).await.unwrap();
+    assert_eq!(publisher.generation(), 1);
+    let h = headers(1);
+    publisher.publish(inbound(), &h, b"in flight").await.unwrap();
+    let d = within("delivery", deliveries.next()).await.unwrap();
+    assert_eq!(d.generation(), 1);
+
+    let closed = vhost.close_connections("helsemelding test ", "test: cut connection").await.unwrap();
+    assert_eq!(closed, 1);
+
+    // The dead channel's delivery cannot be acked: reported, not pretended.
+    let outcome = within("ack on dead channel", d.ack()).await;
+    assert!(matches!(outcome, Settlement::NotSettled { .. }), "{outcome:?}");
+
+    // The consumer resumes on a new session and the unacked message comes back.
+    let d = within("redelivery after reconnect", deliveries.next()).await.unwrap();
+    assert_eq!(d.generation(), 2);
+    assert!(d.redelivered());
+    assert_eq!(d.message_id(), Some(h.message_id.as_str()));
+    assert_eq!(d.ack().await, Settlement::Settled);
+
+    let publisher = within("second session", handle.publisher()).await.unwrap();
+    assert_eq!(publisher.generation(), 2);
+    publisher.publish(Route::Queue("81234_async"), &headers(2), b"after").await.unwrap();
+
+    handle.shutdown();
+    within("supervisor stop", sup.task).await.unwrap();
+    assert!(within("no more deliveries", deliveries.next()).await.is_none());
+    vhost.delete().await.unwrap();
+}
+
+#[tokio::test]
+async fn redrive_moves_dead_letters_back_to_intake_with_count() {
+    let vhost = TestVhost::create().await.unwrap();
+    let conn = connect(&vhost.settings("test")).await.unwrap();
+    let topology = Topology::default();
+    topology.declare(&conn.create_channel().await.unwrap(), &[]).await.unwrap();
+    let publisher = Publisher::open(&conn).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let h = headers(i);
+        ids.push(h.message_id.clone());
+        publisher.publish(Route::Queue(DEAD_LETTER_QUEUE), &h, b"dead").await.unwrap();
+    }
+    let r = redrive(&conn, &topology, Some(2)).await.unwrap();
+    assert_eq!(r.moved, 2);
+    let r = redrive(&conn, &topology, None).await.unwrap();
+    assert_eq!((r.moved, r.republished_not_acked), (3, 0));
+    assert_eq!(redrive(&conn, &topology, None).await.unwrap().moved, 0);
+    assert_eq!(vhost.queue_len(DEAD_LETTER_QUEUE).await.unwrap(), Some(0));
+    assert_eq!(vhost.queue_len(INBOUND_QUEUE).await.unwrap(), Some(5));
+
+    let mut consumer = Consumer::open(&conn, INBOUND_QUEUE, 8).await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let d = within("redriven", consumer.next()).await.unwrap();
+        let t = d.properties().headers().clone().unwrap();
+        assert_eq!(t.inner().get(REDRIVEN_HEADER), Some(&AMQPValue::LongLongInt(1)));
+        let h = d.headers().unwrap(); // original headers kept
+        seen.push(h.message_id.clone());
+        assert_eq!(d.ack().await, Settlement::Settled);
+    }
+    seen.sort();
+    ids.sort();
+    assert_eq!(seen, ids);
+    vhost.delete().await.unwrap();
+}

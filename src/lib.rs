@@ -14,3 +14,4 @@
 pub mod address;
 pub mod codes;
 pub mod ids;
+pub mod cms;

@@ -16,6 +16,12 @@ enum Command {
     // ---- XML and schemas ----
 
     // ---- signed envelopes ----
+    /// Verify DER CMS SignedData envelopes: one `path<TAB>verdict<TAB>detail` line per file.
+    Verify(helsemelding::cms::cli::VerifyArgs),
+    /// Sign content into a DER CMS SignedData envelope.
+    Sign(helsemelding::cms::cli::SignArgs),
+    /// Generate a test PKI (CAs, CRLs, party signers, bad certificates) in the trust layout.
+    DevPki(helsemelding::cms::cli::DevPkiArgs),
 
     // ---- the gateway ----
 
@@ -28,6 +34,9 @@ fn main() -> ExitCode {
         // ---- XML and schemas ----
 
         // ---- signed envelopes ----
+        Command::Verify(args) => helsemelding::cms::cli::run_verify(args),
+        Command::Sign(args) => helsemelding::cms::cli::run_sign(args),
+        Command::DevPki(args) => helsemelding::cms::cli::run_dev_pki(args),
 
         // ---- the gateway ----
 

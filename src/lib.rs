@@ -36,3 +36,4 @@ pub mod msg_type;
 pub mod register;
 pub mod route;
 pub mod store;
+pub mod cms;

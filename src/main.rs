@@ -20,6 +20,12 @@ enum Command {
     Inspect(helsemelding::inspect::InspectArgs),
 
     // ---- signed envelopes ----
+    /// Verify DER CMS SignedData envelopes: one `path<TAB>verdict<TAB>detail` line per file.
+    Verify(helsemelding::cms::cli::VerifyArgs),
+    /// Sign content into a DER CMS SignedData envelope.
+    Sign(helsemelding::cms::cli::SignArgs),
+    /// Generate a test PKI (CAs, CRLs, party signers, bad certificates) in the trust layout.
+    DevPki(helsemelding::cms::cli::DevPkiArgs),
 
     // ---- the gateway ----
     /// Move messages from gateway_dead_letter back to gateway_inbound (confirmed, then acked).
@@ -36,6 +42,9 @@ fn main() -> ExitCode {
         Command::Inspect(a) => helsemelding::inspect::run(&a),
 
         // ---- signed envelopes ----
+        Command::Verify(args) => helsemelding::cms::cli::run_verify(args),
+        Command::Sign(args) => helsemelding::cms::cli::run_sign(args),
+        Command::DevPki(args) => helsemelding::cms::cli::run_dev_pki(args),
 
         // ---- the gateway ----
         Command::Redrive(args) => helsemelding::amqp::redrive::run(args),

@@ -1,0 +1,423 @@
+//! The trust store: trust anchors, intermediates and CRLs read once from the trust directory, and
+//! the check of a signer certificate against them (chain, validity, key usage, revocation), with a
+//! bounded cache of successful checks.
+//!
+//! Input: the signer certificate DER, any other certificates the message carries, and `now`.
+//! Output: a [`CheckedSigner`] (identity and RSA public key). Failure: [`VerifyError`] with S02/S03,
+//! or a retryable revocation error.
+//!
+//! Revocation rule: every certificate of the path below the anchor must have its status in a
+//! current CRL from its issuer — so every CA that issues signer or intermediate certificates
+//! (the roots in `anchors/` and the CAs in `intermediates/`) must have a CRL in `crls/`. A missing
+//! CRL or one past its `nextUpdate` is a retryable fault (DESIGN.md §2: "revocation data stale or
+//! missing = retry later, not reject").
+//!
+//! Cache: a successful check is kept per (signer fingerprint, other certificates in the message)
+//! together with the window in which it stays true: the intersection of the validity of the
+//! certificates in the path and the `nextUpdate` of the CRLs used. Outside that window the full
+//! check runs again (and gives the precise error). CRLs are read at load: a new CRL means a new
+//! `TrustStore`, and so a fresh cache. The cache holds at most [`CACHE_LIMIT`] entries and is
+//! emptied when full (a gateway has a few hundred parties, so this is a safety bound, not a policy).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, TrustAnchor, UnixTime};
+use webpki::{
+    CertRevocationList, EndEntityCert, ExpirationPolicy, KeyPurposeIdIter, OwnedCertRevocationList,
+    RevocationCheckDepth, RevocationOptionsBuilder, UnknownStatusPolicy,
+};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::der::{self, Reader};
+use super::error::{TrustError, VerifyError};
+use super::signed_data::oid;
+use super::SignerIdentity;
+use crate::ids::Timestamp;
+
+/// Most cached signer checks kept before the cache is emptied.
+pub const CACHE_LIMIT: usize = 4096;
+/// Smallest and largest RSA modulus accepted (SEID 2.0 uses 3072, SEID 1 2048).
+pub const MIN_RSA_BITS: usize = 2048;
+pub const MAX_RSA_BITS: usize = 4096;
+/// A certificate or CRL file larger than this in the trust directory is refused.
+const MAX_TRUST_FILE_BYTES: u64 = 16 << 20;
+
+/// A signer certificate that passed every check, valid for verification in `[valid_from, valid_until)`.
+#[derive(Debug)]
+pub(crate) struct CheckedSigner {
+    pub identity: SignerIdentity,
+    /// `RSAPublicKey` DER (PKCS#1), as ring wants it.
+    pub rsa_public_key: Vec<u8>,
+    valid_from: Timestamp,
+    valid_until: Timestamp,
+}
+
+struct LoadedCrl {
+    crl: CertRevocationList<'static>,
+    issuer_raw: Vec<u8>,
+    issuer: String,
+    next_update: Option<Timestamp>,
+}
+
+/// Trust anchors, intermediates and CRLs from a trust directory:
+///
+/// ```text
+/// DIR/anchors/*.pem        trusted root certificates
+/// DIR/intermediates/*.pem  intermediate CA certificates (messages may carry more)
+/// DIR/crls/*.crl           CRLs, DER or PEM: one current CRL per issuing CA (roots included)
+/// ```
+pub struct TrustStore {
+    dir: PathBuf,
+    anchors: Vec<TrustAnchor<'static>>,
+    intermediates: Vec<CertificateDer<'static>>,
+    crls: Vec<LoadedCrl>,
+    cache: RwLock<HashMap<[u8; 32], Arc<CheckedSigner>>>,
+}
+
+impl std::fmt::Debug for TrustStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrustStore")
+            .field("dir", &self.dir)
+            .field("anchors", &self.anchors.len())
+            .field("intermediates", &self.intermediates.len())
+            .field("crls", &self.crls.len())
+            .finish()
+    }
+}
+
+fn files_in(dir: &Path, extension: &str) -> Result<Vec<PathBuf>, TrustError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(TrustError::Io { path: dir.to_owned(), source }),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|source| TrustError::Io { path: dir.to_owned(), source })?.path();
+        if path.extension().and_then(|e| e.to_str()) == Some(extension) && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn read_bounded(path: &Path) -> Result<Vec<u8>, TrustError> {
+    let meta = std::fs::metadata(path).map_err(|source| TrustError::Io { path: path.to_owned(), source })?;
+    if meta.len() > MAX_TRUST_FILE_BYTES {
+        return Err(TrustError::Unreadable { path: path.to_owned(), problem: format!("{} bytes is too large", meta.len()) });
+    }
+    std::fs::read(path).map_err(|source| TrustError::Io { path: path.to_owned(), source })
+}
+
+/// Every certificate in a PEM file (or the one certificate of a DER file).
+pub(crate) fn certificates_in(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    if bytes.first() == Some(&der::SEQUENCE) {
+        return Ok(vec![CertificateDer::from(bytes.to_vec())]);
+    }
+    let certs = CertificateDer::pem_slice_iter(bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("bad PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err("no CERTIFICATE block".into());
+    }
+    Ok(certs)
+}
+
+fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TrustError> {
+    let bytes = read_bounded(path)?;
+    let certs = certificates_in(&bytes).map_err(|problem| TrustError::Unreadable { path: path.to_owned(), problem })?;
+    for c in &certs {
+        X509Certificate::from_der(c)
+            .map_err(|e| TrustError::Unreadable { path: path.to_owned(), problem: format!("not an X.509 certificate: {e}") })?;
+    }
+    Ok(certs)
+}
+
+fn load_crl(path: &Path) -> Result<LoadedCrl, TrustError> {
+    let bytes = read_bounded(path)?;
+    let unreadable = |problem: String| TrustError::Unreadable { path: path.to_owned(), problem };
+    let der = if bytes.first() == Some(&der::SEQUENCE) {
+        bytes
+    } else {
+        CertificateRevocationListDer::from_pem_slice(&bytes)
+            .map_err(|e| unreadable(format!("neither DER nor PEM X509 CRL: {e}")))?
+            .as_ref()
+            .to_vec()
+    };
+    let (_, parsed) = x509_parser::revocation_list::CertificateRevocationList::from_der(&der)
+        .map_err(|e| unreadable(format!("not a CRL: {e}")))?;
+    let issuer_raw = parsed.tbs_cert_list.issuer.as_raw().to_vec();
+    let issuer = parsed.issuer().to_string();
+    let next_update = parsed.next_update().map(|t| t.to_datetime());
+    let crl = OwnedCertRevocationList::from_der(&der).map_err(|e| unreadable(format!("CRL not usable: {e:?}")))?;
+    Ok(LoadedCrl { crl: crl.into(), issuer_raw, issuer, next_update })
+}
+
+/// Accepts any extended key usage: CMS signing is governed by the key usage bits, which
+/// [`check_key_usage`] checks (webpki checks EKU only).
+struct AnyExtendedKeyUsage;
+impl webpki::ExtendedKeyUsageValidator for AnyExtendedKeyUsage {
+    fn validate(&self, _iter: KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
+        Ok(())
+    }
+}
+
+fn unix_time(now: Timestamp) -> UnixTime {
+    UnixTime::since_unix_epoch(Duration::from_secs(now.unix_timestamp().max(0) as u64))
+}
+
+/// Lowercase hex SHA-256 of a certificate's DER.
+pub(crate) fn fingerprint_of(der: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, der))
+}
+
+/// The organisation number: `organizationIdentifier` (2.5.4.97) `NTRNO-<orgnr>` (SEID 2.0), else a
+/// nine-digit subject `serialNumber` (2.5.4.5, SEID 1).
+fn organisation_number(cert: &X509Certificate<'_>) -> Option<String> {
+    let mut seid1 = None;
+    for attr in cert.subject().iter_attributes() {
+        let Ok(value) = attr.as_str() else { continue };
+        match attr.attr_type().to_id_string().as_str() {
+            "2.5.4.97" => {
+                if let Some(n) = value.strip_prefix("NTRNO-") {
+                    return Some(n.to_owned());
+                }
+            }
+            "2.5.4.5" if value.len() == 9 && value.bytes().all(|b| b.is_ascii_digit()) => seid1 = Some(value.to_owned()),
+            _ => {}
+        }
+    }
+    seid1
+}
+
+fn check_key_usage(cert: &X509Certificate<'_>, subject: &str) -> Result<(), VerifyError> {
+    let ku = cert
+        .key_usage()
+        .map_err(|e| VerifyError::CertificateUnreadable { problem: format!("keyUsage of {subject}: {e}") })?;
+    match ku {
+        Some(ku) if ku.value.digital_signature() || ku.value.non_repudiation() => Ok(()),
+        // SEID certificates always carry keyUsage; one without it is not a signing certificate.
+        Some(ku) => Err(VerifyError::WrongKeyUsage { subject: subject.to_owned(), key_usage: ku.value.to_string() }),
+        None => Err(VerifyError::WrongKeyUsage { subject: subject.to_owned(), key_usage: "absent".into() }),
+    }
+}
+
+/// The RSA public key (PKCS#1 DER) of a certificate, refusing other algorithms and sizes outside
+/// [`MIN_RSA_BITS`]..=[`MAX_RSA_BITS`].
+fn rsa_public_key(cert: &X509Certificate<'_>, subject: &str) -> Result<Vec<u8>, VerifyError> {
+    let not_acceptable = |problem: String| VerifyError::KeyNotAcceptable { subject: subject.to_owned(), problem };
+    let spki = &cert.tbs_certificate.subject_pki;
+    if spki.algorithm.algorithm.as_bytes() != oid::RSA_ENCRYPTION {
+        return Err(not_acceptable(format!("algorithm {} is not RSA", spki.algorithm.algorithm)));
+    }
+    let key = spki.subject_public_key.data.as_ref();
+    let bits = rsa_modulus_bits(key).ok_or_else(|| not_acceptable("RSAPublicKey is malformed".into()))?;
+    if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
+        return Err(not_acceptable(format!("RSA-{bits} is outside {MIN_RSA_BITS}..={MAX_RSA_BITS} bits")));
+    }
+    Ok(key.to_vec())
+}
+
+pub(crate) fn rsa_modulus_bits(rsa_public_key: &[u8]) -> Option<usize> {
+    let mut r = Reader::new(rsa_public_key);
+    let mut seq = r.read(der::SEQUENCE, "RSAPublicKey").ok()?.contents();
+    let n = seq.read(der::INTEGER, "modulus").ok()?.value;
+    let n = &n[n.iter().take_while(|b| **b == 0).count()..];
+    let first = *n.first()?;
+    Some(n.len() * 8 - first.leading_zeros() as usize)
+}
+
+fn cache_key(fingerprint: &[u8], other_certs: &[&[u8]]) -> [u8; 32] {
+    let mut key = [0u8; 32];
+    if other_certs.is_empty() {
+        key.copy_from_slice(fingerprint);
+    } else {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(fingerprint);
+        for c in other_certs {
+            ctx.update(&(c.len() as u64).to_be_bytes());
+            ctx.update(c);
+        }
+        key.copy_from_slice(ctx.finish().as_ref());
+    }
+    key
+}
+
+impl TrustStore {
+    /// Reads the trust directory (layout in the type's documentation). Fails when a file cannot be
+    /// read or parsed, or when there is no anchor; a missing `intermediates/` or `crls/` is allowed
+    /// at load (a missing CRL then shows up as a retryable error for the chains that need it).
+    pub fn load(dir: &Path) -> Result<TrustStore, TrustError> {
+        let mut anchors = Vec::new();
+        for path in files_in(&dir.join("anchors"), "pem")? {
+            for cert in load_certs(&path)? {
+                let anchor = webpki::anchor_from_trusted_cert(&cert)
+                    .map_err(|e| TrustError::Unreadable { path: path.clone(), problem: format!("not a usable trust anchor: {e:?}") })?
+                    .to_owned();
+                anchors.push(anchor);
+            }
+        }
+        if anchors.is_empty() {
+            return Err(TrustError::NoAnchors { dir: dir.to_owned() });
+        }
+        let mut intermediates = Vec::new();
+        for path in files_in(&dir.join("intermediates"), "pem")? {
+            intermediates.extend(load_certs(&path)?);
+        }
+        let mut crls = Vec::new();
+        for path in files_in(&dir.join("crls"), "crl")? {
+            crls.push(load_crl(&path)?);
+        }
+        Ok(TrustStore { dir: dir.to_owned(), anchors, intermediates, crls, cache: RwLock::new(HashMap::new()) })
+    }
+
+    /// The directory this store was loaded from.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Checks the signer certificate (cached when possible). `other_certs` are the message's other
+    /// certificates, usable as intermediates.
+    pub(crate) fn check_signer(
+        &self,
+        cert_der: &[u8],
+        other_certs: &[&[u8]],
+        now: Timestamp,
+    ) -> Result<Arc<CheckedSigner>, VerifyError> {
+        let fingerprint = ring::digest::digest(&ring::digest::SHA256, cert_der);
+        let key = cache_key(fingerprint.as_ref(), other_certs);
+        if let Ok(cache) = self.cache.read() {
+            if let Some(hit) = cache.get(&key) {
+                if hit.valid_from <= now && now < hit.valid_until {
+                    return Ok(Arc::clone(hit));
+                }
+            }
+        }
+        let checked = Arc::new(self.check_uncached(cert_der, hex::encode(fingerprint), other_certs, now)?);
+        if let Ok(mut cache) = self.cache.write() {
+            if cache.len() >= CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(key, Arc::clone(&checked));
+        }
+        Ok(checked)
+    }
+
+    fn check_uncached(
+        &self,
+        cert_der: &[u8],
+        fingerprint_sha256: String,
+        other_certs: &[&[u8]],
+        now: Timestamp,
+    ) -> Result<CheckedSigner, VerifyError> {
+        let (_, cert) = X509Certificate::from_der(cert_der)
+            .map_err(|e| VerifyError::CertificateUnreadable { problem: e.to_string() })?;
+        let subject = cert.subject().to_string();
+        let not_before = cert.validity().not_before.to_datetime();
+        let not_after = cert.validity().not_after.to_datetime();
+        if now > not_after {
+            return Err(VerifyError::CertificateExpired { subject, not_after, checked_at: now });
+        }
+        if now < not_before {
+            return Err(VerifyError::CertificateNotYetValid { subject, not_before, checked_at: now });
+        }
+        check_key_usage(&cert, &subject)?;
+        let rsa_public_key = rsa_public_key(&cert, &subject)?;
+
+        if self.crls.is_empty() {
+            return Err(VerifyError::RevocationMissing { subject });
+        }
+        let crl_refs: Vec<&CertRevocationList<'static>> = self.crls.iter().map(|c| &c.crl).collect();
+        let revocation = RevocationOptionsBuilder::new(&crl_refs)
+            .map_err(|_| VerifyError::RevocationMissing { subject: subject.clone() })?
+            .with_depth(RevocationCheckDepth::Chain)
+            .with_status_policy(UnknownStatusPolicy::Deny)
+            .with_expiration_policy(ExpirationPolicy::Enforce)
+            .build();
+        let ee_der = CertificateDer::from(cert_der);
+        let ee = EndEntityCert::try_from(&ee_der)
+            .map_err(|e| VerifyError::CertificateUnreadable { problem: format!("{subject}: {e:?}") })?;
+        let mut intermediates: Vec<CertificateDer<'_>> = self.intermediates.iter().map(|c| CertificateDer::from(c.as_ref())).collect();
+        intermediates.extend(other_certs.iter().map(|c| CertificateDer::from(*c)));
+
+        let path = ee
+            .verify_for_usage(
+                webpki::ALL_VERIFICATION_ALGS,
+                &self.anchors,
+                &intermediates,
+                unix_time(now),
+                AnyExtendedKeyUsage,
+                Some(revocation),
+                None,
+            )
+            .map_err(|e| self.map_webpki_error(e, &cert, &subject, now))?;
+
+        // The window in which this result stays true (see the module documentation).
+        let mut valid_from = not_before;
+        let mut valid_until = not_after;
+        let mut issuers = vec![cert.issuer().as_raw().to_vec()];
+        for inter in path.intermediate_certificates() {
+            let der = inter.der();
+            if let Ok((_, c)) = X509Certificate::from_der(der.as_ref()) {
+                valid_from = valid_from.max(c.validity().not_before.to_datetime());
+                valid_until = valid_until.min(c.validity().not_after.to_datetime());
+                issuers.push(c.issuer().as_raw().to_vec());
+            }
+        }
+        for crl in &self.crls {
+            if issuers.contains(&crl.issuer_raw) {
+                if let Some(next) = crl.next_update {
+                    valid_until = valid_until.min(next);
+                }
+            }
+        }
+        let identity = SignerIdentity { organisation_number: organisation_number(&cert), subject, fingerprint_sha256 };
+        Ok(CheckedSigner { identity, rsa_public_key, valid_from, valid_until })
+    }
+
+    fn map_webpki_error(&self, e: webpki::Error, cert: &X509Certificate<'_>, subject: &str, now: Timestamp) -> VerifyError {
+        let subject = subject.to_owned();
+        match e {
+            webpki::Error::CertRevoked => VerifyError::Revoked { subject, serial: cert.raw_serial_as_string() },
+            webpki::Error::UnknownIssuer => VerifyError::Untrusted { subject, issuer: cert.issuer().to_string() },
+            webpki::Error::UnknownRevocationStatus => VerifyError::RevocationMissing { subject },
+            webpki::Error::CrlExpired { next_update, .. } => {
+                let next = Timestamp::from_unix_timestamp(next_update.as_secs() as i64).unwrap_or(now);
+                let issuer = self
+                    .crls
+                    .iter()
+                    .find(|c| c.next_update.map(|t| t.unix_timestamp()) == Some(next.unix_timestamp()))
+                    .map(|c| c.issuer.clone())
+                    .unwrap_or_else(|| "(unknown issuer)".into());
+                VerifyError::RevocationStale { issuer, next_update: next, checked_at: now }
+            }
+            e @ (webpki::Error::InvalidCrlSignatureForPublicKey
+            | webpki::Error::IssuerNotCrlSigner
+
+            | webpki::Error::UnsupportedCrlSignatureAlgorithmContext(_)
+
+            | webpki::Error::UnsupportedCrlSignatureAlgorithmForPublicKeyContext(_)
+            | webpki::Error::UnsupportedCrlVersion
+            | webpki::Error::UnsupportedDeltaCrl
+            | webpki::Error::UnsupportedIndirectCrl
+            | webpki::Error::UnsupportedCrlIssuingDistributionPoint
+            | webpki::Error::UnsupportedRevocationReasonsPartitioning) => {
+                VerifyError::RevocationUnusable { subject, problem: format!("{e:?}") }
+            }
+            webpki::Error::CertExpired { not_after, .. } => VerifyError::ChainInvalid {
+                subject,
+                problem: format!("an intermediate certificate expired at unix time {}", not_after.as_secs()),
+            },
+            webpki::Error::CertNotValidYet { not_before, .. } => VerifyError::ChainInvalid {
+                subject,
+                problem: format!("an intermediate certificate is not valid before unix time {}", not_before.as_secs()),
+            },
+            other => VerifyError::ChainInvalid { subject, problem: format!("{other:?}") },
+        }
+    }
+}

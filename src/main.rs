@@ -14,6 +14,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     // ---- XML and schemas ----
+    /// Validate messages against the official schemas (prints path, verdict, detail per file).
+    Validate(helsemelding::xsd::cli::ValidateArgs),
 
     // ---- signed envelopes ----
 
@@ -26,6 +28,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         // ---- XML and schemas ----
+        Command::Validate(args) => helsemelding::xsd::cli::run(&args),
 
         // ---- signed envelopes ----
 

@@ -249,6 +249,11 @@ impl<'a> XmlReader<'a> {
         self.last_offset
     }
 
+    /// Byte offset just after everything read so far (after an `End`, the end of that end tag).
+    pub fn consumed(&self) -> usize {
+        usize::try_from(self.inner.buffer_position()).unwrap_or(usize::MAX)
+    }
+
     /// Line and column (1-based) of a byte offset in the decoded text.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         decode::line_col(self.text.as_bytes(), offset)

@@ -19,6 +19,8 @@
 //! | `route`    | pure routing decisions per addressed recipient (deliver / E21 / T10 / not for us) |
 //! | `store`    | delivery state per message and recipient (redb), group commit, `status` |
 //! | `amqp`     | RabbitMQ transport: topology, headers, confirmed publish, consume/ack, reconnect, redrive |
+//! | `xml`      | the hardened XML reader (no DTD/entities, bounded depth and size, encodings) |
+//! | `xsd`      | official XSDs compiled at startup; streaming validation agreeing with libxml2 |
 //!
 //! Each module opens with its own `//!` saying its one job, its input and output, and how it fails.
 
@@ -37,3 +39,5 @@ pub mod register;
 pub mod route;
 pub mod store;
 pub mod cms;
+pub mod xml;
+pub mod xsd;

@@ -18,6 +18,8 @@ enum Command {
     InstallSchemas(helsemelding::schemas::InstallSchemasArgs),
     /// One line per MsgHead/AppRec file: type, MsgId, HER levels, copies, payload, patient identified (no patient data).
     Inspect(helsemelding::inspect::InspectArgs),
+    /// Validate messages against the official schemas (prints path, verdict, detail per file).
+    Validate(helsemelding::xsd::cli::ValidateArgs),
 
     // ---- signed envelopes ----
     /// Verify DER CMS SignedData envelopes: one `path<TAB>verdict<TAB>detail` line per file.
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
         // ---- XML and schemas ----
         Command::InstallSchemas(a) => helsemelding::schemas::run_install(&a),
         Command::Inspect(a) => helsemelding::inspect::run(&a),
+        Command::Validate(args) => helsemelding::xsd::cli::run(&args),
 
         // ---- signed envelopes ----
         Command::Verify(args) => helsemelding::cms::cli::run_verify(args),

@@ -1,0 +1,302 @@
+//! Schema validation of health messages against the official XSDs, agreeing with libxml2.
+//!
+//! Input: the message bytes and [`XmlLimits`]. Output: a [`Verdict`] — valid against which
+//! [`SchemaSet`], invalid (first violation with line, column, element path, what was expected
+//! and what was found), not well-formed (the reader's [`XmlError`]), or unsupported (a root or
+//! namespace no schema set covers). The gateway maps NotWellFormed→T01, Invalid→T02,
+//! Unsupported→T10 (code list 8221).
+//!
+//! [`Schemas::load`] compiles the official XSD files once, at startup, from a directory with
+//! the layout of `../shared/standards/xsd/` (no network: remote schemaLocations are mapped to
+//! local copies as `catalog-local.xml` says). Validation is streaming over quick-xml events —
+//! no DOM — in two passes over the in-memory bytes: the first checks well-formedness and
+//! collects the namespaces that choose the schema set; the second validates.
+//!
+//! The set is chosen exactly like `../shared/tools/xsd-oracle`: a MsgHead (namespace
+//! `http://www.kith.no/xmlstds/msghead/2006-05-24`) is validated together with its
+//! `RefDoc/Content` payload (a strict wildcard), against MsgHead 1.2 plus the payload schemas
+//! picked from all element namespaces in the document (PLO 1.5, then 1.6, then 2.0, then
+//! Dialogmelding 1.1, then 1.0, else MsgHead alone); an AppRec is validated against AppRec 1.0
+//! or 1.1 by its root namespace; anything else is [`Verdict::Unsupported`].
+
+mod compile;
+mod model;
+mod pattern;
+mod types;
+mod validate;
+
+pub mod cli;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::xml::{XmlError, XmlEvent, XmlLimits, XmlReader};
+
+pub use types::Builtin;
+
+/// Namespace of MsgHead 1.2.
+pub const MSGHEAD_NS: &str = "http://www.kith.no/xmlstds/msghead/2006-05-24";
+/// Namespace of AppRec 1.0.
+pub const APPREC10_NS: &str = "http://www.kith.no/xmlstds/apprec/2004-11-21";
+/// Namespace of AppRec 1.1.
+pub const APPREC11_NS: &str = "http://www.kith.no/xmlstds/apprec/2012-02-15";
+const DIALOG10_NS: &str = "http://www.kith.no/xmlstds/dialog/2006-10-11";
+const DIALOG11_NS: &str = "http://www.kith.no/xmlstds/dialog/2013-01-23";
+
+/// A schema set: the official files one kind of document is validated against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SchemaSet {
+    MsgHeadOnly,
+    Dialogmelding10,
+    Dialogmelding11,
+    Plo15,
+    Plo16,
+    Plo20,
+    AppRec10,
+    AppRec11,
+}
+
+impl SchemaSet {
+    /// Every set, in a fixed order.
+    pub const ALL: [SchemaSet; 8] = [
+        SchemaSet::MsgHeadOnly,
+        SchemaSet::Dialogmelding10,
+        SchemaSet::Dialogmelding11,
+        SchemaSet::Plo15,
+        SchemaSet::Plo16,
+        SchemaSet::Plo20,
+        SchemaSet::AppRec10,
+        SchemaSet::AppRec11,
+    ];
+
+    /// Short name, as used in CLI output.
+    pub fn name(self) -> &'static str {
+        match self {
+            SchemaSet::MsgHeadOnly => "msghead-1.2",
+            SchemaSet::Dialogmelding10 => "msghead-1.2+dialogmelding-1.0",
+            SchemaSet::Dialogmelding11 => "msghead-1.2+dialogmelding-1.1",
+            SchemaSet::Plo15 => "msghead-1.2+plo-1.5",
+            SchemaSet::Plo16 => "msghead-1.2+plo-1.6",
+            SchemaSet::Plo20 => "msghead-1.2+plo-2.0",
+            SchemaSet::AppRec10 => "apprec-1.0",
+            SchemaSet::AppRec11 => "apprec-1.1",
+        }
+    }
+
+    /// The documents the set imports, in import order: (namespace, path relative to the schema
+    /// directory). These encode what the bundle's `drivers/*.xsd` files say (which are not
+    /// official files and are not installed).
+    pub fn roots(self) -> &'static [(&'static str, &'static str)] {
+        const MH: (&str, &str) = (MSGHEAD_NS, "msghead-v1.2/MsgHead-v1_2.xsd");
+        const D10: (&str, &str) = (DIALOG10_NS, "dialogmelding-v1.0/dialogmelding.xsd");
+        match self {
+            SchemaSet::MsgHeadOnly => &[MH],
+            SchemaSet::Dialogmelding10 => &[MH, D10],
+            SchemaSet::Dialogmelding11 => {
+                &[MH, (DIALOG11_NS, "dialogmelding-v1.1/sarepta-layout/dialogmelding/2013-01-23/dialogmelding-v1.1.xsd")]
+            }
+            SchemaSet::Plo15 => &[
+                MH,
+                D10,
+                ("http://www.kith.no/xmlstds/po/Konsultasjon/2009-06-30", "plo-v1.5/HelseopplysningerTilLege-v1.5.xsd"),
+                ("http://www.kith.no/xmlstds/po/HelseopplysningerVedSoknad/2009-06-30", "plo-v1.5/HelseopplysningerVedSoknad-v1.5.xsd"),
+                ("http://www.kith.no/xmlstds/po/Innleggelsesrapport/2009-06-30", "plo-v1.5/Innleggelsesrapport-v1.5.xsd"),
+                ("http://www.kith.no/xmlstds/po/OverforingMedisinskeOpplysninger/2009-06-30", "plo-v1.5/MedisinskeOpplysninger-v1.5.xsd"),
+                ("http://www.kith.no/xmlstds/po/MeldingFravar/2009-06-30", "plo-v1.5/MeldingFravar-v1.5.xsd"),
+                ("http://www.kith.no/xmlstds/po/OrienteringOmTjenestetilbud/2009-06-30", "plo-v1.5/OrienteringOmTjenestetilbud-v1.5.xsd"),
+                ("http://www.kith.no/xmlstds/po/Pasientlogistikk/2009-06-30", "plo-v1.5/Pasientlogistikk-v1.5.xsd"),
+                ("http://www.kith.no/xmlstds/po/TverrfagligEpikrise/2009-06-30", "plo-v1.5/TverrfagligEpikrise-v1.5.xsd"),
+                ("http://www.kith.no/xmlstds/po/poKomponent/2009-06-30", "plo-v1.5/poKomponent-v1.5.xsd"),
+            ],
+            SchemaSet::Plo16 => &[
+                MH,
+                D10,
+                ("http://www.kith.no/xmlstds/po/HelseopplysningerVedSoknad/2012-04-01", "plo-v1.6/Helseopplysninger-v1.6.xsd"),
+                ("http://www.kith.no/xmlstds/po/HelseopplysningerTilLege/2012-04-01", "plo-v1.6/HelseopplysningerTilLege-v1.6.xsd"),
+                ("http://www.kith.no/xmlstds/po/Innleggelsesrapport/2012-04-01", "plo-v1.6/Innleggelsesrapport-v1.6.xsd"),
+                ("http://www.kith.no/xmlstds/po/MedisinskeOpplysninger/2012-04-01", "plo-v1.6/MedisinskeOpplysninger-v1.6.xsd"),
+                ("http://www.kith.no/xmlstds/po/OrienteringOmTjenestetilbud/2012-04-01", "plo-v1.6/OrienteringOmTjenestetilbud-v1.6.xsd"),
+                ("http://www.kith.no/xmlstds/po/Pasientlogistikk/2012-04-01", "plo-v1.6/Pasientlogistikk-v1.6.xsd"),
+                ("http://www.kith.no/xmlstds/po/TverrfagligEpikrise/2012-04-01", "plo-v1.6/TverrfagligEpikrise-v1.6.xsd"),
+                ("http://www.kith.no/xmlstds/po/poKomponent/2012-04-01", "plo-v1.6/poKomponent-v1.6.xsd"),
+            ],
+            SchemaSet::Plo20 => &[
+                MH,
+                ("http://ehelse.no/xmlstds/po/HelseopplysningerSaksbehandling/2016-05-30", "plo-v2.0/HelseopplysningerSaksbehandling-v2.0.xsd"),
+                ("http://ehelse.no/xmlstds/po/Pasientlogistikk/2016-05-30", "plo-v2.0/Pasientlogistikk-v2.0.xsd"),
+                ("http://ehelse.no/xmlstds/po/Sammenfatning/2016-05-30", "plo-v2.0/Sammenfatning-v2.0.xsd"),
+                ("http://ehelse.no/xmlstds/po/poKomponent/2017-11-30", "plo-v2.0/poKomponent-v2.0.xsd"),
+            ],
+            SchemaSet::AppRec10 => &[(APPREC10_NS, "apprec-v1.0/AppRec-v1-2004-11-21.xsd")],
+            SchemaSet::AppRec11 => &[(APPREC11_NS, "apprec-v1.1/AppRec-v1.1.xsd")],
+        }
+    }
+
+    /// The set for a MsgHead whose element namespaces are `seen` (the oracle's driver rule).
+    pub fn for_msghead<'s>(seen: impl Iterator<Item = &'s str> + Clone) -> SchemaSet {
+        let any = |f: &dyn Fn(&str) -> bool| seen.clone().any(f);
+        if any(&|n| n.contains("/xmlstds/po/") && n.contains("2009-06-30")) {
+            SchemaSet::Plo15
+        } else if any(&|n| n.contains("/xmlstds/po/") && n.contains("2012-04-01")) {
+            SchemaSet::Plo16
+        } else if any(&|n| n.contains("ehelse.no/xmlstds/po/")) {
+            SchemaSet::Plo20
+        } else if any(&|n| n == DIALOG11_NS) {
+            SchemaSet::Dialogmelding11
+        } else if any(&|n| n == DIALOG10_NS) {
+            SchemaSet::Dialogmelding10
+        } else {
+            SchemaSet::MsgHeadOnly
+        }
+    }
+}
+
+impl fmt::Display for SchemaSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A schema file that cannot be loaded or compiled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}:{line}: {message}", file.display())]
+pub struct SchemaError {
+    /// The schema file at fault.
+    pub file: PathBuf,
+    /// Line in that file (0 when the file itself is missing or unreadable).
+    pub line: usize,
+    /// What is wrong; starts with `UNSUPPORTED:` for XSD constructs this compiler lacks.
+    pub message: String,
+}
+
+/// The first schema violation in a document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub line: usize,
+    pub column: usize,
+    /// Element path from the root, by local name, e.g. `/MsgHead/MsgInfo/Type`.
+    pub path: String,
+    /// What the schema allows at that point.
+    pub expected: String,
+    /// What the document has instead.
+    pub found: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}, column {}, {}: expected {}; found {}", self.line, self.column, self.path, self.expected, self.found)
+    }
+}
+
+/// The outcome of validating one document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Valid { set: SchemaSet },
+    Invalid { set: SchemaSet, violation: Violation },
+    NotWellFormed(XmlError),
+    /// Unknown root or namespace (no schema set covers it).
+    Unsupported { detail: String },
+}
+
+impl Verdict {
+    /// `VALID`, `INVALID`, `NOT-WELL-FORMED` or `UNSUPPORTED`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Verdict::Valid { .. } => "VALID",
+            Verdict::Invalid { .. } => "INVALID",
+            Verdict::NotWellFormed(_) => "NOT-WELL-FORMED",
+            Verdict::Unsupported { .. } => "UNSUPPORTED",
+        }
+    }
+
+    /// One line of detail for logs and the CLI (never message content beyond the offending
+    /// value the schema names).
+    pub fn detail(&self) -> String {
+        match self {
+            Verdict::Valid { set } => set.name().to_string(),
+            Verdict::Invalid { set, violation } => format!("{set}: {violation}"),
+            Verdict::NotWellFormed(e) => e.to_string(),
+            Verdict::Unsupported { detail } => detail.clone(),
+        }
+    }
+
+    pub fn is_valid(&self) -> bool {
+        matches!(self, Verdict::Valid { .. })
+    }
+}
+
+/// The compiled schema sets; compile once with [`Schemas::load`], share via `Arc`.
+#[derive(Debug)]
+pub struct Schemas {
+    sets: Vec<(SchemaSet, Arc<model::SetModel>)>,
+}
+
+impl Schemas {
+    /// Loads and compiles every [`SchemaSet`] from `dir` (layout of `../shared/standards/xsd/`).
+    pub fn load(dir: &Path) -> Result<Schemas, SchemaError> {
+        if !dir.is_dir() {
+            return Err(SchemaError { file: dir.to_path_buf(), line: 0, message: "schema directory does not exist".into() });
+        }
+        let mut sets = Vec::new();
+        for set in SchemaSet::ALL {
+            sets.push((set, compile::compile_set(dir, set.roots())?));
+        }
+        Ok(Schemas { sets })
+    }
+
+    fn model(&self, set: SchemaSet) -> Option<&model::SetModel> {
+        self.sets.iter().find(|(s, _)| *s == set).map(|(_, m)| m.as_ref())
+    }
+
+    /// Validates one document.
+    pub fn validate(&self, doc: &[u8], limits: &XmlLimits) -> Verdict {
+        let text = match XmlReader::check_size(doc, limits).and_then(|_| crate::xml::decode(doc)) {
+            Ok(t) => t,
+            Err(e) => return Verdict::NotWellFormed(e),
+        };
+        // Pass 1: well-formedness (it takes precedence over validity, as in the oracle) and
+        // the element namespaces that choose the schema set.
+        let mut r = XmlReader::new(&text, *limits);
+        let mut seen: Vec<Arc<str>> = Vec::new();
+        let mut root: Option<(Arc<str>, String)> = None;
+        loop {
+            match r.next_event() {
+                Ok(XmlEvent::Start(t)) => {
+                    if root.is_none() {
+                        root = Some((t.ns.clone(), t.local.to_string()));
+                    }
+                    if !seen.iter().any(|s| Arc::ptr_eq(s, &t.ns) || **s == *t.ns) {
+                        seen.push(t.ns.clone());
+                    }
+                }
+                Ok(XmlEvent::Eof) => break,
+                Ok(_) => {}
+                Err(e) => return Verdict::NotWellFormed(e),
+            }
+        }
+        let Some((root_ns, root_local)) = root else {
+            return Verdict::Unsupported { detail: "no root element".into() };
+        };
+        let set = if &*root_ns == MSGHEAD_NS && root_local == "MsgHead" {
+            SchemaSet::for_msghead(seen.iter().map(|s| &**s))
+        } else if &*root_ns == APPREC10_NS && root_local == "AppRec" {
+            SchemaSet::AppRec10
+        } else if &*root_ns == APPREC11_NS && root_local == "AppRec" {
+            SchemaSet::AppRec11
+        } else {
+            return Verdict::Unsupported { detail: format!("no schema for root element {{{root_ns}}}{root_local}") };
+        };
+        let Some(m) = self.model(set) else {
+            return Verdict::Unsupported { detail: format!("schema set {set} is not loaded") };
+        };
+        match validate::run(m, &text, *limits) {
+            Ok(()) => Verdict::Valid { set },
+            Err(validate::Failure::Invalid(violation)) => Verdict::Invalid { set, violation },
+            Err(validate::Failure::Xml(e)) => Verdict::NotWellFormed(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

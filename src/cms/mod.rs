@@ -366,6 +366,18 @@ fn pss_salt_length(alg: &AlgorithmId<'_>, hash: Hash) -> Option<usize> {
     (h == hash && mgf_hash == hash && r.is_empty()).then_some(salt)
 }
 
+/// The encapsulated content of a SignedData **without** any check of signature or certificate.
+///
+/// Only for answering a message whose verification failed (S01–S03 are answered with an AppRec,
+/// HIS 80415:2012 §3.3, Systemtest #29–31): the gateway reads the MsgHead to address that AppRec
+/// and never delivers or trusts the content. `None` when the envelope cannot be read at all.
+pub fn unverified_content(bytes: &[u8]) -> Option<Vec<u8>> {
+    if bytes.len() > MAX_ENVELOPE_BYTES {
+        return None;
+    }
+    signed_data::parse(bytes).ok()?.content.map(|c| c.to_vec())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

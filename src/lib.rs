@@ -9,6 +9,7 @@
 //! | `codes`    | code lists 8221 (AppRec errors) and 8258 (AppRec status) |
 //! | `address`  | a recipient's level-1/level-2 HER-ids and role: the routing key (HIS 1153) |
 //! | `msg_type` | code list 8279 (message functions), embedded |
+//! | `config`   | `gateway.toml` + `parties.toml`: strict parsing, `check` reports every problem |
 //! | `register` | the address register: parties, levels, accepted types, certificates, AMQP users |
 //! | `route`    | pure routing decisions per addressed recipient (deliver / E21 / T10 / not for us) |
 //! | `store`    | delivery state per message and recipient (redb), group commit, `status` |
@@ -17,6 +18,7 @@
 
 pub mod address;
 pub mod codes;
+pub mod config;
 pub mod ids;
 pub mod msg_type;
 pub mod register;

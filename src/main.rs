@@ -18,6 +18,10 @@ enum Command {
     // ---- signed envelopes ----
 
     // ---- the gateway ----
+    /// Validate the configuration, the address register and the files they name; print every problem.
+    CheckConfig(helsemelding::config::CheckConfigArgs),
+    /// Show where a message is, per recipient, from the delivery store.
+    Status(helsemelding::store::StatusArgs),
 
     // ---- benchmarks ----
 }
@@ -30,6 +34,8 @@ fn main() -> ExitCode {
         // ---- signed envelopes ----
 
         // ---- the gateway ----
+        Command::CheckConfig(args) => helsemelding::config::run_check_config(&args),
+        Command::Status(args) => helsemelding::store::run_status(&args),
 
         // ---- benchmarks ----
     }

@@ -30,6 +30,7 @@
 //! AppRec) versus refused changes (duplicate record, unknown message/recipient, illegal transition),
 //! see [`StoreError::is_infrastructure`].
 
+mod cli;
 mod handle;
 pub mod state;
 
@@ -48,6 +49,7 @@ use crate::address::RecipientRole;
 use crate::codes::ErrorCode;
 use crate::ids::{HerId, MsgId, Timestamp};
 
+pub use cli::{render as render_status, run_status, StatusArgs};
 pub use handle::StoreHandle;
 pub use state::{DeliveryState, Event, IllegalTransition};
 

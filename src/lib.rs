@@ -15,6 +15,7 @@
 //! | `schemas`  | the official XSD files pinned by `xsd/MANIFEST.toml`; install and verify them |
 //! | `xml_tree` | (private) the model's one XML reader: namespace-resolved tree, no DTD, bounded depth |
 //! | `msg_type` | code list 8279 (message functions), embedded |
+//! | `config`   | `gateway.toml` + `parties.toml`: strict parsing, `check` reports every problem |
 //! | `register` | the address register: parties, levels, accepted types, certificates, AMQP users |
 //! | `route`    | pure routing decisions per addressed recipient (deliver / E21 / T10 / not for us) |
 //! | `store`    | delivery state per message and recipient (redb), group commit, `status` |
@@ -33,6 +34,7 @@ pub mod apprec;
 pub mod inspect;
 pub mod schemas;
 mod xml_tree;
+pub mod config;
 pub mod ids;
 pub mod msg_type;
 pub mod register;

@@ -32,6 +32,10 @@ enum Command {
     // ---- the gateway ----
     /// Move messages from gateway_dead_letter back to gateway_inbound (confirmed, then acked).
     Redrive(helsemelding::amqp::redrive::RedriveArgs),
+    /// Validate the configuration, the address register and the files they name; print every problem.
+    CheckConfig(helsemelding::config::CheckConfigArgs),
+    /// Show where a message is, per recipient, from the delivery store.
+    Status(helsemelding::store::StatusArgs),
 
     // ---- benchmarks ----
 }
@@ -51,6 +55,8 @@ fn main() -> ExitCode {
 
         // ---- the gateway ----
         Command::Redrive(args) => helsemelding::amqp::redrive::run(args),
+        Command::CheckConfig(args) => helsemelding::config::run_check_config(&args),
+        Command::Status(args) => helsemelding::store::run_status(&args),
 
         // ---- benchmarks ----
     }

@@ -48,27 +48,28 @@ pub enum RegisterError {
     #[error("HER-id {her} is registered twice (parties #{first} and #{second}, counting from 1)")]
     DuplicateHerId { her: HerId, first: usize, second: usize },
     #[error("party {party}: organisation_her_id {organisation} names no party in the register")]
-    UnknownOrganisation { party: HerId, organisation: HerId },
+    UnknownOrganisation { index: usize, party: HerId, organisation: HerId },
     #[error("party {party}: organisation_her_id {organisation} is itself a level-2 party (of {its_organisation}); only two address levels exist (HIS 1153-2 AD2.1)")]
-    OrganisationNotLevel1 { party: HerId, organisation: HerId, its_organisation: HerId },
+    OrganisationNotLevel1 { index: usize, party: HerId, organisation: HerId, its_organisation: HerId },
     #[error("party {party}: organisation_her_id names the party itself")]
-    OwnOrganisation { party: HerId },
+    OwnOrganisation { index: usize, party: HerId },
     #[error("party {party}: `accepts` is empty; a party that accepts nothing could only ever be answered with T10")]
-    NoAccepts { party: HerId },
+    NoAccepts { index: usize, party: HerId },
     #[error("party {party}: accepts {code:?}, which is not a message function of code list 8279")]
-    UnknownMessageType { party: HerId, code: String },
+    UnknownMessageType { index: usize, party: HerId, code: String },
 }
 
 impl RegisterError {
-    /// The party entry the problem belongs to (for locating it in the file).
-    pub fn party(&self) -> HerId {
+    /// The position (0-based) in the list given to [`Register::from_parties`] of the party entry
+    /// the problem belongs to (the second one for a duplicate), for locating it in the file.
+    pub fn index(&self) -> usize {
         match self {
-            Self::DuplicateHerId { her, .. } => *her,
-            Self::UnknownOrganisation { party, .. }
-            | Self::OrganisationNotLevel1 { party, .. }
-            | Self::OwnOrganisation { party }
-            | Self::NoAccepts { party }
-            | Self::UnknownMessageType { party, .. } => *party,
+            Self::DuplicateHerId { second, .. } => second - 1,
+            Self::UnknownOrganisation { index, .. }
+            | Self::OrganisationNotLevel1 { index, .. }
+            | Self::OwnOrganisation { index, .. }
+            | Self::NoAccepts { index, .. }
+            | Self::UnknownMessageType { index, .. } => *index,
         }
     }
 }
@@ -94,24 +95,25 @@ impl Register {
             }
         }
         let mut children: HashMap<HerId, Vec<HerId>> = HashMap::new();
-        for p in &parties {
+        for (index, p) in parties.iter().enumerate() {
             if p.accepts.is_empty() {
-                problems.push(RegisterError::NoAccepts { party: p.her_id });
+                problems.push(RegisterError::NoAccepts { index, party: p.her_id });
             }
             for code in &p.accepts {
                 if !msg_type::is_known(code) {
-                    problems.push(RegisterError::UnknownMessageType { party: p.her_id, code: code.clone() });
+                    problems.push(RegisterError::UnknownMessageType { index, party: p.her_id, code: code.clone() });
                 }
             }
             let Some(org) = p.organisation_her_id else { continue };
             if org == p.her_id {
-                problems.push(RegisterError::OwnOrganisation { party: p.her_id });
+                problems.push(RegisterError::OwnOrganisation { index, party: p.her_id });
                 continue;
             }
             match by_her.get(&org).map(|&i| &parties[i]) {
-                None => problems.push(RegisterError::UnknownOrganisation { party: p.her_id, organisation: org }),
+                None => problems.push(RegisterError::UnknownOrganisation { index, party: p.her_id, organisation: org }),
                 Some(o) => match o.organisation_her_id {
                     Some(its) if its != o.her_id => problems.push(RegisterError::OrganisationNotLevel1 {
+                        index,
                         party: p.her_id,
                         organisation: org,
                         its_organisation: its,
@@ -239,13 +241,14 @@ pub(crate) mod tests {
             errs,
             vec![
                 RegisterError::DuplicateHerId { her: HerId(1), first: 1, second: 2 },
-                RegisterError::UnknownOrganisation { party: HerId(2), organisation: HerId(77) },
-                RegisterError::NoAccepts { party: HerId(3) },
-                RegisterError::UnknownMessageType { party: HerId(4), code: "NOT_A_TYPE".into() },
-                RegisterError::OrganisationNotLevel1 { party: HerId(4), organisation: HerId(3), its_organisation: HerId(1) },
-                RegisterError::OwnOrganisation { party: HerId(5) },
+                RegisterError::UnknownOrganisation { index: 2, party: HerId(2), organisation: HerId(77) },
+                RegisterError::NoAccepts { index: 3, party: HerId(3) },
+                RegisterError::UnknownMessageType { index: 4, party: HerId(4), code: "NOT_A_TYPE".into() },
+                RegisterError::OrganisationNotLevel1 { index: 4, party: HerId(4), organisation: HerId(3), its_organisation: HerId(1) },
+                RegisterError::OwnOrganisation { index: 5, party: HerId(5) },
             ]
         );
-        assert_eq!(errs[4].party(), HerId(4));
+        assert_eq!(errs[0].index(), 1);
+        assert_eq!(errs[4].index(), 4);
     }
 }

@@ -213,7 +213,8 @@ mod tests {
         let strict = RoutePolicy { reject_unknown_level2: true };
         let lenient = RoutePolicy { reject_unknown_level2: false };
         // (case, recipients, toHerId header, type, policy, expected per recipient)
-        let table: Vec<(&str, Vec<AddressedRecipient>, Option<u32>, &str, RoutePolicy, Vec<E>)> = vec![
+        type Case = (&'static str, Vec<AddressedRecipient>, Option<u32>, &'static str, RoutePolicy, Vec<E>);
+        let table: Vec<Case> = vec![
             ("#1 service-addressed, known", vec![to(Prim, Some(1000), Some(1001))], Some(1001), "DIALOG_FORESPORSEL", strict, vec![D(1001)]),
             ("person party (fastlege)", vec![to(Prim, Some(2000), Some(2001))], Some(2001), "DIALOG_SVAR", strict, vec![D(2001)]),
             ("single-level party", vec![to(Prim, Some(3000), None)], Some(3000), "DIALOG_FORESPORSEL", strict, vec![D(3000)]),

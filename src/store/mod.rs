@@ -30,6 +30,7 @@
 //! AppRec) versus refused changes (duplicate record, unknown message/recipient, illegal transition),
 //! see [`StoreError::is_infrastructure`].
 
+mod cli;
 mod handle;
 pub mod state;
 
@@ -48,11 +49,17 @@ use crate::address::RecipientRole;
 use crate::codes::ErrorCode;
 use crate::ids::{HerId, MsgId, Timestamp};
 
+pub use cli::{render as render_status, run_status, StatusArgs};
 pub use handle::StoreHandle;
 pub use state::{DeliveryState, Event, IllegalTransition};
 
 /// The database file inside the state directory.
 pub const FILE_NAME: &str = "delivery.redb";
+
+/// One writing process (the gateway) and any number of read-only ones (`status`) at the same time;
+/// redb's default would lock `status` out while the gateway runs. A second gateway process on the
+/// same state directory is still refused.
+const CONCURRENCY: redb::ConcurrencyMode = redb::ConcurrencyMode::SingleWriter;
 
 /// (sender HER-id, MsgId) → JSON-encoded [`MessageRecord`].
 const MESSAGES: TableDefinition<(u32, &str), &[u8]> = TableDefinition::new("messages");
@@ -271,7 +278,10 @@ impl DeliveryStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Directory { path: dir.to_path_buf(), source: Arc::new(e) })?;
         let path = dir.join(FILE_NAME);
-        let db = Database::create(&path).map_err(|e| StoreError::Open { path: path.clone(), source: Arc::new(e) })?;
+        let db = Database::builder()
+            .set_concurrency_mode(CONCURRENCY)
+            .create(&path)
+            .map_err(|e| StoreError::Open { path: path.clone(), source: Arc::new(e) })?;
         // Create every table once, so readers (also read-only ones) never meet a missing table.
         let txn = db.begin_write().map_err(db_err)?;
         txn.open_table(MESSAGES).map_err(db_err)?;
@@ -285,7 +295,10 @@ impl DeliveryStore {
     /// Opens an existing store for reading only (the `status` command).
     pub fn open_read_only(dir: &Path) -> Result<DeliveryStore, StoreError> {
         let path = dir.join(FILE_NAME);
-        let db = ReadOnlyDatabase::open(&path).map_err(|e| StoreError::Open { path: path.clone(), source: Arc::new(e) })?;
+        let db = Database::builder()
+            .set_concurrency_mode(CONCURRENCY)
+            .open_read_only(&path)
+            .map_err(|e| StoreError::Open { path: path.clone(), source: Arc::new(e) })?;
         Ok(DeliveryStore { db: Db::ReadOnly(db), path, write_transactions: AtomicU64::new(0) })
     }
 

@@ -1,0 +1,743 @@
+//! Configuration: `config/gateway.toml` (the gateway) and the address register it names
+//! (`config/parties.toml`), DESIGN §4.
+//!
+//! Input: the path of `gateway.toml`. Output: a [`GatewayConfig`] with every path resolved and every
+//! default filled in, and the [`Register`]. [`check`] reports **every** problem at once
+//! ([`ConfigProblem`]: file, line where TOML gives one, key, what is wrong), never just the first —
+//! an operator fixing a config should not need ten restarts.
+//!
+//! Parsing is strict: each section is a serde struct with `deny_unknown_fields`. To find all
+//! problems, each section (and each `[[party]]`) is deserialized on its own; when serde stops at a
+//! bad key, that key is recorded and removed, and the section is read again.
+//!
+//! Decisions:
+//! - **Relative paths** (in both files, including party certificates) resolve against the parent of
+//!   the directory holding `gateway.toml` — the repository root for `config/gateway.toml`, so the
+//!   paths in the files read the same as from a shell at the root, whatever the working directory.
+//! - **Secrets** are never inline: `signing_key` is a file path (a PEM pasted into the value is
+//!   refused); the AMQP URL (which may carry a password) can come from the environment with
+//!   `url_env = "HELSEMELDING_AMQP_URL"` instead of `url` — exactly one of the two.
+//! - **Extension point**: schema installation and trust-store loading are checked by their own
+//!   stages; they report through [`ProblemKind::Schemas`] and [`ProblemKind::TrustStore`], which
+//!   `check-config` prints like any other problem (see [`ConfigProblem::new`]).
+
+mod cli;
+mod duration;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::Spanned;
+
+use crate::ids::HerId;
+use crate::register::{Party, Register, RegisterError};
+use crate::route::RoutePolicy;
+
+pub use cli::{run_check_config, CheckConfigArgs};
+pub use duration::{parse_duration, BadDuration, ConfigDuration};
+
+/// Where the CLI looks for the configuration unless told otherwise.
+pub const DEFAULT_CONFIG_PATH: &str = "config/gateway.toml";
+
+/// `[amqp]`: the broker connection.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AmqpConfig {
+    /// The broker URL (from `url`, or from the environment variable named by `url_env`).
+    pub url: String,
+    /// Consumer prefetch: how many unacknowledged deliveries may be in flight (bounded, never 0).
+    pub prefetch: u16,
+    /// AMQP heartbeat interval.
+    pub heartbeat: time::Duration,
+}
+
+impl fmt::Debug for AmqpConfig {
+    // The URL may carry a password: print everything but it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AmqpConfig")
+            .field("url", &redact_url(&self.url))
+            .field("prefetch", &self.prefetch)
+            .field("heartbeat", &self.heartbeat)
+            .finish()
+    }
+}
+
+/// The URL with any password replaced by `***`, for logs and `Debug`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let (authority, path) = rest.split_once('/').map_or((rest, None), |(a, p)| (a, Some(p)));
+    let redacted = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    match path {
+        Some(p) => format!("{scheme}://{redacted}/{p}"),
+        None => format!("{scheme}://{redacted}"),
+    }
+}
+
+/// `[gateway]`: the gateway's own identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayIdentity {
+    /// The gateway's own party (it signs the AppRecs it issues); must be in the register.
+    pub her_id: HerId,
+    /// PEM private key file for signing.
+    pub signing_key: PathBuf,
+    /// PEM certificate file matching `signing_key`.
+    pub signing_cert: PathBuf,
+}
+
+/// `[paths]`, resolved (see the module documentation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathsConfig {
+    pub register: PathBuf,
+    pub trust_dir: PathBuf,
+    pub schemas: PathBuf,
+    pub state: PathBuf,
+}
+
+/// `[policy]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyConfig {
+    /// Largest accepted message in bytes (default 35 MiB, like NHN's bus).
+    pub max_message_bytes: u64,
+    /// No AppRec from a recipient within this long makes the message overdue (HIS 80415 §3.2: 96 h).
+    pub apprec_timeout: time::Duration,
+    /// How long delivery state is kept before pruning.
+    pub retention: time::Duration,
+    /// Refuse unsigned (`application/xml`) traffic.
+    pub require_signature: bool,
+    /// E21 for an unknown/missing level-2 party at a known organisation (KAN, "must be configurable
+    /// by the customer", HIS 80415 / NOTES §7), else deliver to the organisation.
+    pub reject_unknown_level2: bool,
+}
+
+impl PolicyConfig {
+    /// The part of the policy routing needs.
+    pub fn route_policy(&self) -> RoutePolicy {
+        RoutePolicy { reject_unknown_level2: self.reject_unknown_level2 }
+    }
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            max_message_bytes: 36_700_160,
+            apprec_timeout: time::Duration::hours(96),
+            retention: time::Duration::days(30),
+            require_signature: true,
+            reject_unknown_level2: true,
+        }
+    }
+}
+
+/// The whole of `gateway.toml`, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayConfig {
+    /// The file it was read from.
+    pub config_path: PathBuf,
+    /// What relative paths were resolved against (parent of the config file's directory).
+    pub base_dir: PathBuf,
+    pub amqp: AmqpConfig,
+    pub gateway: GatewayIdentity,
+    pub paths: PathsConfig,
+    pub policy: PolicyConfig,
+}
+
+/// One thing wrong with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The file the problem is in (or that is missing).
+    pub file: PathBuf,
+    /// 1-based line, where known.
+    pub line: Option<usize>,
+    /// The key, e.g. `amqp.prefetch` or `party[3].certificates`, where there is one.
+    pub key: Option<String>,
+    pub kind: ProblemKind,
+}
+
+/// What kind of problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// Not valid TOML.
+    Syntax(String),
+    /// A key or section this version does not know (strict: a typo must not silently fall back to a default).
+    UnknownKey(String),
+    /// A key is required but absent.
+    Missing(String),
+    /// A value of the wrong type or out of range.
+    BadValue(String),
+    /// A file or directory named by the configuration cannot be used.
+    MissingFile { path: PathBuf, reason: String },
+    /// A certificate file does not parse as PEM X.509.
+    BadCertificate { path: PathBuf, reason: String },
+    /// A secret was written into the file instead of referenced.
+    InlineSecret(String),
+    /// The address register is inconsistent.
+    Register(RegisterError),
+    /// `gateway.her_id` is not a party of the register.
+    GatewayNotInRegister(HerId),
+    /// Extension point (schema stage): the configured schemas are not installed or do not compile.
+    Schemas(String),
+    /// Extension point (verify stage): the trust store does not load.
+    TrustStore(String),
+}
+
+impl ConfigProblem {
+    /// A problem in `file` (at `line`, about `key`, where known). For stages that add their own
+    /// checks to `check-config` (schemas, trust store).
+    pub fn new(file: impl Into<PathBuf>, line: Option<usize>, key: Option<&str>, kind: ProblemKind) -> Self {
+        ConfigProblem { file: file.into(), line, key: key.map(str::to_owned), kind }
+    }
+}
+
+impl fmt::Display for ProblemKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Syntax(m) => write!(f, "not valid TOML: {m}"),
+            Self::UnknownKey(m) | Self::Missing(m) | Self::BadValue(m) => f.write_str(m),
+            Self::MissingFile { path, reason } => write!(f, "{}: {reason}", path.display()),
+            Self::BadCertificate { path, reason } => write!(f, "certificate {}: {reason}", path.display()),
+            Self::InlineSecret(m) => write!(f, "secret written inline: {m}"),
+            Self::Register(e) => write!(f, "{e}"),
+            Self::GatewayNotInRegister(her) => {
+                write!(f, "the gateway's own HER-id {her} is not a party in the address register")
+            }
+            Self::Schemas(m) => write!(f, "schemas: {m}"),
+            Self::TrustStore(m) => write!(f, "trust store: {m}"),
+        }
+    }
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": {key}")?;
+        }
+        write!(f, ": {}", self.kind)
+    }
+}
+
+// ---- raw file shapes (strict) ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGatewayFile {
+    #[allow(dead_code)]
+    amqp: IgnoredAny,
+    #[allow(dead_code)]
+    gateway: IgnoredAny,
+    #[allow(dead_code)]
+    paths: IgnoredAny,
+    #[allow(dead_code)]
+    #[serde(default)]
+    policy: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAmqp {
+    url: Option<String>,
+    url_env: Option<String>,
+    #[serde(default = "default_prefetch")]
+    prefetch: u16,
+    #[serde(default = "default_heartbeat")]
+    heartbeat: ConfigDuration,
+}
+
+fn default_prefetch() -> u16 {
+    256
+}
+
+fn default_heartbeat() -> ConfigDuration {
+    ConfigDuration(time::Duration::seconds(10))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    // Optional here only so that one bad key does not hide the others; absence is reported.
+    her_id: Option<HerId>,
+    signing_key: Option<PathBuf>,
+    signing_cert: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPaths {
+    // Optional here only so that one bad key does not hide the others; absence is reported.
+    register: Option<PathBuf>,
+    trust_dir: Option<PathBuf>,
+    #[serde(default = "default_schemas")]
+    schemas: PathBuf,
+    #[serde(default = "default_state")]
+    state: PathBuf,
+}
+
+fn default_schemas() -> PathBuf {
+    PathBuf::from("xsd")
+}
+
+fn default_state() -> PathBuf {
+    PathBuf::from("var/state")
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawPolicy {
+    max_message_bytes: Option<u64>,
+    apprec_timeout: Option<ConfigDuration>,
+    retention: Option<ConfigDuration>,
+    require_signature: Option<bool>,
+    reject_unknown_level2: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPartiesFile {
+    #[allow(dead_code)]
+    party: Vec<IgnoredAny>,
+}
+
+// ---- reading TOML and collecting every problem ----
+
+/// One TOML file being read, and the problems found in it so far.
+struct Reader<'s, 'p> {
+    file: PathBuf,
+    src: &'s str,
+    problems: &'p mut Vec<ConfigProblem>,
+}
+
+impl<'s> Reader<'s, '_> {
+    fn line_of(&self, offset: usize) -> usize {
+        self.src.get(..offset).map_or(1, |s| s.matches('\n').count() + 1)
+    }
+
+    fn push(&mut self, line: Option<usize>, key: Option<String>, kind: ProblemKind) {
+        self.problems.push(ConfigProblem { file: self.file.clone(), line, key, kind });
+    }
+
+    /// Parses the file; syntax errors are recorded. `None` if nothing usable came out.
+    fn parse(&mut self) -> Option<Spanned<DeTable<'s>>> {
+        let (table, errors) = DeTable::parse_recoverable(self.src);
+        let had_errors = !errors.is_empty();
+        for e in errors {
+            let line = e.span().map(|s| self.line_of(s.start));
+            self.push(line, None, ProblemKind::Syntax(e.message().to_owned()));
+        }
+        (!had_errors).then_some(table)
+    }
+
+    /// Deserializes `value` (a table) as `T`, recording every problem serde finds: after each one
+    /// the offending key is removed and the table read again. `prefix` names the table in keys.
+    fn read<T: DeserializeOwned>(&mut self, prefix: &str, mut value: Spanned<DeValue<'s>>) -> Option<T> {
+        let mut removed: Vec<String> = Vec::new();
+        loop {
+            let err = match T::deserialize(ValueDeserializer::from(value.clone())) {
+                Ok(t) => return Some(t),
+                Err(e) => e,
+            };
+            let message = err.message().to_owned();
+            let missing = field_named(&message, "missing field `");
+            if missing.is_some_and(|m| removed.iter().any(|r| r == m)) {
+                // Already reported as a bad value; "missing" would only repeat it.
+                return None;
+            }
+            let line = err.span().map(|s| self.line_of(s.start));
+            let culprit = err.span().and_then(|s| remove_key_at(&mut value, &s));
+            let key_name = culprit.clone().or_else(|| missing.map(str::to_owned));
+            let key = match key_name {
+                Some(k) if prefix.is_empty() => Some(k),
+                Some(k) => Some(format!("{prefix}.{k}")),
+                None => (!prefix.is_empty()).then(|| prefix.to_owned()),
+            };
+            let kind = if message.starts_with("unknown field") {
+                ProblemKind::UnknownKey(message)
+            } else if missing.is_some() {
+                ProblemKind::Missing(message)
+            } else {
+                ProblemKind::BadValue(message)
+            };
+            self.push(line, key, kind);
+            match culprit {
+                Some(k) => removed.push(k),
+                None => return None,
+            }
+        }
+    }
+}
+
+/// The name between `` ` `` quotes after `lead` in a serde message.
+fn field_named<'m>(message: &'m str, lead: &str) -> Option<&'m str> {
+    let rest = message.strip_prefix(lead)?;
+    rest.split('`').next()
+}
+
+/// Removes the top-level key of the table `value` whose key or value span contains `span`;
+/// returns its name.
+fn remove_key_at(value: &mut Spanned<DeValue<'_>>, span: &std::ops::Range<usize>) -> Option<String> {
+    let DeValue::Table(table) = value.get_mut() else { return None };
+    let inside = |r: std::ops::Range<usize>| r.start <= span.start && span.end <= r.end && r != (0..0);
+    let key = table.iter().find(|(k, v)| inside(k.span()) || inside(v.span())).map(|(k, _)| k.clone())?;
+    table.remove(&key);
+    Some(key.get_ref().to_string())
+}
+
+fn section<'t, 's>(table: &'t DeTable<'s>, name: &str) -> Option<&'t Spanned<DeValue<'s>>> {
+    table.iter().find(|(k, _)| k.get_ref().as_ref() == name).map(|(_, v)| v)
+}
+
+/// Line numbers of keys (`section.key`, `party[i].key`) in a parsed file, for problems found
+/// after parsing (missing files, register errors).
+fn key_lines(reader: &Reader<'_, '_>, table: &DeTable<'_>) -> HashMap<String, usize> {
+    let mut lines = HashMap::new();
+    for (k, v) in table.iter() {
+        let name = k.get_ref().to_string();
+        lines.insert(name.clone(), reader.line_of(k.span().start));
+        match v.get_ref() {
+            DeValue::Table(t) => {
+                for (k2, _) in t.iter() {
+                    lines.insert(format!("{name}.{}", k2.get_ref()), reader.line_of(k2.span().start));
+                }
+            }
+            DeValue::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    lines.insert(format!("{name}[{i}]"), reader.line_of(item.span().start));
+                    if let DeValue::Table(t) = item.get_ref() {
+                        for (k2, _) in t.iter() {
+                            lines.insert(format!("{name}[{i}].{}", k2.get_ref()), reader.line_of(k2.span().start));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    lines
+}
+
+/// Reads a whole file, or records why it cannot be read.
+fn read_file(path: &Path, key: Option<String>, at: Option<(&Path, Option<usize>)>, problems: &mut Vec<ConfigProblem>) -> Option<String> {
+    match std::fs::read_to_string(path) {
+        Ok(src) => Some(src),
+        Err(e) => {
+            let (file, line) = at.map_or((path.to_path_buf(), None), |(f, l)| (f.to_path_buf(), l));
+            problems.push(ConfigProblem {
+                file,
+                line,
+                key,
+                kind: ProblemKind::MissingFile { path: path.to_path_buf(), reason: format!("cannot read: {e}") },
+            });
+            None
+        }
+    }
+}
+
+/// What relative paths are resolved against: the parent of the config file's directory.
+pub fn base_dir(config_path: &Path) -> PathBuf {
+    let abs = std::path::absolute(config_path).unwrap_or_else(|_| config_path.to_path_buf());
+    let dir = abs.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    dir.parent().map_or(dir.clone(), Path::to_path_buf)
+}
+
+fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+impl GatewayConfig {
+    /// Reads `gateway.toml` alone (no register, no file checks): what `status` needs.
+    pub fn load(config_path: &Path) -> Result<GatewayConfig, Vec<ConfigProblem>> {
+        let mut problems = Vec::new();
+        let config = read_gateway(config_path, &mut problems, &mut HashMap::new()).and_then(|p| p.config);
+        match config {
+            Some(c) if problems.is_empty() => Ok(c),
+            _ => Err(problems),
+        }
+    }
+}
+
+fn read_gateway(config_path: &Path, problems: &mut Vec<ConfigProblem>, lines: &mut HashMap<String, usize>) -> Option<GatewayParts> {
+    let src = read_file(config_path, None, None, problems)?;
+    let mut r = Reader { file: config_path.to_path_buf(), src: &src, problems };
+    let doc = r.parse()?;
+    *lines = key_lines(&r, doc.get_ref());
+    r.read::<RawGatewayFile>("", Spanned::new(doc.span(), DeValue::Table(doc.get_ref().clone())));
+    let table = doc.get_ref();
+    let amqp = section(table, "amqp").and_then(|v| r.read::<RawAmqp>("amqp", v.clone()));
+    let gateway = section(table, "gateway").and_then(|v| r.read::<RawGateway>("gateway", v.clone()));
+    let paths = section(table, "paths").and_then(|v| r.read::<RawPaths>("paths", v.clone()));
+    let policy = match section(table, "policy") {
+        Some(v) => r.read::<RawPolicy>("policy", v.clone()),
+        None => Some(RawPolicy::default()),
+    };
+    let line = |k: &str| lines.get(k).copied();
+
+    let url = amqp.as_ref().and_then(|a| match (&a.url, &a.url_env) {
+        (Some(u), None) => Some(u.clone()),
+        (None, Some(var)) => match std::env::var(var) {
+            Ok(u) if !u.trim().is_empty() => Some(u),
+            _ => {
+                r.push(line("amqp.url_env"), Some("amqp.url_env".into()), ProblemKind::BadValue(format!("environment variable {var} is not set (or empty)")));
+                None
+            }
+        },
+        (Some(_), Some(_)) => {
+            r.push(line("amqp.url"), Some("amqp.url".into()), ProblemKind::BadValue("give exactly one of `url` and `url_env`, not both".into()));
+            None
+        }
+        (None, None) => {
+            r.push(line("amqp"), Some("amqp.url".into()), ProblemKind::Missing("missing `url` or `url_env` (exactly one)".into()));
+            None
+        }
+    });
+    if let Some(u) = &url {
+        if !(u.starts_with("amqp://") || u.starts_with("amqps://")) {
+            let key = if amqp.as_ref().is_some_and(|a| a.url.is_some()) { "amqp.url" } else { "amqp.url_env" };
+            r.push(line(key), Some(key.into()), ProblemKind::BadValue(format!("not an AMQP URL: {:?} (expected amqp://… or amqps://…)", redact_url(u))));
+        }
+    }
+    if amqp.as_ref().is_some_and(|a| a.prefetch == 0) {
+        r.push(line("amqp.prefetch"), Some("amqp.prefetch".into()), ProblemKind::BadValue("prefetch 0 means unlimited in AMQP; give a bound (default 256)".into()));
+    }
+    let required = |section: &str, key: &str, present: bool, r: &mut Reader<'_, '_>| {
+        let full = format!("{section}.{key}");
+        if !present && lines.contains_key(section) && !r.problems.iter().any(|p| p.key.as_deref() == Some(full.as_str())) {
+            r.push(lines.get(section).copied(), Some(full), ProblemKind::Missing(format!("missing key `{key}`")));
+        }
+    };
+    if let Some(g) = &gateway {
+        required("gateway", "her_id", g.her_id.is_some(), &mut r);
+        required("gateway", "signing_key", g.signing_key.is_some(), &mut r);
+        required("gateway", "signing_cert", g.signing_cert.is_some(), &mut r);
+    }
+    if let Some(p) = &paths {
+        required("paths", "register", p.register.is_some(), &mut r);
+        required("paths", "trust_dir", p.trust_dir.is_some(), &mut r);
+    }
+    if let Some(g) = &gateway {
+        if g.her_id.is_some_and(|h| h.0 == 0) {
+            r.push(line("gateway.her_id"), Some("gateway.her_id".into()), ProblemKind::BadValue("HER-id 0 is not a HER-id".into()));
+        }
+        if g.signing_key.as_ref().is_some_and(|k| k.to_string_lossy().contains("-----BEGIN")) {
+            r.push(line("gateway.signing_key"), Some("gateway.signing_key".into()), ProblemKind::InlineSecret("`signing_key` must be the path of a PEM file, not the key itself".into()));
+        }
+    }
+    let mut policy_cfg = PolicyConfig::default();
+    if let Some(p) = &policy {
+        if p.max_message_bytes == Some(0) {
+            r.push(line("policy.max_message_bytes"), Some("policy.max_message_bytes".into()), ProblemKind::BadValue("must be larger than 0".into()));
+        }
+        policy_cfg = PolicyConfig {
+            max_message_bytes: p.max_message_bytes.unwrap_or(policy_cfg.max_message_bytes),
+            apprec_timeout: p.apprec_timeout.map_or(policy_cfg.apprec_timeout, |d| d.0),
+            retention: p.retention.map_or(policy_cfg.retention, |d| d.0),
+            require_signature: p.require_signature.unwrap_or(policy_cfg.require_signature),
+            reject_unknown_level2: p.reject_unknown_level2.unwrap_or(policy_cfg.reject_unknown_level2),
+        };
+        if policy_cfg.retention < policy_cfg.apprec_timeout {
+            r.push(line("policy.retention"), Some("policy.retention".into()), ProblemKind::BadValue("retention is shorter than apprec_timeout: state would be pruned before a message can become overdue".into()));
+        }
+    }
+    let base = base_dir(config_path);
+    let signing = gateway.as_ref().and_then(|g| Some((g.signing_key.as_ref()?, g.signing_cert.as_ref()?)));
+    let signing = signing.map(|(k, c)| (resolve(&base, k), resolve(&base, c)));
+    let identity = gateway.as_ref().and_then(|g| g.her_id).zip(signing.clone()).map(|(her_id, (signing_key, signing_cert))| {
+        GatewayIdentity { her_id, signing_key, signing_cert }
+    });
+    let paths = paths.and_then(|p| {
+        Some(PathsConfig {
+            register: resolve(&base, p.register.as_ref()?),
+            trust_dir: resolve(&base, p.trust_dir.as_ref()?),
+            schemas: resolve(&base, &p.schemas),
+            state: resolve(&base, &p.state),
+        })
+    });
+    let config = match (amqp, url, &identity, &paths) {
+        (Some(amqp), Some(url), Some(identity), Some(paths)) => Some(GatewayConfig {
+            config_path: config_path.to_path_buf(),
+            base_dir: base.clone(),
+            amqp: AmqpConfig { url, prefetch: amqp.prefetch, heartbeat: amqp.heartbeat.0 },
+            gateway: identity.clone(),
+            paths: paths.clone(),
+            policy: policy_cfg,
+        }),
+        _ => None,
+    };
+    Some(GatewayParts { config, signing, gateway_her: gateway.and_then(|g| g.her_id), paths, base })
+}
+
+/// What could be read of `gateway.toml`: the whole configuration, or at least the sections the
+/// file checks need, so that a bad `[amqp]` does not hide problems in the register.
+struct GatewayParts {
+    config: Option<GatewayConfig>,
+    /// (signing_key, signing_cert), resolved, when both were given.
+    signing: Option<(PathBuf, PathBuf)>,
+    gateway_her: Option<HerId>,
+    paths: Option<PathsConfig>,
+    base: PathBuf,
+}
+
+/// Parties read, their (index among `[[party]]`, line), and the line of every key.
+type PartiesRead = (Vec<Party>, Vec<(usize, usize)>, HashMap<String, usize>);
+
+/// Reads the parties of the register file; each party's problems are recorded, and the parties
+/// that could be read are returned with their place in the file (index among `[[party]]`, line).
+fn read_parties(path: &Path, base: &Path, at: (&Path, Option<usize>), problems: &mut Vec<ConfigProblem>) -> Option<PartiesRead> {
+    let src = read_file(path, Some("paths.register".into()), Some(at), problems)?;
+    let mut r = Reader { file: path.to_path_buf(), src: &src, problems };
+    let doc = r.parse()?;
+    let lines = key_lines(&r, doc.get_ref());
+    r.read::<RawPartiesFile>("", Spanned::new(doc.span(), DeValue::Table(doc.get_ref().clone())));
+    let mut parties = Vec::new();
+    let mut places = Vec::new();
+    if let Some(DeValue::Array(items)) = section(doc.get_ref(), "party").map(Spanned::get_ref) {
+        for (i, item) in items.iter().enumerate() {
+            if let Some(mut p) = r.read::<Party>(&format!("party[{i}]"), item.clone()) {
+                for c in &mut p.certificates {
+                    *c = resolve(base, c);
+                }
+                parties.push(p);
+                places.push((i, r.line_of(item.span().start)));
+            }
+        }
+    }
+    Some((parties, places, lines))
+}
+
+/// Checks a certificate file: readable, and at least one PEM `CERTIFICATE` block, each of which
+/// parses as X.509. `Err` says why not.
+fn check_certificate(path: &Path) -> Result<usize, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    let mut count = 0;
+    for pem in x509_parser::pem::Pem::iter_from_buffer(&bytes) {
+        let pem = pem.map_err(|e| format!("not PEM: {e}"))?;
+        if pem.label != "CERTIFICATE" {
+            continue;
+        }
+        pem.parse_x509().map_err(|e| format!("PEM block #{} is not an X.509 certificate: {e}", count + 1))?;
+        count += 1;
+    }
+    if count == 0 {
+        return Err("no PEM CERTIFICATE block found".into());
+    }
+    Ok(count)
+}
+
+/// Validates everything: both files, every referenced file, the certificates, the register.
+/// Returns the configuration and register, or every problem found (sorted by file and line).
+pub fn check(config_path: &Path) -> Result<(GatewayConfig, Register), Vec<ConfigProblem>> {
+    let mut problems = Vec::new();
+    let mut lines = HashMap::new();
+    let parts = read_gateway(config_path, &mut problems, &mut lines);
+    let mut register = None;
+    let line = |k: &str| lines.get(k).copied();
+    let file_problem = |key: &str, path: &Path, reason: String| ConfigProblem {
+        file: config_path.to_path_buf(),
+        line: line(key),
+        key: Some(key.to_owned()),
+        kind: ProblemKind::MissingFile { path: path.to_path_buf(), reason },
+    };
+    if let Some((signing_key, signing_cert)) = parts.as_ref().and_then(|p| p.signing.as_ref()) {
+        if let Err(reason) = check_certificate(signing_cert) {
+            problems.push(ConfigProblem {
+                file: config_path.to_path_buf(),
+                line: line("gateway.signing_cert"),
+                key: Some("gateway.signing_cert".into()),
+                kind: ProblemKind::BadCertificate { path: signing_cert.clone(), reason },
+            });
+        }
+        match std::fs::read_to_string(signing_key) {
+            Ok(s) if s.contains("PRIVATE KEY-----") => {}
+            Ok(_) => problems.push(file_problem("gateway.signing_key", signing_key, "no PEM PRIVATE KEY block found".into())),
+            Err(e) => problems.push(file_problem("gateway.signing_key", signing_key, format!("cannot read: {e}"))),
+        }
+    }
+    if let (Some(paths), Some(base)) = (parts.as_ref().and_then(|p| p.paths.as_ref()), parts.as_ref().map(|p| &p.base)) {
+        if !paths.trust_dir.is_dir() {
+            problems.push(file_problem("paths.trust_dir", &paths.trust_dir, "not a directory".into()));
+        }
+        if paths.state.exists() && !paths.state.is_dir() {
+            problems.push(file_problem("paths.state", &paths.state, "exists but is not a directory".into()));
+        }
+        let gateway_her = parts.as_ref().and_then(|p| p.gateway_her);
+        let at = (config_path, line("paths.register"));
+        if let Some((parties, places, plines)) = read_parties(&paths.register, base, at, &mut problems) {
+            let reg_file = paths.register.clone();
+            for (i, p) in parties.iter().enumerate() {
+                for (j, c) in p.certificates.iter().enumerate() {
+                    if let Err(reason) = check_certificate(c) {
+                        let (file_index, start) = places[i];
+                        let key = format!("party[{file_index}].certificates");
+                        problems.push(ConfigProblem {
+                            file: reg_file.clone(),
+                            line: plines.get(&key).copied().or(Some(start)),
+                            key: Some(format!("{key}[{j}]")),
+                            kind: ProblemKind::BadCertificate { path: c.clone(), reason },
+                        });
+                    }
+                }
+            }
+            match Register::from_parties(parties.clone()) {
+                Ok(reg) => {
+                    if let Some(her) = gateway_her.filter(|h| !reg.contains(*h)) {
+                        problems.push(ConfigProblem {
+                            file: config_path.to_path_buf(),
+                            line: line("gateway.her_id"),
+                            key: Some("gateway.her_id".into()),
+                            kind: ProblemKind::GatewayNotInRegister(her),
+                        });
+                    }
+                    register = Some(reg);
+                }
+                Err(errors) => {
+                    for e in errors {
+                        let (file_index, start) = places.get(e.index()).copied().unwrap_or((e.index(), 0));
+                        let field = match e {
+                            RegisterError::DuplicateHerId { .. } => ".her_id",
+                            RegisterError::NoAccepts { .. } | RegisterError::UnknownMessageType { .. } => ".accepts",
+                            _ => ".organisation_her_id",
+                        };
+                        let key = format!("party[{file_index}]{field}");
+                        problems.push(ConfigProblem {
+                            file: reg_file.clone(),
+                            line: plines.get(&key).copied().or((start > 0).then_some(start)),
+                            key: Some(key),
+                            kind: ProblemKind::Register(e),
+                        });
+                    }
+                }
+            }
+            if !plines.contains_key("party") {
+                problems.push(ConfigProblem {
+                    file: reg_file,
+                    line: None,
+                    key: Some("party".into()),
+                    kind: ProblemKind::Missing("no [[party]] entries: the register is empty".into()),
+                });
+            }
+        }
+    }
+    problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    problems.dedup();
+    match (parts.and_then(|p| p.config), register) {
+        (Some(c), Some(r)) if problems.is_empty() => Ok((c, r)),
+        _ => Err(problems),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,43 @@
+//! `helsemelding check-config [--config config/gateway.toml]`: validates the configuration, the
+//! address register and every file they name, and prints every problem (one per line, as
+//! `file:line: key: what`), or one "configuration OK" summary line. Exit status 1 on problems.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::{check, redact_url, DEFAULT_CONFIG_PATH};
+
+/// Arguments of `check-config`.
+#[derive(Debug, clap::Args)]
+pub struct CheckConfigArgs {
+    /// The gateway configuration file.
+    #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+}
+
+/// Runs `check-config`.
+pub fn run_check_config(args: &CheckConfigArgs) -> ExitCode {
+    match check(&args.config) {
+        Ok((cfg, register)) => {
+            let organisations = register.parties().iter().filter(|p| register.is_organisation(p.her_id)).count();
+            println!(
+                "configuration OK: {} parties ({} organisations, {} services/persons), gateway HER-id {}, broker {}, register {}, state {}",
+                register.parties().len(),
+                organisations,
+                register.parties().len() - organisations,
+                cfg.gateway.her_id,
+                redact_url(&cfg.amqp.url),
+                cfg.paths.register.display(),
+                cfg.paths.state.display(),
+            );
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for p in &problems {
+                println!("{p}");
+            }
+            eprintln!("{} problem(s) in the configuration", problems.len());
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,313 @@
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A config tree in a temporary directory: `root/config/gateway.toml` and `root/config/parties.toml`,
+/// with the synthetic gateway certificate and key and a trust directory.
+fn tree(gateway: &str, parties: &str) -> (tempfile::TempDir, PathBuf) {
+    let root = tempfile::tempdir().unwrap();
+    let cfg = root.path().join("config");
+    std::fs::create_dir_all(cfg.join("trust")).unwrap();
+    for f in ["gateway-90000-cert.pem", "gateway-90000-key.pem", "hospital-sign.pem"] {
+        std::fs::copy(repo().join("config/pki").join(f), cfg.join(f)).unwrap();
+    }
+    std::fs::write(cfg.join("gateway.toml"), gateway).unwrap();
+    std::fs::write(cfg.join("parties.toml"), parties).unwrap();
+    let path = cfg.join("gateway.toml");
+    (root, path)
+}
+
+const GOOD_GATEWAY: &str = r#"
+[amqp]
+url = "amqp://guest:guest@127.0.0.1:5672/%2f"
+
+[gateway]
+her_id = 90000
+signing_key = "config/gateway-90000-key.pem"
+signing_cert = "config/gateway-90000-cert.pem"
+
+[paths]
+register = "config/parties.toml"
+trust_dir = "config/trust"
+"#;
+
+const GOOD_PARTIES: &str = r#"
+[[party]]
+her_id = 90000
+name = "gateway"
+accepts = ["APPREC"]
+
+[[party]]
+her_id = 80100
+name = "Testsykehuset HF"
+accepts = ["APPREC"]
+certificates = ["config/hospital-sign.pem"]
+
+[[party]]
+her_id = 80101
+name = "Testsykehuset HF, Medisinsk avdeling"
+organisation_her_id = 80100
+accepts = ["DIALOG_FORESPORSEL", "APPREC"]
+certificates = ["config/hospital-sign.pem"]
+amqp_users = ["ehr-hospital"]
+"#;
+
+fn keys(problems: &[ConfigProblem]) -> Vec<(Option<usize>, String)> {
+    problems.iter().map(|p| (p.line, p.key.clone().unwrap_or_default())).collect()
+}
+
+#[test]
+fn the_shipped_configuration_is_valid() {
+    let (cfg, register) = check(&repo().join("config/gateway.toml")).unwrap_or_else(|problems| {
+        panic!("{}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+    });
+    assert_eq!(cfg.base_dir, repo());
+    assert_eq!(cfg.paths.register, repo().join("config/parties.toml"));
+    assert_eq!(cfg.paths.state, repo().join("var/state"));
+    assert_eq!(cfg.amqp.prefetch, 256);
+    assert_eq!(cfg.amqp.heartbeat, time::Duration::seconds(10));
+    assert_eq!(cfg.policy, PolicyConfig::default());
+    assert!(register.contains(cfg.gateway.her_id));
+    // The example register has what the brief asks for: a hospital with level-2 services, a
+    // municipality with nursing home and home care, a GP office with a person party.
+    assert!(register.children(HerId(80100)).len() >= 2);
+    assert!(register.accepts(HerId(80201), "INNLEGGELSESRAPPORT"));
+    assert!(register.accepts(HerId(80202), "LOG_UTSKREVET"));
+    assert_eq!(register.organisation_of(HerId(80301)), Some(HerId(80300)));
+    assert!(register.amqp_user_allowed(HerId(80101), "ehr-testsykehuset"));
+}
+
+#[test]
+fn every_key_of_the_shipped_gateway_file_is_documented() {
+    let text = std::fs::read_to_string(repo().join("config/gateway.toml")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') || t.starts_with('[') {
+            continue;
+        }
+        assert!(i > 0 && lines[i - 1].trim().starts_with('#'), "key on line {} has no comment above it: {t}", i + 1);
+    }
+}
+
+#[test]
+fn defaults_and_resolution() {
+    let (root, path) = tree(GOOD_GATEWAY, GOOD_PARTIES);
+    let (cfg, register) = check(&path).unwrap();
+    assert_eq!(cfg.base_dir, root.path());
+    assert_eq!(cfg.amqp.prefetch, 256);
+    assert_eq!(cfg.amqp.heartbeat, time::Duration::seconds(10));
+    assert_eq!(cfg.paths.schemas, root.path().join("xsd"));
+    assert_eq!(cfg.paths.state, root.path().join("var/state"));
+    assert_eq!(cfg.policy.max_message_bytes, 36_700_160);
+    assert_eq!(cfg.policy.apprec_timeout, time::Duration::hours(96));
+    assert_eq!(cfg.policy.retention, time::Duration::days(30));
+    assert!(cfg.policy.require_signature);
+    assert!(cfg.policy.route_policy().reject_unknown_level2);
+    assert_eq!(register.certificates(HerId(80101)), &[root.path().join("config/hospital-sign.pem")]);
+    assert_eq!(GatewayConfig::load(&path).unwrap(), cfg);
+}
+
+#[test]
+fn relative_paths_resolve_from_the_config_directorys_parent() {
+    assert_eq!(base_dir(Path::new("/srv/hm/config/gateway.toml")), PathBuf::from("/srv/hm"));
+    let cwd = std::env::current_dir().unwrap();
+    assert_eq!(base_dir(Path::new("config/gateway.toml")), cwd);
+    assert_eq!(resolve(Path::new("/srv/hm"), Path::new("/etc/x.pem")), PathBuf::from("/etc/x.pem"));
+}
+
+#[test]
+fn policy_values_are_read() {
+    let gateway = format!(
+        "{GOOD_GATEWAY}\n[policy]\nmax_message_bytes = 1000\napprec_timeout = \"48h\"\nretention = \"7d\"\nrequire_signature = false\nreject_unknown_level2 = false\n"
+    );
+    let (_root, path) = tree(&gateway, GOOD_PARTIES);
+    let (cfg, _) = check(&path).unwrap();
+    assert_eq!(
+        cfg.policy,
+        PolicyConfig {
+            max_message_bytes: 1000,
+            apprec_timeout: time::Duration::hours(48),
+            retention: time::Duration::days(7),
+            require_signature: false,
+            reject_unknown_level2: false,
+        }
+    );
+    assert!(!cfg.policy.route_policy().reject_unknown_level2);
+}
+
+#[test]
+fn every_problem_is_reported_with_file_line_and_key() {
+    let gateway = r#"[amqp]
+url = "amqp://u:secret@h/%2f"
+prefetch = "many"
+heartbeet = "10s"
+
+[gateway]
+her_id = "abc"
+signing_key = "config/missing-key.pem"
+signing_cert = "config/parties.toml"
+
+[paths]
+register = "config/parties.toml"
+trust_dir = "config/no-such-dir"
+colour = "blue"
+
+[policy]
+apprec_timeout = "96x"
+
+[extra]
+a = 1
+"#;
+    let parties = r#"[[party]]
+her_id = 1
+name = "A"
+accepts = ["APPREC", "NOPE"]
+certificates = ["config/gateway-90000-key.pem", "config/none.pem"]
+colour = 3
+
+[[party]]
+her_id = 1
+name = "B"
+organisation_her_id = 55
+accepts = []
+
+[[party]]
+name = "C"
+her_id = -4
+"#;
+    let (_root, path) = tree(gateway, parties);
+    let problems = check(&path).unwrap_err();
+    let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    let expect = [
+        (3, "amqp.prefetch"),
+        (4, "amqp.heartbeet"),
+        (7, "gateway.her_id"),
+        (8, "gateway.signing_key"),
+        (9, "gateway.signing_cert"),
+        (13, "paths.trust_dir"),
+        (14, "paths.colour"),
+        (17, "policy.apprec_timeout"),
+        (19, "extra"),
+        (4, "party[0].accepts"),
+        (5, "party[0].certificates[0]"),
+        (5, "party[0].certificates[1]"),
+        (6, "party[0].colour"),
+        (9, "party[1].her_id"),
+        (11, "party[1].organisation_her_id"),
+        (12, "party[1].accepts"),
+        (16, "party[2].her_id"),
+    ];
+    let got = keys(&problems);
+    for (line, key) in expect {
+        assert!(got.contains(&(Some(line), key.to_string())), "missing {line}:{key} in\n{}", text.join("\n"));
+    }
+    assert_eq!(problems.len(), expect.len(), "{}", text.join("\n"));
+    assert!(text.iter().all(|t| !t.contains("secret")), "the password never appears");
+    assert!(text.iter().any(|t| t.contains("parties.toml:4: party[0].accepts") && t.contains("\"NOPE\"")));
+    assert!(text.iter().any(|t| t.contains("gateway.toml:17: policy.apprec_timeout: not a duration: \"96x\"")));
+    assert!(matches!(problems.iter().find(|p| p.key.as_deref() == Some("party[1].her_id")).map(|p| &p.kind), Some(ProblemKind::Register(RegisterError::DuplicateHerId { .. }))));
+}
+
+#[test]
+fn url_and_url_env() {
+    let var = "HELSEMELDING_TEST_AMQP_URL_CONFIG_TESTS";
+    let with_env = GOOD_GATEWAY.replace("url = \"amqp://guest:guest@127.0.0.1:5672/%2f\"", &format!("url_env = \"{var}\""));
+    let (_root, path) = tree(&with_env, GOOD_PARTIES);
+    let problems = check(&path).unwrap_err();
+    assert_eq!(keys(&problems), vec![(Some(3), "amqp.url_env".to_string())]);
+    assert!(problems[0].to_string().contains(var));
+    // SAFETY-free in edition 2021; the variable name is unique to this test.
+    std::env::set_var(var, "amqp://svc:pw@broker:5671/prod");
+    let (cfg, _) = check(&path).unwrap();
+    assert_eq!(cfg.amqp.url, "amqp://svc:pw@broker:5671/prod");
+    assert!(!format!("{:?}", cfg.amqp).contains("pw"), "Debug hides the password");
+    std::env::remove_var(var);
+
+    let both = GOOD_GATEWAY.replace("[gateway]", &format!("url_env = \"{var}\"\n\n[gateway]"));
+    let (_root, path) = tree(&both, GOOD_PARTIES);
+    assert_eq!(keys(&check(&path).unwrap_err()), vec![(Some(3), "amqp.url".to_string())]);
+
+    let neither = GOOD_GATEWAY.replace("url = \"amqp://guest:guest@127.0.0.1:5672/%2f\"", "prefetch = 0");
+    let (_root, path) = tree(&neither, GOOD_PARTIES);
+    let got = keys(&check(&path).unwrap_err());
+    assert_eq!(got, vec![(Some(2), "amqp.url".to_string()), (Some(3), "amqp.prefetch".to_string())]);
+
+    let not_amqp = GOOD_GATEWAY.replace("amqp://guest:guest@", "http://guest:guest@");
+    let (_root, path) = tree(&not_amqp, GOOD_PARTIES);
+    assert_eq!(keys(&check(&path).unwrap_err()), vec![(Some(3), "amqp.url".to_string())]);
+}
+
+#[test]
+fn missing_keys_and_sections() {
+    let gateway = GOOD_GATEWAY.replace("her_id = 90000\n", "").replace("[paths]\nregister = \"config/parties.toml\"\ntrust_dir = \"config/trust\"\n", "");
+    let (_root, path) = tree(&gateway, GOOD_PARTIES);
+    let problems = check(&path).unwrap_err();
+    let got = keys(&problems);
+    assert!(got.contains(&(Some(5), "gateway.her_id".to_string())), "{got:?}");
+    assert!(problems.iter().any(|p| matches!(&p.kind, ProblemKind::Missing(m) if m.contains("paths"))), "{got:?}");
+}
+
+#[test]
+fn the_gateway_must_be_in_the_register_and_the_register_not_empty() {
+    let parties = GOOD_PARTIES.replace("her_id = 90000", "her_id = 90001");
+    let (_root, path) = tree(GOOD_GATEWAY, &parties);
+    let problems = check(&path).unwrap_err();
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].kind, ProblemKind::GatewayNotInRegister(HerId(90000)));
+    assert_eq!(problems[0].line, Some(6));
+
+    let (_root, path) = tree(GOOD_GATEWAY, "# nothing here\n");
+    let problems = check(&path).unwrap_err();
+    assert!(problems.iter().any(|p| p.key.as_deref() == Some("party")), "{problems:?}");
+}
+
+#[test]
+fn syntax_errors_name_the_line() {
+    let (_root, path) = tree(&GOOD_GATEWAY.replace("her_id = 90000", "her_id = "), GOOD_PARTIES);
+    let problems = check(&path).unwrap_err();
+    assert!(matches!(problems[0].kind, ProblemKind::Syntax(_)), "{problems:?}");
+    assert_eq!(problems[0].line, Some(6));
+    let (_root, path) = tree(GOOD_GATEWAY, "[[party]\nher_id = 1\n");
+    let problems = check(&path).unwrap_err();
+    assert!(problems.iter().any(|p| matches!(p.kind, ProblemKind::Syntax(_)) && p.file.ends_with("parties.toml") && p.line == Some(1)), "{problems:?}");
+}
+
+#[test]
+fn missing_files_are_named() {
+    let problems = check(Path::new("/nonexistent/config/gateway.toml")).unwrap_err();
+    assert_eq!(problems.len(), 1);
+    assert!(problems[0].to_string().contains("/nonexistent/config/gateway.toml"));
+    let (_root, path) = tree(&GOOD_GATEWAY.replace("config/parties.toml", "config/nope.toml"), GOOD_PARTIES);
+    let problems = check(&path).unwrap_err();
+    assert_eq!(keys(&problems), vec![(Some(11), "paths.register".to_string())]);
+    assert!(problems[0].to_string().contains("nope.toml"));
+}
+
+#[test]
+fn an_inline_key_is_refused() {
+    let gateway = GOOD_GATEWAY.replace("\"config/gateway-90000-key.pem\"", "\"-----BEGIN PRIVATE KEY-----MIIE\"");
+    let (_root, path) = tree(&gateway, GOOD_PARTIES);
+    let problems = check(&path).unwrap_err();
+    assert!(problems.iter().any(|p| matches!(p.kind, ProblemKind::InlineSecret(_))), "{problems:?}");
+}
+
+#[test]
+fn extension_problems_print_like_the_others() {
+    let p = ConfigProblem::new("config/gateway.toml", Some(33), Some("paths.schemas"), ProblemKind::Schemas("MsgHead-v1_2.xsd not installed".into()));
+    assert_eq!(p.to_string(), "config/gateway.toml:33: paths.schemas: schemas: MsgHead-v1_2.xsd not installed");
+    let t = ConfigProblem::new("config/trust", None, None, ProblemKind::TrustStore("no CA certificate".into()));
+    assert_eq!(t.to_string(), "config/trust: trust store: no CA certificate");
+}
+
+#[test]
+fn urls_are_redacted() {
+    assert_eq!(redact_url("amqp://guest:guest@127.0.0.1:5672/%2f"), "amqp://guest:***@127.0.0.1:5672/%2f");
+    assert_eq!(redact_url("amqps://user@host"), "amqps://user@host");
+    assert_eq!(redact_url("amqp://host/vh"), "amqp://host/vh");
+    assert_eq!(redact_url("not a url"), "not a url");
+}

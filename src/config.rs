@@ -100,6 +100,10 @@ pub struct PathsConfig {
     pub trust_dir: PathBuf,
     pub schemas: PathBuf,
     pub state: PathBuf,
+    /// The routing log file `helsemelding tail` follows (JSON lines; also printed on stdout).
+    pub routing_log: PathBuf,
+    /// Local address of the `/metrics` and `/health` endpoint; empty = off.
+    pub http_listen: Option<std::net::SocketAddr>,
 }
 
 /// `[policy]`.
@@ -282,6 +286,18 @@ struct RawPaths {
     schemas: PathBuf,
     #[serde(default = "default_state")]
     state: PathBuf,
+    #[serde(default = "default_routing_log")]
+    routing_log: PathBuf,
+    #[serde(default = "default_http_listen")]
+    http_listen: String,
+}
+
+fn default_routing_log() -> PathBuf {
+    PathBuf::from("var/routing.jsonl")
+}
+
+fn default_http_listen() -> String {
+    "127.0.0.1:9464".into()
 }
 
 fn default_schemas() -> PathBuf {
@@ -537,6 +553,16 @@ fn read_gateway(config_path: &Path, problems: &mut Vec<ConfigProblem>, lines: &m
         }
     }
     let mut policy_cfg = PolicyConfig::default();
+    if let Some(p) = &paths {
+        let listen = p.http_listen.trim();
+        if !listen.is_empty() && listen.parse::<std::net::SocketAddr>().is_err() {
+            r.push(
+                line("paths.http_listen"),
+                Some("paths.http_listen".into()),
+                ProblemKind::BadValue(format!("{listen:?} is not an address like 127.0.0.1:9464 (empty turns the endpoint off)")),
+            );
+        }
+    }
     if let Some(p) = &policy {
         if p.max_message_bytes == Some(0) {
             r.push(line("policy.max_message_bytes"), Some("policy.max_message_bytes".into()), ProblemKind::BadValue("must be larger than 0".into()));
@@ -564,6 +590,8 @@ fn read_gateway(config_path: &Path, problems: &mut Vec<ConfigProblem>, lines: &m
             trust_dir: resolve(&base, p.trust_dir.as_ref()?),
             schemas: resolve(&base, &p.schemas),
             state: resolve(&base, &p.state),
+            routing_log: resolve(&base, &p.routing_log),
+            http_listen: if p.http_listen.trim().is_empty() { None } else { p.http_listen.trim().parse().ok() },
         })
     });
     let config = match (amqp, url, &identity, &paths) {

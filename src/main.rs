@@ -30,6 +30,12 @@ enum Command {
     DevPki(helsemelding::cms::cli::DevPkiArgs),
 
     // ---- the gateway ----
+    /// Run the gateway: consume gateway_inbound, verify, validate, route, deliver, answer (until SIGTERM).
+    Serve(helsemelding::gateway::cli::ServeArgs),
+    /// Sign files as a sender would and publish them to the intake.
+    Replay(helsemelding::gateway::cli::ReplayArgs),
+    /// Follow the routing log in a readable form.
+    Tail(helsemelding::gateway::cli::TailArgs),
     /// Move messages from gateway_dead_letter back to gateway_inbound (confirmed, then acked).
     Redrive(helsemelding::amqp::redrive::RedriveArgs),
     /// Validate the configuration, the address register and the files they name; print every problem.
@@ -54,6 +60,9 @@ fn main() -> ExitCode {
         Command::DevPki(args) => helsemelding::cms::cli::run_dev_pki(args),
 
         // ---- the gateway ----
+        Command::Serve(args) => helsemelding::gateway::cli::run_serve(&args),
+        Command::Replay(args) => helsemelding::gateway::cli::run_replay(&args),
+        Command::Tail(args) => helsemelding::gateway::cli::run_tail(&args),
         Command::Redrive(args) => helsemelding::amqp::redrive::run(args),
         Command::CheckConfig(args) => helsemelding::config::run_check_config(&args),
         Command::Status(args) => helsemelding::store::run_status(&args),

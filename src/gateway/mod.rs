@@ -1,6 +1,7 @@
 //! The gateway daemon (`helsemelding serve`): the pipeline of DESIGN §2 over RabbitMQ.
 
 pub mod assess;
+pub mod cli;
 pub mod metrics;
 pub mod routing_log;
 pub mod server;

@@ -332,3 +332,28 @@ fn systemtest_6_signing_clinician_not_mapped_with_service_address() {
     assert_eq!(r.persons.len(), 1);
     assert_eq!(a.receiver.address().level2, Some(HerId(91101)));
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+    /// Any reason text survives build → parse, minus the characters XML 1.0 cannot carry.
+    #[test]
+    fn any_ot_text_round_trips(ot in "\\PC*|[<>&\"'\\t\\n\\r\\u{1}\\u{FFFE} a-zæøå]*") {
+        let m = msghead(KS_SERVICE);
+        let xml = build_apprec(&input(&m, 0, AppRecVersion::V1_1, AppRecStatus::Rejected, vec![e(ErrorCode::X99, Some(&ot))]));
+        let a = AppRec::parse(xml.as_bytes()).map_err(|e| proptest::test_runner::TestCaseError::fail(format!("{e}\n{xml}")))?;
+        let expected: String = ot.chars().filter(|&c| !((c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r')) && c != '\u{FFFE}' && c != '\u{FFFF}').collect();
+        proptest::prop_assert_eq!(a.errors[0].ot.as_deref(), Some(expected.as_str()));
+    }
+}
+
+#[test]
+fn incomplete_apprecs_name_the_missing_element() {
+    let text = String::from_utf8(corpus("apprec-v1.1/ks-no-fiks-nhn-client/all-data.xml")).unwrap();
+    let start = text.find("<OriginalMsgId>").unwrap();
+    let end = text.find("</OriginalMsgId>").unwrap() + "</OriginalMsgId>".len();
+    let e = AppRec::parse(format!("{}{}", &text[..start], &text[end..]).as_bytes()).unwrap_err();
+    assert_eq!(e.to_string(), "required element AppRec/OriginalMsgId is missing");
+    assert_eq!(e.apprec_code(), ErrorCode::T02);
+    let e = AppRec::parse(text.replace("<HCP>", "<HCPx>").replace("</HCP>", "</HCPx>").as_bytes()).unwrap_err();
+    assert_eq!(e.to_string(), "required element AppRec/Sender/HCP is missing");
+}

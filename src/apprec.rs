@@ -380,8 +380,10 @@ fn additional_ids(out: &mut String, ind: &str, rest: &[&Ident]) {
 
 /// `Organisation` → `Inst` (NOTES.md §4): nested Organisations (level 2, and deeper levels in old
 /// messages) → `Dept`, HealthcareProfessional (of any level) → `HCPerson`, extra idents →
-/// `AdditionalId`.
-fn write_inst(out: &mut String, ind: &str, o: &Organisation) {
+/// `AdditionalId`. With `drop_signer`, clinicians are left out when a service (nested
+/// Organisation) is addressed: HITS 1168 §11.2 / Systemtest #6 — the signing clinician of the
+/// original *sender* is not mirrored when the service address is given.
+fn write_inst(out: &mut String, ind: &str, o: &Organisation, drop_signer: bool) {
     let _ = writeln!(out, "{ind}<Inst>");
     let i2 = format!("{ind}  ");
     let rest = unit_head(out, &i2, &o.name, &o.idents);
@@ -392,6 +394,9 @@ fn write_inst(out: &mut String, ind: &str, o: &Organisation) {
         subs.push(sub);
         profs.extend(sub.professional.iter());
         cur = sub.organisation.as_deref();
+    }
+    if drop_signer && !subs.is_empty() {
+        profs.clear();
     }
     for sub in subs {
         let _ = writeln!(out, "{i2}<Dept>");
@@ -446,13 +451,13 @@ fn write_address(out: &mut String, ind: &str, o: &Organisation) {
     let _ = writeln!(out, "{ind}</Address>");
 }
 
-fn write_party(out: &mut String, name: &str, role: (&str, &str), party: &Party) {
+fn write_party(out: &mut String, name: &str, role: (&str, &str), party: &Party, drop_signer: bool) {
     let _ = writeln!(out, "  <{name}>");
     cs(out, "    ", "Role", role.0, Some(role.1));
     let _ = writeln!(out, "    <HCP>");
     match party {
         Party::Organisation(o) => {
-            write_inst(out, "      ", o);
+            write_inst(out, "      ", o, drop_signer);
             write_address(out, "      ", o);
         }
         Party::Professional(p) => {
@@ -503,8 +508,9 @@ pub fn build_apprec(input: &AppRecInput<'_>) -> String {
     }
     text_el(&mut out, "  ", "GenDate", &gen_date);
     text_el(&mut out, "  ", "Id", input.id.as_str());
-    write_party(&mut out, "Sender", sender_role, input.recipient);
-    write_party(&mut out, "Receiver", receiver_role, &input.original.sender);
+    // The recipient is mirrored with everything it was addressed with (Systemtest #19–20).
+    write_party(&mut out, "Sender", sender_role, input.recipient, false);
+    write_party(&mut out, "Receiver", receiver_role, &input.original.sender, true);
     cs(&mut out, "  ", "Status", input.status.code(), Some(input.status.text()));
     for e in &input.errors {
         let _ = write!(out, "  <Error V=\"{}\" S=\"{OID_8221}\" DN=\"{}\"", e.code.code(), esc(e.code.text()));

@@ -278,8 +278,11 @@ pub struct MsgHead {
     pub mig_version: String,
     /// `MsgInfo/GenDate` exactly as written (AppRec `OriginalMsgId/IssueDate` echoes it).
     pub gen_date: String,
-    /// `GenDate` parsed, when it is an RFC 3339 date-time with offset (xs:dateTime may omit it).
+    /// `GenDate` parsed, when it carries an offset (`Z` or `±hh:mm`).
     pub gen_date_parsed: Option<Timestamp>,
+    /// `GenDate` parsed when it has *no* offset (xs:dateTime allows that; most Norwegian EHRs
+    /// write the sender's local time). The gateway decides how to place it in time.
+    pub gen_date_unzoned: Option<time::PrimitiveDateTime>,
     /// `MsgInfo/MsgId` as written; [`MsgId::is_uuid`] is the gateway's E10 check.
     pub msg_id: MsgId,
     pub ack: Option<Ack>,
@@ -363,9 +366,27 @@ fn patient_summary(el: Option<&Element>) -> PatientSummary {
     }
 }
 
-/// Parses an xs:dateTime; `None` when it has no offset or does not parse (kept as written anyway).
+/// Parses an xs:dateTime into its date-time fields and, when written, its offset (`Z` or
+/// `±hh:mm`). `None` when it does not parse; the text is always kept as written anyway.
+pub(crate) fn parse_xs_datetime(s: &str) -> Option<(time::PrimitiveDateTime, Option<time::UtcOffset>)> {
+    let s = s.trim();
+    let (body, offset) = if let Some(b) = s.strip_suffix('Z') {
+        (b, Some(time::UtcOffset::UTC))
+    } else if s.len() > 6 && matches!(s.as_bytes()[s.len() - 6], b'+' | b'-') && s.as_bytes()[s.len() - 3] == b':' {
+        let (b, o) = s.split_at(s.len() - 6);
+        let off = time::UtcOffset::parse(o, time::macros::format_description!("[offset_hour sign:mandatory]:[offset_minute]")).ok()?;
+        (b, Some(off))
+    } else {
+        (s, None)
+    };
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]");
+    let dt = time::PrimitiveDateTime::parse(body, fmt).ok()?;
+    Some((dt, offset))
+}
+
+/// An xs:dateTime with an offset as a [`Timestamp`]; `None` without offset or when unparseable.
 pub(crate) fn parse_datetime(s: &str) -> Option<Timestamp> {
-    Timestamp::parse(s.trim(), &time::format_description::well_known::Rfc3339).ok()
+    parse_xs_datetime(s).and_then(|(dt, off)| off.map(|o| dt.assume_offset(o)))
 }
 
 impl MsgHead {
@@ -429,6 +450,7 @@ impl MsgHead {
         Ok(MsgHead {
             mig_version: info.child_text("MIGversion").unwrap_or_default().to_owned(),
             gen_date_parsed: parse_datetime(&gen_date),
+            gen_date_unzoned: parse_xs_datetime(&gen_date).filter(|(_, o)| o.is_none()).map(|(dt, _)| dt),
             gen_date,
             msg_id,
             ack: info.child("Ack").map(|a| match a.attr("V").unwrap_or_default().trim() {
@@ -492,6 +514,18 @@ mod tests {
         assert_eq!(her_of(&[id("369.767", "HER", None)]), None);
         assert_eq!(her_of(&[id("369.767", "HER", None), id("42", "HER", None)]), Some(HerId(42)));
         assert_eq!(her_of(&[id("42", "her", None)]), None);
+    }
+
+    #[test]
+    fn xs_datetimes() {
+        use time::macros::datetime;
+        assert_eq!(parse_datetime("2007-01-20T04:30:47.0Z"), Some(datetime!(2007-01-20 04:30:47 UTC)));
+        assert_eq!(parse_datetime("2024-01-02T03:04:05+01:00"), Some(datetime!(2024-01-02 03:04:05 +01:00)));
+        assert_eq!(parse_datetime("2009-09-10T11:31:54.148-02:30"), Some(datetime!(2009-09-10 11:31:54.148 -02:30)));
+        assert_eq!(parse_datetime("2018-01-24T15:30:36"), None);
+        assert_eq!(parse_xs_datetime("2018-01-24T15:30:36"), Some((datetime!(2018-01-24 15:30:36), None)));
+        assert_eq!(parse_xs_datetime("1991-12-4T10:00:00"), None);
+        assert_eq!(parse_xs_datetime("yesterday"), None);
     }
 
     #[test]

@@ -301,3 +301,59 @@ fn recipient_role_of_recipients_is_what_build_uses() {
     assert_eq!(r[0].0.role, RecipientRole::Primary);
     assert_eq!(r[1].0.role, RecipientRole::Copy);
 }
+
+/// Systemtest #6 (HITS 1168 §11.2): the original sender's signing clinician is not mirrored when
+/// the sender's service (level 2) is given; without a service, the clinician *is* the level 2.
+#[test]
+fn systemtest_6_signing_clinician_not_mapped_with_service_address() {
+    let text = String::from_utf8(corpus(KS_SERVICE)).unwrap();
+    let signer = "<HealthcareProfessional><FamilyName>Signer</FamilyName><GivenName>Sara</GivenName><Ident><Id>7654321</Id><TypeId V=\"HPR\" S=\"2.16.578.1.12.4.1.1.8116\"/></Ident></HealthcareProfessional>";
+    let sender_end = text.find("</Sender>").unwrap();
+    let org_end = text[..sender_end].rfind("</Organisation>").unwrap();
+    let with_signer = format!("{}{signer}{}", &text[..org_end], &text[org_end..]);
+    let m = MsgHead::parse(with_signer.as_bytes()).unwrap();
+    let Party::Organisation(o) = &m.sender else { panic!() };
+    assert!(o.professional.is_some() && o.organisation.is_some(), "fixture has service and signer");
+    let mut docs = Vec::new();
+    for v in [AppRecVersion::V1_0, AppRecVersion::V1_1] {
+        let xml = build_apprec(&input(&m, 0, v, AppRecStatus::Ok, vec![]));
+        assert!(!xml.contains("Signer") && !xml.contains("7654321"), "{xml}");
+        let a = AppRec::parse(xml.as_bytes()).unwrap();
+        assert_eq!(a.receiver.address(), m.sender_address());
+        let Hcp::Inst(r) = &a.receiver.hcp else { panic!() };
+        assert_eq!(r.depts[0].name.as_deref(), Some("Meldingsvalidering"));
+        docs.push((format!("signer-{v:?}"), xml));
+    }
+    assert_all_valid(&docs);
+    // Without a service, the sender's clinician is its level 2 and is mirrored (DIALOG_SVAR's GP).
+    let m = msghead(DIALOG_SVAR);
+    let a = AppRec::parse(build_apprec(&input(&m, 0, AppRecVersion::V1_0, AppRecStatus::Ok, vec![])).as_bytes()).unwrap();
+    let Hcp::Inst(r) = &a.receiver.hcp else { panic!() };
+    assert_eq!(r.persons.len(), 1);
+    assert_eq!(a.receiver.address().level2, Some(HerId(91101)));
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+    /// Any reason text survives build → parse, minus the characters XML 1.0 cannot carry.
+    #[test]
+    fn any_ot_text_round_trips(ot in "\\PC*|[<>&\"'\\t\\n\\r\\u{1}\\u{FFFE} a-zæøå]*") {
+        let m = msghead(KS_SERVICE);
+        let xml = build_apprec(&input(&m, 0, AppRecVersion::V1_1, AppRecStatus::Rejected, vec![e(ErrorCode::X99, Some(&ot))]));
+        let a = AppRec::parse(xml.as_bytes()).map_err(|e| proptest::test_runner::TestCaseError::fail(format!("{e}\n{xml}")))?;
+        let expected: String = ot.chars().filter(|&c| !((c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r')) && c != '\u{FFFE}' && c != '\u{FFFF}').collect();
+        proptest::prop_assert_eq!(a.errors[0].ot.as_deref(), Some(expected.as_str()));
+    }
+}
+
+#[test]
+fn incomplete_apprecs_name_the_missing_element() {
+    let text = String::from_utf8(corpus("apprec-v1.1/ks-no-fiks-nhn-client/all-data.xml")).unwrap();
+    let start = text.find("<OriginalMsgId>").unwrap();
+    let end = text.find("</OriginalMsgId>").unwrap() + "</OriginalMsgId>".len();
+    let e = AppRec::parse(format!("{}{}", &text[..start], &text[end..]).as_bytes()).unwrap_err();
+    assert_eq!(e.to_string(), "required element AppRec/OriginalMsgId is missing");
+    assert_eq!(e.apprec_code(), ErrorCode::T02);
+    let e = AppRec::parse(text.replace("<HCP>", "<HCPx>").replace("</HCP>", "</HCPx>").as_bytes()).unwrap_err();
+    assert_eq!(e.to_string(), "required element AppRec/Sender/HCP is missing");
+}

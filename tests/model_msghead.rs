@@ -56,7 +56,8 @@ fn plo_copy_recipient_and_invalid_her_ids() {
     assert_eq!(m.msg_id.as_str(), "141d4a13-7ab4-11df-8c4a-0800200c9a66");
     assert!(m.msg_id.is_uuid());
     assert_eq!(m.gen_date, "2007-01-20T04:30:47.0Z");
-    assert!(m.gen_date_parsed.is_some());
+    assert_eq!(m.gen_date_parsed, Some(time::macros::datetime!(2007-01-20 04:30:47 UTC)));
+    assert_eq!(m.gen_date_unzoned, None);
     assert_eq!(m.mig_version, "v1.2 2006-05-24");
     assert_eq!(m.payload, PayloadStandard::Plo1_5);
     // HER "369.767" on the clinician is not a HER-id: level 2 counts as missing.
@@ -89,7 +90,8 @@ fn dialog_svar_conversation_ref_and_levels() {
     assert_eq!(c.ref_to_parent, "f0f88210-0111-11e8-8f1a-0800200c9a66");
     assert_eq!(c.ref_to_conversation, "f0f88210-0111-11e8-8f1a-0800200c9a66");
     assert_eq!(m.gen_date, "2018-01-24T15:30:36");
-    assert_eq!(m.gen_date_parsed, None, "no offset: kept as written only");
+    assert_eq!(m.gen_date_parsed, None, "no offset");
+    assert_eq!(m.gen_date_unzoned, Some(time::macros::datetime!(2018-01-24 15:30:36)));
     // Sender: level 2 is a person (HealthcareProfessional); receiver: level 2 is a service.
     assert_eq!((m.sender_address().level1, m.sender_address().level2), (Some(HerId(91096)), Some(HerId(91101))));
     let r = m.recipients();

@@ -446,6 +446,7 @@ fn stand_in_head(h: &MessageHeaders, register: &Register) -> Option<MsgHead> {
         mig_version: "v1.2 2006-05-24".into(),
         gen_date: gen.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
         gen_date_parsed: Some(gen),
+        gen_date_unzoned: None,
         msg_id: h.message_id.clone(),
         ack: None,
         conversation_ref: None,

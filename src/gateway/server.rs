@@ -182,6 +182,11 @@ impl Gateway {
         self.inner.metrics.clone()
     }
 
+    /// The delivery record of a message, from the store (what `helsemelding status` shows).
+    pub async fn record(&self, sender: HerId, msg_id: &MsgId) -> Result<Option<MessageRecord>, StoreError> {
+        self.inner.store.get(sender, msg_id.clone()).await
+    }
+
     /// Runs one overdue/prune pass now (tests; the daemon does it every `housekeeping_every`).
     pub async fn housekeep_now(&self) {
         housekeeping_pass(&self.inner).await;

@@ -1,0 +1,270 @@
+//! Test harness for the end-to-end gateway tests: a gateway in its own vhost and state directory,
+//! built from the shipped configuration (`config/gateway.toml`, `config/parties.toml`) with only the
+//! broker URL, the state paths and the schema directory changed; a sender that signs like an EHR;
+//! and readers for the parties' queues.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use helsemelding::amqp::connection::connect;
+use helsemelding::amqp::headers::MessageHeaders;
+use helsemelding::amqp::publisher::{Publisher, Route};
+use helsemelding::amqp::testing::TestVhost;
+use helsemelding::amqp::topology::Topology;
+use helsemelding::apprec::AppRec;
+use helsemelding::cms::{self, Signer, TrustStore};
+use helsemelding::gateway::cli::{headers_for, load, settings, Overrides};
+use helsemelding::gateway::metrics::Metrics;
+use helsemelding::gateway::server::{Clock, Gateway};
+use helsemelding::ids::{HerId, MsgId};
+use helsemelding::store::MessageRecord;
+use lapin::options::BasicGetOptions;
+use lapin::BasicProperties;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(rel: &str) -> Vec<u8> {
+    std::fs::read(repo().join("fixtures/messages").join(rel)).unwrap_or_else(|e| panic!("fixture {rel}: {e}"))
+}
+
+/// A fixture with another MsgId (so one test can send the same message shape several times).
+pub fn fixture_with_msg_id(rel: &str, msg_id: &str) -> String {
+    let text = String::from_utf8(fixture(rel)).unwrap();
+    let start = text.find("<MsgId>").expect("fixture has a MsgId") + "<MsgId>".len();
+    let end = text[start..].find("</MsgId>").unwrap() + start;
+    format!("{}{}{}", &text[..start], msg_id, &text[end..])
+}
+
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Writes a copy of the shipped configuration pointing at `url` and at `dir` for state, with
+/// absolute paths for everything else. Schemas come straight from ../shared (same layout and
+/// checksums as an installed `xsd/`).
+pub fn write_config(dir: &Path, url: &str) -> PathBuf {
+    let repo = repo();
+    let shipped = std::fs::read_to_string(repo.join("config/gateway.toml")).unwrap();
+    let abs = |p: &str| repo.join(p).display().to_string();
+    let mut out = String::new();
+    for line in shipped.lines() {
+        let key = line.split('=').next().unwrap_or("").trim();
+        let replaced = match key {
+            "url" => format!("url = {:?}", url),
+            "signing_key" => format!("signing_key = {:?}", abs("fixtures/gateway-pki/parties/90000-sign.key")),
+            "signing_cert" => format!("signing_cert = {:?}", abs("fixtures/gateway-pki/parties/90000-sign.pem")),
+            "register" => format!("register = {:?}", dir.join("parties.toml").display().to_string()),
+            "trust_dir" => format!("trust_dir = {:?}", abs("fixtures/gateway-pki")),
+            "schemas" => format!("schemas = {:?}", repo.join("../shared/standards/xsd").display().to_string()),
+            "state" => format!("state = {:?}", dir.join("state").display().to_string()),
+            "routing_log" => format!("routing_log = {:?}", dir.join("routing.jsonl").display().to_string()),
+            "http_listen" => "http_listen = \"\"".to_owned(),
+            _ => line.to_owned(),
+        };
+        out.push_str(&replaced);
+        out.push('\n');
+    }
+    let parties = std::fs::read_to_string(repo.join("config/parties.toml"))
+        .unwrap()
+        .replace("\"fixtures/", &format!("\"{}/fixtures/", repo.display()));
+    std::fs::create_dir_all(dir.join("config")).unwrap();
+    std::fs::write(dir.join("parties.toml"), parties).unwrap();
+    let path = dir.join("config/gateway.toml");
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+pub struct Got {
+    pub headers: MessageHeaders,
+    pub body: Vec<u8>,
+    pub error_condition: Option<String>,
+}
+
+pub struct Harness {
+    pub gateway: Gateway,
+    pub vhost: TestVhost,
+    pub dir: tempfile::TempDir,
+    conn: lapin::Connection,
+    publisher: Publisher,
+    offset_secs: Arc<AtomicI64>,
+    sent: Mutex<HashMap<String, (BasicProperties, Vec<u8>)>>,
+    trust: TrustStore,
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        let vhost = TestVhost::create().await.expect("test vhost (is RabbitMQ running?)");
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(dir.path(), vhost.url());
+        let loaded = load(&config).unwrap_or_else(|ps| panic!("config problems: {ps:#?}"));
+        let mut s = settings(&loaded.config);
+        s.routing_log_stdout = false;
+        s.retry_pause = Duration::from_millis(200);
+        let offset_secs = Arc::new(AtomicI64::new(0));
+        let o = offset_secs.clone();
+        let clock = Clock::new(move || time::OffsetDateTime::now_utc() + time::Duration::seconds(o.load(Ordering::Relaxed)));
+        let gateway = Gateway::start(s, loaded.context, loaded.signer, clock).await.expect("gateway starts");
+        let conn = connect(&vhost.settings("test-sender")).await.expect("sender connects");
+        let publisher = Publisher::open(&conn).await.expect("publisher");
+        // Wait until the gateway has declared its topology (the party queues exist).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while vhost.queue_len("82001_async").await.ok().flatten().is_none() {
+            assert!(Instant::now() < deadline, "gateway did not declare its queues");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let trust = TrustStore::load(&repo().join("fixtures/gateway-pki")).unwrap();
+        Harness { gateway, vhost, dir, conn, publisher, offset_secs, sent: Mutex::new(HashMap::new()), trust }
+    }
+
+    pub async fn send_fixture(&self, rel: &str, signer: HerId) -> MessageHeaders {
+        self.send_fixture_with(rel, signer, &Overrides::default()).await
+    }
+
+    pub async fn send_fixture_with(&self, rel: &str, signer: HerId, o: &Overrides) -> MessageHeaders {
+        let xml = fixture(rel);
+        let xml = match &o.msg_id {
+            // Keep the file's MsgId unless told otherwise; a new one replaces it in the content too.
+            Some(id) if find(&xml, b"<MsgId>").is_some() && !rel.contains("E10") => fixture_with_msg_id(rel, id.as_str()).into_bytes(),
+            _ => xml,
+        };
+        self.send_bytes(&xml, &format!("parties/{signer}-sign"), o, None).await
+    }
+
+    pub async fn send_fixture_signed_by(&self, rel: &str, key_stem: &str, o: &Overrides, tamper: Option<&dyn Fn(&mut Vec<u8>)>) -> MessageHeaders {
+        self.send_bytes(&fixture(rel), key_stem, o, tamper).await
+    }
+
+    pub async fn send_xml_signed_by(&self, xml: &str, key_stem: &str, o: &Overrides, tamper: Option<&dyn Fn(&mut Vec<u8>)>) -> MessageHeaders {
+        self.send_bytes(xml.as_bytes(), key_stem, o, tamper).await
+    }
+
+    async fn send_bytes(&self, xml: &[u8], key_stem: &str, o: &Overrides, tamper: Option<&dyn Fn(&mut Vec<u8>)>) -> MessageHeaders {
+        let pki = repo().join("fixtures/gateway-pki");
+        let signer = Signer::from_pem_files(&pki.join(format!("{key_stem}.key")), &pki.join(format!("{key_stem}.pem"))).expect("signer");
+        let now = time::OffsetDateTime::now_utc();
+        let headers = headers_for("test", xml, o, true, now).expect("headers");
+        let mut body = signer.sign(xml, now).expect("sign");
+        if let Some(t) = tamper {
+            t(&mut body);
+        }
+        let props = headers.to_properties().unwrap().with_user_id("guest".into());
+        self.publish(&props, &body).await;
+        self.sent.lock().unwrap().insert(headers.message_id.as_str().to_owned(), (props, body));
+        headers
+    }
+
+    async fn publish(&self, props: &BasicProperties, body: &[u8]) {
+        let t = Topology::default();
+        self.publisher
+            .publish_with_properties(Route::Exchange { exchange: &t.exchange, routing_key: &t.inbound }, props.clone(), body)
+            .await
+            .expect("intake publish confirmed");
+    }
+
+    /// Publishes exactly the same envelope and properties again.
+    pub async fn resend(&self, msg_id: &MsgId) {
+        let (props, body) = self.sent.lock().unwrap().get(msg_id.as_str()).cloned().expect("sent before");
+        self.publish(&props, &body).await;
+    }
+
+    pub fn sent_body(&self, msg_id: &str) -> Vec<u8> {
+        self.sent.lock().unwrap().get(msg_id).map(|(_, b)| b.clone()).expect("sent before")
+    }
+
+    /// Takes `n` messages from `{her}_async`, waiting up to 20 s.
+    pub async fn take(&self, her: HerId, n: usize) -> Vec<Got> {
+        self.take_queue(&format!("{her}_async"), n).await
+    }
+
+    pub async fn take_queue(&self, queue: &str, n: usize) -> Vec<Got> {
+        let ch = self.conn.create_channel().await.unwrap();
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while out.len() < n {
+            match ch.basic_get(queue.into(), BasicGetOptions { no_ack: true }).await.unwrap() {
+                Some(m) => {
+                    let p = &m.delivery.properties;
+                    let error_condition = p
+                        .headers()
+                        .as_ref()
+                        .and_then(|t| t.inner().get("errorCondition").cloned())
+                        .and_then(|v| match v {
+                            lapin::types::AMQPValue::LongString(s) => Some(s.to_string()),
+                            _ => None,
+                        });
+                    out.push(Got { headers: MessageHeaders::from_properties(p).expect("headers"), body: m.delivery.data.clone(), error_condition });
+                }
+                None => {
+                    assert!(Instant::now() < deadline, "{queue}: got {} of {n} messages", out.len());
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        let _ = ch.close(200, "done".into()).await;
+        out
+    }
+
+    /// Waits until the gateway has settled everything sent so far (intake empty, no unacked), then
+    /// asserts `{her}_async` is empty.
+    pub async fn assert_empty(&self, her: HerId) {
+        self.settle().await;
+        let q = format!("{her}_async");
+        assert_eq!(self.vhost.queue_len(&q).await.unwrap(), Some(0), "{q} should be empty");
+    }
+
+    /// Waits until the intake queue has no ready and no unacked messages.
+    pub async fn settle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let m = self.gateway.metrics();
+            let received = m.received.load(Ordering::Relaxed);
+            let done = m.acked.load(Ordering::Relaxed) + m.ack_not_sent.load(Ordering::Relaxed);
+            let sent = self.sent.lock().unwrap().len() as u64;
+            if received >= sent && done >= received && self.vhost.queue_len("gateway_inbound").await.ok().flatten() == Some(0) {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                return;
+            }
+            assert!(Instant::now() < deadline, "gateway did not settle: received {received}, done {done}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn wait_for(&self, pred: impl Fn(&Metrics) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !pred(&self.gateway.metrics()) {
+            assert!(Instant::now() < deadline, "condition not reached:\n{}", self.gateway.metrics().render());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Verifies a gateway-issued AppRec's signature against the test trust store and parses it.
+    pub fn open_apprec(&self, got: &Got) -> AppRec {
+        let v = cms::verify(&got.body, &self.trust, time::OffsetDateTime::now_utc()).expect("gateway AppRec signature verifies");
+        AppRec::parse(&v.content).expect("AppRec parses")
+    }
+
+    pub async fn status(&self, sender: HerId, msg_id: &str) -> MessageRecord {
+        self.settle().await;
+        self.gateway.record(sender, &MsgId::new(msg_id)).await.unwrap().unwrap_or_else(|| panic!("no record of {msg_id}"))
+    }
+
+    pub fn advance(&self, d: Duration) {
+        self.offset_secs.fetch_add(d.as_secs() as i64, Ordering::Relaxed);
+    }
+
+    pub async fn housekeep(&self) {
+        self.gateway.housekeep_now().await;
+    }
+
+    pub async fn stop(self) {
+        self.gateway.shutdown().await;
+        let _ = self.conn.close(200, "test done".into()).await;
+        let _ = self.vhost.delete().await;
+    }
+}

@@ -105,7 +105,8 @@ fn status_without_a_store_says_so() {
     let path = config_in(root.path());
     let out = bin().args(["status", "--config"]).arg(&path).arg("x").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("delivery.redb"), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no delivery store at") && stderr.contains("delivery.redb"), "{stderr}");
 }
 
 #[test]

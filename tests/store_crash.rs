@@ -8,44 +8,13 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use helsemelding::address::RecipientRole;
-use helsemelding::ids::{HerId, MsgId};
-use helsemelding::store::{Change, DeliveryState, DeliveryStore, Event, MessageRecord, StoreHandle, Transition};
-use time::macros::datetime;
+#[path = "support/store_batch.rs"]
+mod store_batch;
+
+use helsemelding::store::{DeliveryState, DeliveryStore, StoreHandle};
+use store_batch::{delivered_batch, msg, SENDER};
 
 const CHILD_DIR: &str = "HELSEMELDING_STORE_CRASH_CHILD_DIR";
-
-fn msg(n: u32) -> MsgId {
-    MsgId(format!("00000000-0000-4000-8000-{n:012}"))
-}
-
-fn batch(n: u32) -> Vec<Change> {
-    let at = datetime!(2026-01-05 10:00 UTC);
-    let rec = MessageRecord::new(
-        HerId(80300),
-        msg(n),
-        "DIALOG_FORESPORSEL",
-        format!("synthetic {n}").as_bytes(),
-        at,
-        None,
-        [(Some(HerId(80101)), RecipientRole::Primary), (Some(HerId(80201)), RecipientRole::Copy)],
-    );
-    let mut changes = vec![Change::Create(rec)];
-    for recipient in 0..2 {
-        for event in [Event::Routed, Event::Delivered] {
-            changes.push(Change::Apply(Transition {
-                sender: HerId(80300),
-                msg_id: msg(n),
-                recipient,
-                event,
-                at,
-                apprec_id: None,
-                codes: vec![],
-            }));
-        }
-    }
-    changes
-}
 
 /// Runs only inside the child process; a no-op in a normal test run.
 #[test]
@@ -61,7 +30,7 @@ fn crash_child() {
             tokio::spawn(async move {
                 for i in 0.. {
                     let n = i * 8 + w;
-                    h.commit(batch(n)).await.unwrap();
+                    h.commit(delivered_batch(n)).await.unwrap();
                     if tx.send(n).is_err() {
                         return;
                     }
@@ -99,24 +68,36 @@ fn acknowledged_commits_survive_sigkill() {
     assert!(second.is_err(), "a second writer must not open the store");
     // The read-only `status` view works meanwhile and sees acknowledged commits.
     let ro = DeliveryStore::open_read_only(dir.path()).unwrap();
-    assert!(ro.get(HerId(80300), &msg(acknowledged[0])).unwrap().is_some());
+    assert!(ro.get(SENDER, &msg(acknowledged[0])).unwrap().is_some());
     drop(ro);
     child.kill().unwrap(); // SIGKILL: no destructor, no flush, no clean shutdown
     child.wait().unwrap();
 
     let store = DeliveryStore::open(dir.path()).expect("reopens after SIGKILL");
     for n in &acknowledged {
-        let rec = store.get(HerId(80300), &msg(*n)).unwrap().unwrap_or_else(|| panic!("acknowledged commit {n} lost"));
-        assert!(rec.recipients.iter().all(|r| r.state == DeliveryState::Delivered), "{n}: {rec:?}");
+        let rec = store
+            .get(SENDER, &msg(*n))
+            .unwrap()
+            .unwrap_or_else(|| panic!("acknowledged commit {n} lost"));
+        assert!(
+            rec.recipients.iter().all(|r| r.state == DeliveryState::Delivered),
+            "{n}: {rec:?}"
+        );
     }
     // Whatever else made it in is whole: batches are atomic.
     let max = acknowledged.iter().max().copied().unwrap_or(0);
     let mut extra = 0;
     for n in 0..max + 1000 {
-        if let Some(rec) = store.get(HerId(80300), &msg(n)).unwrap() {
-            assert!(rec.recipients.iter().all(|r| r.state == DeliveryState::Delivered), "half a batch for {n}");
+        if let Some(rec) = store.get(SENDER, &msg(n)).unwrap() {
+            assert!(
+                rec.recipients.iter().all(|r| r.state == DeliveryState::Delivered),
+                "half a batch for {n}"
+            );
             extra += usize::from(!acknowledged.contains(&n));
         }
     }
-    eprintln!("{} acknowledged commits all present after SIGKILL; {extra} more were durable but unacknowledged", acknowledged.len());
+    eprintln!(
+        "{} acknowledged commits all present after SIGKILL; {extra} more were durable but unacknowledged",
+        acknowledged.len()
+    );
 }

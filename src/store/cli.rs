@@ -35,6 +35,11 @@ pub fn run_status(args: &StatusArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let file = cfg.paths.state.join(super::FILE_NAME);
+    if !file.exists() {
+        eprintln!("no delivery store at {}: nothing recorded yet, or paths.state points elsewhere", file.display());
+        return ExitCode::FAILURE;
+    }
     let store = match DeliveryStore::open_read_only(&cfg.paths.state) {
         Ok(s) => s,
         Err(e) => {

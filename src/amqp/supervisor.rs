@@ -441,7 +441,7 @@ mod tests {
             assert!(d >= base.mul_f64(0.5) && d <= b.max, "attempt {attempt}: {d:?}");
         }
         assert!(b.delay(1, FaultKind::Transient) < Duration::from_millis(150));
-        assert_eq!(b.delay(30, FaultKind::Transient) >= Duration::from_secs(5), true);
+        assert!(b.delay(30, FaultKind::Transient) >= Duration::from_secs(5));
         assert_eq!(b.delay(1, FaultKind::Configuration), Duration::from_secs(60));
         let distinct: std::collections::HashSet<_> = (0..20).map(|_| b.delay(5, FaultKind::Transient)).collect();
         assert!(distinct.len() > 1, "jitter");

@@ -338,3 +338,11 @@ async fn redrive_command_prints_how_many_moved() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no [amqp] table"));
     vhost.delete().await.unwrap();
 }
+
+#[tokio::test]
+async fn wrong_password_is_a_configuration_error() {
+    let s = helsemelding::amqp::AmqpSettings::new("amqp://guest:not-the-password@127.0.0.1:5672/%2f", "test");
+    let err = connect(&s).await.unwrap_err();
+    assert!(err.is_configuration(), "{err:?}");
+    assert!(!err.to_string().contains("not-the-password"), "{err}");
+}

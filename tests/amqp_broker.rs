@@ -276,3 +276,73 @@ async fn redrive_moves_dead_letters_back_to_intake_with_count() {
     assert_eq!(seen, ids);
     vhost.delete().await.unwrap();
 }
+
+#[tokio::test]
+async fn supervisor_reports_configuration_fault_and_keeps_retrying_slowly() {
+    let vhost = TestVhost::create().await.unwrap();
+    let conn = connect(&vhost.settings("test")).await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    helsemelding::amqp::topology::declare_quorum_queue(&ch, INBOUND_QUEUE, FieldTable::default()).await.unwrap();
+    let mut plan = SessionPlan::gateway(vec![]);
+    plan.backoff.configuration = Duration::from_millis(200);
+    let sup = Supervisor::spawn(vhost.settings("test"), plan);
+    let mut state = sup.handle.state();
+    let seen = within("two failed attempts", async {
+        loop {
+            state.changed().await.unwrap();
+            let s = state.borrow().clone();
+            if let helsemelding::amqp::LinkState::Down { attempt, reason } = s {
+                if attempt >= 2 {
+                    return reason;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(seen.contains("gateway_inbound") && seen.contains("different argument"), "{seen}");
+    assert!(sup.handle.current().is_none());
+    sup.handle.shutdown();
+    within("supervisor stop", sup.task).await.unwrap();
+    vhost.delete().await.unwrap();
+}
+
+#[tokio::test]
+async fn redrive_command_prints_how_many_moved() {
+    let vhost = TestVhost::create().await.unwrap();
+    let conn = connect(&vhost.settings("test")).await.unwrap();
+    Topology::default().declare(&conn.create_channel().await.unwrap(), &[]).await.unwrap();
+    let publisher = Publisher::open(&conn).await.unwrap();
+    for i in 0..3 {
+        publisher.publish(Route::Queue(DEAD_LETTER_QUEUE), &headers(i), b"dead").await.unwrap();
+    }
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_helsemelding"))
+        .args(["redrive", "--url", vhost.url(), "--limit", "2"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("moved 2 message(s) from gateway_dead_letter to gateway_inbound"), "{stdout}");
+    assert_eq!(vhost.queue_len(DEAD_LETTER_QUEUE).await.unwrap(), Some(1));
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gateway.toml");
+    std::fs::write(&cfg, "[gateway]\nher_id = 90000\n").unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_helsemelding"))
+        .args(["redrive", "--config"])
+        .arg(&cfg)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no [amqp] table"));
+    vhost.delete().await.unwrap();
+}
+
+#[tokio::test]
+async fn wrong_password_is_a_configuration_error() {
+    let s = helsemelding::amqp::AmqpSettings::new("amqp://guest:not-the-password@127.0.0.1:5672/%2f", "test");
+    let err = connect(&s).await.unwrap_err();
+    assert!(err.is_configuration(), "{err:?}");
+    assert!(!err.to_string().contains("not-the-password"), "{err}");
+}

@@ -51,7 +51,13 @@ impl AmqpSettings {
             .url
             .parse()
             .map_err(|reason: String| AmqpError::BadUrl { url: self.redacted_url(), reason })?;
-        let secs = u16::try_from(self.heartbeat.as_secs()).map_err(|_| AmqpError::BadUrl {
+        // AMQP negotiates whole seconds and 0 means "off": round a sub-second value up, never
+        // silently disable the heartbeat.
+        let mut secs = self.heartbeat.as_secs();
+        if secs == 0 && !self.heartbeat.is_zero() {
+            secs = 1;
+        }
+        let secs = u16::try_from(secs).map_err(|_| AmqpError::BadUrl {
             url: self.redacted_url(),
             reason: format!("heartbeat {:?} is longer than 65535 s", self.heartbeat),
         })?;

@@ -108,7 +108,8 @@ pub enum LinkState {
     ShutDown,
 }
 
-/// Clonable access to the supervised link.
+/// Clonable access to the supervised link. Dropping every handle stops the supervisor, like
+/// [`SupervisorHandle::shutdown`].
 #[derive(Clone, Debug)]
 pub struct SupervisorHandle {
     sessions: watch::Receiver<Option<Arc<Session>>>,
@@ -289,18 +290,13 @@ impl Run {
                     let reason = self.watch(generation, live).await;
                     let _ = self.sessions_tx.send(None);
                     let _ = self.blocked_tx.send(None);
-                    match reason {
-                        None => break,
-                        Some(reason) => {
-                            warn!(generation, reason = %reason, "AMQP session lost; reconnecting");
-                            let _ = self.state_tx.send(LinkState::Down { attempt: 0, reason });
-                        }
-                    }
+                    let Some(reason) = reason else { break };
                     // The first reconnect after a loss also waits (the initial delay), so a broker
                     // that drops us at once is not hammered.
                     attempt = 0;
                     let delay = self.plan.backoff.delay(1, FaultKind::Transient);
-                    info!(generation, delay_ms = delay.as_millis() as u64, "AMQP reconnecting after delay");
+                    warn!(generation, delay_ms = delay.as_millis() as u64, reason = %reason, "AMQP session lost; reconnecting");
+                    let _ = self.state_tx.send(LinkState::Down { attempt: 0, reason });
                     if self.sleep(delay).await {
                         break;
                     }
@@ -429,5 +425,25 @@ impl Run {
             let _ = live.session.connection.close(320, "helsemelding: session lost, reconnecting".into()).await;
         }
         Some(reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        let b = Backoff::default();
+        for attempt in 1..40 {
+            let d = b.delay(attempt, FaultKind::Transient);
+            let base = Duration::from_millis(100).saturating_mul(2u32.saturating_pow((attempt - 1).min(20))).min(b.max);
+            assert!(d >= base.mul_f64(0.5) && d <= b.max, "attempt {attempt}: {d:?}");
+        }
+        assert!(b.delay(1, FaultKind::Transient) < Duration::from_millis(150));
+        assert!(b.delay(30, FaultKind::Transient) >= Duration::from_secs(5));
+        assert_eq!(b.delay(1, FaultKind::Configuration), Duration::from_secs(60));
+        let distinct: std::collections::HashSet<_> = (0..20).map(|_| b.delay(5, FaultKind::Transient)).collect();
+        assert!(distinct.len() > 1, "jitter");
     }
 }

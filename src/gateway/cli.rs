@@ -196,7 +196,10 @@ async fn wait_for_signal() {
 
 /// Diagnostics (not the routing log) go to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_diagnostics() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        // lapin logs a returned message's body at WARN: message content must never reach a log.
+        .add_directive(crate::amqp::LAPIN_LOG_DIRECTIVE.parse().expect("a valid directive"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 

@@ -12,6 +12,10 @@
 //! CRL or one past its `nextUpdate` is a retryable fault (DESIGN.md §2: "revocation data stale or
 //! missing = retry later, not reject").
 //!
+//! Anchors are trust inputs (RFC 5280 §6.1.1 d): their own validity dates are not checked, as in
+//! webpki; intermediates' are. Extended key usage is not constrained (SEID certificates differ);
+//! the keyUsage bits are, here, because webpki does not look at them.
+//!
 //! Cache: a successful check is kept per (signer fingerprint, other certificates in the message)
 //! together with the window in which it stays true: the intersection of the validity of the
 //! certificates in the path and the `nextUpdate` of the CRLs used. Outside that window the full

@@ -37,7 +37,7 @@ use webpki::{
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::der::{self, Reader};
-use super::error::{TrustError, VerifyError};
+use super::error::{rfc3339, TrustError, VerifyError};
 use super::signed_data::oid;
 use super::SignerIdentity;
 use crate::ids::Timestamp;
@@ -173,6 +173,10 @@ impl webpki::ExtendedKeyUsageValidator for AnyExtendedKeyUsage {
 
 fn unix_time(now: Timestamp) -> UnixTime {
     UnixTime::since_unix_epoch(Duration::from_secs(now.unix_timestamp().max(0) as u64))
+}
+
+fn unix_text(t: UnixTime) -> String {
+    Timestamp::from_unix_timestamp(t.as_secs() as i64).map_or_else(|_| format!("unix time {}", t.as_secs()), |t| rfc3339(&t))
 }
 
 /// Lowercase hex SHA-256 of a certificate's DER.
@@ -415,11 +419,11 @@ impl TrustStore {
             }
             webpki::Error::CertExpired { not_after, .. } => VerifyError::ChainInvalid {
                 subject,
-                problem: format!("an intermediate certificate expired at unix time {}", not_after.as_secs()),
+                problem: format!("an intermediate certificate expired at {} (checked at {})", unix_text(not_after), rfc3339(&now)),
             },
             webpki::Error::CertNotValidYet { not_before, .. } => VerifyError::ChainInvalid {
                 subject,
-                problem: format!("an intermediate certificate is not valid before unix time {}", not_before.as_secs()),
+                problem: format!("an intermediate certificate is not valid before {} (checked at {})", unix_text(not_before), rfc3339(&now)),
             },
             other => VerifyError::ChainInvalid { subject, problem: format!("{other:?}") },
         }

@@ -445,3 +445,36 @@ fn dev_pki_generates_a_working_trust_directory() {
     let stale = TrustStore::load(&out.join("variants/stale-crl")).expect("stale loads");
     assert!(verify(&sign("parties/81299-sign"), &stale, NOW).expect_err("stale").is_retryable());
 }
+
+#[test]
+fn intermediates_may_come_with_the_message_and_the_signer_certificate_must() {
+    let p = pki();
+    // A trust directory without intermediates/: the chain needs the one the message carries.
+    let dir = tempfile::tempdir().expect("tempdir");
+    for sub in ["anchors", "crls"] {
+        std::fs::create_dir(dir.path().join(sub)).expect("mkdir");
+    }
+    std::fs::copy(p.join("anchors/helsemelding-test-root-ca.pem"), dir.path().join("anchors/root.pem")).expect("copy");
+    for crl in ["helsemelding-test-root-ca.crl", "helsemelding-test-intermediate-ca.crl"] {
+        std::fs::copy(p.join("crls").join(crl), dir.path().join("crls").join(crl)).expect("copy");
+    }
+    let anchors_only = TrustStore::load(dir.path()).expect("loads");
+    let bare = openssl_sign("parties/81234-sign", &["-nodetach"]);
+    let r = verify(&bare, &anchors_only, NOW);
+    assert!(matches!(r, Err(VerifyError::Untrusted { .. })), "{r:?}");
+    let inter = p.join("intermediates/helsemelding-test-intermediate-ca.pem");
+    let with_chain = openssl_sign("parties/81234-sign", &["-nodetach", "-certfile", inter.to_str().expect("utf8")]);
+    verify(&with_chain, &anchors_only, NOW).expect("chain through the message's intermediate");
+
+    // No certificates in the message: the signer cannot be identified.
+    let r = verify(&openssl_sign("parties/81234-sign", &["-nodetach", "-nocerts"]), &trust(), NOW);
+    assert!(matches!(r, Err(VerifyError::SignerCertificateMissing { .. })), "{r:?}");
+    assert_eq!(code(&r), Some(ErrorCode::S02));
+
+    // SHA-1 is not accepted as a digest: S01, whatever the padding.
+    for extra in [&["-nodetach", "-md", "sha1"][..], &["-nodetach", "-md", "sha1", "-keyopt", "rsa_padding_mode:pss"][..]] {
+        let r = verify(&openssl_sign("parties/81234-sign", extra), &trust(), NOW);
+        assert!(matches!(r, Err(VerifyError::UnsupportedAlgorithm { .. })), "{extra:?}: {r:?}");
+        assert_eq!(code(&r), Some(ErrorCode::S01));
+    }
+}

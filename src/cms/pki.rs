@@ -28,7 +28,7 @@
 //! RSA keys); rcgen writes the certificates and CRLs, signing through ring. CA keys are not
 //! written: to change the PKI, regenerate all of it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName, DnType, IsCa, Issuer,
@@ -260,9 +260,4 @@ pub fn generate(opts: &DevPkiOptions) -> Result<Vec<PathBuf>, PkiError> {
     w.write("bad/weak-rsa1024-sign.key", weak_pem.as_bytes())?;
 
     Ok(w.written)
-}
-
-/// The files `generate` writes for the given options, relative to `out` (for checks and docs).
-pub fn party_paths(out: &Path, her: u32) -> (PathBuf, PathBuf) {
-    (out.join(format!("parties/{her}-sign.pem")), out.join(format!("parties/{her}-sign.key")))
 }

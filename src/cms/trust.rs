@@ -12,6 +12,10 @@
 //! CRL or one past its `nextUpdate` is a retryable fault (DESIGN.md §2: "revocation data stale or
 //! missing = retry later, not reject").
 //!
+//! Anchors are trust inputs (RFC 5280 §6.1.1 d): their own validity dates are not checked, as in
+//! webpki; intermediates' are. Extended key usage is not constrained (SEID certificates differ);
+//! the keyUsage bits are, here, because webpki does not look at them.
+//!
 //! Cache: a successful check is kept per (signer fingerprint, other certificates in the message)
 //! together with the window in which it stays true: the intersection of the validity of the
 //! certificates in the path and the `nextUpdate` of the CRLs used. Outside that window the full
@@ -33,7 +37,7 @@ use webpki::{
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::der::{self, Reader};
-use super::error::{TrustError, VerifyError};
+use super::error::{rfc3339, TrustError, VerifyError};
 use super::signed_data::oid;
 use super::SignerIdentity;
 use crate::ids::Timestamp;
@@ -169,6 +173,10 @@ impl webpki::ExtendedKeyUsageValidator for AnyExtendedKeyUsage {
 
 fn unix_time(now: Timestamp) -> UnixTime {
     UnixTime::since_unix_epoch(Duration::from_secs(now.unix_timestamp().max(0) as u64))
+}
+
+fn unix_text(t: UnixTime) -> String {
+    Timestamp::from_unix_timestamp(t.as_secs() as i64).map_or_else(|_| format!("unix time {}", t.as_secs()), |t| rfc3339(&t))
 }
 
 /// Lowercase hex SHA-256 of a certificate's DER.
@@ -411,11 +419,11 @@ impl TrustStore {
             }
             webpki::Error::CertExpired { not_after, .. } => VerifyError::ChainInvalid {
                 subject,
-                problem: format!("an intermediate certificate expired at unix time {}", not_after.as_secs()),
+                problem: format!("an intermediate certificate expired at {} (checked at {})", unix_text(not_after), rfc3339(&now)),
             },
             webpki::Error::CertNotValidYet { not_before, .. } => VerifyError::ChainInvalid {
                 subject,
-                problem: format!("an intermediate certificate is not valid before unix time {}", not_before.as_secs()),
+                problem: format!("an intermediate certificate is not valid before {} (checked at {})", unix_text(not_before), rfc3339(&now)),
             },
             other => VerifyError::ChainInvalid { subject, problem: format!("{other:?}") },
         }

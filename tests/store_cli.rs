@@ -22,8 +22,8 @@ fn config_in(root: &Path) -> PathBuf {
     let dir = root.join("config");
     std::fs::create_dir_all(&dir).unwrap();
     let text = std::fs::read_to_string(repo().join("config/gateway.toml")).unwrap();
-    let pki = repo().join("config/pki");
-    let text = text.replace("\"config/pki/", &format!("\"{}/", pki.display()));
+    let fixtures = repo().join("fixtures");
+    let text = text.replace("\"fixtures/", &format!("\"{}/", fixtures.display()));
     let path = dir.join("gateway.toml");
     std::fs::write(&path, text).unwrap();
     path
@@ -43,6 +43,8 @@ fn check_config_prints_every_problem_and_fails() {
     let root = tempfile::tempdir().unwrap();
     let path = config_in(root.path());
     let text = std::fs::read_to_string(&path).unwrap().replace("prefetch = 256", "prefetch = 256\nprefetsh = 1");
+    let trust = format!("trust_dir = \"{}/gateway-pki\"", repo().join("fixtures").display());
+    let text = text.replace(&trust, "trust_dir = \"config/trust\"");
     std::fs::write(&path, text).unwrap();
     // No parties.toml and no trust dir under this root.
     let out = bin().args(["check-config", "--config"]).arg(&path).output().unwrap();

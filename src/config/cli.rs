@@ -1,11 +1,16 @@
 //! `helsemelding check-config [--config config/gateway.toml]`: validates the configuration, the
 //! address register and every file they name, and prints every problem (one per line, as
 //! `file:line: key: what`), or one "configuration OK" summary line. Exit status 1 on problems.
+//!
+//! It checks exactly what `serve` checks before it starts (`gateway::cli::load`): beyond the files
+//! themselves, that the installed schemas match `xsd/MANIFEST.toml` and compile, that the trust
+//! store loads, that every party certificate parses, and that the gateway's signing key matches
+//! its certificate.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::{check, redact_url, DEFAULT_CONFIG_PATH};
+use super::{redact_url, DEFAULT_CONFIG_PATH};
 
 /// Arguments of `check-config`.
 #[derive(Debug, clap::Args)]
@@ -17,8 +22,9 @@ pub struct CheckConfigArgs {
 
 /// Runs `check-config`.
 pub fn run_check_config(args: &CheckConfigArgs) -> ExitCode {
-    match check(&args.config) {
-        Ok((cfg, register)) => {
+    match crate::gateway::cli::load(&args.config) {
+        Ok(loaded) => {
+            let (cfg, register) = (&loaded.config, &loaded.context.register);
             let organisations = register.parties().iter().filter(|p| register.is_organisation(p.her_id)).count();
             println!(
                 "configuration OK: {} parties ({} organisations, {} services/persons), gateway HER-id {}, broker {}, register {}, state {}",

@@ -12,8 +12,10 @@ fn tree(gateway: &str, parties: &str) -> (tempfile::TempDir, PathBuf) {
     let root = tempfile::tempdir().unwrap();
     let cfg = root.path().join("config");
     std::fs::create_dir_all(cfg.join("trust")).unwrap();
-    for f in ["gateway-90000-cert.pem", "gateway-90000-key.pem", "hospital-sign.pem"] {
-        std::fs::copy(repo().join("config/pki").join(f), cfg.join(f)).unwrap();
+    // The synthetic test PKI (fixtures/gateway-pki, made by `helsemelding dev-pki`).
+    let pki = repo().join("fixtures/gateway-pki/parties");
+    for (from, to) in [("90000-sign.pem", "gateway-90000-cert.pem"), ("90000-sign.key", "gateway-90000-key.pem"), ("80000-sign.pem", "hospital-sign.pem")] {
+        std::fs::copy(pki.join(from), cfg.join(to)).unwrap();
     }
     std::fs::write(cfg.join("gateway.toml"), gateway).unwrap();
     std::fs::write(cfg.join("parties.toml"), parties).unwrap();
@@ -74,11 +76,12 @@ fn the_shipped_configuration_is_valid() {
     assert!(register.contains(cfg.gateway.her_id));
     // The example register has what the brief asks for: a hospital with level-2 services, a
     // municipality with nursing home and home care, a GP office with a person party.
-    assert!(register.children(HerId(80100)).len() >= 2);
-    assert!(register.accepts(HerId(80201), "INNLEGGELSESRAPPORT"));
-    assert!(register.accepts(HerId(80202), "LOG_UTSKREVET"));
-    assert_eq!(register.organisation_of(HerId(80301)), Some(HerId(80300)));
-    assert!(register.amqp_user_allowed(HerId(80101), "ehr-testsykehuset"));
+    // (The same parties as fixtures/messages/.)
+    assert!(register.children(HerId(80000)).len() >= 2);
+    assert!(register.accepts(HerId(81001), "INNLEGGELSESRAPPORT"));
+    assert!(register.accepts(HerId(81002), "LOG_UTSKREVET"));
+    assert_eq!(register.organisation_of(HerId(82001)), Some(HerId(82000)));
+    assert!(register.amqp_user_allowed(HerId(80001), "guest"));
 }
 
 #[test]

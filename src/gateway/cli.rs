@@ -37,9 +37,15 @@ pub fn load(config_path: &Path) -> Result<Loaded, Vec<String>> {
     let (config, register) = config::check(config_path).map_err(|ps| ps.iter().map(|p| p.to_string()).collect::<Vec<_>>())?;
     let mut problems = Vec::new();
     if let Err(ps) = crate::schemas::verify_installed(&config.paths.schemas) {
-        problems.extend(ps.iter().map(|p| {
-            format!("{p} (install them: helsemelding install-schemas --from ../shared/standards/xsd --to {})", config.paths.schemas.display())
-        }));
+        let hint = format!("install them: helsemelding install-schemas --from ../shared/standards/xsd --to {}", config.paths.schemas.display());
+        let missing = ps.iter().filter(|p| matches!(p, crate::schemas::ManifestProblem::Missing { .. })).count();
+        if missing > 3 {
+            // A fresh checkout: one line, not one per file.
+            problems.push(format!("{missing} of the schema files in xsd/MANIFEST.toml are missing in {} ({hint})", config.paths.schemas.display()));
+            problems.extend(ps.iter().filter(|p| !matches!(p, crate::schemas::ManifestProblem::Missing { .. })).map(|p| p.to_string()));
+        } else {
+            problems.extend(ps.iter().map(|p| format!("{p} ({hint})")));
+        }
     }
     let schemas = if problems.is_empty() {
         match Schemas::load(&config.paths.schemas) {

@@ -346,11 +346,18 @@ pub fn assess(input: &Inbound<'_>, ctx: &Context, now: Timestamp) -> Plan {
         sender: from,
         msg_id,
         msg_type: head.msg_type.v.clone(),
-        gen_date: head.gen_date_parsed,
+        gen_date: gen_date_of(&head),
         head,
         apprec_version,
         recipients: out,
     }))
+}
+
+/// GenDate as a point in time. xs:dateTime may omit the offset; Norwegian EHRs then write local
+/// time, taken here as CET (UTC+01:00). In summer time that starts the 96-hour clock one hour late;
+/// the store never starts it later than the time of receipt, which bounds the error.
+fn gen_date_of(head: &MsgHead) -> Option<Timestamp> {
+    head.gen_date_parsed.or_else(|| head.gen_date_unzoned.map(|d| d.assume_offset(time::macros::offset!(+1))))
 }
 
 fn known(her: Option<HerId>, register: &Register) -> Option<HerId> {

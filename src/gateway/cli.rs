@@ -206,7 +206,8 @@ pub fn init_diagnostics() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
         // lapin logs a returned message's body at WARN: message content must never reach a log.
         .add_directive(crate::amqp::LAPIN_LOG_DIRECTIVE.parse().expect("a valid directive"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
 }
 
 // ---------------------------------------------------------------------------------------------

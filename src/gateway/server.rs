@@ -594,7 +594,9 @@ impl Inner {
                         error_description: None,
                         original_message_id: Some(p.msg_id.clone()),
                     };
-                    jobs.push(Job { index: i, queue: async_queue(p.sender), props: Self::properties(&headers), body: Some(signed), her: *her });
+                    // Logged with the HER-id as addressed, also when it is not ours (E21).
+                    let logged = her.or_else(|| party.address().communication_party());
+                    jobs.push(Job { index: i, queue: async_queue(p.sender), props: Self::properties(&headers), body: Some(signed), her: logged });
                 }
                 _ => {}
             }

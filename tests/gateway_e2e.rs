@@ -298,3 +298,19 @@ async fn a_silent_recipient_makes_the_message_overdue() {
     assert_eq!(h.gateway.metrics().outcome(Outcome::Overdue), 1);
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_revocation_data_is_retried_then_dead_lettered_with_its_reason() {
+    // The intermediate CA's CRL is past nextUpdate: not the sender's fault, so no AppRec (DESIGN §2
+    // verify) — retried with backoff, and dead-lettered with the reason before the broker's own
+    // delivery limit would drop the reason.
+    let h = Harness::start_with(Some("variants/stale-crl"), |s| s.topology.delivery_limit = 4).await;
+    let sent = h.send_fixture("delivered/foresporsel-gp-to-nursing-home.xml", GP).await;
+    let dead = h.take_queue("gateway_dead_letter", 1).await;
+    assert_eq!(dead[0].headers.message_id, sent.message_id);
+    assert_eq!(dead[0].error_condition.as_deref(), Some("transport:retries-exhausted"));
+    assert!(h.gateway.metrics().outcome(Outcome::Retry) >= 2);
+    h.assert_empty(GP).await; // never an AppRec for an infrastructure fault
+    h.assert_empty(NURSING_HOME).await;
+    h.stop().await;
+}

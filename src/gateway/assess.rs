@@ -47,6 +47,7 @@ pub mod condition {
     pub const SECOND_APPREC: &str = "transport:apprec-already-received";
     pub const MSGID_REUSED: &str = "transport:msgid-reused-with-different-content";
     pub const UNDELIVERABLE: &str = "transport:undeliverable";
+    pub const RETRIES_EXHAUSTED: &str = "transport:retries-exhausted";
 }
 
 /// What the gateway needs to know to assess a message: loaded once at startup.

@@ -40,6 +40,8 @@ pub struct Metrics {
     pub acked: AtomicU64,
     /// `ack()` answered "not sent" (channel closed): the broker will redeliver.
     pub ack_not_sent: AtomicU64,
+    /// Deliveries returned to the queue for a later attempt (infrastructure faults).
+    pub requeued: AtomicU64,
     /// Reconnects of the broker session since start.
     pub reconnects: AtomicU64,
     /// Store group commits and the messages they carried.
@@ -76,6 +78,7 @@ impl Metrics {
             ("helsemelding_apprecs_issued_total", "Negative AppRecs issued by the gateway.", &self.apprecs_issued),
             ("helsemelding_acked_total", "Inbound deliveries acknowledged after their outcome was durable.", &self.acked),
             ("helsemelding_ack_not_sent_total", "Acks the closed channel did not send (broker redelivers).", &self.ack_not_sent),
+            ("helsemelding_requeued_total", "Deliveries returned to the intake for a later attempt (infrastructure faults).", &self.requeued),
             ("helsemelding_reconnects_total", "Broker reconnects since start.", &self.reconnects),
             ("helsemelding_store_commits_total", "Durable group commits of delivery state.", &self.store_commits),
         ];

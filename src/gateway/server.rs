@@ -315,8 +315,8 @@ async fn consume(inner: Arc<Inner>, mut deliveries: crate::amqp::supervisor::Del
 /// What happened to one delivery, for the routing log and metrics.
 enum Settle {
     Ack,
-    /// Back to the queue after a pause (infrastructure fault).
-    Requeue,
+    /// Back to the queue after a pause (infrastructure fault), with the reason.
+    Requeue(String),
     /// Leave it: the session is gone and the broker redelivers it.
     Abandon,
 }
@@ -364,19 +364,19 @@ async fn process(inner: Arc<Inner>, delivery: Delivery) {
                 to_her: headers.as_ref().ok().map(|h| h.to_her_id),
                 outcome: Outcome::Retry,
                 code: None,
-                reason: Some(reason),
+                reason: Some(reason.clone()),
                 elapsed_ms: ms(started),
             });
-            Settle::Requeue
+            Settle::Requeue(reason)
         }
         Plan::Refuse(r) => inner.refuse(&delivery, &r, started).await,
-        Plan::Message(p) => match headers {
-            Ok(h) => inner.message(&delivery, &h, *p, now, started).await,
-            Err(_) => Settle::Requeue, // unreachable: a plan is only made from readable headers
+        Plan::Message(p) => match &headers {
+            Ok(h) => inner.message(&delivery, h, *p, now, started).await,
+            Err(e) => Settle::Requeue(e.to_string()), // unreachable: a plan is only made from readable headers
         },
-        Plan::AppRec(p) => match headers {
-            Ok(h) => inner.apprec(&delivery, &h, *p, now, started).await,
-            Err(_) => Settle::Requeue,
+        Plan::AppRec(p) => match &headers {
+            Ok(h) => inner.apprec(&delivery, h, *p, now, started).await,
+            Err(e) => Settle::Requeue(e.to_string()),
         },
     };
     match settle {
@@ -387,11 +387,57 @@ async fn process(inner: Arc<Inner>, delivery: Delivery) {
                 inner.metrics.ack_not_sent.fetch_add(1, Ordering::Relaxed);
             }
         }
-        Settle::Requeue => {
-            tokio::time::sleep(inner.settings.retry_pause).await;
-            let _ = delivery.nack(true).await;
+        Settle::Requeue(reason) => {
+            let count = delivery_count(delivery.properties());
+            let limit = u64::try_from(inner.settings.topology.delivery_limit).unwrap_or(20).max(2);
+            if count + 2 >= limit {
+                // One more requeue and the broker dead-letters it by its delivery limit, without our
+                // reason: put it there ourselves, with the reason, so an operator can act and redrive.
+                let r = Refusal {
+                    to: None,
+                    condition: condition::RETRIES_EXHAUSTED,
+                    description: format!("still failing after {} deliveries: {reason}", count + 1),
+                    msg_id: headers.as_ref().ok().map(|h| h.message_id.clone()),
+                    msg_type: headers.as_ref().ok().map(|h| h.msg_type.clone()),
+                    from_her: headers.as_ref().ok().map(|h| h.from_her_id),
+                    to_her: headers.as_ref().ok().map(|h| h.to_her_id),
+                };
+                match inner.refuse(&delivery, &r, started).await {
+                    Settle::Ack => {
+                        if delivery.ack().await.is_settled() {
+                            inner.metrics.acked.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    _ => {
+                        let _ = delivery.nack(true).await;
+                        inner.metrics.requeued.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            } else {
+                // Back off more with every failed delivery: 1×, 2×, 4× … the pause, at most a minute.
+                let pause = inner.settings.retry_pause.saturating_mul(1u32 << count.min(5)).min(Duration::from_secs(60));
+                tokio::time::sleep(pause).await;
+                let _ = delivery.nack(true).await;
+                inner.metrics.requeued.fetch_add(1, Ordering::Relaxed);
+            }
         }
         Settle::Abandon => drop(delivery),
+    }
+}
+
+/// How often the broker has delivered this message before (quorum queues count it in
+/// `x-delivery-count`); 0 for a first delivery.
+fn delivery_count(p: &BasicProperties) -> u64 {
+    let Some(v) = p.headers().as_ref().and_then(|t| t.inner().get("x-delivery-count").cloned()) else { return 0 };
+    match v {
+        AMQPValue::LongLongInt(n) => u64::try_from(n).unwrap_or(0),
+        AMQPValue::LongInt(n) => u64::try_from(n).unwrap_or(0),
+        AMQPValue::ShortInt(n) => u64::try_from(n).unwrap_or(0),
+        AMQPValue::LongUInt(n) => u64::from(n),
+        AMQPValue::ShortUInt(n) => u64::from(n),
+        AMQPValue::ShortShortInt(n) => u64::try_from(n).unwrap_or(0),
+        AMQPValue::ShortShortUInt(n) => u64::from(n),
+        _ => 0,
     }
 }
 
@@ -460,7 +506,7 @@ impl Inner {
             Published::SessionLost => return Settle::Abandon,
             Published::GaveUp(why) => {
                 error!(queue = %queue, error = %why, "cannot place a refused message on its error queue; requeueing");
-                return Settle::Requeue;
+                return Settle::Requeue(format!("{queue}: {why}"));
             }
         }
         warn!(msg_id = ?r.msg_id, condition = r.condition, queue = %queue, "message refused: {}", r.description);
@@ -716,7 +762,7 @@ impl Inner {
                     Published::SessionLost => return Settle::Abandon,
                     Published::GaveUp(why) => {
                         error!(error = %why, "cannot place an unknown-receiver entry on the sender's error queue");
-                        return Settle::Requeue;
+                        return Settle::Requeue(why);
                     }
                 }
                 self.record(Decision {
@@ -881,10 +927,10 @@ impl Inner {
             to_her: Some(h.to_her_id),
             outcome: Outcome::Retry,
             code: None,
-            reason: Some(reason),
+            reason: Some(reason.clone()),
             elapsed_ms: ms(started),
         });
-        Settle::Requeue
+        Settle::Requeue(reason)
     }
 }
 

@@ -19,7 +19,7 @@ use helsemelding::apprec::AppRec;
 use helsemelding::cms::{self, Signer, TrustStore};
 use helsemelding::gateway::cli::{headers_for, load, settings, Overrides};
 use helsemelding::gateway::metrics::Metrics;
-use helsemelding::gateway::server::{Clock, Gateway};
+use helsemelding::gateway::server::{Clock, Gateway, Settings};
 use helsemelding::ids::{HerId, MsgId};
 use helsemelding::store::MessageRecord;
 use lapin::options::BasicGetOptions;
@@ -99,13 +99,25 @@ pub struct Harness {
 
 impl Harness {
     pub async fn start() -> Harness {
+        Self::start_with(None, |_| {}).await
+    }
+
+    /// A gateway with another trust directory (relative to fixtures/gateway-pki) and tweaked settings.
+    pub async fn start_with(trust_variant: Option<&str>, tweak: impl FnOnce(&mut Settings)) -> Harness {
         let vhost = TestVhost::create().await.expect("test vhost (is RabbitMQ running?)");
         let dir = tempfile::tempdir().unwrap();
         let config = write_config(dir.path(), vhost.url());
+        if let Some(v) = trust_variant {
+            let text = std::fs::read_to_string(&config).unwrap();
+            let from = format!("trust_dir = {:?}", repo().join("fixtures/gateway-pki").display().to_string());
+            let to = format!("trust_dir = {:?}", repo().join("fixtures/gateway-pki").join(v).display().to_string());
+            std::fs::write(&config, text.replace(&from, &to)).unwrap();
+        }
         let loaded = load(&config).unwrap_or_else(|ps| panic!("config problems: {ps:#?}"));
         let mut s = settings(&loaded.config);
         s.routing_log_stdout = false;
         s.retry_pause = Duration::from_millis(200);
+        tweak(&mut s);
         let offset_secs = Arc::new(AtomicI64::new(0));
         let o = offset_secs.clone();
         let clock = Clock::new(move || time::OffsetDateTime::now_utc() + time::Duration::seconds(o.load(Ordering::Relaxed)));
@@ -224,7 +236,7 @@ impl Harness {
         loop {
             let m = self.gateway.metrics();
             let received = m.received.load(Ordering::Relaxed);
-            let done = m.acked.load(Ordering::Relaxed) + m.ack_not_sent.load(Ordering::Relaxed);
+            let done = m.acked.load(Ordering::Relaxed) + m.ack_not_sent.load(Ordering::Relaxed) + m.requeued.load(Ordering::Relaxed);
             let sent = self.sent.lock().unwrap().len() as u64;
             if received >= sent && done >= received && self.vhost.queue_len("gateway_inbound").await.ok().flatten() == Some(0) {
                 tokio::time::sleep(Duration::from_millis(300)).await;

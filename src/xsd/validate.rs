@@ -167,7 +167,8 @@ impl<'m, 'a> V<'m, 'a> {
                             _ => WhiteSpace::Preserve,
                         };
                         if normalize_ws(&a.value, ws) != normalize_ws(f, ws) {
-                            return Err(self.violation(tag.offset, Some(name), format!("attribute '{}' fixed to '{f}'", a.local), format!("'{}'", a.value)));
+                            let by = if u.fixed_on_ref { " (by the attribute reference, XSD 1.0 §3.2.2)" } else { "" };
+                            return Err(self.violation(tag.offset, Some(name), format!("attribute '{}' fixed{by} to '{f}'", a.local), format!("'{}'", a.value)));
                         }
                     }
                 }

@@ -156,6 +156,7 @@ pub struct XmlReader<'a> {
     empty_ns: Arc<str>,
     xml_ns: Arc<str>,
     last_offset: usize,
+    scanned: bool,
 }
 
 /// Decoded input that owns what the reader borrows.
@@ -218,6 +219,7 @@ impl<'a> XmlReader<'a> {
             empty_ns: Arc::from(""),
             xml_ns: Arc::from(XML_NS),
             last_offset: 0,
+            scanned: false,
         }
     }
 
@@ -264,9 +266,23 @@ impl<'a> XmlReader<'a> {
         XmlError { line, column, kind }
     }
 
-    fn check_chars(&self, s: &str, offset: usize) -> Result<(), XmlError> {
-        if let Some(c) = s.chars().find(|&c| !is_xml_char(c)) {
-            return Err(self.err(offset, XmlErrorKind::InvalidChar(c as u32)));
+    /// XML 1.0 §2.2: the whole document (markup, comments and text alike) consists of `Char`s.
+    /// One scan of the text before parsing is cheaper than checking every event. Valid UTF-8
+    /// cannot hold surrogates, so the only non-characters to find are C0 controls and
+    /// U+FFFE/U+FFFF (UTF-8 `EF BF BE`/`EF BF BF`).
+    fn check_all_chars(&self) -> Result<(), XmlError> {
+        let b = self.text.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            let c = b[i];
+            if c < 0x20 && c != b'\t' && c != b'\n' && c != b'\r' {
+                return Err(self.err(i, XmlErrorKind::InvalidChar(u32::from(c))));
+            }
+            if c == 0xEF && b.get(i + 1) == Some(&0xBF) && matches!(b.get(i + 2), Some(0xBE | 0xBF)) {
+                let cp = if b[i + 2] == 0xBE { 0xFFFE } else { 0xFFFF };
+                return Err(self.err(i, XmlErrorKind::InvalidChar(cp)));
+            }
+            i += 1;
         }
         Ok(())
     }
@@ -374,14 +390,11 @@ impl<'a> XmlReader<'a> {
                 rest = &after[semi + 1..];
             }
             out.push_str(rest);
-            let normalized: String = normalize_attr_ws(&out);
-            self.check_chars(&normalized, offset)?;
-            return Ok(Cow::Owned(normalized));
+            return Ok(Cow::Owned(normalize_attr_ws(&out)));
         }
         let v = a
             .normalized_value(XmlVersion::Explicit1_0)
             .map_err(|e| self.err(offset, XmlErrorKind::Syntax(e.to_string())))?;
-        self.check_chars(&v, offset)?;
         Ok(match v {
             Cow::Borrowed(b) => Cow::Borrowed(slice_of(self.text, b)),
             Cow::Owned(o) => Cow::Owned(o),
@@ -421,6 +434,10 @@ impl<'a> XmlReader<'a> {
 
     /// The next event, or the reason the document is refused.
     pub fn next_event(&mut self) -> Result<XmlEvent<'a>, XmlError> {
+        if !self.scanned {
+            self.scanned = true;
+            self.check_all_chars()?;
+        }
         if self.pending_end {
             self.pending_end = false;
             self.close();
@@ -449,7 +466,6 @@ impl<'a> XmlReader<'a> {
                         }
                         continue;
                     }
-                    self.check_chars(&s, offset)?;
                     if s.contains("]]>") {
                         return Err(self.err(offset, XmlErrorKind::Syntax("']]>' in text".into())));
                     }
@@ -459,9 +475,7 @@ impl<'a> XmlReader<'a> {
                     if self.open.is_empty() {
                         return Err(self.err(offset, XmlErrorKind::TextOutsideRoot));
                     }
-                    let s = t.xml10_content();
-                    self.check_chars(&s, offset)?;
-                    return Ok(XmlEvent::Text(s));
+                    return Ok(XmlEvent::Text(t.xml10_content()));
                 }
                 Event::GeneralRef(r) => {
                     if self.open.is_empty() {

@@ -7,16 +7,33 @@
 //! read when it has simple content.
 
 use std::collections::HashSet;
+use std::sync::{Arc, LazyLock};
 
 use super::model::*;
 use super::types::{normalize_ws, Builtin, WhiteSpace};
-use super::Violation;
+use super::{SchemaSet, Violation};
 use crate::xml::{split_qname, StartTag, XmlError, XmlEvent, XmlLimits, XmlReader, XSI_NS};
 
-pub enum Failure {
+enum Failure {
     Invalid(Violation),
-    Xml(XmlError),
 }
+
+/// What one pass over a document found.
+pub struct Outcome {
+    /// Namespace and local name of the root element.
+    pub root: Option<(Arc<str>, String)>,
+    /// Every element namespace in the document (decides the MsgHead schema set).
+    pub seen: Vec<Arc<str>>,
+    /// The set the pass validated against (None: the root has no schema; nothing validated).
+    pub used: Option<SchemaSet>,
+    /// The first violation, if any.
+    pub violation: Option<Violation>,
+}
+
+/// Picks the model for a root element (namespace, local name).
+pub type Chooser<'s> = dyn Fn(&str, &str) -> Option<(SchemaSet, &'s SetModel)> + 's;
+
+static EMPTY: LazyLock<SetModel> = LazyLock::new(SetModel::default);
 
 enum Kind {
     Simple(TypeId),
@@ -250,7 +267,7 @@ impl<'m, 'a> V<'m, 'a> {
             Lax,
             Simple,
             Empty(bool),
-            Elements(TypeId, Vec<u32>),
+            Elements(TypeId),
         }
         let pk = match self.stack.last() {
             None => Pk::Root,
@@ -259,7 +276,7 @@ impl<'m, 'a> V<'m, 'a> {
                 Kind::Lax => Pk::Lax,
                 Kind::Simple(_) => Pk::Simple,
                 Kind::Empty => Pk::Empty(f.nil),
-                Kind::Elements { ty, states, .. } => Pk::Elements(*ty, states.clone()),
+                Kind::Elements { ty, .. } => Pk::Elements(*ty),
             },
         };
         let push_plain = |v: &mut Self, tag: StartTag<'a>, kind: Kind| {
@@ -281,14 +298,18 @@ impl<'m, 'a> V<'m, 'a> {
                 let why = if nil { "the element is nil" } else { "the content type is empty" };
                 Err(self.violation(tag.offset, Some(tag.local), format!("no child elements ({why})"), format!("element {}", qn(&tag.ns, tag.local))))
             }
-            Pk::Elements(ty, states) => {
+            Pk::Elements(ty) => {
                 let m = self.m;
+                let states: &[u32] = match self.stack.last() {
+                    Some(Frame { kind: Kind::Elements { states, .. }, .. }) => states,
+                    _ => &[],
+                };
                 let TypeDef::Complex(ComplexType { content: Content::Elements { auto, .. }, .. }) = &m.types[ty] else {
                     return Err(self.violation(tag.offset, Some(tag.local), "a compiled content model", "none"));
                 };
                 let mut next: Vec<u32> = Vec::with_capacity(1);
                 let mut chosen: Option<&Leaf> = None;
-                for &s in &states {
+                for &s in states {
                     for &(leaf, target) in &auto.trans[s as usize] {
                         let l = &auto.leaves[leaf as usize];
                         let hit = match l {
@@ -311,7 +332,7 @@ impl<'m, 'a> V<'m, 'a> {
                     }
                 }
                 let Some(chosen) = chosen else {
-                    let expected = self.expected_list(ty, &states);
+                    let expected = self.expected_list(ty, states);
                     return Err(self.violation(tag.offset, Some(tag.local), expected, format!("element {} which is not expected here", qn(&tag.ns, tag.local))));
                 };
                 if let Some(Frame { kind: Kind::Elements { states, .. }, .. }) = self.stack.last_mut() {
@@ -401,15 +422,43 @@ impl<'m, 'a> V<'m, 'a> {
     }
 }
 
-/// Validates `text` (well-formed; checked by the caller's first pass) against `m`.
-pub fn run(m: &SetModel, text: &str, limits: XmlLimits) -> Result<(), Failure> {
-    let mut v = V { m, r: XmlReader::new(text, limits), stack: Vec::new(), ids: HashSet::new() };
+/// Reads the whole document once: checks well-formedness (an error here wins over any
+/// violation, as in the oracle), collects element namespaces, and validates against the model
+/// `choose` gives for the root until the first violation.
+pub fn run(text: &str, limits: XmlLimits, choose: &Chooser<'_>) -> Result<Outcome, XmlError> {
+    let mut v = V { m: &EMPTY, r: XmlReader::new(text, limits), stack: Vec::new(), ids: HashSet::new() };
+    let mut out = Outcome { root: None, seen: Vec::new(), used: None, violation: None };
+    // Validation runs while `active`; afterwards the rest is only read for well-formedness.
+    let mut active = false;
     loop {
-        match v.r.next_event().map_err(Failure::Xml)? {
-            XmlEvent::Start(tag) => v.start(tag)?,
-            XmlEvent::Text(t) => v.text(&t)?,
-            XmlEvent::End => v.end()?,
-            XmlEvent::Eof => return Ok(()),
+        let ev = v.r.next_event()?;
+        let res = match ev {
+            XmlEvent::Start(tag) => {
+                if !out.seen.iter().any(|s| Arc::ptr_eq(s, &tag.ns) || **s == *tag.ns) {
+                    out.seen.push(tag.ns.clone());
+                }
+                if out.root.is_none() {
+                    out.root = Some((tag.ns.clone(), tag.local.to_string()));
+                    if let Some((set, m)) = choose(&tag.ns, tag.local) {
+                        v.m = m;
+                        out.used = Some(set);
+                        active = true;
+                    }
+                }
+                if active {
+                    v.start(tag)
+                } else {
+                    Ok(())
+                }
+            }
+            XmlEvent::Text(t) if active => v.text(&t),
+            XmlEvent::End if active => v.end(),
+            XmlEvent::Eof => return Ok(out),
+            _ => Ok(()),
+        };
+        if let Err(Failure::Invalid(violation)) = res {
+            out.violation = Some(violation);
+            active = false;
         }
     }
 }

@@ -271,9 +271,30 @@ impl<'a> XmlReader<'a> {
     /// cannot hold surrogates, so the only non-characters to find are C0 controls and
     /// U+FFFE/U+FFFF (UTF-8 `EF BF BE`/`EF BF BF`).
     fn check_all_chars(&self) -> Result<(), XmlError> {
+        const LO: u64 = 0x0101_0101_0101_0101;
+        const HI: u64 = 0x8080_8080_8080_8080;
         let b = self.text.as_bytes();
         let mut i = 0;
-        while i < b.len() {
+        // Eight bytes at a time: a chunk with no byte below 0x20 and no 0xEF cannot hold a
+        // non-Char; only flagged chunks (mostly line ends) are looked at byte by byte.
+        while i + 8 <= b.len() {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[i..i + 8]);
+            let x = u64::from_le_bytes(w);
+            let below_20 = x.wrapping_sub(LO * 0x20) & !x & HI;
+            let ef = x ^ (LO * 0xEF);
+            let has_ef = ef.wrapping_sub(LO) & !ef & HI;
+            if below_20 | has_ef != 0 {
+                self.check_chars_at(i, i + 8)?;
+            }
+            i += 8;
+        }
+        self.check_chars_at(i, b.len())
+    }
+
+    fn check_chars_at(&self, from: usize, to: usize) -> Result<(), XmlError> {
+        let b = self.text.as_bytes();
+        for i in from..to {
             let c = b[i];
             if c < 0x20 && c != b'\t' && c != b'\n' && c != b'\r' {
                 return Err(self.err(i, XmlErrorKind::InvalidChar(u32::from(c))));
@@ -282,7 +303,6 @@ impl<'a> XmlReader<'a> {
                 let cp = if b[i + 2] == 0xBE { 0xFFFE } else { 0xFFFF };
                 return Err(self.err(i, XmlErrorKind::InvalidChar(cp)));
             }
-            i += 1;
         }
         Ok(())
     }
@@ -466,7 +486,7 @@ impl<'a> XmlReader<'a> {
                         }
                         continue;
                     }
-                    if s.contains("]]>") {
+                    if s.contains(']') && s.contains("]]>") {
                         return Err(self.err(offset, XmlErrorKind::Syntax("']]>' in text".into())));
                     }
                     return Ok(XmlEvent::Text(s));

@@ -302,8 +302,8 @@ impl Schemas {
 /// superset of the element namespaces, found without parsing.
 fn declared_namespaces(text: &str) -> Vec<&str> {
     let mut out: Vec<&str> = Vec::new();
-    for (at, _) in text.match_indices("xmlns") {
-        let rest = &text[at + 5..];
+    for at in memchr::memmem::find_iter(text.as_bytes(), b"xmlns") {
+        let Some(rest) = text.get(at + 5..) else { continue };
         let rest = match rest.strip_prefix(':') {
             Some(r) => r.trim_start_matches(|c: char| c != '=' && c != '>' && c != '<'),
             None => rest,

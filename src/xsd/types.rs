@@ -263,11 +263,24 @@ pub fn normalize_ws(v: &str, ws: WhiteSpace) -> std::borrow::Cow<'_, str> {
             }
         }
         WhiteSpace::Collapse => {
-            let needs = v.starts_with(is_xml_ws)
-                || v.ends_with(is_xml_ws)
-                || v.contains(['\t', '\n', '\r'])
-                || v.contains("  ");
-            if !needs {
+            let b = v.as_bytes();
+            let mut prev_space = true; // a leading space needs collapsing too
+            let mut needs = false;
+            for &c in b {
+                match c {
+                    b'\t' | b'\n' | b'\r' => {
+                        needs = true;
+                        break;
+                    }
+                    b' ' if prev_space => {
+                        needs = true;
+                        break;
+                    }
+                    b' ' => prev_space = true,
+                    _ => prev_space = false,
+                }
+            }
+            if !needs && !(prev_space && !b.is_empty()) {
                 return Cow::Borrowed(v);
             }
             let mut out = String::with_capacity(v.len());
@@ -723,21 +736,22 @@ mod uri {
 fn is_base64(v: &str) -> bool {
     // §3.2.16 (RFC 2045 without line-length rules): groups of four, '=' padding only at the
     // end; spaces between characters are allowed.
-    let chars: Vec<u8> = v.bytes().filter(|&b| b != b' ').collect();
-    if chars.len() % 4 != 0 {
+    let (mut n, mut pad, mut last_data) = (0usize, 0usize, 0u8);
+    for c in v.bytes() {
+        match c {
+            b' ' => continue,
+            b'=' => pad += 1,
+            c if pad == 0 && (c.is_ascii_alphanumeric() || c == b'+' || c == b'/') => last_data = c,
+            _ => return false,
+        }
+        n += 1;
+    }
+    if n % 4 != 0 || pad > 2 {
         return false;
     }
-    let pad = chars.iter().rev().take_while(|&&b| b == b'=').count();
-    if pad > 2 {
-        return false;
-    }
-    let data = &chars[..chars.len() - pad];
-    if !data.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/') {
-        return false;
-    }
-    match (pad, data.last()) {
-        (1, Some(&c)) => b"AEIMQUYcgkosw048".contains(&c),
-        (2, Some(&c)) => b"AQgw".contains(&c),
+    match pad {
+        1 => b"AEIMQUYcgkosw048".contains(&last_data),
+        2 => b"AQgw".contains(&last_data),
         _ => true,
     }
 }
@@ -782,6 +796,9 @@ impl Facets {
             if !hit {
                 return Err(format!("'{}' is not an element of the set {{{}}}", v, en.iter().map(|e| format!("'{e}'")).collect::<Vec<_>>().join(", ")));
             }
+        }
+        if self.length.is_none() && self.min_length.is_none() && self.max_length.is_none() && !b.is_numeric() && !b.is_float() {
+            return Ok(());
         }
         let len = match b {
             Builtin::Base64Binary => {

@@ -6,6 +6,7 @@
 //! Memory is the element stack (bounded by `max_depth`) plus the text of the element being
 //! read when it has simple content.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
 
@@ -48,13 +49,19 @@ enum Kind {
 struct Frame<'a> {
     local: &'a str,
     kind: Kind,
-    text: String,
+    /// Character content of a simple-content element; borrowed from the input when it is a
+    /// single run (the common case), so most values are never copied.
+    text: Cow<'a, str>,
     decl: Option<ElemId>,
     nil: bool,
 }
 
 struct V<'m, 'a> {
     m: &'m SetModel,
+    /// Position-set vectors of closed frames, reused so that entering an element allocates
+    /// nothing in the steady state.
+    spare: Vec<Vec<u32>>,
+    scratch: Vec<u32>,
     r: XmlReader<'a>,
     stack: Vec<Frame<'a>>,
     ids: HashSet<String>,
@@ -150,13 +157,18 @@ impl<'m, 'a> V<'m, 'a> {
     }
 
     /// The frame kind for an element of type `t`.
-    fn kind_for(&self, t: TypeId) -> Kind {
+    fn kind_for(&mut self, t: TypeId) -> Kind {
         match &self.m.types[t] {
             TypeDef::Simple(_) => Kind::Simple(t),
             TypeDef::Complex(c) => match &c.content {
                 Content::Empty => Kind::Empty,
                 Content::Simple(s) => Kind::Simple(*s),
-                Content::Elements { mixed, .. } => Kind::Elements { ty: t, states: vec![0], mixed: *mixed },
+                Content::Elements { mixed, .. } => {
+                    let mut states = self.spare.pop().unwrap_or_default();
+                    states.clear();
+                    states.push(0);
+                    Kind::Elements { ty: t, states, mixed: *mixed }
+                }
                 Content::Any => Kind::Lax,
             },
             TypeDef::Pending => Kind::Skip,
@@ -256,7 +268,7 @@ impl<'m, 'a> V<'m, 'a> {
         }
         self.check_attrs(ty, &tag)?;
         let kind = if nil { Kind::Empty } else { self.kind_for(ty) };
-        self.stack.push(Frame { local: tag.local, kind, text: String::new(), decl: Some(d), nil });
+        self.stack.push(Frame { local: tag.local, kind, text: Cow::Borrowed(""), decl: Some(d), nil });
         Ok(())
     }
 
@@ -280,7 +292,7 @@ impl<'m, 'a> V<'m, 'a> {
             },
         };
         let push_plain = |v: &mut Self, tag: StartTag<'a>, kind: Kind| {
-            v.stack.push(Frame { local: tag.local, kind, text: String::new(), decl: None, nil: false });
+            v.stack.push(Frame { local: tag.local, kind, text: Cow::Borrowed(""), decl: None, nil: false });
             Ok(())
         };
         match pk {
@@ -307,7 +319,8 @@ impl<'m, 'a> V<'m, 'a> {
                 let TypeDef::Complex(ComplexType { content: Content::Elements { auto, .. }, .. }) = &m.types[ty] else {
                     return Err(self.violation(tag.offset, Some(tag.local), "a compiled content model", "none"));
                 };
-                let mut next: Vec<u32> = Vec::with_capacity(1);
+                let mut next = std::mem::take(&mut self.scratch);
+                next.clear();
                 let mut chosen: Option<&Leaf> = None;
                 for &s in states {
                     for &(leaf, target) in &auto.trans[s as usize] {
@@ -336,8 +349,9 @@ impl<'m, 'a> V<'m, 'a> {
                     return Err(self.violation(tag.offset, Some(tag.local), expected, format!("element {} which is not expected here", qn(&tag.ns, tag.local))));
                 };
                 if let Some(Frame { kind: Kind::Elements { states, .. }, .. }) = self.stack.last_mut() {
-                    *states = next;
+                    std::mem::swap(states, &mut next);
                 }
+                self.scratch = next;
                 match chosen {
                     Leaf::Elem(e) => self.enter(*e, tag),
                     Leaf::Any(w) => match (w.process, m.global(&tag.ns, tag.local)) {
@@ -356,13 +370,17 @@ impl<'m, 'a> V<'m, 'a> {
         }
     }
 
-    fn text(&mut self, t: &str) -> Result<(), Failure> {
+    fn text(&mut self, t: Cow<'a, str>) -> Result<(), Failure> {
         let offset = self.r.position();
         let Some(f) = self.stack.last_mut() else { return Ok(()) };
         let problem = match &f.kind {
             Kind::Simple(_) => {
-                f.text.push_str(t);
-                None
+                if f.text.is_empty() {
+                    f.text = t;
+                } else {
+                    f.text.to_mut().push_str(&t);
+                }
+                return Ok(());
             }
             // §3.4.4 cvc-complex-type 2.1: no character children at all, whitespace included.
             Kind::Empty if f.nil => Some("nothing (the element is nil)"),
@@ -417,7 +435,9 @@ impl<'m, 'a> V<'m, 'a> {
             }
             _ => {}
         }
-        self.stack.pop();
+        if let Some(Frame { kind: Kind::Elements { states, .. }, .. }) = self.stack.pop() {
+            self.spare.push(states);
+        }
         Ok(())
     }
 }
@@ -426,7 +446,7 @@ impl<'m, 'a> V<'m, 'a> {
 /// violation, as in the oracle), collects element namespaces, and validates against the model
 /// `choose` gives for the root until the first violation.
 pub fn run(text: &str, limits: XmlLimits, choose: &Chooser<'_>) -> Result<Outcome, XmlError> {
-    let mut v = V { m: &EMPTY, r: XmlReader::new(text, limits), stack: Vec::new(), ids: HashSet::new() };
+    let mut v = V { m: &EMPTY, spare: Vec::new(), scratch: Vec::new(), r: XmlReader::new(text, limits), stack: Vec::new(), ids: HashSet::new() };
     let mut out = Outcome { root: None, seen: Vec::new(), used: None, violation: None };
     // Validation runs while `active`; afterwards the rest is only read for well-formedness.
     let mut active = false;
@@ -451,7 +471,7 @@ pub fn run(text: &str, limits: XmlLimits, choose: &Chooser<'_>) -> Result<Outcom
                     Ok(())
                 }
             }
-            XmlEvent::Text(t) if active => v.text(&t),
+            XmlEvent::Text(t) if active => v.text(t),
             XmlEvent::End if active => v.end(),
             XmlEvent::Eof => return Ok(out),
             _ => Ok(()),

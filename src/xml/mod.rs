@@ -157,6 +157,8 @@ pub struct XmlReader<'a> {
     xml_ns: Arc<str>,
     last_offset: usize,
     scanned: bool,
+    /// Attributes of the tag being read, kept to reuse the allocation.
+    plain: Vec<(&'a str, Cow<'a, str>)>,
 }
 
 /// Decoded input that owns what the reader borrows.
@@ -220,6 +222,7 @@ impl<'a> XmlReader<'a> {
             xml_ns: Arc::from(XML_NS),
             last_offset: 0,
             scanned: false,
+            plain: Vec::new(),
         }
     }
 
@@ -273,18 +276,22 @@ impl<'a> XmlReader<'a> {
     fn check_all_chars(&self) -> Result<(), XmlError> {
         const LO: u64 = 0x0101_0101_0101_0101;
         const HI: u64 = 0x8080_8080_8080_8080;
+        debug_assert_eq!(LO * 0x80, HI);
         let b = self.text.as_bytes();
         let mut i = 0;
         // Eight bytes at a time: a chunk with no byte below 0x20 and no 0xEF cannot hold a
         // non-Char; only flagged chunks (mostly line ends) are looked at byte by byte.
+        // Exact per-byte flags (high bit of each byte) without carries between bytes.
+        let eq = |x: u64, c: u8| {
+            let y = x ^ (LO * u64::from(c));
+            !(((y & !HI).wrapping_add(!HI)) | y | !HI)
+        };
         while i + 8 <= b.len() {
             let mut w = [0u8; 8];
             w.copy_from_slice(&b[i..i + 8]);
             let x = u64::from_le_bytes(w);
-            let below_20 = x.wrapping_sub(LO * 0x20) & !x & HI;
-            let ef = x ^ (LO * 0xEF);
-            let has_ef = ef.wrapping_sub(LO) & !ef & HI;
-            if below_20 | has_ef != 0 {
+            let control = eq(x & (LO * 0xE0), 0) & !eq(x, b'\t') & !eq(x, b'\n') & !eq(x, b'\r');
+            if control | eq(x, 0xEF) != 0 {
                 self.check_chars_at(i, i + 8)?;
             }
             i += 8;
@@ -351,7 +358,8 @@ impl<'a> XmlReader<'a> {
         // Tie the borrowed name to the input text rather than the event.
         let raw: &'a str = slice_of(self.text, e.name().as_ref());
         let mut pushed = 0;
-        let mut plain = Vec::new();
+        let mut plain = std::mem::take(&mut self.plain);
+        plain.clear();
         for a in e.attributes().with_checks(true) {
             let a = a.map_err(|err| match err {
                 quick_xml::events::attributes::AttrError::Duplicated(at, _) => {
@@ -382,7 +390,7 @@ impl<'a> XmlReader<'a> {
         let (prefix, local) = split_qname(raw);
         let ns = self.resolve(prefix, false, offset)?;
         let mut attrs = Vec::with_capacity(plain.len());
-        for (key, value) in plain {
+        for (key, value) in plain.drain(..) {
             let (p, l) = split_qname(key);
             let ans = self.resolve(p, true, offset)?;
             if p.is_some() && attrs.iter().any(|x: &XmlAttr| x.local == l && x.ns == ans) {
@@ -390,6 +398,7 @@ impl<'a> XmlReader<'a> {
             }
             attrs.push(XmlAttr { ns: ans, local: l, value });
         }
+        self.plain = plain;
         Ok(StartTag { ns, local, attrs, offset })
     }
 
@@ -479,7 +488,10 @@ impl<'a> XmlReader<'a> {
                     return Ok(XmlEvent::End);
                 }
                 Event::Text(t) => {
-                    let s = t.xml10_content();
+                    let s = match crlf_indent(&t) {
+                        Some(ws) => Cow::Borrowed(ws),
+                        None => t.xml10_content(),
+                    };
                     if self.open.is_empty() {
                         if !s.chars().all(|c| matches!(c, ' ' | '\t' | '\r' | '\n')) {
                             return Err(self.err(offset, XmlErrorKind::TextOutsideRoot));
@@ -542,6 +554,23 @@ pub fn check_well_formed(bytes: &[u8], limits: &XmlLimits) -> Result<(), XmlErro
     let mut r = doc.reader();
     while r.next_event()? != XmlEvent::Eof {}
     Ok(())
+}
+
+/// Indentation after a CRLF line end (`"\r\n"` and spaces or tabs), the most common text in
+/// messages written on Windows, normalised (XML 1.0 §2.11) without allocating: a slice of a
+/// static string.
+fn crlf_indent(raw: &str) -> Option<&'static str> {
+    const SPACES: &str = concat!("\n", "                                                                ", "                                                                ");
+    const TABS: &str = "\n\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t";
+    let rest = raw.strip_prefix("\r\n")?;
+    let fill = if rest.bytes().all(|b| b == b' ') {
+        SPACES
+    } else if rest.bytes().all(|b| b == b'\t') {
+        TABS
+    } else {
+        return None;
+    };
+    fill.get(..rest.len() + 1)
 }
 
 fn normalize_attr_ws(s: &str) -> String {

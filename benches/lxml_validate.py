@@ -53,8 +53,10 @@ for b in docs:
 
 parser = etree.XMLParser(resolve_entities=False, no_network=True)
 n = nbytes = 0
-start = time.perf_counter()
-while time.perf_counter() - start < seconds:
+# CPU time, like the Rust side: the machine is shared, wall time would measure the neighbours.
+start = time.process_time()
+wall = time.perf_counter()
+while time.process_time() - start < seconds:
     for b, s in plan:
         try:
             doc = etree.fromstring(b, parser)
@@ -64,5 +66,6 @@ while time.perf_counter() - start < seconds:
             s.validate(doc)
         n += 1
         nbytes += len(b)
-el = time.perf_counter() - start
-print(f"lxml/libxml2 {etree.LIBXML_VERSION}: {n/el:.0f} docs/s, {nbytes/el/1e6:.1f} MB/s ({n} docs in {el:.2f} s)")
+el = time.process_time() - start
+wall = time.perf_counter() - wall
+print(f"lxml/libxml2 {etree.LIBXML_VERSION}: {n/el:.0f} docs/s, {nbytes/el/1e6:.1f} MB/s ({n} docs in {el:.2f} s CPU, {wall:.2f} s wall)")

@@ -157,6 +157,7 @@ pub struct XmlReader<'a> {
     xml_ns: Arc<str>,
     last_offset: usize,
     scanned: bool,
+    raw_eol: bool,
     /// Attributes of the tag being read, kept to reuse the allocation.
     plain: Vec<(&'a str, Cow<'a, str>)>,
 }
@@ -223,6 +224,7 @@ impl<'a> XmlReader<'a> {
             last_offset: 0,
             scanned: false,
             plain: Vec::new(),
+            raw_eol: false,
         }
     }
 
@@ -242,6 +244,14 @@ impl<'a> XmlReader<'a> {
             None => Some(self.resolve(None, false, 0).unwrap_or_else(|_| self.empty_ns.clone())),
             Some(p) => self.resolve(Some(p), false, 0).ok(),
         }
+    }
+
+    /// Report text with its line ends as written (`\r\n` not turned into `\n`, XML 1.0 §2.11),
+    /// saving a copy of every multi-line text. For consumers that normalise later or ignore the
+    /// difference (the schema validator normalises where a type's whitespace rule keeps it).
+    pub fn raw_line_ends(mut self) -> Self {
+        self.raw_eol = true;
+        self
     }
 
     /// Current nesting depth (number of open elements).
@@ -490,6 +500,7 @@ impl<'a> XmlReader<'a> {
                 Event::Text(t) => {
                     let s = match crlf_indent(&t) {
                         Some(ws) => Cow::Borrowed(ws),
+                        None if self.raw_eol => t.into_inner(),
                         None => t.xml10_content(),
                     };
                     if self.open.is_empty() {

@@ -170,6 +170,16 @@ fn crlf_text_is_normalised() {
         }
     }
     assert_eq!(texts, ["\n  ", "x\ny", "\n\t"]);
+    let mut r = d.reader().raw_line_ends();
+    let mut raw = Vec::new();
+    loop {
+        match r.next_event().unwrap() {
+            XmlEvent::Text(t) => raw.push(t.into_owned()),
+            XmlEvent::Eof => break,
+            _ => {}
+        }
+    }
+    assert_eq!(raw, ["\n  ", "x\r\ny", "\n\t"]);
 }
 
 #[test]

@@ -73,6 +73,13 @@ pub fn check_simple(m: &SetModel, t: TypeId, raw: &str, ids: &mut HashSet<String
         return Err(format!("type '{}' is not a simple type", m.type_name(t)));
     };
     match &st.variety {
+        Variety::Atomic if raw.contains('\r') && st.ws != WhiteSpace::Collapse => {
+            // The reader hands over text with line ends as written; where the whitespace rule
+            // keeps them they must first be normalised (XML 1.0 §2.11). Under `collapse` a CR
+            // is whitespace like LF, so the result is the same without this copy.
+            let eol = raw.replace("\r\n", "\n").replace('\r', "\n");
+            check_simple(m, t, &eol, ids)
+        }
         Variety::Atomic => {
             // Attachments are megabytes of base64: check them in place rather than collapsing a
             // copy first (collapsing changes only whitespace, which base64 ignores).
@@ -449,7 +456,14 @@ impl<'m, 'a> V<'m, 'a> {
 /// violation, as in the oracle), collects element namespaces, and validates against the model
 /// `choose` gives for the root until the first violation.
 pub fn run(text: &str, limits: XmlLimits, choose: &Chooser<'_>) -> Result<Outcome, XmlError> {
-    let mut v = V { m: &EMPTY, spare: Vec::new(), scratch: Vec::new(), r: XmlReader::new(text, limits), stack: Vec::new(), ids: HashSet::new() };
+    let mut v = V {
+        m: &EMPTY,
+        spare: Vec::new(),
+        scratch: Vec::new(),
+        r: XmlReader::new(text, limits).raw_line_ends(),
+        stack: Vec::with_capacity(32),
+        ids: HashSet::new(),
+    };
     let mut out = Outcome { root: None, seen: Vec::new(), used: None, violation: None };
     // Validation runs while `active`; afterwards the rest is only read for well-formedness.
     let mut active = false;

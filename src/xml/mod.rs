@@ -158,6 +158,8 @@ pub struct XmlReader<'a> {
     last_offset: usize,
     scanned: bool,
     raw_eol: bool,
+    /// An attribute vector handed back by [`XmlReader::recycle`].
+    attr_pool: Vec<XmlAttr<'a>>,
     /// Attributes of the tag being read, kept to reuse the allocation.
     plain: Vec<(&'a str, Cow<'a, str>)>,
 }
@@ -225,6 +227,7 @@ impl<'a> XmlReader<'a> {
             scanned: false,
             plain: Vec::new(),
             raw_eol: false,
+            attr_pool: Vec::new(),
         }
     }
 
@@ -252,6 +255,12 @@ impl<'a> XmlReader<'a> {
     pub fn raw_line_ends(mut self) -> Self {
         self.raw_eol = true;
         self
+    }
+
+    /// Hands a start tag back once it has been used, so its attribute vector is reused for the
+    /// next tag (optional; saves an allocation per element in tight loops).
+    pub fn recycle(&mut self, tag: StartTag<'a>) {
+        self.attr_pool = tag.attrs;
     }
 
     /// Current nesting depth (number of open elements).
@@ -399,7 +408,8 @@ impl<'a> XmlReader<'a> {
         self.open.push((raw, pushed));
         let (prefix, local) = split_qname(raw);
         let ns = self.resolve(prefix, false, offset)?;
-        let mut attrs = Vec::with_capacity(plain.len());
+        let mut attrs = std::mem::take(&mut self.attr_pool);
+        attrs.clear();
         for (key, value) in plain.drain(..) {
             let (p, l) = split_qname(key);
             let ans = self.resolve(p, true, offset)?;

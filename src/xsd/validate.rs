@@ -233,7 +233,7 @@ impl<'m, 'a> V<'m, 'a> {
     }
 
     /// Validates a start tag against declaration `d` and pushes its frame.
-    fn enter(&mut self, d: ElemId, tag: StartTag<'a>) -> Result<(), Failure> {
+    fn enter(&mut self, d: ElemId, tag: &StartTag<'a>) -> Result<(), Failure> {
         let decl = &self.m.elems[d];
         let mut ty = decl.ty;
         if decl.is_abstract {
@@ -276,13 +276,13 @@ impl<'m, 'a> V<'m, 'a> {
                 return Err(self.violation(tag.offset, Some(tag.local), "a non-abstract type", format!("abstract type '{}'", c.name)));
             }
         }
-        self.check_attrs(ty, &tag)?;
+        self.check_attrs(ty, tag)?;
         let kind = if nil { Kind::Empty } else { self.kind_for(ty) };
         self.stack.push(Frame { local: tag.local, kind, text: Cow::Borrowed(""), decl: Some(d), nil });
         Ok(())
     }
 
-    fn start(&mut self, tag: StartTag<'a>) -> Result<(), Failure> {
+    fn start(&mut self, tag: &StartTag<'a>) -> Result<(), Failure> {
         enum Pk {
             Root,
             Skip,
@@ -301,7 +301,7 @@ impl<'m, 'a> V<'m, 'a> {
                 Kind::Elements { ty, .. } => Pk::Elements(*ty),
             },
         };
-        let push_plain = |v: &mut Self, tag: StartTag<'a>, kind: Kind| {
+        let push_plain = |v: &mut Self, tag: &StartTag<'a>, kind: Kind| {
             v.stack.push(Frame { local: tag.local, kind, text: Cow::Borrowed(""), decl: None, nil: false });
             Ok(())
         };
@@ -482,11 +482,9 @@ pub fn run(text: &str, limits: XmlLimits, choose: &Chooser<'_>) -> Result<Outcom
                         active = true;
                     }
                 }
-                if active {
-                    v.start(tag)
-                } else {
-                    Ok(())
-                }
+                let res = if active { v.start(&tag) } else { Ok(()) };
+                v.r.recycle(tag);
+                res
             }
             XmlEvent::Text(t) if active => v.text(t),
             XmlEvent::End if active => v.end(),

@@ -93,7 +93,19 @@ pub fn decode(bytes: &[u8]) -> Result<Cow<'_, str>, XmlError> {
                 Err(e) => Err(error_at(bytes, skipped + e.valid_up_to(), XmlErrorKind::InvalidUtf8)),
             }
         }
-        Encoding::Latin1 => Ok(Cow::Owned(bytes.iter().map(|&b| b as char).collect())),
+        Encoding::Latin1 => {
+            let mut out = String::with_capacity(bytes.len() + bytes.len() / 8);
+            for run in bytes.split_inclusive(|b| !b.is_ascii()) {
+                match run.split_last() {
+                    Some((&last, head)) if !last.is_ascii() => {
+                        out.push_str(std::str::from_utf8(head).unwrap_or_default());
+                        out.push(char::from(last));
+                    }
+                    _ => out.push_str(std::str::from_utf8(run).unwrap_or_default()),
+                }
+            }
+            Ok(Cow::Owned(out))
+        }
         Encoding::Windows1252 => {
             let mut out = String::with_capacity(bytes.len() + bytes.len() / 8);
             for (i, &b) in bytes.iter().enumerate() {

@@ -156,6 +156,12 @@ pub struct XmlReader<'a> {
     empty_ns: Arc<str>,
     xml_ns: Arc<str>,
     last_offset: usize,
+    scanned: bool,
+    raw_eol: bool,
+    /// An attribute vector handed back by [`XmlReader::recycle`].
+    attr_pool: Vec<XmlAttr<'a>>,
+    /// Attributes of the tag being read, kept to reuse the allocation.
+    plain: Vec<(&'a str, Cow<'a, str>)>,
 }
 
 /// Decoded input that owns what the reader borrows.
@@ -218,6 +224,10 @@ impl<'a> XmlReader<'a> {
             empty_ns: Arc::from(""),
             xml_ns: Arc::from(XML_NS),
             last_offset: 0,
+            scanned: false,
+            plain: Vec::new(),
+            raw_eol: false,
+            attr_pool: Vec::new(),
         }
     }
 
@@ -237,6 +247,20 @@ impl<'a> XmlReader<'a> {
             None => Some(self.resolve(None, false, 0).unwrap_or_else(|_| self.empty_ns.clone())),
             Some(p) => self.resolve(Some(p), false, 0).ok(),
         }
+    }
+
+    /// Report text with its line ends as written (`\r\n` not turned into `\n`, XML 1.0 §2.11),
+    /// saving a copy of every multi-line text. For consumers that normalise later or ignore the
+    /// difference (the schema validator normalises where a type's whitespace rule keeps it).
+    pub fn raw_line_ends(mut self) -> Self {
+        self.raw_eol = true;
+        self
+    }
+
+    /// Hands a start tag back once it has been used, so its attribute vector is reused for the
+    /// next tag (optional; saves an allocation per element in tight loops).
+    pub fn recycle(&mut self, tag: StartTag<'a>) {
+        self.attr_pool = tag.attrs;
     }
 
     /// Current nesting depth (number of open elements).
@@ -264,9 +288,47 @@ impl<'a> XmlReader<'a> {
         XmlError { line, column, kind }
     }
 
-    fn check_chars(&self, s: &str, offset: usize) -> Result<(), XmlError> {
-        if let Some(c) = s.chars().find(|&c| !is_xml_char(c)) {
-            return Err(self.err(offset, XmlErrorKind::InvalidChar(c as u32)));
+    /// XML 1.0 §2.2: the whole document (markup, comments and text alike) consists of `Char`s.
+    /// One scan of the text before parsing is cheaper than checking every event. Valid UTF-8
+    /// cannot hold surrogates, so the only non-characters to find are C0 controls and
+    /// U+FFFE/U+FFFF (UTF-8 `EF BF BE`/`EF BF BF`).
+    fn check_all_chars(&self) -> Result<(), XmlError> {
+        const LO: u64 = 0x0101_0101_0101_0101;
+        const HI: u64 = 0x8080_8080_8080_8080;
+        debug_assert_eq!(LO * 0x80, HI);
+        let b = self.text.as_bytes();
+        let mut i = 0;
+        // Eight bytes at a time: a chunk with no byte below 0x20 and no 0xEF cannot hold a
+        // non-Char; only flagged chunks (mostly line ends) are looked at byte by byte.
+        // Exact per-byte flags (high bit of each byte) without carries between bytes.
+        let eq = |x: u64, c: u8| {
+            let y = x ^ (LO * u64::from(c));
+            !(((y & !HI).wrapping_add(!HI)) | y | !HI)
+        };
+        while i + 8 <= b.len() {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[i..i + 8]);
+            let x = u64::from_le_bytes(w);
+            let control = eq(x & (LO * 0xE0), 0) & !eq(x, b'\t') & !eq(x, b'\n') & !eq(x, b'\r');
+            if control | eq(x, 0xEF) != 0 {
+                self.check_chars_at(i, i + 8)?;
+            }
+            i += 8;
+        }
+        self.check_chars_at(i, b.len())
+    }
+
+    fn check_chars_at(&self, from: usize, to: usize) -> Result<(), XmlError> {
+        let b = self.text.as_bytes();
+        for i in from..to {
+            let c = b[i];
+            if c < 0x20 && c != b'\t' && c != b'\n' && c != b'\r' {
+                return Err(self.err(i, XmlErrorKind::InvalidChar(u32::from(c))));
+            }
+            if c == 0xEF && b.get(i + 1) == Some(&0xBF) && matches!(b.get(i + 2), Some(0xBE | 0xBF)) {
+                let cp = if b[i + 2] == 0xBE { 0xFFFE } else { 0xFFFF };
+                return Err(self.err(i, XmlErrorKind::InvalidChar(cp)));
+            }
         }
         Ok(())
     }
@@ -315,7 +377,8 @@ impl<'a> XmlReader<'a> {
         // Tie the borrowed name to the input text rather than the event.
         let raw: &'a str = slice_of(self.text, e.name().as_ref());
         let mut pushed = 0;
-        let mut plain = Vec::new();
+        let mut plain = std::mem::take(&mut self.plain);
+        plain.clear();
         for a in e.attributes().with_checks(true) {
             let a = a.map_err(|err| match err {
                 quick_xml::events::attributes::AttrError::Duplicated(at, _) => {
@@ -345,8 +408,9 @@ impl<'a> XmlReader<'a> {
         self.open.push((raw, pushed));
         let (prefix, local) = split_qname(raw);
         let ns = self.resolve(prefix, false, offset)?;
-        let mut attrs = Vec::with_capacity(plain.len());
-        for (key, value) in plain {
+        let mut attrs = std::mem::take(&mut self.attr_pool);
+        attrs.clear();
+        for (key, value) in plain.drain(..) {
             let (p, l) = split_qname(key);
             let ans = self.resolve(p, true, offset)?;
             if p.is_some() && attrs.iter().any(|x: &XmlAttr| x.local == l && x.ns == ans) {
@@ -354,6 +418,7 @@ impl<'a> XmlReader<'a> {
             }
             attrs.push(XmlAttr { ns: ans, local: l, value });
         }
+        self.plain = plain;
         Ok(StartTag { ns, local, attrs, offset })
     }
 
@@ -374,14 +439,11 @@ impl<'a> XmlReader<'a> {
                 rest = &after[semi + 1..];
             }
             out.push_str(rest);
-            let normalized: String = normalize_attr_ws(&out);
-            self.check_chars(&normalized, offset)?;
-            return Ok(Cow::Owned(normalized));
+            return Ok(Cow::Owned(normalize_attr_ws(&out)));
         }
         let v = a
             .normalized_value(XmlVersion::Explicit1_0)
             .map_err(|e| self.err(offset, XmlErrorKind::Syntax(e.to_string())))?;
-        self.check_chars(&v, offset)?;
         Ok(match v {
             Cow::Borrowed(b) => Cow::Borrowed(slice_of(self.text, b)),
             Cow::Owned(o) => Cow::Owned(o),
@@ -421,6 +483,10 @@ impl<'a> XmlReader<'a> {
 
     /// The next event, or the reason the document is refused.
     pub fn next_event(&mut self) -> Result<XmlEvent<'a>, XmlError> {
+        if !self.scanned {
+            self.scanned = true;
+            self.check_all_chars()?;
+        }
         if self.pending_end {
             self.pending_end = false;
             self.close();
@@ -442,15 +508,18 @@ impl<'a> XmlReader<'a> {
                     return Ok(XmlEvent::End);
                 }
                 Event::Text(t) => {
-                    let s = t.xml10_content();
+                    let s = match crlf_indent(&t) {
+                        Some(ws) => Cow::Borrowed(ws),
+                        None if self.raw_eol => t.into_inner(),
+                        None => t.xml10_content(),
+                    };
                     if self.open.is_empty() {
                         if !s.chars().all(|c| matches!(c, ' ' | '\t' | '\r' | '\n')) {
                             return Err(self.err(offset, XmlErrorKind::TextOutsideRoot));
                         }
                         continue;
                     }
-                    self.check_chars(&s, offset)?;
-                    if s.contains("]]>") {
+                    if s.contains(']') && s.contains("]]>") {
                         return Err(self.err(offset, XmlErrorKind::Syntax("']]>' in text".into())));
                     }
                     return Ok(XmlEvent::Text(s));
@@ -459,9 +528,7 @@ impl<'a> XmlReader<'a> {
                     if self.open.is_empty() {
                         return Err(self.err(offset, XmlErrorKind::TextOutsideRoot));
                     }
-                    let s = t.xml10_content();
-                    self.check_chars(&s, offset)?;
-                    return Ok(XmlEvent::Text(s));
+                    return Ok(XmlEvent::Text(t.xml10_content()));
                 }
                 Event::GeneralRef(r) => {
                     if self.open.is_empty() {
@@ -508,6 +575,23 @@ pub fn check_well_formed(bytes: &[u8], limits: &XmlLimits) -> Result<(), XmlErro
     let mut r = doc.reader();
     while r.next_event()? != XmlEvent::Eof {}
     Ok(())
+}
+
+/// Indentation after a CRLF line end (`"\r\n"` and spaces or tabs), the most common text in
+/// messages written on Windows, normalised (XML 1.0 §2.11) without allocating: a slice of a
+/// static string.
+fn crlf_indent(raw: &str) -> Option<&'static str> {
+    const SPACES: &str = concat!("\n", "                                                                ", "                                                                ");
+    const TABS: &str = "\n\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t";
+    let rest = raw.strip_prefix("\r\n")?;
+    let fill = if rest.bytes().all(|b| b == b' ') {
+        SPACES
+    } else if rest.bytes().all(|b| b == b'\t') {
+        TABS
+    } else {
+        return None;
+    };
+    fill.get(..rest.len() + 1)
 }
 
 fn normalize_attr_ws(s: &str) -> String {

@@ -152,6 +152,34 @@ fn malformed_attributes_and_characters() {
     assert!(matches!(kind(b"<a x='1' x='2'/>"), XmlErrorKind::DuplicateAttribute(_)));
     assert_eq!(kind(b"<a x='<'/>"), XmlErrorKind::LtInAttribute("x".into()));
     assert_eq!(kind(b"<a>\x01</a>"), XmlErrorKind::InvalidChar(1));
+    assert_eq!(kind("<a>0123456789abcdef\u{FFFE}</a>".as_bytes()), XmlErrorKind::InvalidChar(0xFFFE));
+    assert_eq!(kind(b"<a>\t\r\n0123456789abcdef\x1f</a>"), XmlErrorKind::InvalidChar(0x1F));
+    assert!(read_all("<a>\t\r\n blåbær \u{EFFF}\u{FFFD}</a>".as_bytes()).is_ok());
+}
+
+#[test]
+fn crlf_text_is_normalised() {
+    let d = XmlDocument::new(b"<a>\r\n  <b>x\r\ny</b>\r\n\t</a>", &XmlLimits::default()).unwrap();
+    let mut r = d.reader();
+    let mut texts = Vec::new();
+    loop {
+        match r.next_event().unwrap() {
+            XmlEvent::Text(t) => texts.push(t.into_owned()),
+            XmlEvent::Eof => break,
+            _ => {}
+        }
+    }
+    assert_eq!(texts, ["\n  ", "x\ny", "\n\t"]);
+    let mut r = d.reader().raw_line_ends();
+    let mut raw = Vec::new();
+    loop {
+        match r.next_event().unwrap() {
+            XmlEvent::Text(t) => raw.push(t.into_owned()),
+            XmlEvent::Eof => break,
+            _ => {}
+        }
+    }
+    assert_eq!(raw, ["\n  ", "x\r\ny", "\n\t"]);
 }
 
 #[test]

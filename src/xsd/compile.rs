@@ -732,8 +732,9 @@ impl<'d> Compiler<'d> {
         if !matches!(self.m.types[ty], TypeDef::Simple(_)) {
             return Err(self.err(decl_di, decl, format!("attribute '{local}' has a complex type")));
         }
+        let fixed_on_ref = n.qname("ref").is_some() && n.attr("fixed").is_some() && decl.attr("fixed").is_none();
         let fixed = n.attr("fixed").or_else(|| decl.attr("fixed")).map(str::to_string);
-        Ok((AttrUse { ns, local, ty, required: use_ == "required", fixed }, use_ == "prohibited"))
+        Ok((AttrUse { ns, local, ty, required: use_ == "required", fixed, fixed_on_ref }, use_ == "prohibited"))
     }
 }
 

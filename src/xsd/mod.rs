@@ -31,7 +31,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::xml::{XmlError, XmlEvent, XmlLimits, XmlReader};
+use crate::xml::{XmlError, XmlLimits, XmlReader};
 
 pub use types::Builtin;
 
@@ -136,11 +136,13 @@ impl SchemaSet {
     /// The set for a MsgHead whose element namespaces are `seen` (the oracle's driver rule).
     pub fn for_msghead<'s>(seen: impl Iterator<Item = &'s str> + Clone) -> SchemaSet {
         let any = |f: &dyn Fn(&str) -> bool| seen.clone().any(f);
-        if any(&|n| n.contains("/xmlstds/po/") && n.contains("2009-06-30")) {
+        // Substring tests on short URIs: a window scan is cheaper than `str::contains`'s setup.
+        let has = |n: &str, pat: &str| n.len() >= pat.len() && n.as_bytes().windows(pat.len()).any(|w| w == pat.as_bytes());
+        if any(&|n| has(n, "/xmlstds/po/") && has(n, "2009-06-30")) {
             SchemaSet::Plo15
-        } else if any(&|n| n.contains("/xmlstds/po/") && n.contains("2012-04-01")) {
+        } else if any(&|n| has(n, "/xmlstds/po/") && has(n, "2012-04-01")) {
             SchemaSet::Plo16
-        } else if any(&|n| n.contains("ehelse.no/xmlstds/po/")) {
+        } else if any(&|n| has(n, "ehelse.no/xmlstds/po/")) {
             SchemaSet::Plo20
         } else if any(&|n| n == DIALOG11_NS) {
             SchemaSet::Dialogmelding11
@@ -255,47 +257,71 @@ impl Schemas {
             Ok(t) => t,
             Err(e) => return Verdict::NotWellFormed(e),
         };
-        // Pass 1: well-formedness (it takes precedence over validity, as in the oracle) and
-        // the element namespaces that choose the schema set.
-        let mut r = XmlReader::new(&text, *limits);
-        let mut seen: Vec<Arc<str>> = Vec::new();
-        let mut root: Option<(Arc<str>, String)> = None;
-        loop {
-            match r.next_event() {
-                Ok(XmlEvent::Start(t)) => {
-                    if root.is_none() {
-                        root = Some((t.ns.clone(), t.local.to_string()));
-                    }
-                    if !seen.iter().any(|s| Arc::ptr_eq(s, &t.ns) || **s == *t.ns) {
-                        seen.push(t.ns.clone());
-                    }
-                }
-                Ok(XmlEvent::Eof) => break,
-                Ok(_) => {}
-                Err(e) => return Verdict::NotWellFormed(e),
-            }
-        }
-        let Some((root_ns, root_local)) = root else {
+        // One pass, validating against the set the namespaces *declared* in the text point
+        // to. The oracle decides by the namespaces of *elements*, which are always declared,
+        // so the guess is right unless a payload namespace is declared but unused; then the
+        // pass is repeated with the right set.
+        let declared = declared_namespaces(&text);
+        let guess = SchemaSet::for_msghead(declared.iter().copied());
+        let out = match validate::run(&text, *limits, &|ns, local| self.for_root(ns, local, guess)) {
+            Ok(o) => o,
+            Err(e) => return Verdict::NotWellFormed(e),
+        };
+        let Some((root_ns, root_local)) = &out.root else {
             return Verdict::Unsupported { detail: "no root element".into() };
         };
-        let set = if &*root_ns == MSGHEAD_NS && root_local == "MsgHead" {
-            SchemaSet::for_msghead(seen.iter().map(|s| &**s))
-        } else if &*root_ns == APPREC10_NS && root_local == "AppRec" {
-            SchemaSet::AppRec10
-        } else if &*root_ns == APPREC11_NS && root_local == "AppRec" {
-            SchemaSet::AppRec11
-        } else {
+        let actual = SchemaSet::for_msghead(out.seen.iter().map(|s| &**s));
+        let Some((set, _)) = self.for_root(root_ns, root_local, actual) else {
             return Verdict::Unsupported { detail: format!("no schema for root element {{{root_ns}}}{root_local}") };
         };
-        let Some(m) = self.model(set) else {
-            return Verdict::Unsupported { detail: format!("schema set {set} is not loaded") };
+        let out = if out.used == Some(set) {
+            out
+        } else {
+            match validate::run(&text, *limits, &|ns, local| self.for_root(ns, local, actual)) {
+                Ok(o) => o,
+                Err(e) => return Verdict::NotWellFormed(e),
+            }
         };
-        match validate::run(m, &text, *limits) {
-            Ok(()) => Verdict::Valid { set },
-            Err(validate::Failure::Invalid(violation)) => Verdict::Invalid { set, violation },
-            Err(validate::Failure::Xml(e)) => Verdict::NotWellFormed(e),
+        match out.violation {
+            None => Verdict::Valid { set },
+            Some(violation) => Verdict::Invalid { set, violation },
         }
     }
+
+    /// The set and model for a root element; `msghead` is the set a MsgHead root gets.
+    fn for_root(&self, ns: &str, local: &str, msghead: SchemaSet) -> Option<(SchemaSet, &model::SetModel)> {
+        let set = match (ns, local) {
+            (MSGHEAD_NS, "MsgHead") => msghead,
+            (APPREC10_NS, "AppRec") => SchemaSet::AppRec10,
+            (APPREC11_NS, "AppRec") => SchemaSet::AppRec11,
+            _ => return None,
+        };
+        self.model(set).map(|m| (set, m))
+    }
+}
+
+/// The URIs of every namespace declaration (`xmlns="…"`, `xmlns:p="…"`) in the text: a
+/// superset of the element namespaces, found without parsing.
+fn declared_namespaces(text: &str) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for at in memchr::memmem::find_iter(text.as_bytes(), b"xmlns") {
+        let Some(rest) = text.get(at + 5..) else { continue };
+        let rest = match rest.strip_prefix(':') {
+            Some(r) => r.trim_start_matches(|c: char| c != '=' && c != '>' && c != '<'),
+            None => rest,
+        };
+        let rest = rest.trim_start();
+        let Some(rest) = rest.strip_prefix('=') else { continue };
+        let rest = rest.trim_start();
+        let Some(q) = rest.chars().next().filter(|c| *c == '"' || *c == '\'') else { continue };
+        if let Some(end) = rest[1..].find(q) {
+            let uri = &rest[1..1 + end];
+            if !out.contains(&uri) {
+                out.push(uri);
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

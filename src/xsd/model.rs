@@ -82,6 +82,10 @@ pub struct AttrUse {
     pub ty: TypeId,
     pub required: bool,
     pub fixed: Option<String>,
+    /// The fixed value comes from `<attribute ref=".." fixed="..">`, not from the declaration.
+    /// libxml2 2.9 ignores such value constraints; we follow XSD 1.0 §3.2.2 (see the named
+    /// test `libxml2_ignores_fixed_on_attribute_references`).
+    pub fixed_on_ref: bool,
 }
 
 #[derive(Debug, Clone)]

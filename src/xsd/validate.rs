@@ -6,17 +6,35 @@
 //! Memory is the element stack (bounded by `max_depth`) plus the text of the element being
 //! read when it has simple content.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
+use std::sync::{Arc, LazyLock};
 
 use super::model::*;
 use super::types::{normalize_ws, Builtin, WhiteSpace};
-use super::Violation;
+use super::{SchemaSet, Violation};
 use crate::xml::{split_qname, StartTag, XmlError, XmlEvent, XmlLimits, XmlReader, XSI_NS};
 
-pub enum Failure {
+enum Failure {
     Invalid(Violation),
-    Xml(XmlError),
 }
+
+/// What one pass over a document found.
+pub struct Outcome {
+    /// Namespace and local name of the root element.
+    pub root: Option<(Arc<str>, String)>,
+    /// Every element namespace in the document (decides the MsgHead schema set).
+    pub seen: Vec<Arc<str>>,
+    /// The set the pass validated against (None: the root has no schema; nothing validated).
+    pub used: Option<SchemaSet>,
+    /// The first violation, if any.
+    pub violation: Option<Violation>,
+}
+
+/// Picks the model for a root element (namespace, local name).
+pub type Chooser<'s> = dyn Fn(&str, &str) -> Option<(SchemaSet, &'s SetModel)> + 's;
+
+static EMPTY: LazyLock<SetModel> = LazyLock::new(SetModel::default);
 
 enum Kind {
     Simple(TypeId),
@@ -31,13 +49,19 @@ enum Kind {
 struct Frame<'a> {
     local: &'a str,
     kind: Kind,
-    text: String,
+    /// Character content of a simple-content element; borrowed from the input when it is a
+    /// single run (the common case), so most values are never copied.
+    text: Cow<'a, str>,
     decl: Option<ElemId>,
     nil: bool,
 }
 
 struct V<'m, 'a> {
     m: &'m SetModel,
+    /// Position-set vectors of closed frames, reused so that entering an element allocates
+    /// nothing in the steady state.
+    spare: Vec<Vec<u32>>,
+    scratch: Vec<u32>,
     r: XmlReader<'a>,
     stack: Vec<Frame<'a>>,
     ids: HashSet<String>,
@@ -49,8 +73,18 @@ pub fn check_simple(m: &SetModel, t: TypeId, raw: &str, ids: &mut HashSet<String
         return Err(format!("type '{}' is not a simple type", m.type_name(t)));
     };
     match &st.variety {
+        Variety::Atomic if raw.contains('\r') && st.ws != WhiteSpace::Collapse => {
+            // The reader hands over text with line ends as written; where the whitespace rule
+            // keeps them they must first be normalised (XML 1.0 §2.11). Under `collapse` a CR
+            // is whitespace like LF, so the result is the same without this copy.
+            let eol = raw.replace("\r\n", "\n").replace('\r', "\n");
+            check_simple(m, t, &eol, ids)
+        }
         Variety::Atomic => {
-            let v = normalize_ws(raw, st.ws);
+            // Attachments are megabytes of base64: check them in place rather than collapsing a
+            // copy first (collapsing changes only whitespace, which base64 ignores).
+            let raw_ok = st.builtin == Builtin::Base64Binary && st.facets.enumeration.is_none() && st.facets.patterns.is_empty();
+            let v = if raw_ok { std::borrow::Cow::Borrowed(raw) } else { normalize_ws(raw, st.ws) };
             st.builtin.check(&v)?;
             st.facets.check(&v, st.builtin)?;
             if st.builtin == Builtin::Id && !ids.insert(v.to_string()) {
@@ -133,13 +167,18 @@ impl<'m, 'a> V<'m, 'a> {
     }
 
     /// The frame kind for an element of type `t`.
-    fn kind_for(&self, t: TypeId) -> Kind {
+    fn kind_for(&mut self, t: TypeId) -> Kind {
         match &self.m.types[t] {
             TypeDef::Simple(_) => Kind::Simple(t),
             TypeDef::Complex(c) => match &c.content {
                 Content::Empty => Kind::Empty,
                 Content::Simple(s) => Kind::Simple(*s),
-                Content::Elements { mixed, .. } => Kind::Elements { ty: t, states: vec![0], mixed: *mixed },
+                Content::Elements { mixed, .. } => {
+                    let mut states = self.spare.pop().unwrap_or_default();
+                    states.clear();
+                    states.push(0);
+                    Kind::Elements { ty: t, states, mixed: *mixed }
+                }
                 Content::Any => Kind::Lax,
             },
             TypeDef::Pending => Kind::Skip,
@@ -167,7 +206,8 @@ impl<'m, 'a> V<'m, 'a> {
                             _ => WhiteSpace::Preserve,
                         };
                         if normalize_ws(&a.value, ws) != normalize_ws(f, ws) {
-                            return Err(self.violation(tag.offset, Some(name), format!("attribute '{}' fixed to '{f}'", a.local), format!("'{}'", a.value)));
+                            let by = if u.fixed_on_ref { " (by the attribute reference, XSD 1.0 §3.2.2)" } else { "" };
+                            return Err(self.violation(tag.offset, Some(name), format!("attribute '{}' fixed{by} to '{f}'", a.local), format!("'{}'", a.value)));
                         }
                     }
                 }
@@ -193,7 +233,7 @@ impl<'m, 'a> V<'m, 'a> {
     }
 
     /// Validates a start tag against declaration `d` and pushes its frame.
-    fn enter(&mut self, d: ElemId, tag: StartTag<'a>) -> Result<(), Failure> {
+    fn enter(&mut self, d: ElemId, tag: &StartTag<'a>) -> Result<(), Failure> {
         let decl = &self.m.elems[d];
         let mut ty = decl.ty;
         if decl.is_abstract {
@@ -236,20 +276,20 @@ impl<'m, 'a> V<'m, 'a> {
                 return Err(self.violation(tag.offset, Some(tag.local), "a non-abstract type", format!("abstract type '{}'", c.name)));
             }
         }
-        self.check_attrs(ty, &tag)?;
+        self.check_attrs(ty, tag)?;
         let kind = if nil { Kind::Empty } else { self.kind_for(ty) };
-        self.stack.push(Frame { local: tag.local, kind, text: String::new(), decl: Some(d), nil });
+        self.stack.push(Frame { local: tag.local, kind, text: Cow::Borrowed(""), decl: Some(d), nil });
         Ok(())
     }
 
-    fn start(&mut self, tag: StartTag<'a>) -> Result<(), Failure> {
+    fn start(&mut self, tag: &StartTag<'a>) -> Result<(), Failure> {
         enum Pk {
             Root,
             Skip,
             Lax,
             Simple,
             Empty(bool),
-            Elements(TypeId, Vec<u32>),
+            Elements(TypeId),
         }
         let pk = match self.stack.last() {
             None => Pk::Root,
@@ -258,11 +298,11 @@ impl<'m, 'a> V<'m, 'a> {
                 Kind::Lax => Pk::Lax,
                 Kind::Simple(_) => Pk::Simple,
                 Kind::Empty => Pk::Empty(f.nil),
-                Kind::Elements { ty, states, .. } => Pk::Elements(*ty, states.clone()),
+                Kind::Elements { ty, .. } => Pk::Elements(*ty),
             },
         };
-        let push_plain = |v: &mut Self, tag: StartTag<'a>, kind: Kind| {
-            v.stack.push(Frame { local: tag.local, kind, text: String::new(), decl: None, nil: false });
+        let push_plain = |v: &mut Self, tag: &StartTag<'a>, kind: Kind| {
+            v.stack.push(Frame { local: tag.local, kind, text: Cow::Borrowed(""), decl: None, nil: false });
             Ok(())
         };
         match pk {
@@ -280,14 +320,19 @@ impl<'m, 'a> V<'m, 'a> {
                 let why = if nil { "the element is nil" } else { "the content type is empty" };
                 Err(self.violation(tag.offset, Some(tag.local), format!("no child elements ({why})"), format!("element {}", qn(&tag.ns, tag.local))))
             }
-            Pk::Elements(ty, states) => {
+            Pk::Elements(ty) => {
                 let m = self.m;
+                let states: &[u32] = match self.stack.last() {
+                    Some(Frame { kind: Kind::Elements { states, .. }, .. }) => states,
+                    _ => &[],
+                };
                 let TypeDef::Complex(ComplexType { content: Content::Elements { auto, .. }, .. }) = &m.types[ty] else {
                     return Err(self.violation(tag.offset, Some(tag.local), "a compiled content model", "none"));
                 };
-                let mut next: Vec<u32> = Vec::with_capacity(1);
+                let mut next = std::mem::take(&mut self.scratch);
+                next.clear();
                 let mut chosen: Option<&Leaf> = None;
-                for &s in &states {
+                for &s in states {
                     for &(leaf, target) in &auto.trans[s as usize] {
                         let l = &auto.leaves[leaf as usize];
                         let hit = match l {
@@ -310,12 +355,13 @@ impl<'m, 'a> V<'m, 'a> {
                     }
                 }
                 let Some(chosen) = chosen else {
-                    let expected = self.expected_list(ty, &states);
+                    let expected = self.expected_list(ty, states);
                     return Err(self.violation(tag.offset, Some(tag.local), expected, format!("element {} which is not expected here", qn(&tag.ns, tag.local))));
                 };
                 if let Some(Frame { kind: Kind::Elements { states, .. }, .. }) = self.stack.last_mut() {
-                    *states = next;
+                    std::mem::swap(states, &mut next);
                 }
+                self.scratch = next;
                 match chosen {
                     Leaf::Elem(e) => self.enter(*e, tag),
                     Leaf::Any(w) => match (w.process, m.global(&tag.ns, tag.local)) {
@@ -334,13 +380,17 @@ impl<'m, 'a> V<'m, 'a> {
         }
     }
 
-    fn text(&mut self, t: &str) -> Result<(), Failure> {
+    fn text(&mut self, t: Cow<'a, str>) -> Result<(), Failure> {
         let offset = self.r.position();
         let Some(f) = self.stack.last_mut() else { return Ok(()) };
         let problem = match &f.kind {
             Kind::Simple(_) => {
-                f.text.push_str(t);
-                None
+                if f.text.is_empty() {
+                    f.text = t;
+                } else {
+                    f.text.to_mut().push_str(&t);
+                }
+                return Ok(());
             }
             // §3.4.4 cvc-complex-type 2.1: no character children at all, whitespace included.
             Kind::Empty if f.nil => Some("nothing (the element is nil)"),
@@ -395,20 +445,55 @@ impl<'m, 'a> V<'m, 'a> {
             }
             _ => {}
         }
-        self.stack.pop();
+        if let Some(Frame { kind: Kind::Elements { states, .. }, .. }) = self.stack.pop() {
+            self.spare.push(states);
+        }
         Ok(())
     }
 }
 
-/// Validates `text` (well-formed; checked by the caller's first pass) against `m`.
-pub fn run(m: &SetModel, text: &str, limits: XmlLimits) -> Result<(), Failure> {
-    let mut v = V { m, r: XmlReader::new(text, limits), stack: Vec::new(), ids: HashSet::new() };
+/// Reads the whole document once: checks well-formedness (an error here wins over any
+/// violation, as in the oracle), collects element namespaces, and validates against the model
+/// `choose` gives for the root until the first violation.
+pub fn run(text: &str, limits: XmlLimits, choose: &Chooser<'_>) -> Result<Outcome, XmlError> {
+    let mut v = V {
+        m: &EMPTY,
+        spare: Vec::new(),
+        scratch: Vec::new(),
+        r: XmlReader::new(text, limits).raw_line_ends(),
+        stack: Vec::with_capacity(32),
+        ids: HashSet::new(),
+    };
+    let mut out = Outcome { root: None, seen: Vec::new(), used: None, violation: None };
+    // Validation runs while `active`; afterwards the rest is only read for well-formedness.
+    let mut active = false;
     loop {
-        match v.r.next_event().map_err(Failure::Xml)? {
-            XmlEvent::Start(tag) => v.start(tag)?,
-            XmlEvent::Text(t) => v.text(&t)?,
-            XmlEvent::End => v.end()?,
-            XmlEvent::Eof => return Ok(()),
+        let ev = v.r.next_event()?;
+        let res = match ev {
+            XmlEvent::Start(tag) => {
+                if !out.seen.iter().any(|s| Arc::ptr_eq(s, &tag.ns) || **s == *tag.ns) {
+                    out.seen.push(tag.ns.clone());
+                }
+                if out.root.is_none() {
+                    out.root = Some((tag.ns.clone(), tag.local.to_string()));
+                    if let Some((set, m)) = choose(&tag.ns, tag.local) {
+                        v.m = m;
+                        out.used = Some(set);
+                        active = true;
+                    }
+                }
+                let res = if active { v.start(&tag) } else { Ok(()) };
+                v.r.recycle(tag);
+                res
+            }
+            XmlEvent::Text(t) if active => v.text(t),
+            XmlEvent::End if active => v.end(),
+            XmlEvent::Eof => return Ok(out),
+            _ => Ok(()),
+        };
+        if let Err(Failure::Invalid(violation)) = res {
+            out.violation = Some(violation);
+            active = false;
         }
     }
 }

@@ -69,9 +69,34 @@ pub fn disagreements(schemas: &Schemas, files: &[PathBuf], oracle: &BTreeMap<Pat
         let bytes = std::fs::read(f).expect("test file readable");
         let v: Verdict = schemas.validate(&bytes, &limits);
         let (ov, oe) = &oracle[f];
-        if v.label() != ov {
+        if v.label() != ov && !is_documented_libxml2_deviation(ov, &v) {
             bad.push(format!("{}\n    libxml2: {ov} {oe}\n    ours:    {} {}", f.display(), v.label(), v.detail()));
         }
     }
     bad
+}
+
+/// The one place we knowingly differ from libxml2 2.9: it ignores a `fixed` value given on an
+/// attribute *reference* (`<attribute ref="m1:komponenttype" fixed="..."/>`, used by the EPJ
+/// parts of PLO), which XSD 1.0 Part 1 §3.2.2 makes the attribute use's {value constraint}
+/// and §3.5.4 (cvc-au) enforces. Shown on a real document by
+/// `xsd_mutants::libxml2_ignores_fixed_on_attribute_references`.
+pub fn is_documented_libxml2_deviation(oracle: &str, ours: &Verdict) -> bool {
+    oracle == "VALID"
+        && matches!(ours, Verdict::Invalid { violation, .. } if violation.expected.contains("fixed (by the attribute reference, XSD 1.0 §3.2.2)"))
+}
+
+/// Prints the oracle's tally and fails with every disagreement listed.
+pub fn report(what: &str, oracle: &BTreeMap<PathBuf, (String, String)>, bad: &[String]) {
+    let count = |v: &str| oracle.values().filter(|(o, _)| o == v).count();
+    eprintln!(
+        "{} {what}: oracle {} VALID, {} INVALID, {} NOT-WELL-FORMED, {} UNSUPPORTED; {} disagreements",
+        oracle.len(),
+        count("VALID"),
+        count("INVALID"),
+        count("NOT-WELL-FORMED"),
+        count("UNSUPPORTED"),
+        bad.len()
+    );
+    assert!(bad.is_empty(), "{} disagreements with libxml2:\n{}", bad.len(), bad.join("\n"));
 }

@@ -198,16 +198,29 @@ impl Gateway {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.main.await;
-        for t in &self.background {
+        for t in self.background {
             t.abort();
+            let _ = t.await;
         }
         self.inner.link.shutdown();
         let _ = self.supervisor_task.await;
-        match Arc::try_unwrap(self.inner) {
-            Ok(inner) => inner.store.shutdown().await,
-            Err(_) => warn!("store still referenced at shutdown; its writer finishes when the process exits"),
+        // Aborted in-flight tasks release their handle on the store as they are dropped.
+        let mut inner = self.inner;
+        for _ in 0..50 {
+            match Arc::try_unwrap(inner) {
+                Ok(i) => {
+                    i.store.shutdown().await;
+                    info!("gateway stopped");
+                    return;
+                }
+                Err(still) => {
+                    inner = still;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
         }
-        info!("gateway stopped");
+        // Every commit is already durable; only the writer thread's orderly exit is skipped.
+        warn!("store still referenced at shutdown; its writer finishes when the process exits");
     }
 }
 
@@ -531,6 +544,7 @@ impl Inner {
             Err(e) => return self.infrastructure(h, e, started),
         };
         let ours: Vec<&RecipientPlan> = p.recipients.iter().filter(|r| r.is_ours()).collect();
+        let fresh = existing.is_none();
         let record = match existing {
             Some(rec) if !rec.same_content(delivery.body()) => {
                 // HIS 80601: a MsgId identifies one message. Same id, other content: refuse the
@@ -647,7 +661,9 @@ impl Inner {
                 _ => {}
             }
         }
-        let not_ours_first_time = p.recipients.iter().any(|r| matches!(r, RecipientPlan::NotForUs { .. }));
+        // Entries for recipients that are not ours go out with the first handling (or its redelivery
+        // after a crash), not again for every duplicate.
+        let not_ours_first_time = (fresh || !jobs.is_empty()) && p.recipients.iter().any(|r| matches!(r, RecipientPlan::NotForUs { .. }));
         let futs: Vec<_> = jobs
             .iter()
             .map(|j| self.publish(delivery.generation(), Route::Queue(&j.queue), &j.props, j.body.as_deref().unwrap_or(delivery.body())))

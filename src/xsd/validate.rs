@@ -471,7 +471,8 @@ pub fn run(text: &str, limits: XmlLimits, choose: &Chooser<'_>) -> Result<Outcom
         let ev = v.r.next_event()?;
         let res = match ev {
             XmlEvent::Start(tag) => {
-                if !out.seen.iter().any(|s| Arc::ptr_eq(s, &tag.ns) || **s == *tag.ns) {
+                // Elements of one namespace share the Arc of their binding: pointer first.
+                if !out.seen.iter().any(|s| Arc::ptr_eq(s, &tag.ns)) && !out.seen.iter().any(|s| **s == *tag.ns) {
                     out.seen.push(tag.ns.clone());
                 }
                 if out.root.is_none() {

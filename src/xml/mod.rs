@@ -524,7 +524,15 @@ impl<'a> XmlReader<'a> {
                         return Err(self.err(offset, XmlErrorKind::TextOutsideRoot));
                     }
                     let c = self.resolve_ref(&r, offset)?;
-                    return Ok(XmlEvent::Text(Cow::Owned(c.to_string())));
+                    let text = match c {
+                        '<' => Cow::Borrowed("<"),
+                        '>' => Cow::Borrowed(">"),
+                        '&' => Cow::Borrowed("&"),
+                        '\'' => Cow::Borrowed("'"),
+                        '"' => Cow::Borrowed("\""),
+                        other => Cow::Owned(other.to_string()),
+                    };
+                    return Ok(XmlEvent::Text(text));
                 }
                 Event::Comment(_) => continue,
                 Event::Decl(_) => {

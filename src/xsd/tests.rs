@@ -216,6 +216,8 @@ mod constructs {
         assert!(check("<w>2024-02-30</w>").is_err());
         assert!(check("<s>abc</s>").is_ok());
         assert!(check("<s>abcd</s>").is_err());
+        assert!(check("<s>a\r\nb</s>").is_ok(), "CRLF is one line end (XML 1.0 §2.11) before maxLength");
+        assert!(check("<s>a\r\nbc</s>").is_err());
         assert!(check("<a U='kg'>12.5</a>").is_ok());
         assert!(check("<a>12.55</a>").is_err());
         assert!(check("<a>1234</a>").is_err());

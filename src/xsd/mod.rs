@@ -233,6 +233,18 @@ impl Verdict {
     pub fn is_valid(&self) -> bool {
         matches!(self, Verdict::Valid { .. })
     }
+
+    /// The AppRec error code (list 8221) a negative receipt carries for this verdict:
+    /// T01 not well-formed, T02 invalid, T10 unsupported format; `None` when valid.
+    pub fn apprec_code(&self) -> Option<crate::codes::ErrorCode> {
+        use crate::codes::ErrorCode;
+        match self {
+            Verdict::Valid { .. } => None,
+            Verdict::Invalid { .. } => Some(ErrorCode::T02),
+            Verdict::NotWellFormed(_) => Some(ErrorCode::T01),
+            Verdict::Unsupported { .. } => Some(ErrorCode::T10),
+        }
+    }
 }
 
 /// The compiled schema sets; compile once with [`Schemas::load`], share via `Arc`.

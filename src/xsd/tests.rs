@@ -92,6 +92,9 @@ fn not_well_formed_wins_over_invalid() {
 fn unknown_roots_and_namespaces_are_unsupported() {
     let v = verdict("<Foo xmlns='urn:x'/>");
     assert_eq!(v.label(), "UNSUPPORTED");
+    assert_eq!(v.apprec_code(), Some(crate::codes::ErrorCode::T10));
+    assert_eq!(verdict("<Foo>").apprec_code(), Some(crate::codes::ErrorCode::T01));
+    assert_eq!(verdict(&base()).apprec_code(), None);
     let v = verdict(&base().replace("apprec/2012-02-15", "apprec/2099-01-01"));
     assert!(matches!(&v, Verdict::Unsupported { detail } if detail.contains("2099")), "{v:?}");
 }

@@ -93,6 +93,9 @@ pub fn decode(bytes: &[u8]) -> Result<Cow<'_, str>, XmlError> {
                 Err(e) => Err(error_at(bytes, skipped + e.valid_up_to(), XmlErrorKind::InvalidUtf8)),
             }
         }
+        Encoding::Latin1 | Encoding::Windows1252 if bytes.is_ascii() => {
+            Ok(Cow::Borrowed(std::str::from_utf8(bytes).map_err(|_| error_at(bytes, 0, XmlErrorKind::InvalidUtf8))?))
+        }
         Encoding::Latin1 => {
             let mut out = String::with_capacity(bytes.len() + bytes.len() / 8);
             for run in bytes.split_inclusive(|b| !b.is_ascii()) {

@@ -293,29 +293,18 @@ impl<'a> XmlReader<'a> {
     /// cannot hold surrogates, so the only non-characters to find are C0 controls and
     /// U+FFFE/U+FFFF (UTF-8 `EF BF BE`/`EF BF BF`).
     fn check_all_chars(&self) -> Result<(), XmlError> {
-        const LO: u64 = 0x0101_0101_0101_0101;
-        const HI: u64 = 0x8080_8080_8080_8080;
-        debug_assert_eq!(LO * 0x80, HI);
-        let b = self.text.as_bytes();
-        let mut i = 0;
-        // Eight bytes at a time: a chunk with no byte below 0x20 and no 0xEF cannot hold a
-        // non-Char; only flagged chunks (mostly line ends) are looked at byte by byte.
-        // Exact per-byte flags (high bit of each byte) without carries between bytes.
-        let eq = |x: u64, c: u8| {
-            let y = x ^ (LO * u64::from(c));
-            !(((y & !HI).wrapping_add(!HI)) | y | !HI)
-        };
-        while i + 8 <= b.len() {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&b[i..i + 8]);
-            let x = u64::from_le_bytes(w);
-            let control = eq(x & (LO * 0xE0), 0) & !eq(x, b'\t') & !eq(x, b'\n') & !eq(x, b'\r');
-            if control | eq(x, 0xEF) != 0 {
-                self.check_chars_at(i, i + 8)?;
+        // 32 bytes at a time, written without early exit so that it vectorises; only a chunk
+        // holding a control character or an 0xEF lead byte is looked at byte by byte.
+        for (k, chunk) in self.text.as_bytes().chunks(32).enumerate() {
+            let mut suspect = false;
+            for &c in chunk {
+                suspect |= (c < 0x20) & (c != b'\t') & (c != b'\n') & (c != b'\r') | (c == 0xEF);
             }
-            i += 8;
+            if suspect {
+                self.check_chars_at(k * 32, k * 32 + chunk.len())?;
+            }
         }
-        self.check_chars_at(i, b.len())
+        Ok(())
     }
 
     fn check_chars_at(&self, from: usize, to: usize) -> Result<(), XmlError> {
@@ -535,7 +524,15 @@ impl<'a> XmlReader<'a> {
                         return Err(self.err(offset, XmlErrorKind::TextOutsideRoot));
                     }
                     let c = self.resolve_ref(&r, offset)?;
-                    return Ok(XmlEvent::Text(Cow::Owned(c.to_string())));
+                    let text = match c {
+                        '<' => Cow::Borrowed("<"),
+                        '>' => Cow::Borrowed(">"),
+                        '&' => Cow::Borrowed("&"),
+                        '\'' => Cow::Borrowed("'"),
+                        '"' => Cow::Borrowed("\""),
+                        other => Cow::Owned(other.to_string()),
+                    };
+                    return Ok(XmlEvent::Text(text));
                 }
                 Event::Comment(_) => continue,
                 Event::Decl(_) => {

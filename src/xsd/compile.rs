@@ -139,7 +139,9 @@ fn read_doc(path: &Path) -> Result<Doc, SchemaError> {
 fn load_docs(dir: &Path, roots: &[(&str, &str)]) -> Result<Vec<Doc>, SchemaError> {
     let mut docs = Vec::new();
     let mut loaded: HashMap<String, PathBuf> = HashMap::new();
-    let mut queue: Vec<(String, PathBuf, Option<(PathBuf, usize)>)> =
+    // (namespace, file, importing file and line)
+    type Pending = (String, PathBuf, Option<(PathBuf, usize)>);
+    let mut queue: Vec<Pending> =
         roots.iter().rev().map(|(ns, p)| (ns.to_string(), dir.join(p), None)).collect();
     // Depth-first in document order, like libxml2's import processing.
     while let Some((ns, path, from)) = queue.pop() {

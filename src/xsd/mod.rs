@@ -9,8 +9,15 @@
 //! [`Schemas::load`] compiles the official XSD files once, at startup, from a directory with
 //! the layout of `../shared/standards/xsd/` (no network: remote schemaLocations are mapped to
 //! local copies as `catalog-local.xml` says). Validation is streaming over quick-xml events —
-//! no DOM — in two passes over the in-memory bytes: the first checks well-formedness and
-//! collects the namespaces that choose the schema set; the second validates.
+//! no DOM — in one pass over the in-memory bytes, which also finishes reading the document
+//! after a first violation, because not-well-formed wins over invalid (as in the oracle). The
+//! MsgHead set is guessed from the namespace declarations and confirmed from the element
+//! namespaces at the end; a wrong guess (a declared but unused payload namespace) costs a
+//! second pass.
+//!
+//! Known, deliberate difference from libxml2 2.9: a `fixed` value on an attribute
+//! *reference* is enforced (XSD 1.0 Part 1 §3.2.2, §3.5.4 cvc-au); libxml2 ignores it. See
+//! the test `libxml2_ignores_fixed_on_attribute_references`.
 //!
 //! The set is chosen exactly like `../shared/tools/xsd-oracle`: a MsgHead (namespace
 //! `http://www.kith.no/xmlstds/msghead/2006-05-24`) is validated together with its
@@ -225,6 +232,18 @@ impl Verdict {
 
     pub fn is_valid(&self) -> bool {
         matches!(self, Verdict::Valid { .. })
+    }
+
+    /// The AppRec error code (list 8221) a negative receipt carries for this verdict:
+    /// T01 not well-formed, T02 invalid, T10 unsupported format; `None` when valid.
+    pub fn apprec_code(&self) -> Option<crate::codes::ErrorCode> {
+        use crate::codes::ErrorCode;
+        match self {
+            Verdict::Valid { .. } => None,
+            Verdict::Invalid { .. } => Some(ErrorCode::T02),
+            Verdict::NotWellFormed(_) => Some(ErrorCode::T01),
+            Verdict::Unsupported { .. } => Some(ErrorCode::T10),
+        }
     }
 }
 

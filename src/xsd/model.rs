@@ -248,7 +248,7 @@ impl Nfa {
         }
     }
 
-    fn closure(&self, from: u32, seen: &mut Vec<bool>, out: &mut Vec<u32>) {
+    fn closure(&self, from: u32, seen: &mut [bool], out: &mut Vec<u32>) {
         let mut stack = vec![from];
         while let Some(n) = stack.pop() {
             if seen[n as usize] {

@@ -164,7 +164,7 @@ impl Builtin {
             GMonthDay => parse_date_time(v, DtKind::GMonthDay),
             Duration => is_duration(v),
             Base64Binary => is_base64(v),
-            HexBinary => v.len() % 2 == 0 && v.bytes().all(|b| b.is_ascii_hexdigit()),
+            HexBinary => v.len().is_multiple_of(2) && v.bytes().all(|b| b.is_ascii_hexdigit()),
             _ => return self.check_integer(v),
         };
         if ok {
@@ -281,7 +281,7 @@ pub fn normalize_ws(v: &str, ws: WhiteSpace) -> std::borrow::Cow<'_, str> {
                     _ => prev_space = false,
                 }
             }
-            if !needs && !(prev_space && !b.is_empty()) {
+            if !needs && (!prev_space || b.is_empty()) {
                 return Cow::Borrowed(v);
             }
             let mut out = String::with_capacity(v.len());
@@ -621,13 +621,8 @@ mod uri {
     /// Length of the pchar at `i` (pct-encoded is 3), or 0.
     fn pchar(s: &[u8], i: usize, extra: &[u8]) -> usize {
         match s.get(i) {
-            Some(&b'%') => {
-                if s.get(i + 1).is_some_and(u8::is_ascii_hexdigit) && s.get(i + 2).is_some_and(u8::is_ascii_hexdigit) {
-                    3
-                } else {
-                    0
-                }
-            }
+            Some(&b'%') if s.get(i + 1).is_some_and(u8::is_ascii_hexdigit) && s.get(i + 2).is_some_and(u8::is_ascii_hexdigit) => 3,
+            Some(&b'%') => 0,
             Some(&c) if unreserved(c) || sub_delim(c) || extra.contains(&c) => 1,
             _ => 0,
         }
@@ -787,7 +782,7 @@ pub fn is_base64(v: &str) -> bool {
             }
         }
     }
-    if n % 4 != 0 || pad > 2 {
+    if !n.is_multiple_of(4) || pad > 2 {
         return false;
     }
     match pad {

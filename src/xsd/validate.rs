@@ -77,7 +77,16 @@ pub fn check_simple(m: &SetModel, t: TypeId, raw: &str, ids: &mut HashSet<String
             // The reader hands over text with line ends as written; where the whitespace rule
             // keeps them they must first be normalised (XML 1.0 §2.11). Under `collapse` a CR
             // is whitespace like LF, so the result is the same without this copy.
-            let eol = raw.replace("\r\n", "\n").replace('\r', "\n");
+            let mut eol = String::with_capacity(raw.len());
+            let mut chars = raw.chars().peekable();
+            while let Some(c) = chars.next() {
+                if c == '\r' {
+                    chars.next_if_eq(&'\n');
+                    eol.push('\n');
+                } else {
+                    eol.push(c);
+                }
+            }
             check_simple(m, t, &eol, ids)
         }
         Variety::Atomic => {
@@ -471,7 +480,8 @@ pub fn run(text: &str, limits: XmlLimits, choose: &Chooser<'_>) -> Result<Outcom
         let ev = v.r.next_event()?;
         let res = match ev {
             XmlEvent::Start(tag) => {
-                if !out.seen.iter().any(|s| Arc::ptr_eq(s, &tag.ns) || **s == *tag.ns) {
+                // Elements of one namespace share the Arc of their binding: pointer first.
+                if !out.seen.iter().any(|s| Arc::ptr_eq(s, &tag.ns)) && !out.seen.iter().any(|s| **s == *tag.ns) {
                     out.seen.push(tag.ns.clone());
                 }
                 if out.root.is_none() {

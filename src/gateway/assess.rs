@@ -266,11 +266,9 @@ pub fn assess(input: &Inbound<'_>, ctx: &Context, now: Timestamp) -> Plan {
     if let Some((code, why)) = signature_fault {
         message_faults.push(AppRecError { code, ot: Some(why) });
     }
-    match &verdict {
-        Verdict::Valid { .. } => {}
-        Verdict::Invalid { .. } => message_faults.push(AppRecError { code: ErrorCode::T02, ot: Some(verdict.detail()) }),
-        Verdict::NotWellFormed(_) => message_faults.push(AppRecError { code: ErrorCode::T01, ot: Some(verdict.detail()) }),
-        Verdict::Unsupported { .. } => message_faults.push(AppRecError { code: ErrorCode::T10, ot: Some(verdict.detail()) }),
+    // NOTES §7: not well-formed T01, not valid against the declared schema T02, unsupported T10.
+    if let Some(code) = verdict.apprec_code() {
+        message_faults.push(AppRecError { code, ot: Some(verdict.detail()) });
     }
 
     // ---- extract ----

@@ -177,10 +177,15 @@ async fn both_levels_unknown_gets_no_apprec_but_an_error_queue_entry() {
 async fn duplicates_are_routed_once_and_answered_once() {
     let h = Harness::start().await;
     let sent = h.send_fixture("delivered/foresporsel-gp-to-nursing-home.xml", GP).await;
+    let first_body = h.sent_body(sent.message_id.as_str());
+    let sent_first_body = |_: &Harness, _: &helsemelding::amqp::headers::MessageHeaders| first_body.clone();
     h.take(NURSING_HOME, 1).await;
     // The same signed envelope again (a resend), and a freshly signed copy of the same message.
     h.resend(&sent.message_id).await;
-    h.send_fixture("delivered/foresporsel-gp-to-nursing-home.xml", GP).await;
+    // Re-signed a second later, so the envelope (signingTime, signature) differs: still the same message.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let again = h.send_fixture("delivered/foresporsel-gp-to-nursing-home.xml", GP).await;
+    assert_ne!(h.sent_body(again.message_id.as_str()), sent_first_body(&h, &sent), "a new envelope");
     // A rejected message twice: one AppRec only (HITS 1168 §5.4, Systemtest #12, #41).
     let e21 = h.send_fixture("rejected/E21-unknown-level2-service.xml", GP).await;
     h.take(GP, 1).await;

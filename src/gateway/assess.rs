@@ -114,6 +114,9 @@ pub struct MessagePlan {
     pub head: MsgHead,
     pub apprec_version: AppRecVersion,
     pub recipients: Vec<RecipientPlan>,
+    /// SHA-256 of the message itself (the MsgHead XML inside the envelope): a re-send in a new
+    /// envelope is the same message (HITS 1168 §5.4); the same MsgId over other content is not.
+    pub content_sha256: [u8; 32],
 }
 
 /// One addressed recipient's fate.
@@ -349,6 +352,7 @@ pub fn assess(input: &Inbound<'_>, ctx: &Context, now: Timestamp) -> Plan {
         head,
         apprec_version,
         recipients: out,
+        content_sha256: crate::store::content_sha256(&content),
     }))
 }
 

@@ -546,7 +546,7 @@ impl Inner {
         let ours: Vec<&RecipientPlan> = p.recipients.iter().filter(|r| r.is_ours()).collect();
         let fresh = existing.is_none();
         let record = match existing {
-            Some(rec) if !rec.same_content(delivery.body()) => {
+            Some(rec) if rec.content_sha256 != p.content_sha256 => {
                 // HIS 80601: a MsgId identifies one message. Same id, other content: refuse the
                 // newcomer through the sender's error queue; the first one's AppRec stands.
                 let r = Refusal {
@@ -567,11 +567,11 @@ impl Inner {
                 return self.not_for_us_entries(delivery, h, &p).await;
             }
             None => {
-                let rec = MessageRecord::new(
+                let mut rec = MessageRecord::new(
                     p.sender,
                     p.msg_id.clone(),
                     p.msg_type.clone(),
-                    delivery.body(),
+                    &[],
                     now,
                     p.gen_date,
                     ours.iter().map(|r| match r {
@@ -580,6 +580,7 @@ impl Inner {
                         _ => (None, RecipientRole::Primary),
                     }),
                 );
+                rec.content_sha256 = p.content_sha256;
                 let mut changes = vec![Change::Create(rec.clone())];
                 for (i, r) in ours.iter().enumerate() {
                     if matches!(r, RecipientPlan::Deliver { .. }) {

@@ -22,10 +22,12 @@
 //! | `amqp`     | RabbitMQ transport: topology, headers, confirmed publish, consume/ack, reconnect, redrive |
 //! | `xml`      | the hardened XML reader (no DTD/entities, bounded depth and size, encodings) |
 //! | `xsd`      | official XSDs compiled at startup; streaming validation agreeing with libxml2 |
+//! | `bench`    | `helsemelding bench`: the gateway against a bare relay (throughput, latency, RSS, CPU per stage) |
 //!
 //! Each module opens with its own `//!` saying its one job, its input and output, and how it fails.
 
 pub mod address;
+pub mod bench;
 pub mod amqp;
 pub mod codes;
 pub mod gateway;

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use crate::address::{AddressedRecipient, RecipientRole};
 use crate::amqp::headers::{ContentType, HeaderError, MessageHeaders};
 use crate::apprec::{AppRec, AppRecError, AppRecVersion};
+use super::metrics::{thread_cpu_nanos, Stage, StageTimes};
 use crate::cms::{self, TrustStore};
 use crate::codes::{AppRecStatus, ErrorCode};
 use crate::ids::{HerId, MsgId, Timestamp};
@@ -164,6 +165,12 @@ impl Plan {
 
 /// Assesses one delivery. Pure: same input, same plan.
 pub fn assess(input: &Inbound<'_>, ctx: &Context, now: Timestamp) -> Plan {
+    assess_timed(input, ctx, now, None)
+}
+
+/// [`assess`], adding each stage's CPU time to `stages` (the plan is the same either way).
+pub fn assess_timed(input: &Inbound<'_>, ctx: &Context, now: Timestamp, stages: Option<&StageTimes>) -> Plan {
+    let mut clock = StageClock::start(stages);
     let h = match input.headers {
         Ok(h) => h,
         // Without readable headers nobody can be told: dead letter, with the reason.
@@ -207,7 +214,9 @@ pub fn assess(input: &Inbound<'_>, ctx: &Context, now: Timestamp) -> Plan {
             let Some(trust) = ctx.trust.as_deref() else {
                 return Plan::Retry { reason: "a signed message arrived but no trust store is loaded".into() };
             };
-            match cms::verify(input.body, trust, now) {
+            let verified = cms::verify(input.body, trust, now);
+            clock.lap(Stage::Verify);
+            match verified {
                 Ok(v) => {
                     let allowed = ctx.fingerprints.get(&from).is_some_and(|f| f.contains(&v.signer.fingerprint_sha256));
                     if !allowed {
@@ -250,7 +259,9 @@ pub fn assess(input: &Inbound<'_>, ctx: &Context, now: Timestamp) -> Plan {
     };
 
     // ---- validate ----
+    clock.lap_unrecorded();
     let verdict = ctx.schemas.validate(&content, &ctx.policy.xml);
+    clock.lap(Stage::Validate);
     if let Verdict::Valid { set: SchemaSet::AppRec10 | SchemaSet::AppRec11 } = verdict {
         return match signature_fault {
             Some((_, why)) => Plan::refuse(Some(from), condition::INVALID_SIGNATURE, format!("AppRec: {why}"), Some(h)),
@@ -274,6 +285,7 @@ pub fn assess(input: &Inbound<'_>, ctx: &Context, now: Timestamp) -> Plan {
 
     // ---- extract ----
     let parsed = if matches!(verdict, Verdict::NotWellFormed(_)) { None } else { MsgHead::parse(&content).ok() };
+    clock.lap(Stage::Parse);
     let head = match parsed {
         Some(head) => head,
         None => {
@@ -342,6 +354,7 @@ pub fn assess(input: &Inbound<'_>, ctx: &Context, now: Timestamp) -> Plan {
         });
     }
     let apprec_version = AppRecVersion::for_payload(&head.payload);
+    clock.lap(Stage::Route);
     Plan::Message(Box::new(MessagePlan {
         sender: from,
         msg_id,
@@ -351,6 +364,35 @@ pub fn assess(input: &Inbound<'_>, ctx: &Context, now: Timestamp) -> Plan {
         apprec_version,
         recipients: out,
     }))
+}
+
+/// Laps of the thread CPU clock between stages; does nothing without [`StageTimes`].
+struct StageClock<'a> {
+    stages: Option<&'a StageTimes>,
+    last: u64,
+}
+
+impl<'a> StageClock<'a> {
+    fn start(stages: Option<&'a StageTimes>) -> Self {
+        let last = if stages.is_some() { thread_cpu_nanos() } else { 0 };
+        StageClock { stages, last }
+    }
+
+    /// Charges the time since the previous lap to `stage`.
+    fn lap(&mut self, stage: Stage) {
+        if let Some(s) = self.stages {
+            let now = thread_cpu_nanos();
+            s.add(stage, now.saturating_sub(self.last));
+            self.last = now;
+        }
+    }
+
+    /// Starts the next lap here without charging the time since the previous one to any stage.
+    fn lap_unrecorded(&mut self) {
+        if self.stages.is_some() {
+            self.last = thread_cpu_nanos();
+        }
+    }
 }
 
 fn known(her: Option<HerId>, register: &Register) -> Option<HerId> {

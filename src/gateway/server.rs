@@ -333,7 +333,8 @@ async fn process(inner: Arc<Inner>, delivery: Delivery) {
         let headers = headers.clone();
         let body = body.clone();
         tokio::task::spawn_blocking(move || {
-            assess::assess(&Inbound { body: &body, headers: &headers, user_id: user.as_deref() }, &inner.ctx, now)
+            let input = Inbound { body: &body, headers: &headers, user_id: user.as_deref() };
+            assess::assess_timed(&input, &inner.ctx, now, Some(&inner.metrics.stages))
         })
         .await
     };

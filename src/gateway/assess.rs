@@ -402,8 +402,10 @@ fn known(her: Option<HerId>, register: &Register) -> Option<HerId> {
 /// Cheap sniff for an AppRec root, used only to keep AppRec faults away from AppRec answers.
 fn looks_like_apprec(content: &[u8]) -> bool {
     let head = &content[..content.len().min(4096)];
-    let text = String::from_utf8_lossy(head);
-    text.contains("xmlstds/apprec/") && text.contains("AppRec")
+    // Byte search: both needles are ASCII, so this matches exactly what a search in the lossily
+    // decoded text would, without copying 4 KB of every message into a String.
+    let has = |needle: &[u8]| head.windows(needle.len()).any(|w| w == needle);
+    has(b"xmlstds/apprec/") && has(b"AppRec")
 }
 
 fn assess_apprec(content: &[u8], h: &MessageHeaders) -> Plan {

@@ -96,7 +96,10 @@ async fn run_all(args: &BenchArgs) -> Result<(), BenchError> {
     Ok(())
 }
 
-fn table(rows: &[(Option<(RelayReport, String)>, GatewayReport, String)]) -> String {
+/// One size: the relay's report and load average (unless skipped), the gateway's, its load average.
+type Row = (Option<(RelayReport, String)>, GatewayReport, String);
+
+fn table(rows: &[Row]) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     let _ = writeln!(s, "| size (XML / signed) | relay msg/s | gateway msg/s | gateway/relay | latency p50 / p99 / max ms (at msg/s) | peak RSS MB | load avg (relay; gateway) |");

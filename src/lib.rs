@@ -24,10 +24,12 @@
 //! | `gateway`  | the daemon: assessment (pure) and effects in the order of DESIGN §3, routing log, metrics, `serve`/`replay`/`tail` |
 //! | `inspect`  | `helsemelding inspect`: one operator line per MsgHead/AppRec file, no patient data |
 //! | `xml_tree` | (private) the model's XML reader: namespace-resolved tree, no DTD, bounded depth |
+//! | `bench`    | `helsemelding bench`: the gateway against a bare relay (throughput, latency, RSS, CPU per stage) |
 //!
 //! Each module opens with its own `//!` saying its one job, its input and output, and how it fails.
 
 pub mod address;
+pub mod bench;
 pub mod amqp;
 pub mod apprec;
 pub mod cms;

@@ -44,6 +44,8 @@ enum Command {
     Status(helsemelding::store::StatusArgs),
 
     // ---- benchmarks ----
+    /// Throughput, latency, peak RSS and CPU per stage of the gateway against a bare relay (prints a table).
+    Bench(helsemelding::bench::cli::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,5 +70,6 @@ fn main() -> ExitCode {
         Command::Status(args) => helsemelding::store::run_status(&args),
 
         // ---- benchmarks ----
+        Command::Bench(args) => helsemelding::bench::cli::run(&args),
     }
 }

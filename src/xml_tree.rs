@@ -166,16 +166,11 @@ pub(crate) fn parse(xml: &[u8]) -> Result<Element, XmlError> {
             Ok(x) => x,
             Err(e) => return Err(wf(&reader, e)),
         };
-        let ns_uri = match &ns {
-            ResolveResult::Bound(n) => Some(n.as_ref().to_owned()),
-            ResolveResult::Unbound => Some(String::new()),
-            ResolveResult::Unknown(p) => {
-                if matches!(ev, Event::Start(_) | Event::Empty(_)) {
-                    return Err(XmlError::UnboundPrefix(p.clone()));
-                }
-                None
+        if let ResolveResult::Unknown(p) = &ns {
+            if matches!(ev, Event::Start(_) | Event::Empty(_)) {
+                return Err(XmlError::UnboundPrefix(p.clone()));
             }
-        };
+        }
         match ev {
             Event::DocType(_) => return Err(XmlError::Dtd { line: line_of(pos) }),
             Event::Start(ref s) | Event::Empty(ref s) => {
@@ -186,6 +181,13 @@ pub(crate) fn parse(xml: &[u8]) -> Result<Element, XmlError> {
                     }
                     continue;
                 }
+                // Only elements that are kept need their namespace as an owned string: the
+                // events of a skipped payload allocate nothing.
+                let ns_uri = match &ns {
+                    ResolveResult::Bound(n) => Some(n.as_ref().to_owned()),
+                    ResolveResult::Unbound => Some(String::new()),
+                    ResolveResult::Unknown(_) => None,
+                };
                 if stack.len() >= MAX_DEPTH {
                     return Err(XmlError::TooDeep { line: line_of(pos) });
                 }

@@ -346,7 +346,8 @@ async fn process(inner: Arc<Inner>, delivery: Delivery) {
         let headers = headers.clone();
         let body = body.clone();
         tokio::task::spawn_blocking(move || {
-            assess::assess(&Inbound { body: &body, headers: &headers, user_id: user.as_deref() }, &inner.ctx, now)
+            let input = Inbound { body: &body, headers: &headers, user_id: user.as_deref() };
+            assess::assess_timed(&input, &inner.ctx, now, Some(&inner.metrics.stages))
         })
         .await
     };
@@ -581,20 +582,22 @@ impl Inner {
                     }),
                 );
                 rec.content_sha256 = p.content_sha256;
-                let mut changes = vec![Change::Create(rec.clone())];
+                let mut committed = rec.clone();
+                let mut changes = vec![Change::Create(rec)];
                 for (i, r) in ours.iter().enumerate() {
                     if matches!(r, RecipientPlan::Deliver { .. }) {
-                        changes.push(Change::Apply(transition(&p, i, Event::Routed, now)));
+                        let t = transition(&p, i, Event::Routed, now);
+                        // The record as the commit below stores it, without reading it back.
+                        if let Err(e) = committed.apply(&t) {
+                            return self.infrastructure(h, e, started);
+                        }
+                        changes.push(Change::Apply(t));
                     }
                 }
                 if let Err(e) = self.store.commit(changes).await {
                     return self.infrastructure(h, e, started);
                 }
-                match self.store.get(p.sender, p.msg_id.clone()).await {
-                    Ok(Some(r)) => r,
-                    Ok(None) => return self.infrastructure(h, StoreError::UnknownMessage { sender: p.sender, msg_id: p.msg_id.clone() }, started),
-                    Err(e) => return self.infrastructure(h, e, started),
-                }
+                committed
             }
         };
         if record.recipients.len() != ours.len() {

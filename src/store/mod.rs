@@ -166,6 +166,28 @@ impl MessageRecord {
         self.content_sha256 == content_sha256(content)
     }
 
+    /// Applies one transition to this record in memory, exactly as a commit of it does (the
+    /// store stages every commit through here), so a caller that has just committed `changes`
+    /// can know the stored record without reading it back. The record is unchanged on error.
+    pub fn apply(&mut self, tr: &Transition) -> Result<(), StoreError> {
+        let count = self.recipients.len();
+        let Some(r) = self.recipients.get_mut(tr.recipient) else {
+            return Err(StoreError::UnknownRecipient { sender: tr.sender, msg_id: tr.msg_id.clone(), index: tr.recipient, count });
+        };
+        r.state = r.state.on(tr.event).map_err(|source| StoreError::Illegal {
+            sender: tr.sender,
+            msg_id: tr.msg_id.clone(),
+            index: tr.recipient,
+            source,
+        })?;
+        r.events.push(StampedEvent { event: tr.event, at: tr.at });
+        r.codes.extend(tr.codes.iter().copied());
+        if tr.apprec_id.is_some() {
+            r.apprec_id = tr.apprec_id.clone();
+        }
+        Ok(())
+    }
+
     fn awaits_apprec(&self) -> bool {
         self.recipients.iter().any(|r| r.state.awaits_apprec())
     }
@@ -489,21 +511,7 @@ fn stage(t: &Tables<'_>, batch: &[Change]) -> Result<Staged, StoreError> {
                     staged.insert(key.clone(), (Some(old.clone()), old));
                 }
                 let Some((_, rec)) = staged.get_mut(&key) else { continue };
-                let count = rec.recipients.len();
-                let Some(r) = rec.recipients.get_mut(tr.recipient) else {
-                    return Err(StoreError::UnknownRecipient { sender: tr.sender, msg_id: tr.msg_id.clone(), index: tr.recipient, count });
-                };
-                r.state = r.state.on(tr.event).map_err(|source| StoreError::Illegal {
-                    sender: tr.sender,
-                    msg_id: tr.msg_id.clone(),
-                    index: tr.recipient,
-                    source,
-                })?;
-                r.events.push(StampedEvent { event: tr.event, at: tr.at });
-                r.codes.extend(tr.codes.iter().copied());
-                if tr.apprec_id.is_some() {
-                    r.apprec_id = tr.apprec_id.clone();
-                }
+                rec.apply(tr)?;
             }
         }
     }

@@ -319,3 +319,24 @@ async fn prune_through_the_handle() {
     assert_eq!(handle.prune(T0 + Duration::days(31), Duration::days(30)).await.unwrap(), 1);
     handle.shutdown().await;
 }
+
+#[test]
+fn applying_in_memory_gives_the_record_a_commit_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = DeliveryStore::open(dir.path()).unwrap();
+    let changes = delivered(3000, 7, T0);
+    let mut in_memory = record(3000, 7, T0);
+    for c in &changes[1..] {
+        let Change::Apply(t) = c else { panic!("only transitions after the create") };
+        in_memory.apply(t).unwrap();
+    }
+    store.commit_batch(&changes).unwrap();
+    assert_eq!(store.get(HerId(3000), &msg(7)).unwrap().unwrap(), in_memory);
+    // An illegal move is refused and leaves the record as it was.
+    let before = in_memory.clone();
+    let Change::Apply(t) = apply(3000, 7, 0, Event::Routed, T0) else { unreachable!() };
+    assert!(matches!(in_memory.apply(&t), Err(StoreError::Illegal { .. })));
+    let Change::Apply(t) = apply(3000, 7, 5, Event::Routed, T0) else { unreachable!() };
+    assert!(matches!(in_memory.apply(&t), Err(StoreError::UnknownRecipient { .. })));
+    assert_eq!(in_memory, before);
+}

@@ -1,0 +1,146 @@
+//! `helsemelding bench`: the bare relay and the full gateway against the same broker, each in a
+//! vhost of its own, for each message size; prints one table with the gateway/relay ratio and the
+//! load average, so a reader can judge figures taken on a shared machine.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::gateway::{self, GatewayBench, GatewayReport};
+use super::relay::{self, RelayReport};
+use super::{loadavg, BenchError};
+use crate::amqp::testing::TestVhost;
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Messages through the relay and the gateway per size (throughput part).
+    #[arg(long, default_value_t = 4000)]
+    pub messages: usize,
+    /// Messages published at half the measured rate for the latency part.
+    #[arg(long, default_value_t = 1500)]
+    pub latency_messages: usize,
+    /// Message sizes in bytes (XML before signing), comma separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [4096usize, 51200])]
+    pub sizes: Vec<usize>,
+    /// Consumer prefetch of the relay and the gateway (the shipped default is 256).
+    #[arg(long, default_value_t = 256)]
+    pub prefetch: u16,
+    /// Only the gateway part (no relay baseline).
+    #[arg(long)]
+    pub gateway_only: bool,
+    /// The official schemas (layout of ../shared/standards/xsd).
+    #[arg(long, default_value = "../shared/standards/xsd")]
+    pub schemas: PathBuf,
+    /// The repository root (config/, fixtures/gateway-pki/).
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+}
+
+/// Runs the benchmark and prints the table; exit 1 when a part failed.
+pub fn run(args: &BenchArgs) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("helsemelding bench: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run_all(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("helsemelding bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_all(args: &BenchArgs) -> Result<(), BenchError> {
+    let exe = std::env::current_exe().map_err(|e| BenchError::Setup(format!("own executable: {e}")))?;
+    let abs = |p: &PathBuf| std::fs::canonicalize(p).map_err(|e| BenchError::Setup(format!("{}: {e}", p.display())));
+    let (repo, schemas) = (abs(&args.repo)?, abs(&args.schemas)?);
+    println!(
+        "helsemelding bench: {} messages per size (+{} for latency), prefetch {}, quorum queues, {} cores",
+        args.messages,
+        args.latency_messages,
+        args.prefetch,
+        std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1)
+    );
+    let mut rows = Vec::new();
+    for &size in &args.sizes {
+        let relay = if args.gateway_only {
+            None
+        } else {
+            let load = loadavg();
+            let vhost = TestVhost::create().await.map_err(|e| BenchError::Setup(format!("vhost: {e}")))?;
+            let r = relay::run(vhost.url(), args.messages as u64, size, args.prefetch).await;
+            let _ = vhost.delete().await;
+            let r = r?;
+            println!("  relay   {:>6} B: {:>7.0} msg/s   (load {load})", size, r.relay_rate);
+            Some((r, load))
+        };
+        let load = loadavg();
+        let b = GatewayBench {
+            exe: exe.clone(),
+            repo: repo.clone(),
+            schemas: schemas.clone(),
+            messages: args.messages,
+            latency_messages: args.latency_messages,
+            size,
+            prefetch: args.prefetch,
+        };
+        let g = gateway::run(&b).await?;
+        println!("  gateway {:>6} B: {:>7.0} msg/s   (load {load}; signing took {:.1} s)", size, g.throughput, g.signing_seconds);
+        rows.push((relay, g, load));
+    }
+    println!();
+    print!("{}", table(&rows));
+    Ok(())
+}
+
+/// One size: the relay's report and load average (unless skipped), the gateway's, its load average.
+type Row = (Option<(RelayReport, String)>, GatewayReport, String);
+
+fn table(rows: &[Row]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(s, "| size (XML / signed) | relay msg/s | gateway msg/s | gateway/relay | latency p50 / p99 / max ms (at msg/s) | peak RSS MB | load avg (relay; gateway) |");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    for (relay, g, load) in rows {
+        let (rr, rl, ratio) = match relay {
+            Some((r, l)) => (format!("{:.0}", r.relay_rate), l.as_str(), format!("{:.0} %", 100.0 * g.throughput / r.relay_rate)),
+            None => ("-".into(), "-", "-".into()),
+        };
+        let _ = writeln!(
+            s,
+            "| {} / {} B | {rr} | {:.0} | {ratio} | {:.1} / {:.1} / {:.1} ({:.0}, n={}) | {:.1} | {rl}; {load} |",
+            g.size,
+            g.envelope_bytes,
+            g.throughput,
+            g.p50_ms,
+            g.p99_ms,
+            g.max_ms,
+            g.latency_rate,
+            g.latency_messages,
+            g.peak_rss_kb as f64 / 1024.0
+        );
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "CPU per message in the gateway process (µs), throughput part:");
+    let mut header = String::from("| size | total |");
+    let mut rule = String::from("|---|---|");
+    if let Some((_, g, _)) = rows.first() {
+        for (name, _) in &g.cpu.stages {
+            let _ = write!(header, " {name} |");
+            rule.push_str("---|");
+        }
+    }
+    let _ = writeln!(s, "{header} store commit (writer thread) | AMQP, store reads, runtime, log (rest) |");
+    let _ = writeln!(s, "{rule}---|---|");
+    for (_, g, _) in rows {
+        let mut line = format!("| {} B | {:.0} |", g.size, g.cpu.total_us);
+        for (_, us) in &g.cpu.stages {
+            let _ = write!(line, " {us:.0} |");
+        }
+        let _ = writeln!(s, "{line} {:.0} | {:.0} |", g.cpu.store_commit_us, g.cpu.rest_us);
+    }
+    s
+}

@@ -1,0 +1,423 @@
+//! The gateway under load: the real daemon, `helsemelding serve` started as a child process from
+//! the shipped configuration (in its own vhost and state directory, metrics on a local port), so
+//! its peak resident set (`VmHWM`) and CPU time are its own and not the load generator's.
+//!
+//! 1. sign: `n + latency_n` distinct messages (half dialogmeldinger, half PLO) before anything
+//!    is timed;
+//! 2. fill: `n` of them go to the intake with pipelined confirms before the gateway starts;
+//! 3. throughput: the gateway starts and drains the intake — verify, validate, route, store,
+//!    publish with confirms, commit, ack; a consumer on the recipient's queue counts arrivals.
+//!    The rate runs from the first arrival to the last, so start-up is not in it;
+//! 4. latency: the other `latency_n` are published one by one at half that rate; latency is the
+//!    time from a publish to its arrival on the recipient's queue;
+//! 5. figures: CPU per message of the whole process, of each assessment stage (from the
+//!    gateway's `/metrics`), of the store's writer thread; peak RSS; then SIGTERM.
+//!
+//! Failure: [`BenchError`] — a message that does not arrive within the time limit, a gateway that
+//! exits early (its stderr is quoted), a broker fault.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::messages::{self, Kind, Signed};
+use super::{proc_cpu_seconds, proc_status_kb, quantile, thread_cpu_by_name, BenchError};
+use crate::amqp::testing::TestVhost;
+use crate::amqp::topology::{async_queue, Topology};
+use crate::amqp::{connect, Consumer, PublishError, Publisher, Route, Settlement};
+use crate::gateway::metrics::Stage;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct GatewayBench {
+    /// The `helsemelding` executable to run `serve` with (normally this very binary).
+    pub exe: PathBuf,
+    /// The repository root: `config/`, `fixtures/gateway-pki/`.
+    pub repo: PathBuf,
+    /// The official schemas (layout of `../shared/standards/xsd`).
+    pub schemas: PathBuf,
+    pub messages: usize,
+    pub latency_messages: usize,
+    pub size: usize,
+    pub prefetch: u16,
+}
+
+/// CPU per message of the gateway process, split where it can be told apart.
+#[derive(Debug, Clone, Default)]
+pub struct CpuSplit {
+    /// The whole process, µs per message.
+    pub total_us: f64,
+    /// (stage, µs per message) for verify, validate, parse, route.
+    pub stages: Vec<(&'static str, f64)>,
+    /// The delivery store's writer thread (group commits: serialisation, B-tree, fsync calls).
+    pub store_commit_us: f64,
+    /// Everything else: AMQP consume/publish/confirm/ack, store reads, runtime, routing log.
+    pub rest_us: f64,
+}
+
+/// What one gateway run measured.
+#[derive(Debug, Clone)]
+pub struct GatewayReport {
+    pub size: usize,
+    /// Mean size of the signed envelopes on the wire.
+    pub envelope_bytes: usize,
+    pub messages: usize,
+    pub fill_rate: f64,
+    pub throughput: f64,
+    pub cpu: CpuSplit,
+    pub latency_rate: f64,
+    pub latency_messages: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub peak_rss_kb: u64,
+    pub signing_seconds: f64,
+}
+
+/// Writes a gateway configuration for the bench: the shipped `config/gateway.toml` with the broker
+/// URL, state, routing log, metrics port, prefetch and schema directory replaced and every other
+/// path made absolute; the shipped register with absolute certificate paths. Returns its path.
+pub fn write_config(repo: &Path, schemas: &Path, dir: &Path, url: &str, prefetch: u16, metrics_port: u16) -> Result<PathBuf, BenchError> {
+    let io = |what: &Path, e: std::io::Error| BenchError::Setup(format!("{}: {e}", what.display()));
+    let shipped_path = repo.join("config/gateway.toml");
+    let shipped = std::fs::read_to_string(&shipped_path).map_err(|e| io(&shipped_path, e))?;
+    let abs = |p: &Path| format!("{:?}", p.display().to_string());
+    let mut out = String::new();
+    for line in shipped.lines() {
+        let key = line.split('=').next().unwrap_or("").trim();
+        out.push_str(&match key {
+            "url" => format!("url = {:?}", url),
+            "prefetch" => format!("prefetch = {prefetch}"),
+            "signing_key" => format!("signing_key = {}", abs(&repo.join("fixtures/gateway-pki/parties/90000-sign.key"))),
+            "signing_cert" => format!("signing_cert = {}", abs(&repo.join("fixtures/gateway-pki/parties/90000-sign.pem"))),
+            "register" => format!("register = {}", abs(&dir.join("parties.toml"))),
+            "trust_dir" => format!("trust_dir = {}", abs(&repo.join("fixtures/gateway-pki"))),
+            "schemas" => format!("schemas = {}", abs(schemas)),
+            "state" => format!("state = {}", abs(&dir.join("state"))),
+            "routing_log" => format!("routing_log = {}", abs(&dir.join("routing.jsonl"))),
+            "http_listen" => format!("http_listen = \"127.0.0.1:{metrics_port}\""),
+            _ => line.to_owned(),
+        });
+        out.push('\n');
+    }
+    let register_path = repo.join("config/parties.toml");
+    let register = std::fs::read_to_string(&register_path)
+        .map_err(|e| io(&register_path, e))?
+        .replace("\"fixtures/", &format!("\"{}/fixtures/", repo.display()));
+    std::fs::create_dir_all(dir.join("config")).map_err(|e| io(dir, e))?;
+    std::fs::write(dir.join("parties.toml"), register).map_err(|e| io(dir, e))?;
+    let path = dir.join("config/gateway.toml");
+    std::fs::write(&path, out).map_err(|e| io(&path, e))?;
+    Ok(path)
+}
+
+/// Runs the gateway benchmark in a vhost of its own; cleans up vhost, state and child.
+pub async fn run(b: &GatewayBench) -> Result<GatewayReport, BenchError> {
+    let vhost = TestVhost::create().await.map_err(|e| BenchError::Setup(format!("vhost: {e}")))?;
+    let dir = std::env::temp_dir().join(format!("helsemelding-bench-{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]));
+    let result = run_in(b, &vhost, &dir).await;
+    let _ = vhost.delete().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// The gateway child; SIGTERM and wait on drop, so no run leaves a daemon behind.
+struct Daemon {
+    child: Child,
+    stderr: PathBuf,
+}
+
+impl Daemon {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn exited(&mut self) -> Option<String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => {
+                let err = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+                let tail: Vec<&str> = err.lines().rev().take(15).collect();
+                Some(format!("helsemelding serve exited ({status}): {}", tail.into_iter().rev().collect::<Vec<_>>().join("\n")))
+            }
+            _ => None,
+        }
+    }
+
+    fn stop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: signalling our own child by its pid.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// GET `/metrics` from the child.
+async fn scrape(port: u16) -> Result<String, BenchError> {
+    let err = |e: std::io::Error| BenchError::Gateway(format!("metrics endpoint 127.0.0.1:{port}: {e}"));
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map_err(err)?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: bench\r\n\r\n").await.map_err(err)?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.map_err(err)?;
+    Ok(out)
+}
+
+/// The value of a sample line `name value` (labels included in `name`).
+fn sample(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn publish_all(publisher: &Publisher, msgs: &[Signed]) -> Result<(), BenchError> {
+    let t = Topology::default();
+    let mut set: JoinSet<Result<(), PublishError>> = JoinSet::new();
+    for m in msgs {
+        if set.len() >= 1024 {
+            if let Some(r) = set.join_next().await {
+                r.map_err(BenchError::join)??;
+            }
+        }
+        let props = m.headers.to_properties().map_err(PublishError::from)?.with_user_id("guest".into());
+        let (p, body, t) = (publisher.clone(), m.body.clone(), t.clone());
+        set.spawn(async move { p.publish_with_properties(Route::Exchange { exchange: &t.exchange, routing_key: &t.inbound }, props, &body).await });
+    }
+    while let Some(r) = set.join_next().await {
+        r.map_err(BenchError::join)??;
+    }
+    Ok(())
+}
+
+async fn run_in(b: &GatewayBench, vhost: &TestVhost, dir: &Path) -> Result<GatewayReport, BenchError> {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| BenchError::Setup(format!("a free port: {e}")))?;
+        l.local_addr().map_err(|e| BenchError::Setup(e.to_string()))?.port()
+    };
+    let config = write_config(&b.repo, &b.schemas, dir, vhost.url(), b.prefetch, port)?;
+
+    // 1. sign (not timed).
+    let signers = messages::signers(&b.repo.join("fixtures/gateway-pki"))?;
+    let started = Instant::now();
+    let now = time::OffsetDateTime::now_utc();
+    let all = tokio::task::block_in_place(|| messages::sign_many(&signers, b.messages + b.latency_messages, b.size, now))?;
+    let signing_seconds = started.elapsed().as_secs_f64();
+    let envelope_bytes = all.iter().map(|m| m.body.len()).sum::<usize>() / all.len().max(1);
+    let (bulk, paced) = all.split_at(b.messages);
+
+    // 2. fill the intake before the gateway runs.
+    let conn = connect(&vhost.settings("bench-sender")).await?;
+    let ch = conn.create_channel().await.map_err(|e| BenchError::Broker(e.to_string()))?;
+    let recipients = [Kind::Dialog.recipient(), Kind::Plo.recipient()];
+    Topology::default().declare(&ch, &recipients).await?;
+    let publisher = Publisher::open(&conn).await?;
+    let started = Instant::now();
+    publish_all(&publisher, bulk).await?;
+    let fill_rate = bulk.len() as f64 / started.elapsed().as_secs_f64();
+
+    // The recipient's queue: every arrival reported with its time; acks go out concurrently.
+    let (tx, mut arrivals) = mpsc::unbounded_channel::<(String, Instant)>();
+    let drain_conn = connect(&vhost.settings("bench-drain")).await?;
+    let mut drain = Consumer::open(&drain_conn, &async_queue(Kind::Dialog.recipient()), 1024).await?;
+    let drain_task = tokio::spawn(async move {
+        let mut acks = JoinSet::new();
+        while let Some(d) = drain.next().await {
+            let at = Instant::now();
+            let _ = tx.send((d.message_id().unwrap_or("").to_owned(), at));
+            acks.spawn(d.ack());
+            while let Some(r) = acks.try_join_next() {
+                if !matches!(r, Ok(Settlement::Settled)) {
+                    return;
+                }
+            }
+        }
+    });
+
+    // 3. throughput.
+    let stderr = dir.join("serve.stderr");
+    let err_file = std::fs::File::create(&stderr).map_err(|e| BenchError::Setup(format!("{}: {e}", stderr.display())))?;
+    let child = Command::new(&b.exe)
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err_file)
+        .spawn()
+        .map_err(|e| BenchError::Gateway(format!("cannot start {} serve: {e}", b.exe.display())))?;
+    let mut daemon = Daemon { child, stderr };
+    let pid = daemon.pid();
+    let limit = Duration::from_secs(60) + Duration::from_millis(20 * b.messages as u64);
+    let deadline = Instant::now() + limit;
+    let mut seen = 0usize;
+    let (mut first, mut last) = (None::<Instant>, Instant::now());
+    let (mut cpu0, mut threads0) = (0.0, Vec::new());
+    while seen < bulk.len() {
+        match tokio::time::timeout(Duration::from_millis(200), arrivals.recv()).await {
+            Ok(Some((_, at))) => {
+                seen += 1;
+                last = at;
+                if first.is_none() {
+                    first = Some(at);
+                    cpu0 = proc_cpu_seconds(pid, None).unwrap_or(0.0);
+                    threads0 = thread_cpu_by_name(pid);
+                }
+            }
+            Ok(None) => return Err(BenchError::Lost("the recipient's consumer ended".into())),
+            Err(_) => {}
+        }
+        if let Some(why) = daemon.exited() {
+            return Err(BenchError::Gateway(why));
+        }
+        if Instant::now() > deadline {
+            return Err(BenchError::Lost(format!("{seen} of {} arrived within {limit:?}", bulk.len())));
+        }
+    }
+    let cpu1 = proc_cpu_seconds(pid, None).unwrap_or(0.0);
+    let threads1 = thread_cpu_by_name(pid);
+    let first = first.unwrap_or(last);
+    let counted = (bulk.len() - 1).max(1) as f64;
+    let throughput = counted / last.duration_since(first).as_secs_f64().max(1e-9);
+    // Wait until every one is acked (durable) before reading the per-stage counters.
+    let acked_by = Instant::now() + Duration::from_secs(60);
+    let metrics = loop {
+        let m = scrape(port).await?;
+        if sample(&m, "helsemelding_acked_total") as usize >= bulk.len() || Instant::now() > acked_by {
+            break m;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let cpu = split(&metrics, bulk.len(), counted, cpu1 - cpu0, &threads0, &threads1);
+
+    // 4. latency at half the rate just measured.
+    let rate = (throughput / 2.0).max(1.0);
+    let mut sent: HashMap<String, Instant> = HashMap::with_capacity(paced.len());
+    let mut latencies = Vec::with_capacity(paced.len());
+    let t = Topology::default();
+    let mut set: JoinSet<Result<(), PublishError>> = JoinSet::new();
+    let started = tokio::time::Instant::now();
+    for (i, m) in paced.iter().enumerate() {
+        tokio::time::sleep_until(started + Duration::from_secs_f64(i as f64 / rate)).await;
+        while let Ok((id, at)) = arrivals.try_recv() {
+            if let Some(s) = sent.remove(&id) {
+                latencies.push(at.duration_since(s).as_secs_f64() * 1000.0);
+            }
+        }
+        let props = m.headers.to_properties().map_err(PublishError::from)?.with_user_id("guest".into());
+        sent.insert(m.headers.message_id.as_str().to_owned(), Instant::now());
+        let (p, body, t) = (publisher.clone(), m.body.clone(), t.clone());
+        set.spawn(async move { p.publish_with_properties(Route::Exchange { exchange: &t.exchange, routing_key: &t.inbound }, props, &body).await });
+        while let Some(r) = set.try_join_next() {
+            r.map_err(BenchError::join)??;
+        }
+    }
+    while let Some(r) = set.join_next().await {
+        r.map_err(BenchError::join)??;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !sent.is_empty() {
+        match tokio::time::timeout(Duration::from_millis(200), arrivals.recv()).await {
+            Ok(Some((id, at))) => {
+                if let Some(s) = sent.remove(&id) {
+                    latencies.push(at.duration_since(s).as_secs_f64() * 1000.0);
+                }
+            }
+            Ok(None) => return Err(BenchError::Lost("the recipient's consumer ended".into())),
+            Err(_) => {}
+        }
+        if let Some(why) = daemon.exited() {
+            return Err(BenchError::Gateway(why));
+        }
+        if Instant::now() > deadline {
+            return Err(BenchError::Lost(format!("{} of {} paced messages did not arrive", sent.len(), paced.len())));
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+
+    // 5. peak RSS, then stop.
+    let peak_rss_kb = proc_status_kb(pid, "VmHWM").unwrap_or(0);
+    daemon.stop();
+    drain_task.abort();
+    let _ = drain_conn.close(200, "bench done".into()).await;
+    let _ = conn.close(200, "bench done".into()).await;
+    Ok(GatewayReport {
+        size: b.size,
+        envelope_bytes,
+        messages: bulk.len(),
+        fill_rate,
+        throughput,
+        cpu,
+        latency_rate: rate,
+        latency_messages: paced.len(),
+        p50_ms: quantile(&latencies, 0.50),
+        p99_ms: quantile(&latencies, 0.99),
+        max_ms: latencies.last().copied().unwrap_or(0.0),
+        peak_rss_kb,
+        signing_seconds,
+    })
+}
+
+/// CPU per message: the process total over the timed window (`counted` messages), the stages
+/// from the gateway's counters (all `n` messages), the store writer thread from `/proc`.
+fn split(metrics: &str, n: usize, counted: f64, process_cpu: f64, threads0: &[(String, f64)], threads1: &[(String, f64)]) -> CpuSplit {
+    let per = |seconds: f64, over: f64| seconds * 1e6 / over.max(1.0);
+    let stages: Vec<(&'static str, f64)> = Stage::ALL
+        .iter()
+        .map(|s| (s.name(), per(sample(metrics, &format!("helsemelding_stage_cpu_seconds_total{{stage=\"{}\"}}", s.name())), n as f64)))
+        .collect();
+    let thread = |list: &[(String, f64)], name: &str| list.iter().filter(|(n, _)| n.starts_with(name)).map(|(_, c)| c).sum::<f64>();
+    // Thread names are cut to 15 bytes by the kernel: "delivery-store-".
+    let store_commit_us = per(thread(threads1, "delivery-store") - thread(threads0, "delivery-store"), counted);
+    let total_us = per(process_cpu, counted);
+    let rest_us = (total_us - stages.iter().map(|(_, us)| us).sum::<f64>() - store_commit_us).max(0.0);
+    CpuSplit { total_us, stages, store_commit_us, rest_us }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_are_read_by_full_name() {
+        let m = "# HELP x\nhelsemelding_acked_total 42\nhelsemelding_stage_cpu_seconds_total{stage=\"verify\"} 0.500000000\n";
+        assert_eq!(sample(m, "helsemelding_acked_total"), 42.0);
+        assert_eq!(sample(m, "helsemelding_stage_cpu_seconds_total{stage=\"verify\"}"), 0.5);
+        assert_eq!(sample(m, "helsemelding_acked"), 0.0);
+    }
+
+    #[test]
+    fn cpu_split_charges_the_remainder_to_the_rest() {
+        let m = "helsemelding_stage_cpu_seconds_total{stage=\"verify\"} 0.1\nhelsemelding_stage_cpu_seconds_total{stage=\"parse\"} 0.2\n";
+        let t0 = vec![("delivery-store-".to_owned(), 1.0)];
+        let t1 = vec![("delivery-store-".to_owned(), 1.05)];
+        let s = split(m, 1000, 1000.0, 1.0, &t0, &t1);
+        assert!((s.total_us - 1000.0).abs() < 1e-6);
+        assert!((s.stages[0].1 - 100.0).abs() < 1e-6, "{s:?}");
+        assert!((s.stages[2].1 - 200.0).abs() < 1e-6, "{s:?}");
+        assert!((s.store_commit_us - 50.0).abs() < 1e-6, "{s:?}");
+        assert!((s.rest_us - 650.0).abs() < 1e-6, "{s:?}");
+    }
+}

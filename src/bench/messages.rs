@@ -1,0 +1,220 @@
+//! Synthetic benchmark messages: dialogmeldinger (Dialogmelding 1.0 forespørsel, GP person 82001 →
+//! nursing home 81001) and PLO messages (PLO 1.6 Pasientlogistikk "innlagt pasient", hospital
+//! service 80001 → nursing home 81001), in the shape of `fixtures/messages/delivered/`, grown to a
+//! chosen size with synthetic free text, each with its own MsgId and signed by its sender's key of
+//! the synthetic test PKI (`fixtures/gateway-pki/parties/`).
+//!
+//! Both kinds are valid against the official schemas and route to a delivered recipient of the
+//! shipped register (`config/parties.toml`); the tests below hold that. Invented parties and an
+//! invented patient only (the identity number's check digit is deliberately invalid).
+//!
+//! The MsgId is inside the signed content, so every message is signed on its own: signing
+//! (RSA-3072) is slow, and happens before any timed part, on all cores.
+
+use std::path::Path;
+
+use crate::amqp::headers::{ContentType, MessageHeaders};
+use crate::cms::Signer;
+use crate::ids::{HerId, MsgId, Timestamp};
+
+use super::BenchError;
+
+/// Which standard a benchmark message carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Dialogmelding 1.0 DIALOG_FORESPORSEL from the fastlege 82001 to the nursing home 81001.
+    Dialog,
+    /// PLO 1.6 LOG_INNLAGT from the hospital's Medisinsk klinikk 80001 to the nursing home 81001.
+    Plo,
+}
+
+impl Kind {
+    /// The sending communication party (whose key signs it).
+    pub fn sender(self) -> HerId {
+        match self {
+            Kind::Dialog => HerId(82001),
+            Kind::Plo => HerId(80001),
+        }
+    }
+
+    /// The recipient whose `{her}_async` queue it is delivered to.
+    pub fn recipient(self) -> HerId {
+        HerId(81001)
+    }
+
+    pub fn msg_type(self) -> &'static str {
+        match self {
+            Kind::Dialog => "DIALOG_FORESPORSEL",
+            Kind::Plo => "LOG_INNLAGT",
+        }
+    }
+}
+
+const HER_OID: &str = "2.16.578.1.12.4.1.1.9051";
+
+fn her(id: u32) -> String {
+    format!(r#"<Ident><Id>{id}</Id><TypeId V="HER" DN="HER-id" S="{HER_OID}"/></Ident>"#)
+}
+
+/// Synthetic free text of at least `bytes` bytes (ASCII, nothing to escape).
+fn filler(bytes: usize) -> String {
+    const SENTENCE: &str = "Syntetisk testtekst for ytelsesmaaling: pasienten er mobil med rullator, trenger hjelp til \
+        morgenstell og legemiddelhandtering, og har faste kontroller av blodtrykk og blodsukker. ";
+    let mut s = String::with_capacity(bytes + SENTENCE.len());
+    let mut i = 0;
+    while s.len() < bytes {
+        i += 1;
+        s.push_str(&format!("[{i}] "));
+        s.push_str(SENTENCE);
+    }
+    s
+}
+
+/// The XML of one message of `kind` with `msg_id`, grown with free text to about `size` bytes
+/// (never smaller than the bare message).
+pub fn xml(kind: Kind, msg_id: &MsgId, size: usize) -> String {
+    let bare = render(kind, msg_id, "");
+    let text = filler(size.saturating_sub(bare.len()));
+    render(kind, msg_id, &text)
+}
+
+fn render(kind: Kind, msg_id: &MsgId, text: &str) -> String {
+    let patient = r#"<Patient><FamilyName>Testpasient</FamilyName><GivenName>Syntetisk</GivenName><Ident><Id>01019900000</Id><TypeId V="FNR" DN="Fødselsnummer" S="2.16.578.1.12.4.1.1.8116"/></Ident></Patient>"#;
+    let nursing_home = format!(
+        "<Organisation><OrganisationName>Testkommune</OrganisationName>{}<Organisation><OrganisationName>Testkommune, Sykehjemmet</OrganisationName>{}</Organisation></Organisation>",
+        her(81000),
+        her(81001)
+    );
+    let (type_dn, sender, payload) = match kind {
+        Kind::Dialog => (
+            "Forespørsel",
+            format!(
+                "<Organisation><OrganisationName>Testlegekontoret AS</OrganisationName>{}<HealthcareProfessional><FamilyName>Fastlege</FamilyName><GivenName>Test</GivenName>{}</HealthcareProfessional></Organisation>",
+                her(82000),
+                her(82001)
+            ),
+            format!(
+                r#"<Dialogmelding xmlns="http://www.kith.no/xmlstds/dialog/2006-10-11"><Foresporsel><TypeForesp V="99" DN="Annen henvendelse" S="2.16.578.1.12.4.1.1.9152"/><Sporsmal>Syntetisk testforespørsel: ber om oppdatert legemiddelliste. {text}</Sporsmal></Foresporsel></Dialogmelding>"#
+            ),
+        ),
+        Kind::Plo => (
+            "Melding om innlagt pasient",
+            format!(
+                "<Organisation><OrganisationName>Testsykehuset HF</OrganisationName>{}<Organisation><OrganisationName>Testsykehuset HF, Medisinsk klinikk</OrganisationName>{}</Organisation></Organisation>",
+                her(80000),
+                her(80001)
+            ),
+            format!(
+                r#"<p1:Pasientlogistikk xmlns:p1="http://www.kith.no/xmlstds/po/Pasientlogistikk/2012-04-01" xmlns="http://www.kith.no/xmlstds/po/poKomponent/2012-04-01" xmlns:fk1="http://www.kith.no/xmlstds/felleskomponent1">
+  <InformasjonOmForsendelsen><Forsendelsesstatus V="N" DN="Ny"/></InformasjonOmForsendelsen>
+  <TilknyttetEnhet><Kontaktenhet><fk1:OrganisationName>Testsykehuset HF, Medisinsk klinikk</fk1:OrganisationName><fk1:Ident><fk1:Id>MEDTEST</fk1:Id><fk1:TypeId V="LAV" DN="Lokal identifikator for avdelinger" S="{HER_OID}"/></fk1:Ident></Kontaktenhet></TilknyttetEnhet>
+  <AnsvarForRapport><AnsvarligRapport><fk1:TypeHealthcareProfessional V="SP" DN="Sykepleier"/><fk1:RoleToPatient V="9" DN="Primærkontakt" S="2.16.578.1.12.4.1.1.9034"/><fk1:FamilyName>Sykepleier</fk1:FamilyName><fk1:GivenName>Test</fk1:GivenName><fk1:Ident><fk1:Id>9999999</fk1:Id><fk1:TypeId V="HPR" DN="HPR-nummer" S="2.16.578.1.12.4.1.1.8116"/></fk1:Ident></AnsvarligRapport></AnsvarForRapport>
+  <p1:MeldingInnlagtPasient><TidsfestetHendelse><Hendelsekode V="1" DN="Pasient innlagt" S="2.16.578.1.12.4.1.1.9121"/><BeskrivelseAvHendelse>Pasienten ble innlagt ved Medisinsk klinikk. {text}</BeskrivelseAvHendelse><TidspunktForHendelse V="2026-11-23T09:00:00"/><Anslag>false</Anslag></TidsfestetHendelse></p1:MeldingInnlagtPasient>
+</p1:Pasientlogistikk>"#
+            ),
+        ),
+    };
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<!-- Synthetic benchmark message written for helsemelding; invented parties and patient. -->
+<MsgHead xmlns="http://www.kith.no/xmlstds/msghead/2006-05-24">
+  <MsgInfo>
+    <Type V="{ty}" DN="{type_dn}"/>
+    <MIGversion>v1.2 2006-05-24</MIGversion>
+    <GenDate>2026-11-23T10:00:00</GenDate>
+    <MsgId>{msg_id}</MsgId>
+    <Sender>{sender}</Sender>
+    <Receiver>{nursing_home}</Receiver>
+    {patient}
+  </MsgInfo>
+  <Document>
+    <RefDoc>
+      <IssueDate V="2026-11-23T10:00:00"/>
+      <MsgType V="XML" DN="XML-instans"/>
+      <Content>{payload}</Content>
+    </RefDoc>
+  </Document>
+</MsgHead>
+"#,
+        ty = kind.msg_type()
+    )
+}
+
+/// One signed message, ready to publish to the intake.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    pub kind: Kind,
+    pub headers: MessageHeaders,
+    /// The DER CMS SignedData envelope.
+    pub body: Vec<u8>,
+}
+
+/// Loads the signing keys of both senders from the test PKI under `pki`.
+pub fn signers(pki: &Path) -> Result<[(Kind, Signer); 2], BenchError> {
+    let load = |kind: Kind| {
+        let stem = pki.join(format!("parties/{}-sign", kind.sender()));
+        Signer::from_pem_files(&stem.with_extension("key"), &stem.with_extension("pem"))
+            .map(|s| (kind, s))
+            .map_err(|e| BenchError::Setup(format!("signing key {}: {e}", stem.display())))
+    };
+    Ok([load(Kind::Dialog)?, load(Kind::Plo)?])
+}
+
+/// `n` messages of about `size` bytes, dialogmeldinger and PLO alternating, each with a fresh
+/// MsgId, signed on all available cores.
+pub fn sign_many(signers: &[(Kind, Signer); 2], n: usize, size: usize, now: Timestamp) -> Result<Vec<Signed>, BenchError> {
+    let one = |i: usize| -> Result<Signed, BenchError> {
+        let (kind, signer) = &signers[i % 2];
+        let msg_id = MsgId::random();
+        let body = signer
+            .sign(xml(*kind, &msg_id, size).as_bytes(), now)
+            .map_err(|e| BenchError::Setup(format!("signing: {e}")))?;
+        let headers = MessageHeaders {
+            from_her_id: kind.sender(),
+            to_her_id: kind.recipient(),
+            msg_type: kind.msg_type().into(),
+            message_id: msg_id,
+            application_timestamp: now,
+            content_type: ContentType::SignedCms,
+            error_condition: None,
+            error_description: None,
+            original_message_id: None,
+        };
+        Ok(Signed { kind: *kind, headers, body })
+    };
+    let threads = std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1).min(n.max(1));
+    let chunk = n.div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .step_by(chunk)
+            .map(|start| scope.spawn(move || (start..(start + chunk).min(n)).map(one).collect::<Result<Vec<_>, _>>()))
+            .collect();
+        let mut out = Vec::with_capacity(n);
+        for h in handles {
+            out.extend(h.join().map_err(|_| BenchError::Setup("a signing thread panicked".into()))??);
+        }
+        Ok(out)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::msghead::MsgHead;
+
+    #[test]
+    fn messages_reach_the_size_and_keep_their_addresses() {
+        for kind in [Kind::Dialog, Kind::Plo] {
+            for size in [4096, 51200] {
+                let id = MsgId::random();
+                let x = xml(kind, &id, size);
+                assert!(x.len() >= size && x.len() < size + 400, "{kind:?} {size}: {} bytes", x.len());
+                let head = MsgHead::parse(x.as_bytes()).expect("parses as a MsgHead");
+                assert_eq!(head.msg_id, id);
+                assert_eq!(head.msg_type.v, kind.msg_type());
+                assert_eq!(head.sender_address().communication_party(), Some(kind.sender()));
+                assert_eq!(head.receiver.address().communication_party(), Some(kind.recipient()));
+            }
+        }
+    }
+}

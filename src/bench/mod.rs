@@ -1,0 +1,129 @@
+//! Benchmarks: `helsemelding bench` — how close the gateway comes to what the broker itself can
+//! move (the figures of issue 6), printed as a table; never a timed assertion.
+//!
+//! | module     | job |
+//! |------------|-----|
+//! | `relay`    | the baseline: a bare consume → publish+confirm → ack relay (also `cargo bench --bench relay`) |
+//! | `messages` | synthetic signed dialogmeldinger and PLO messages of a chosen size, each with its own MsgId |
+//! | `gateway`  | the real daemon (`helsemelding serve` as a child) in its own vhost: throughput, latency, RSS, CPU per stage |
+//! | `cli`      | the subcommand: runs relay and gateway for each size, prints the table with the load average |
+//!
+//! Every figure is printed with `/proc/loadavg`: the machine is shared, and a figure measured
+//! under load is depressed. Failure: [`BenchError`] — a broker fault, a lost or refused message,
+//! a gateway child that would not start; a run that lost a message prints no rate.
+
+pub mod cli;
+pub mod gateway;
+pub mod messages;
+pub mod relay;
+
+use crate::amqp::{AmqpError, PublishError};
+
+/// Why a benchmark run stopped without figures.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("broker: {0}")]
+    Amqp(#[from] AmqpError),
+    #[error("publish: {0}")]
+    Publish(#[from] PublishError),
+    #[error("broker: {0}")]
+    Broker(String),
+    #[error("messages lost or unsettled: {0}")]
+    Lost(String),
+    #[error("gateway: {0}")]
+    Gateway(String),
+    #[error("setup: {0}")]
+    Setup(String),
+}
+
+impl BenchError {
+    pub(crate) fn join(e: tokio::task::JoinError) -> BenchError {
+        BenchError::Lost(format!("a benchmark task failed: {e}"))
+    }
+}
+
+/// The first three fields of `/proc/loadavg` ("1.02 0.87 0.55"), or "unknown".
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The value at quantile `q` (0..=1) of sorted `xs` (nearest rank); 0 for an empty slice.
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// A process's CPU seconds (user + system) from `/proc/<pid>/stat`, or of one of its threads
+/// when `task` is given.
+pub fn proc_cpu_seconds(pid: u32, task: Option<u32>) -> Option<f64> {
+    let path = match task {
+        Some(t) => format!("/proc/{pid}/task/{t}/stat"),
+        None => format!("/proc/{pid}/stat"),
+    };
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Some(ticks / if hz > 0 { hz as f64 } else { 100.0 })
+}
+
+/// CPU seconds per thread name of a process (`/proc/<pid>/task/*/comm`), summed over threads
+/// of the same name.
+pub fn thread_cpu_by_name(pid: u32) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = Vec::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
+    for e in dir.flatten() {
+        let Some(tid) = e.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else { continue };
+        let name = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default().trim().to_owned();
+        if let Some(cpu) = proc_cpu_seconds(pid, Some(tid)) {
+            match out.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, c)) => *c += cpu,
+                None => out.push((name, cpu)),
+            }
+        }
+    }
+    out
+}
+
+/// A `/proc/<pid>/status` field in kB (e.g. `VmHWM`, the peak resident set).
+pub fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_by_nearest_rank() {
+        let xs: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(quantile(&xs, 0.5), 50.0);
+        assert_eq!(quantile(&xs, 0.99), 99.0);
+        assert_eq!(quantile(&xs, 1.0), 100.0);
+        assert_eq!(quantile(&[7.0], 0.99), 7.0);
+        assert_eq!(quantile(&[], 0.5), 0.0);
+    }
+
+    #[test]
+    fn own_process_figures_are_read_from_proc() {
+        let pid = std::process::id();
+        assert!(proc_status_kb(pid, "VmHWM").is_some_and(|kb| kb > 0));
+        assert!(proc_status_kb(pid, "NoSuchField").is_none());
+        assert!(proc_cpu_seconds(pid, None).is_some());
+        assert!(!thread_cpu_by_name(pid).is_empty());
+        assert_eq!(loadavg().split_whitespace().count(), 3);
+    }
+}

@@ -1,0 +1,165 @@
+//! The transport baseline: a bare pass-through relay over RabbitMQ, built only from
+//! [`crate::amqp`], so it measures what the broker and that API can move without any gateway work.
+//!
+//! 1. fill: a publisher with pipelined confirms puts `n` persistent messages of `size` bytes on
+//!    quorum queue A;
+//! 2. relay: a consumer (prefetch P) takes each from A, republishes it persistent with a confirm
+//!    to quorum queue B, then acks it on A (the gateway's order of effects, DESIGN §3);
+//! 3. drain: a consumer counts arrivals on B (and acks them).
+//!
+//! Every message crosses the broker twice, as a message through the gateway does: this is the
+//! physical limit the gateway is measured against. Used by `cargo bench --bench relay` and by
+//! `helsemelding bench`. Queues get unique names and are deleted at the end. Failure: any broker
+//! fault, refused publish or unsettled ack is a [`BenchError`] (a benchmark that lost messages
+//! must not print a rate).
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use lapin::options::QueueDeleteOptions;
+use lapin::types::FieldTable;
+use lapin::BasicProperties;
+use tokio::task::JoinSet;
+
+use super::BenchError;
+use crate::amqp::topology::declare_quorum_queue;
+use crate::amqp::{connect, AmqpSettings, Consumer, PublishError, Publisher, Route, Settlement};
+
+/// What one relay run measured.
+#[derive(Debug, Clone)]
+pub struct RelayReport {
+    pub messages: u64,
+    pub size: usize,
+    pub prefetch: u16,
+    /// Messages per second into queue A (pipelined confirms).
+    pub fill_rate: f64,
+    /// Messages per second through the relay, until the last one arrived on B.
+    pub relay_rate: f64,
+    pub relay_seconds: f64,
+}
+
+fn props(i: u64) -> BasicProperties {
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_message_id(format!("bench-{i}").into())
+        .with_content_type("application/pkcs7-mime; smime-type=signed-data".into())
+}
+
+/// Runs fill, relay and drain of `n` messages of `size` bytes against the broker at `url`.
+pub async fn run(url: &str, n: u64, size: usize, prefetch: u16) -> Result<RelayReport, BenchError> {
+    let mut settings = AmqpSettings::new(url.to_owned(), "bench");
+    settings.prefetch = prefetch;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let (qa, qb) = (format!("bench_relay_a_{}", &id[..10]), format!("bench_relay_b_{}", &id[..10]));
+    let setup = connect(&settings).await?;
+    let ch = setup.create_channel().await.map_err(|e| BenchError::Broker(format!("channel: {e}")))?;
+    declare_quorum_queue(&ch, &qa, FieldTable::default()).await?;
+    declare_quorum_queue(&ch, &qb, FieldTable::default()).await?;
+    let fill_conn = connect(&settings).await?;
+    let drain_conn = connect(&settings).await?;
+    let relay_conn = connect(&settings).await?;
+    let result = relay(&fill_conn, &drain_conn, &relay_conn, &qa, &qb, n, size, prefetch).await;
+    for q in [&qa, &qb] {
+        let _ = ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
+    }
+    for c in [&setup, &fill_conn, &drain_conn, &relay_conn] {
+        let _ = c.close(200, "bench done".into()).await;
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn relay(
+    fill_conn: &lapin::Connection,
+    drain_conn: &lapin::Connection,
+    relay_conn: &lapin::Connection,
+    qa: &str,
+    qb: &str,
+    n: u64,
+    size: usize,
+    prefetch: u16,
+) -> Result<RelayReport, BenchError> {
+    let body = Bytes::from(vec![0x5a; size]);
+
+    // 1. fill, with a window of in-flight confirms.
+    let publisher = Publisher::open(fill_conn).await?;
+    let window = 1024;
+    let started = Instant::now();
+    let mut set: JoinSet<Result<(), PublishError>> = JoinSet::new();
+    for i in 0..n {
+        if set.len() >= window {
+            if let Some(r) = set.join_next().await {
+                r.map_err(BenchError::join)??;
+            }
+        }
+        let (p, b, q) = (publisher.clone(), body.clone(), qa.to_owned());
+        set.spawn(async move { p.publish_with_properties(Route::Queue(&q), props(i), &b).await });
+    }
+    while let Some(r) = set.join_next().await {
+        r.map_err(BenchError::join)??;
+    }
+    let fill = started.elapsed();
+
+    // 3. drain (started first so it is ready when the relay begins).
+    let mut drain = Consumer::open(drain_conn, qb, prefetch).await?;
+    let drain_task = tokio::spawn(async move {
+        // Count arrivals; acks go out concurrently so the drain never paces the relay.
+        let mut count = 0u64;
+        let mut acks = JoinSet::new();
+        while count < n {
+            let Some(d) = drain.next().await else { break };
+            count += 1;
+            acks.spawn(d.ack());
+        }
+        let mut settled = 0u64;
+        while let Some(r) = acks.join_next().await {
+            settled += u64::from(r.map_err(BenchError::join)? == Settlement::Settled);
+        }
+        if settled != count {
+            return Err(BenchError::Lost(format!("drain settled {settled} of {count} acks")));
+        }
+        Ok(count)
+    });
+
+    // 2. relay: each delivery republished with a confirm, then acked; up to `prefetch` at once.
+    let mut source = Consumer::open(relay_conn, qa, prefetch).await?;
+    let out = Publisher::open(relay_conn).await?;
+    let started = Instant::now();
+    let mut set: JoinSet<Result<(), BenchError>> = JoinSet::new();
+    let mut taken = 0u64;
+    while taken < n {
+        let Some(d) = source.next().await else {
+            return Err(BenchError::Lost(format!("relay consumer ended after {taken} of {n}")));
+        };
+        taken += 1;
+        while set.len() >= usize::from(prefetch) {
+            if let Some(r) = set.join_next().await {
+                r.map_err(BenchError::join)??;
+            }
+        }
+        let (p, q) = (out.clone(), qb.to_owned());
+        set.spawn(async move {
+            p.publish_with_properties(Route::Queue(&q), d.properties().clone(), d.body()).await?;
+            match d.ack().await {
+                Settlement::Settled => Ok(()),
+                Settlement::NotSettled { reason } => Err(BenchError::Lost(format!("relay ack: {reason}"))),
+            }
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.map_err(BenchError::join)??;
+    }
+    let arrived = tokio::time::timeout(Duration::from_secs(120), drain_task)
+        .await
+        .map_err(|_| BenchError::Lost("drain timed out after 120 s".into()))?
+        .map_err(BenchError::join)??;
+    let relay = started.elapsed();
+    Ok(RelayReport {
+        messages: arrived,
+        size,
+        prefetch,
+        fill_rate: n as f64 / fill.as_secs_f64(),
+        relay_rate: arrived as f64 / relay.as_secs_f64(),
+        relay_seconds: relay.as_secs_f64(),
+    })
+}

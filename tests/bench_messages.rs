@@ -1,0 +1,40 @@
+//! The benchmark's synthetic messages are what the benchmark claims: signed, schema-valid and
+//! delivered to the nursing home 81001 by the gateway's own assessment under the shipped
+//! configuration, for both kinds and both sizes (a benchmark of rejected messages would measure
+//! the wrong path).
+
+use std::path::PathBuf;
+
+use helsemelding::bench::gateway::write_config;
+use helsemelding::bench::messages::{sign_many, signers, Kind};
+use helsemelding::gateway::assess::{assess, Inbound, Plan, RecipientPlan};
+use helsemelding::gateway::cli::load;
+
+#[test]
+fn benchmark_messages_are_delivered_by_the_assessment() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(&repo, &repo.join("../shared/standards/xsd"), dir.path(), "amqp://guest:guest@127.0.0.1:5672/%2f", 256, 9).unwrap();
+    let loaded = load(&config).unwrap_or_else(|ps| panic!("config problems: {ps:#?}"));
+    let signers = signers(&repo.join("fixtures/gateway-pki")).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    for size in [4096, 51200] {
+        let msgs = sign_many(&signers, 4, size, now).unwrap();
+        assert_eq!(msgs.iter().filter(|m| m.kind == Kind::Plo).count(), 2);
+        for m in &msgs {
+            let headers = Ok(m.headers.clone());
+            let plan = assess(&Inbound { body: &m.body, headers: &headers, user_id: Some("guest") }, &loaded.context, now);
+            match plan {
+                Plan::Message(p) => {
+                    assert_eq!(p.msg_id, m.headers.message_id);
+                    let delivered: Vec<_> = p.recipients.iter().filter_map(|r| match r {
+                        RecipientPlan::Deliver { her, .. } => Some(*her),
+                        _ => None,
+                    }).collect();
+                    assert_eq!(delivered, vec![m.kind.recipient()], "{:?} {size}: {:?}", m.kind, p.recipients);
+                }
+                other => panic!("{:?} {size}: {other:?}", m.kind),
+            }
+        }
+    }
+}

@@ -16,10 +16,14 @@ if [ "${SHARED_CORPUS:-0}" = 1 ] && [ -d "$ROOT/../shared/corpus" ]; then
     for t in xml_reader xsd_validate model_parse; do cp -f "$f" "corpus/$t/shared-$(basename "$f")"; done
   done
 fi
-# Signed envelopes: the helsemelding binary's `sign` command, built once (debug, quick).
+# Signed envelopes: the helsemelding binary's `sign` command (the release build CI already has,
+# else a debug build).
 if [ -z "$(ls -A corpus/cms_verify 2>/dev/null)" ]; then
-  (cd "$ROOT" && cargo build --quiet --bin helsemelding)
-  BIN="$ROOT/target/debug/helsemelding"
+  BIN="$ROOT/target/release/helsemelding"
+  if [ ! -x "$BIN" ]; then
+    (cd "$ROOT" && cargo build --quiet --bin helsemelding)
+    BIN="$ROOT/target/debug/helsemelding"
+  fi
   i=0
   for f in "$ROOT"/fixtures/messages/delivered/*.xml "$ROOT"/fixtures/messages/rejected/T01-not-well-formed.xml; do
     for who in parties/81234-sign legacy/seid1-rsa2048-sign bad/revoked-sign; do

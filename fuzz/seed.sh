@@ -11,6 +11,10 @@ for f in "$ROOT"/fixtures/messages/*/*.xml; do
   n="$(basename "$(dirname "$f")")-$(basename "$f")"
   for t in xml_reader xsd_validate model_parse; do cp -f "$f" "corpus/$t/$n"; done
 done
+# Our hostile corpus (fixtures/hostile/*.bin, content before signing) is a good start for the XML side.
+for f in "$ROOT"/fixtures/hostile/*.bin; do
+  for t in xml_reader xsd_validate model_parse; do cp -f "$f" "corpus/$t/hostile-$(basename "$f")"; done
+done
 if [ "${SHARED_CORPUS:-0}" = 1 ] && [ -d "$ROOT/../shared/corpus" ]; then
   find "$ROOT/../shared/corpus" -name '*.xml' | head -400 | while read -r f; do
     for t in xml_reader xsd_validate model_parse; do cp -f "$f" "corpus/$t/shared-$(basename "$f")"; done

@@ -93,7 +93,10 @@ fn declared_encoding(xml: &[u8]) -> Option<String> {
     let decl = &decl[..end];
     let i = decl.find("encoding")?;
     let rest = decl[i + "encoding".len()..].trim_start().strip_prefix('=')?.trim_start();
-    let quote = rest.chars().next()?;
+    // Only '"' or '\'' open the value (XML 1.0 §4.3.3 EncodingDecl). Anything else is no
+    // encoding declaration; and slicing after a multi-byte "quote" would split a character and
+    // panic (cargo fuzz, fixtures/fuzz-regressions/model_parse-encoding-multibyte-quote.bin).
+    let quote = rest.chars().next().filter(|q| *q == '"' || *q == '\'')?;
     let rest = &rest[1..];
     let close = rest.find(quote)?;
     Some(rest[..close].to_ascii_lowercase())

@@ -19,6 +19,8 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
 
+use crate::xml::XmlErrorKind;
+
 /// Deepest element nesting accepted. MsgHead with nested Organisation needs about 8.
 pub const MAX_DEPTH: usize = 64;
 
@@ -71,7 +73,7 @@ pub enum XmlError {
     Entity { name: String, line: usize },
     #[error("elements nested deeper than {MAX_DEPTH} (line {line})")]
     TooDeep { line: usize },
-    #[error("unsupported character encoding {0:?} (expected UTF-8 or ISO-8859-1)")]
+    #[error("unsupported character encoding {0:?} (expected UTF-8, ISO-8859-1 or windows-1252)")]
     Encoding(String),
     #[error("not valid UTF-8 at byte {0}")]
     Utf8(usize),
@@ -81,37 +83,20 @@ pub enum XmlError {
     UnboundPrefix(String),
 }
 
-/// The encoding named in the XML declaration, if any.
-fn declared_encoding(xml: &[u8]) -> Option<String> {
-    let head = &xml[..xml.len().min(200)];
-    let s = String::from_utf8_lossy(head);
-    let decl = s.strip_prefix('\u{feff}').unwrap_or(&s);
-    if !decl.starts_with("<?xml") {
-        return None;
-    }
-    let end = decl.find("?>")?;
-    let decl = &decl[..end];
-    let i = decl.find("encoding")?;
-    let rest = decl[i + "encoding".len()..].trim_start().strip_prefix('=')?.trim_start();
-    let quote = rest.chars().next()?;
-    let rest = &rest[1..];
-    let close = rest.find(quote)?;
-    Some(rest[..close].to_ascii_lowercase())
-}
-
-/// Decodes the document to text: UTF-8 unless ISO-8859-1/Latin-1 is declared.
+/// Decodes the document to text with the hardened reader's decoder (`crate::xml::decode`: UTF-8,
+/// ISO-8859-1, windows-1252), so that every document the validator could read is readable here too.
+///
+/// This reader once had its own decoder: it knew no windows-1252, so a valid windows-1252 message
+/// passed validation and was then answered with an AppRec because its MsgHead "could not be read"
+/// (hostile corpus: fixtures/hostile/enc-windows-1252); and its declaration scan sliced inside a
+/// multi-byte character where a quote was expected and panicked (cargo fuzz:
+/// fixtures/fuzz-regressions/model_parse-encoding-multibyte-quote.bin).
 fn decode(xml: &[u8]) -> Result<Cow<'_, str>, XmlError> {
-    match declared_encoding(xml).as_deref() {
-        None | Some("utf-8") | Some("utf8") => {
-            let s = std::str::from_utf8(xml).map_err(|e| XmlError::Utf8(e.valid_up_to()))?;
-            Ok(Cow::Borrowed(s.strip_prefix('\u{feff}').unwrap_or(s)))
-        }
-        // ISO-8859-1 maps every byte to the code point of the same value.
-        Some("iso-8859-1") | Some("latin1") | Some("iso_8859-1") | Some("latin-1") => {
-            Ok(Cow::Owned(xml.iter().map(|&b| b as char).collect()))
-        }
-        Some(other) => Err(XmlError::Encoding(other.to_owned())),
-    }
+    crate::xml::decode(xml).map_err(|e| match e.kind {
+        XmlErrorKind::InvalidUtf8 => XmlError::Utf8(std::str::from_utf8(xml).err().map_or(0, |u| u.valid_up_to())),
+        XmlErrorKind::UnknownEncoding(name) => XmlError::Encoding(name),
+        other => XmlError::NotWellFormed { position: 0, line: e.line, message: other.to_string() },
+    })
 }
 
 fn predefined(name: &str) -> Option<char> {
@@ -309,6 +294,10 @@ mod tests {
         assert!(matches!(parse(b"<a>"), Err(XmlError::NotWellFormed { .. })));
         assert!(matches!(parse(b""), Err(XmlError::Empty)));
         assert!(matches!(parse(b"<?xml version=\"1.0\" encoding=\"UTF-16\"?><a/>"), Err(XmlError::Encoding(_))));
+        // windows-1252 as the validator reads it (0x80 is the euro sign there), and no panic on a
+        // declaration whose "quote" is a multi-byte character (fuzz regression).
+        assert!(parse(b"<?xml version=\"1.0\" encoding=\"windows-1252\"?><a>\x80</a>").is_ok());
+        let _ = parse("<?xml version=\"1.0\" encoding=\u{7aa}-8\"?><a/>".as_bytes());
     }
 
     #[test]

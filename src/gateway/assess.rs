@@ -281,7 +281,7 @@ pub fn assess_timed(input: &Inbound<'_>, ctx: &Context, now: Timestamp, stages: 
         message_faults.push(AppRecError { code, ot: Some(why) });
     }
     // NOTES §7: not well-formed T01, not valid against the declared schema T02, unsupported T10.
-    if let Some(code) = verdict.apprec_code() {
+    if let Some(code) = verdict_code(&verdict) {
         message_faults.push(AppRecError { code, ot: Some(verdict.detail()) });
     }
 
@@ -405,6 +405,20 @@ impl<'a> StageClock<'a> {
     }
 }
 
+/// The AppRec code (list 8221) for a schema verdict; `None` when valid.
+fn verdict_code(verdict: &Verdict) -> Option<ErrorCode> {
+    match verdict {
+        Verdict::Valid { .. } => None,
+        // An element no schema of ours declares (a payload namespace/version we have no schema
+        // for) is "ukjent XML-skjema": T10, not T02 (Systemtest #33, NOTES §7). Found by the
+        // hostile corpus (fixtures/hostile/t10-unknown-payload-namespace).
+        Verdict::Invalid { violation, .. } if violation.is_undeclared_element() => Some(ErrorCode::T10),
+        Verdict::Invalid { .. } => Some(ErrorCode::T02),
+        Verdict::NotWellFormed(_) => Some(ErrorCode::T01),
+        Verdict::Unsupported { .. } => Some(ErrorCode::T10),
+    }
+}
+
 fn known(her: Option<HerId>, register: &Register) -> Option<HerId> {
     her.filter(|h| register.contains(*h))
 }
@@ -517,5 +531,41 @@ fn her_ident(her: HerId) -> Ident {
     Ident {
         id: her.to_string(),
         type_id: Code { v: "HER".into(), s: Some("2.16.578.1.12.4.1.1.9051".into()), dn: Some("HER-id".into()) },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+    use std::sync::OnceLock;
+
+    fn schemas() -> &'static Schemas {
+        static S: OnceLock<Schemas> = OnceLock::new();
+        S.get_or_init(|| {
+            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/standards/xsd");
+            Schemas::load(&dir).unwrap_or_else(|e| panic!("schemas: {e}"))
+        })
+    }
+
+    fn code_of(fixture: &str) -> Option<ErrorCode> {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(fixture);
+        let doc = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        verdict_code(&schemas().validate(&doc, &XmlLimits::default()))
+    }
+
+    #[test]
+    fn a_payload_namespace_without_a_schema_is_t10_not_t02() {
+        // Systemtest #33 "Fagmeldingen benytter ukjent XML-skjema" → T10.
+        assert_eq!(code_of("hostile/t10-unknown-payload-namespace.bin"), Some(ErrorCode::T10));
+    }
+
+    #[test]
+    fn schema_faults_in_known_standards_stay_t02_t01_and_valid_is_none() {
+        assert_eq!(code_of("hostile/t02-payload-unknown-element.bin"), Some(ErrorCode::T02));
+        assert_eq!(code_of("hostile/t02-msginfo-twice.bin"), Some(ErrorCode::T02));
+        assert_eq!(code_of("hostile/xml-xxe-file.bin"), Some(ErrorCode::T01));
+        assert_eq!(code_of("hostile/t10-unknown-root.bin"), Some(ErrorCode::T10));
+        assert_eq!(code_of("messages/delivered/foresporsel-gp-to-nursing-home.xml"), None);
     }
 }

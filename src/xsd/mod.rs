@@ -192,6 +192,19 @@ pub struct Violation {
     pub found: String,
 }
 
+/// [`Violation::expected`] when an element met a strict wildcard (e.g. MsgHead's `Content`) and no
+/// schema of the set declares it: the document uses a schema we do not have.
+pub(crate) const EXPECTED_DECLARED_BY_WILDCARD: &str = "an element with a global declaration (strict wildcard)";
+
+impl Violation {
+    /// The violation is an element that no schema of the set declares (a strict wildcard met an
+    /// unknown namespace, e.g. a payload version we have no schema for): an unsupported standard
+    /// rather than a broken document of a standard we know (AppRec T10 vs T02, Systemtest #33).
+    pub fn is_undeclared_element(&self) -> bool {
+        self.expected == EXPECTED_DECLARED_BY_WILDCARD
+    }
+}
+
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "line {}, column {}, {}: expected {}; found {}", self.line, self.column, self.path, self.expected, self.found)

@@ -379,7 +379,7 @@ impl<'m, 'a> V<'m, 'a> {
                         (Process::Strict, None) => Err(self.violation(
                             tag.offset,
                             Some(tag.local),
-                            "an element with a global declaration (strict wildcard)",
+                            super::EXPECTED_DECLARED_BY_WILDCARD,
                             format!("{} which no schema of this set declares", qn(&tag.ns, tag.local)),
                         )),
                         (Process::Lax, None) => push_plain(self, tag, Kind::Lax),

@@ -20,6 +20,7 @@
 //! | `route`    | pure routing decisions per addressed recipient (deliver / E21 / T10 / not for us) |
 //! | `store`    | delivery state per message and recipient (redb), group commit, `status` |
 //! | `amqp`     | RabbitMQ transport: topology, headers, confirmed publish, consume/ack, reconnect, redrive |
+//! | `chaos`    | reliability proofs: the real gateway under kill -9, closed connections, full queues, broker restarts |
 //! | `xml`      | the hardened XML reader (no DTD/entities, bounded depth and size, encodings) |
 //! | `xsd`      | official XSDs compiled at startup; streaming validation agreeing with libxml2 |
 //!
@@ -27,6 +28,7 @@
 
 pub mod address;
 pub mod amqp;
+pub mod chaos;
 pub mod codes;
 pub mod gateway;
 pub mod msghead;

@@ -145,3 +145,21 @@ async fn sigterm_in_the_middle_of_a_batch_finishes_in_flight_messages_and_exits_
     assert_deterministic_apprecs(&run, &msgs);
     run.finish(false).await;
 }
+
+/// SIGTERM at any moment of the start — while the configuration and schemas load, while it
+/// connects — is a clean stop with exit code 0 (before the fix it died by the signal when it came
+/// during loading: found by `helsemelding chaos`, a stop right after a restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_starting_exits_0() {
+    use helsemelding::chaos::process::GatewayProcess;
+    let o = chaos_options(1, 0, 0);
+    let dir = tempfile::tempdir().unwrap();
+    // A vhost that does not exist: the gateway that gets past loading keeps trying to connect.
+    let config = gateway_support::write_config(dir.path(), "amqp://guest:guest@127.0.0.1:5672/hm-no-such-vhost");
+    for delay_ms in [20, 150, 600, 1500] {
+        let mut g = GatewayProcess::spawn(&o.exe, &config, dir.path()).unwrap();
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        let status = g.terminate(Duration::from_secs(30)).await.expect("stops");
+        assert_eq!(status.code(), Some(0), "SIGTERM {delay_ms} ms after the start: {status}\n{}", g.stderr_tail(10));
+    }
+}

@@ -432,20 +432,57 @@ async fn disturb(scenario: Scenario, run: &mut Run, o: &Options, rng: &mut fastr
             notes.push("stop / rabbitmq-server -detached".into());
         }
         Scenario::Alarm => {
+            // Restore exactly what the broker had, read from `rabbitmqctl status` first.
+            let status = ctl(&["status"]).await?;
+            let (memory, disk) = alarm_settings(&status)
+                .ok_or_else(|| ChaosError::Broker("cannot read the memory and disk watermarks from rabbitmqctl status".into()))?;
             let since = run.ledger.len();
             run.progress_after(since, Duration::from_secs(20)).await;
             ctl(&["set_vm_memory_high_watermark", "0.0001"]).await?;
             tokio::time::sleep(Duration::from_secs(5)).await;
-            let restored = ctl(&["set_vm_memory_high_watermark", "0.4"]).await;
-            restored?;
-            notes.push("memory alarm for 5 s (watermark 0.0001, restored to 0.4)".into());
+            ctl(&["set_vm_memory_high_watermark", &memory]).await?;
+            notes.push(format!("memory alarm for 5 s (watermark 0.0001, restored to {memory})"));
             let since = run.ledger.len();
             run.progress_after(since, Duration::from_secs(20)).await;
             ctl(&["set_disk_free_limit", "1000GB"]).await?;
             tokio::time::sleep(Duration::from_secs(5)).await;
-            ctl(&["set_disk_free_limit", "50MB"]).await?;
-            notes.push("disk alarm for 5 s (limit 1000GB, restored to 50MB)".into());
+            ctl(&["set_disk_free_limit", &disk]).await?;
+            notes.push(format!("disk alarm for 5 s (limit 1000GB, restored to {disk} bytes)"));
         }
     }
     Ok(())
+}
+
+/// The memory watermark (a fraction) and the disk free limit (bytes) from `rabbitmqctl status`
+/// ("Memory high watermark setting: 0.4 of available memory, …", "Low free disk space
+/// watermark: 0.05 gb"), as arguments for `set_vm_memory_high_watermark` / `set_disk_free_limit`.
+fn alarm_settings(status: &str) -> Option<(String, String)> {
+    let after = |label: &str| status.lines().find_map(|l| l.trim().strip_prefix(label).map(str::trim));
+    let memory = after("Memory high watermark setting:")?;
+    let memory = memory.strip_suffix("of available memory").or_else(|| memory.split(" of available memory").next())?.trim();
+    let fraction: f64 = memory.parse().ok()?;
+    let disk = after("Low free disk space watermark:")?;
+    let (value, unit) = disk.split_once(' ')?;
+    let value: f64 = value.parse().ok()?;
+    let factor = match unit.trim() {
+        "gb" => 1e9,
+        "mb" => 1e6,
+        "kb" => 1e3,
+        "bytes" | "b" => 1.0,
+        _ => return None,
+    };
+    Some((fraction.to_string(), format!("{}", (value * factor).round() as u64)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alarm_settings_are_read_from_rabbitmqctl_status() {
+        let status = "Alarms\n\n(none)\n\nMemory high watermark setting: 0.4 of available memory, computed to: 10.1106 gb\n\nFree Disk Space\n\nLow free disk space watermark: 0.05 gb\nFree disk space: 52.7245 gb\n";
+        assert_eq!(alarm_settings(status), Some(("0.4".into(), "50000000".into())));
+        assert_eq!(alarm_settings("Memory high watermark setting: 0.4 of available memory"), None, "no disk line");
+        assert_eq!(alarm_settings("Memory high watermark setting: lots\nLow free disk space watermark: 1 gb"), None);
+    }
 }

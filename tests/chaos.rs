@@ -117,3 +117,11 @@ async fn broker_keeps_every_message_it_confirms_under_reject_publish() {
     vhost.delete().await.unwrap();
     assert_eq!(confirmed, kept, "the broker confirmed messages it did not keep");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "sets memory and disk alarms on the shared broker: run alone, e.g. helsemelding chaos --scenario alarm"]
+async fn broker_alarms_lose_nothing() {
+    let r = run(Scenario::Alarm, &chaos_options(200, 0, 0x5eed)).await.expect("scenario runs");
+    print(&r);
+    assert_nothing_lost(&r);
+}

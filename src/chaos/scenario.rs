@@ -128,12 +128,13 @@ pub struct Run {
 }
 
 impl Run {
-    /// Creates the vhost and directory, lets `prepare` declare things before the gateway starts,
+    /// Creates the vhost and directory, lets `prepare(vhost name, vhost URL)` declare things
+    /// before the gateway starts,
     /// starts the gateway and waits until it has declared its topology, and starts draining every
     /// output queue except `held`.
     pub async fn start<F, Fut>(o: &Options, label: &str, held: &[String], prepare: F) -> Result<Run, ChaosError>
     where
-        F: FnOnce(String) -> Fut,
+        F: FnOnce(String, String) -> Fut,
         Fut: std::future::Future<Output = Result<(), ChaosError>>,
     {
         let vhost = TestVhost::create().await.map_err(|e| ChaosError::Broker(e.to_string()))?;
@@ -141,7 +142,7 @@ impl Run {
         std::fs::create_dir_all(&dir).map_err(|e| ChaosError::Setup(format!("{}: {e}", dir.display())))?;
         let config = write_config(&o.base, &dir, vhost.url(), &o.schemas).map_err(|e| ChaosError::Setup(e.to_string()))?;
         let queues = output_queues(&config)?;
-        prepare(vhost.name().to_owned()).await?;
+        prepare(vhost.name().to_owned(), vhost.url().to_owned()).await?;
         let gateway = GatewayProcess::spawn(&o.exe, &config, &dir).map_err(|e| ChaosError::Gateway(e.to_string()))?;
         let mut run = Run { vhost, dir, config, gateway, ledger: Ledger::default(), drains: Vec::new(), held: held.to_vec(), queues };
         run.wait_ready(Duration::from_secs(60)).await?;
@@ -227,9 +228,21 @@ impl Run {
         }
     }
 
-    /// SIGTERM: exit code 0 within `within`, and afterwards nothing of the intake left unacked
-    /// (with the gateway gone, an unacked delivery would be back in the queue).
+    /// SIGTERM to a gateway that is up (connected, so the stop exercises the running path):
+    /// exit code 0 within `within`, and afterwards nothing of the intake left unacked (with the
+    /// gateway gone, an unacked delivery would be back in the queue).
     pub async fn graceful_stop(&mut self, within: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let conns = self.vhost.connections().await.unwrap_or_default();
+            if conns.iter().any(|(name, _, props)| name.contains("helsemelding serve") || props.contains("helsemelding serve")) {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("the gateway did not connect before the stop:\n{}", self.gateway.stderr_tail(20)));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         let status = self.gateway.terminate(within).await.map_err(|e| e.to_string())?;
         if !status.success() {
             return Err(format!("exited with {status} after SIGTERM:\n{}", self.gateway.stderr_tail(20)));
@@ -305,9 +318,8 @@ pub async fn run(scenario: Scenario, o: &Options) -> Result<Report, ChaosError> 
         .map_err(|e| ChaosError::Setup(e.to_string()))?;
     let msgs = Arc::new(msgs);
     let held: Vec<String> = if scenario == Scenario::RejectPublish { vec![LIMITED_QUEUE.to_owned()] } else { Vec::new() };
-    let mut run = Run::start(o, scenario.name(), &held, |vhost| async move {
+    let mut run = Run::start(o, scenario.name(), &held, |vhost, url| async move {
         if scenario == Scenario::RejectPublish {
-            let url = format!("amqp://guest:guest@{}/{vhost}", std::env::var("HELSEMELDING_TEST_AMQP_HOST").unwrap_or_else(|_| "127.0.0.1:5672".into()));
             limit_queue(&vhost, &url, LIMITED_QUEUE, LIMITED_LENGTH).await?;
         }
         Ok(())
@@ -316,10 +328,10 @@ pub async fn run(scenario: Scenario, o: &Options) -> Result<Report, ChaosError> 
     let mut rng = fastrand::Rng::with_seed(o.seed);
     let confirmed = Confirmed::new(n);
     // A stream, not a burst: spread over roughly the time the faults take.
-    // (kill9: startup, progress and a random delay take about 1.5 s per kill; close-connection
+    // (kill9: restart, recovery, progress and a random delay take about 3.5 s per kill; close-connection
     // rounds take about 2.5 s: two rabbitmqctl calls and a random pause.)
     let pace = match scenario {
-        Scenario::Kill9 => Duration::from_millis((1500 * u64::from(o.faults)) / n.max(1) as u64),
+        Scenario::Kill9 => Duration::from_millis((3500 * u64::from(o.faults)) / n.max(1) as u64),
         Scenario::CloseConnection => Duration::from_millis((2500 * u64::from(o.faults)) / n.max(1) as u64),
         Scenario::BrokerRestart | Scenario::Alarm => Duration::from_millis(30_000 / n.max(1) as u64),
         Scenario::RejectPublish => Duration::ZERO,
@@ -400,7 +412,14 @@ async fn disturb(scenario: Scenario, run: &mut Run, o: &Options, rng: &mut fastr
             // Let the limited queue fill up and the gateway retry against it for a while.
             tokio::time::sleep(Duration::from_secs(12)).await;
             let len = run.vhost.queue_len(LIMITED_QUEUE).await.ok().flatten().unwrap_or(0);
-            notes.push(format!("{LIMITED_QUEUE} held {len} message(s) (limit {LIMITED_LENGTH}, reject-publish) before it was drained"));
+            // Independent of the drain: how many publishes to that queue the broker had confirmed
+            // to the gateway by now (its routing log), against what the queue holds.
+            let log = std::fs::read_to_string(run.dir.join("routing.jsonl")).unwrap_or_default();
+            let her = LIMITED_QUEUE.trim_end_matches("_async");
+            let confirmed = super::ledger::confirmed_deliveries(&log).iter().filter(|(_, h)| h == her).count();
+            notes.push(format!(
+                "{LIMITED_QUEUE} held {len} message(s) (limit {LIMITED_LENGTH}, reject-publish) before it was drained; the broker had confirmed {confirmed} to the gateway"
+            ));
         }
         Scenario::BrokerRestart => {
             let since = run.ledger.len();

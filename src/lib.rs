@@ -25,12 +25,14 @@
 //! | `inspect`  | `helsemelding inspect`: one operator line per MsgHead/AppRec file, no patient data |
 //! | `xml_tree` | (private) the model's XML reader: namespace-resolved tree, no DTD, bounded depth |
 //! | `bench`    | `helsemelding bench`: the gateway against a bare relay (throughput, latency, RSS, CPU per stage) |
+//! | `chaos`    | reliability proofs: the real gateway under kill -9, closed connections, full queues, broker restarts |
 //!
 //! Each module opens with its own `//!` saying its one job, its input and output, and how it fails.
 
 pub mod address;
 pub mod bench;
 pub mod amqp;
+pub mod chaos;
 pub mod apprec;
 pub mod cms;
 pub mod codes;

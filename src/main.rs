@@ -43,6 +43,10 @@ enum Command {
     /// Show where a message is, per recipient, from the delivery store.
     Status(helsemelding::store::StatusArgs),
 
+    // ---- reliability ----
+    /// Prove the gateway loses nothing: kill -9, closed connections, full queues, broker restarts (one TSV line per scenario).
+    Chaos(helsemelding::chaos::cli::ChaosArgs),
+
     // ---- benchmarks ----
     /// Throughput, latency, peak RSS and CPU per stage of the gateway against a bare relay (prints a table).
     Bench(helsemelding::bench::cli::BenchArgs),
@@ -68,6 +72,9 @@ fn main() -> ExitCode {
         Command::Redrive(args) => helsemelding::amqp::redrive::run(args),
         Command::CheckConfig(args) => helsemelding::config::run_check_config(&args),
         Command::Status(args) => helsemelding::store::run_status(&args),
+
+        // ---- reliability ----
+        Command::Chaos(args) => helsemelding::chaos::cli::run_chaos(&args),
 
         // ---- benchmarks ----
         Command::Bench(args) => helsemelding::bench::cli::run(&args),

@@ -138,16 +138,6 @@ pub struct ServeArgs {
 /// `helsemelding serve`: runs until SIGTERM or SIGINT, then stops gracefully and exits 0.
 pub fn run_serve(args: &ServeArgs) -> ExitCode {
     init_diagnostics();
-    let loaded = match load(&args.config) {
-        Ok(l) => l,
-        Err(problems) => {
-            eprintln!("helsemelding: not starting, {} problem(s) with {}:", problems.len(), args.config.display());
-            for p in problems {
-                eprintln!("  {p}");
-            }
-            return ExitCode::from(2);
-        }
-    };
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -156,6 +146,24 @@ pub fn run_serve(args: &ServeArgs) -> ExitCode {
         }
     };
     rt.block_on(async move {
+        // Catch SIGTERM/SIGINT before anything else: a stop requested while the configuration
+        // and schemas are still loading is a clean stop (exit 0), not death by the signal's
+        // default action (found by `helsemelding chaos`: a SIGTERM right after a restart).
+        let mut stop = StopSignal::install();
+        let loaded = match load(&args.config) {
+            Ok(l) => l,
+            Err(problems) => {
+                eprintln!("helsemelding: not starting, {} problem(s) with {}:", problems.len(), args.config.display());
+                for p in problems {
+                    eprintln!("  {p}");
+                }
+                return ExitCode::from(2);
+            }
+        };
+        if stop.already_requested().await {
+            tracing::info!("signal received while starting: not starting");
+            return ExitCode::SUCCESS;
+        }
         let settings = settings(&loaded.config);
         tracing::info!(
             config = %args.config.display(),
@@ -171,32 +179,65 @@ pub fn run_serve(args: &ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        wait_for_signal().await;
+        stop.wait().await;
         tracing::info!("signal received: stopping intake, finishing in-flight messages");
         gateway.shutdown().await;
         ExitCode::SUCCESS
     })
 }
 
-async fn wait_for_signal() {
+/// SIGTERM and SIGINT, caught from the moment [`StopSignal::install`] is called.
+struct StopSignal {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+#[cfg(unix)]
+async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+    match s {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+impl StopSignal {
+    fn install() -> StopSignal {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            // Registered now (not on first poll), so no signal between here and `wait` is missed.
+            StopSignal { term: signal(SignalKind::terminate()).ok(), int: signal(SignalKind::interrupt()).ok() }
+        }
+        #[cfg(not(unix))]
+        StopSignal {}
+    }
+
+    /// Whether a signal has already arrived (does not wait).
+    async fn already_requested(&mut self) -> bool {
+        futures_lite::future::poll_once(self.wait()).await.is_some()
+    }
+
+    /// Waits for the first signal.
+    async fn wait(&mut self) {
+        #[cfg(unix)]
+        {
+            if self.term.is_none() && self.int.is_none() {
                 let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+            tokio::select! {
+                _ = recv(&mut self.term) => {}
+                _ = recv(&mut self.int) => {}
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

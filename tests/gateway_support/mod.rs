@@ -49,35 +49,26 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// absolute paths for everything else. Schemas come straight from ../shared (same layout and
 /// checksums as an installed `xsd/`).
 pub fn write_config(dir: &Path, url: &str) -> PathBuf {
-    let repo = repo();
-    let shipped = std::fs::read_to_string(repo.join("config/gateway.toml")).unwrap();
-    let abs = |p: &str| repo.join(p).display().to_string();
-    let mut out = String::new();
-    for line in shipped.lines() {
-        let key = line.split('=').next().unwrap_or("").trim();
-        let replaced = match key {
-            "url" => format!("url = {:?}", url),
-            "signing_key" => format!("signing_key = {:?}", abs("fixtures/gateway-pki/parties/90000-sign.key")),
-            "signing_cert" => format!("signing_cert = {:?}", abs("fixtures/gateway-pki/parties/90000-sign.pem")),
-            "register" => format!("register = {:?}", dir.join("parties.toml").display().to_string()),
-            "trust_dir" => format!("trust_dir = {:?}", abs("fixtures/gateway-pki")),
-            "schemas" => format!("schemas = {:?}", repo.join("../shared/standards/xsd").display().to_string()),
-            "state" => format!("state = {:?}", dir.join("state").display().to_string()),
-            "routing_log" => format!("routing_log = {:?}", dir.join("routing.jsonl").display().to_string()),
-            "http_listen" => "http_listen = \"\"".to_owned(),
-            _ => line.to_owned(),
-        };
-        out.push_str(&replaced);
-        out.push('\n');
+    helsemelding::chaos::config::write_config(&repo(), dir, url, &schemas()).unwrap_or_else(|e| panic!("test configuration: {e}"))
+}
+
+/// The official schemas, straight from ../shared.
+pub fn schemas() -> PathBuf {
+    repo().join("../shared/standards/xsd")
+}
+
+/// Options for running the real `helsemelding` binary as the gateway (tests/gateway_restart.rs,
+/// tests/chaos.rs).
+pub fn chaos_options(messages: usize, faults: u32, seed: u64) -> helsemelding::chaos::scenario::Options {
+    helsemelding::chaos::scenario::Options {
+        exe: PathBuf::from(env!("CARGO_BIN_EXE_helsemelding")),
+        base: repo(),
+        schemas: schemas(),
+        messages,
+        faults,
+        seed,
+        settle: Duration::from_secs(120),
     }
-    let parties = std::fs::read_to_string(repo.join("config/parties.toml"))
-        .unwrap()
-        .replace("\"fixtures/", &format!("\"{}/fixtures/", repo.display()));
-    std::fs::create_dir_all(dir.join("config")).unwrap();
-    std::fs::write(dir.join("parties.toml"), parties).unwrap();
-    let path = dir.join("config/gateway.toml");
-    std::fs::write(&path, out).unwrap();
-    path
 }
 
 pub struct Got {

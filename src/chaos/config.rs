@@ -1,0 +1,87 @@
+//! A gateway configuration of its own for one chaos scenario or test.
+//!
+//! Input: the shipped `config/gateway.toml` + `config/parties.toml` (under `base`, the repository
+//! root), a broker URL (a throw-away vhost), a directory for state, and the schema directory.
+//! Output: `<dir>/config/gateway.toml` and `<dir>/parties.toml`, identical to the shipped ones
+//! except the broker URL, the state and routing-log paths (inside `dir`), no HTTP endpoint (several
+//! gateways run at once on one machine), and absolute paths for everything else. Failure: an
+//! [`std::io::Error`] naming the file.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+fn with_path(e: io::Error, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// The quoted value of a `key = "value"` line, if any.
+fn quoted_value(line: &str) -> Option<&str> {
+    let v = line.split_once('=')?.1.trim();
+    v.strip_prefix('"')?.split('"').next()
+}
+
+/// Writes the scenario's configuration (see the module comment) and returns its path.
+pub fn write_config(base: &Path, dir: &Path, url: &str, schemas: &Path) -> io::Result<PathBuf> {
+    let shipped_path = base.join("config/gateway.toml");
+    let shipped = std::fs::read_to_string(&shipped_path).map_err(|e| with_path(e, &shipped_path))?;
+    let abs = |p: &str| {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.display().to_string()
+        } else {
+            base.join(p).display().to_string()
+        }
+    };
+    let mut out = String::new();
+    for line in shipped.lines() {
+        let key = line.split('=').next().unwrap_or("").trim();
+        let replaced = match (key, quoted_value(line)) {
+            ("url", _) => format!("url = {url:?}"),
+            ("signing_key" | "signing_cert" | "trust_dir", Some(v)) => format!("{key} = {:?}", abs(v)),
+            ("register", _) => format!("register = {:?}", dir.join("parties.toml").display().to_string()),
+            ("schemas", _) => format!("schemas = {:?}", schemas.display().to_string()),
+            ("state", _) => format!("state = {:?}", dir.join("state").display().to_string()),
+            ("routing_log", _) => format!("routing_log = {:?}", dir.join("routing.jsonl").display().to_string()),
+            ("http_listen", _) => "http_listen = \"\"".to_owned(),
+            _ => line.to_owned(),
+        };
+        out.push_str(&replaced);
+        out.push('\n');
+    }
+    let parties_path = base.join("config/parties.toml");
+    // Certificate paths in the register are relative to the repository root.
+    let parties = std::fs::read_to_string(&parties_path)
+        .map_err(|e| with_path(e, &parties_path))?
+        .replace("\"fixtures/", &format!("\"{}/fixtures/", base.display()));
+    std::fs::create_dir_all(dir.join("config")).map_err(|e| with_path(e, dir))?;
+    let register = dir.join("parties.toml");
+    std::fs::write(&register, parties).map_err(|e| with_path(e, &register))?;
+    let path = dir.join("config/gateway.toml");
+    std::fs::write(&path, out).map_err(|e| with_path(e, &path))?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_written_configuration_loads_and_points_into_dir() {
+        let base = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let dir = std::env::temp_dir().join(format!("hm-chaos-config-{}", uuid::Uuid::new_v4().simple()));
+        let schemas = base.join("../shared/standards/xsd");
+        let path = write_config(&base, &dir, "amqp://guest:guest@127.0.0.1:5672/hm-x", &schemas).unwrap();
+        let c = crate::config::GatewayConfig::load(&path).unwrap_or_else(|ps| panic!("{ps:?}"));
+        assert_eq!(c.amqp.url, "amqp://guest:guest@127.0.0.1:5672/hm-x");
+        assert_eq!(c.paths.state, dir.join("state"));
+        assert_eq!(c.paths.http_listen, None);
+        assert!(c.gateway.signing_key.is_absolute() && c.gateway.signing_key.exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_missing_shipped_configuration_is_named() {
+        let err = write_config(Path::new("/nonexistent"), Path::new("/tmp"), "amqp://x", Path::new("/x")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/config/gateway.toml"), "{err}");
+    }
+}

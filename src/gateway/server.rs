@@ -836,17 +836,7 @@ impl Inner {
             S::Routed | S::Delivered | S::Overdue => {}
             S::AppRecOk | S::AppRecRejected if rec.apprec_id.as_ref() == Some(&p.apprec_id) => {
                 // The same AppRec again (a redelivery after a crash between forward and ack).
-                self.record(Decision {
-                    ts: now_rfc3339(),
-                    msg_id: Some(p.apprec_id.clone()),
-                    msg_type: Some("APPREC".into()),
-                    from_her: Some(p.from),
-                    to_her: Some(p.original_sender),
-                    outcome: Outcome::Duplicate,
-                    code: None,
-                    reason: Some(format!("AppRec for {} already forwarded", p.original_msg_id)),
-                    elapsed_ms: ms(started),
-                });
+                self.apprec_decision(&p, Outcome::Duplicate, None, format!("AppRec for {} already forwarded", p.original_msg_id), started);
                 return Settle::Ack;
             }
             S::AppRecOk | S::AppRecRejected => {
@@ -857,17 +847,7 @@ impl Inner {
                     format!("a second AppRec from HER-id {} for MsgId {}; the first one stands", p.from, p.original_msg_id),
                 );
                 let settle = self.refuse(delivery, &r, started).await;
-                self.record(Decision {
-                    ts: now_rfc3339(),
-                    msg_id: Some(p.apprec_id.clone()),
-                    msg_type: Some("APPREC".into()),
-                    from_her: Some(p.from),
-                    to_her: Some(p.original_sender),
-                    outcome: Outcome::AppRecRefused,
-                    code: None,
-                    reason: Some(format!("second AppRec for {}", p.original_msg_id)),
-                    elapsed_ms: ms(started),
-                });
+                self.apprec_decision(&p, Outcome::AppRecRefused, None, format!("second AppRec for {}", p.original_msg_id), started);
                 return settle;
             }
             S::Received | S::Rejected(_) => {
@@ -919,18 +899,23 @@ impl Inner {
         if let Err(e) = self.store.commit(changes).await {
             return self.infrastructure(h, e, started);
         }
+        self.apprec_decision(&p, Outcome::AppRecForwarded, p.codes.first().copied(), format!("status {} for {}", p.status.code(), p.original_msg_id), started);
+        Settle::Ack
+    }
+
+    /// The routing-log line for a receiver's AppRec.
+    fn apprec_decision(&self, p: &AppRecPlan, outcome: Outcome, code: Option<ErrorCode>, reason: String, started: Instant) {
         self.record(Decision {
             ts: now_rfc3339(),
             msg_id: Some(p.apprec_id.clone()),
             msg_type: Some("APPREC".into()),
             from_her: Some(p.from),
             to_her: Some(p.original_sender),
-            outcome: Outcome::AppRecForwarded,
-            code: p.codes.first().copied(),
-            reason: Some(format!("status {} for {}", p.status.code(), p.original_msg_id)),
+            outcome,
+            code,
+            reason: Some(reason),
             elapsed_ms: ms(started),
         });
-        Settle::Ack
     }
 
     fn infrastructure(&self, h: &MessageHeaders, e: StoreError, started: Instant) -> Settle {

@@ -116,7 +116,7 @@ impl Harness {
         let conn = connect(&vhost.settings("test-sender")).await.expect("sender connects");
         let publisher = Publisher::open(&conn).await.expect("publisher");
         // Wait until the gateway has declared its topology (the party queues exist).
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while vhost.queue_len("82001_async").await.ok().flatten().is_none() {
             assert!(Instant::now() < deadline, "gateway did not declare its queues");
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -180,7 +180,7 @@ impl Harness {
         self.sent.lock().unwrap().get(msg_id).map(|(_, b)| b.clone()).expect("sent before")
     }
 
-    /// Takes `n` messages from `{her}_async`, waiting up to 20 s.
+    /// Takes `n` messages from `{her}_async`, waiting up to 60 s.
     pub async fn take(&self, her: HerId, n: usize) -> Vec<Got> {
         self.take_queue(&format!("{her}_async"), n).await
     }
@@ -188,7 +188,7 @@ impl Harness {
     pub async fn take_queue(&self, queue: &str, n: usize) -> Vec<Got> {
         let ch = self.conn.create_channel().await.unwrap();
         let mut out = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while out.len() < n {
             match ch.basic_get(queue.into(), BasicGetOptions { no_ack: true }).await.unwrap() {
                 Some(m) => {
@@ -223,7 +223,7 @@ impl Harness {
 
     /// Waits until the intake queue has no ready and no unacked messages.
     pub async fn settle(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let m = self.gateway.metrics();
             let received = m.received.load(Ordering::Relaxed);
@@ -239,7 +239,7 @@ impl Harness {
     }
 
     pub async fn wait_for(&self, pred: impl Fn(&Metrics) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while !pred(&self.gateway.metrics()) {
             assert!(Instant::now() < deadline, "condition not reached:\n{}", self.gateway.metrics().render());
             tokio::time::sleep(Duration::from_millis(50)).await;

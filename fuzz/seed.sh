@@ -23,10 +23,12 @@ fi
 # Signed envelopes: the helsemelding binary's `sign` command (the release build CI already has,
 # else a debug build).
 if [ -z "$(ls -A corpus/cms_verify 2>/dev/null)" ]; then
-  BIN="$ROOT/target/release/helsemelding"
+  # Wherever cargo puts its builds (CARGO_TARGET_DIR is honoured, as cargo itself does).
+  TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+  BIN="$TARGET_DIR/release/helsemelding"
   if [ ! -x "$BIN" ]; then
     (cd "$ROOT" && cargo build --quiet --bin helsemelding)
-    BIN="$ROOT/target/debug/helsemelding"
+    BIN="$TARGET_DIR/debug/helsemelding"
   fi
   i=0
   for f in "$ROOT"/fixtures/messages/delivered/*.xml "$ROOT"/fixtures/messages/rejected/T01-not-well-formed.xml; do

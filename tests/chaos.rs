@@ -59,6 +59,18 @@ async fn a_full_recipient_queue_is_retried_with_backoff_and_delivered_once_drain
     r.graceful_stop.as_ref().expect("SIGTERM: exit 0, nothing left unacked");
 }
 
+/// The gateway's own state disk fills up (a tmpfs under the state directory: this test needs root,
+/// as CI has) while messages flow, and is freed 8 s later: the gateway holds what it has unacked,
+/// says so, and carries on by itself — nothing lost, no second AppRec, a clean stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_state_disk_holds_messages_and_recovers_by_itself() {
+    let r = run(Scenario::DiskFull, &chaos_options(200, 0, 0x5eed)).await.expect("scenario runs (mount -t tmpfs needs root)");
+    print(&r);
+    assert_nothing_lost(&r);
+    let note = r.notes.iter().find(|n| n.starts_with("state disk filled")).expect("the disk was filled");
+    assert!(note.contains("the gateway met it") && note.contains("recovered by itself"), "{note}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "restarts the shared broker: run alone, e.g. helsemelding chaos --scenario broker-restart"]
 async fn broker_restarts_lose_nothing() {

@@ -65,7 +65,7 @@ fn pairs(msgs: &[Outgoing]) -> usize {
 async fn kill_9_in_the_middle_of_a_batch_loses_nothing_and_never_answers_twice() {
     let o = chaos_options(240, 1, 0);
     let msgs = signed_batch(o.messages, "restart").await;
-    let mut run = Run::start(&o, "restart", &[], |_, _| async { Ok(()) }).await.expect("gateway runs");
+    let mut run = Run::start(&o, "restart", &[], None, |_, _| async { Ok(()) }).await.expect("gateway runs");
     let confirmed = Confirmed::new(msgs.len());
     let sender = tokio::spawn(send(run.url().to_owned(), msgs.clone(), 0..msgs.len(), confirmed.clone(), SendPlan::default()));
 
@@ -101,7 +101,7 @@ async fn sigterm_in_the_middle_of_a_batch_finishes_in_flight_messages_and_exits_
     // More than the prefetch (256): the gateway finishes what it has begun, the rest waits.
     let o = chaos_options(400, 1, 0);
     let msgs = signed_batch(o.messages, "sigterm").await;
-    let mut run = Run::start(&o, "sigterm", &[], |_, _| async { Ok(()) }).await.expect("gateway runs");
+    let mut run = Run::start(&o, "sigterm", &[], None, |_, _| async { Ok(()) }).await.expect("gateway runs");
     let confirmed = Confirmed::new(msgs.len());
     send(run.url().to_owned(), msgs.clone(), 0..msgs.len(), confirmed.clone(), SendPlan::default()).await;
     assert_eq!(confirmed.count(), msgs.len());

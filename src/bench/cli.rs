@@ -142,5 +142,42 @@ fn table(rows: &[Row]) -> String {
         }
         let _ = writeln!(s, "{line} {:.0} | {:.0} |", g.cpu.store_commit_us, g.cpu.rest_us);
     }
+    let _ = writeln!(s);
+    let cores = std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1) as f64;
+    let _ = writeln!(
+        s,
+        "CPU budget per message (µs) on this {cores:.0}-core machine: what the broker, the forwarding process and the benchmark's own \
+         clients each spend; the ceiling is cores × 1 s / their sum, the rate if every core did nothing else:"
+    );
+    let _ = writeln!(s, "| size | path | broker | forwarding process | benchmark clients | sum | ceiling msg/s | measured msg/s |");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+    let fmt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
+    for (relay, g, _) in rows {
+        if let Some((r, _)) = relay {
+            let sum = r.broker_cpu_us.map(|b| b + r.relay_cpu_us);
+            let _ = writeln!(
+                s,
+                "| {} B | relay (relay + drain in one process) | {} | {:.0} | (included) | {} | {} | {:.0} |",
+                r.size,
+                fmt(r.broker_cpu_us),
+                r.relay_cpu_us,
+                fmt(sum),
+                fmt(sum.map(|t| cores * 1e6 / t)),
+                r.relay_rate
+            );
+        }
+        let sum = g.broker_cpu_us.map(|b| b + g.cpu.total_us + g.client_cpu_us);
+        let _ = writeln!(
+            s,
+            "| {} B | gateway | {} | {:.0} | {:.0} | {} | {} | {:.0} |",
+            g.size,
+            fmt(g.broker_cpu_us),
+            g.cpu.total_us,
+            g.client_cpu_us,
+            fmt(sum),
+            fmt(sum.map(|t| cores * 1e6 / t)),
+            g.throughput
+        );
+    }
     s
 }

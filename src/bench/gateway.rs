@@ -70,6 +70,10 @@ pub struct GatewayReport {
     pub fill_rate: f64,
     pub throughput: f64,
     pub cpu: CpuSplit,
+    /// CPU µs per message during the throughput part: the broker's, and the benchmark's own
+    /// (the consumer draining the recipient queue).
+    pub broker_cpu_us: Option<f64>,
+    pub client_cpu_us: f64,
     pub latency_rate: f64,
     pub latency_messages: usize,
     pub p50_ms: f64,
@@ -275,6 +279,7 @@ async fn run_in(b: &GatewayBench, vhost: &TestVhost, dir: &Path) -> Result<Gatew
     let mut seen = 0usize;
     let (mut first, mut last) = (None::<Instant>, Instant::now());
     let (mut cpu0, mut threads0) = (0.0, Vec::new());
+    let mut outside = super::CpuMark::now();
     while seen < bulk.len() {
         match tokio::time::timeout(Duration::from_millis(200), arrivals.recv()).await {
             Ok(Some((_, at))) => {
@@ -284,6 +289,7 @@ async fn run_in(b: &GatewayBench, vhost: &TestVhost, dir: &Path) -> Result<Gatew
                     first = Some(at);
                     cpu0 = proc_cpu_seconds(pid, None).unwrap_or(0.0);
                     threads0 = thread_cpu_by_name(pid);
+                    outside = super::CpuMark::now();
                 }
             }
             Ok(None) => return Err(BenchError::Lost("the recipient's consumer ended".into())),
@@ -300,6 +306,7 @@ async fn run_in(b: &GatewayBench, vhost: &TestVhost, dir: &Path) -> Result<Gatew
     let threads1 = thread_cpu_by_name(pid);
     let first = first.unwrap_or(last);
     let counted = (bulk.len() - 1).max(1) as f64;
+    let (broker_cpu_us, client_cpu_us) = outside.per_message_us(counted);
     let throughput = counted / last.duration_since(first).as_secs_f64().max(1e-9);
     // Wait until every one is acked (durable) before reading the per-stage counters.
     let acked_by = Instant::now() + Duration::from_secs(60);
@@ -368,6 +375,8 @@ async fn run_in(b: &GatewayBench, vhost: &TestVhost, dir: &Path) -> Result<Gatew
         envelope_bytes,
         messages: bulk.len(),
         fill_rate,
+        broker_cpu_us,
+        client_cpu_us,
         throughput,
         cpu,
         latency_rate: rate,

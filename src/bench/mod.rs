@@ -76,6 +76,46 @@ pub fn proc_cpu_seconds(pid: u32, task: Option<u32>) -> Option<f64> {
     Some(ticks / if hz > 0 { hz as f64 } else { 100.0 })
 }
 
+/// The CPU seconds of the local RabbitMQ node (its Erlang VM, `beam.smp` with `rabbit` on the
+/// command line), or `None` when it does not run on this machine.
+pub fn broker_cpu_seconds() -> Option<f64> {
+    let dir = std::fs::read_dir("/proc").ok()?;
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else { continue };
+        if std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "beam.smp")
+            && std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c.windows(6).any(|w| w == b"rabbit"))
+        {
+            return proc_cpu_seconds(pid, None);
+        }
+    }
+    None
+}
+
+/// CPU seconds of this very process (the benchmark's own publishers and consumers).
+pub fn own_cpu_seconds() -> f64 {
+    proc_cpu_seconds(std::process::id(), None).unwrap_or(0.0)
+}
+
+/// CPU seconds of the broker and of this process, read together at the start of a phase.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuMark {
+    broker: Option<f64>,
+    own: f64,
+}
+
+impl CpuMark {
+    pub fn now() -> CpuMark {
+        CpuMark { broker: broker_cpu_seconds(), own: own_cpu_seconds() }
+    }
+
+    /// (broker, this process) µs per message since the mark, over `messages`.
+    pub fn per_message_us(&self, messages: f64) -> (Option<f64>, f64) {
+        let end = CpuMark::now();
+        let per = |a: f64, b: f64| (b - a) * 1e6 / messages.max(1.0);
+        (self.broker.zip(end.broker).map(|(a, b)| per(a, b)), per(self.own, end.own))
+    }
+}
+
 /// CPU seconds per thread name of a process (`/proc/<pid>/task/*/comm`), summed over threads
 /// of the same name.
 pub fn thread_cpu_by_name(pid: u32) -> Vec<(String, f64)> {

@@ -36,6 +36,9 @@ pub struct RelayReport {
     /// Messages per second through the relay, until the last one arrived on B.
     pub relay_rate: f64,
     pub relay_seconds: f64,
+    /// CPU µs per relayed message: the broker's, and the relay's own (relay + drain consumer).
+    pub broker_cpu_us: Option<f64>,
+    pub relay_cpu_us: f64,
 }
 
 fn props(i: u64) -> BasicProperties {
@@ -125,6 +128,7 @@ async fn relay(
     let mut source = Consumer::open(relay_conn, qa, prefetch).await?;
     let out = Publisher::open(relay_conn).await?;
     let started = Instant::now();
+    let cpu = super::CpuMark::now();
     let mut set: JoinSet<Result<(), BenchError>> = JoinSet::new();
     let mut taken = 0u64;
     while taken < n {
@@ -154,7 +158,10 @@ async fn relay(
         .map_err(|_| BenchError::Lost("drain timed out after 120 s".into()))?
         .map_err(BenchError::join)??;
     let relay = started.elapsed();
+    let (broker_cpu_us, relay_cpu_us) = cpu.per_message_us(arrived as f64);
     Ok(RelayReport {
+        broker_cpu_us,
+        relay_cpu_us,
         messages: arrived,
         size,
         prefetch,

@@ -1,12 +1,13 @@
 //! Reliability proofs: the real gateway binary, the real broker, and faults — `kill -9`, forced
-//! connection closes, full recipient queues, broker restarts — while a stream of signed messages
-//! flows. A run must end with every confirmed message on every queue it belongs to (lost = 0),
+//! connection closes, full recipient queues, broker restarts and alarms, a full state disk —
+//! while a stream of signed messages flows. A run must end with every confirmed message on every queue it belongs to (lost = 0),
 //! duplicates only as extra copies with the same MsgId, and never a second, different AppRec for
 //! one message and recipient (DESIGN §3; HIS 80415:2012 §3.2: an AppRec is final).
 //!
 //! | module     | job |
 //! |------------|-----|
 //! | `config`   | a scenario's own copy of the shipped configuration (vhost URL, state dir) |
+//! | `disk`     | a small tmpfs for the state directory, filled until ENOSPC and freed (disk-full) |
 //! | `process`  | the gateway as a child process: spawn, `kill -9`, SIGTERM, restart |
 //! | `traffic`  | a batch of signed messages with their expected outcomes; a confirmed sender |
 //! | `ledger`   | drain the parties' queues; compare with the expectations: the figures |
@@ -15,6 +16,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod disk;
 pub mod ledger;
 pub mod process;
 pub mod scenario;

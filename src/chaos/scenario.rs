@@ -11,6 +11,9 @@
 //! a policy `max-length` + `overflow=reject-publish`, drained only later), `broker-restart`
 //! (`stop_app`/`start_app`, then a hard `stop` and `rabbitmq-server -detached`) and `alarm` (memory
 //! and disk alarms). The last two disturb everybody on the broker: never in the default set.
+//! `disk-full` puts the gateway's state directory on a small tmpfs ([`super::disk`], needs root)
+//! and fills it while messages flow, then frees it: the gateway must hold its messages unacked
+//! while its delivery store cannot be written and carry on by itself afterwards.
 //! Failure: [`ChaosError`] when a run cannot be set up or the gateway will not run; a run that
 //! loses messages is not an error but a [`Report`] whose figures say so.
 
@@ -19,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::config::write_config;
+use super::disk::SmallDisk;
 use super::ledger::{figures, Drain, Figures, Ledger};
 use super::process::GatewayProcess;
 use super::traffic::{batch, send, Confirmed, Outgoing, SendPlan};
@@ -38,6 +42,8 @@ pub enum Scenario {
     BrokerRestart,
     /// A memory alarm and a disk alarm on the broker (disturbs everybody).
     Alarm,
+    /// The gateway's own state disk full (ENOSPC) for a while, then freed (needs root: tmpfs).
+    DiskFull,
 }
 
 impl Scenario {
@@ -48,6 +54,7 @@ impl Scenario {
             Scenario::RejectPublish => "reject-publish",
             Scenario::BrokerRestart => "broker-restart",
             Scenario::Alarm => "alarm",
+            Scenario::DiskFull => "disk-full",
         }
     }
 }
@@ -122,17 +129,19 @@ pub struct Run {
     pub config: PathBuf,
     pub gateway: GatewayProcess,
     pub ledger: Ledger,
+    /// The small disk under the state directory (disk-full), unmounted when the run is dropped.
+    pub state_disk: Option<SmallDisk>,
     drains: Vec<Drain>,
     held: Vec<String>,
     queues: Vec<String>,
 }
 
 impl Run {
-    /// Creates the vhost and directory, lets `prepare(vhost name, vhost URL)` declare things
-    /// before the gateway starts,
+    /// Creates the vhost and directory (with the state directory on a tmpfs of `state_disk` bytes
+    /// when given), lets `prepare(vhost name, vhost URL)` declare things before the gateway starts,
     /// starts the gateway and waits until it has declared its topology, and starts draining every
     /// output queue except `held`.
-    pub async fn start<F, Fut>(o: &Options, label: &str, held: &[String], prepare: F) -> Result<Run, ChaosError>
+    pub async fn start<F, Fut>(o: &Options, label: &str, held: &[String], state_disk: Option<u64>, prepare: F) -> Result<Run, ChaosError>
     where
         F: FnOnce(String, String) -> Fut,
         Fut: std::future::Future<Output = Result<(), ChaosError>>,
@@ -142,9 +151,13 @@ impl Run {
         std::fs::create_dir_all(&dir).map_err(|e| ChaosError::Setup(format!("{}: {e}", dir.display())))?;
         let config = write_config(&o.base, &dir, vhost.url(), &o.schemas).map_err(|e| ChaosError::Setup(e.to_string()))?;
         let queues = output_queues(&config)?;
+        let state_disk = match state_disk {
+            Some(bytes) => Some(SmallDisk::mount(&dir.join("state"), bytes).map_err(|e| ChaosError::Setup(e.to_string()))?),
+            None => None,
+        };
         prepare(vhost.name().to_owned(), vhost.url().to_owned()).await?;
         let gateway = GatewayProcess::spawn(&o.exe, &config, &dir).map_err(|e| ChaosError::Gateway(e.to_string()))?;
-        let mut run = Run { vhost, dir, config, gateway, ledger: Ledger::default(), drains: Vec::new(), held: held.to_vec(), queues };
+        let mut run = Run { vhost, dir, config, gateway, ledger: Ledger::default(), state_disk, drains: Vec::new(), held: held.to_vec(), queues };
         run.wait_ready(Duration::from_secs(60)).await?;
         let drained: Vec<String> = run.queues.iter().filter(|q| !run.held.contains(q)).cloned().collect();
         run.drains.push(Drain::spawn(run.vhost.url(), drained, run.ledger.clone()));
@@ -258,6 +271,9 @@ impl Run {
     pub async fn finish(mut self, keep_dir: bool) {
         self.drains.clear();
         let _ = self.gateway.kill9();
+        // Unmount before the directory goes (the kept directory then shows the state as it was
+        // only when no small disk was used).
+        self.state_disk = None;
         let _ = self.vhost.delete().await;
         if !keep_dir {
             let _ = std::fs::remove_dir_all(&self.dir);
@@ -302,10 +318,19 @@ async fn limit_queue(vhost: &str, url: &str, queue: &str, max_length: u32) -> Re
     Ok(())
 }
 
-/// Counts the gateway's "publish not confirmed; backing off" diagnostics (its retries).
-fn backoffs(dir: &Path) -> usize {
-    std::fs::read_to_string(dir.join("gateway.stderr")).unwrap_or_default().matches("publish not confirmed; backing off").count()
+/// The size of the small state disk in the disk-full scenario: room for the delivery store of a
+/// scenario with some to spare, so the disk is full only when the filler makes it so.
+const STATE_DISK_BYTES: u64 = 64 << 20;
+
+/// How often the gateway's diagnostics contain `needle` so far.
+fn diagnostics(dir: &Path, needle: &str) -> usize {
+    std::fs::read_to_string(dir.join("gateway.stderr")).unwrap_or_default().matches(needle).count()
 }
+
+/// The gateway's diagnostic when its delivery store cannot be written, and when it can again.
+const STORE_DOWN: &str = "delivery store cannot be written";
+const STORE_UP: &str = "delivery store can be written again";
+
 
 /// Runs one scenario end to end.
 pub async fn run(scenario: Scenario, o: &Options) -> Result<Report, ChaosError> {
@@ -318,7 +343,8 @@ pub async fn run(scenario: Scenario, o: &Options) -> Result<Report, ChaosError> 
         .map_err(|e| ChaosError::Setup(e.to_string()))?;
     let msgs = Arc::new(msgs);
     let held: Vec<String> = if scenario == Scenario::RejectPublish { vec![LIMITED_QUEUE.to_owned()] } else { Vec::new() };
-    let mut run = Run::start(o, scenario.name(), &held, |vhost, url| async move {
+    let state_disk = (scenario == Scenario::DiskFull).then_some(STATE_DISK_BYTES);
+    let mut run = Run::start(o, scenario.name(), &held, state_disk, |vhost, url| async move {
         if scenario == Scenario::RejectPublish {
             limit_queue(&vhost, &url, LIMITED_QUEUE, LIMITED_LENGTH).await?;
         }
@@ -333,7 +359,7 @@ pub async fn run(scenario: Scenario, o: &Options) -> Result<Report, ChaosError> 
     let pace = match scenario {
         Scenario::Kill9 => Duration::from_millis((3500 * u64::from(o.faults)) / n.max(1) as u64),
         Scenario::CloseConnection => Duration::from_millis((2500 * u64::from(o.faults)) / n.max(1) as u64),
-        Scenario::BrokerRestart | Scenario::Alarm => Duration::from_millis(30_000 / n.max(1) as u64),
+        Scenario::BrokerRestart | Scenario::Alarm | Scenario::DiskFull => Duration::from_millis(30_000 / n.max(1) as u64),
         Scenario::RejectPublish => Duration::ZERO,
     };
     let plan = SendPlan { pace, ..SendPlan::default() };
@@ -370,7 +396,7 @@ pub async fn run(scenario: Scenario, o: &Options) -> Result<Report, ChaosError> 
             figures.broker_dropped
         ));
     }
-    let b = backoffs(&run.dir);
+    let b = diagnostics(&run.dir, "publish not confirmed; backing off");
     if b > 0 {
         notes.push(format!("gateway backed off and retried {b} publish(es)"));
     }
@@ -467,6 +493,33 @@ async fn disturb(scenario: Scenario, run: &mut Run, o: &Options, rng: &mut fastr
             tokio::time::sleep(Duration::from_secs(5)).await;
             ctl(&["set_disk_free_limit", &disk]).await?;
             notes.push(format!("disk alarm for 5 s (limit 1000GB, restored to {disk} bytes)"));
+        }
+        Scenario::DiskFull => {
+            let since = run.ledger.len();
+            run.progress_after(since, Duration::from_secs(20)).await;
+            let disk = run.state_disk.as_ref().ok_or_else(|| ChaosError::Setup("no small state disk".into()))?;
+            let filled = disk.fill().map_err(|e| ChaosError::Setup(format!("filling the state disk: {e}")))?;
+            // The gateway meets the full disk at its next commit that needs room.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while diagnostics(&run.dir, STORE_DOWN) == 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let met = diagnostics(&run.dir, STORE_DOWN) > 0;
+            // Held for a while: the sender goes on publishing into the intake meanwhile.
+            let during = run.ledger.len();
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            let came_out = run.ledger.len() - during;
+            disk.free().map_err(|e| ChaosError::Setup(format!("freeing the state disk: {e}")))?;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while diagnostics(&run.dir, STORE_UP) == 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            notes.push(format!(
+                "state disk filled ({} MiB of filler) for 8 s: the gateway {} it, {came_out} output(s) meanwhile; {}",
+                filled >> 20,
+                if met { "met" } else { "did NOT meet" },
+                if diagnostics(&run.dir, STORE_UP) > 0 { "it recovered by itself after the disk was freed" } else { "it did NOT report recovery" }
+            ));
         }
     }
     Ok(())

@@ -3,7 +3,8 @@
 //!
 //! The HTTP side is deliberately tiny (one request per connection, GET only, 8 KiB request cap,
 //! 5 s read timeout): it is a local scrape target, not a web server. Health is 200 while the
-//! gateway holds a broker connection and 503 otherwise, so a supervisor can tell "up but cut off".
+//! gateway holds a broker connection and can write its delivery store, and 503 with the reason
+//! otherwise, so a supervisor can tell "up but cut off" or "up but its disk is full".
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,6 +49,8 @@ pub struct Metrics {
     pub store_commits: AtomicU64,
     pub broker_connected: AtomicBool,
     pub broker_blocked: AtomicBool,
+    /// Why the delivery store cannot be written (a full disk), while that lasts; `None` when it can.
+    pub store_unavailable: std::sync::Mutex<Option<String>>,
     /// CPU time of the assessment stages (where the time goes; `helsemelding bench` reads them).
     pub stages: StageTimes,
 }
@@ -124,6 +127,30 @@ impl Metrics {
             .unwrap_or(0)
     }
 
+    /// Why the delivery store cannot be written, while it cannot.
+    pub fn store_problem(&self) -> Option<String> {
+        match self.store_unavailable.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// `/health`: (healthy, text). Ready needs a broker session and a writable delivery store.
+    pub fn health(&self) -> (bool, String) {
+        let broker = self.broker_connected.load(Ordering::Relaxed);
+        match (broker, self.store_problem()) {
+            (true, None) => (true, "ok: broker connected, delivery store writable\n".to_owned()),
+            (false, None) => (false, "not ready: no broker connection\n".to_owned()),
+            (b, Some(why)) => (
+                false,
+                format!(
+                    "not ready: delivery store cannot be written ({why}); messages are held unacknowledged{}\n",
+                    if b { "" } else { "; no broker connection" }
+                ),
+            ),
+        }
+    }
+
     /// The Prometheus text exposition (version 0.0.4).
     pub fn render(&self) -> String {
         let mut s = String::new();
@@ -148,6 +175,12 @@ impl Metrics {
             ("helsemelding_broker_connected", "1 while a broker session is open.", &self.broker_connected),
             ("helsemelding_broker_blocked", "1 while the broker blocks publishing (memory/disk alarm).", &self.broker_blocked),
         ];
+        let store_ok = self.store_problem().is_none();
+        let _ = writeln!(
+            s,
+            "# HELP helsemelding_store_available 0 while the delivery store cannot be written (messages are held unacked).\n# TYPE helsemelding_store_available gauge\nhelsemelding_store_available {}",
+            u8::from(store_ok)
+        );
         for (name, help, v) in gauges {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}", u8::from(v.load(Ordering::Relaxed)));
         }
@@ -202,13 +235,10 @@ pub async fn serve_http(listener: TcpListener, metrics: Arc<Metrics>) {
             let method = request.split_whitespace().next().unwrap_or("");
             let (status, body) = match (method, target) {
                 ("GET", "/metrics") => ("200 OK", metrics.render()),
-                ("GET", "/health") => {
-                    if metrics.broker_connected.load(Ordering::Relaxed) {
-                        ("200 OK", "ok: broker connected\n".to_owned())
-                    } else {
-                        ("503 Service Unavailable", "not ready: no broker connection\n".to_owned())
-                    }
-                }
+                ("GET", "/health") => match metrics.health() {
+                    (true, text) => ("200 OK", text),
+                    (false, text) => ("503 Service Unavailable", text),
+                },
                 ("GET", _) => ("404 Not Found", "try /metrics or /health\n".to_owned()),
                 _ => ("405 Method Not Allowed", "GET only\n".to_owned()),
             };

@@ -66,7 +66,15 @@ pub struct Decision {
 /// Writes decisions as JSON lines to stdout and optionally to a file.
 pub struct RoutingLog {
     stdout: bool,
-    file: Option<Mutex<File>>,
+    file: Option<Mutex<FileSink>>,
+}
+
+/// The file and its failure state: a full disk is reported once, not once per line, with the
+/// number of lines lost when writing works again.
+struct FileSink {
+    file: File,
+    /// Lines not written since the last successful write.
+    lost: u64,
 }
 
 impl RoutingLog {
@@ -77,7 +85,7 @@ impl RoutingLog {
                 if let Some(dir) = p.parent() {
                     std::fs::create_dir_all(dir)?;
                 }
-                Some(Mutex::new(OpenOptions::new().create(true).append(true).open(p)?))
+                Some(Mutex::new(FileSink { file: OpenOptions::new().create(true).append(true).open(p)?, lost: 0 }))
             }
             None => None,
         };
@@ -108,8 +116,20 @@ impl RoutingLog {
                 Ok(f) => f,
                 Err(poisoned) => poisoned.into_inner(),
             };
-            if let Err(e) = f.write_all(line.as_bytes()) {
-                tracing::error!(error = %e, "routing log: write to file failed");
+            // After a failure the last line may be torn: start on a fresh line.
+            let result = if f.lost > 0 { f.file.write_all(format!("\n{line}").as_bytes()) } else { f.file.write_all(line.as_bytes()) };
+            match result {
+                Ok(()) if f.lost > 0 => {
+                    tracing::warn!(lost = f.lost, "routing log: writing to the file works again; the lost lines are only in stdout and the delivery store");
+                    f.lost = 0;
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    if f.lost == 0 {
+                        tracing::error!(error = %e, "routing log: write to file failed; lines are counted until it works again (the delivery store keeps the state)");
+                    }
+                    f.lost += 1;
+                }
             }
         }
     }

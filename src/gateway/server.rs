@@ -43,7 +43,7 @@ use crate::cms::Signer;
 use crate::codes::{AppRecStatus, ErrorCode};
 use crate::ids::{HerId, MsgId, Timestamp};
 use crate::store::state::Event;
-use crate::store::{Change, DeliveryStore, MessageRecord, StoreError, StoreHandle, Transition};
+use crate::store::{Change, DeliveryStore, MessageRecord, StoreError, StoreHandle, StoreHealth, Transition};
 
 /// Where "now" comes from. Injected so that overdue and certificate checks are testable.
 #[derive(Clone)]
@@ -169,6 +169,7 @@ impl Gateway {
         let Supervisor { handle: link, deliveries, task: supervisor_task } = supervisor;
         let inner = Arc::new(Inner { ctx, signer, store, link, log, metrics, clock, locks: KeyLocks::default(), settings });
         background.push(tokio::spawn(watch_link(inner.clone())));
+        background.push(tokio::spawn(watch_store(inner.clone())));
         background.push(tokio::spawn(housekeeping(inner.clone())));
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let main = match deliveries {
@@ -239,6 +240,25 @@ async fn watch_link(inner: Arc<Inner>) {
         tokio::select! {
             r = state.changed() => if r.is_err() { return },
             r = blocked.changed() => if r.is_err() { return },
+        }
+    }
+}
+
+/// Mirrors the store's health into the metrics (`/health`, `helsemelding_store_available`).
+async fn watch_store(inner: Arc<Inner>) {
+    let mut health = inner.store.health();
+    loop {
+        let problem = match &*health.borrow_and_update() {
+            StoreHealth::Available => None,
+            StoreHealth::Unavailable { since, reason } => Some(format!("since {since}: {reason}")),
+            StoreHealth::Stopped => Some("stopped".to_owned()),
+        };
+        match inner.metrics.store_unavailable.lock() {
+            Ok(mut g) => *g = problem,
+            Err(p) => *p.into_inner() = problem,
+        }
+        if health.changed().await.is_err() {
+            return;
         }
     }
 }

@@ -11,13 +11,24 @@
 //! Bounds: the request queue holds at most `queue` requests (callers wait when it is full —
 //! backpressure onto the consumer, never unbounded memory); one transaction takes at most
 //! [`MAX_GROUP`] requests. Reads run on tokio's blocking pool against the same database (redb
-//! readers never block the writer). Failure modes: an I/O failure of the transaction is returned to
-//! every caller in it; if the thread has stopped, calls return [`StoreError::Stopped`].
+//! readers never block the writer).
+//!
+//! I/O failures (a full disk above all): redb latches an I/O error and refuses everything until the
+//! database is closed and reopened. The writer then marks the store unavailable
+//! ([`StoreHealth::Unavailable`], with the reason, for `/health`), closes it, reopens it with a
+//! growing pause (redb recovers to the last committed transaction) and retries the *same* group
+//! until it is durable. Callers are not failed meanwhile: they wait, so the gateway holds its
+//! unacknowledged deliveries (bounded by the prefetch) instead of burning their delivery count or
+//! answering anyone, and carries on by itself once the disk has room again. Only shutdown ends the
+//! wait, with [`StoreError::Stopped`].
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Change, DeliveryStore, MessageRecord, OverdueRecipient, StoreError};
 use crate::ids::{HerId, MsgId, Timestamp};
@@ -26,33 +37,162 @@ use crate::ids::{HerId, MsgId, Timestamp};
 /// latency of the first caller in it).
 pub const MAX_GROUP: usize = 1024;
 
+/// First pause before reopening after an I/O failure; it doubles up to [`REOPEN_PAUSE_MAX`].
+const REOPEN_PAUSE: Duration = Duration::from_millis(250);
+const REOPEN_PAUSE_MAX: Duration = Duration::from_secs(5);
+/// While the store stays unavailable, the error is repeated in the log this often.
+const REMIND_EVERY: Duration = Duration::from_secs(30);
+
+/// Whether the store can be written, for `/health` and the metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreHealth {
+    Available,
+    /// Writes fail (a full disk, an I/O error); the writer is reopening and retrying.
+    Unavailable { since: Timestamp, reason: String },
+    /// The handle was shut down.
+    Stopped,
+}
+
 enum Request {
     Commit(Vec<Change>, oneshot::Sender<Result<(), StoreError>>),
     Prune(Timestamp, time::Duration, oneshot::Sender<Result<usize, StoreError>>),
+    /// A reader met an I/O error: close and reopen the database.
+    Reopen(String),
+}
+
+/// What the writer thread and the readers share.
+struct Shared {
+    dir: PathBuf,
+    path: PathBuf,
+    /// `None` while the database is closed for reopening.
+    slot: RwLock<Option<Arc<DeliveryStore>>>,
+    health: watch::Sender<StoreHealth>,
+    stopping: AtomicBool,
+    /// Write transactions of the databases closed by reopening.
+    earlier_transactions: AtomicU64,
+}
+
+impl Shared {
+    fn current(&self) -> Option<Arc<DeliveryStore>> {
+        match self.slot.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn set(&self, store: Option<Arc<DeliveryStore>>) -> Option<Arc<DeliveryStore>> {
+        let mut slot = match self.slot.write() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        std::mem::replace(&mut *slot, store)
+    }
+
+    /// Closes the database and opens it again, pausing `pause` first. Returns false if the handle
+    /// is stopping. Marks the store unavailable with `reason`; the caller marks it available once
+    /// a write has succeeded.
+    fn reopen(&self, reason: &str, outage: &mut Option<Outage>, pause: Duration) -> bool {
+        let o = outage.get_or_insert_with(|| {
+            tracing::error!(
+                path = %self.path.display(),
+                %reason,
+                "delivery store cannot be written; holding every message unacknowledged until it can (free disk space \
+                 under the state directory); reopening and retrying"
+            );
+            let since = time::OffsetDateTime::now_utc();
+            self.health.send_replace(StoreHealth::Unavailable { since, reason: reason.to_owned() });
+            Outage { started: Instant::now(), reminded: Instant::now(), attempts: 0 }
+        });
+        o.attempts += 1;
+        if o.reminded.elapsed() >= REMIND_EVERY {
+            o.reminded = Instant::now();
+            tracing::error!(
+                path = %self.path.display(),
+                %reason,
+                for_s = o.started.elapsed().as_secs(),
+                attempts = o.attempts,
+                "delivery store still cannot be written; messages are held unacknowledged"
+            );
+            let since = match &*self.health.borrow() {
+                StoreHealth::Unavailable { since, .. } => *since,
+                _ => time::OffsetDateTime::now_utc(),
+            };
+            self.health.send_replace(StoreHealth::Unavailable { since, reason: reason.to_owned() });
+        }
+        if let Some(old) = self.set(None) {
+            self.earlier_transactions.fetch_add(old.write_transactions(), Ordering::Relaxed);
+            // Readers hold it only for one short read; redb allows one open database per file.
+            let waited = Instant::now();
+            while Arc::strong_count(&old) > 1 && waited.elapsed() < Duration::from_secs(30) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            drop(old);
+        }
+        std::thread::sleep(pause);
+        if self.stopping.load(Ordering::Acquire) {
+            return false;
+        }
+        match DeliveryStore::open(&self.dir) {
+            Ok(store) => {
+                self.set(Some(Arc::new(store)));
+            }
+            Err(e) => tracing::debug!(error = %e, "reopening the delivery store failed; will try again"),
+        }
+        true
+    }
+
+    fn recovered(&self, outage: &mut Option<Outage>) {
+        if let Some(o) = outage.take() {
+            tracing::info!(
+                path = %self.path.display(),
+                after_s = o.started.elapsed().as_secs(),
+                attempts = o.attempts,
+                "delivery store can be written again; held messages continue"
+            );
+            self.health.send_replace(StoreHealth::Available);
+        }
+    }
+}
+
+/// An ongoing period of I/O failures, for the log.
+struct Outage {
+    started: Instant,
+    reminded: Instant,
+    attempts: u32,
 }
 
 /// Async access to the store, with group-committed writes. Share it as `Arc<StoreHandle>`; dropping
 /// it lets the writer finish the queue and stop, [`StoreHandle::shutdown`] also waits for that.
 pub struct StoreHandle {
     requests: mpsc::Sender<Request>,
-    store: Arc<DeliveryStore>,
+    shared: Arc<Shared>,
     writer: Option<JoinHandle<()>>,
 }
 
 impl StoreHandle {
     /// Starts the writer thread. `queue` bounds the requests waiting for it (at least 1).
     pub fn start(store: DeliveryStore, queue: usize) -> Result<StoreHandle, StoreError> {
-        let store = Arc::new(store);
+        let path = store.path().to_path_buf();
+        let dir = path.parent().map(|p| p.to_path_buf()).unwrap_or_else(|| PathBuf::from("."));
+        let shared = Arc::new(Shared {
+            dir,
+            path: path.clone(),
+            slot: RwLock::new(Some(Arc::new(store))),
+            health: watch::Sender::new(StoreHealth::Available),
+            stopping: AtomicBool::new(false),
+            earlier_transactions: AtomicU64::new(0),
+        });
         let (requests, rx) = mpsc::channel(queue.max(1));
-        let writer_store = Arc::clone(&store);
+        let writer_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("delivery-store-writer".into())
-            .spawn(move || write_loop(&writer_store, rx))
-            .map_err(|e| StoreError::Directory { path: store.path().to_path_buf(), source: Arc::new(e) })?;
-        Ok(StoreHandle { requests, store, writer: Some(thread) })
+            .spawn(move || write_loop(&writer_shared, rx))
+            .map_err(|e| StoreError::Directory { path, source: Arc::new(e) })?;
+        Ok(StoreHandle { requests, shared, writer: Some(thread) })
     }
 
-    /// Commits `changes` atomically; returns once they are durable (or refused).
+    /// Commits `changes` atomically; returns once they are durable (or refused). While the store
+    /// cannot be written this waits (see the module documentation).
     pub async fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
         self.requests.send(Request::Commit(changes, tx)).await.map_err(|_| StoreError::Stopped)?;
@@ -83,10 +223,17 @@ impl StoreHandle {
 
     /// Write transactions committed so far (a group commit counts once).
     pub fn write_transactions(&self) -> u64 {
-        self.store.write_transactions()
+        let current = self.shared.current().map_or(0, |s| s.write_transactions());
+        self.shared.earlier_transactions.load(Ordering::Relaxed) + current
     }
 
-    /// Stops taking requests, lets the writer finish what is queued, and waits for it.
+    /// Whether the store can be written now; changes as it fails and recovers.
+    pub fn health(&self) -> watch::Receiver<StoreHealth> {
+        self.shared.health.subscribe()
+    }
+
+    /// Stops taking requests, lets the writer finish what is queued, and waits for it. A writer
+    /// waiting for the disk gives up: its callers get [`StoreError::Stopped`].
     pub async fn shutdown(mut self) {
         let thread = self.writer.take();
         drop(self);
@@ -96,30 +243,74 @@ impl StoreHandle {
         }
     }
 
+    /// Runs `f` against the open database on the blocking pool. While the store is unavailable it
+    /// waits; an I/O error of the read itself asks the writer to reopen, then the read is retried.
     async fn read<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&DeliveryStore) -> Result<T, StoreError> + Send + 'static,
+        f: impl Fn(&DeliveryStore) -> Result<T, StoreError> + Send + Sync + 'static,
     ) -> Result<T, StoreError> {
-        let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || f(&store)).await.map_err(|_| StoreError::Stopped)?
+        let f = Arc::new(f);
+        let mut health = self.shared.health.subscribe();
+        loop {
+            let (available, stopped) = {
+                let h = health.borrow_and_update();
+                (*h == StoreHealth::Available, *h == StoreHealth::Stopped)
+            };
+            if stopped {
+                return Err(StoreError::Stopped);
+            }
+            if !available {
+                // The writer is reopening it: wait until that is over.
+                health.changed().await.map_err(|_| StoreError::Stopped)?;
+                continue;
+            }
+            let Some(store) = self.shared.current() else {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            };
+            let g = Arc::clone(&f);
+            match tokio::task::spawn_blocking(move || g(&store)).await {
+                Err(_) => return Err(StoreError::Stopped),
+                Ok(Err(e)) if e.is_io() => {
+                    self.requests.send(Request::Reopen(e.to_string())).await.map_err(|_| StoreError::Stopped)?;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Ok(result) => return result,
+            }
+        }
     }
 }
 
-fn write_loop(store: &DeliveryStore, mut rx: mpsc::Receiver<Request>) {
+impl Drop for StoreHandle {
+    fn drop(&mut self) {
+        // Ends a wait for the disk (the queue itself is finished by the writer as it closes).
+        self.shared.stopping.store(true, Ordering::Release);
+    }
+}
+
+fn write_loop(shared: &Shared, mut rx: mpsc::Receiver<Request>) {
+    let mut outage: Option<Outage> = None;
     while let Some(first) = rx.blocking_recv() {
         let mut commits = Vec::new();
         let mut prunes = Vec::new();
+        let mut reopen: Option<String> = None;
         let mut next = Some(first);
         while let Some(req) = next {
             match req {
                 Request::Commit(changes, reply) => commits.push((changes, reply)),
                 Request::Prune(now, retention, reply) => prunes.push((now, retention, reply)),
+                Request::Reopen(reason) => reopen = Some(reason),
             }
             next = if commits.len() < MAX_GROUP { rx.try_recv().ok() } else { None };
         }
+        if let Some(reason) = reopen {
+            if shared.reopen(&reason, &mut outage, Duration::ZERO) && shared.current().is_some() {
+                shared.recovered(&mut outage);
+            }
+        }
         if !commits.is_empty() {
             let batches: Vec<&[Change]> = commits.iter().map(|(c, _)| c.as_slice()).collect();
-            match store.commit_group(&batches) {
+            match until_written(shared, &mut outage, |s| s.commit_group(&batches)) {
                 Ok(results) => {
                     for ((_, reply), result) in commits.into_iter().zip(results) {
                         // A caller that gave up waiting still had its changes committed.
@@ -135,7 +326,35 @@ fn write_loop(store: &DeliveryStore, mut rx: mpsc::Receiver<Request>) {
             }
         }
         for (now, retention, reply) in prunes {
-            let _ = reply.send(store.prune(now, retention));
+            let _ = reply.send(until_written(shared, &mut outage, |s| s.prune(now, retention)));
         }
+    }
+    shared.health.send_replace(StoreHealth::Stopped);
+}
+
+/// Runs the write `w`; on an I/O failure reopens the database and runs it again, with a growing
+/// pause, until it succeeds, fails for another reason, or the handle stops.
+fn until_written<T>(shared: &Shared, outage: &mut Option<Outage>, w: impl Fn(&DeliveryStore) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    let mut pause = REOPEN_PAUSE;
+    loop {
+        let result = match shared.current() {
+            Some(store) => w(&store),
+            None => Err(StoreError::Stopped),
+        };
+        let reason = match result {
+            Err(e) if e.is_io() => e.to_string(),
+            // Closed and not yet reopened (the reopen failed): try again.
+            Err(StoreError::Stopped) if !shared.stopping.load(Ordering::Acquire) => "the database could not be reopened".to_owned(),
+            other => {
+                if other.is_ok() {
+                    shared.recovered(outage);
+                }
+                return other;
+            }
+        };
+        if !shared.reopen(&reason, outage, if outage.is_some() { pause } else { Duration::ZERO }) {
+            return Err(StoreError::Stopped);
+        }
+        pause = (pause * 2).min(REOPEN_PAUSE_MAX);
     }
 }

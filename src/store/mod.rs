@@ -50,7 +50,7 @@ use crate::codes::ErrorCode;
 use crate::ids::{HerId, MsgId, Timestamp};
 
 pub use cli::{render as render_status, run_status, StatusArgs};
-pub use handle::StoreHandle;
+pub use handle::{StoreHandle, StoreHealth};
 pub use state::{DeliveryState, Event, IllegalTransition};
 
 /// The database file inside the state directory.
@@ -268,6 +268,17 @@ impl StoreError {
             self,
             Self::Directory { .. } | Self::Open { .. } | Self::Database(_) | Self::Corrupt { .. } | Self::ReadOnly | Self::Stopped
         )
+    }
+
+    /// True for a failed read or write of the database file (a full disk, an I/O error, or redb's
+    /// "previous I/O error" latch after one). redb must then be closed and reopened before it
+    /// works again; [`StoreHandle`] does that and retries, so callers wait instead of failing.
+    pub fn is_io(&self) -> bool {
+        match self {
+            Self::Database(e) => matches!(**e, redb::Error::Io(_) | redb::Error::PreviousIo | redb::Error::DatabaseClosed),
+            Self::Open { source, .. } => matches!(**source, redb::DatabaseError::Storage(redb::StorageError::Io(_) | redb::StorageError::PreviousIo)),
+            _ => false,
+        }
     }
 }
 

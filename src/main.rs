@@ -44,7 +44,7 @@ enum Command {
     Status(helsemelding::store::StatusArgs),
 
     // ---- reliability ----
-    /// Prove the gateway loses nothing: kill -9, closed connections, full queues, broker restarts (one TSV line per scenario).
+    /// Prove the gateway loses nothing: kill -9, closed connections, full queues, broker restarts and alarms, a full state disk (one TSV line per scenario).
     Chaos(helsemelding::chaos::cli::ChaosArgs),
 
     // ---- benchmarks ----

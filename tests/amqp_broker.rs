@@ -346,3 +346,48 @@ async fn wrong_password_is_a_configuration_error() {
     assert!(err.is_configuration(), "{err:?}");
     assert!(!err.to_string().contains("not-the-password"), "{err}");
 }
+
+/// Confirms and refusals land on the publish they belong to, with many publishes in flight on one
+/// channel from several threads. lapin assigns a publish its delivery tag and queues its frames in
+/// two steps; unless the two are one step, two publishes can reach the wire in the opposite order
+/// of their tags, and the broker's nack for one then resolves the other (seen in the chaos
+/// reject-publish scenario: a copy to a full queue "confirmed" and lost, the copy to an open queue
+/// "nacked" and sent twice). A classic queue with `x-max-length = 0` and `reject-publish` refuses
+/// every message, an open queue takes every one: each answer is known in advance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirms_and_nacks_resolve_the_publish_they_belong_to() {
+    use lapin::options::QueueDeclareOptions;
+    let vhost = TestVhost::create().await.unwrap();
+    let conn = connect(&helsemelding::amqp::AmqpSettings::new(vhost.url().to_owned(), "tags")).await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let mut args = FieldTable::default();
+    args.insert("x-max-length".into(), AMQPValue::LongLongInt(0));
+    args.insert("x-overflow".into(), AMQPValue::LongString("reject-publish".into()));
+    let durable = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
+    ch.queue_declare("refusing".into(), durable, args).await.unwrap();
+    ch.queue_declare("open".into(), durable, FieldTable::default()).await.unwrap();
+    let p = Publisher::open(&conn).await.unwrap();
+    let body = vec![b'x'; 64 * 1024];
+    let n = 2000u32;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let (p, body) = (p.clone(), body.clone());
+        tasks.spawn(async move {
+            let queue = if i % 2 == 0 { "open" } else { "refusing" };
+            let props = lapin::BasicProperties::default().with_delivery_mode(2).with_message_id(format!("m{i}").into());
+            (queue, p.publish_with_properties(Route::Queue(queue), props, &body).await)
+        });
+    }
+    let mut wrong = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap() {
+            ("open", Ok(())) | ("refusing", Err(PublishError::Nacked { .. })) => {}
+            (q, other) => wrong.push(format!("{q}: {other:?}")),
+        }
+    }
+    let kept = vhost.queue_len("open").await.unwrap().unwrap();
+    let _ = conn.close(200, "done".into()).await;
+    vhost.delete().await.unwrap();
+    assert!(wrong.is_empty(), "{} of {n} publishes got another publish's answer, e.g. {:?}", wrong.len(), &wrong[..wrong.len().min(3)]);
+    assert_eq!(kept, n / 2, "every confirmed message is in the open queue");
+}

@@ -10,6 +10,21 @@
 //! Why a return is matched to the right publish: RabbitMQ sends `basic.return` for an unroutable
 //! message immediately followed by the `basic.ack` covering exactly that sequence number (in the
 //! same channel step), and lapin attaches the pending return to the next confirm it processes.
+//!
+//! Why publishes on one channel take a lock for an instant: lapin 4 gives a publish its delivery
+//! tag (the confirm's sequence number) and queues its frames in two separate steps. Two tasks
+//! publishing at once on two threads can queue their frames in the opposite order of their tags;
+//! the broker numbers publishes in wire order, so its answer for one then resolves the other. With
+//! every publish confirmed that goes unnoticed, but a nack (a full queue's `reject-publish`) or a
+//! return then lands on the wrong message: one copy reported delivered and never stored, another
+//! refused although stored (found by the chaos reject-publish scenario; reproduced by
+//! `tests/amqp_broker.rs::confirms_and_nacks_resolve_the_publish_they_belong_to`, 324 of 2,000
+//! answers misplaced without the lock). The lock is held only for the first poll of lapin's publish
+//! future, which does both steps without awaiting; sending and confirming stay pipelined.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
@@ -42,6 +57,8 @@ pub struct Publisher {
     channel: Channel,
     generation: u64,
     broken: Option<mpsc::UnboundedSender<u64>>,
+    /// Makes "take a delivery tag" and "queue the frames" one step per channel (module comment).
+    in_order: Arc<Mutex<()>>,
 }
 
 impl Publisher {
@@ -55,7 +72,7 @@ impl Publisher {
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(|e| AmqpError::classify("confirm.select", "", "", e))?;
-        Ok(Self { channel, generation: 0, broken: None })
+        Ok(Self { channel, generation: 0, broken: None, in_order: Arc::default() })
     }
 
     pub(crate) fn attach(mut self, generation: u64, broken: mpsc::UnboundedSender<u64>) -> Self {
@@ -99,19 +116,25 @@ impl Publisher {
             }
             PublishError::Lost { message_id: message_id.clone(), source }
         };
-        let confirm = self
-            .channel
-            .basic_publish(
-                exchange.into(),
-                routing_key.into(),
-                BasicPublishOptions { mandatory: true, immediate: false },
-                body,
-                properties,
-            )
-            .await
-            .map_err(lost)?
-            .await
-            .map_err(lost)?;
+        let mut publish = std::pin::pin!(self.channel.basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions { mandatory: true, immediate: false },
+            body,
+            properties,
+        ));
+        // The first poll takes the tag and queues the frames; nobody else on this channel may
+        // do the same in between (module comment).
+        let first = std::future::poll_fn(|cx| {
+            let _in_order = self.in_order.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            Poll::Ready(publish.as_mut().poll(cx))
+        })
+        .await;
+        let queued = match first {
+            Poll::Ready(r) => r,
+            Poll::Pending => publish.await,
+        };
+        let confirm = queued.map_err(lost)?.await.map_err(lost)?;
         match confirm {
             Confirmation::Ack(None) => Ok(()),
             Confirmation::Ack(Some(ret)) | Confirmation::Nack(Some(ret)) => Err(PublishError::Returned {

@@ -12,7 +12,8 @@ use super::scenario::{run, Options, Scenario};
 #[derive(clap::Args, Debug)]
 pub struct ChaosArgs {
     /// Scenarios to run (repeatable). Default: kill9, close-connection, reject-publish.
-    /// broker-restart and alarm disturb everybody on the broker: only when named.
+    /// broker-restart and alarm disturb everybody on the broker, and disk-full mounts a tmpfs
+    /// (root): only when named.
     #[arg(long = "scenario", value_enum)]
     pub scenarios: Vec<Scenario>,
     /// Messages per scenario.

@@ -136,10 +136,10 @@ pub struct Figures {
     /// Messages that came out where nothing was expected (error queues, dead letters, a wrong
     /// recipient).
     pub misplaced: usize,
-    /// Of `lost`: deliveries the broker *confirmed* to the gateway (its routing log says
-    /// `delivered`) and then did not keep — a broker fault, not the gateway's (see
-    /// [`broker_dropped`]).
-    pub broker_dropped: usize,
+    /// Of `lost`: deliveries the gateway believed confirmed (its routing log says `delivered`)
+    /// that never arrived — the worst kind of loss, because nobody retries it (see
+    /// [`confirmed_not_arrived`]).
+    pub confirmed_not_arrived: usize,
     /// The first few problems, named.
     pub problems: Vec<String>,
 }
@@ -169,20 +169,19 @@ pub fn confirmed_deliveries(routing_log: &str) -> HashSet<(String, String)> {
         .collect()
 }
 
-/// Sets `f.broker_dropped`: the lost deliveries whose publish the broker had confirmed (a queue
-/// `{her}_async` that took a message and did not keep it). Such a loss is the broker's: a
-/// gateway cannot do better than a publisher confirm. RabbitMQ 3.10 quorum queues with
-/// `overflow = reject-publish` are known to confirm and drop (rabbitmq-server#8966).
-pub fn broker_dropped(f: &mut Figures, msgs: &[Outgoing], seen: &[Seen], routing_log: &str) {
+/// Sets `f.confirmed_not_arrived`: the lost deliveries whose publish the gateway had counted as
+/// confirmed. Once seen as "the broker confirmed and dropped it" under reject-publish; the cause
+/// was a confirm resolving the wrong publish in the client (`amqp::publisher`, module comment).
+pub fn confirmed_not_arrived(f: &mut Figures, msgs: &[Outgoing], seen: &[Seen], routing_log: &str) {
     let confirmed = confirmed_deliveries(routing_log);
     let arrived: HashSet<(&str, &str)> = seen.iter().map(|s| (s.queue.as_str(), s.message_id.as_str())).collect();
-    f.broker_dropped = 0;
+    f.confirmed_not_arrived = 0;
     for m in msgs {
         for e in &m.expect {
             if let Expect::Deliver { queue } = e {
                 let her = queue.trim_end_matches("_async").to_owned();
                 if !arrived.contains(&(queue.as_str(), m.msg_id.as_str())) && confirmed.contains(&(m.msg_id.as_str().to_owned(), her)) {
-                    f.broker_dropped += 1;
+                    f.confirmed_not_arrived += 1;
                 }
             }
         }
@@ -328,12 +327,12 @@ mod tests {
         assert_eq!(f.misplaced, 1);
         assert!(!f.ok());
         assert_eq!(f.tsv(), "4\t3\t2\t2\t3");
-        // The gateway's routing log: a@81002 was confirmed by the broker (then dropped by it),
-        // d@81001 never was (the gateway's loss).
+        // The gateway's routing log: a@81002 was taken as confirmed (and never arrived), d@81001
+        // never was.
         let log = "{\"msg_id\":\"a\",\"to_her\":81002,\"outcome\":\"delivered\"}\n{\"msg_id\":\"d\",\"to_her\":81001,\"outcome\":\"retry\"}\nnot json\n";
         let mut f = f;
-        broker_dropped(&mut f, &msgs, &out, log);
-        assert_eq!(f.broker_dropped, 1);
+        confirmed_not_arrived(&mut f, &msgs, &out, log);
+        assert_eq!(f.confirmed_not_arrived, 1);
     }
 
     #[test]

@@ -389,12 +389,9 @@ pub async fn run(scenario: Scenario, o: &Options) -> Result<Report, ChaosError> 
     let seen = run.ledger.snapshot();
     let mut figures = figures(&msgs, &confirmed, &seen);
     let log = std::fs::read_to_string(run.dir.join("routing.jsonl")).unwrap_or_default();
-    super::ledger::broker_dropped(&mut figures, &msgs, &seen, &log);
-    if figures.broker_dropped > 0 {
-        notes.push(format!(
-            "{} of the lost were confirmed to the gateway by the broker and dropped by it (quorum queue reject-publish, rabbitmq-server#8966)",
-            figures.broker_dropped
-        ));
+    super::ledger::confirmed_not_arrived(&mut figures, &msgs, &seen, &log);
+    if figures.confirmed_not_arrived > 0 {
+        notes.push(format!("{} of the lost were logged as delivered (confirmed) by the gateway and never arrived", figures.confirmed_not_arrived));
     }
     let b = diagnostics(&run.dir, "publish not confirmed; backing off");
     if b > 0 {

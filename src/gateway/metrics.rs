@@ -297,6 +297,13 @@ mod tests {
         assert!(get(addr, "/health").await.starts_with("HTTP/1.1 503"));
         m.broker_connected.store(true, Ordering::Relaxed);
         assert!(get(addr, "/health").await.starts_with("HTTP/1.1 200"));
+        // A full state disk: not ready, with the reason; the gauge says so too.
+        *m.store_unavailable.lock().unwrap() = Some("since 03:12: No space left on device (os error 28)".into());
+        let health = get(addr, "/health").await;
+        assert!(health.starts_with("HTTP/1.1 503") && health.contains("No space left on device") && health.contains("held unacknowledged"), "{health}");
+        assert!(get(addr, "/metrics").await.contains("helsemelding_store_available 0"));
+        *m.store_unavailable.lock().unwrap() = None;
+        assert!(get(addr, "/metrics").await.contains("helsemelding_store_available 1"));
         assert!(get(addr, "/nope").await.starts_with("HTTP/1.1 404"));
     }
 }

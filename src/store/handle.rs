@@ -10,8 +10,8 @@
 //!
 //! Bounds: the request queue holds at most `queue` requests (callers wait when it is full —
 //! backpressure onto the consumer, never unbounded memory); one transaction takes at most
-//! [`MAX_GROUP`] requests. Reads run on tokio's blocking pool against the same database (redb
-//! readers never block the writer).
+//! [`MAX_GROUP`] requests. Reads go to the same database (redb readers never block the writer): a
+//! point read by key on the caller's task, scans on tokio's blocking pool.
 //!
 //! I/O failures (a full disk above all): redb latches an I/O error and refuses everything until the
 //! database is closed and reopened. The writer then marks the store unavailable
@@ -206,19 +206,20 @@ impl StoreHandle {
         rx.await.map_err(|_| StoreError::Stopped)?
     }
 
-    /// See [`DeliveryStore::get`].
+    /// See [`DeliveryStore::get`]. One key, a few microseconds: read on the calling task rather than
+    /// handed to the blocking pool and back (a thread hand-off per message on the hot path).
     pub async fn get(&self, sender: HerId, msg_id: MsgId) -> Result<Option<MessageRecord>, StoreError> {
-        self.read(move |s| s.get(sender, &msg_id)).await
+        self.read_with(Inline, move |s| s.get(sender, &msg_id)).await
     }
 
     /// See [`DeliveryStore::find`].
     pub async fn find(&self, msg_id: MsgId) -> Result<Vec<MessageRecord>, StoreError> {
-        self.read(move |s| s.find(&msg_id)).await
+        self.read_with(Blocking, move |s| s.find(&msg_id)).await
     }
 
-    /// See [`DeliveryStore::overdue`].
+    /// See [`DeliveryStore::overdue`] (a scan: on the blocking pool).
     pub async fn overdue(&self, now: Timestamp, timeout: time::Duration) -> Result<Vec<OverdueRecipient>, StoreError> {
-        self.read(move |s| s.overdue(now, timeout)).await
+        self.read_with(Blocking, move |s| s.overdue(now, timeout)).await
     }
 
     /// Write transactions committed so far (a group commit counts once).
@@ -243,10 +244,12 @@ impl StoreHandle {
         }
     }
 
-    /// Runs `f` against the open database on the blocking pool. While the store is unavailable it
-    /// waits; an I/O error of the read itself asks the writer to reopen, then the read is retried.
-    async fn read<T: Send + 'static>(
+    /// Runs `f` against the open database, inline or on the blocking pool. While the store is
+    /// unavailable it waits; an I/O error of the read itself asks the writer to reopen, then the
+    /// read is retried.
+    async fn read_with<T: Send + 'static>(
         &self,
+        how: ReadOn,
         f: impl Fn(&DeliveryStore) -> Result<T, StoreError> + Send + Sync + 'static,
     ) -> Result<T, StoreError> {
         let f = Arc::new(f);
@@ -268,8 +271,14 @@ impl StoreHandle {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             };
-            let g = Arc::clone(&f);
-            match tokio::task::spawn_blocking(move || g(&store)).await {
+            let result = match how {
+                ReadOn::Inline => Ok(f(&store)),
+                ReadOn::Blocking => {
+                    let g = Arc::clone(&f);
+                    tokio::task::spawn_blocking(move || g(&store)).await
+                }
+            };
+            match result {
                 Err(_) => return Err(StoreError::Stopped),
                 Ok(Err(e)) if e.is_io() => {
                     self.requests.send(Request::Reopen(e.to_string())).await.map_err(|_| StoreError::Stopped)?;
@@ -280,6 +289,14 @@ impl StoreHandle {
         }
     }
 }
+
+/// Where a read runs: short point reads on the calling task, scans on tokio's blocking pool.
+#[derive(Clone, Copy)]
+enum ReadOn {
+    Inline,
+    Blocking,
+}
+use ReadOn::{Blocking, Inline};
 
 impl Drop for StoreHandle {
     fn drop(&mut self) {

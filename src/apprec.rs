@@ -226,7 +226,11 @@ impl AppRec {
         // As for MsgHead: the reader's depth limit, no size limit of its own (the intake bounds it).
         let doc = XmlDocument::new(xml, &XmlLimits { max_bytes: usize::MAX, ..XmlLimits::default() })?;
         let tree = Tree::read(&doc)?;
-        let root = tree.root();
+        Self::from_tree(tree.root())
+    }
+
+    /// Reads an AppRec already read into a tree (the gateway builds it during schema validation).
+    pub(crate) fn from_tree(root: Element<'_>) -> Result<AppRec, ModelError> {
         let version = match AppRecVersion::from_namespace(root.ns()) {
             Some(v) if root.local() == "AppRec" => v,
             _ => {

@@ -404,7 +404,9 @@ impl MsgHead {
         Self::from_tree(tree.root())
     }
 
-    fn from_tree(root: Element<'_>) -> Result<MsgHead, ModelError> {
+    /// Extracts the model from a document already read into a tree (the gateway builds it during
+    /// schema validation, so the message is read once).
+    pub(crate) fn from_tree(root: Element<'_>) -> Result<MsgHead, ModelError> {
         if root.ns() != NS_MSGHEAD || root.local() != "MsgHead" {
             return Err(ModelError::WrongRoot {
                 expected: "MsgHead",

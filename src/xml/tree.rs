@@ -42,71 +42,108 @@ impl<'a> Tree<'a> {
     /// Reads the whole document.
     pub(crate) fn read(doc: &'a XmlDocument<'_>) -> Result<Tree<'a>, XmlError> {
         let mut r = doc.reader();
-        let mut nodes: Vec<Node<'a>> = Vec::with_capacity(64);
-        // Open elements that are kept, innermost last.
-        let mut open: Vec<u32> = Vec::with_capacity(16);
-        // Depth inside a foreign subtree, counting its root (0 = not inside one).
-        let mut skipping = 0usize;
+        let mut builder = TreeBuilder::default();
         loop {
-            match r.next_event()? {
-                XmlEvent::Start(tag) => {
-                    if skipping > 0 {
-                        skipping += 1;
-                        r.recycle(tag);
-                        continue;
-                    }
-                    let foreign = nodes.first().is_some_and(|root| !same_ns(&root.ns, &tag.ns));
-                    let index = u32::try_from(nodes.len()).unwrap_or(NONE);
-                    if let Some(&parent) = open.last() {
-                        match nodes[parent as usize].last_child {
-                            NONE => nodes[parent as usize].first_child = index,
-                            last => nodes[last as usize].next_sibling = index,
-                        }
-                        nodes[parent as usize].last_child = index;
-                    }
-                    let (ns, local, offset) = (tag.ns.clone(), tag.local, tag.offset);
-                    let attrs = if foreign {
-                        r.recycle(tag);
-                        Vec::new()
-                    } else {
-                        tag.attrs
-                    };
-                    nodes.push(Node { ns, local, attrs, text: Cow::Borrowed(""), first_child: NONE, last_child: NONE, next_sibling: NONE, offset });
-                    if foreign {
-                        skipping = 1;
-                    } else {
-                        open.push(index);
-                    }
-                }
-                XmlEvent::Text(t) => {
-                    if skipping == 0 {
-                        if let Some(&top) = open.last() {
-                            let text = &mut nodes[top as usize].text;
-                            if text.is_empty() {
-                                *text = t;
-                            } else {
-                                text.to_mut().push_str(&t);
-                            }
-                        }
-                    }
-                }
-                XmlEvent::End => {
-                    if skipping > 0 {
-                        skipping -= 1;
-                    } else {
-                        open.pop();
-                    }
-                }
+            let ev = r.next_event()?;
+            builder.event(&ev);
+            match ev {
+                XmlEvent::Start(tag) => r.recycle(tag),
                 XmlEvent::Eof => break,
+                _ => {}
             }
         }
         // The reader reports Eof only after a root element has closed.
-        Ok(Tree { text: doc.text().strip_prefix('\u{FEFF}').unwrap_or(doc.text()), nodes })
+        builder.finish(doc.text()).ok_or_else(|| XmlError { line: 1, column: 1, kind: super::XmlErrorKind::NoRoot })
     }
 
     /// The root element.
     pub(crate) fn root(&self) -> Element<'_> {
         Element { tree: self, index: 0 }
+    }
+}
+
+/// Builds a [`Tree`] from the events of one pass over a document — [`Tree::read`]'s own pass, or
+/// the schema validator's (`xsd::Schemas::validate_text`), so that a message is read once.
+#[derive(Default)]
+pub(crate) struct TreeBuilder<'a> {
+    nodes: Vec<Node<'a>>,
+    /// Open elements that are kept, innermost last.
+    open: Vec<u32>,
+    /// Depth inside a foreign subtree, counting its root (0 = not inside one).
+    skipping: usize,
+}
+
+impl<'a> TreeBuilder<'a> {
+    /// Takes the next event of the document, in order.
+    pub(crate) fn event(&mut self, ev: &XmlEvent<'a>) {
+        match ev {
+            XmlEvent::Start(tag) => {
+                if self.skipping > 0 {
+                    self.skipping += 1;
+                    return;
+                }
+                let nodes = &mut self.nodes;
+                let foreign = nodes.first().is_some_and(|root| !same_ns(&root.ns, &tag.ns));
+                let index = u32::try_from(nodes.len()).unwrap_or(NONE);
+                if let Some(&parent) = self.open.last() {
+                    match nodes[parent as usize].last_child {
+                        NONE => nodes[parent as usize].first_child = index,
+                        last => nodes[last as usize].next_sibling = index,
+                    }
+                    nodes[parent as usize].last_child = index;
+                }
+                let attrs = if foreign { Vec::new() } else { tag.attrs.clone() };
+                nodes.push(Node {
+                    ns: tag.ns.clone(),
+                    local: tag.local,
+                    attrs,
+                    text: Cow::Borrowed(""),
+                    first_child: NONE,
+                    last_child: NONE,
+                    next_sibling: NONE,
+                    offset: tag.offset,
+                });
+                if foreign {
+                    self.skipping = 1;
+                } else {
+                    self.open.push(index);
+                }
+            }
+            XmlEvent::Text(t) => {
+                if self.skipping > 0 {
+                    return;
+                }
+                if let Some(&top) = self.open.last() {
+                    let text = &mut self.nodes[top as usize].text;
+                    // The validator's reader hands over line ends as written (XML 1.0 §2.11 is
+                    // applied here, where the model needs it).
+                    if t.contains('\r') {
+                        text.to_mut().push_str(&t.replace("\r\n", "\n").replace('\r', "\n"));
+                    } else if text.is_empty() {
+                        *text = t.clone();
+                    } else {
+                        text.to_mut().push_str(t);
+                    }
+                }
+            }
+            XmlEvent::End => {
+                if self.skipping > 0 {
+                    self.skipping -= 1;
+                } else {
+                    self.open.pop();
+                }
+            }
+            XmlEvent::Eof => {}
+        }
+    }
+
+    /// The tree of a document whose every event was given; `text` is the decoded document the
+    /// events borrow from. `None` when no element was seen.
+    pub(crate) fn finish(self, text: &'a str) -> Option<Tree<'a>> {
+        if self.nodes.is_empty() {
+            return None;
+        }
+        Some(Tree { text: text.strip_prefix('\u{FEFF}').unwrap_or(text), nodes: self.nodes })
     }
 }
 

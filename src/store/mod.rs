@@ -10,10 +10,8 @@
 //! AppRec issued or forwarded, and the SHA-256 of the content (so the same MsgId arriving with a
 //! different body is recognised). **Never** message bodies or patient data.
 //!
-//! Encoding: records are JSON (serde_json). A record is a few hundred bytes, so compactness buys
-//! little, while a self-describing encoding lets a later version add a field (`#[serde(default)]`)
-//! and still read the records written during the 30-day retention before an upgrade — a positional
-//! format (postcard, bincode) would misread them. It also needs no new dependency.
+//! Encoding: a compact binary layout with a version byte (`record.rs`, which says why), decoded
+//! by version; records written as JSON by earlier versions are still read.
 //!
 //! Atomicity: [`DeliveryStore::commit_batch`] applies its changes all-or-nothing in one write
 //! transaction (one durable flush). Each change is checked first — a state change only through
@@ -32,6 +30,7 @@
 
 mod cli;
 mod handle;
+mod record;
 pub mod state;
 
 use std::collections::BTreeMap;
@@ -61,7 +60,7 @@ pub const FILE_NAME: &str = "delivery.redb";
 /// same state directory is still refused.
 const CONCURRENCY: redb::ConcurrencyMode = redb::ConcurrencyMode::SingleWriter;
 
-/// (sender HER-id, MsgId) → JSON-encoded [`MessageRecord`].
+/// (sender HER-id, MsgId) → [`MessageRecord`] encoded by `record.rs`.
 const MESSAGES: TableDefinition<(u32, &str), &[u8]> = TableDefinition::new("messages");
 /// MsgId → sender HER-ids (one MsgId may come from several senders).
 const BY_MSG_ID: MultimapTableDefinition<&str, u32> = MultimapTableDefinition::new("by_msg_id");
@@ -543,11 +542,7 @@ impl<'txn> Tables<'txn> {
     fn write(&mut self, staged: Staged) -> Result<(), StoreError> {
         for ((sender, msg_id), (old, new)) in staged {
             let key = (sender.0, msg_id.as_str());
-            let bytes = serde_json::to_vec(&new).map_err(|e| StoreError::Corrupt {
-                sender,
-                msg_id: msg_id.clone(),
-                reason: format!("cannot encode: {e}"),
-            })?;
+            let bytes = record::encode(&new);
             self.messages.insert(key, bytes.as_slice()).map_err(db_err)?;
             if old.is_none() {
                 self.by_msg_id.insert(msg_id.as_str(), sender.0).map_err(db_err)?;
@@ -569,7 +564,7 @@ impl<'txn> Tables<'txn> {
 }
 
 fn decode(sender: HerId, msg_id: &MsgId, bytes: &[u8]) -> Result<MessageRecord, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { sender, msg_id: msg_id.clone(), reason: e.to_string() })
+    record::decode(bytes).map_err(|reason| StoreError::Corrupt { sender, msg_id: msg_id.clone(), reason })
 }
 
 /// Timestamps as integer milliseconds since the Unix epoch (UTC): compact and exact enough.

@@ -214,6 +214,8 @@ pub fn assess_timed(input: &Inbound<'_>, ctx: &Context, now: Timestamp, stages: 
     }
 
     // ---- verify ----
+    // SHA-256 of the content, when verification already computed it (the store keeps it).
+    let mut content_digest: Option<[u8; 32]> = None;
     let (content, signature_fault): (std::borrow::Cow<'_, [u8]>, Option<(ErrorCode, String)>) = match h.content_type {
         ContentType::SignedCms => {
             let Some(trust) = ctx.trust.as_deref() else {
@@ -236,6 +238,7 @@ pub fn assess_timed(input: &Inbound<'_>, ctx: &Context, now: Timestamp, stages: 
                             Some(h),
                         );
                     }
+                    content_digest = v.content_sha256;
                     (std::borrow::Cow::Owned(v.content), None)
                 }
                 Err(e) if e.is_retryable() => return Plan::Retry { reason: e.to_string() },
@@ -377,7 +380,7 @@ pub fn assess_timed(input: &Inbound<'_>, ctx: &Context, now: Timestamp, stages: 
         head,
         apprec_version,
         recipients: out,
-        content_sha256: crate::store::content_sha256(&content),
+        content_sha256: content_digest.unwrap_or_else(|| crate::store::content_sha256(&content)),
     }))
 }
 

@@ -10,7 +10,9 @@
 //! default 40), `ASSESS_SECONDS` (CPU seconds to run, default 3), `ASSESS_ROUNDS` (a fixed number
 //! of rounds instead; e.g. 3 under `valgrind --tool=callgrind
 //! --toggle-collect=helsemelding::gateway::assess::assess_timed`, where instructions per call are
-//! the figure that does not depend on the machine's load).
+//! the figure that does not depend on the machine's load). `ASSESS_IN_FLIGHT=N` runs each
+//! assessment as the gateway does (`tokio::task::spawn_blocking` per delivery, N deliveries in
+//! flight, like the prefetch) instead of in a loop on one thread, to show what that costs.
 
 use std::path::Path;
 
@@ -52,6 +54,11 @@ fn main() {
         }
     }
 
+    if let Some(in_flight) = env::<usize>("ASSESS_IN_FLIGHT") {
+        gateway_like(ctx, msgs, now, in_flight, secs);
+        return;
+    }
+
     let stages = StageTimes::default();
     let cpu0 = thread_cpu_nanos();
     let mut done = 0usize;
@@ -79,5 +86,60 @@ fn main() {
     for s in Stage::ALL {
         let (cpu, calls) = stages.get(s);
         println!("  {:<7} {:7.1} µs", s.name(), cpu * 1e6 / calls.max(1) as f64);
+    }
+}
+
+/// Each assessment on tokio's blocking pool, `in_flight` at a time, as `gateway::server` runs
+/// them; per-stage figures from the same stage clock, total from the process's CPU time.
+fn gateway_like(ctx: helsemelding::gateway::assess::Context, msgs: Vec<helsemelding::bench::messages::Signed>, now: time::OffsetDateTime, in_flight: usize, secs: f64) {
+    use std::sync::Arc;
+    let ctx = Arc::new(ctx);
+    let msgs = Arc::new(msgs);
+    let stages = Arc::new(StageTimes::default());
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let pid = std::process::id();
+    let cpu0 = helsemelding::bench::proc_cpu_seconds(pid, None).unwrap_or(0.0);
+    let start = std::time::Instant::now();
+    let done = rt.block_on(async {
+        let sem = Arc::new(tokio::sync::Semaphore::new(in_flight));
+        let mut tasks = tokio::task::JoinSet::new();
+        let (mut sent, mut done) = (0usize, 0usize);
+        while (helsemelding::bench::proc_cpu_seconds(pid, None).unwrap_or(0.0) - cpu0) < secs || sent == 0 {
+            for i in 0..msgs.len() {
+                let permit = sem.clone().acquire_owned().await.expect("semaphore");
+                let (ctx, msgs, stages) = (ctx.clone(), msgs.clone(), stages.clone());
+                tasks.spawn(async move {
+                    let ok = tokio::task::spawn_blocking(move || {
+                        let m = &msgs[i];
+                        let h = Ok(m.headers.clone());
+                        let body = m.body.clone();
+                        matches!(assess_timed(&Inbound { body: &body, headers: &h, user_id: Some("guest") }, &ctx, now, Some(&stages)), Plan::Message(_))
+                    })
+                    .await
+                    .unwrap_or(false);
+                    drop(permit);
+                    ok
+                });
+                sent += 1;
+            }
+            while let Some(r) = tasks.try_join_next() {
+                done += usize::from(r.unwrap_or(false));
+            }
+        }
+        while let Some(r) = tasks.join_next().await {
+            done += usize::from(r.unwrap_or(false));
+        }
+        done
+    });
+    let cpu = helsemelding::bench::proc_cpu_seconds(pid, None).unwrap_or(0.0) - cpu0;
+    println!(
+        "assess via spawn_blocking, {in_flight} in flight: {done} messages in {:.1} s, load {}",
+        start.elapsed().as_secs_f64(),
+        helsemelding::bench::loadavg()
+    );
+    println!("  process {:7.1} µs CPU/message", cpu * 1e6 / done.max(1) as f64);
+    for s in Stage::ALL {
+        let (c, calls) = stages.get(s);
+        println!("  {:<7} {:7.1} µs", s.name(), c * 1e6 / calls.max(1) as f64);
     }
 }

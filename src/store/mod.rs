@@ -472,8 +472,15 @@ impl DeliveryStore {
 
 type Key = (HerId, MsgId);
 
+/// What the index updates need to know of a record as stored: whether it awaited an AppRec.
+/// (Only that, not a copy of the whole record.)
+#[derive(Clone, Copy)]
+struct Stored {
+    awaited_apprec: bool,
+}
+
 /// Per key: the record as stored (None = new) and as it will be.
-type Staged = BTreeMap<Key, (Option<MessageRecord>, MessageRecord)>;
+type Staged = BTreeMap<Key, (Option<Stored>, MessageRecord)>;
 
 fn stage(t: &Tables<'_>, batch: &[Change]) -> Result<Staged, StoreError> {
     let mut staged: Staged = BTreeMap::new();
@@ -482,14 +489,14 @@ fn stage(t: &Tables<'_>, batch: &[Change]) -> Result<Staged, StoreError> {
             Change::Create(rec) => {
                 let key = (rec.sender, rec.msg_id.clone());
                 let existing = match staged.get(&key) {
-                    Some((_, new)) => Some(new.clone()),
-                    None => t.load(rec.sender, &rec.msg_id)?,
+                    Some((_, new)) => Some(new.content_sha256),
+                    None => t.load(rec.sender, &rec.msg_id)?.map(|old| old.content_sha256),
                 };
-                if let Some(old) = existing {
+                if let Some(old_sha256) = existing {
                     return Err(StoreError::Duplicate {
                         sender: rec.sender,
                         msg_id: rec.msg_id.clone(),
-                        same_content: old.content_sha256 == rec.content_sha256,
+                        same_content: old_sha256 == rec.content_sha256,
                     });
                 }
                 if let Some(r) = rec.recipients.iter().find(|r| r.state != DeliveryState::Received || !r.events.is_empty()) {
@@ -507,7 +514,7 @@ fn stage(t: &Tables<'_>, batch: &[Change]) -> Result<Staged, StoreError> {
                     let Some(old) = t.load(tr.sender, &tr.msg_id)? else {
                         return Err(StoreError::UnknownMessage { sender: tr.sender, msg_id: tr.msg_id.clone() });
                     };
-                    staged.insert(key.clone(), (Some(old.clone()), old));
+                    staged.insert(key.clone(), (Some(Stored { awaited_apprec: old.awaits_apprec() }), old));
                 }
                 let Some((_, rec)) = staged.get_mut(&key) else { continue };
                 rec.apply(tr)?;
@@ -549,7 +556,7 @@ impl<'txn> Tables<'txn> {
                 self.by_received.insert(new.received_at.unix_timestamp(), key).map_err(db_err)?;
             }
             let clock = new.clock_start().unix_timestamp();
-            match (old.as_ref().is_some_and(MessageRecord::awaits_apprec), new.awaits_apprec()) {
+            match (old.is_some_and(|o| o.awaited_apprec), new.awaits_apprec()) {
                 (false, true) => {
                     self.awaiting.insert(clock, key).map_err(db_err)?;
                 }

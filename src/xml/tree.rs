@@ -53,7 +53,7 @@ impl<'a> Tree<'a> {
             }
         }
         // The reader reports Eof only after a root element has closed.
-        builder.finish(doc.text()).ok_or_else(|| XmlError { line: 1, column: 1, kind: super::XmlErrorKind::NoRoot })
+        builder.finish(doc.text()).ok_or(XmlError { line: 1, column: 1, kind: super::XmlErrorKind::NoRoot })
     }
 
     /// The root element.

@@ -1,6 +1,8 @@
 //! Schema validation of health messages against the official XSDs, agreeing with libxml2.
 //!
-//! Input: the message bytes and [`XmlLimits`]. Output: a [`Verdict`] — valid against which
+//! Input: the message bytes and [`XmlLimits`] ([`Schemas::validate`]), or text already decoded
+//! with every event of the reading pass shown to an observer ([`Schemas::validate_text`]: the
+//! gateway builds the MsgHead tree from them, so a message is read once). Output: a [`Verdict`] — valid against which
 //! [`SchemaSet`], invalid (first violation with line, column, element path, what was expected
 //! and what was found), not well-formed (the reader's [`XmlError`]), or unsupported (a root or
 //! namespace no schema set covers). The gateway maps NotWellFormed→T01, Invalid→T02,

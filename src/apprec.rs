@@ -21,7 +21,8 @@ use crate::address::{PartyAddress, RecipientRole};
 use crate::codes::{AppRecStatus, ErrorCode, OID_8221};
 use crate::ids::{HerId, MsgId, Timestamp};
 use crate::msghead::{parse_datetime, Code, HealthcareProfessional, Ident, ModelError, MsgHead, Organisation, Party, PayloadStandard};
-use crate::xml_tree::{self, Element};
+use crate::xml::tree::{Element, Tree};
+use crate::xml::{XmlDocument, XmlLimits};
 
 /// AppRec v1.0 namespace.
 pub const NS_APPREC_1_0: &str = "http://www.kith.no/xmlstds/apprec/2004-11-21";
@@ -183,7 +184,7 @@ fn missing(path: &str) -> ModelError {
     ModelError::Missing { path: path.to_owned() }
 }
 
-fn code_of(el: &Element) -> Code {
+fn code_of(el: Element<'_>) -> Code {
     Code {
         v: el.attr("V").unwrap_or_default().trim().to_owned(),
         s: el.attr("S").map(str::to_owned),
@@ -191,11 +192,11 @@ fn code_of(el: &Element) -> Code {
     }
 }
 
-fn text_of(el: &Element, local: &str) -> Option<String> {
+fn text_of(el: Element<'_>, local: &str) -> Option<String> {
     el.child_text(local).map(str::to_owned)
 }
 
-fn unit_of(el: &Element) -> Unit {
+fn unit_of(el: Element<'_>) -> Unit {
     Unit {
         name: text_of(el, "Name"),
         id: text_of(el, "Id"),
@@ -207,7 +208,7 @@ fn unit_of(el: &Element) -> Unit {
     }
 }
 
-fn party_of(el: &Element, path: &str) -> Result<AppRecParty, ModelError> {
+fn party_of(el: Element<'_>, path: &str) -> Result<AppRecParty, ModelError> {
     let hcp = el.child("HCP").ok_or_else(|| missing(&format!("{path}/HCP")))?;
     let hcp = if let Some(i) = hcp.child("Inst") {
         Hcp::Inst(Inst { unit: unit_of(i), depts: i.children_named("Dept").map(unit_of).collect(), persons: i.children_named("HCPerson").map(unit_of).collect() })
@@ -222,31 +223,38 @@ fn party_of(el: &Element, path: &str) -> Result<AppRecParty, ModelError> {
 impl AppRec {
     /// Reads an AppRec 1.0 or 1.1 (version by namespace).
     pub fn parse(xml: &[u8]) -> Result<AppRec, ModelError> {
-        let root = xml_tree::parse(xml)?;
-        let version = match AppRecVersion::from_namespace(&root.ns) {
-            Some(v) if root.local == "AppRec" => v,
+        // As for MsgHead: the reader's depth limit, no size limit of its own (the intake bounds it).
+        let doc = XmlDocument::new(xml, &XmlLimits { max_bytes: usize::MAX, ..XmlLimits::default() })?;
+        let tree = Tree::read(&doc)?;
+        Self::from_tree(tree.root())
+    }
+
+    /// Reads an AppRec already read into a tree (the gateway builds it during schema validation).
+    pub(crate) fn from_tree(root: Element<'_>) -> Result<AppRec, ModelError> {
+        let version = match AppRecVersion::from_namespace(root.ns()) {
+            Some(v) if root.local() == "AppRec" => v,
             _ => {
                 return Err(ModelError::WrongRoot {
                     expected: "AppRec",
                     expected_ns: format!("{NS_APPREC_1_0} or {NS_APPREC_1_1}"),
-                    found: root.local.clone(),
-                    found_ns: root.ns.clone(),
+                    found: root.local().to_owned(),
+                    found_ns: root.ns().to_owned(),
                 })
             }
         };
         let req = |local: &str| root.child(local).ok_or_else(|| missing(&format!("AppRec/{local}")));
         let orig = req("OriginalMsgId")?;
         let oreq = |local: &str| orig.child(local).ok_or_else(|| missing(&format!("AppRec/OriginalMsgId/{local}")));
-        let gen_date = req("GenDate")?.text.trim().to_owned();
+        let gen_date = req("GenDate")?.text().trim().to_owned();
         Ok(AppRec {
             version,
             msg_type: code_of(req("MsgType")?),
-            mig_version: text_of(&root, "MIGversion").unwrap_or_default(),
-            software_name: text_of(&root, "SoftwareName"),
-            software_version: text_of(&root, "SoftwareVersion"),
+            mig_version: text_of(root, "MIGversion").unwrap_or_default(),
+            software_name: text_of(root, "SoftwareName"),
+            software_version: text_of(root, "SoftwareVersion"),
             gen_date_parsed: parse_datetime(&gen_date),
             gen_date,
-            id: MsgId::new(req("Id")?.text.clone()),
+            id: MsgId::new(req("Id")?.text().to_owned()),
             sender: party_of(req("Sender")?, "AppRec/Sender")?,
             receiver: party_of(req("Receiver")?, "AppRec/Receiver")?,
             status_code: code_of(req("Status")?),
@@ -261,8 +269,8 @@ impl AppRec {
                 .collect(),
             original: OriginalMsgId {
                 msg_type: code_of(oreq("MsgType")?),
-                issue_date: oreq("IssueDate")?.text.trim().to_owned(),
-                id: MsgId::new(oreq("Id")?.text.clone()),
+                issue_date: oreq("IssueDate")?.text().trim().to_owned(),
+                id: MsgId::new(oreq("Id")?.text().to_owned()),
             },
         })
     }

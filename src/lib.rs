@@ -14,7 +14,7 @@
 //! | `register` | the address register: parties, levels, accepted types, certificates, AMQP users |
 //! | `amqp`     | RabbitMQ transport: topology, headers, confirmed publish, consume/ack, reconnect, redrive |
 //! | `cms`      | **verify**: CMS SignedData signatures, certificate chains, CRLs; signing; test PKI |
-//! | `xml`      | **decode**: the hardened XML reader (no DTD/entities, bounded depth and size, encodings) |
+//! | `xml`      | **decode**: the hardened XML reader (no DTD/entities, bounded depth and size, encodings), and the element tree the model reads through it |
 //! | `schemas`  | the official XSD files pinned by `xsd/MANIFEST.toml`; install and verify them |
 //! | `xsd`      | **validate**: official XSDs compiled at startup; streaming validation agreeing with libxml2 |
 //! | `msghead`  | typed MsgHead 1.2 extraction: type, ids, full addresses, patient summary (no data), payload standard |
@@ -23,7 +23,6 @@
 //! | `store`    | **commit**: delivery state per message and recipient (redb), group commit, `status` |
 //! | `gateway`  | the daemon: assessment (pure) and effects in the order of DESIGN §3, routing log, metrics, `serve`/`replay`/`tail` |
 //! | `inspect`  | `helsemelding inspect`: one operator line per MsgHead/AppRec file, no patient data |
-//! | `xml_tree` | (private) the model's XML reader: namespace-resolved tree, no DTD, bounded depth |
 //! | `bench`    | `helsemelding bench`: the gateway against a bare relay (throughput, latency, RSS, CPU per stage) |
 //! | `chaos`    | reliability proofs: the real gateway under kill -9, closed connections, full queues, broker restarts |
 //!
@@ -47,5 +46,4 @@ pub mod route;
 pub mod schemas;
 pub mod store;
 pub mod xml;
-mod xml_tree;
 pub mod xsd;

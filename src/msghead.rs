@@ -14,7 +14,8 @@ use std::fmt;
 use crate::address::{AddressedRecipient, PartyAddress, RecipientRole};
 use crate::codes::ErrorCode;
 use crate::ids::{HerId, MsgId, Timestamp};
-use crate::xml_tree::{self, Element, XmlError};
+use crate::xml::tree::{Element, Tree};
+use crate::xml::{XmlDocument, XmlError, XmlLimits};
 
 /// MsgHead v1.2 namespace (HIS 80601).
 pub const NS_MSGHEAD: &str = "http://www.kith.no/xmlstds/msghead/2006-05-24";
@@ -22,7 +23,8 @@ pub const NS_MSGHEAD: &str = "http://www.kith.no/xmlstds/msghead/2006-05-24";
 /// Why a document could not be turned into the model. Always a message fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ModelError {
-    #[error(transparent)]
+    /// The hardened reader refused the document (not well-formed, DTD, entity, depth, encoding).
+    #[error("not well-formed XML at {0}")]
     Xml(#[from] XmlError),
     #[error("root element is {{{found_ns}}}{found}, expected {{{expected_ns}}}{expected}")]
     WrongRoot { expected: &'static str, expected_ns: String, found: String, found_ns: String },
@@ -52,7 +54,7 @@ pub struct Code {
 }
 
 impl Code {
-    fn from(el: &Element) -> Code {
+    fn from(el: Element<'_>) -> Code {
         Code {
             v: el.attr("V").unwrap_or_default().trim().to_owned(),
             s: el.attr("S").map(str::to_owned),
@@ -296,15 +298,15 @@ pub struct MsgHead {
     pub documents: usize,
 }
 
-fn required<'a>(el: &'a Element, local: &str, path: &str) -> Result<&'a Element, ModelError> {
+fn required<'t>(el: Element<'t>, local: &str, path: &str) -> Result<Element<'t>, ModelError> {
     el.child(local).ok_or_else(|| ModelError::Missing { path: format!("{path}/{local}") })
 }
 
-fn opt_text(el: &Element, local: &str) -> Option<String> {
+fn opt_text(el: Element<'_>, local: &str) -> Option<String> {
     el.child_text(local).filter(|t| !t.is_empty()).map(str::to_owned)
 }
 
-fn idents(el: &Element) -> Vec<Ident> {
+fn idents(el: Element<'_>) -> Vec<Ident> {
     el.children_named("Ident")
         .map(|i| Ident {
             id: i.child_text("Id").unwrap_or_default().to_owned(),
@@ -313,7 +315,7 @@ fn idents(el: &Element) -> Vec<Ident> {
         .collect()
 }
 
-fn postal_address(el: &Element) -> PostalAddress {
+fn postal_address(el: Element<'_>) -> PostalAddress {
     PostalAddress {
         kind: el.child("Type").map(Code::from),
         street: opt_text(el, "StreetAdr"),
@@ -325,7 +327,7 @@ fn postal_address(el: &Element) -> PostalAddress {
     }
 }
 
-fn professional(el: &Element) -> HealthcareProfessional {
+fn professional(el: Element<'_>) -> HealthcareProfessional {
     HealthcareProfessional {
         kind: el.child("TypeHealthcareProfessional").map(Code::from),
         role_to_patient: el.child("RoleToPatient").map(Code::from),
@@ -336,7 +338,7 @@ fn professional(el: &Element) -> HealthcareProfessional {
     }
 }
 
-fn organisation(el: &Element) -> Organisation {
+fn organisation(el: Element<'_>) -> Organisation {
     Organisation {
         name: el.child_text("OrganisationName").unwrap_or_default().to_owned(),
         kind: el.child("TypeOrganisation").map(Code::from),
@@ -351,7 +353,7 @@ fn organisation(el: &Element) -> Organisation {
     }
 }
 
-fn patient_summary(el: Option<&Element>) -> PatientSummary {
+fn patient_summary(el: Option<Element<'_>>) -> PatientSummary {
     let Some(p) = el else { return PatientSummary::default() };
     PatientSummary {
         present: true,
@@ -365,6 +367,11 @@ fn patient_summary(el: Option<&Element>) -> PatientSummary {
         has_sex: p.child("Sex").is_some(),
     }
 }
+
+/// What the model's reader accepts: the reader's depth limit; no size limit of its own, because
+/// the gateway's intake (`policy.max_message_bytes`) bounds what reaches it and may be configured
+/// above the reader's default.
+const MODEL_LIMITS: XmlLimits = XmlLimits { max_bytes: usize::MAX, max_depth: 64 };
 
 /// Parses an xs:dateTime into its date-time fields and, when written, its offset (`Z` or
 /// `±hh:mm`). `None` when it does not parse; the text is always kept as written anyway.
@@ -392,27 +399,30 @@ pub(crate) fn parse_datetime(s: &str) -> Option<Timestamp> {
 impl MsgHead {
     /// Extracts the model from a MsgHead document. See the module documentation for failures.
     pub fn parse(xml: &[u8]) -> Result<MsgHead, ModelError> {
-        let root = xml_tree::parse(xml)?;
-        Self::from_tree(&root)
+        let doc = XmlDocument::new(xml, &MODEL_LIMITS)?;
+        let tree = Tree::read(&doc)?;
+        Self::from_tree(tree.root())
     }
 
-    fn from_tree(root: &Element) -> Result<MsgHead, ModelError> {
-        if root.ns != NS_MSGHEAD || root.local != "MsgHead" {
+    /// Extracts the model from a document already read into a tree (the gateway builds it during
+    /// schema validation, so the message is read once).
+    pub(crate) fn from_tree(root: Element<'_>) -> Result<MsgHead, ModelError> {
+        if root.ns() != NS_MSGHEAD || root.local() != "MsgHead" {
             return Err(ModelError::WrongRoot {
                 expected: "MsgHead",
                 expected_ns: NS_MSGHEAD.to_owned(),
-                found: root.local.clone(),
-                found_ns: root.ns.clone(),
+                found: root.local().to_owned(),
+                found_ns: root.ns().to_owned(),
             });
         }
         let info = required(root, "MsgInfo", "MsgHead")?;
         let p = "MsgHead/MsgInfo";
         let msg_type = Code::from(required(info, "Type", p)?);
         if msg_type.v.is_empty() {
-            return Err(ModelError::Invalid { path: format!("{p}/Type"), line: info.line, problem: "no V attribute".into() });
+            return Err(ModelError::Invalid { path: format!("{p}/Type"), line: info.line(), problem: "no V attribute".into() });
         }
-        let gen_date = required(info, "GenDate", p)?.text.trim().to_owned();
-        let msg_id = MsgId::new(required(info, "MsgId", p)?.text.clone());
+        let gen_date = required(info, "GenDate", p)?.text().trim().to_owned();
+        let msg_id = MsgId::new(required(info, "MsgId", p)?.text().to_owned());
         let party_of = |local: &str| -> Result<Party, ModelError> {
             let holder = required(info, local, p)?;
             let org = required(holder, "Organisation", &format!("{p}/{local}"))?;
@@ -433,9 +443,9 @@ impl MsgHead {
                 },
             })
             .collect();
-        let documents: Vec<&Element> = root.children_named("Document").collect();
+        let documents: Vec<Element<'_>> = root.children_named("Document").collect();
         // Registry reports carry PatientReport/Document instead (HIS 80601).
-        let documents: Vec<&Element> = if documents.is_empty() {
+        let documents: Vec<Element<'_>> = if documents.is_empty() {
             root.children_named("PatientReport").flat_map(|r| r.children_named("Document")).collect()
         } else {
             documents
@@ -444,8 +454,8 @@ impl MsgHead {
             .first()
             .and_then(|d| d.child("RefDoc"))
             .and_then(|r| r.child("Content"))
-            .and_then(|c| c.children.first())
-            .map(|payload_root| PayloadStandard::from_namespace(&payload_root.ns))
+            .and_then(|c| c.children().next())
+            .map(|payload_root| PayloadStandard::from_namespace(payload_root.ns()))
             .unwrap_or(PayloadStandard::NoContent);
         Ok(MsgHead {
             mig_version: info.child_text("MIGversion").unwrap_or_default().to_owned(),

@@ -72,6 +72,8 @@ fn own_signature_verifies_with_identity_and_signing_time() {
     let v = verify(&signed_by("parties/81234-sign"), &trust(), NOW).expect("verifies");
     assert_eq!(v.content, content());
     assert_eq!(v.signing_time, Some(NOW));
+    // The content digest verification computed, handed on so the gateway does not hash again.
+    assert_eq!(v.content_sha256, Some(helsemelding::store::content_sha256(&content())));
     assert_eq!(v.signer.organisation_number.as_deref(), Some("999999990"));
     assert!(v.signer.subject.contains("CN=Testlegekontoret AS (HER 81234)"), "{}", v.signer.subject);
     let pem = std::fs::read(pki().join("parties/81234-sign.pem")).expect("pem");

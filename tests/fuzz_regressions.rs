@@ -75,7 +75,8 @@ fn cms_verify(data: &[u8]) {
 }
 
 /// `encoding=` followed by a multi-byte character instead of a quote: the model's XML reader
-/// (`src/xml_tree.rs` declared_encoding) sliced inside that character and panicked.
+/// (the former `src/xml_tree.rs`, declared_encoding) sliced inside that character and panicked;
+/// the model now reads through the hardened reader (`src/xml/`).
 #[test]
 fn model_parse_encoding_multibyte_quote() {
     let data = input("model_parse-encoding-multibyte-quote.bin");

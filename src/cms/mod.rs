@@ -54,6 +54,7 @@ pub use trust::{TrustStore, CACHE_LIMIT, MAX_RSA_BITS, MIN_RSA_BITS};
 use crate::ids::Timestamp;
 use der::Reader;
 use signed_data::{oid, AlgorithmId, ParseError, SignedData, SignerId};
+use trust::CheckedSigner;
 
 /// Largest envelope accepted (the intake's own limit, 35 MB by default, is lower).
 pub const MAX_ENVELOPE_BYTES: usize = 64 << 20;
@@ -76,6 +77,9 @@ pub struct Verified {
     pub signer: SignerIdentity,
     /// The `signingTime` signed attribute, if present (the sender's claim, not a timestamp).
     pub signing_time: Option<Timestamp>,
+    /// SHA-256 of `content`, when verification computed it anyway (SHA-256 digest with signed
+    /// attributes, the usual case), so that callers need not hash the content again.
+    pub content_sha256: Option<[u8; 32]>,
 }
 
 impl fmt::Debug for Verified {
@@ -121,9 +125,10 @@ pub fn verify(bytes: &[u8], trust: &TrustStore, now: Timestamp) -> Result<Verifi
 
     let hash = Hash::from_oid(sd.signer.digest_algorithm.oid)
         .ok_or_else(|| VerifyError::UnsupportedAlgorithm { what: "digest", oid: oid_string(sd.signer.digest_algorithm.oid) })?;
+    let mut content_sha256 = None;
     let (signed_bytes, signing_time): (Cow<'_, [u8]>, Option<Timestamp>) = match sd.signer.signed_attrs_raw {
         Some(raw) => {
-            let signing_time = check_signed_attributes(&sd, content, hash)?;
+            let signing_time = check_signed_attributes(&sd, content, hash, &mut content_sha256)?;
             // RFC 5652 §5.4: the signature covers the DER of SignedAttrs with the EXPLICIT SET OF
             // tag, not the IMPLICIT [0] it has in the SignerInfo.
             let mut tbs = raw.to_vec();
@@ -137,8 +142,8 @@ pub fn verify(bytes: &[u8], trust: &TrustStore, now: Timestamp) -> Result<Verifi
             (Cow::Borrowed(content), None)
         }
     };
-    verify_signature(&sd.signer.signature_algorithm, hash, &checked.rsa_public_key, &signed_bytes, sd.signer.signature, &checked.identity.subject)?;
-    Ok(Verified { content: content.to_vec(), signer: checked.identity.clone(), signing_time })
+    verify_signature(&sd.signer.signature_algorithm, hash, &checked, &signed_bytes, sd.signer.signature)?;
+    Ok(Verified { content: content.to_vec(), signer: checked.identity.clone(), signing_time, content_sha256 })
 }
 
 /// The hash functions accepted for CMS digests and RSA signatures.
@@ -221,7 +226,8 @@ fn single_value<'a>(sd: &SignedData<'a>, attr_oid: &[u8], name: &'static str) ->
 }
 
 /// Checks contentType and messageDigest (RFC 5652 §5.3, §5.4); returns signingTime if present.
-fn check_signed_attributes(sd: &SignedData<'_>, content: &[u8], hash: Hash) -> Result<Option<Timestamp>, VerifyError> {
+/// A SHA-256 content digest is left in `sha256` for the caller.
+fn check_signed_attributes(sd: &SignedData<'_>, content: &[u8], hash: Hash, sha256: &mut Option<[u8; 32]>) -> Result<Option<Timestamp>, VerifyError> {
     let content_type = single_value(sd, oid::CONTENT_TYPE, "contentType")?
         .ok_or(VerifyError::MissingAttribute { attribute: "contentType" })?;
     if content_type.tag != der::OID || content_type.value != sd.content_type {
@@ -232,8 +238,12 @@ fn check_signed_attributes(sd: &SignedData<'_>, content: &[u8], hash: Hash) -> R
     if digest.tag != der::OCTET_STRING {
         return Err(VerifyError::BadAttribute { attribute: "messageDigest", problem: "not an OCTET STRING".into() });
     }
-    if ring::digest::digest(hash.ring(), content).as_ref() != digest.value {
+    let computed = ring::digest::digest(hash.ring(), content);
+    if computed.as_ref() != digest.value {
         return Err(VerifyError::DigestMismatch);
+    }
+    if hash == Hash::Sha256 {
+        *sha256 = computed.as_ref().try_into().ok();
     }
     match single_value(sd, oid::SIGNING_TIME, "signingTime")? {
         None => Ok(None),
@@ -270,11 +280,11 @@ fn parse_time(tag: u8, value: &[u8]) -> Option<Timestamp> {
 fn verify_signature(
     alg: &AlgorithmId<'_>,
     hash: Hash,
-    rsa_public_key: &[u8],
+    signer: &CheckedSigner,
     message: &[u8],
     signature: &[u8],
-    subject: &str,
 ) -> Result<(), VerifyError> {
+    let (rsa_public_key, subject) = (&signer.rsa_public_key, &signer.identity.subject);
     let unsupported = |oid: &[u8]| VerifyError::UnsupportedAlgorithm { what: "signature", oid: oid_string(oid) };
     let named_hash = match alg.oid {
         oid::RSA_ENCRYPTION => Some(hash),
@@ -296,14 +306,13 @@ fn verify_signature(
             // The RSA public-key operation is the hot path of the whole gateway (one per message).
             // aws-lc-rs (AWS-LC's assembly) runs it faster than ring on this kind of machine; same API.
             use aws_lc_rs::signature as sig;
-            let (alg, name): (&sig::RsaParameters, _) = match h {
-                Hash::Sha256 => (&sig::RSA_PKCS1_2048_8192_SHA256, "RSA PKCS#1 v1.5 SHA-256"),
-                Hash::Sha384 => (&sig::RSA_PKCS1_2048_8192_SHA384, "RSA PKCS#1 v1.5 SHA-384"),
-                Hash::Sha512 => (&sig::RSA_PKCS1_2048_8192_SHA512, "RSA PKCS#1 v1.5 SHA-512"),
+            let (slot, alg, name): (usize, &'static sig::RsaParameters, _) = match h {
+                Hash::Sha256 => (0, &sig::RSA_PKCS1_2048_8192_SHA256, "RSA PKCS#1 v1.5 SHA-256"),
+                Hash::Sha384 => (1, &sig::RSA_PKCS1_2048_8192_SHA384, "RSA PKCS#1 v1.5 SHA-384"),
+                Hash::Sha512 => (2, &sig::RSA_PKCS1_2048_8192_SHA512, "RSA PKCS#1 v1.5 SHA-512"),
             };
-            sig::UnparsedPublicKey::new(alg, rsa_public_key)
-                .verify(message, signature)
-                .map_err(|_| invalid(name))
+            // The key parsed once per signer (cached with the checked certificate).
+            signer.pkcs1_key(slot, alg).ok_or_else(|| invalid(name))?.verify_sig(message, signature).map_err(|_| invalid(name))
         }
         None => {
             let salt = pss_salt_length(alg, hash).ok_or_else(|| VerifyError::UnsupportedAlgorithm {

@@ -56,8 +56,23 @@ pub(crate) struct CheckedSigner {
     pub identity: SignerIdentity,
     /// `RSAPublicKey` DER (PKCS#1), as ring wants it.
     pub rsa_public_key: Vec<u8>,
+    /// The key parsed for PKCS#1 v1.5 verification with SHA-256, SHA-384, SHA-512 (by
+    /// [`CheckedSigner::pkcs1_key`]), made on first use: parsing it and setting up its Montgomery
+    /// context cost about a tenth of a verification, once per signer instead of per message.
+    pkcs1_keys: [std::sync::OnceLock<Option<aws_lc_rs::signature::ParsedPublicKey>>; 3],
     valid_from: Timestamp,
     valid_until: Timestamp,
+}
+
+impl CheckedSigner {
+    /// The public key, parsed for `alg` (one of the three PKCS#1 v1.5 parameter sets, `slot` 0–2
+    /// in the order SHA-256, SHA-384, SHA-512); `None` when the key does not parse for it.
+    pub(crate) fn pkcs1_key(&self, slot: usize, alg: &'static aws_lc_rs::signature::RsaParameters) -> Option<&aws_lc_rs::signature::ParsedPublicKey> {
+        self.pkcs1_keys
+            .get(slot)?
+            .get_or_init(|| aws_lc_rs::signature::ParsedPublicKey::new(alg, &self.rsa_public_key).ok())
+            .as_ref()
+    }
 }
 
 struct LoadedCrl {
@@ -385,7 +400,7 @@ impl TrustStore {
             }
         }
         let identity = SignerIdentity { organisation_number: organisation_number(&cert), subject, fingerprint_sha256 };
-        Ok(CheckedSigner { identity, rsa_public_key, valid_from, valid_until })
+        Ok(CheckedSigner { identity, rsa_public_key, pkcs1_keys: Default::default(), valid_from, valid_until })
     }
 
     fn map_webpki_error(&self, e: webpki::Error, cert: &X509Certificate<'_>, subject: &str, now: Timestamp) -> VerifyError {

@@ -27,7 +27,8 @@ use crate::ids::{HerId, MsgId, Timestamp};
 use crate::msghead::{Code, Ident, MsgHead, Organisation, Party, PatientSummary, PayloadStandard};
 use crate::register::Register;
 use crate::route::{self, Decision, RoutePolicy};
-use crate::xml::XmlLimits;
+use crate::xml::tree::{Tree, TreeBuilder};
+use crate::xml::{XmlDocument, XmlLimits};
 use crate::xsd::{SchemaSet, Schemas, Verdict};
 
 /// Error conditions for error-queue entries and dead letters (DESIGN §1 `errorCondition`).
@@ -213,6 +214,8 @@ pub fn assess_timed(input: &Inbound<'_>, ctx: &Context, now: Timestamp, stages: 
     }
 
     // ---- verify ----
+    // SHA-256 of the content, when verification already computed it (the store keeps it).
+    let mut content_digest: Option<[u8; 32]> = None;
     let (content, signature_fault): (std::borrow::Cow<'_, [u8]>, Option<(ErrorCode, String)>) = match h.content_type {
         ContentType::SignedCms => {
             let Some(trust) = ctx.trust.as_deref() else {
@@ -235,6 +238,7 @@ pub fn assess_timed(input: &Inbound<'_>, ctx: &Context, now: Timestamp, stages: 
                             Some(h),
                         );
                     }
+                    content_digest = v.content_sha256;
                     (std::borrow::Cow::Owned(v.content), None)
                 }
                 Err(e) if e.is_retryable() => return Plan::Retry { reason: e.to_string() },
@@ -263,13 +267,24 @@ pub fn assess_timed(input: &Inbound<'_>, ctx: &Context, now: Timestamp, stages: 
     };
 
     // ---- validate ----
+    // One reading pass: the validator's events also build the tree the MsgHead (or AppRec) is
+    // extracted from. The tree is complete whenever the verdict is not NotWellFormed.
     clock.lap_unrecorded();
-    let verdict = ctx.schemas.validate(&content, &ctx.policy.xml);
+    let doc = XmlDocument::new(&content, &ctx.policy.xml);
+    let mut tree = TreeBuilder::default();
+    let verdict = match &doc {
+        Ok(d) => ctx.schemas.validate_text(d.text(), &ctx.policy.xml, &mut |ev| tree.event(ev)),
+        Err(e) => Verdict::NotWellFormed(e.clone()),
+    };
+    let tree = match (&doc, &verdict) {
+        (Ok(d), Verdict::Valid { .. } | Verdict::Invalid { .. } | Verdict::Unsupported { .. }) => tree.finish(d.text()),
+        _ => None,
+    };
     clock.lap(Stage::Validate);
     if let Verdict::Valid { set: SchemaSet::AppRec10 | SchemaSet::AppRec11 } = verdict {
         return match signature_fault {
             Some((_, why)) => Plan::refuse(Some(from), condition::INVALID_SIGNATURE, format!("AppRec: {why}"), Some(h)),
-            None => assess_apprec(&content, h),
+            None => assess_apprec(tree.as_ref(), h),
         };
     }
     if looks_like_apprec(&content) {
@@ -286,7 +301,7 @@ pub fn assess_timed(input: &Inbound<'_>, ctx: &Context, now: Timestamp, stages: 
     }
 
     // ---- extract ----
-    let parsed = if matches!(verdict, Verdict::NotWellFormed(_)) { None } else { MsgHead::parse(&content).ok() };
+    let parsed = tree.as_ref().and_then(|t| MsgHead::from_tree(t.root()).ok());
     clock.lap(Stage::Parse);
     let head = match parsed {
         Some(head) => head,
@@ -365,7 +380,7 @@ pub fn assess_timed(input: &Inbound<'_>, ctx: &Context, now: Timestamp, stages: 
         head,
         apprec_version,
         recipients: out,
-        content_sha256: crate::store::content_sha256(&content),
+        content_sha256: content_digest.unwrap_or_else(|| crate::store::content_sha256(&content)),
     }))
 }
 
@@ -432,10 +447,12 @@ fn looks_like_apprec(content: &[u8]) -> bool {
     has(b"xmlstds/apprec/") && has(b"AppRec")
 }
 
-fn assess_apprec(content: &[u8], h: &MessageHeaders) -> Plan {
-    let rec = match AppRec::parse(content) {
-        Ok(r) => r,
-        Err(e) => return Plan::refuse(Some(h.from_her_id), condition::INVALID_APPREC, e.to_string(), Some(h)),
+fn assess_apprec(tree: Option<&Tree<'_>>, h: &MessageHeaders) -> Plan {
+    // A valid AppRec always has its tree; `None` would be a bug, answered like an unreadable one.
+    let rec = match tree.map(|t| AppRec::from_tree(t.root())) {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => return Plan::refuse(Some(h.from_her_id), condition::INVALID_APPREC, e.to_string(), Some(h)),
+        None => return Plan::refuse(Some(h.from_her_id), condition::INVALID_APPREC, "the AppRec could not be read", Some(h)),
     };
     let answering = rec.sender.address().communication_party();
     if answering != Some(h.from_her_id) {
@@ -552,6 +569,29 @@ mod tests {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(fixture);
         let doc = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         verdict_code(&schemas().validate(&doc, &XmlLimits::default()))
+    }
+
+    /// The MsgHead the gateway extracts from the validator's pass is the one `MsgHead::parse`
+    /// reads on its own, also where the validator's reader keeps line ends as written (CRLF).
+    #[test]
+    fn the_validation_pass_yields_the_same_msghead_as_parse() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/messages/delivered");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let lf = std::fs::read(entry.path()).unwrap();
+            let crlf = String::from_utf8(lf.clone()).unwrap().replace('\n', "\r\n").replace("Testlege", "Test\r\nlege").into_bytes();
+            for doc in [lf, crlf] {
+                let limits = XmlLimits::default();
+                let d = XmlDocument::new(&doc, &limits).unwrap();
+                let mut builder = TreeBuilder::default();
+                let verdict = schemas().validate_text(d.text(), &limits, &mut |ev| builder.event(ev));
+                assert!(verdict.is_valid(), "{}: {}", entry.path().display(), verdict.detail());
+                let tree = builder.finish(d.text()).unwrap();
+                assert_eq!(MsgHead::from_tree(tree.root()), MsgHead::parse(&doc), "{}", entry.path().display());
+                checked += 1;
+            }
+        }
+        assert!(checked >= 4);
     }
 
     #[test]

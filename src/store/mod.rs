@@ -10,10 +10,8 @@
 //! AppRec issued or forwarded, and the SHA-256 of the content (so the same MsgId arriving with a
 //! different body is recognised). **Never** message bodies or patient data.
 //!
-//! Encoding: records are JSON (serde_json). A record is a few hundred bytes, so compactness buys
-//! little, while a self-describing encoding lets a later version add a field (`#[serde(default)]`)
-//! and still read the records written during the 30-day retention before an upgrade — a positional
-//! format (postcard, bincode) would misread them. It also needs no new dependency.
+//! Encoding: a compact binary layout with a version byte (`record.rs`, which says why), decoded
+//! by version; records written as JSON by earlier versions are still read.
 //!
 //! Atomicity: [`DeliveryStore::commit_batch`] applies its changes all-or-nothing in one write
 //! transaction (one durable flush). Each change is checked first — a state change only through
@@ -32,6 +30,7 @@
 
 mod cli;
 mod handle;
+mod record;
 pub mod state;
 
 use std::collections::BTreeMap;
@@ -61,7 +60,7 @@ pub const FILE_NAME: &str = "delivery.redb";
 /// same state directory is still refused.
 const CONCURRENCY: redb::ConcurrencyMode = redb::ConcurrencyMode::SingleWriter;
 
-/// (sender HER-id, MsgId) → JSON-encoded [`MessageRecord`].
+/// (sender HER-id, MsgId) → [`MessageRecord`] encoded by `record.rs`.
 const MESSAGES: TableDefinition<(u32, &str), &[u8]> = TableDefinition::new("messages");
 /// MsgId → sender HER-ids (one MsgId may come from several senders).
 const BY_MSG_ID: MultimapTableDefinition<&str, u32> = MultimapTableDefinition::new("by_msg_id");
@@ -484,8 +483,15 @@ impl DeliveryStore {
 
 type Key = (HerId, MsgId);
 
+/// What the index updates need to know of a record as stored: whether it awaited an AppRec.
+/// (Only that, not a copy of the whole record.)
+#[derive(Clone, Copy)]
+struct Stored {
+    awaited_apprec: bool,
+}
+
 /// Per key: the record as stored (None = new) and as it will be.
-type Staged = BTreeMap<Key, (Option<MessageRecord>, MessageRecord)>;
+type Staged = BTreeMap<Key, (Option<Stored>, MessageRecord)>;
 
 fn stage(t: &Tables<'_>, batch: &[Change]) -> Result<Staged, StoreError> {
     let mut staged: Staged = BTreeMap::new();
@@ -494,14 +500,14 @@ fn stage(t: &Tables<'_>, batch: &[Change]) -> Result<Staged, StoreError> {
             Change::Create(rec) => {
                 let key = (rec.sender, rec.msg_id.clone());
                 let existing = match staged.get(&key) {
-                    Some((_, new)) => Some(new.clone()),
-                    None => t.load(rec.sender, &rec.msg_id)?,
+                    Some((_, new)) => Some(new.content_sha256),
+                    None => t.load(rec.sender, &rec.msg_id)?.map(|old| old.content_sha256),
                 };
-                if let Some(old) = existing {
+                if let Some(old_sha256) = existing {
                     return Err(StoreError::Duplicate {
                         sender: rec.sender,
                         msg_id: rec.msg_id.clone(),
-                        same_content: old.content_sha256 == rec.content_sha256,
+                        same_content: old_sha256 == rec.content_sha256,
                     });
                 }
                 if let Some(r) = rec.recipients.iter().find(|r| r.state != DeliveryState::Received || !r.events.is_empty()) {
@@ -519,7 +525,7 @@ fn stage(t: &Tables<'_>, batch: &[Change]) -> Result<Staged, StoreError> {
                     let Some(old) = t.load(tr.sender, &tr.msg_id)? else {
                         return Err(StoreError::UnknownMessage { sender: tr.sender, msg_id: tr.msg_id.clone() });
                     };
-                    staged.insert(key.clone(), (Some(old.clone()), old));
+                    staged.insert(key.clone(), (Some(Stored { awaited_apprec: old.awaits_apprec() }), old));
                 }
                 let Some((_, rec)) = staged.get_mut(&key) else { continue };
                 rec.apply(tr)?;
@@ -554,18 +560,14 @@ impl<'txn> Tables<'txn> {
     fn write(&mut self, staged: Staged) -> Result<(), StoreError> {
         for ((sender, msg_id), (old, new)) in staged {
             let key = (sender.0, msg_id.as_str());
-            let bytes = serde_json::to_vec(&new).map_err(|e| StoreError::Corrupt {
-                sender,
-                msg_id: msg_id.clone(),
-                reason: format!("cannot encode: {e}"),
-            })?;
+            let bytes = record::encode(&new);
             self.messages.insert(key, bytes.as_slice()).map_err(db_err)?;
             if old.is_none() {
                 self.by_msg_id.insert(msg_id.as_str(), sender.0).map_err(db_err)?;
                 self.by_received.insert(new.received_at.unix_timestamp(), key).map_err(db_err)?;
             }
             let clock = new.clock_start().unix_timestamp();
-            match (old.as_ref().is_some_and(MessageRecord::awaits_apprec), new.awaits_apprec()) {
+            match (old.is_some_and(|o| o.awaited_apprec), new.awaits_apprec()) {
                 (false, true) => {
                     self.awaiting.insert(clock, key).map_err(db_err)?;
                 }
@@ -580,7 +582,7 @@ impl<'txn> Tables<'txn> {
 }
 
 fn decode(sender: HerId, msg_id: &MsgId, bytes: &[u8]) -> Result<MessageRecord, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { sender, msg_id: msg_id.clone(), reason: e.to_string() })
+    record::decode(bytes).map_err(|reason| StoreError::Corrupt { sender, msg_id: msg_id.clone(), reason })
 }
 
 /// Timestamps as integer milliseconds since the Unix epoch (UTC): compact and exact enough.

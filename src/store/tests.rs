@@ -393,3 +393,120 @@ async fn a_full_disk_makes_commits_wait_and_they_land_once_there_is_room() {
     drop(store);
     drop(disk);
 }
+
+mod encoding {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::store::record;
+
+    fn any_code() -> impl Strategy<Value = ErrorCode> {
+        proptest::sample::select(ErrorCode::ALL.to_vec())
+    }
+
+    fn any_event() -> impl Strategy<Value = Event> {
+        prop_oneof![
+            Just(Event::Routed),
+            Just(Event::Delivered),
+            any_code().prop_map(Event::Rejected),
+            Just(Event::AppRecOk),
+            Just(Event::AppRecRejected),
+            Just(Event::Overdue),
+        ]
+    }
+
+    fn any_state() -> impl Strategy<Value = DeliveryState> {
+        prop_oneof![
+            Just(DeliveryState::Received),
+            Just(DeliveryState::Routed),
+            Just(DeliveryState::Delivered),
+            Just(DeliveryState::AppRecOk),
+            Just(DeliveryState::AppRecRejected),
+            Just(DeliveryState::Overdue),
+            any_code().prop_map(DeliveryState::Rejected),
+        ]
+    }
+
+    /// Milliseconds, as the store keeps times, over several centuries either side of 1970.
+    fn any_time() -> impl Strategy<Value = Timestamp> {
+        (-10_000_000_000_000i64..10_000_000_000_000).prop_map(|ms| Timestamp::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap())
+    }
+
+    fn any_recipient() -> impl Strategy<Value = RecipientRecord> {
+        (
+            proptest::option::of(any::<u32>().prop_map(HerId)),
+            prop_oneof![Just(RecipientRole::Primary), Just(RecipientRole::Copy)],
+            any_state(),
+            proptest::collection::vec(any_code(), 0..4),
+            proptest::option::of(".{0,40}".prop_map(MsgId)),
+            proptest::collection::vec((any_event(), any_time()).prop_map(|(event, at)| StampedEvent { event, at }), 0..6),
+        )
+            .prop_map(|(her, role, state, codes, apprec_id, events)| RecipientRecord { her, role, state, codes, apprec_id, events })
+    }
+
+    fn any_record() -> impl Strategy<Value = MessageRecord> {
+        (
+            any::<u32>().prop_map(HerId),
+            ".{0,60}".prop_map(MsgId),
+            ".{0,30}",
+            any::<[u8; 32]>(),
+            any_time(),
+            proptest::option::of(any_time()),
+            proptest::collection::vec(any_recipient(), 0..5),
+        )
+            .prop_map(|(sender, msg_id, msg_type, content_sha256, received_at, gen_date, recipients)| MessageRecord {
+                sender,
+                msg_id,
+                msg_type,
+                content_sha256,
+                received_at,
+                gen_date,
+                recipients,
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn every_record_round_trips_and_json_from_older_versions_still_reads(rec in any_record()) {
+            let bytes = record::encode(&rec);
+            prop_assert_eq!(bytes[0], record::VERSION);
+            prop_assert_eq!(record::decode(&bytes), Ok(rec.clone()));
+            let json = serde_json::to_vec(&rec).unwrap();
+            prop_assert_eq!(record::decode(&json), Ok(rec));
+        }
+
+        #[test]
+        fn a_damaged_record_is_an_error_never_a_panic(rec in any_record(), cut in any::<prop::sample::Index>(), flip in any::<prop::sample::Index>(), bit in 0u8..8) {
+            let bytes = record::encode(&rec);
+            let short = &bytes[..cut.index(bytes.len())];
+            prop_assert!(record::decode(short).is_err());
+            let mut flipped = bytes.clone();
+            let i = flip.index(flipped.len());
+            flipped[i] ^= 1 << bit;
+            let _ = record::decode(&flipped);
+        }
+    }
+
+    #[test]
+    fn a_json_record_written_by_an_earlier_version_is_read_and_rewritten_compactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DeliveryStore::open(dir.path()).unwrap();
+        let rec = record(3000, 1, T0);
+        let json = serde_json::to_vec(&rec).unwrap();
+        {
+            let txn = store.writer().unwrap().begin_write().unwrap();
+            let mut t = Tables::open(&txn).unwrap();
+            t.messages.insert((3000, msg(1).as_str()), json.as_slice()).unwrap();
+            t.by_msg_id.insert(msg(1).as_str(), 3000).unwrap();
+            drop(t);
+            txn.commit().unwrap();
+        }
+        assert_eq!(store.get(HerId(3000), &msg(1)).unwrap(), Some(rec.clone()));
+        store.commit_batch(&[apply(3000, 1, 0, Event::Routed, T0)]).unwrap();
+        let txn = store.begin_read().unwrap();
+        let raw = txn.open_table(MESSAGES).unwrap().get((3000, msg(1).as_str())).unwrap().unwrap().value().to_vec();
+        assert_eq!(raw[0], record::VERSION);
+        assert!(raw.len() < json.len() / 2, "{} bytes, JSON had {}", raw.len(), json.len());
+        assert_eq!(store.get(HerId(3000), &msg(1)).unwrap().unwrap().recipients[0].state, DeliveryState::Routed);
+    }
+}

@@ -17,8 +17,12 @@
 //!   encodings it does not know.
 //!
 //! Memory is bounded by the input size plus the open-element stack (which `max_depth` bounds).
+//!
+//! `tree` builds a small element tree over this reader for the message model (`msghead`,
+//! `apprec`), so that every stage reads XML through the same hardened rules.
 
 mod decode;
+pub(crate) mod tree;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -416,10 +420,12 @@ impl<'a> XmlReader<'a> {
         if raw.contains('&') {
             // Resolve references ourselves so the rule "predefined and character references
             // only" has one implementation for text and attributes.
+            // XML 1.0 §3.3.3: literal whitespace becomes a space, but a character reference
+            // appends the character itself (`&#9;` stays a tab), so normalise before resolving.
             let mut out = String::with_capacity(raw.len());
             let mut rest: &str = raw;
             while let Some(amp) = rest.find('&') {
-                out.push_str(&rest[..amp]);
+                push_attr_ws_normalized(&mut out, &rest[..amp]);
                 let after = &rest[amp + 1..];
                 let semi = after
                     .find(';')
@@ -427,8 +433,8 @@ impl<'a> XmlReader<'a> {
                 out.push(self.resolve_ref(&after[..semi], offset)?);
                 rest = &after[semi + 1..];
             }
-            out.push_str(rest);
-            return Ok(Cow::Owned(normalize_attr_ws(&out)));
+            push_attr_ws_normalized(&mut out, rest);
+            return Ok(Cow::Owned(out));
         }
         let v = a
             .normalized_value(XmlVersion::Explicit1_0)
@@ -591,8 +597,20 @@ fn crlf_indent(raw: &str) -> Option<&'static str> {
     fill.get(..rest.len() + 1)
 }
 
-fn normalize_attr_ws(s: &str) -> String {
-    s.chars().map(|c| if matches!(c, '\t' | '\n' | '\r') { ' ' } else { c }).collect()
+/// Appends literal attribute text with its whitespace characters replaced by spaces (XML 1.0
+/// §3.3.3; a `\r\n` line end, already one `\n` after §2.11, becomes one space).
+fn push_attr_ws_normalized(out: &mut String, s: &str) {
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => {
+                chars.next_if_eq(&'\n');
+                out.push(' ');
+            }
+            '\t' | '\n' => out.push(' '),
+            c => out.push(c),
+        }
+    }
 }
 
 /// `(prefix, local)` of a qualified name.

@@ -188,3 +188,15 @@ fn errors_name_line_and_column() {
     assert_eq!(e.line, 3);
     assert!(e.to_string().starts_with("line 3, column"), "{e}");
 }
+
+#[test]
+fn attribute_character_references_are_not_normalised_away() {
+    // XML 1.0 §3.3.3: literal tabs and line ends become spaces, `&#9;`/`&#10;` stay what they
+    // name. Found when the AppRec model moved onto this reader: an `OT="&#9;"` read back as " ".
+    let d = XmlDocument::new(b"<r a=\"x&#9;y&#10;z\tw\r\nv&amp;\"/>", &XmlLimits::default()).unwrap();
+    let mut r = d.reader();
+    match r.next_event().unwrap() {
+        XmlEvent::Start(t) => assert_eq!(t.attrs[0].value, "x\ty\nz w v&"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -1,6 +1,8 @@
 //! Schema validation of health messages against the official XSDs, agreeing with libxml2.
 //!
-//! Input: the message bytes and [`XmlLimits`]. Output: a [`Verdict`] — valid against which
+//! Input: the message bytes and [`XmlLimits`] ([`Schemas::validate`]), or text already decoded
+//! with every event of the reading pass shown to an observer ([`Schemas::validate_text`]: the
+//! gateway builds the MsgHead tree from them, so a message is read once). Output: a [`Verdict`] — valid against which
 //! [`SchemaSet`], invalid (first violation with line, column, element path, what was expected
 //! and what was found), not well-formed (the reader's [`XmlError`]), or unsupported (a root or
 //! namespace no schema set covers). The gateway maps NotWellFormed→T01, Invalid→T02,
@@ -38,7 +40,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::xml::{XmlError, XmlLimits, XmlReader};
+use crate::xml::{XmlDocument, XmlError, XmlEvent, XmlLimits};
 
 pub use types::Builtin;
 
@@ -285,17 +287,24 @@ impl Schemas {
 
     /// Validates one document.
     pub fn validate(&self, doc: &[u8], limits: &XmlLimits) -> Verdict {
-        let text = match XmlReader::check_size(doc, limits).and_then(|_| crate::xml::decode(doc)) {
-            Ok(t) => t,
-            Err(e) => return Verdict::NotWellFormed(e),
-        };
+        match XmlDocument::new(doc, limits) {
+            Ok(d) => self.validate_text(d.text(), limits, &mut |_| {}),
+            Err(e) => Verdict::NotWellFormed(e),
+        }
+    }
+
+    /// Validates a document already size-checked and decoded ([`XmlDocument`]), showing every
+    /// event of the reading pass to `observe`, so that a caller that needs more than the verdict
+    /// (the gateway extracts the MsgHead) does not read the document a second time. When the
+    /// verdict is not [`Verdict::NotWellFormed`], `observe` has seen the whole document once.
+    pub fn validate_text<'a>(&self, text: &'a str, limits: &XmlLimits, observe: &mut dyn FnMut(&XmlEvent<'a>)) -> Verdict {
         // One pass, validating against the set the namespaces *declared* in the text point
         // to. The oracle decides by the namespaces of *elements*, which are always declared,
         // so the guess is right unless a payload namespace is declared but unused; then the
         // pass is repeated with the right set.
-        let declared = declared_namespaces(&text);
+        let declared = declared_namespaces(text);
         let guess = SchemaSet::for_msghead(declared.iter().copied());
-        let out = match validate::run(&text, *limits, &|ns, local| self.for_root(ns, local, guess)) {
+        let out = match validate::run(text, *limits, &|ns, local| self.for_root(ns, local, guess), observe) {
             Ok(o) => o,
             Err(e) => return Verdict::NotWellFormed(e),
         };
@@ -309,7 +318,7 @@ impl Schemas {
         let out = if out.used == Some(set) {
             out
         } else {
-            match validate::run(&text, *limits, &|ns, local| self.for_root(ns, local, actual)) {
+            match validate::run(text, *limits, &|ns, local| self.for_root(ns, local, actual), &mut |_| {}) {
                 Ok(o) => o,
                 Err(e) => return Verdict::NotWellFormed(e),
             }

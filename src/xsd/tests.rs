@@ -192,7 +192,7 @@ mod constructs {
         let m = compile::compile_set(dir.path(), &[("urn:t", "t.xsd")]).map_err(|e| format!("schema: {e}"))?;
         let doc = format!("<r xmlns='urn:t' xmlns:t='urn:t' xmlns:o='urn:o' xmlns:xsi='http://www.w3.org/2001/XMLSchema-instance'>{body}</r>");
         let chooser = |_: &str, _: &str| Some((super::SchemaSet::MsgHeadOnly, m.as_ref()));
-        let out = validate::run(&doc, XmlLimits::default(), &chooser).map_err(|e| format!("xml: {e}"))?;
+        let out = validate::run(&doc, XmlLimits::default(), &chooser, &mut |_| {}).map_err(|e| format!("xml: {e}"))?;
         match out.violation {
             None => Ok(()),
             Some(v) => Err(v.to_string()),

@@ -463,8 +463,9 @@ impl<'m, 'a> V<'m, 'a> {
 
 /// Reads the whole document once: checks well-formedness (an error here wins over any
 /// violation, as in the oracle), collects element namespaces, and validates against the model
-/// `choose` gives for the root until the first violation.
-pub fn run(text: &str, limits: XmlLimits, choose: &Chooser<'_>) -> Result<Outcome, XmlError> {
+/// `choose` gives for the root until the first violation. Every event is shown to `observe`
+/// first (the message model builds its tree from them).
+pub fn run<'a>(text: &'a str, limits: XmlLimits, choose: &Chooser<'_>, observe: &mut dyn FnMut(&XmlEvent<'a>)) -> Result<Outcome, XmlError> {
     let mut v = V {
         m: &EMPTY,
         spare: Vec::new(),
@@ -478,6 +479,7 @@ pub fn run(text: &str, limits: XmlLimits, choose: &Chooser<'_>) -> Result<Outcom
     let mut active = false;
     loop {
         let ev = v.r.next_event()?;
+        observe(&ev);
         let res = match ev {
             XmlEvent::Start(tag) => {
                 // Elements of one namespace share the Arc of their binding: pointer first.

@@ -6,3 +6,4 @@ pub mod metrics;
 pub mod routing_log;
 pub mod server;
 pub mod tail;
+pub mod workers;

@@ -43,6 +43,7 @@ use crate::cms::Signer;
 use crate::codes::{AppRecStatus, ErrorCode};
 use crate::ids::{HerId, MsgId, Timestamp};
 use crate::store::state::Event;
+use super::workers::Workers;
 use crate::store::{Change, DeliveryStore, MessageRecord, StoreError, StoreHandle, StoreHealth, Transition};
 
 /// Where "now" comes from. Injected so that overdue and certificate checks are testable.
@@ -111,6 +112,8 @@ pub enum GatewayError {
     RoutingLog { path: PathBuf, source: std::io::Error },
     #[error("metrics endpoint {addr}: {source}")]
     Metrics { addr: SocketAddr, source: std::io::Error },
+    #[error("starting the assessment threads: {0}")]
+    Workers(std::io::Error),
 }
 
 struct Inner {
@@ -122,6 +125,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     clock: Clock,
     locks: KeyLocks,
+    /// The CPU-bound assessment runs here, one thread per core (`workers.rs`).
+    workers: Workers,
     settings: Settings,
 }
 
@@ -167,7 +172,8 @@ impl Gateway {
         };
         let supervisor = Supervisor::spawn(settings.amqp.clone(), plan);
         let Supervisor { handle: link, deliveries, task: supervisor_task } = supervisor;
-        let inner = Arc::new(Inner { ctx, signer, store, link, log, metrics, clock, locks: KeyLocks::default(), settings });
+        let workers = Workers::per_core().map_err(GatewayError::Workers)?;
+        let inner = Arc::new(Inner { ctx, signer, store, link, log, metrics, clock, locks: KeyLocks::default(), workers, settings });
         background.push(tokio::spawn(watch_link(inner.clone())));
         background.push(tokio::spawn(watch_store(inner.clone())));
         background.push(tokio::spawn(housekeeping(inner.clone())));
@@ -362,14 +368,16 @@ async fn process(inner: Arc<Inner>, delivery: Delivery) {
     let user = delivery.user_id().map(str::to_owned);
     let now = inner.clock.now();
     let plan = {
-        let inner = inner.clone();
+        let job = inner.clone();
         let headers = headers.clone();
         let body = body.clone();
-        tokio::task::spawn_blocking(move || {
-            let input = Inbound { body: &body, headers: &headers, user_id: user.as_deref() };
-            assess::assess_timed(&input, &inner.ctx, now, Some(&inner.metrics.stages))
-        })
-        .await
+        inner
+            .workers
+            .run(move || {
+                let input = Inbound { body: &body, headers: &headers, user_id: user.as_deref() };
+                assess::assess_timed(&input, &job.ctx, now, Some(&job.metrics.stages))
+            })
+            .await
     };
     let plan = match plan {
         Ok(p) => p,

@@ -102,8 +102,8 @@ type Row = (Option<(RelayReport, String)>, GatewayReport, String);
 fn table(rows: &[Row]) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
-    let _ = writeln!(s, "| size (XML / signed) | relay msg/s | gateway msg/s | gateway/relay | latency p50 / p99 / max ms (at msg/s) | peak RSS MB | load avg (relay; gateway) |");
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "| size (XML / signed) | relay msg/s | gateway msg/s | gateway/relay | latency p50 / p99 / max ms (at msg/s) | of it inside the gateway p50 / p99 ms | peak RSS MB | load avg (relay; gateway) |");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
     for (relay, g, load) in rows {
         let (rr, rl, ratio) = match relay {
             Some((r, l)) => (format!("{:.0}", r.relay_rate), l.as_str(), format!("{:.0} %", 100.0 * g.throughput / r.relay_rate)),
@@ -111,7 +111,7 @@ fn table(rows: &[Row]) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} / {} B | {rr} | {:.0} | {ratio} | {:.1} / {:.1} / {:.1} ({:.0}, n={}) | {:.1} | {rl}; {load} |",
+            "| {} / {} B | {rr} | {:.0} | {ratio} | {:.1} / {:.1} / {:.1} ({:.0}, n={}) | {:.1} / {:.1} | {:.1} | {rl}; {load} |",
             g.size,
             g.envelope_bytes,
             g.throughput,
@@ -120,6 +120,8 @@ fn table(rows: &[Row]) -> String {
             g.max_ms,
             g.latency_rate,
             g.latency_messages,
+            g.inside_p50_ms,
+            g.inside_p99_ms,
             g.peak_rss_kb as f64 / 1024.0
         );
     }
@@ -141,6 +143,17 @@ fn table(rows: &[Row]) -> String {
             let _ = write!(line, " {us:.0} |");
         }
         let _ = writeln!(s, "{line} {:.0} | {:.0} |", g.cpu.store_commit_us, g.cpu.rest_us);
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "Where the latency goes inside the gateway, mean wall ms per phase at half rate (waits included):");
+    if let Some((_, g, _)) = rows.first() {
+        let names: Vec<&str> = g.phase_ms.iter().map(|(n, _)| *n).collect();
+        let _ = writeln!(s, "| size | {} |", names.join(" | "));
+        let _ = writeln!(s, "|---|{}", "---|".repeat(names.len()));
+    }
+    for (_, g, _) in rows {
+        let cells: Vec<String> = g.phase_ms.iter().map(|(_, ms)| format!("{ms:.2}")).collect();
+        let _ = writeln!(s, "| {} B | {} |", g.size, cells.join(" | "));
     }
     let _ = writeln!(s);
     let cores = std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1) as f64;

@@ -30,7 +30,7 @@ use super::{proc_cpu_seconds, proc_status_kb, quantile, thread_cpu_by_name, Benc
 use crate::amqp::testing::TestVhost;
 use crate::amqp::topology::{async_queue, Topology};
 use crate::amqp::{connect, Consumer, PublishError, Publisher, Route, Settlement};
-use crate::gateway::metrics::Stage;
+use crate::gateway::metrics::{Phase, Stage};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -79,6 +79,11 @@ pub struct GatewayReport {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// The part of the latency spent inside the gateway (routing log `elapsed_ms`), p50 and p99.
+    pub inside_p50_ms: f64,
+    pub inside_p99_ms: f64,
+    /// Mean wall ms per phase inside the gateway during the latency part.
+    pub phase_ms: Vec<(&'static str, f64)>,
     pub peak_rss_kb: u64,
     pub signing_seconds: f64,
 }
@@ -319,7 +324,8 @@ async fn run_in(b: &GatewayBench, vhost: &TestVhost, dir: &Path) -> Result<Gatew
     };
     let cpu = split(&metrics, bulk.len(), counted, cpu1 - cpu0, &threads0, &threads1);
 
-    // 4. latency at half the rate just measured.
+    // 4. latency at half the rate just measured (with the gateway's phase clocks before and after).
+    let phases_before = scrape(port).await?;
     let rate = (throughput / 2.0).max(1.0);
     let mut sent: HashMap<String, Instant> = HashMap::with_capacity(paced.len());
     let mut latencies = Vec::with_capacity(paced.len());
@@ -363,6 +369,29 @@ async fn run_in(b: &GatewayBench, vhost: &TestVhost, dir: &Path) -> Result<Gatew
         }
     }
     latencies.sort_by(f64::total_cmp);
+    // Let the last ones be recorded, then: mean wall ms per phase over the paced messages.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let phases_after = scrape(port).await?;
+    let phase_ms: Vec<(&'static str, f64)> = Phase::ALL
+        .iter()
+        .map(|ph| {
+            let secs = |m: &str| sample(m, &format!("helsemelding_phase_seconds_total{{phase=\"{}\"}}", ph.name()));
+            let calls = |m: &str| sample(m, &format!("helsemelding_phase_calls_total{{phase=\"{}\"}}", ph.name()));
+            let n = calls(&phases_after) - calls(&phases_before);
+            (ph.name(), if n > 0.0 { (secs(&phases_after) - secs(&phases_before)) * 1000.0 / n } else { 0.0 })
+        })
+        .collect();
+    // Of that, the time inside the gateway (its routing log: delivery taken → delivered and
+    // recorded), for the paced messages only: the rest is the broker's (two queues, two confirms).
+    let paced_ids: std::collections::HashSet<&str> = paced.iter().map(|m| m.headers.message_id.as_str()).collect();
+    let log = std::fs::read_to_string(dir.join("routing.jsonl")).unwrap_or_default();
+    let mut inside: Vec<f64> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["outcome"] == "delivered" && v["msg_id"].as_str().is_some_and(|id| paced_ids.contains(id)))
+        .filter_map(|v| v["elapsed_ms"].as_f64())
+        .collect();
+    inside.sort_by(f64::total_cmp);
 
     // 5. peak RSS, then stop.
     let peak_rss_kb = proc_status_kb(pid, "VmHWM").unwrap_or(0);
@@ -384,6 +413,9 @@ async fn run_in(b: &GatewayBench, vhost: &TestVhost, dir: &Path) -> Result<Gatew
         p50_ms: quantile(&latencies, 0.50),
         p99_ms: quantile(&latencies, 0.99),
         max_ms: latencies.last().copied().unwrap_or(0.0),
+        inside_p50_ms: quantile(&inside, 0.50),
+        inside_p99_ms: quantile(&inside, 0.99),
+        phase_ms,
         peak_rss_kb,
         signing_seconds,
     })

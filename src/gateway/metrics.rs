@@ -53,6 +53,64 @@ pub struct Metrics {
     pub store_unavailable: std::sync::Mutex<Option<String>>,
     /// CPU time of the assessment stages (where the time goes; `helsemelding bench` reads them).
     pub stages: StageTimes,
+    /// Wall time of each phase of a delivered message (where the latency goes).
+    pub phases: PhaseTimes,
+}
+
+/// A phase of handling a message that is delivered, timed by the wall clock (waiting included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for an assessment thread, and the assessment.
+    Assess,
+    /// The per-message lock and the store lookup.
+    Lookup,
+    /// Recording `Received`/`Routed` (a group commit).
+    Record,
+    /// Publishing to every recipient until confirmed.
+    Publish,
+    /// Recording `Delivered` (a group commit).
+    Commit,
+    /// The ack of the inbound delivery.
+    Ack,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 6] = [Phase::Assess, Phase::Lookup, Phase::Record, Phase::Publish, Phase::Commit, Phase::Ack];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Assess => "assess",
+            Phase::Lookup => "lookup",
+            Phase::Record => "record",
+            Phase::Publish => "publish",
+            Phase::Commit => "commit",
+            Phase::Ack => "ack",
+        }
+    }
+}
+
+/// Wall seconds and count per [`Phase`].
+#[derive(Default)]
+pub struct PhaseTimes {
+    nanos: [AtomicU64; 6],
+    calls: [AtomicU64; 6],
+}
+
+impl PhaseTimes {
+    /// Charges the time since `*since` to `phase` and restarts `*since`.
+    pub fn lap(&self, phase: Phase, since: &mut std::time::Instant) {
+        let now = std::time::Instant::now();
+        let i = phase as usize;
+        self.nanos[i].fetch_add(u64::try_from(now.duration_since(*since).as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.calls[i].fetch_add(1, Ordering::Relaxed);
+        *since = now;
+    }
+
+    /// (wall seconds, count) of a phase so far.
+    pub fn get(&self, phase: Phase) -> (f64, u64) {
+        let i = phase as usize;
+        (self.nanos[i].load(Ordering::Relaxed) as f64 / 1e9, self.calls[i].load(Ordering::Relaxed))
+    }
 }
 
 /// A CPU-bound stage of the assessment, timed by [`StageTimes`].
@@ -188,6 +246,13 @@ impl Metrics {
         let _ = writeln!(s, "# TYPE helsemelding_stage_cpu_seconds_total counter");
         for stage in Stage::ALL {
             let _ = writeln!(s, "helsemelding_stage_cpu_seconds_total{{stage=\"{}\"}} {:.9}", stage.name(), self.stages.get(stage).0);
+        }
+        let _ = writeln!(s, "# HELP helsemelding_phase_seconds_total Wall time of each phase of handling a message (waits included).");
+        let _ = writeln!(s, "# TYPE helsemelding_phase_seconds_total counter");
+        for phase in Phase::ALL {
+            let (secs, calls) = self.phases.get(phase);
+            let _ = writeln!(s, "helsemelding_phase_seconds_total{{phase=\"{}\"}} {secs:.9}", phase.name());
+            let _ = writeln!(s, "helsemelding_phase_calls_total{{phase=\"{}\"}} {calls}", phase.name());
         }
         let _ = writeln!(s, "# HELP helsemelding_stage_calls_total Messages that went through each assessment stage.");
         let _ = writeln!(s, "# TYPE helsemelding_stage_calls_total counter");

@@ -29,7 +29,7 @@ use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
 use super::assess::{self, condition, AppRecPlan, Context, Inbound, MessagePlan, Plan, RecipientPlan, Refusal};
-use super::metrics::Metrics;
+use super::metrics::{Metrics, Phase};
 use super::routing_log::{now_rfc3339, Decision, Outcome, RoutingLog};
 use crate::address::RecipientRole;
 use crate::amqp::connection::AmqpSettings;
@@ -379,6 +379,7 @@ async fn process(inner: Arc<Inner>, delivery: Delivery) {
             })
             .await
     };
+    inner.metrics.phases.lap(Phase::Assess, &mut started.clone());
     let plan = match plan {
         Ok(p) => p,
         Err(e) => {
@@ -423,7 +424,10 @@ async fn process(inner: Arc<Inner>, delivery: Delivery) {
     };
     match settle {
         Settle::Ack => {
-            if delivery.ack().await.is_settled() {
+            let mut acking = Instant::now();
+            let settled = delivery.ack().await.is_settled();
+            inner.metrics.phases.lap(Phase::Ack, &mut acking);
+            if settled {
                 inner.metrics.acked.fetch_add(1, Ordering::Relaxed);
             } else {
                 inner.metrics.ack_not_sent.fetch_add(1, Ordering::Relaxed);
@@ -567,11 +571,13 @@ impl Inner {
     }
 
     async fn message(&self, delivery: &Delivery, h: &MessageHeaders, p: MessagePlan, now: Timestamp, started: Instant) -> Settle {
+        let mut lap = Instant::now();
         let _guard = self.locks.lock(p.sender, &p.msg_id).await;
         let existing = match self.store.get(p.sender, p.msg_id.clone()).await {
             Ok(r) => r,
             Err(e) => return self.infrastructure(h, e, started),
         };
+        self.metrics.phases.lap(Phase::Lookup, &mut lap);
         let ours: Vec<&RecipientPlan> = p.recipients.iter().filter(|r| r.is_ours()).collect();
         let fresh = existing.is_none();
         let record = match existing {
@@ -625,6 +631,7 @@ impl Inner {
                 if let Err(e) = self.store.commit(changes).await {
                     return self.infrastructure(h, e, started);
                 }
+                self.metrics.phases.lap(Phase::Record, &mut lap);
                 committed
             }
         };
@@ -701,6 +708,7 @@ impl Inner {
             .map(|j| self.publish(delivery.generation(), Route::Queue(&j.queue), &j.props, j.body.as_deref().unwrap_or(delivery.body())))
             .collect();
         let results: Vec<Published> = join_all(futs).await;
+        self.metrics.phases.lap(Phase::Publish, &mut lap);
         let mut changes = Vec::new();
         let mut decisions = Vec::new();
         let mut gave_up: Option<String> = None;
@@ -737,6 +745,7 @@ impl Inner {
                 return self.infrastructure(h, e, started);
             }
             self.metrics.store_commits.fetch_add(1, Ordering::Relaxed);
+            self.metrics.phases.lap(Phase::Commit, &mut lap);
         }
         if not_ours_first_time {
             // Some recipients were not ours: the sender hears of each through its error queue.

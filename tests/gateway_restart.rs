@@ -103,8 +103,9 @@ async fn sigterm_in_the_middle_of_a_batch_finishes_in_flight_messages_and_exits_
     let msgs = signed_batch(o.messages, "sigterm").await;
     let mut run = Run::start(&o, "sigterm", &[], None, |_, _| async { Ok(()) }).await.expect("gateway runs");
     let confirmed = Confirmed::new(msgs.len());
-    send(run.url().to_owned(), msgs.clone(), 0..msgs.len(), confirmed.clone(), SendPlan::default()).await;
+    let resent = send(run.url().to_owned(), msgs.clone(), 0..msgs.len(), confirmed.clone(), SendPlan::default()).await;
     assert_eq!(confirmed.count(), msgs.len());
+    println!("sender published {resent} unconfirmed message(s) again");
 
     let total = pairs(&msgs);
     wait_for_a_quarter(&run, total).await;
@@ -131,7 +132,12 @@ async fn sigterm_in_the_middle_of_a_batch_finishes_in_flight_messages_and_exits_
     let left = run.intake_len().await.expect("intake readable");
     println!("graceful stop: {recorded} messages recorded, {left} left in the intake for the next start");
     assert!(recorded > 0 && left > 0, "the stop must come in the middle (recorded {recorded}, left {left})");
-    assert_eq!(recorded + left as usize, msgs.len(), "every message either finished or back in the intake, untouched");
+    // Nothing vanished: each message finished (recorded) or is back in the intake. A few can be
+    // both: AMQP acks are not confirmed, and one sent in the last instant before the connection
+    // closes may not be applied by the queue (seen: 4 and 47 of 400). Such a message is finished in
+    // the store, so the restart below must only ack it: `duplicated == 0` at the end checks that.
+    assert!(recorded + left as usize >= msgs.len(), "every message either finished or back in the intake");
+    println!("finished but redelivered (ack not applied before the close): {}", recorded + left as usize - msgs.len());
 
     run.gateway.restart().unwrap();
     run.wait_ready(Duration::from_secs(60)).await.unwrap();

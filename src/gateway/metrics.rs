@@ -91,25 +91,43 @@ impl Phase {
 
 /// Wall seconds and count per [`Phase`].
 #[derive(Default)]
-pub struct PhaseTimes {
-    nanos: [AtomicU64; 6],
-    calls: [AtomicU64; 6],
-}
+pub struct PhaseTimes(Tally<6>);
 
 impl PhaseTimes {
     /// Charges the time since `*since` to `phase` and restarts `*since`.
     pub fn lap(&self, phase: Phase, since: &mut std::time::Instant) {
         let now = std::time::Instant::now();
-        let i = phase as usize;
-        self.nanos[i].fetch_add(u64::try_from(now.duration_since(*since).as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
-        self.calls[i].fetch_add(1, Ordering::Relaxed);
+        self.0.add(phase as usize, u64::try_from(now.duration_since(*since).as_nanos()).unwrap_or(u64::MAX));
         *since = now;
     }
 
     /// (wall seconds, count) of a phase so far.
     pub fn get(&self, phase: Phase) -> (f64, u64) {
-        let i = phase as usize;
-        (self.nanos[i].load(Ordering::Relaxed) as f64 / 1e9, self.calls[i].load(Ordering::Relaxed))
+        self.0.get(phase as usize)
+    }
+}
+
+/// Nanoseconds and calls in `N` slots, added with relaxed atomics from any thread.
+pub struct Tally<const N: usize> {
+    nanos: [AtomicU64; N],
+    calls: [AtomicU64; N],
+}
+
+impl<const N: usize> Default for Tally<N> {
+    fn default() -> Self {
+        Tally { nanos: std::array::from_fn(|_| AtomicU64::new(0)), calls: std::array::from_fn(|_| AtomicU64::new(0)) }
+    }
+}
+
+impl<const N: usize> Tally<N> {
+    fn add(&self, slot: usize, nanos: u64) {
+        self.nanos[slot].fetch_add(nanos, Ordering::Relaxed);
+        self.calls[slot].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (seconds, calls) of a slot.
+    fn get(&self, slot: usize) -> (f64, u64) {
+        (self.nanos[slot].load(Ordering::Relaxed) as f64 / 1e9, self.calls[slot].load(Ordering::Relaxed))
     }
 }
 
@@ -139,22 +157,16 @@ impl Stage {
 /// CPU time (the calling thread's CPU clock, so a loaded machine does not inflate it) and calls
 /// per [`Stage`]. Two relaxed atomic adds per stage and message: cheap enough to stay on.
 #[derive(Default)]
-pub struct StageTimes {
-    nanos: [AtomicU64; 4],
-    calls: [AtomicU64; 4],
-}
+pub struct StageTimes(Tally<4>);
 
 impl StageTimes {
     pub fn add(&self, stage: Stage, nanos: u64) {
-        let i = stage as usize;
-        self.nanos[i].fetch_add(nanos, Ordering::Relaxed);
-        self.calls[i].fetch_add(1, Ordering::Relaxed);
+        self.0.add(stage as usize, nanos);
     }
 
     /// (CPU seconds, calls) of a stage so far.
     pub fn get(&self, stage: Stage) -> (f64, u64) {
-        let i = stage as usize;
-        (self.nanos[i].load(Ordering::Relaxed) as f64 / 1e9, self.calls[i].load(Ordering::Relaxed))
+        self.0.get(stage as usize)
     }
 }
 

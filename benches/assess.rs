@@ -35,7 +35,10 @@ fn main() {
     let loaded = match load(&repo.join("config/gateway.toml")) {
         Ok(l) => l,
         Err(problems) => {
-            eprintln!("cannot load config/gateway.toml (schemas installed in xsd/?):\n  {}", problems.join("\n  "));
+            eprintln!(
+                "cannot load config/gateway.toml (schemas installed in xsd/?):\n  {}",
+                problems.join("\n  ")
+            );
             std::process::exit(2);
         }
     };
@@ -48,8 +51,20 @@ fn main() {
 
     // Every message must be planned for delivery, or the figures measure a refusal.
     for (m, h) in msgs.iter().zip(&headers) {
-        match assess_timed(&Inbound { body: &m.body, headers: h, user_id: Some("guest") }, &ctx, now, None) {
-            Plan::Message(p) if p.recipients.iter().all(|r| matches!(r, RecipientPlan::Deliver { .. })) => {}
+        match assess_timed(
+            &Inbound {
+                body: &m.body,
+                headers: h,
+                user_id: Some("guest"),
+            },
+            &ctx,
+            now,
+            None,
+        ) {
+            Plan::Message(p)
+                if p.recipients
+                    .iter()
+                    .all(|r| matches!(r, RecipientPlan::Deliver { .. })) => {}
             other => panic!("{:?} message not planned for delivery: {other:?}", m.kind),
         }
     }
@@ -72,7 +87,16 @@ fn main() {
             break;
         }
         for (m, h) in msgs.iter().zip(&headers) {
-            let plan = assess_timed(&Inbound { body: &m.body, headers: h, user_id: Some("guest") }, &ctx, now, Some(&stages));
+            let plan = assess_timed(
+                &Inbound {
+                    body: &m.body,
+                    headers: h,
+                    user_id: Some("guest"),
+                },
+                &ctx,
+                now,
+                Some(&stages),
+            );
             done += usize::from(matches!(plan, Plan::Message(_)));
         }
         round += 1;
@@ -85,18 +109,32 @@ fn main() {
     println!("  total   {total:7.1} µs CPU/message");
     for s in Stage::ALL {
         let (cpu, calls) = stages.get(s);
-        println!("  {:<7} {:7.1} µs", s.name(), cpu * 1e6 / calls.max(1) as f64);
+        println!(
+            "  {:<7} {:7.1} µs",
+            s.name(),
+            cpu * 1e6 / calls.max(1) as f64
+        );
     }
 }
 
 /// Each assessment on tokio's blocking pool, `in_flight` at a time, as `gateway::server` runs
 /// them; per-stage figures from the same stage clock, total from the process's CPU time.
-fn gateway_like(ctx: helsemelding::gateway::assess::Context, msgs: Vec<helsemelding::bench::messages::Signed>, now: time::OffsetDateTime, in_flight: usize, secs: f64) {
+fn gateway_like(
+    ctx: helsemelding::gateway::assess::Context,
+    msgs: Vec<helsemelding::bench::messages::Signed>,
+    now: time::OffsetDateTime,
+    in_flight: usize,
+    secs: f64,
+) {
     use std::sync::Arc;
     let ctx = Arc::new(ctx);
     let msgs = Arc::new(msgs);
     let stages = Arc::new(StageTimes::default());
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     let pid = std::process::id();
     let cpu0 = helsemelding::bench::proc_cpu_seconds(pid, None).unwrap_or(0.0);
     let start = std::time::Instant::now();
@@ -104,7 +142,9 @@ fn gateway_like(ctx: helsemelding::gateway::assess::Context, msgs: Vec<helsemeld
         let sem = Arc::new(tokio::sync::Semaphore::new(in_flight));
         let mut tasks = tokio::task::JoinSet::new();
         let (mut sent, mut done) = (0usize, 0usize);
-        while (helsemelding::bench::proc_cpu_seconds(pid, None).unwrap_or(0.0) - cpu0) < secs || sent == 0 {
+        while (helsemelding::bench::proc_cpu_seconds(pid, None).unwrap_or(0.0) - cpu0) < secs
+            || sent == 0
+        {
             for i in 0..msgs.len() {
                 let permit = sem.clone().acquire_owned().await.expect("semaphore");
                 let (ctx, msgs, stages) = (ctx.clone(), msgs.clone(), stages.clone());
@@ -113,7 +153,19 @@ fn gateway_like(ctx: helsemelding::gateway::assess::Context, msgs: Vec<helsemeld
                         let m = &msgs[i];
                         let h = Ok(m.headers.clone());
                         let body = m.body.clone();
-                        matches!(assess_timed(&Inbound { body: &body, headers: &h, user_id: Some("guest") }, &ctx, now, Some(&stages)), Plan::Message(_))
+                        matches!(
+                            assess_timed(
+                                &Inbound {
+                                    body: &body,
+                                    headers: &h,
+                                    user_id: Some("guest")
+                                },
+                                &ctx,
+                                now,
+                                Some(&stages)
+                            ),
+                            Plan::Message(_)
+                        )
                     })
                     .await
                     .unwrap_or(false);
@@ -137,7 +189,10 @@ fn gateway_like(ctx: helsemelding::gateway::assess::Context, msgs: Vec<helsemeld
         start.elapsed().as_secs_f64(),
         helsemelding::bench::loadavg()
     );
-    println!("  process {:7.1} µs CPU/message", cpu * 1e6 / done.max(1) as f64);
+    println!(
+        "  process {:7.1} µs CPU/message",
+        cpu * 1e6 / done.max(1) as f64
+    );
     for s in Stage::ALL {
         let (c, calls) = stages.get(s);
         println!("  {:<7} {:7.1} µs", s.name(), c * 1e6 / calls.max(1) as f64);

@@ -27,10 +27,19 @@ fn walk(d: &Path, out: &mut Vec<PathBuf>) {
 fn main() {
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
     let mut files = Vec::new();
-    for d in ["dialogmelding-v1.0", "dialogmelding-v1.1", "plo-v1.5", "plo-v1.6"] {
+    for d in [
+        "dialogmelding-v1.0",
+        "dialogmelding-v1.1",
+        "plo-v1.5",
+        "plo-v1.6",
+    ] {
         walk(&corpus.join(d), &mut files);
     }
-    let docs: Vec<Vec<u8>> = files.iter().filter_map(|f| std::fs::read(f).ok()).filter(|b| MsgHead::parse(b).is_ok()).collect();
+    let docs: Vec<Vec<u8>> = files
+        .iter()
+        .filter_map(|f| std::fs::read(f).ok())
+        .filter(|b| MsgHead::parse(b).is_ok())
+        .collect();
     let bytes: usize = docs.iter().map(Vec::len).sum();
     let rounds = 50;
     let t = Instant::now();
@@ -57,7 +66,12 @@ fn main() {
         "QUJDRA==".repeat(1 << 17)
     );
     let close = base.rfind("</").unwrap_or(base.len());
-    let big = format!("{}{}{}", &base[..close], attachment.repeat(20), &base[close..]);
+    let big = format!(
+        "{}{}{}",
+        &base[..close],
+        attachment.repeat(20),
+        &base[close..]
+    );
     let t = Instant::now();
     let m = MsgHead::parse(big.as_bytes()).expect("large message parses");
     let el = t.elapsed();
@@ -94,5 +108,10 @@ fn main() {
     }
     let el = t.elapsed();
     let k = (heads.len() * rounds) as f64;
-    println!("build_apprec: {:.1} µs/AppRec, {:.0} AppRecs/s (avg {} bytes)", el.as_secs_f64() * 1e6 / k, k / el.as_secs_f64(), out / (heads.len() * rounds));
+    println!(
+        "build_apprec: {:.1} µs/AppRec, {:.0} AppRecs/s (avg {} bytes)",
+        el.as_secs_f64() * 1e6 / k,
+        k / el.as_secs_f64(),
+        out / (heads.len() * rounds)
+    );
 }

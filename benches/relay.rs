@@ -8,11 +8,15 @@ use helsemelding::bench::{loadavg, relay};
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let n: u64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let prefetch: u16 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(256);
     let size: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(4096);
-    let url = std::env::var("HELSEMELDING_BENCH_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let url = std::env::var("HELSEMELDING_BENCH_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
     let load_before = loadavg();
     match relay::run(&url, n, size, prefetch).await {
         Ok(r) => {

@@ -21,7 +21,10 @@ fn dir() -> tempfile::TempDir {
 }
 
 fn main() {
-    let messages: u32 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(4000);
+    let messages: u32 = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(4000);
 
     let d = dir();
     let store = DeliveryStore::open(d.path()).expect("open");
@@ -41,7 +44,9 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     for concurrency in [1u32, 16, 256] {
         let d = dir();
-        let handle = Arc::new(StoreHandle::start(DeliveryStore::open(d.path()).expect("open"), 1024).expect("start"));
+        let handle = Arc::new(
+            StoreHandle::start(DeliveryStore::open(d.path()).expect("open"), 1024).expect("start"),
+        );
         let start = Instant::now();
         rt.block_on(async {
             let mut tasks = Vec::new();
@@ -78,7 +83,10 @@ fn main() {
                     start.elapsed().as_secs_f64() * 1e6 / 1000.0
                 );
                 let start = Instant::now();
-                let due = handle.overdue(now, time::Duration::hours(96)).await.expect("overdue");
+                let due = handle
+                    .overdue(now, time::Duration::hours(96))
+                    .await
+                    .expect("overdue");
                 println!(
                     "overdue               : {} recipients in {:.1} ms",
                     due.len(),

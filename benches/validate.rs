@@ -11,7 +11,9 @@ use helsemelding::xml::XmlLimits;
 use helsemelding::xsd::Schemas;
 
 fn xml_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -32,9 +34,16 @@ fn cpu_seconds() -> Option<f64> {
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let xsd = std::env::var("XSD_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("../shared/standards/xsd"));
-    let corpus = std::env::var("CORPUS_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("../shared/corpus"));
-    let secs: f64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5.0);
+    let xsd = std::env::var("XSD_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("../shared/standards/xsd"));
+    let corpus = std::env::var("CORPUS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("../shared/corpus"));
+    let secs: f64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5.0);
 
     let t = Instant::now();
     let schemas = match Schemas::load(&xsd) {
@@ -44,14 +53,21 @@ fn main() {
             std::process::exit(2);
         }
     };
-    println!("schemas compiled once in {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "schemas compiled once in {:.1} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
 
     let mut files = Vec::new();
     xml_files(&corpus, &mut files);
     files.sort();
     let docs: Vec<Vec<u8>> = files.iter().filter_map(|f| std::fs::read(f).ok()).collect();
     let total: usize = docs.iter().map(Vec::len).sum();
-    println!("corpus: {} documents, {:.1} MB", docs.len(), total as f64 / 1e6);
+    println!(
+        "corpus: {} documents, {:.1} MB",
+        docs.len(),
+        total as f64 / 1e6
+    );
 
     // Ours and libxml2's alternate in `ROUNDS` slices, so that a change in the machine's load
     // (two cores shared by a team) affects both figures alike.
@@ -63,7 +79,11 @@ fn main() {
     for _ in 0..ROUNDS {
         let start = Instant::now();
         let cpu0 = cpu_seconds();
-        let used = || cpu_seconds().zip(cpu0).map_or(start.elapsed().as_secs_f64(), |(c, c0)| c - c0);
+        let used = || {
+            cpu_seconds()
+                .zip(cpu0)
+                .map_or(start.elapsed().as_secs_f64(), |(c, c0)| c - c0)
+        };
         while used() < secs / ROUNDS as f64 {
             for d in &docs {
                 let v = schemas.validate(d, &limits);
@@ -73,7 +93,13 @@ fn main() {
             }
         }
         cpu += used();
-        match Command::new("python3").arg(&script).arg(&corpus).arg(&xsd).arg((secs / ROUNDS as f64).to_string()).output() {
+        match Command::new("python3")
+            .arg(&script)
+            .arg(&corpus)
+            .arg(&xsd)
+            .arg((secs / ROUNDS as f64).to_string())
+            .output()
+        {
             Ok(o) if o.status.success() => {
                 their_line = String::from_utf8_lossy(&o.stdout).trim().to_string();
                 // "... (N docs in X s CPU, ...)"
@@ -86,7 +112,10 @@ fn main() {
                     their_cpu += s;
                 }
             }
-            Ok(o) => println!("lxml benchmark failed (pip install lxml?): {}", String::from_utf8_lossy(&o.stderr).trim()),
+            Ok(o) => println!(
+                "lxml benchmark failed (pip install lxml?): {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
             Err(e) => println!("lxml benchmark not run: {e}"),
         }
     }

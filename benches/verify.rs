@@ -39,7 +39,9 @@ fn rate(label: &str, budget: Duration, mut f: impl FnMut()) -> (f64, Option<f64>
         (Some(a), Some(b)) if b > a => Some(n as f64 / (b - a)),
         _ => None,
     };
-    let cpu_text = cpu.map_or("n/a".to_owned(), |c| format!("{c:.0} /CPU-s ({:.1} µs CPU each)", 1e6 / c));
+    let cpu_text = cpu.map_or("n/a".to_owned(), |c| {
+        format!("{c:.0} /CPU-s ({:.1} µs CPU each)", 1e6 / c)
+    });
     println!("{label:<48} {wall:>8.0} /s wall   {cpu_text}");
     (wall, cpu)
 }
@@ -47,7 +49,11 @@ fn rate(label: &str, budget: Duration, mut f: impl FnMut()) -> (f64, Option<f64>
 fn main() {
     let pki = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pki");
     let now = datetime!(2026-06-01 12:00 UTC);
-    let signer = Signer::from_pem_files(&pki.join("parties/81234-sign.key"), &pki.join("parties/81234-sign.pem")).expect("signer");
+    let signer = Signer::from_pem_files(
+        &pki.join("parties/81234-sign.key"),
+        &pki.join("parties/81234-sign.pem"),
+    )
+    .expect("signer");
     let mut content = Vec::new();
     while content.len() < 4096 {
         content.extend_from_slice(b"<Note>Syntetisk innhold for ytelsesmaaling</Note>");
@@ -56,7 +62,11 @@ fn main() {
     let envelope = signer.sign(&content, now).expect("sign");
     let trust = TrustStore::load(&pki).expect("trust");
     verify(&envelope, &trust, now).expect("verifies");
-    println!("RSA-3072 signer, {} byte content, {} byte envelope, one thread", content.len(), envelope.len());
+    println!(
+        "RSA-3072 signer, {} byte content, {} byte envelope, one thread",
+        content.len(),
+        envelope.len()
+    );
 
     // For comparison: ring's RSA-3072 PKCS#1 v1.5 SHA-256 verification alone (verify() uses aws-lc-rs).
     let rng = ring::rand::SystemRandom::new();
@@ -65,20 +75,38 @@ fn main() {
     let pkcs8 = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(&key_pem).expect("pkcs8");
     let kp = ring::signature::RsaKeyPair::from_pkcs8(pkcs8.secret_pkcs8_der()).expect("key pair");
     let mut sig = vec![0; kp.public().modulus_len()];
-    kp.sign(&ring::signature::RSA_PKCS1_SHA256, &rng, b"abc", &mut sig).expect("sign");
+    kp.sign(&ring::signature::RSA_PKCS1_SHA256, &rng, b"abc", &mut sig)
+        .expect("sign");
     use ring::signature::KeyPair;
-    let public = ring::signature::UnparsedPublicKey::new(&ring::signature::RSA_PKCS1_2048_8192_SHA256, kp.public_key().as_ref().to_vec());
-    rate("ring RSA-3072 verify (raw, for comparison)", Duration::from_secs(2), || {
-        public.verify(black_box(b"abc"), black_box(&sig)).expect("raw verify");
-    });
+    let public = ring::signature::UnparsedPublicKey::new(
+        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+        kp.public_key().as_ref().to_vec(),
+    );
+    rate(
+        "ring RSA-3072 verify (raw, for comparison)",
+        Duration::from_secs(2),
+        || {
+            public
+                .verify(black_box(b"abc"), black_box(&sig))
+                .expect("raw verify");
+        },
+    );
 
-    let (full_wall, full_cpu) = rate("cms::verify (cached chain check)", Duration::from_secs(3), || {
-        black_box(verify(black_box(&envelope), &trust, now).expect("verify"));
-    });
-    rate("cms::verify (fresh trust store: chain + CRLs)", Duration::from_secs(2), || {
-        let fresh = TrustStore::load(&pki).expect("trust");
-        black_box(verify(black_box(&envelope), &fresh, now).expect("verify"));
-    });
+    let (full_wall, full_cpu) = rate(
+        "cms::verify (cached chain check)",
+        Duration::from_secs(3),
+        || {
+            black_box(verify(black_box(&envelope), &trust, now).expect("verify"));
+        },
+    );
+    rate(
+        "cms::verify (fresh trust store: chain + CRLs)",
+        Duration::from_secs(2),
+        || {
+            let fresh = TrustStore::load(&pki).expect("trust");
+            black_box(verify(black_box(&envelope), &fresh, now).expect("verify"));
+        },
+    );
     let full = full_cpu.unwrap_or(full_wall);
     println!(
         "target >= 15000 full verify() calls/s on one core: {} ({full:.0}/s per CPU-second; wall figures drop when the machine is shared)",

@@ -17,7 +17,9 @@ pub enum RecipientRole {
 }
 
 /// The two HER-id levels of one addressed party. Either may be missing in a broken message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct PartyAddress {
     pub level1: Option<HerId>,
     pub level2: Option<HerId>,
@@ -43,9 +45,15 @@ mod tests {
 
     #[test]
     fn level_two_wins_over_level_one() {
-        let a = PartyAddress { level1: Some(HerId(1)), level2: Some(HerId(2)) };
+        let a = PartyAddress {
+            level1: Some(HerId(1)),
+            level2: Some(HerId(2)),
+        };
         assert_eq!(a.communication_party(), Some(HerId(2)));
-        let b = PartyAddress { level1: Some(HerId(1)), level2: None };
+        let b = PartyAddress {
+            level1: Some(HerId(1)),
+            level2: None,
+        };
         assert_eq!(b.communication_party(), Some(HerId(1)));
         assert_eq!(PartyAddress::default().communication_party(), None);
     }

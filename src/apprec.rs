@@ -20,7 +20,10 @@ use std::fmt::Write as _;
 use crate::address::{PartyAddress, RecipientRole};
 use crate::codes::{AppRecStatus, ErrorCode, OID_8221};
 use crate::ids::{HerId, MsgId, Timestamp};
-use crate::msghead::{parse_datetime, Code, HealthcareProfessional, Ident, ModelError, MsgHead, Organisation, Party, PayloadStandard};
+use crate::msghead::{
+    parse_datetime, Code, HealthcareProfessional, Ident, ModelError, MsgHead, Organisation, Party,
+    PayloadStandard,
+};
 use crate::xml::tree::{Element, Tree};
 use crate::xml::{XmlDocument, XmlLimits};
 
@@ -44,8 +47,13 @@ impl AppRecVersion {
     /// receiver in the network understands (NAV dialog and older standards use 1.0).
     pub fn for_payload(p: &PayloadStandard) -> AppRecVersion {
         match p {
-            PayloadStandard::Dialogmelding1_1 | PayloadStandard::Plo1_6 | PayloadStandard::Plo2_0 => Self::V1_1,
-            PayloadStandard::Dialogmelding1_0 | PayloadStandard::Plo1_5 | PayloadStandard::Other(_) | PayloadStandard::NoContent => Self::V1_0,
+            PayloadStandard::Dialogmelding1_1
+            | PayloadStandard::Plo1_6
+            | PayloadStandard::Plo2_0 => Self::V1_1,
+            PayloadStandard::Dialogmelding1_0
+            | PayloadStandard::Plo1_5
+            | PayloadStandard::Other(_)
+            | PayloadStandard::NoContent => Self::V1_0,
         }
     }
     pub fn namespace(self) -> &'static str {
@@ -89,9 +97,15 @@ pub struct Unit {
 impl Unit {
     /// The unit's HER-id: `Id` with `TypeId V=HER`, else an `AdditionalId` of type HER.
     pub fn her_id(&self) -> Option<HerId> {
-        let main = (self.type_id.as_ref().is_some_and(|t| t.v == "HER")).then_some(self.id.as_deref()).flatten();
-        main.and_then(|i| i.parse().ok())
-            .or_else(|| self.additional_ids.iter().filter(|a| a.kind.v == "HER").find_map(|a| a.id.parse().ok()))
+        let main = (self.type_id.as_ref().is_some_and(|t| t.v == "HER"))
+            .then_some(self.id.as_deref())
+            .flatten();
+        main.and_then(|i| i.parse().ok()).or_else(|| {
+            self.additional_ids
+                .iter()
+                .filter(|a| a.kind.v == "HER")
+                .find_map(|a| a.id.parse().ok())
+        })
     }
 }
 
@@ -125,9 +139,16 @@ impl AppRecParty {
         match &self.hcp {
             Hcp::Inst(i) => PartyAddress {
                 level1: i.unit.her_id(),
-                level2: i.depts.iter().find_map(Unit::her_id).or_else(|| i.persons.iter().find_map(Unit::her_id)),
+                level2: i
+                    .depts
+                    .iter()
+                    .find_map(Unit::her_id)
+                    .or_else(|| i.persons.iter().find_map(Unit::her_id)),
             },
-            Hcp::Prof(p) => PartyAddress { level1: None, level2: p.her_id() },
+            Hcp::Prof(p) => PartyAddress {
+                level1: None,
+                level2: p.her_id(),
+            },
         }
     }
 }
@@ -181,7 +202,9 @@ pub struct AppRec {
 }
 
 fn missing(path: &str) -> ModelError {
-    ModelError::Missing { path: path.to_owned() }
+    ModelError::Missing {
+        path: path.to_owned(),
+    }
 }
 
 fn code_of(el: Element<'_>) -> Code {
@@ -203,28 +226,46 @@ fn unit_of(el: Element<'_>) -> Unit {
         type_id: el.child("TypeId").map(code_of),
         additional_ids: el
             .children_named("AdditionalId")
-            .map(|a| AdditionalId { id: a.child_text("Id").unwrap_or_default().to_owned(), kind: a.child("Type").map(code_of).unwrap_or_default() })
+            .map(|a| AdditionalId {
+                id: a.child_text("Id").unwrap_or_default().to_owned(),
+                kind: a.child("Type").map(code_of).unwrap_or_default(),
+            })
             .collect(),
     }
 }
 
 fn party_of(el: Element<'_>, path: &str) -> Result<AppRecParty, ModelError> {
-    let hcp = el.child("HCP").ok_or_else(|| missing(&format!("{path}/HCP")))?;
+    let hcp = el
+        .child("HCP")
+        .ok_or_else(|| missing(&format!("{path}/HCP")))?;
     let hcp = if let Some(i) = hcp.child("Inst") {
-        Hcp::Inst(Inst { unit: unit_of(i), depts: i.children_named("Dept").map(unit_of).collect(), persons: i.children_named("HCPerson").map(unit_of).collect() })
+        Hcp::Inst(Inst {
+            unit: unit_of(i),
+            depts: i.children_named("Dept").map(unit_of).collect(),
+            persons: i.children_named("HCPerson").map(unit_of).collect(),
+        })
     } else if let Some(p) = hcp.child("HCProf") {
         Hcp::Prof(unit_of(p))
     } else {
         return Err(missing(&format!("{path}/HCP/Inst")));
     };
-    Ok(AppRecParty { role: el.child("Role").map(code_of), hcp })
+    Ok(AppRecParty {
+        role: el.child("Role").map(code_of),
+        hcp,
+    })
 }
 
 impl AppRec {
     /// Reads an AppRec 1.0 or 1.1 (version by namespace).
     pub fn parse(xml: &[u8]) -> Result<AppRec, ModelError> {
         // As for MsgHead: the reader's depth limit, no size limit of its own (the intake bounds it).
-        let doc = XmlDocument::new(xml, &XmlLimits { max_bytes: usize::MAX, ..XmlLimits::default() })?;
+        let doc = XmlDocument::new(
+            xml,
+            &XmlLimits {
+                max_bytes: usize::MAX,
+                ..XmlLimits::default()
+            },
+        )?;
         let tree = Tree::read(&doc)?;
         Self::from_tree(tree.root())
     }
@@ -242,9 +283,15 @@ impl AppRec {
                 })
             }
         };
-        let req = |local: &str| root.child(local).ok_or_else(|| missing(&format!("AppRec/{local}")));
+        let req = |local: &str| {
+            root.child(local)
+                .ok_or_else(|| missing(&format!("AppRec/{local}")))
+        };
         let orig = req("OriginalMsgId")?;
-        let oreq = |local: &str| orig.child(local).ok_or_else(|| missing(&format!("AppRec/OriginalMsgId/{local}")));
+        let oreq = |local: &str| {
+            orig.child(local)
+                .ok_or_else(|| missing(&format!("AppRec/OriginalMsgId/{local}")))
+        };
         let gen_date = req("GenDate")?.text().trim().to_owned();
         Ok(AppRec {
             version,
@@ -359,8 +406,16 @@ fn text_el(out: &mut String, indent: &str, name: &str, text: &str) {
 
 /// Main ident (the HER-id if there is one, HIS 1153 addressing), then the others.
 fn split_idents(idents: &[Ident]) -> (Option<&Ident>, Vec<&Ident>) {
-    let main = idents.iter().position(Ident::is_her).or(if idents.is_empty() { None } else { Some(0) });
-    let rest = idents.iter().enumerate().filter(|(i, _)| Some(*i) != main).map(|(_, x)| x).collect();
+    let main = idents
+        .iter()
+        .position(Ident::is_her)
+        .or(if idents.is_empty() { None } else { Some(0) });
+    let rest = idents
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| Some(*i) != main)
+        .map(|(_, x)| x)
+        .collect();
     (main.map(|i| &idents[i]), rest)
 }
 
@@ -381,7 +436,13 @@ fn additional_ids(out: &mut String, ind: &str, rest: &[&Ident]) {
     for a in rest {
         let _ = writeln!(out, "{ind}<AdditionalId>");
         text_el(out, &format!("{ind}  "), "Id", &a.id);
-        cs(out, &format!("{ind}  "), "Type", &a.type_id.v, a.type_id.dn.as_deref());
+        cs(
+            out,
+            &format!("{ind}  "),
+            "Type",
+            &a.type_id.v,
+            a.type_id.dn.as_deref(),
+        );
         let _ = writeln!(out, "{ind}</AdditionalId>");
     }
 }
@@ -427,7 +488,11 @@ fn write_inst(out: &mut String, ind: &str, o: &Organisation, drop_signer: bool) 
 /// `HCP/Address` from the organisation's address and telecom (Systemtest #5: "HERid, navn og
 /// adresse" at least). AppRec has no Postbox; it goes to StreetAdr when there is no street.
 fn write_address(out: &mut String, ind: &str, o: &Organisation) {
-    let tele: Vec<&String> = o.telecom.iter().filter(|t| !t.is_empty() && !t.chars().any(char::is_whitespace)).collect();
+    let tele: Vec<&String> = o
+        .telecom
+        .iter()
+        .filter(|t| !t.is_empty() && !t.chars().any(char::is_whitespace))
+        .collect();
     if o.address.is_none() && tele.is_empty() {
         return;
     }
@@ -436,7 +501,9 @@ fn write_address(out: &mut String, ind: &str, o: &Organisation) {
     let i2 = format!("{ind}  ");
     match &a.kind {
         Some(k) => cs(out, &i2, "Type", &k.v, k.dn.as_deref()),
-        None => { let _ = writeln!(out, "{i2}<Type/>"); }
+        None => {
+            let _ = writeln!(out, "{i2}<Type/>");
+        }
     }
     if let Some(s) = a.street.as_ref().or(a.postbox.as_ref()) {
         text_el(out, &i2, "StreetAdr", s);
@@ -506,7 +573,13 @@ pub fn build_apprec(input: &AppRecInput<'_>) -> String {
     let mut out = String::with_capacity(4096);
     out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(out, "<AppRec xmlns=\"{}\">", v.namespace());
-    cs(&mut out, "  ", "MsgType", "APPREC", Some("Applikasjonskvittering"));
+    cs(
+        &mut out,
+        "  ",
+        "MsgType",
+        "APPREC",
+        Some("Applikasjonskvittering"),
+    );
     text_el(&mut out, "  ", "MIGversion", v.mig_version());
     if !input.software_name.is_empty() {
         text_el(&mut out, "  ", "SoftwareName", &input.software_name);
@@ -518,10 +591,27 @@ pub fn build_apprec(input: &AppRecInput<'_>) -> String {
     text_el(&mut out, "  ", "Id", input.id.as_str());
     // The recipient is mirrored with everything it was addressed with (Systemtest #19–20).
     write_party(&mut out, "Sender", sender_role, input.recipient, false);
-    write_party(&mut out, "Receiver", receiver_role, &input.original.sender, true);
-    cs(&mut out, "  ", "Status", input.status.code(), Some(input.status.text()));
+    write_party(
+        &mut out,
+        "Receiver",
+        receiver_role,
+        &input.original.sender,
+        true,
+    );
+    cs(
+        &mut out,
+        "  ",
+        "Status",
+        input.status.code(),
+        Some(input.status.text()),
+    );
     for e in &input.errors {
-        let _ = write!(out, "  <Error V=\"{}\" S=\"{OID_8221}\" DN=\"{}\"", e.code.code(), esc(e.code.text()));
+        let _ = write!(
+            out,
+            "  <Error V=\"{}\" S=\"{OID_8221}\" DN=\"{}\"",
+            e.code.code(),
+            esc(e.code.text())
+        );
         if let Some(ot) = &e.ot {
             let _ = write!(out, " OT=\"{}\"", esc(ot));
         }
@@ -543,13 +633,25 @@ mod tests {
     #[test]
     fn version_per_payload_standard() {
         use PayloadStandard as P;
-        assert_eq!(AppRecVersion::for_payload(&P::Dialogmelding1_0), AppRecVersion::V1_0);
-        assert_eq!(AppRecVersion::for_payload(&P::Dialogmelding1_1), AppRecVersion::V1_1);
+        assert_eq!(
+            AppRecVersion::for_payload(&P::Dialogmelding1_0),
+            AppRecVersion::V1_0
+        );
+        assert_eq!(
+            AppRecVersion::for_payload(&P::Dialogmelding1_1),
+            AppRecVersion::V1_1
+        );
         assert_eq!(AppRecVersion::for_payload(&P::Plo1_5), AppRecVersion::V1_0);
         assert_eq!(AppRecVersion::for_payload(&P::Plo1_6), AppRecVersion::V1_1);
         assert_eq!(AppRecVersion::for_payload(&P::Plo2_0), AppRecVersion::V1_1);
-        assert_eq!(AppRecVersion::for_payload(&P::Other("urn:x".into())), AppRecVersion::V1_0);
-        assert_eq!(AppRecVersion::for_payload(&P::NoContent), AppRecVersion::V1_0);
+        assert_eq!(
+            AppRecVersion::for_payload(&P::Other("urn:x".into())),
+            AppRecVersion::V1_0
+        );
+        assert_eq!(
+            AppRecVersion::for_payload(&P::NoContent),
+            AppRecVersion::V1_0
+        );
     }
 
     #[test]

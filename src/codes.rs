@@ -12,29 +12,81 @@ pub const OID_8279: &str = "2.16.578.1.12.4.1.1.8279";
 pub const OID_8112: &str = "2.16.578.1.12.4.1.1.8112";
 
 /// AppRec error code, list 8221 ("Feilmeldinger for applikasjonskvittering – Generelle").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum ErrorCode {
-    T01, T02, T10, T99,
-    S01, S02, S03, S99,
-    E10, E20, E21, E30, E31, E32, E33, E34, E35, E36, E53, E54,
+    T01,
+    T02,
+    T10,
+    T99,
+    S01,
+    S02,
+    S03,
+    S99,
+    E10,
+    E20,
+    E21,
+    E30,
+    E31,
+    E32,
+    E33,
+    E34,
+    E35,
+    E36,
+    E53,
+    E54,
     X99,
 }
 
 impl ErrorCode {
     pub const ALL: [ErrorCode; 21] = [
-        Self::T01, Self::T02, Self::T10, Self::T99, Self::S01, Self::S02, Self::S03, Self::S99,
-        Self::E10, Self::E20, Self::E21, Self::E30, Self::E31, Self::E32, Self::E33, Self::E34,
-        Self::E35, Self::E36, Self::E53, Self::E54, Self::X99,
+        Self::T01,
+        Self::T02,
+        Self::T10,
+        Self::T99,
+        Self::S01,
+        Self::S02,
+        Self::S03,
+        Self::S99,
+        Self::E10,
+        Self::E20,
+        Self::E21,
+        Self::E30,
+        Self::E31,
+        Self::E32,
+        Self::E33,
+        Self::E34,
+        Self::E35,
+        Self::E36,
+        Self::E53,
+        Self::E54,
+        Self::X99,
     ];
 
     /// The code value (`V`).
     pub fn code(self) -> &'static str {
         match self {
-            Self::T01 => "T01", Self::T02 => "T02", Self::T10 => "T10", Self::T99 => "T99",
-            Self::S01 => "S01", Self::S02 => "S02", Self::S03 => "S03", Self::S99 => "S99",
-            Self::E10 => "E10", Self::E20 => "E20", Self::E21 => "E21", Self::E30 => "E30",
-            Self::E31 => "E31", Self::E32 => "E32", Self::E33 => "E33", Self::E34 => "E34",
-            Self::E35 => "E35", Self::E36 => "E36", Self::E53 => "E53", Self::E54 => "E54",
+            Self::T01 => "T01",
+            Self::T02 => "T02",
+            Self::T10 => "T10",
+            Self::T99 => "T99",
+            Self::S01 => "S01",
+            Self::S02 => "S02",
+            Self::S03 => "S03",
+            Self::S99 => "S99",
+            Self::E10 => "E10",
+            Self::E20 => "E20",
+            Self::E21 => "E21",
+            Self::E30 => "E30",
+            Self::E31 => "E31",
+            Self::E32 => "E32",
+            Self::E33 => "E33",
+            Self::E34 => "E34",
+            Self::E35 => "E35",
+            Self::E36 => "E36",
+            Self::E53 => "E53",
+            Self::E54 => "E54",
             Self::X99 => "X99",
         }
     }
@@ -60,7 +112,9 @@ impl ErrorCode {
             Self::E34 => "Pasientens fornavn mangler",
             Self::E35 => "Pasienten finnes ikke i mottakersystemet",
             Self::E36 => "Pasientopplysninger er utilstrekkelige",
-            Self::E53 => "Pasientens fødselsnummer eller D-nummer finnes ikke registrert i Folkeregisteret.",
+            Self::E53 => {
+                "Pasientens fødselsnummer eller D-nummer finnes ikke registrert i Folkeregisteret."
+            }
             Self::E54 => "Pasientens fødselsnummer er ikke registrert i mottagersystemet",
             Self::X99 => "Annen feil",
         }

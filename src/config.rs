@@ -67,8 +67,12 @@ impl fmt::Debug for AmqpConfig {
 
 /// The URL with any password replaced by `***`, for logs and `Debug`.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let (authority, path) = rest.split_once('/').map_or((rest, None), |(a, p)| (a, Some(p)));
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest
+        .split_once('/')
+        .map_or((rest, None), |(a, p)| (a, Some(p)));
     let redacted = match authority.rsplit_once('@') {
         Some((userinfo, host)) => match userinfo.split_once(':') {
             Some((user, _)) => format!("{user}:***@{host}"),
@@ -125,7 +129,9 @@ pub struct PolicyConfig {
 impl PolicyConfig {
     /// The part of the policy routing needs.
     pub fn route_policy(&self) -> RoutePolicy {
-        RoutePolicy { reject_unknown_level2: self.reject_unknown_level2 }
+        RoutePolicy {
+            reject_unknown_level2: self.reject_unknown_level2,
+        }
     }
 }
 
@@ -196,8 +202,18 @@ pub enum ProblemKind {
 impl ConfigProblem {
     /// A problem in `file` (at `line`, about `key`, where known). For stages that add their own
     /// checks to `check-config` (schemas, trust store).
-    pub fn new(file: impl Into<PathBuf>, line: Option<usize>, key: Option<&str>, kind: ProblemKind) -> Self {
-        ConfigProblem { file: file.into(), line, key: key.map(str::to_owned), kind }
+    pub fn new(
+        file: impl Into<PathBuf>,
+        line: Option<usize>,
+        key: Option<&str>,
+        kind: ProblemKind,
+    ) -> Self {
+        ConfigProblem {
+            file: file.into(),
+            line,
+            key: key.map(str::to_owned),
+            kind,
+        }
     }
 }
 
@@ -207,11 +223,16 @@ impl fmt::Display for ProblemKind {
             Self::Syntax(m) => write!(f, "not valid TOML: {m}"),
             Self::UnknownKey(m) | Self::Missing(m) | Self::BadValue(m) => f.write_str(m),
             Self::MissingFile { path, reason } => write!(f, "{}: {reason}", path.display()),
-            Self::BadCertificate { path, reason } => write!(f, "certificate {}: {reason}", path.display()),
+            Self::BadCertificate { path, reason } => {
+                write!(f, "certificate {}: {reason}", path.display())
+            }
             Self::InlineSecret(m) => write!(f, "secret written inline: {m}"),
             Self::Register(e) => write!(f, "{e}"),
             Self::GatewayNotInRegister(her) => {
-                write!(f, "the gateway's own HER-id {her} is not a party in the address register")
+                write!(
+                    f,
+                    "the gateway's own HER-id {her} is not a party in the address register"
+                )
             }
             Self::Schemas(m) => write!(f, "schemas: {m}"),
             Self::TrustStore(m) => write!(f, "trust store: {m}"),
@@ -336,11 +357,18 @@ struct Reader<'s, 'p> {
 
 impl<'s> Reader<'s, '_> {
     fn line_of(&self, offset: usize) -> usize {
-        self.src.get(..offset).map_or(1, |s| s.matches('\n').count() + 1)
+        self.src
+            .get(..offset)
+            .map_or(1, |s| s.matches('\n').count() + 1)
     }
 
     fn push(&mut self, line: Option<usize>, key: Option<String>, kind: ProblemKind) {
-        self.problems.push(ConfigProblem { file: self.file.clone(), line, key, kind });
+        self.problems.push(ConfigProblem {
+            file: self.file.clone(),
+            line,
+            key,
+            kind,
+        });
     }
 
     /// Parses the file; syntax errors are recorded. `None` if nothing usable came out.
@@ -356,7 +384,11 @@ impl<'s> Reader<'s, '_> {
 
     /// Deserializes `value` (a table) as `T`, recording every problem serde finds: after each one
     /// the offending key is removed and the table read again. `prefix` names the table in keys.
-    fn read<T: DeserializeOwned>(&mut self, prefix: &str, mut value: Spanned<DeValue<'s>>) -> Option<T> {
+    fn read<T: DeserializeOwned>(
+        &mut self,
+        prefix: &str,
+        mut value: Spanned<DeValue<'s>>,
+    ) -> Option<T> {
         let mut removed: Vec<String> = Vec::new();
         loop {
             let err = match T::deserialize(ValueDeserializer::from(value.clone())) {
@@ -401,16 +433,28 @@ fn field_named<'m>(message: &'m str, lead: &str) -> Option<&'m str> {
 
 /// Removes the top-level key of the table `value` whose key or value span contains `span`;
 /// returns its name.
-fn remove_key_at(value: &mut Spanned<DeValue<'_>>, span: &std::ops::Range<usize>) -> Option<String> {
-    let DeValue::Table(table) = value.get_mut() else { return None };
-    let inside = |r: std::ops::Range<usize>| r.start <= span.start && span.end <= r.end && r != (0..0);
-    let key = table.iter().find(|(k, v)| inside(k.span()) || inside(v.span())).map(|(k, _)| k.clone())?;
+fn remove_key_at(
+    value: &mut Spanned<DeValue<'_>>,
+    span: &std::ops::Range<usize>,
+) -> Option<String> {
+    let DeValue::Table(table) = value.get_mut() else {
+        return None;
+    };
+    let inside =
+        |r: std::ops::Range<usize>| r.start <= span.start && span.end <= r.end && r != (0..0);
+    let key = table
+        .iter()
+        .find(|(k, v)| inside(k.span()) || inside(v.span()))
+        .map(|(k, _)| k.clone())?;
     table.remove(&key);
     Some(key.get_ref().to_string())
 }
 
 fn section<'t, 's>(table: &'t DeTable<'s>, name: &str) -> Option<&'t Spanned<DeValue<'s>>> {
-    table.iter().find(|(k, _)| k.get_ref().as_ref() == name).map(|(_, v)| v)
+    table
+        .iter()
+        .find(|(k, _)| k.get_ref().as_ref() == name)
+        .map(|(_, v)| v)
 }
 
 /// Line numbers of keys (`section.key`, `party[i].key`) in a parsed file, for problems found
@@ -423,7 +467,10 @@ fn key_lines(reader: &Reader<'_, '_>, table: &DeTable<'_>) -> HashMap<String, us
         match v.get_ref() {
             DeValue::Table(t) => {
                 for (k2, _) in t.iter() {
-                    lines.insert(format!("{name}.{}", k2.get_ref()), reader.line_of(k2.span().start));
+                    lines.insert(
+                        format!("{name}.{}", k2.get_ref()),
+                        reader.line_of(k2.span().start),
+                    );
                 }
             }
             DeValue::Array(items) => {
@@ -431,7 +478,10 @@ fn key_lines(reader: &Reader<'_, '_>, table: &DeTable<'_>) -> HashMap<String, us
                     lines.insert(format!("{name}[{i}]"), reader.line_of(item.span().start));
                     if let DeValue::Table(t) = item.get_ref() {
                         for (k2, _) in t.iter() {
-                            lines.insert(format!("{name}[{i}].{}", k2.get_ref()), reader.line_of(k2.span().start));
+                            lines.insert(
+                                format!("{name}[{i}].{}", k2.get_ref()),
+                                reader.line_of(k2.span().start),
+                            );
                         }
                     }
                 }
@@ -443,7 +493,12 @@ fn key_lines(reader: &Reader<'_, '_>, table: &DeTable<'_>) -> HashMap<String, us
 }
 
 /// Reads a whole file, or records why it cannot be read.
-fn read_file(path: &Path, key: Option<String>, at: Option<(&Path, Option<usize>)>, problems: &mut Vec<ConfigProblem>) -> Option<String> {
+fn read_file(
+    path: &Path,
+    key: Option<String>,
+    at: Option<(&Path, Option<usize>)>,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<String> {
     match std::fs::read_to_string(path) {
         Ok(src) => Some(src),
         Err(e) => {
@@ -452,7 +507,10 @@ fn read_file(path: &Path, key: Option<String>, at: Option<(&Path, Option<usize>)
                 file,
                 line,
                 key,
-                kind: ProblemKind::MissingFile { path: path.to_path_buf(), reason: format!("cannot read: {e}") },
+                kind: ProblemKind::MissingFile {
+                    path: path.to_path_buf(),
+                    reason: format!("cannot read: {e}"),
+                },
             });
             None
         }
@@ -462,7 +520,9 @@ fn read_file(path: &Path, key: Option<String>, at: Option<(&Path, Option<usize>)
 /// What relative paths are resolved against: the parent of the config file's directory.
 pub fn base_dir(config_path: &Path) -> PathBuf {
     let abs = std::path::absolute(config_path).unwrap_or_else(|_| config_path.to_path_buf());
-    let dir = abs.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let dir = abs
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     dir.parent().map_or(dir.clone(), Path::to_path_buf)
 }
 
@@ -478,7 +538,8 @@ impl GatewayConfig {
     /// Reads `gateway.toml` alone (no register, no file checks): what `status` needs.
     pub fn load(config_path: &Path) -> Result<GatewayConfig, Vec<ConfigProblem>> {
         let mut problems = Vec::new();
-        let config = read_gateway(config_path, &mut problems, &mut HashMap::new()).and_then(|p| p.config);
+        let config =
+            read_gateway(config_path, &mut problems, &mut HashMap::new()).and_then(|p| p.config);
         match config {
             Some(c) if problems.is_empty() => Ok(c),
             _ => Err(problems),
@@ -486,15 +547,27 @@ impl GatewayConfig {
     }
 }
 
-fn read_gateway(config_path: &Path, problems: &mut Vec<ConfigProblem>, lines: &mut HashMap<String, usize>) -> Option<GatewayParts> {
+fn read_gateway(
+    config_path: &Path,
+    problems: &mut Vec<ConfigProblem>,
+    lines: &mut HashMap<String, usize>,
+) -> Option<GatewayParts> {
     let src = read_file(config_path, None, None, problems)?;
-    let mut r = Reader { file: config_path.to_path_buf(), src: &src, problems };
+    let mut r = Reader {
+        file: config_path.to_path_buf(),
+        src: &src,
+        problems,
+    };
     let doc = r.parse()?;
     *lines = key_lines(&r, doc.get_ref());
-    r.read::<RawGatewayFile>("", Spanned::new(doc.span(), DeValue::Table(doc.get_ref().clone())));
+    r.read::<RawGatewayFile>(
+        "",
+        Spanned::new(doc.span(), DeValue::Table(doc.get_ref().clone())),
+    );
     let table = doc.get_ref();
     let amqp = section(table, "amqp").and_then(|v| r.read::<RawAmqp>("amqp", v.clone()));
-    let gateway = section(table, "gateway").and_then(|v| r.read::<RawGateway>("gateway", v.clone()));
+    let gateway =
+        section(table, "gateway").and_then(|v| r.read::<RawGateway>("gateway", v.clone()));
     let paths = section(table, "paths").and_then(|v| r.read::<RawPaths>("paths", v.clone()));
     let policy = match section(table, "policy") {
         Some(v) => r.read::<RawPolicy>("policy", v.clone()),
@@ -507,32 +580,73 @@ fn read_gateway(config_path: &Path, problems: &mut Vec<ConfigProblem>, lines: &m
         (None, Some(var)) => match std::env::var(var) {
             Ok(u) if !u.trim().is_empty() => Some(u),
             _ => {
-                r.push(line("amqp.url_env"), Some("amqp.url_env".into()), ProblemKind::BadValue(format!("environment variable {var} is not set (or empty)")));
+                r.push(
+                    line("amqp.url_env"),
+                    Some("amqp.url_env".into()),
+                    ProblemKind::BadValue(format!(
+                        "environment variable {var} is not set (or empty)"
+                    )),
+                );
                 None
             }
         },
         (Some(_), Some(_)) => {
-            r.push(line("amqp.url"), Some("amqp.url".into()), ProblemKind::BadValue("give exactly one of `url` and `url_env`, not both".into()));
+            r.push(
+                line("amqp.url"),
+                Some("amqp.url".into()),
+                ProblemKind::BadValue("give exactly one of `url` and `url_env`, not both".into()),
+            );
             None
         }
         (None, None) => {
-            r.push(line("amqp"), Some("amqp.url".into()), ProblemKind::Missing("missing `url` or `url_env` (exactly one)".into()));
+            r.push(
+                line("amqp"),
+                Some("amqp.url".into()),
+                ProblemKind::Missing("missing `url` or `url_env` (exactly one)".into()),
+            );
             None
         }
     });
     if let Some(u) = &url {
         if !(u.starts_with("amqp://") || u.starts_with("amqps://")) {
-            let key = if amqp.as_ref().is_some_and(|a| a.url.is_some()) { "amqp.url" } else { "amqp.url_env" };
-            r.push(line(key), Some(key.into()), ProblemKind::BadValue(format!("not an AMQP URL: {:?} (expected amqp://… or amqps://…)", redact_url(u))));
+            let key = if amqp.as_ref().is_some_and(|a| a.url.is_some()) {
+                "amqp.url"
+            } else {
+                "amqp.url_env"
+            };
+            r.push(
+                line(key),
+                Some(key.into()),
+                ProblemKind::BadValue(format!(
+                    "not an AMQP URL: {:?} (expected amqp://… or amqps://…)",
+                    redact_url(u)
+                )),
+            );
         }
     }
     if amqp.as_ref().is_some_and(|a| a.prefetch == 0) {
-        r.push(line("amqp.prefetch"), Some("amqp.prefetch".into()), ProblemKind::BadValue("prefetch 0 means unlimited in AMQP; give a bound (default 256)".into()));
+        r.push(
+            line("amqp.prefetch"),
+            Some("amqp.prefetch".into()),
+            ProblemKind::BadValue(
+                "prefetch 0 means unlimited in AMQP; give a bound (default 256)".into(),
+            ),
+        );
     }
     let required = |section: &str, key: &str, present: bool, r: &mut Reader<'_, '_>| {
         let full = format!("{section}.{key}");
-        if !present && lines.contains_key(section) && !r.problems.iter().any(|p| p.key.as_deref() == Some(full.as_str())) {
-            r.push(lines.get(section).copied(), Some(full), ProblemKind::Missing(format!("missing key `{key}`")));
+        if !present
+            && lines.contains_key(section)
+            && !r
+                .problems
+                .iter()
+                .any(|p| p.key.as_deref() == Some(full.as_str()))
+        {
+            r.push(
+                lines.get(section).copied(),
+                Some(full),
+                ProblemKind::Missing(format!("missing key `{key}`")),
+            );
         }
     };
     if let Some(g) = &gateway {
@@ -546,10 +660,23 @@ fn read_gateway(config_path: &Path, problems: &mut Vec<ConfigProblem>, lines: &m
     }
     if let Some(g) = &gateway {
         if g.her_id.is_some_and(|h| h.0 == 0) {
-            r.push(line("gateway.her_id"), Some("gateway.her_id".into()), ProblemKind::BadValue("HER-id 0 is not a HER-id".into()));
+            r.push(
+                line("gateway.her_id"),
+                Some("gateway.her_id".into()),
+                ProblemKind::BadValue("HER-id 0 is not a HER-id".into()),
+            );
         }
-        if g.signing_key.as_ref().is_some_and(|k| k.to_string_lossy().contains("-----BEGIN")) {
-            r.push(line("gateway.signing_key"), Some("gateway.signing_key".into()), ProblemKind::InlineSecret("`signing_key` must be the path of a PEM file, not the key itself".into()));
+        if g.signing_key
+            .as_ref()
+            .is_some_and(|k| k.to_string_lossy().contains("-----BEGIN"))
+        {
+            r.push(
+                line("gateway.signing_key"),
+                Some("gateway.signing_key".into()),
+                ProblemKind::InlineSecret(
+                    "`signing_key` must be the path of a PEM file, not the key itself".into(),
+                ),
+            );
         }
     }
     let mut policy_cfg = PolicyConfig::default();
@@ -565,25 +692,39 @@ fn read_gateway(config_path: &Path, problems: &mut Vec<ConfigProblem>, lines: &m
     }
     if let Some(p) = &policy {
         if p.max_message_bytes == Some(0) {
-            r.push(line("policy.max_message_bytes"), Some("policy.max_message_bytes".into()), ProblemKind::BadValue("must be larger than 0".into()));
+            r.push(
+                line("policy.max_message_bytes"),
+                Some("policy.max_message_bytes".into()),
+                ProblemKind::BadValue("must be larger than 0".into()),
+            );
         }
         policy_cfg = PolicyConfig {
             max_message_bytes: p.max_message_bytes.unwrap_or(policy_cfg.max_message_bytes),
             apprec_timeout: p.apprec_timeout.map_or(policy_cfg.apprec_timeout, |d| d.0),
             retention: p.retention.map_or(policy_cfg.retention, |d| d.0),
             require_signature: p.require_signature.unwrap_or(policy_cfg.require_signature),
-            reject_unknown_level2: p.reject_unknown_level2.unwrap_or(policy_cfg.reject_unknown_level2),
+            reject_unknown_level2: p
+                .reject_unknown_level2
+                .unwrap_or(policy_cfg.reject_unknown_level2),
         };
         if policy_cfg.retention < policy_cfg.apprec_timeout {
             r.push(line("policy.retention"), Some("policy.retention".into()), ProblemKind::BadValue("retention is shorter than apprec_timeout: state would be pruned before a message can become overdue".into()));
         }
     }
     let base = base_dir(config_path);
-    let signing = gateway.as_ref().and_then(|g| Some((g.signing_key.as_ref()?, g.signing_cert.as_ref()?)));
+    let signing = gateway
+        .as_ref()
+        .and_then(|g| Some((g.signing_key.as_ref()?, g.signing_cert.as_ref()?)));
     let signing = signing.map(|(k, c)| (resolve(&base, k), resolve(&base, c)));
-    let identity = gateway.as_ref().and_then(|g| g.her_id).zip(signing.clone()).map(|(her_id, (signing_key, signing_cert))| {
-        GatewayIdentity { her_id, signing_key, signing_cert }
-    });
+    let identity = gateway
+        .as_ref()
+        .and_then(|g| g.her_id)
+        .zip(signing.clone())
+        .map(|(her_id, (signing_key, signing_cert))| GatewayIdentity {
+            her_id,
+            signing_key,
+            signing_cert,
+        });
     let paths = paths.and_then(|p| {
         Some(PathsConfig {
             register: resolve(&base, p.register.as_ref()?),
@@ -591,21 +732,35 @@ fn read_gateway(config_path: &Path, problems: &mut Vec<ConfigProblem>, lines: &m
             schemas: resolve(&base, &p.schemas),
             state: resolve(&base, &p.state),
             routing_log: resolve(&base, &p.routing_log),
-            http_listen: if p.http_listen.trim().is_empty() { None } else { p.http_listen.trim().parse().ok() },
+            http_listen: if p.http_listen.trim().is_empty() {
+                None
+            } else {
+                p.http_listen.trim().parse().ok()
+            },
         })
     });
     let config = match (amqp, url, &identity, &paths) {
         (Some(amqp), Some(url), Some(identity), Some(paths)) => Some(GatewayConfig {
             config_path: config_path.to_path_buf(),
             base_dir: base.clone(),
-            amqp: AmqpConfig { url, prefetch: amqp.prefetch, heartbeat: amqp.heartbeat.0 },
+            amqp: AmqpConfig {
+                url,
+                prefetch: amqp.prefetch,
+                heartbeat: amqp.heartbeat.0,
+            },
             gateway: identity.clone(),
             paths: paths.clone(),
             policy: policy_cfg,
         }),
         _ => None,
     };
-    Some(GatewayParts { config, signing, gateway_her: gateway.and_then(|g| g.her_id), paths, base })
+    Some(GatewayParts {
+        config,
+        signing,
+        gateway_her: gateway.and_then(|g| g.her_id),
+        paths,
+        base,
+    })
 }
 
 /// What could be read of `gateway.toml`: the whole configuration, or at least the sections the
@@ -624,12 +779,24 @@ type PartiesRead = (Vec<Party>, Vec<(usize, usize)>, HashMap<String, usize>);
 
 /// Reads the parties of the register file; each party's problems are recorded, and the parties
 /// that could be read are returned with their place in the file (index among `[[party]]`, line).
-fn read_parties(path: &Path, base: &Path, at: (&Path, Option<usize>), problems: &mut Vec<ConfigProblem>) -> Option<PartiesRead> {
+fn read_parties(
+    path: &Path,
+    base: &Path,
+    at: (&Path, Option<usize>),
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<PartiesRead> {
     let src = read_file(path, Some("paths.register".into()), Some(at), problems)?;
-    let mut r = Reader { file: path.to_path_buf(), src: &src, problems };
+    let mut r = Reader {
+        file: path.to_path_buf(),
+        src: &src,
+        problems,
+    };
     let doc = r.parse()?;
     let lines = key_lines(&r, doc.get_ref());
-    r.read::<RawPartiesFile>("", Spanned::new(doc.span(), DeValue::Table(doc.get_ref().clone())));
+    r.read::<RawPartiesFile>(
+        "",
+        Spanned::new(doc.span(), DeValue::Table(doc.get_ref().clone())),
+    );
     let mut parties = Vec::new();
     let mut places = Vec::new();
     if let Some(DeValue::Array(items)) = section(doc.get_ref(), "party").map(Spanned::get_ref) {
@@ -656,7 +823,8 @@ fn check_certificate(path: &Path) -> Result<usize, String> {
         if pem.label != "CERTIFICATE" {
             continue;
         }
-        pem.parse_x509().map_err(|e| format!("PEM block #{} is not an X.509 certificate: {e}", count + 1))?;
+        pem.parse_x509()
+            .map_err(|e| format!("PEM block #{} is not an X.509 certificate: {e}", count + 1))?;
         count += 1;
     }
     if count == 0 {
@@ -677,7 +845,10 @@ pub fn check(config_path: &Path) -> Result<(GatewayConfig, Register), Vec<Config
         file: config_path.to_path_buf(),
         line: line(key),
         key: Some(key.to_owned()),
-        kind: ProblemKind::MissingFile { path: path.to_path_buf(), reason },
+        kind: ProblemKind::MissingFile {
+            path: path.to_path_buf(),
+            reason,
+        },
     };
     if let Some((signing_key, signing_cert)) = parts.as_ref().and_then(|p| p.signing.as_ref()) {
         if let Err(reason) = check_certificate(signing_cert) {
@@ -685,25 +856,49 @@ pub fn check(config_path: &Path) -> Result<(GatewayConfig, Register), Vec<Config
                 file: config_path.to_path_buf(),
                 line: line("gateway.signing_cert"),
                 key: Some("gateway.signing_cert".into()),
-                kind: ProblemKind::BadCertificate { path: signing_cert.clone(), reason },
+                kind: ProblemKind::BadCertificate {
+                    path: signing_cert.clone(),
+                    reason,
+                },
             });
         }
         match std::fs::read_to_string(signing_key) {
             Ok(s) if s.contains("PRIVATE KEY-----") => {}
-            Ok(_) => problems.push(file_problem("gateway.signing_key", signing_key, "no PEM PRIVATE KEY block found".into())),
-            Err(e) => problems.push(file_problem("gateway.signing_key", signing_key, format!("cannot read: {e}"))),
+            Ok(_) => problems.push(file_problem(
+                "gateway.signing_key",
+                signing_key,
+                "no PEM PRIVATE KEY block found".into(),
+            )),
+            Err(e) => problems.push(file_problem(
+                "gateway.signing_key",
+                signing_key,
+                format!("cannot read: {e}"),
+            )),
         }
     }
-    if let (Some(paths), Some(base)) = (parts.as_ref().and_then(|p| p.paths.as_ref()), parts.as_ref().map(|p| &p.base)) {
+    if let (Some(paths), Some(base)) = (
+        parts.as_ref().and_then(|p| p.paths.as_ref()),
+        parts.as_ref().map(|p| &p.base),
+    ) {
         if !paths.trust_dir.is_dir() {
-            problems.push(file_problem("paths.trust_dir", &paths.trust_dir, "not a directory".into()));
+            problems.push(file_problem(
+                "paths.trust_dir",
+                &paths.trust_dir,
+                "not a directory".into(),
+            ));
         }
         if paths.state.exists() && !paths.state.is_dir() {
-            problems.push(file_problem("paths.state", &paths.state, "exists but is not a directory".into()));
+            problems.push(file_problem(
+                "paths.state",
+                &paths.state,
+                "exists but is not a directory".into(),
+            ));
         }
         let gateway_her = parts.as_ref().and_then(|p| p.gateway_her);
         let at = (config_path, line("paths.register"));
-        if let Some((parties, places, plines)) = read_parties(&paths.register, base, at, &mut problems) {
+        if let Some((parties, places, plines)) =
+            read_parties(&paths.register, base, at, &mut problems)
+        {
             let reg_file = paths.register.clone();
             for (i, p) in parties.iter().enumerate() {
                 for (j, c) in p.certificates.iter().enumerate() {
@@ -714,7 +909,10 @@ pub fn check(config_path: &Path) -> Result<(GatewayConfig, Register), Vec<Config
                             file: reg_file.clone(),
                             line: plines.get(&key).copied().or(Some(start)),
                             key: Some(format!("{key}[{j}]")),
-                            kind: ProblemKind::BadCertificate { path: c.clone(), reason },
+                            kind: ProblemKind::BadCertificate {
+                                path: c.clone(),
+                                reason,
+                            },
                         });
                     }
                 }
@@ -733,10 +931,12 @@ pub fn check(config_path: &Path) -> Result<(GatewayConfig, Register), Vec<Config
                 }
                 Err(errors) => {
                     for e in errors {
-                        let (file_index, start) = places.get(e.index()).copied().unwrap_or((e.index(), 0));
+                        let (file_index, start) =
+                            places.get(e.index()).copied().unwrap_or((e.index(), 0));
                         let field = match e {
                             RegisterError::DuplicateHerId { .. } => ".her_id",
-                            RegisterError::NoAccepts { .. } | RegisterError::UnknownMessageType { .. } => ".accepts",
+                            RegisterError::NoAccepts { .. }
+                            | RegisterError::UnknownMessageType { .. } => ".accepts",
                             _ => ".organisation_her_id",
                         };
                         let key = format!("party[{file_index}]{field}");
@@ -754,7 +954,9 @@ pub fn check(config_path: &Path) -> Result<(GatewayConfig, Register), Vec<Config
                     file: reg_file,
                     line: None,
                     key: Some("party".into()),
-                    kind: ProblemKind::Missing("no [[party]] entries: the register is empty".into()),
+                    kind: ProblemKind::Missing(
+                        "no [[party]] entries: the register is empty".into(),
+                    ),
                 });
             }
         }

@@ -12,7 +12,9 @@ use std::str::FromStr;
 pub type Timestamp = time::OffsetDateTime;
 
 /// A HER-id from the national address register (Adresseregisteret): a positive integer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct HerId(pub u32);
 
@@ -42,7 +44,9 @@ impl fmt::Display for HerId {
 
 /// A MsgHead `MsgId`. Kept as the sender wrote it (trimmed), because AppRec `OriginalMsgId/Id`
 /// must echo it exactly; [`MsgId::is_uuid`] tells whether it satisfies the standard (E10 if not).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct MsgId(pub String);
 

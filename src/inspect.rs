@@ -29,21 +29,37 @@ fn levels(a: &PartyAddress) -> String {
 /// The one-line summary of a MsgHead (no patient data: only whether it is identified and how).
 pub fn msghead_line(m: &MsgHead) -> String {
     let recipients = m.recipients();
-    let copies: Vec<String> = recipients.iter().skip(1).map(|(r, _)| levels(&r.address)).collect();
+    let copies: Vec<String> = recipients
+        .iter()
+        .skip(1)
+        .map(|(r, _)| levels(&r.address))
+        .collect();
     let patient = if !m.patient.present {
         "absent".to_owned()
     } else {
         format!(
             "{}({})",
-            if m.patient.sufficiently_identified() { "yes" } else { "no" },
-            if m.patient.ident_kinds.is_empty() { "no ids".to_owned() } else { m.patient.ident_kinds.join(",") }
+            if m.patient.sufficiently_identified() {
+                "yes"
+            } else {
+                "no"
+            },
+            if m.patient.ident_kinds.is_empty() {
+                "no ids".to_owned()
+            } else {
+                m.patient.ident_kinds.join(",")
+            }
         )
     };
     format!(
         "{}\tmsgid={}{}\tfrom={}\tto={}\tcc=[{}]\tpayload={}\tpatient-identified={}",
         m.msg_type.v,
         m.msg_id,
-        if m.msg_id.is_uuid() { "" } else { " (NOT A UUID)" },
+        if m.msg_id.is_uuid() {
+            ""
+        } else {
+            " (NOT A UUID)"
+        },
         levels(&m.sender_address()),
         levels(&recipients[0].0.address),
         copies.join(","),
@@ -76,7 +92,9 @@ pub fn run(args: &InspectArgs) -> ExitCode {
             Err(e) => Err(e.to_string()),
             Ok(bytes) => match MsgHead::parse(&bytes) {
                 Ok(m) => Ok(msghead_line(&m)),
-                Err(ModelError::WrongRoot { .. }) => AppRec::parse(&bytes).map(|a| apprec_line(&a)).map_err(|e| e.to_string()),
+                Err(ModelError::WrongRoot { .. }) => AppRec::parse(&bytes)
+                    .map(|a| apprec_line(&a))
+                    .map_err(|e| e.to_string()),
                 Err(e) => Err(format!("{e} (AppRec code {})", e.apprec_code())),
             },
         };

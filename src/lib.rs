@@ -29,10 +29,10 @@
 //! Each module opens with its own `//!` saying its one job, its input and output, and how it fails.
 
 pub mod address;
-pub mod bench;
 pub mod amqp;
-pub mod chaos;
 pub mod apprec;
+pub mod bench;
+pub mod chaos;
 pub mod cms;
 pub mod codes;
 pub mod config;

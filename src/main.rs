@@ -5,7 +5,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "helsemelding", version, about = "Gateway for Norwegian health messages (MsgHead, Dialogmelding, PLO, AppRec) over RabbitMQ")]
+#[command(
+    name = "helsemelding",
+    version,
+    about = "Gateway for Norwegian health messages (MsgHead, Dialogmelding, PLO, AppRec) over RabbitMQ"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -254,7 +254,14 @@ mod tests {
 
     #[test]
     fn known_and_unknown_types() {
-        for t in ["DIALOG_FORESPORSEL", "DIALOG_SVAR", "INNLEGGELSESRAPPORT", "APPREC", "LOG_UTSKREVET", "EbrevForesporsel"] {
+        for t in [
+            "DIALOG_FORESPORSEL",
+            "DIALOG_SVAR",
+            "INNLEGGELSESRAPPORT",
+            "APPREC",
+            "LOG_UTSKREVET",
+            "EbrevForesporsel",
+        ] {
             assert!(is_known(t), "{t}");
         }
         assert_eq!(text("APPREC"), Some("Applikasjonskvittering"));

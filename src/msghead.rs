@@ -27,11 +27,20 @@ pub enum ModelError {
     #[error("not well-formed XML at {0}")]
     Xml(#[from] XmlError),
     #[error("root element is {{{found_ns}}}{found}, expected {{{expected_ns}}}{expected}")]
-    WrongRoot { expected: &'static str, expected_ns: String, found: String, found_ns: String },
+    WrongRoot {
+        expected: &'static str,
+        expected_ns: String,
+        found: String,
+        found_ns: String,
+    },
     #[error("required element {path} is missing")]
     Missing { path: String },
     #[error("element {path} (line {line}) has an invalid value: {problem}")]
-    Invalid { path: String, line: usize, problem: String },
+    Invalid {
+        path: String,
+        line: usize,
+        problem: String,
+    },
 }
 
 impl ModelError {
@@ -81,7 +90,10 @@ impl Ident {
 /// The first ident with `TypeId V=HER` whose Id is a valid HER-id. An Id that is not a valid
 /// HER-id counts as missing (NOTES.md §3), so a later, valid HER ident still counts.
 pub fn her_of(idents: &[Ident]) -> Option<HerId> {
-    idents.iter().filter(|i| i.is_her()).find_map(|i| i.id.parse::<HerId>().ok())
+    idents
+        .iter()
+        .filter(|i| i.is_her())
+        .find_map(|i| i.id.parse::<HerId>().ok())
 }
 
 /// A postal address (`Address`), kept for mirroring.
@@ -162,7 +174,10 @@ impl Party {
                     .and_then(|sub| her_of(&sub.idents))
                     .or_else(|| o.professional.as_ref().and_then(|p| her_of(&p.idents))),
             },
-            Party::Professional(p) => PartyAddress { level1: None, level2: her_of(&p.idents) },
+            Party::Professional(p) => PartyAddress {
+                level1: None,
+                level2: her_of(&p.idents),
+            },
             Party::PrivatePerson | Party::Nobody => PartyAddress::default(),
         }
     }
@@ -244,7 +259,9 @@ impl PayloadStandard {
     pub fn from_namespace(ns: &str) -> PayloadStandard {
         let po = |prefix: &str, date: &str| {
             ns.strip_prefix(prefix).is_some_and(|rest| {
-                rest.strip_suffix(date).is_some_and(|m| m.len() > 1 && m.ends_with('/') && !m[..m.len() - 1].contains('/'))
+                rest.strip_suffix(date).is_some_and(|m| {
+                    m.len() > 1 && m.ends_with('/') && !m[..m.len() - 1].contains('/')
+                })
             })
         };
         match ns {
@@ -299,11 +316,15 @@ pub struct MsgHead {
 }
 
 fn required<'t>(el: Element<'t>, local: &str, path: &str) -> Result<Element<'t>, ModelError> {
-    el.child(local).ok_or_else(|| ModelError::Missing { path: format!("{path}/{local}") })
+    el.child(local).ok_or_else(|| ModelError::Missing {
+        path: format!("{path}/{local}"),
+    })
 }
 
 fn opt_text(el: Element<'_>, local: &str) -> Option<String> {
-    el.child_text(local).filter(|t| !t.is_empty()).map(str::to_owned)
+    el.child_text(local)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
 }
 
 fn idents(el: Element<'_>) -> Vec<Ident> {
@@ -340,13 +361,20 @@ fn professional(el: Element<'_>) -> HealthcareProfessional {
 
 fn organisation(el: Element<'_>) -> Organisation {
     Organisation {
-        name: el.child_text("OrganisationName").unwrap_or_default().to_owned(),
+        name: el
+            .child_text("OrganisationName")
+            .unwrap_or_default()
+            .to_owned(),
         kind: el.child("TypeOrganisation").map(Code::from),
         idents: idents(el),
         address: el.child("Address").map(postal_address),
         telecom: el
             .children_named("TeleCom")
-            .filter_map(|t| t.child("TeleAddress").and_then(|a| a.attr("V")).map(str::to_owned))
+            .filter_map(|t| {
+                t.child("TeleAddress")
+                    .and_then(|a| a.attr("V"))
+                    .map(str::to_owned)
+            })
             .collect(),
         organisation: el.child("Organisation").map(|o| Box::new(organisation(o))),
         professional: el.child("HealthcareProfessional").map(professional),
@@ -354,12 +382,20 @@ fn organisation(el: Element<'_>) -> Organisation {
 }
 
 fn patient_summary(el: Option<Element<'_>>) -> PatientSummary {
-    let Some(p) = el else { return PatientSummary::default() };
+    let Some(p) = el else {
+        return PatientSummary::default();
+    };
     PatientSummary {
         present: true,
         ident_kinds: p
             .children_named("Ident")
-            .map(|i| i.child("TypeId").and_then(|t| t.attr("V")).unwrap_or_default().trim().to_owned())
+            .map(|i| {
+                i.child("TypeId")
+                    .and_then(|t| t.attr("V"))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned()
+            })
             .collect(),
         has_family_name: p.child_text("FamilyName").is_some_and(|t| !t.is_empty()),
         has_given_name: p.child_text("GivenName").is_some_and(|t| !t.is_empty()),
@@ -371,22 +407,36 @@ fn patient_summary(el: Option<Element<'_>>) -> PatientSummary {
 /// What the model's reader accepts: the reader's depth limit; no size limit of its own, because
 /// the gateway's intake (`policy.max_message_bytes`) bounds what reaches it and may be configured
 /// above the reader's default.
-const MODEL_LIMITS: XmlLimits = XmlLimits { max_bytes: usize::MAX, max_depth: 64 };
+const MODEL_LIMITS: XmlLimits = XmlLimits {
+    max_bytes: usize::MAX,
+    max_depth: 64,
+};
 
 /// Parses an xs:dateTime into its date-time fields and, when written, its offset (`Z` or
 /// `±hh:mm`). `None` when it does not parse; the text is always kept as written anyway.
-pub(crate) fn parse_xs_datetime(s: &str) -> Option<(time::PrimitiveDateTime, Option<time::UtcOffset>)> {
+pub(crate) fn parse_xs_datetime(
+    s: &str,
+) -> Option<(time::PrimitiveDateTime, Option<time::UtcOffset>)> {
     let s = s.trim();
     let (body, offset) = if let Some(b) = s.strip_suffix('Z') {
         (b, Some(time::UtcOffset::UTC))
-    } else if s.len() > 6 && matches!(s.as_bytes()[s.len() - 6], b'+' | b'-') && s.as_bytes()[s.len() - 3] == b':' {
+    } else if s.len() > 6
+        && matches!(s.as_bytes()[s.len() - 6], b'+' | b'-')
+        && s.as_bytes()[s.len() - 3] == b':'
+    {
         let (b, o) = s.split_at(s.len() - 6);
-        let off = time::UtcOffset::parse(o, time::macros::format_description!("[offset_hour sign:mandatory]:[offset_minute]")).ok()?;
+        let off = time::UtcOffset::parse(
+            o,
+            time::macros::format_description!("[offset_hour sign:mandatory]:[offset_minute]"),
+        )
+        .ok()?;
         (b, Some(off))
     } else {
         (s, None)
     };
-    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]");
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]"
+    );
     let dt = time::PrimitiveDateTime::parse(body, fmt).ok()?;
     Some((dt, offset))
 }
@@ -419,7 +469,11 @@ impl MsgHead {
         let p = "MsgHead/MsgInfo";
         let msg_type = Code::from(required(info, "Type", p)?);
         if msg_type.v.is_empty() {
-            return Err(ModelError::Invalid { path: format!("{p}/Type"), line: info.line(), problem: "no V attribute".into() });
+            return Err(ModelError::Invalid {
+                path: format!("{p}/Type"),
+                line: info.line(),
+                problem: "no V attribute".into(),
+            });
         }
         let gen_date = required(info, "GenDate", p)?.text().trim().to_owned();
         let msg_id = MsgId::new(required(info, "MsgId", p)?.text().to_owned());
@@ -446,7 +500,9 @@ impl MsgHead {
         let documents: Vec<Element<'_>> = root.children_named("Document").collect();
         // Registry reports carry PatientReport/Document instead (HIS 80601).
         let documents: Vec<Element<'_>> = if documents.is_empty() {
-            root.children_named("PatientReport").flat_map(|r| r.children_named("Document")).collect()
+            root.children_named("PatientReport")
+                .flat_map(|r| r.children_named("Document"))
+                .collect()
         } else {
             documents
         };
@@ -460,18 +516,25 @@ impl MsgHead {
         Ok(MsgHead {
             mig_version: info.child_text("MIGversion").unwrap_or_default().to_owned(),
             gen_date_parsed: parse_datetime(&gen_date),
-            gen_date_unzoned: parse_xs_datetime(&gen_date).filter(|(_, o)| o.is_none()).map(|(dt, _)| dt),
+            gen_date_unzoned: parse_xs_datetime(&gen_date)
+                .filter(|(_, o)| o.is_none())
+                .map(|(dt, _)| dt),
             gen_date,
             msg_id,
-            ack: info.child("Ack").map(|a| match a.attr("V").unwrap_or_default().trim() {
-                "J" => Ack::Yes,
-                "N" => Ack::No,
-                "F" => Ack::OnError,
-                other => Ack::Other(other.to_owned()),
-            }),
+            ack: info
+                .child("Ack")
+                .map(|a| match a.attr("V").unwrap_or_default().trim() {
+                    "J" => Ack::Yes,
+                    "N" => Ack::No,
+                    "F" => Ack::OnError,
+                    other => Ack::Other(other.to_owned()),
+                }),
             conversation_ref: info.child("ConversationRef").map(|c| ConversationRef {
                 ref_to_parent: c.child_text("RefToParent").unwrap_or_default().to_owned(),
-                ref_to_conversation: c.child_text("RefToConversation").unwrap_or_default().to_owned(),
+                ref_to_conversation: c
+                    .child_text("RefToConversation")
+                    .unwrap_or_default()
+                    .to_owned(),
             }),
             sender: party_of("Sender")?,
             receiver: party_of("Receiver")?,
@@ -486,9 +549,21 @@ impl MsgHead {
     /// Every recipient with its routing key: the `Receiver` as `Primary`, then each
     /// `OtherReceiver` as `Copy` (COP, or any other role — a copy is never the primary).
     pub fn recipients(&self) -> Vec<(AddressedRecipient, &Party)> {
-        let mut out = vec![(AddressedRecipient { role: RecipientRole::Primary, address: self.receiver.address() }, &self.receiver)];
+        let mut out = vec![(
+            AddressedRecipient {
+                role: RecipientRole::Primary,
+                address: self.receiver.address(),
+            },
+            &self.receiver,
+        )];
         for o in &self.other_receivers {
-            out.push((AddressedRecipient { role: RecipientRole::Copy, address: o.party.address() }, &o.party));
+            out.push((
+                AddressedRecipient {
+                    role: RecipientRole::Copy,
+                    address: o.party.address(),
+                },
+                &o.party,
+            ));
         }
         out
     }
@@ -506,41 +581,101 @@ mod tests {
     #[test]
     fn payload_namespaces() {
         use PayloadStandard as P;
-        assert_eq!(P::from_namespace("http://www.kith.no/xmlstds/dialog/2006-10-11"), P::Dialogmelding1_0);
-        assert_eq!(P::from_namespace("http://www.kith.no/xmlstds/dialog/2013-01-23"), P::Dialogmelding1_1);
-        assert_eq!(P::from_namespace("http://www.kith.no/xmlstds/dialog/2013-01-10"), P::Other("http://www.kith.no/xmlstds/dialog/2013-01-10".into()));
-        assert_eq!(P::from_namespace("http://www.kith.no/xmlstds/po/pasientlogistikk/2009-06-30"), P::Plo1_5);
-        assert_eq!(P::from_namespace("http://www.kith.no/xmlstds/po/innleggelsesrapport/2012-04-01"), P::Plo1_6);
-        assert_eq!(P::from_namespace("http://ehelse.no/xmlstds/po/pasientlogistikk/2016-05-30"), P::Plo2_0);
-        assert!(matches!(P::from_namespace("http://www.kith.no/xmlstds/po/2009-06-30"), P::Other(_)));
-        assert!(matches!(P::from_namespace("http://www.kith.no/xmlstds/base64container"), P::Other(_)));
+        assert_eq!(
+            P::from_namespace("http://www.kith.no/xmlstds/dialog/2006-10-11"),
+            P::Dialogmelding1_0
+        );
+        assert_eq!(
+            P::from_namespace("http://www.kith.no/xmlstds/dialog/2013-01-23"),
+            P::Dialogmelding1_1
+        );
+        assert_eq!(
+            P::from_namespace("http://www.kith.no/xmlstds/dialog/2013-01-10"),
+            P::Other("http://www.kith.no/xmlstds/dialog/2013-01-10".into())
+        );
+        assert_eq!(
+            P::from_namespace("http://www.kith.no/xmlstds/po/pasientlogistikk/2009-06-30"),
+            P::Plo1_5
+        );
+        assert_eq!(
+            P::from_namespace("http://www.kith.no/xmlstds/po/innleggelsesrapport/2012-04-01"),
+            P::Plo1_6
+        );
+        assert_eq!(
+            P::from_namespace("http://ehelse.no/xmlstds/po/pasientlogistikk/2016-05-30"),
+            P::Plo2_0
+        );
+        assert!(matches!(
+            P::from_namespace("http://www.kith.no/xmlstds/po/2009-06-30"),
+            P::Other(_)
+        ));
+        assert!(matches!(
+            P::from_namespace("http://www.kith.no/xmlstds/base64container"),
+            P::Other(_)
+        ));
     }
 
     #[test]
     fn her_ids_match_on_v_and_skip_invalid_ids() {
-        let id = |id: &str, v: &str, s: Option<&str>| Ident { id: id.into(), type_id: Code { v: v.into(), s: s.map(Into::into), dn: None } };
-        assert_eq!(her_of(&[id("971318864", "ENH", None), id("56704", "HER", Some("2.16.578.1.12.4.1.1.9051"))]), Some(HerId(56704)));
-        assert_eq!(her_of(&[id("56704", "HER", Some("2.16.578.1.12.4.1.1.8116"))]), Some(HerId(56704)));
+        let id = |id: &str, v: &str, s: Option<&str>| Ident {
+            id: id.into(),
+            type_id: Code {
+                v: v.into(),
+                s: s.map(Into::into),
+                dn: None,
+            },
+        };
+        assert_eq!(
+            her_of(&[
+                id("971318864", "ENH", None),
+                id("56704", "HER", Some("2.16.578.1.12.4.1.1.9051"))
+            ]),
+            Some(HerId(56704))
+        );
+        assert_eq!(
+            her_of(&[id("56704", "HER", Some("2.16.578.1.12.4.1.1.8116"))]),
+            Some(HerId(56704))
+        );
         assert_eq!(her_of(&[id("369.767", "HER", None)]), None);
-        assert_eq!(her_of(&[id("369.767", "HER", None), id("42", "HER", None)]), Some(HerId(42)));
+        assert_eq!(
+            her_of(&[id("369.767", "HER", None), id("42", "HER", None)]),
+            Some(HerId(42))
+        );
         assert_eq!(her_of(&[id("42", "her", None)]), None);
     }
 
     #[test]
     fn xs_datetimes() {
         use time::macros::datetime;
-        assert_eq!(parse_datetime("2007-01-20T04:30:47.0Z"), Some(datetime!(2007-01-20 04:30:47 UTC)));
-        assert_eq!(parse_datetime("2024-01-02T03:04:05+01:00"), Some(datetime!(2024-01-02 03:04:05 +01:00)));
-        assert_eq!(parse_datetime("2009-09-10T11:31:54.148-02:30"), Some(datetime!(2009-09-10 11:31:54.148 -02:30)));
+        assert_eq!(
+            parse_datetime("2007-01-20T04:30:47.0Z"),
+            Some(datetime!(2007-01-20 04:30:47 UTC))
+        );
+        assert_eq!(
+            parse_datetime("2024-01-02T03:04:05+01:00"),
+            Some(datetime!(2024-01-02 03:04:05 +01:00))
+        );
+        assert_eq!(
+            parse_datetime("2009-09-10T11:31:54.148-02:30"),
+            Some(datetime!(2009-09-10 11:31:54.148 -02:30))
+        );
         assert_eq!(parse_datetime("2018-01-24T15:30:36"), None);
-        assert_eq!(parse_xs_datetime("2018-01-24T15:30:36"), Some((datetime!(2018-01-24 15:30:36), None)));
+        assert_eq!(
+            parse_xs_datetime("2018-01-24T15:30:36"),
+            Some((datetime!(2018-01-24 15:30:36), None))
+        );
         assert_eq!(parse_xs_datetime("1991-12-4T10:00:00"), None);
         assert_eq!(parse_xs_datetime("yesterday"), None);
     }
 
     #[test]
     fn patient_sufficiency_rule() {
-        let mut p = PatientSummary { present: true, has_family_name: true, ident_kinds: vec!["FNR".into()], ..Default::default() };
+        let mut p = PatientSummary {
+            present: true,
+            has_family_name: true,
+            ident_kinds: vec!["FNR".into()],
+            ..Default::default()
+        };
         assert!(p.sufficiently_identified());
         p.ident_kinds = vec!["HNR".into()];
         assert!(!p.sufficiently_identified());

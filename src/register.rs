@@ -46,17 +46,34 @@ pub struct Party {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegisterError {
     #[error("HER-id {her} is registered twice (parties #{first} and #{second}, counting from 1)")]
-    DuplicateHerId { her: HerId, first: usize, second: usize },
+    DuplicateHerId {
+        her: HerId,
+        first: usize,
+        second: usize,
+    },
     #[error("party {party}: organisation_her_id {organisation} names no party in the register")]
-    UnknownOrganisation { index: usize, party: HerId, organisation: HerId },
+    UnknownOrganisation {
+        index: usize,
+        party: HerId,
+        organisation: HerId,
+    },
     #[error("party {party}: organisation_her_id {organisation} is itself a level-2 party (of {its_organisation}); only two address levels exist (HIS 1153-2 AD2.1)")]
-    OrganisationNotLevel1 { index: usize, party: HerId, organisation: HerId, its_organisation: HerId },
+    OrganisationNotLevel1 {
+        index: usize,
+        party: HerId,
+        organisation: HerId,
+        its_organisation: HerId,
+    },
     #[error("party {party}: organisation_her_id names the party itself")]
     OwnOrganisation { index: usize, party: HerId },
     #[error("party {party}: `accepts` is empty; a party that accepts nothing could only ever be answered with T10")]
     NoAccepts { index: usize, party: HerId },
     #[error("party {party}: accepts {code:?}, which is not a message function of code list 8279")]
-    UnknownMessageType { index: usize, party: HerId, code: String },
+    UnknownMessageType {
+        index: usize,
+        party: HerId,
+        code: String,
+    },
 }
 
 impl RegisterError {
@@ -89,7 +106,11 @@ impl Register {
         let mut by_her: HashMap<HerId, usize> = HashMap::new();
         for (i, p) in parties.iter().enumerate() {
             if let Some(&first) = by_her.get(&p.her_id) {
-                problems.push(RegisterError::DuplicateHerId { her: p.her_id, first: first + 1, second: i + 1 });
+                problems.push(RegisterError::DuplicateHerId {
+                    her: p.her_id,
+                    first: first + 1,
+                    second: i + 1,
+                });
             } else {
                 by_her.insert(p.her_id, i);
             }
@@ -97,33 +118,55 @@ impl Register {
         let mut children: HashMap<HerId, Vec<HerId>> = HashMap::new();
         for (index, p) in parties.iter().enumerate() {
             if p.accepts.is_empty() {
-                problems.push(RegisterError::NoAccepts { index, party: p.her_id });
+                problems.push(RegisterError::NoAccepts {
+                    index,
+                    party: p.her_id,
+                });
             }
             for code in &p.accepts {
                 if !msg_type::is_known(code) {
-                    problems.push(RegisterError::UnknownMessageType { index, party: p.her_id, code: code.clone() });
+                    problems.push(RegisterError::UnknownMessageType {
+                        index,
+                        party: p.her_id,
+                        code: code.clone(),
+                    });
                 }
             }
-            let Some(org) = p.organisation_her_id else { continue };
+            let Some(org) = p.organisation_her_id else {
+                continue;
+            };
             if org == p.her_id {
-                problems.push(RegisterError::OwnOrganisation { index, party: p.her_id });
+                problems.push(RegisterError::OwnOrganisation {
+                    index,
+                    party: p.her_id,
+                });
                 continue;
             }
             match by_her.get(&org).map(|&i| &parties[i]) {
-                None => problems.push(RegisterError::UnknownOrganisation { index, party: p.her_id, organisation: org }),
+                None => problems.push(RegisterError::UnknownOrganisation {
+                    index,
+                    party: p.her_id,
+                    organisation: org,
+                }),
                 Some(o) => match o.organisation_her_id {
-                    Some(its) if its != o.her_id => problems.push(RegisterError::OrganisationNotLevel1 {
-                        index,
-                        party: p.her_id,
-                        organisation: org,
-                        its_organisation: its,
-                    }),
+                    Some(its) if its != o.her_id => {
+                        problems.push(RegisterError::OrganisationNotLevel1 {
+                            index,
+                            party: p.her_id,
+                            organisation: org,
+                            its_organisation: its,
+                        })
+                    }
                     _ => children.entry(org).or_default().push(p.her_id),
                 },
             }
         }
         if problems.is_empty() {
-            Ok(Register { parties, by_her, children })
+            Ok(Register {
+                parties,
+                by_her,
+                children,
+            })
         } else {
             Err(problems)
         }
@@ -147,7 +190,10 @@ impl Register {
     /// Whether `her` is a level-1 party: one that others name as their organisation, or that names
     /// none itself. False for HER-ids not in the register.
     pub fn is_organisation(&self, her: HerId) -> bool {
-        self.children.contains_key(&her) || self.get(her).is_some_and(|p| p.organisation_her_id.is_none())
+        self.children.contains_key(&her)
+            || self
+                .get(her)
+                .is_some_and(|p| p.organisation_her_id.is_none())
     }
 
     /// The level-1 organisation of a level-2 party (`None` for organisations and unknown HER-ids).
@@ -157,23 +203,30 @@ impl Register {
 
     /// The level-2 services and persons registered under an organisation, in file order.
     pub fn children(&self, organisation: HerId) -> &[HerId] {
-        self.children.get(&organisation).map(Vec::as_slice).unwrap_or(&[])
+        self.children
+            .get(&organisation)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// Whether the party accepts this message function (code list 8279). False for unknown parties.
     pub fn accepts(&self, her: HerId, msg_type: &str) -> bool {
-        self.get(her).is_some_and(|p| p.accepts.iter().any(|a| a == msg_type))
+        self.get(her)
+            .is_some_and(|p| p.accepts.iter().any(|a| a == msg_type))
     }
 
     /// The signing certificate files the party may use (empty for unknown parties).
     pub fn certificates(&self, her: HerId) -> &[PathBuf] {
-        self.get(her).map(|p| p.certificates.as_slice()).unwrap_or(&[])
+        self.get(her)
+            .map(|p| p.certificates.as_slice())
+            .unwrap_or(&[])
     }
 
     /// Whether the AMQP user (RabbitMQ-validated `user_id`) may publish as this party. A mismatch is
     /// spoofing (DESIGN §2 "verify").
     pub fn amqp_user_allowed(&self, her: HerId, user: &str) -> bool {
-        self.get(her).is_some_and(|p| p.amqp_users.iter().any(|u| u == user))
+        self.get(her)
+            .is_some_and(|p| p.amqp_users.iter().any(|u| u == user))
     }
 }
 
@@ -197,10 +250,18 @@ pub(crate) mod tests {
     pub(crate) fn sample() -> Register {
         Register::from_parties(vec![
             party(1000, None, &["APPREC"]),
-            party(1001, Some(1000), &["DIALOG_FORESPORSEL", "DIALOG_SVAR", "APPREC"]),
+            party(
+                1001,
+                Some(1000),
+                &["DIALOG_FORESPORSEL", "DIALOG_SVAR", "APPREC"],
+            ),
             party(1002, Some(1000), &["INNLEGGELSESRAPPORT", "APPREC"]),
             party(2000, None, &["APPREC"]),
-            party(2001, Some(2000), &["DIALOG_FORESPORSEL", "DIALOG_SVAR", "APPREC"]),
+            party(
+                2001,
+                Some(2000),
+                &["DIALOG_FORESPORSEL", "DIALOG_SVAR", "APPREC"],
+            ),
             party(3000, None, &["DIALOG_FORESPORSEL", "APPREC"]),
         ])
         .expect("the sample register is consistent")
@@ -219,7 +280,10 @@ pub(crate) mod tests {
         assert!(r.accepts(HerId(1001), "DIALOG_SVAR"));
         assert!(!r.accepts(HerId(1002), "DIALOG_SVAR"));
         assert!(!r.accepts(HerId(9999), "APPREC"));
-        assert_eq!(r.certificates(HerId(1001)), &[PathBuf::from("certs/1001.pem")]);
+        assert_eq!(
+            r.certificates(HerId(1001)),
+            &[PathBuf::from("certs/1001.pem")]
+        );
         assert!(r.certificates(HerId(9999)).is_empty());
         assert!(r.amqp_user_allowed(HerId(1001), "ehr-1001"));
         assert!(!r.amqp_user_allowed(HerId(1001), "ehr-1002"));
@@ -240,12 +304,35 @@ pub(crate) mod tests {
         assert_eq!(
             errs,
             vec![
-                RegisterError::DuplicateHerId { her: HerId(1), first: 1, second: 2 },
-                RegisterError::UnknownOrganisation { index: 2, party: HerId(2), organisation: HerId(77) },
-                RegisterError::NoAccepts { index: 3, party: HerId(3) },
-                RegisterError::UnknownMessageType { index: 4, party: HerId(4), code: "NOT_A_TYPE".into() },
-                RegisterError::OrganisationNotLevel1 { index: 4, party: HerId(4), organisation: HerId(3), its_organisation: HerId(1) },
-                RegisterError::OwnOrganisation { index: 5, party: HerId(5) },
+                RegisterError::DuplicateHerId {
+                    her: HerId(1),
+                    first: 1,
+                    second: 2
+                },
+                RegisterError::UnknownOrganisation {
+                    index: 2,
+                    party: HerId(2),
+                    organisation: HerId(77)
+                },
+                RegisterError::NoAccepts {
+                    index: 3,
+                    party: HerId(3)
+                },
+                RegisterError::UnknownMessageType {
+                    index: 4,
+                    party: HerId(4),
+                    code: "NOT_A_TYPE".into()
+                },
+                RegisterError::OrganisationNotLevel1 {
+                    index: 4,
+                    party: HerId(4),
+                    organisation: HerId(3),
+                    its_organisation: HerId(1)
+                },
+                RegisterError::OwnOrganisation {
+                    index: 5,
+                    party: HerId(5)
+                },
             ]
         );
         assert_eq!(errs[0].index(), 1);

@@ -39,7 +39,9 @@ pub struct RoutePolicy {
 
 impl Default for RoutePolicy {
     fn default() -> Self {
-        RoutePolicy { reject_unknown_level2: true }
+        RoutePolicy {
+            reject_unknown_level2: true,
+        }
     }
 }
 
@@ -49,7 +51,11 @@ pub enum Decision {
     /// Publish the original envelope to `{her}_async`.
     Deliver { her: HerId, role: RecipientRole },
     /// Answer *for* this recipient with a negative AppRec carrying `code` (and `reason` as `OT`).
-    Reject { role: RecipientRole, code: ErrorCode, reason: String },
+    Reject {
+        role: RecipientRole,
+        code: ErrorCode,
+        reason: String,
+    },
     /// Neither level is ours: no AppRec (HITS 1168 §5.3); an error-queue entry for the sender.
     NotForUs { role: RecipientRole, reason: String },
     /// Addressed again (same party as an earlier recipient of this message): nothing to deliver and
@@ -119,16 +125,25 @@ fn decide(
     let reject = |code, reason: String| Decision::Reject { role, code, reason };
     if let Some(addressed) = r.address.communication_party() {
         if seen.contains(&addressed) {
-            return Decision::Duplicate { role, her: addressed };
+            return Decision::Duplicate {
+                role,
+                her: addressed,
+            };
         }
     }
     let Some(l1) = r.address.level1 else {
-        return reject(ErrorCode::E21, "level-1 (organisation) HER-id missing in the address".into());
+        return reject(
+            ErrorCode::E21,
+            "level-1 (organisation) HER-id missing in the address".into(),
+        );
     };
     let l1_known = register.contains(l1);
     let target = match r.address.level2 {
         None if !l1_known => {
-            return Decision::NotForUs { role, reason: format!("HER-id {l1} is not in the address register") };
+            return Decision::NotForUs {
+                role,
+                reason: format!("HER-id {l1} is not in the address register"),
+            };
         }
         None if register.children(l1).is_empty() => l1,
         None => {
@@ -148,12 +163,18 @@ fn decide(
                 };
             }
             (_, true) if register.organisation_of(l2) != Some(l1) => {
-                return reject(ErrorCode::E21, format!("level-2 HER-id {l2} does not belong to organisation {l1}"));
+                return reject(
+                    ErrorCode::E21,
+                    format!("level-2 HER-id {l2} does not belong to organisation {l1}"),
+                );
             }
             (_, true) => l2,
             (true, false) => {
                 if policy.reject_unknown_level2 {
-                    return reject(ErrorCode::E21, format!("level-2 HER-id {l2} is unknown at organisation {l1}"));
+                    return reject(
+                        ErrorCode::E21,
+                        format!("level-2 HER-id {l2} is unknown at organisation {l1}"),
+                    );
                 }
                 l1
             }
@@ -164,7 +185,9 @@ fn decide(
             if header != addressed {
                 return reject(
                     ErrorCode::E21,
-                    format!("envelope toHerId {header} differs from the MsgHead receiver {addressed}"),
+                    format!(
+                        "envelope toHerId {header} differs from the MsgHead receiver {addressed}"
+                    ),
                 );
             }
         }
@@ -173,7 +196,10 @@ fn decide(
         return Decision::Duplicate { role, her: target };
     }
     if !register.accepts(target, msg_type) {
-        return reject(ErrorCode::T10, format!("HER-id {target} does not accept message type {msg_type}"));
+        return reject(
+            ErrorCode::T10,
+            format!("HER-id {target} does not accept message type {msg_type}"),
+        );
     }
     Decision::Deliver { her: target, role }
 }
@@ -186,7 +212,13 @@ mod tests {
     use RecipientRole::{Copy as Cop, Primary as Prim};
 
     fn to(role: RecipientRole, l1: Option<u32>, l2: Option<u32>) -> AddressedRecipient {
-        AddressedRecipient { role, address: PartyAddress { level1: l1.map(HerId), level2: l2.map(HerId) } }
+        AddressedRecipient {
+            role,
+            address: PartyAddress {
+                level1: l1.map(HerId),
+                level2: l2.map(HerId),
+            },
+        }
     }
 
     /// Expected outcome, compact: D(her) deliver, R(code) reject, N not for us, Dup(her).
@@ -210,36 +242,240 @@ mod tests {
     #[test]
     fn routing_table() {
         use E::*;
-        let strict = RoutePolicy { reject_unknown_level2: true };
-        let lenient = RoutePolicy { reject_unknown_level2: false };
+        let strict = RoutePolicy {
+            reject_unknown_level2: true,
+        };
+        let lenient = RoutePolicy {
+            reject_unknown_level2: false,
+        };
         // (case, recipients, toHerId header, type, policy, expected per recipient)
-        type Case = (&'static str, Vec<AddressedRecipient>, Option<u32>, &'static str, RoutePolicy, Vec<E>);
+        type Case = (
+            &'static str,
+            Vec<AddressedRecipient>,
+            Option<u32>,
+            &'static str,
+            RoutePolicy,
+            Vec<E>,
+        );
         let table: Vec<Case> = vec![
-            ("#1 service-addressed, known", vec![to(Prim, Some(1000), Some(1001))], Some(1001), "DIALOG_FORESPORSEL", strict, vec![D(1001)]),
-            ("person party (fastlege)", vec![to(Prim, Some(2000), Some(2001))], Some(2001), "DIALOG_SVAR", strict, vec![D(2001)]),
-            ("single-level party", vec![to(Prim, Some(3000), None)], Some(3000), "DIALOG_FORESPORSEL", strict, vec![D(3000)]),
-            ("#17 level-1 HER-id missing", vec![to(Prim, None, Some(1001))], Some(1001), "DIALOG_FORESPORSEL", strict, vec![R(ErrorCode::E21)]),
-            ("#17 no HER-id at all", vec![to(Prim, None, None)], None, "DIALOG_FORESPORSEL", strict, vec![R(ErrorCode::E21)]),
-            ("#18 level-2 missing at a service-addressed organisation", vec![to(Prim, Some(1000), None)], Some(1000), "APPREC", strict, vec![R(ErrorCode::E21)]),
-            ("#18 lenient: deliver to level 1", vec![to(Prim, Some(1000), None)], Some(1000), "APPREC", lenient, vec![D(1000)]),
-            ("#19 unknown person at known GP office", vec![to(Prim, Some(2000), Some(2999))], Some(2999), "DIALOG_SVAR", strict, vec![R(ErrorCode::E21)]),
-            ("#20 unknown service at known hospital", vec![to(Prim, Some(1000), Some(1999))], Some(1999), "APPREC", strict, vec![R(ErrorCode::E21)]),
-            ("#20 lenient: deliver to level 1", vec![to(Prim, Some(1000), Some(1999))], Some(1999), "APPREC", lenient, vec![D(1000)]),
-            ("#21 both levels unknown: no AppRec", vec![to(Prim, Some(8000), Some(8001))], Some(8001), "DIALOG_SVAR", strict, vec![N]),
-            ("#21 only level 1, unknown", vec![to(Prim, Some(8000), None)], Some(8000), "DIALOG_SVAR", strict, vec![N]),
-            ("level 2 of another organisation", vec![to(Prim, Some(2000), Some(1001))], Some(1001), "DIALOG_SVAR", strict, vec![R(ErrorCode::E21)]),
-            ("level 2 known, level 1 unknown", vec![to(Prim, Some(8000), Some(1001))], Some(1001), "DIALOG_SVAR", strict, vec![R(ErrorCode::E21)]),
-            ("#22 envelope toHerId mismatch", vec![to(Prim, Some(1000), Some(1001))], Some(1002), "DIALOG_SVAR", strict, vec![R(ErrorCode::E21)]),
-            ("#22 mismatch only concerns the primary", vec![to(Prim, Some(1000), Some(1001)), to(Cop, Some(2000), Some(2001))], Some(2001), "DIALOG_SVAR", strict, vec![R(ErrorCode::E21), D(2001)]),
-            ("no header: nothing to compare", vec![to(Prim, Some(1000), Some(1001))], None, "DIALOG_SVAR", strict, vec![D(1001)]),
-            ("#33 type not accepted: T10", vec![to(Prim, Some(1000), Some(1002))], Some(1002), "DIALOG_SVAR", strict, vec![R(ErrorCode::T10)]),
-            ("#7/#10 primary and copy", vec![to(Prim, Some(1000), Some(1001)), to(Cop, Some(2000), Some(2001))], Some(1001), "DIALOG_FORESPORSEL", strict, vec![D(1001), D(2001)]),
-            ("#39 copy rejected, primary delivered", vec![to(Prim, Some(1000), Some(1001)), to(Cop, Some(2000), Some(2999))], Some(1001), "DIALOG_FORESPORSEL", strict, vec![D(1001), R(ErrorCode::E21)]),
-            ("#35 primary rejected, copy delivered", vec![to(Prim, Some(1000), Some(1999)), to(Cop, Some(2000), Some(2001))], Some(1999), "DIALOG_FORESPORSEL", strict, vec![R(ErrorCode::E21), D(2001)]),
-            ("#11/#40 PRIM and COP to the same party", vec![to(Prim, Some(1000), Some(1001)), to(Cop, Some(1000), Some(1001))], Some(1001), "DIALOG_FORESPORSEL", strict, vec![D(1001), Dup(1001)]),
-            ("#40 PRIM and COP to the same unknown service: one AppRec", vec![to(Prim, Some(1000), Some(1999)), to(Cop, Some(1000), Some(1999))], Some(1999), "DIALOG_FORESPORSEL", strict, vec![R(ErrorCode::E21), Dup(1999)]),
-            ("lenient fallback onto a party already addressed", vec![to(Prim, Some(1000), None), to(Cop, Some(1000), Some(1999))], Some(1000), "APPREC", lenient, vec![D(1000), Dup(1000)]),
-            ("copy to a party outside the network", vec![to(Prim, Some(3000), None), to(Cop, Some(8000), Some(8001))], Some(3000), "DIALOG_FORESPORSEL", strict, vec![D(3000), N]),
+            (
+                "#1 service-addressed, known",
+                vec![to(Prim, Some(1000), Some(1001))],
+                Some(1001),
+                "DIALOG_FORESPORSEL",
+                strict,
+                vec![D(1001)],
+            ),
+            (
+                "person party (fastlege)",
+                vec![to(Prim, Some(2000), Some(2001))],
+                Some(2001),
+                "DIALOG_SVAR",
+                strict,
+                vec![D(2001)],
+            ),
+            (
+                "single-level party",
+                vec![to(Prim, Some(3000), None)],
+                Some(3000),
+                "DIALOG_FORESPORSEL",
+                strict,
+                vec![D(3000)],
+            ),
+            (
+                "#17 level-1 HER-id missing",
+                vec![to(Prim, None, Some(1001))],
+                Some(1001),
+                "DIALOG_FORESPORSEL",
+                strict,
+                vec![R(ErrorCode::E21)],
+            ),
+            (
+                "#17 no HER-id at all",
+                vec![to(Prim, None, None)],
+                None,
+                "DIALOG_FORESPORSEL",
+                strict,
+                vec![R(ErrorCode::E21)],
+            ),
+            (
+                "#18 level-2 missing at a service-addressed organisation",
+                vec![to(Prim, Some(1000), None)],
+                Some(1000),
+                "APPREC",
+                strict,
+                vec![R(ErrorCode::E21)],
+            ),
+            (
+                "#18 lenient: deliver to level 1",
+                vec![to(Prim, Some(1000), None)],
+                Some(1000),
+                "APPREC",
+                lenient,
+                vec![D(1000)],
+            ),
+            (
+                "#19 unknown person at known GP office",
+                vec![to(Prim, Some(2000), Some(2999))],
+                Some(2999),
+                "DIALOG_SVAR",
+                strict,
+                vec![R(ErrorCode::E21)],
+            ),
+            (
+                "#20 unknown service at known hospital",
+                vec![to(Prim, Some(1000), Some(1999))],
+                Some(1999),
+                "APPREC",
+                strict,
+                vec![R(ErrorCode::E21)],
+            ),
+            (
+                "#20 lenient: deliver to level 1",
+                vec![to(Prim, Some(1000), Some(1999))],
+                Some(1999),
+                "APPREC",
+                lenient,
+                vec![D(1000)],
+            ),
+            (
+                "#21 both levels unknown: no AppRec",
+                vec![to(Prim, Some(8000), Some(8001))],
+                Some(8001),
+                "DIALOG_SVAR",
+                strict,
+                vec![N],
+            ),
+            (
+                "#21 only level 1, unknown",
+                vec![to(Prim, Some(8000), None)],
+                Some(8000),
+                "DIALOG_SVAR",
+                strict,
+                vec![N],
+            ),
+            (
+                "level 2 of another organisation",
+                vec![to(Prim, Some(2000), Some(1001))],
+                Some(1001),
+                "DIALOG_SVAR",
+                strict,
+                vec![R(ErrorCode::E21)],
+            ),
+            (
+                "level 2 known, level 1 unknown",
+                vec![to(Prim, Some(8000), Some(1001))],
+                Some(1001),
+                "DIALOG_SVAR",
+                strict,
+                vec![R(ErrorCode::E21)],
+            ),
+            (
+                "#22 envelope toHerId mismatch",
+                vec![to(Prim, Some(1000), Some(1001))],
+                Some(1002),
+                "DIALOG_SVAR",
+                strict,
+                vec![R(ErrorCode::E21)],
+            ),
+            (
+                "#22 mismatch only concerns the primary",
+                vec![
+                    to(Prim, Some(1000), Some(1001)),
+                    to(Cop, Some(2000), Some(2001)),
+                ],
+                Some(2001),
+                "DIALOG_SVAR",
+                strict,
+                vec![R(ErrorCode::E21), D(2001)],
+            ),
+            (
+                "no header: nothing to compare",
+                vec![to(Prim, Some(1000), Some(1001))],
+                None,
+                "DIALOG_SVAR",
+                strict,
+                vec![D(1001)],
+            ),
+            (
+                "#33 type not accepted: T10",
+                vec![to(Prim, Some(1000), Some(1002))],
+                Some(1002),
+                "DIALOG_SVAR",
+                strict,
+                vec![R(ErrorCode::T10)],
+            ),
+            (
+                "#7/#10 primary and copy",
+                vec![
+                    to(Prim, Some(1000), Some(1001)),
+                    to(Cop, Some(2000), Some(2001)),
+                ],
+                Some(1001),
+                "DIALOG_FORESPORSEL",
+                strict,
+                vec![D(1001), D(2001)],
+            ),
+            (
+                "#39 copy rejected, primary delivered",
+                vec![
+                    to(Prim, Some(1000), Some(1001)),
+                    to(Cop, Some(2000), Some(2999)),
+                ],
+                Some(1001),
+                "DIALOG_FORESPORSEL",
+                strict,
+                vec![D(1001), R(ErrorCode::E21)],
+            ),
+            (
+                "#35 primary rejected, copy delivered",
+                vec![
+                    to(Prim, Some(1000), Some(1999)),
+                    to(Cop, Some(2000), Some(2001)),
+                ],
+                Some(1999),
+                "DIALOG_FORESPORSEL",
+                strict,
+                vec![R(ErrorCode::E21), D(2001)],
+            ),
+            (
+                "#11/#40 PRIM and COP to the same party",
+                vec![
+                    to(Prim, Some(1000), Some(1001)),
+                    to(Cop, Some(1000), Some(1001)),
+                ],
+                Some(1001),
+                "DIALOG_FORESPORSEL",
+                strict,
+                vec![D(1001), Dup(1001)],
+            ),
+            (
+                "#40 PRIM and COP to the same unknown service: one AppRec",
+                vec![
+                    to(Prim, Some(1000), Some(1999)),
+                    to(Cop, Some(1000), Some(1999)),
+                ],
+                Some(1999),
+                "DIALOG_FORESPORSEL",
+                strict,
+                vec![R(ErrorCode::E21), Dup(1999)],
+            ),
+            (
+                "lenient fallback onto a party already addressed",
+                vec![to(Prim, Some(1000), None), to(Cop, Some(1000), Some(1999))],
+                Some(1000),
+                "APPREC",
+                lenient,
+                vec![D(1000), Dup(1000)],
+            ),
+            (
+                "copy to a party outside the network",
+                vec![to(Prim, Some(3000), None), to(Cop, Some(8000), Some(8001))],
+                Some(3000),
+                "DIALOG_FORESPORSEL",
+                strict,
+                vec![D(3000), N],
+            ),
         ];
         let reg = sample();
         for (case, recipients, header, ty, policy, expected) in table {
@@ -248,22 +484,42 @@ mod tests {
             assert_eq!(got, expected, "case {case}");
             let roles: Vec<_> = plan.decisions.iter().map(Decision::role).collect();
             let want: Vec<_> = recipients.iter().map(|r| r.role).collect();
-            assert_eq!(roles, want, "case {case}: one decision per recipient, in order");
+            assert_eq!(
+                roles, want,
+                "case {case}: one decision per recipient, in order"
+            );
         }
     }
 
     #[test]
     fn reasons_name_the_her_ids() {
-        let plan = route(&[to(Prim, Some(1000), Some(1999))], None, "APPREC", &sample(), &RoutePolicy::default());
-        let Decision::Reject { reason, .. } = &plan.decisions[0] else { panic!("expected a rejection") };
-        assert!(reason.contains("1999") && reason.contains("1000"), "{reason}");
         let plan = route(
-            &[to(Prim, Some(1000), Some(1001)), to(Cop, Some(2000), Some(2001))],
+            &[to(Prim, Some(1000), Some(1999))],
+            None,
+            "APPREC",
+            &sample(),
+            &RoutePolicy::default(),
+        );
+        let Decision::Reject { reason, .. } = &plan.decisions[0] else {
+            panic!("expected a rejection")
+        };
+        assert!(
+            reason.contains("1999") && reason.contains("1000"),
+            "{reason}"
+        );
+        let plan = route(
+            &[
+                to(Prim, Some(1000), Some(1001)),
+                to(Cop, Some(2000), Some(2001)),
+            ],
             Some(HerId(1001)),
             "DIALOG_SVAR",
             &sample(),
             &RoutePolicy::default(),
         );
-        assert_eq!(plan.deliveries().collect::<Vec<_>>(), vec![(HerId(1001), Prim), (HerId(2001), Cop)]);
+        assert_eq!(
+            plan.deliveries().collect::<Vec<_>>(),
+            vec![(HerId(1001), Prim), (HerId(2001), Cop)]
+        );
     }
 }

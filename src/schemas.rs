@@ -65,13 +65,21 @@ impl Manifest {
     pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
         let m: Manifest = toml::from_str(text)?;
         for s in &m.schema {
-            let bad = |problem| ManifestError::BadEntry { path: s.path.clone(), problem };
+            let bad = |problem| ManifestError::BadEntry {
+                path: s.path.clone(),
+                problem,
+            };
             // A manifest path must stay inside the target directory.
             let p = Path::new(&s.path);
             if s.path.is_empty() || !p.components().all(|c| matches!(c, Component::Normal(_))) {
                 return Err(bad("path must be relative, without `..`"));
             }
-            if s.sha256.len() != 64 || !s.sha256.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+            if s.sha256.len() != 64
+                || !s
+                    .sha256
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            {
                 return Err(bad("sha256 must be 64 lower-case hex digits"));
             }
         }
@@ -85,7 +93,11 @@ pub enum ManifestProblem {
     /// A listed file is not there.
     Missing { path: PathBuf },
     /// A listed file's bytes differ from the published ones.
-    Altered { path: PathBuf, expected: String, actual: String },
+    Altered {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
     /// A listed file exists but cannot be read.
     Unreadable { path: PathBuf, error: String },
 }
@@ -94,7 +106,11 @@ impl fmt::Display for ManifestProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Missing { path } => write!(f, "schema file {} is missing", path.display()),
-            Self::Altered { path, expected, actual } => write!(
+            Self::Altered {
+                path,
+                expected,
+                actual,
+            } => write!(
                 f,
                 "schema file {} is altered: expected SHA-256 {expected}, found {actual}",
                 path.display()
@@ -114,11 +130,18 @@ pub enum InstallError {
     #[error("schema source {0} is not a directory")]
     NoSource(PathBuf),
     #[error("refusing to install schemas from {from}:\n  {}", problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n  "))]
-    Source { from: PathBuf, problems: Vec<ManifestProblem> },
+    Source {
+        from: PathBuf,
+        problems: Vec<ManifestProblem>,
+    },
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: io::Error },
     #[error("copied file {path} does not match: expected SHA-256 {expected}, found {actual}")]
-    CopyMismatch { path: PathBuf, expected: String, actual: String },
+    CopyMismatch {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -134,11 +157,18 @@ fn check_file(dir: &Path, s: &SchemaFile) -> Result<Vec<u8>, ManifestProblem> {
             if actual == s.sha256 {
                 Ok(bytes)
             } else {
-                Err(ManifestProblem::Altered { path, expected: s.sha256.clone(), actual })
+                Err(ManifestProblem::Altered {
+                    path,
+                    expected: s.sha256.clone(),
+                    actual,
+                })
             }
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ManifestProblem::Missing { path }),
-        Err(e) => Err(ManifestProblem::Unreadable { path, error: e.to_string() }),
+        Err(e) => Err(ManifestProblem::Unreadable {
+            path,
+            error: e.to_string(),
+        }),
     }
 }
 
@@ -159,7 +189,10 @@ fn check_all(dir: &Path, m: &Manifest) -> (Vec<(usize, Vec<u8>)>, Vec<ManifestPr
 /// `Unreadable` problem on `xsd/MANIFEST.toml`.
 pub fn verify_installed(dir: &Path) -> Result<(), Vec<ManifestProblem>> {
     let m = Manifest::embedded().map_err(|e| {
-        vec![ManifestProblem::Unreadable { path: PathBuf::from("xsd/MANIFEST.toml"), error: e.to_string() }]
+        vec![ManifestProblem::Unreadable {
+            path: PathBuf::from("xsd/MANIFEST.toml"),
+            error: e.to_string(),
+        }]
     })?;
     verify_against(dir, &m)
 }
@@ -186,7 +219,10 @@ pub fn install_with(m: &Manifest, from: &Path, to: &Path) -> Result<usize, Insta
     }
     let (good, problems) = check_all(from, m);
     if !problems.is_empty() {
-        return Err(InstallError::Source { from: from.to_path_buf(), problems });
+        return Err(InstallError::Source {
+            from: from.to_path_buf(),
+            problems,
+        });
     }
     // Stage every file under a temporary name next to its destination, then rename them all.
     let tmp_suffix = format!(".install-{}.tmp", std::process::id());
@@ -197,15 +233,28 @@ pub fn install_with(m: &Manifest, from: &Path, to: &Path) -> Result<usize, Insta
             let dest = to.join(&s.path);
             let tmp = PathBuf::from(format!("{}{tmp_suffix}", dest.display()));
             if let Some(parent) = dest.parent() {
-                fs::create_dir_all(parent).map_err(|source| InstallError::Write { path: parent.to_path_buf(), source })?;
+                fs::create_dir_all(parent).map_err(|source| InstallError::Write {
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
             }
-            fs::write(&tmp, bytes).map_err(|source| InstallError::Write { path: tmp.clone(), source })?;
+            fs::write(&tmp, bytes).map_err(|source| InstallError::Write {
+                path: tmp.clone(),
+                source,
+            })?;
             staged.push((tmp.clone(), dest));
             // Re-read what landed on disk: a full disk or a bad mount must not pass silently.
-            let written = fs::read(&tmp).map_err(|source| InstallError::Write { path: tmp.clone(), source })?;
+            let written = fs::read(&tmp).map_err(|source| InstallError::Write {
+                path: tmp.clone(),
+                source,
+            })?;
             let actual = sha256_hex(&written);
             if actual != s.sha256 {
-                return Err(InstallError::CopyMismatch { path: tmp, expected: s.sha256.clone(), actual });
+                return Err(InstallError::CopyMismatch {
+                    path: tmp,
+                    expected: s.sha256.clone(),
+                    actual,
+                });
             }
         }
         Ok(())
@@ -221,7 +270,10 @@ pub fn install_with(m: &Manifest, from: &Path, to: &Path) -> Result<usize, Insta
             for (t, _) in &staged[n..] {
                 let _ = fs::remove_file(t);
             }
-            return Err(InstallError::Write { path: dest.clone(), source });
+            return Err(InstallError::Write {
+                path: dest.clone(),
+                source,
+            });
         }
     }
     Ok(staged.len())
@@ -242,7 +294,10 @@ pub struct InstallSchemasArgs {
 pub fn run_install(args: &InstallSchemasArgs) -> std::process::ExitCode {
     match install(&args.from, &args.to) {
         Ok(n) => {
-            println!("installed {n} schema files into {} (all checksums verified)", args.to.display());
+            println!(
+                "installed {n} schema files into {} (all checksums verified)",
+                args.to.display()
+            );
             std::process::ExitCode::SUCCESS
         }
         Err(e) => {
@@ -264,11 +319,26 @@ mod tests {
         assert_eq!(m.schema.len(), 51);
         for s in &m.schema {
             assert!(s.path.ends_with(".xsd"), "{}", s.path);
-            assert!(!s.path.starts_with("drivers/") && !s.path.starts_with("variants/") && !s.path.starts_with("ebxml"));
+            assert!(
+                !s.path.starts_with("drivers/")
+                    && !s.path.starts_with("variants/")
+                    && !s.path.starts_with("ebxml")
+            );
         }
-        let ns = |p: &str| m.schema.iter().find(|s| s.path == p).map(|s| s.namespace.as_str());
-        assert_eq!(ns("msghead-v1.2/MsgHead-v1_2.xsd"), Some("http://www.kith.no/xmlstds/msghead/2006-05-24"));
-        assert_eq!(ns("apprec-v1.1/AppRec-v1.1.xsd"), Some("http://www.kith.no/xmlstds/apprec/2012-02-15"));
+        let ns = |p: &str| {
+            m.schema
+                .iter()
+                .find(|s| s.path == p)
+                .map(|s| s.namespace.as_str())
+        };
+        assert_eq!(
+            ns("msghead-v1.2/MsgHead-v1_2.xsd"),
+            Some("http://www.kith.no/xmlstds/msghead/2006-05-24")
+        );
+        assert_eq!(
+            ns("apprec-v1.1/AppRec-v1.1.xsd"),
+            Some("http://www.kith.no/xmlstds/apprec/2012-02-15")
+        );
         assert_eq!(
             ns("dialogmelding-v1.1/sarepta-layout/dialogmelding/2013-01-23/dialogmelding-v1.1.xsd"),
             Some("http://www.kith.no/xmlstds/dialog/2013-01-23")
@@ -283,7 +353,10 @@ mod tests {
         assert_eq!(n, 51);
         verify_installed(&to).expect("freshly installed schemas verify");
         // No temporary files are left behind.
-        let leftovers: Vec<_> = walk(&to).into_iter().filter(|p| p.to_string_lossy().ends_with(".tmp")).collect();
+        let leftovers: Vec<_> = walk(&to)
+            .into_iter()
+            .filter(|p| p.to_string_lossy().ends_with(".tmp"))
+            .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
 
         let tampered = to.join("apprec-v1.1/AppRec-v1.1.xsd");
@@ -294,20 +367,39 @@ mod tests {
         let problems = verify_installed(&to).unwrap_err();
         assert_eq!(problems.len(), 2, "{problems:?}");
         let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-        assert!(text.iter().any(|t| t.contains("apprec-v1.1/AppRec-v1.1.xsd is altered") && t.contains(&sha256_hex(&bytes))), "{text:?}");
-        assert!(text.iter().any(|t| t.contains("plo-v1.6/kith.xsd is missing")), "{text:?}");
+        assert!(
+            text.iter()
+                .any(|t| t.contains("apprec-v1.1/AppRec-v1.1.xsd is altered")
+                    && t.contains(&sha256_hex(&bytes))),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.contains("plo-v1.6/kith.xsd is missing")),
+            "{text:?}"
+        );
 
         // Installing *from* the broken directory refuses and writes nothing.
         let to2 = tmp.path().join("second");
         let err = install(&to, &to2).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("AppRec-v1.1.xsd") && msg.contains("expected SHA-256") && msg.contains("plo-v1.6/kith.xsd is missing"), "{msg}");
-        assert!(!to2.exists(), "nothing may be installed from a broken source");
+        assert!(
+            msg.contains("AppRec-v1.1.xsd")
+                && msg.contains("expected SHA-256")
+                && msg.contains("plo-v1.6/kith.xsd is missing"),
+            "{msg}"
+        );
+        assert!(
+            !to2.exists(),
+            "nothing may be installed from a broken source"
+        );
     }
 
     #[test]
     fn manifest_rejects_escaping_paths_and_bad_hashes() {
-        let entry = |p: &str, h: &str| format!("[[schema]]\npath = \"{p}\"\nnamespace = \"\"\nstandard = \"X\"\nversion = \"1\"\nsha256 = \"{h}\"\n");
+        let entry = |p: &str, h: &str| {
+            format!("[[schema]]\npath = \"{p}\"\nnamespace = \"\"\nstandard = \"X\"\nversion = \"1\"\nsha256 = \"{h}\"\n")
+        };
         let good = "a".repeat(64);
         assert!(Manifest::parse(&entry("a/b.xsd", &good)).is_ok());
         assert!(Manifest::parse(&entry("../b.xsd", &good)).is_err());

@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
+use helsemelding::amqp::redrive::{redrive, REDRIVEN_HEADER};
 use helsemelding::amqp::testing::TestVhost;
 use helsemelding::amqp::{
-    connect, AmqpError, Consumer, ContentType, MessageHeaders, PublishError, Publisher, Route, SessionPlan, Settlement,
-    Supervisor, Topology, DEAD_LETTER_QUEUE, EXCHANGE, INBOUND_QUEUE,
+    connect, AmqpError, Consumer, ContentType, MessageHeaders, PublishError, Publisher, Route,
+    SessionPlan, Settlement, Supervisor, Topology, DEAD_LETTER_QUEUE, EXCHANGE, INBOUND_QUEUE,
 };
-use helsemelding::amqp::redrive::{redrive, REDRIVEN_HEADER};
 use helsemelding::ids::{HerId, MsgId};
 use lapin::types::{AMQPValue, FieldTable};
 use time::macros::datetime;
@@ -30,11 +30,16 @@ fn headers(n: u32) -> MessageHeaders {
 const TIMEOUT: Duration = Duration::from_secs(20);
 
 async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(TIMEOUT, f).await.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    tokio::time::timeout(TIMEOUT, f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
 fn inbound() -> Route<'static> {
-    Route::Exchange { exchange: EXCHANGE, routing_key: INBOUND_QUEUE }
+    Route::Exchange {
+        exchange: EXCHANGE,
+        routing_key: INBOUND_QUEUE,
+    }
 }
 
 #[tokio::test]
@@ -45,8 +50,18 @@ async fn topology_is_idempotent_and_complete() {
     let parties = [HerId(81234), HerId(8888)];
     Topology::default().declare(&ch, &parties).await.unwrap();
     Topology::default().declare(&ch, &parties).await.unwrap();
-    Topology::default().ensure_party_queues(&ch, &[HerId(8888), HerId(777)]).await.unwrap();
-    for q in [INBOUND_QUEUE, DEAD_LETTER_QUEUE, "81234_async", "81234_error", "8888_async", "777_error"] {
+    Topology::default()
+        .ensure_party_queues(&ch, &[HerId(8888), HerId(777)])
+        .await
+        .unwrap();
+    for q in [
+        INBOUND_QUEUE,
+        DEAD_LETTER_QUEUE,
+        "81234_async",
+        "81234_error",
+        "8888_async",
+        "777_error",
+    ] {
         assert_eq!(vhost.queue_len(q).await.unwrap(), Some(0), "queue {q}");
     }
     conn.close(200, "bye".into()).await.unwrap();
@@ -59,11 +74,15 @@ async fn mismatched_queue_arguments_are_a_configuration_error_naming_queue_and_a
     let conn = connect(&vhost.settings("test")).await.unwrap();
     let ch = conn.create_channel().await.unwrap();
     // Someone created the intake as a plain quorum queue, without our dead-lettering.
-    helsemelding::amqp::topology::declare_quorum_queue(&ch, INBOUND_QUEUE, FieldTable::default()).await.unwrap();
+    helsemelding::amqp::topology::declare_quorum_queue(&ch, INBOUND_QUEUE, FieldTable::default())
+        .await
+        .unwrap();
     let ch = conn.create_channel().await.unwrap();
     let err = Topology::default().declare(&ch, &[]).await.unwrap_err();
     match &err {
-        AmqpError::QueueArgumentMismatch { queue, argument, .. } => {
+        AmqpError::QueueArgumentMismatch {
+            queue, argument, ..
+        } => {
             assert_eq!(queue, INBOUND_QUEUE);
             assert!(argument.starts_with("x-"), "{argument}");
         }
@@ -76,7 +95,10 @@ async fn mismatched_queue_arguments_are_a_configuration_error_naming_queue_and_a
 
 #[tokio::test]
 async fn unknown_vhost_is_a_configuration_error() {
-    let mut s = helsemelding::amqp::AmqpSettings::new("amqp://guest:guest@127.0.0.1:5672/hm-no-such-vhost", "test");
+    let mut s = helsemelding::amqp::AmqpSettings::new(
+        "amqp://guest:guest@127.0.0.1:5672/hm-no-such-vhost",
+        "test",
+    );
     s.heartbeat = Duration::from_secs(5);
     let err = connect(&s).await.unwrap_err();
     assert!(err.is_configuration(), "{err:?}");
@@ -86,14 +108,20 @@ async fn unknown_vhost_is_a_configuration_error() {
 async fn publish_and_consume_round_trip_with_headers() {
     let vhost = TestVhost::create().await.unwrap();
     let conn = connect(&vhost.settings("test")).await.unwrap();
-    Topology::default().declare(&conn.create_channel().await.unwrap(), &[]).await.unwrap();
+    Topology::default()
+        .declare(&conn.create_channel().await.unwrap(), &[])
+        .await
+        .unwrap();
     let publisher = Publisher::open(&conn).await.unwrap();
     let h = headers(1);
     let body = bytes::Bytes::from_static(b"\x30\x82 not really CMS");
     publisher.publish(inbound(), &h, &body).await.unwrap();
     // user_id is checked by RabbitMQ against the connection's user.
     let with_user = h.to_properties().unwrap().with_user_id("guest".into());
-    publisher.publish_with_properties(inbound(), with_user, &body).await.unwrap();
+    publisher
+        .publish_with_properties(inbound(), with_user, &body)
+        .await
+        .unwrap();
 
     let mut consumer = Consumer::open(&conn, INBOUND_QUEUE, 4).await.unwrap();
     let d = within("first delivery", consumer.next()).await.unwrap();
@@ -115,17 +143,30 @@ async fn unroutable_publish_is_returned_not_success() {
     let vhost = TestVhost::create().await.unwrap();
     let conn = connect(&vhost.settings("test")).await.unwrap();
     let publisher = Publisher::open(&conn).await.unwrap();
-    let err = publisher.publish(Route::Queue("90001_async"), &headers(1), b"x").await.unwrap_err();
+    let err = publisher
+        .publish(Route::Queue("90001_async"), &headers(1), b"x")
+        .await
+        .unwrap_err();
     match &err {
-        PublishError::Returned { routing_key, reply_code, .. } => {
+        PublishError::Returned {
+            routing_key,
+            reply_code,
+            ..
+        } => {
             assert_eq!(routing_key, "90001_async");
             assert_eq!(*reply_code, 312); // NO_ROUTE
         }
         other => panic!("expected Returned, got {other}"),
     }
     // The channel stays usable, and a routable publish next to it still succeeds.
-    Topology::default().ensure_party_queues(&conn.create_channel().await.unwrap(), &[HerId(90002)]).await.unwrap();
-    publisher.publish(Route::Queue("90002_async"), &headers(2), b"y").await.unwrap();
+    Topology::default()
+        .ensure_party_queues(&conn.create_channel().await.unwrap(), &[HerId(90002)])
+        .await
+        .unwrap();
+    publisher
+        .publish(Route::Queue("90002_async"), &headers(2), b"y")
+        .await
+        .unwrap();
     vhost.delete().await.unwrap();
 }
 
@@ -133,14 +174,21 @@ async fn unroutable_publish_is_returned_not_success() {
 async fn many_pipelined_publishes_are_all_confirmed_and_stored() {
     let vhost = TestVhost::create().await.unwrap();
     let conn = connect(&vhost.settings("test")).await.unwrap();
-    Topology::default().declare(&conn.create_channel().await.unwrap(), &[HerId(81234)]).await.unwrap();
+    Topology::default()
+        .declare(&conn.create_channel().await.unwrap(), &[HerId(81234)])
+        .await
+        .unwrap();
     let publisher = Publisher::open(&conn).await.unwrap();
     let body = bytes::Bytes::from(vec![7u8; 4096]);
     let mut set = tokio::task::JoinSet::new();
     for i in 0..200 {
         let (p, b) = (publisher.clone(), body.clone());
         // One in ten goes nowhere: its failure must not be credited to a neighbour.
-        let q = if i % 10 == 0 { "nobody_async" } else { "81234_async" };
+        let q = if i % 10 == 0 {
+            "nobody_async"
+        } else {
+            "81234_async"
+        };
         set.spawn(async move { (q, p.publish(Route::Queue(q), &headers(i), &b).await) });
     }
     let (mut ok, mut returned) = (0, 0);
@@ -161,7 +209,10 @@ async fn many_pipelined_publishes_are_all_confirmed_and_stored() {
 async fn ack_after_channel_closed_is_not_settled_and_message_comes_back() {
     let vhost = TestVhost::create().await.unwrap();
     let conn = connect(&vhost.settings("test")).await.unwrap();
-    Topology::default().declare(&conn.create_channel().await.unwrap(), &[]).await.unwrap();
+    Topology::default()
+        .declare(&conn.create_channel().await.unwrap(), &[])
+        .await
+        .unwrap();
     let publisher = Publisher::open(&conn).await.unwrap();
     let h = headers(1);
     publisher.publish(inbound(), &h, b"body").await.unwrap();
@@ -169,7 +220,10 @@ async fn ack_after_channel_closed_is_not_settled_and_message_comes_back() {
     let d = within("delivery", consumer.next()).await.unwrap();
     consumer.close().await;
     let outcome = d.ack().await;
-    assert!(matches!(outcome, Settlement::NotSettled { .. }), "{outcome:?}");
+    assert!(
+        matches!(outcome, Settlement::NotSettled { .. }),
+        "{outcome:?}"
+    );
     let mut again = Consumer::open(&conn, INBOUND_QUEUE, 4).await.unwrap();
     let d = within("redelivery", again.next()).await.unwrap();
     assert!(d.redelivered());
@@ -182,8 +236,14 @@ async fn ack_after_channel_closed_is_not_settled_and_message_comes_back() {
 async fn poison_message_is_dead_lettered_after_the_delivery_limit() {
     let vhost = TestVhost::create().await.unwrap();
     let conn = connect(&vhost.settings("test")).await.unwrap();
-    let topology = Topology { delivery_limit: 1, ..Topology::default() };
-    topology.declare(&conn.create_channel().await.unwrap(), &[]).await.unwrap();
+    let topology = Topology {
+        delivery_limit: 1,
+        ..Topology::default()
+    };
+    topology
+        .declare(&conn.create_channel().await.unwrap(), &[])
+        .await
+        .unwrap();
     let publisher = Publisher::open(&conn).await.unwrap();
     let h = headers(1);
     publisher.publish(inbound(), &h, b"poison").await.unwrap();
@@ -212,19 +272,30 @@ async fn supervisor_reconnects_after_close_connection_and_unacked_message_is_red
     let publisher = within("first session", handle.publisher()).await.unwrap();
     assert_eq!(publisher.generation(), 1);
     let h = headers(1);
-    publisher.publish(inbound(), &h, b"in flight").await.unwrap();
+    publisher
+        .publish(inbound(), &h, b"in flight")
+        .await
+        .unwrap();
     let d = within("delivery", deliveries.next()).await.unwrap();
     assert_eq!(d.generation(), 1);
 
-    let closed = vhost.close_connections("helsemelding test ", "test: cut connection").await.unwrap();
+    let closed = vhost
+        .close_connections("helsemelding test ", "test: cut connection")
+        .await
+        .unwrap();
     assert_eq!(closed, 1);
 
     // The dead channel's delivery cannot be acked: reported, not pretended.
     let outcome = within("ack on dead channel", d.ack()).await;
-    assert!(matches!(outcome, Settlement::NotSettled { .. }), "{outcome:?}");
+    assert!(
+        matches!(outcome, Settlement::NotSettled { .. }),
+        "{outcome:?}"
+    );
 
     // The consumer resumes on a new session and the unacked message comes back.
-    let d = within("redelivery after reconnect", deliveries.next()).await.unwrap();
+    let d = within("redelivery after reconnect", deliveries.next())
+        .await
+        .unwrap();
     assert_eq!(d.generation(), 2);
     assert!(d.redelivered());
     assert_eq!(d.message_id(), Some(h.message_id.as_str()));
@@ -232,11 +303,16 @@ async fn supervisor_reconnects_after_close_connection_and_unacked_message_is_red
 
     let publisher = within("second session", handle.publisher()).await.unwrap();
     assert_eq!(publisher.generation(), 2);
-    publisher.publish(Route::Queue("81234_async"), &headers(2), b"after").await.unwrap();
+    publisher
+        .publish(Route::Queue("81234_async"), &headers(2), b"after")
+        .await
+        .unwrap();
 
     handle.shutdown();
     within("supervisor stop", sup.task).await.unwrap();
-    assert!(within("no more deliveries", deliveries.next()).await.is_none());
+    assert!(within("no more deliveries", deliveries.next())
+        .await
+        .is_none());
     vhost.delete().await.unwrap();
 }
 
@@ -245,13 +321,19 @@ async fn redrive_moves_dead_letters_back_to_intake_with_count() {
     let vhost = TestVhost::create().await.unwrap();
     let conn = connect(&vhost.settings("test")).await.unwrap();
     let topology = Topology::default();
-    topology.declare(&conn.create_channel().await.unwrap(), &[]).await.unwrap();
+    topology
+        .declare(&conn.create_channel().await.unwrap(), &[])
+        .await
+        .unwrap();
     let publisher = Publisher::open(&conn).await.unwrap();
     let mut ids = Vec::new();
     for i in 0..5 {
         let h = headers(i);
         ids.push(h.message_id.clone());
-        publisher.publish(Route::Queue(DEAD_LETTER_QUEUE), &h, b"dead").await.unwrap();
+        publisher
+            .publish(Route::Queue(DEAD_LETTER_QUEUE), &h, b"dead")
+            .await
+            .unwrap();
     }
     let r = redrive(&conn, &topology, Some(2)).await.unwrap();
     assert_eq!(r.moved, 2);
@@ -266,7 +348,10 @@ async fn redrive_moves_dead_letters_back_to_intake_with_count() {
     for _ in 0..5 {
         let d = within("redriven", consumer.next()).await.unwrap();
         let t = d.properties().headers().clone().unwrap();
-        assert_eq!(t.inner().get(REDRIVEN_HEADER), Some(&AMQPValue::LongLongInt(1)));
+        assert_eq!(
+            t.inner().get(REDRIVEN_HEADER),
+            Some(&AMQPValue::LongLongInt(1))
+        );
         let h = d.headers().unwrap(); // original headers kept
         seen.push(h.message_id.clone());
         assert_eq!(d.ack().await, Settlement::Settled);
@@ -282,7 +367,9 @@ async fn supervisor_reports_configuration_fault_and_keeps_retrying_slowly() {
     let vhost = TestVhost::create().await.unwrap();
     let conn = connect(&vhost.settings("test")).await.unwrap();
     let ch = conn.create_channel().await.unwrap();
-    helsemelding::amqp::topology::declare_quorum_queue(&ch, INBOUND_QUEUE, FieldTable::default()).await.unwrap();
+    helsemelding::amqp::topology::declare_quorum_queue(&ch, INBOUND_QUEUE, FieldTable::default())
+        .await
+        .unwrap();
     let mut plan = SessionPlan::gateway(vec![]);
     plan.backoff.configuration = Duration::from_millis(200);
     let sup = Supervisor::spawn(vhost.settings("test"), plan);
@@ -299,7 +386,10 @@ async fn supervisor_reports_configuration_fault_and_keeps_retrying_slowly() {
         }
     })
     .await;
-    assert!(seen.contains("gateway_inbound") && seen.contains("different argument"), "{seen}");
+    assert!(
+        seen.contains("gateway_inbound") && seen.contains("different argument"),
+        "{seen}"
+    );
     assert!(sup.handle.current().is_none());
     sup.handle.shutdown();
     within("supervisor stop", sup.task).await.unwrap();
@@ -310,10 +400,16 @@ async fn supervisor_reports_configuration_fault_and_keeps_retrying_slowly() {
 async fn redrive_command_prints_how_many_moved() {
     let vhost = TestVhost::create().await.unwrap();
     let conn = connect(&vhost.settings("test")).await.unwrap();
-    Topology::default().declare(&conn.create_channel().await.unwrap(), &[]).await.unwrap();
+    Topology::default()
+        .declare(&conn.create_channel().await.unwrap(), &[])
+        .await
+        .unwrap();
     let publisher = Publisher::open(&conn).await.unwrap();
     for i in 0..3 {
-        publisher.publish(Route::Queue(DEAD_LETTER_QUEUE), &headers(i), b"dead").await.unwrap();
+        publisher
+            .publish(Route::Queue(DEAD_LETTER_QUEUE), &headers(i), b"dead")
+            .await
+            .unwrap();
     }
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_helsemelding"))
         .args(["redrive", "--url", vhost.url(), "--limit", "2"])
@@ -321,8 +417,15 @@ async fn redrive_command_prints_how_many_moved() {
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("moved 2 message(s) from gateway_dead_letter to gateway_inbound"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("moved 2 message(s) from gateway_dead_letter to gateway_inbound"),
+        "{stdout}"
+    );
     assert_eq!(vhost.queue_len(DEAD_LETTER_QUEUE).await.unwrap(), Some(1));
 
     let dir = tempfile::tempdir().unwrap();
@@ -341,7 +444,10 @@ async fn redrive_command_prints_how_many_moved() {
 
 #[tokio::test]
 async fn wrong_password_is_a_configuration_error() {
-    let s = helsemelding::amqp::AmqpSettings::new("amqp://guest:not-the-password@127.0.0.1:5672/%2f", "test");
+    let s = helsemelding::amqp::AmqpSettings::new(
+        "amqp://guest:not-the-password@127.0.0.1:5672/%2f",
+        "test",
+    );
     let err = connect(&s).await.unwrap_err();
     assert!(err.is_configuration(), "{err:?}");
     assert!(!err.to_string().contains("not-the-password"), "{err}");
@@ -358,14 +464,29 @@ async fn wrong_password_is_a_configuration_error() {
 async fn confirms_and_nacks_resolve_the_publish_they_belong_to() {
     use lapin::options::QueueDeclareOptions;
     let vhost = TestVhost::create().await.unwrap();
-    let conn = connect(&helsemelding::amqp::AmqpSettings::new(vhost.url().to_owned(), "tags")).await.unwrap();
+    let conn = connect(&helsemelding::amqp::AmqpSettings::new(
+        vhost.url().to_owned(),
+        "tags",
+    ))
+    .await
+    .unwrap();
     let ch = conn.create_channel().await.unwrap();
     let mut args = FieldTable::default();
     args.insert("x-max-length".into(), AMQPValue::LongLongInt(0));
-    args.insert("x-overflow".into(), AMQPValue::LongString("reject-publish".into()));
-    let durable = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
-    ch.queue_declare("refusing".into(), durable, args).await.unwrap();
-    ch.queue_declare("open".into(), durable, FieldTable::default()).await.unwrap();
+    args.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("reject-publish".into()),
+    );
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    ch.queue_declare("refusing".into(), durable, args)
+        .await
+        .unwrap();
+    ch.queue_declare("open".into(), durable, FieldTable::default())
+        .await
+        .unwrap();
     let p = Publisher::open(&conn).await.unwrap();
     let body = vec![b'x'; 64 * 1024];
     let n = 2000u32;
@@ -374,8 +495,14 @@ async fn confirms_and_nacks_resolve_the_publish_they_belong_to() {
         let (p, body) = (p.clone(), body.clone());
         tasks.spawn(async move {
             let queue = if i % 2 == 0 { "open" } else { "refusing" };
-            let props = lapin::BasicProperties::default().with_delivery_mode(2).with_message_id(format!("m{i}").into());
-            (queue, p.publish_with_properties(Route::Queue(queue), props, &body).await)
+            let props = lapin::BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_message_id(format!("m{i}").into());
+            (
+                queue,
+                p.publish_with_properties(Route::Queue(queue), props, &body)
+                    .await,
+            )
         });
     }
     let mut wrong = Vec::new();
@@ -388,6 +515,11 @@ async fn confirms_and_nacks_resolve_the_publish_they_belong_to() {
     let kept = vhost.queue_len("open").await.unwrap().unwrap();
     let _ = conn.close(200, "done".into()).await;
     vhost.delete().await.unwrap();
-    assert!(wrong.is_empty(), "{} of {n} publishes got another publish's answer, e.g. {:?}", wrong.len(), &wrong[..wrong.len().min(3)]);
+    assert!(
+        wrong.is_empty(),
+        "{} of {n} publishes got another publish's answer, e.g. {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(3)]
+    );
     assert_eq!(kept, n / 2, "every confirmed message is in the open queue");
 }

@@ -14,7 +14,15 @@ use helsemelding::gateway::cli::load;
 fn benchmark_messages_are_delivered_by_the_assessment() {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(&repo, &repo.join("../shared/standards/xsd"), dir.path(), "amqp://guest:guest@127.0.0.1:5672/%2f", 256, 9).unwrap();
+    let config = write_config(
+        &repo,
+        &repo.join("../shared/standards/xsd"),
+        dir.path(),
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+        256,
+        9,
+    )
+    .unwrap();
     let loaded = load(&config).unwrap_or_else(|ps| panic!("config problems: {ps:#?}"));
     let signers = signers(&repo.join("fixtures/gateway-pki")).unwrap();
     let now = time::OffsetDateTime::now_utc();
@@ -23,15 +31,33 @@ fn benchmark_messages_are_delivered_by_the_assessment() {
         assert_eq!(msgs.iter().filter(|m| m.kind == Kind::Plo).count(), 2);
         for m in &msgs {
             let headers = Ok(m.headers.clone());
-            let plan = assess(&Inbound { body: &m.body, headers: &headers, user_id: Some("guest") }, &loaded.context, now);
+            let plan = assess(
+                &Inbound {
+                    body: &m.body,
+                    headers: &headers,
+                    user_id: Some("guest"),
+                },
+                &loaded.context,
+                now,
+            );
             match plan {
                 Plan::Message(p) => {
                     assert_eq!(p.msg_id, m.headers.message_id);
-                    let delivered: Vec<_> = p.recipients.iter().filter_map(|r| match r {
-                        RecipientPlan::Deliver { her, .. } => Some(*her),
-                        _ => None,
-                    }).collect();
-                    assert_eq!(delivered, vec![m.kind.recipient()], "{:?} {size}: {:?}", m.kind, p.recipients);
+                    let delivered: Vec<_> = p
+                        .recipients
+                        .iter()
+                        .filter_map(|r| match r {
+                            RecipientPlan::Deliver { her, .. } => Some(*her),
+                            _ => None,
+                        })
+                        .collect();
+                    assert_eq!(
+                        delivered,
+                        vec![m.kind.recipient()],
+                        "{:?} {size}: {:?}",
+                        m.kind,
+                        p.recipients
+                    );
                 }
                 other => panic!("{:?} {size}: {other:?}", m.kind),
             }

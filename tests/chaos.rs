@@ -22,39 +22,75 @@ fn print(r: &Report) {
 fn assert_nothing_lost(r: &Report) {
     let f = &r.figures;
     assert_eq!(f.sent, 200, "every message confirmed into the intake");
-    assert_eq!(f.lost, 0, "lost: {:?} (kept {})", f.problems, r.dir.display());
-    assert_eq!(f.second_apprecs, 0, "a second, different AppRec: {:?}", f.problems);
+    assert_eq!(
+        f.lost,
+        0,
+        "lost: {:?} (kept {})",
+        f.problems,
+        r.dir.display()
+    );
+    assert_eq!(
+        f.second_apprecs, 0,
+        "a second, different AppRec: {:?}",
+        f.problems
+    );
     assert_eq!(f.misplaced, 0, "misplaced: {:?}", f.problems);
     assert_eq!(f.apprecs, 75, "one AppRec per rejected message (E21, E10)");
-    r.graceful_stop.as_ref().expect("SIGTERM: exit 0, nothing left unacked");
+    r.graceful_stop
+        .as_ref()
+        .expect("SIGTERM: exit 0, nothing left unacked");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_five_times_loses_nothing() {
-    let r = run(Scenario::Kill9, &chaos_options(200, 5, 0x5eed)).await.expect("scenario runs");
+    let r = run(Scenario::Kill9, &chaos_options(200, 5, 0x5eed))
+        .await
+        .expect("scenario runs");
     print(&r);
     assert_nothing_lost(&r);
-    assert!(r.notes.iter().any(|n| n.contains("5 kill -9")), "{:?}", r.notes);
+    assert!(
+        r.notes.iter().any(|n| n.contains("5 kill -9")),
+        "{:?}",
+        r.notes
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_connections_are_reopened_by_the_gateway_and_lose_nothing() {
-    let r = run(Scenario::CloseConnection, &chaos_options(200, 5, 0x5eed)).await.expect("scenario runs");
+    let r = run(Scenario::CloseConnection, &chaos_options(200, 5, 0x5eed))
+        .await
+        .expect("scenario runs");
     print(&r);
     assert_nothing_lost(&r);
-    assert!(r.notes.iter().any(|n| n.contains("gateway connection(s) closed") && !n.starts_with("0 ")), "{:?}", r.notes);
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("gateway connection(s) closed") && !n.starts_with("0 ")),
+        "{:?}",
+        r.notes
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_recipient_queue_is_retried_with_backoff_and_delivered_once_drained() {
-    let r = run(Scenario::RejectPublish, &chaos_options(200, 0, 0x5eed)).await.expect("scenario runs");
+    let r = run(Scenario::RejectPublish, &chaos_options(200, 0, 0x5eed))
+        .await
+        .expect("scenario runs");
     print(&r);
     // Every refused copy was kept and delivered after the drain; every confirmed copy arrived
     // (a confirm matched to the wrong publish once made one look delivered: see
     // amqp_broker::confirms_and_nacks_resolve_the_publish_they_belong_to).
     assert_nothing_lost(&r);
-    assert_eq!(r.figures.confirmed_not_arrived, 0, "{:?}", r.figures.problems);
-    assert!(r.notes.iter().any(|n| n.contains("backed off and retried")), "the full queue must have refused publishes: {:?}", r.notes);
+    assert_eq!(
+        r.figures.confirmed_not_arrived, 0,
+        "{:?}",
+        r.figures.problems
+    );
+    assert!(
+        r.notes.iter().any(|n| n.contains("backed off and retried")),
+        "the full queue must have refused publishes: {:?}",
+        r.notes
+    );
 }
 
 /// The gateway's own state disk fills up (a tmpfs under the state directory: this test needs root,
@@ -62,17 +98,28 @@ async fn a_full_recipient_queue_is_retried_with_backoff_and_delivered_once_drain
 /// says so, and carries on by itself — nothing lost, no second AppRec, a clean stop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_state_disk_holds_messages_and_recovers_by_itself() {
-    let r = run(Scenario::DiskFull, &chaos_options(200, 0, 0x5eed)).await.expect("scenario runs (mount -t tmpfs needs root)");
+    let r = run(Scenario::DiskFull, &chaos_options(200, 0, 0x5eed))
+        .await
+        .expect("scenario runs (mount -t tmpfs needs root)");
     print(&r);
     assert_nothing_lost(&r);
-    let note = r.notes.iter().find(|n| n.starts_with("state disk filled")).expect("the disk was filled");
-    assert!(note.contains("the gateway met it") && note.contains("recovered by itself"), "{note}");
+    let note = r
+        .notes
+        .iter()
+        .find(|n| n.starts_with("state disk filled"))
+        .expect("the disk was filled");
+    assert!(
+        note.contains("the gateway met it") && note.contains("recovered by itself"),
+        "{note}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "restarts the shared broker: run alone, e.g. helsemelding chaos --scenario broker-restart"]
 async fn broker_restarts_lose_nothing() {
-    let r = run(Scenario::BrokerRestart, &chaos_options(200, 0, 0x5eed)).await.expect("scenario runs");
+    let r = run(Scenario::BrokerRestart, &chaos_options(200, 0, 0x5eed))
+        .await
+        .expect("scenario runs");
     print(&r);
     assert_nothing_lost(&r);
 }
@@ -80,7 +127,9 @@ async fn broker_restarts_lose_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "sets memory and disk alarms on the shared broker: run alone, e.g. helsemelding chaos --scenario alarm"]
 async fn broker_alarms_lose_nothing() {
-    let r = run(Scenario::Alarm, &chaos_options(200, 0, 0x5eed)).await.expect("scenario runs");
+    let r = run(Scenario::Alarm, &chaos_options(200, 0, 0x5eed))
+        .await
+        .expect("scenario runs");
     print(&r);
     assert_nothing_lost(&r);
 }

@@ -26,7 +26,10 @@ fn input(name: &str) -> Vec<u8> {
 /// fuzz/fuzz_targets/xml_reader.rs
 #[allow(dead_code)]
 fn xml_reader(data: &[u8]) {
-    let limits = XmlLimits { max_depth: 16, ..XmlLimits::default() };
+    let limits = XmlLimits {
+        max_depth: 16,
+        ..XmlLimits::default()
+    };
     let _ = check_well_formed(data, &limits);
     if let Ok(doc) = XmlDocument::new(data, &limits) {
         let mut r = doc.reader();
@@ -36,7 +39,10 @@ fn xml_reader(data: &[u8]) {
                 Ok(_) => {}
             }
         }
-        panic!("XML reader did not reach Eof within {} events", data.len() + 2);
+        panic!(
+            "XML reader did not reach Eof within {} events",
+            data.len() + 2
+        );
     }
 }
 
@@ -44,7 +50,9 @@ fn xml_reader(data: &[u8]) {
 #[allow(dead_code)]
 fn xsd_validate(data: &[u8]) {
     static S: OnceLock<Schemas> = OnceLock::new();
-    let s = S.get_or_init(|| Schemas::load(&repo().join("../shared/standards/xsd")).expect("schemas from ../shared"));
+    let s = S.get_or_init(|| {
+        Schemas::load(&repo().join("../shared/standards/xsd")).expect("schemas from ../shared")
+    });
     let _ = s.validate(data, &XmlLimits::default());
 }
 
@@ -69,7 +77,8 @@ fn model_parse(data: &[u8]) {
 #[allow(dead_code)]
 fn cms_verify(data: &[u8]) {
     static T: OnceLock<TrustStore> = OnceLock::new();
-    let trust = T.get_or_init(|| TrustStore::load(&repo().join("fixtures/pki")).expect("trust store"));
+    let trust =
+        T.get_or_init(|| TrustStore::load(&repo().join("fixtures/pki")).expect("trust store"));
     let _ = cms::verify(data, trust, time::macros::datetime!(2026-11-23 12:00 UTC));
     let _ = cms::unverified_content(data);
 }
@@ -81,7 +90,10 @@ fn cms_verify(data: &[u8]) {
 fn model_parse_encoding_multibyte_quote() {
     let data = input("model_parse-encoding-multibyte-quote.bin");
     model_parse(&data);
-    assert!(MsgHead::parse(&data).is_err(), "an undeclarable encoding over invalid UTF-8 is not a MsgHead");
+    assert!(
+        MsgHead::parse(&data).is_err(),
+        "an undeclarable encoding over invalid UTF-8 is not a MsgHead"
+    );
     // The same shape, minimal: a two-byte character where the quote should be.
     model_parse("<?xml version=\"1.0\" encoding=ު-8\"?><a/>".as_bytes());
 }

@@ -20,7 +20,11 @@ fn context() -> Context {
 
 fn signer(her: u32) -> Signer {
     let p = repo().join("fixtures/gateway-pki/parties");
-    Signer::from_pem_files(&p.join(format!("{her}-sign.key")), &p.join(format!("{her}-sign.pem"))).unwrap()
+    Signer::from_pem_files(
+        &p.join(format!("{her}-sign.key")),
+        &p.join(format!("{her}-sign.pem")),
+    )
+    .unwrap()
 }
 
 fn headers(from: u32, to: u32, content_type: ContentType) -> MessageHeaders {
@@ -37,8 +41,21 @@ fn headers(from: u32, to: u32, content_type: ContentType) -> MessageHeaders {
     }
 }
 
-fn plan(ctx: &Context, body: &[u8], h: Result<MessageHeaders, HeaderError>, user: Option<&str>) -> Plan {
-    assess(&Inbound { body, headers: &h, user_id: user }, ctx, time::OffsetDateTime::now_utc())
+fn plan(
+    ctx: &Context,
+    body: &[u8],
+    h: Result<MessageHeaders, HeaderError>,
+    user: Option<&str>,
+) -> Plan {
+    assess(
+        &Inbound {
+            body,
+            headers: &h,
+            user_id: user,
+        },
+        ctx,
+        time::OffsetDateTime::now_utc(),
+    )
 }
 
 fn refused(p: Plan) -> (Option<HerId>, &'static str, String) {
@@ -52,14 +69,25 @@ fn refused(p: Plan) -> (Option<HerId>, &'static str, String) {
 fn a_good_message_is_planned_for_delivery() {
     let ctx = context();
     let xml = fixture("delivered/foresporsel-with-copy-to-home-care.xml");
-    let body = signer(82001).sign(&xml, time::OffsetDateTime::now_utc()).unwrap();
-    match plan(&ctx, &body, Ok(headers(82001, 81001, ContentType::SignedCms)), Some("guest")) {
+    let body = signer(82001)
+        .sign(&xml, time::OffsetDateTime::now_utc())
+        .unwrap();
+    match plan(
+        &ctx,
+        &body,
+        Ok(headers(82001, 81001, ContentType::SignedCms)),
+        Some("guest"),
+    ) {
         Plan::Message(m) => {
             assert_eq!(m.sender, HerId(82001));
-            let to: Vec<_> = m.recipients.iter().map(|r| match r {
-                RecipientPlan::Deliver { her, .. } => *her,
-                other => panic!("{other:?}"),
-            }).collect();
+            let to: Vec<_> = m
+                .recipients
+                .iter()
+                .map(|r| match r {
+                    RecipientPlan::Deliver { her, .. } => *her,
+                    other => panic!("{other:?}"),
+                })
+                .collect();
             assert_eq!(to, vec![HerId(81001), HerId(81002)]);
         }
         other => panic!("{other:?}"),
@@ -69,7 +97,14 @@ fn a_good_message_is_planned_for_delivery() {
 #[test]
 fn unreadable_headers_are_dead_lettered_with_the_reason() {
     let ctx = context();
-    let (to, cond, why) = refused(plan(&ctx, b"x", Err(HeaderError::Missing { header: "fromHerId" }), None));
+    let (to, cond, why) = refused(plan(
+        &ctx,
+        b"x",
+        Err(HeaderError::Missing {
+            header: "fromHerId",
+        }),
+        None,
+    ));
     assert_eq!((to, cond), (None, condition::INVALID_HEADERS));
     assert!(why.contains("fromHerId"), "{why}");
 }
@@ -77,17 +112,32 @@ fn unreadable_headers_are_dead_lettered_with_the_reason() {
 #[test]
 fn an_unknown_sender_is_dead_lettered() {
     let ctx = context();
-    let (to, cond, _) = refused(plan(&ctx, b"x", Ok(headers(12345, 81001, ContentType::SignedCms)), Some("guest")));
+    let (to, cond, _) = refused(plan(
+        &ctx,
+        b"x",
+        Ok(headers(12345, 81001, ContentType::SignedCms)),
+        Some("guest"),
+    ));
     assert_eq!((to, cond), (None, condition::UNKNOWN_SENDER));
 }
 
 #[test]
 fn an_amqp_user_not_registered_for_the_sender_is_spoofing() {
     let ctx = context();
-    let (to, cond, why) = refused(plan(&ctx, b"x", Ok(headers(82001, 81001, ContentType::SignedCms)), Some("mallory")));
+    let (to, cond, why) = refused(plan(
+        &ctx,
+        b"x",
+        Ok(headers(82001, 81001, ContentType::SignedCms)),
+        Some("mallory"),
+    ));
     assert_eq!((to, cond), (Some(HerId(82001)), condition::SPOOFING));
     assert!(why.contains("mallory"), "{why}");
-    let (_, cond, _) = refused(plan(&ctx, b"x", Ok(headers(82001, 81001, ContentType::SignedCms)), None));
+    let (_, cond, _) = refused(plan(
+        &ctx,
+        b"x",
+        Ok(headers(82001, 81001, ContentType::SignedCms)),
+        None,
+    ));
     assert_eq!(cond, condition::SPOOFING);
 }
 
@@ -95,7 +145,12 @@ fn an_amqp_user_not_registered_for_the_sender_is_spoofing() {
 fn unsigned_messages_are_refused_when_signatures_are_required() {
     let ctx = context();
     let xml = fixture("delivered/foresporsel-gp-to-nursing-home.xml");
-    let (to, cond, _) = refused(plan(&ctx, &xml, Ok(headers(82001, 81001, ContentType::Xml)), Some("guest")));
+    let (to, cond, _) = refused(plan(
+        &ctx,
+        &xml,
+        Ok(headers(82001, 81001, ContentType::Xml)),
+        Some("guest"),
+    ));
     assert_eq!((to, cond), (Some(HerId(82001)), condition::UNSIGNED));
 }
 
@@ -103,7 +158,12 @@ fn unsigned_messages_are_refused_when_signatures_are_required() {
 fn a_body_over_the_limit_is_refused_before_it_is_parsed() {
     let mut ctx = context();
     ctx.policy.max_message_bytes = 1000;
-    let (_, cond, why) = refused(plan(&ctx, &vec![b'<'; 1001], Ok(headers(82001, 81001, ContentType::SignedCms)), Some("guest")));
+    let (_, cond, why) = refused(plan(
+        &ctx,
+        &vec![b'<'; 1001],
+        Ok(headers(82001, 81001, ContentType::SignedCms)),
+        Some("guest"),
+    ));
     assert_eq!(cond, condition::TOO_LARGE);
     assert!(why.contains("1001"), "{why}");
 }
@@ -111,8 +171,16 @@ fn a_body_over_the_limit_is_refused_before_it_is_parsed() {
 #[test]
 fn garbage_instead_of_cms_goes_to_the_senders_error_queue() {
     let ctx = context();
-    let (to, cond, _) = refused(plan(&ctx, b"\x30\x03garbage", Ok(headers(82001, 81001, ContentType::SignedCms)), Some("guest")));
-    assert_eq!((to, cond), (Some(HerId(82001)), condition::INVALID_ENVELOPE));
+    let (to, cond, _) = refused(plan(
+        &ctx,
+        b"\x30\x03garbage",
+        Ok(headers(82001, 81001, ContentType::SignedCms)),
+        Some("guest"),
+    ));
+    assert_eq!(
+        (to, cond),
+        (Some(HerId(82001)), condition::INVALID_ENVELOPE)
+    );
 }
 
 #[test]
@@ -123,8 +191,15 @@ fn several_faults_give_one_error_each() {
     let xml = String::from_utf8(fixture("rejected/E21-unknown-level2-service.xml"))
         .unwrap()
         .replace("6a1f0c2e-0105-4d6e-9a51-000000000105", "NOT-A-UUID-42");
-    let body = signer(82001).sign(xml.as_bytes(), time::OffsetDateTime::now_utc()).unwrap();
-    match plan(&ctx, &body, Ok(headers(82001, 81999, ContentType::SignedCms)), Some("guest")) {
+    let body = signer(82001)
+        .sign(xml.as_bytes(), time::OffsetDateTime::now_utc())
+        .unwrap();
+    match plan(
+        &ctx,
+        &body,
+        Ok(headers(82001, 81999, ContentType::SignedCms)),
+        Some("guest"),
+    ) {
         Plan::Message(m) => match &m.recipients[0] {
             RecipientPlan::Reject { errors, .. } => {
                 let codes: Vec<_> = errors.iter().map(|e| e.code).collect();

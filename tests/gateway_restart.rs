@@ -25,7 +25,12 @@ use helsemelding::store::DeliveryStore;
 async fn signed_batch(n: usize, tag: &str) -> Arc<Vec<Outgoing>> {
     let base = gateway_support::repo();
     let tag = tag.to_owned();
-    Arc::new(tokio::task::spawn_blocking(move || batch(&base, n, &tag, time::OffsetDateTime::now_utc())).await.unwrap().expect("batch"))
+    Arc::new(
+        tokio::task::spawn_blocking(move || batch(&base, n, &tag, time::OffsetDateTime::now_utc()))
+            .await
+            .unwrap()
+            .expect("batch"),
+    )
 }
 
 fn print(label: &str, f: &Figures) {
@@ -43,8 +48,15 @@ fn assert_deterministic_apprecs(run: &Run, msgs: &[Outgoing]) {
     assert!(!apprecs.is_empty());
     for a in apprecs {
         let original = a.original.as_deref().expect("an AppRec names its original");
-        let m = msgs.iter().find(|m| m.msg_id.as_str() == original).unwrap_or_else(|| panic!("AppRec for unknown {original}"));
-        assert_eq!(a.message_id, apprec_id_for(m.sender, &MsgId::new(original), 0).as_str(), "AppRec Id for {original}");
+        let m = msgs
+            .iter()
+            .find(|m| m.msg_id.as_str() == original)
+            .unwrap_or_else(|| panic!("AppRec for unknown {original}"));
+        assert_eq!(
+            a.message_id,
+            apprec_id_for(m.sender, &MsgId::new(original), 0).as_str(),
+            "AppRec Id for {original}"
+        );
     }
 }
 
@@ -52,7 +64,11 @@ fn assert_deterministic_apprecs(run: &Run, msgs: &[Outgoing]) {
 async fn wait_for_a_quarter(run: &Run, total: usize) {
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while run.ledger.len() < total / 4 {
-        assert!(std::time::Instant::now() < deadline, "the gateway made no progress:\n{}", run.gateway.stderr_tail(20));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gateway made no progress:\n{}",
+            run.gateway.stderr_tail(20)
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -65,9 +81,17 @@ fn pairs(msgs: &[Outgoing]) -> usize {
 async fn kill_9_in_the_middle_of_a_batch_loses_nothing_and_never_answers_twice() {
     let o = chaos_options(240, 1, 0);
     let msgs = signed_batch(o.messages, "restart").await;
-    let mut run = Run::start(&o, "restart", &[], None, |_, _| async { Ok(()) }).await.expect("gateway runs");
+    let mut run = Run::start(&o, "restart", &[], None, |_, _| async { Ok(()) })
+        .await
+        .expect("gateway runs");
     let confirmed = Confirmed::new(msgs.len());
-    let sender = tokio::spawn(send(run.url().to_owned(), msgs.clone(), 0..msgs.len(), confirmed.clone(), SendPlan::default()));
+    let sender = tokio::spawn(send(
+        run.url().to_owned(),
+        msgs.clone(),
+        0..msgs.len(),
+        confirmed.clone(),
+        SendPlan::default(),
+    ));
 
     // Kill when about a quarter has come out: some done, most not.
     let total = pairs(&msgs);
@@ -75,23 +99,46 @@ async fn kill_9_in_the_middle_of_a_batch_loses_nothing_and_never_answers_twice()
     run.gateway.kill9().unwrap();
     let at_kill = figures(&msgs, &confirmed, &run.ledger.snapshot());
     print("at kill -9", &at_kill);
-    assert!(at_kill.delivered > 0 && at_kill.delivered < total, "the kill must come in the middle: {} of {total}", at_kill.delivered);
+    assert!(
+        at_kill.delivered > 0 && at_kill.delivered < total,
+        "the kill must come in the middle: {} of {total}",
+        at_kill.delivered
+    );
 
     run.gateway.restart().unwrap();
     run.wait_ready(Duration::from_secs(60)).await.unwrap();
     sender.await.unwrap();
-    let f = run.wait_complete(&msgs, &confirmed, msgs.len(), Duration::from_secs(120)).await.unwrap();
-    run.graceful_stop(Duration::from_secs(40)).await.expect("SIGTERM: exit 0, nothing left unacked");
+    let f = run
+        .wait_complete(&msgs, &confirmed, msgs.len(), Duration::from_secs(120))
+        .await
+        .unwrap();
+    run.graceful_stop(Duration::from_secs(40))
+        .await
+        .expect("SIGTERM: exit 0, nothing left unacked");
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let f2 = figures(&msgs, &confirmed, &run.ledger.snapshot());
     print("after restart", &f2);
     assert_eq!(f.lost, 0);
-    assert_eq!(f2.sent, msgs.len(), "every message confirmed into the intake");
+    assert_eq!(
+        f2.sent,
+        msgs.len(),
+        "every message confirmed into the intake"
+    );
     assert_eq!(f2.lost, 0, "lost: {:?}", f2.problems);
-    assert_eq!(f2.second_apprecs, 0, "a second, different AppRec: {:?}", f2.problems);
+    assert_eq!(
+        f2.second_apprecs, 0,
+        "a second, different AppRec: {:?}",
+        f2.problems
+    );
     assert_eq!(f2.misplaced, 0, "misplaced: {:?}", f2.problems);
     assert_eq!(f2.delivered, total);
-    assert_eq!(f2.apprecs, msgs.iter().filter(|m| m.shape.starts_with("rejected/")).count(), "one AppRec per rejected message");
+    assert_eq!(
+        f2.apprecs,
+        msgs.iter()
+            .filter(|m| m.shape.starts_with("rejected/"))
+            .count(),
+        "one AppRec per rejected message"
+    );
     assert_deterministic_apprecs(&run, &msgs);
     run.finish(false).await;
 }
@@ -101,52 +148,99 @@ async fn sigterm_in_the_middle_of_a_batch_finishes_in_flight_messages_and_exits_
     // More than the prefetch (256): the gateway finishes what it has begun, the rest waits.
     let o = chaos_options(400, 1, 0);
     let msgs = signed_batch(o.messages, "sigterm").await;
-    let mut run = Run::start(&o, "sigterm", &[], None, |_, _| async { Ok(()) }).await.expect("gateway runs");
+    let mut run = Run::start(&o, "sigterm", &[], None, |_, _| async { Ok(()) })
+        .await
+        .expect("gateway runs");
     let confirmed = Confirmed::new(msgs.len());
-    let resent = send(run.url().to_owned(), msgs.clone(), 0..msgs.len(), confirmed.clone(), SendPlan::default()).await;
+    let resent = send(
+        run.url().to_owned(),
+        msgs.clone(),
+        0..msgs.len(),
+        confirmed.clone(),
+        SendPlan::default(),
+    )
+    .await;
     assert_eq!(confirmed.count(), msgs.len());
     println!("sender published {resent} unconfirmed message(s) again");
 
     let total = pairs(&msgs);
     wait_for_a_quarter(&run, total).await;
-    let status = run.gateway.terminate(Duration::from_secs(40)).await.expect("stops within the grace period");
-    assert_eq!(status.code(), Some(0), "graceful stop exits 0:\n{}", run.gateway.stderr_tail(20));
+    let status = run
+        .gateway
+        .terminate(Duration::from_secs(40))
+        .await
+        .expect("stops within the grace period");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "graceful stop exits 0:\n{}",
+        run.gateway.stderr_tail(20)
+    );
     let at_stop = figures(&msgs, &confirmed, &run.ledger.snapshot());
     print("at SIGTERM", &at_stop);
-    assert!(at_stop.delivered < total, "the stop must come in the middle");
+    assert!(
+        at_stop.delivered < total,
+        "the stop must come in the middle"
+    );
 
     // Every message the gateway had begun reached a safe point: no recipient is left Routed
     // (published, not recorded) or Received (AppRec owed), and each recorded message is acked —
     // what is left in the intake are messages it never began.
-    let store = DeliveryStore::open_read_only(&run.dir.join("state")).expect("store opens after the stop");
+    let store =
+        DeliveryStore::open_read_only(&run.dir.join("state")).expect("store opens after the stop");
     let mut recorded = 0;
     for m in msgs.iter() {
         if let Some(rec) = store.get(m.sender, &m.msg_id).unwrap() {
             recorded += 1;
             for r in &rec.recipients {
-                assert!(!matches!(r.state, DeliveryState::Routed | DeliveryState::Received), "{} left {:?} by the graceful stop", m.msg_id, r.state);
+                assert!(
+                    !matches!(r.state, DeliveryState::Routed | DeliveryState::Received),
+                    "{} left {:?} by the graceful stop",
+                    m.msg_id,
+                    r.state
+                );
             }
         }
     }
     drop(store);
     let left = run.intake_len().await.expect("intake readable");
-    println!("graceful stop: {recorded} messages recorded, {left} left in the intake for the next start");
-    assert!(recorded > 0 && left > 0, "the stop must come in the middle (recorded {recorded}, left {left})");
+    println!(
+        "graceful stop: {recorded} messages recorded, {left} left in the intake for the next start"
+    );
+    assert!(
+        recorded > 0 && left > 0,
+        "the stop must come in the middle (recorded {recorded}, left {left})"
+    );
     // Nothing vanished: each message finished (recorded) or is back in the intake. A few can be
     // both: AMQP acks are not confirmed, and one sent in the last instant before the connection
     // closes may not be applied by the queue (seen: 4 and 47 of 400). Such a message is finished in
     // the store, so the restart below must only ack it: `duplicated == 0` at the end checks that.
-    assert!(recorded + left as usize >= msgs.len(), "every message either finished or back in the intake");
-    println!("finished but redelivered (ack not applied before the close): {}", recorded + left as usize - msgs.len());
+    assert!(
+        recorded + left as usize >= msgs.len(),
+        "every message either finished or back in the intake"
+    );
+    println!(
+        "finished but redelivered (ack not applied before the close): {}",
+        recorded + left as usize - msgs.len()
+    );
 
     run.gateway.restart().unwrap();
     run.wait_ready(Duration::from_secs(60)).await.unwrap();
-    run.wait_complete(&msgs, &confirmed, msgs.len(), Duration::from_secs(120)).await.unwrap();
-    run.graceful_stop(Duration::from_secs(40)).await.expect("second SIGTERM: exit 0, nothing left unacked");
+    run.wait_complete(&msgs, &confirmed, msgs.len(), Duration::from_secs(120))
+        .await
+        .unwrap();
+    run.graceful_stop(Duration::from_secs(40))
+        .await
+        .expect("second SIGTERM: exit 0, nothing left unacked");
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let f = figures(&msgs, &confirmed, &run.ledger.snapshot());
     print("after restart", &f);
-    assert_eq!((f.lost, f.second_apprecs, f.misplaced), (0, 0, 0), "{:?}", f.problems);
+    assert_eq!(
+        (f.lost, f.second_apprecs, f.misplaced),
+        (0, 0, 0),
+        "{:?}",
+        f.problems
+    );
     assert_eq!(f.duplicated, 0, "a graceful stop never causes a duplicate");
     assert_deterministic_apprecs(&run, &msgs);
     run.finish(false).await;
@@ -161,11 +255,19 @@ async fn sigterm_while_starting_exits_0() {
     let o = chaos_options(1, 0, 0);
     let dir = tempfile::tempdir().unwrap();
     // A vhost that does not exist: the gateway that gets past loading keeps trying to connect.
-    let config = gateway_support::write_config(dir.path(), "amqp://guest:guest@127.0.0.1:5672/hm-no-such-vhost");
+    let config = gateway_support::write_config(
+        dir.path(),
+        "amqp://guest:guest@127.0.0.1:5672/hm-no-such-vhost",
+    );
     for delay_ms in [20, 150, 600, 1500] {
         let mut g = GatewayProcess::spawn(&o.exe, &config, dir.path()).unwrap();
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         let status = g.terminate(Duration::from_secs(30)).await.expect("stops");
-        assert_eq!(status.code(), Some(0), "SIGTERM {delay_ms} ms after the start: {status}\n{}", g.stderr_tail(10));
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "SIGTERM {delay_ms} ms after the start: {status}\n{}",
+            g.stderr_tail(10)
+        );
     }
 }

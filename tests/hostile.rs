@@ -37,7 +37,9 @@ use lapin::BasicProperties;
 use time::format_description::well_known::Rfc3339;
 
 /// Every party of the shipped register: their `_async` and `_error` queues are watched.
-const PARTIES: [u32; 9] = [80000, 80001, 80002, 81000, 81001, 81002, 82000, 82001, 90000];
+const PARTIES: [u32; 9] = [
+    80000, 80001, 80002, 81000, 81001, 81002, 82000, 82001, 90000,
+];
 const DEAD_LETTER: &str = "gateway_dead_letter";
 /// Peak RSS the gateway may reach while all of this flows. The largest input is 100 MB (refused
 /// by size, but received); a message that was expanded or copied per nesting level would be far
@@ -62,9 +64,17 @@ impl Expected {
         let w: Vec<&str> = s.split_whitespace().collect();
         let her = |i: usize| HerId(w[i].parse().unwrap_or_else(|_| panic!("HER-id in {s:?}")));
         match w[0] {
-            "apprec" => Expected::AppRec { her: her(1), code: w[2].parse().unwrap_or_else(|_| panic!("code in {s:?}")) },
-            "error" => Expected::Error { her: her(1), condition: w[2].to_owned() },
-            "dead" => Expected::Dead { condition: w[1].to_owned() },
+            "apprec" => Expected::AppRec {
+                her: her(1),
+                code: w[2].parse().unwrap_or_else(|_| panic!("code in {s:?}")),
+            },
+            "error" => Expected::Error {
+                her: her(1),
+                condition: w[2].to_owned(),
+            },
+            "dead" => Expected::Dead {
+                condition: w[1].to_owned(),
+            },
             "deliver" => Expected::Deliver { her: her(1) },
             "none" => Expected::Nothing,
             other => panic!("unknown expected answer {other:?}"),
@@ -73,7 +83,9 @@ impl Expected {
 
     fn queue(&self) -> Option<String> {
         match self {
-            Expected::AppRec { her, .. } | Expected::Deliver { her } => Some(format!("{her}_async")),
+            Expected::AppRec { her, .. } | Expected::Deliver { her } => {
+                Some(format!("{her}_async"))
+            }
             Expected::Error { her, .. } => Some(format!("{her}_error")),
             Expected::Dead { .. } => Some(DEAD_LETTER.to_owned()),
             Expected::Nothing => None,
@@ -106,7 +118,11 @@ impl How {
         let mut h = How::default();
         for tok in s.split_whitespace() {
             let (k, v) = tok.split_once('=').unwrap_or((tok, ""));
-            let her = || Some(HerId(v.parse().unwrap_or_else(|_| panic!("HER-id in {tok:?}"))));
+            let her = || {
+                Some(HerId(
+                    v.parse().unwrap_or_else(|_| panic!("HER-id in {tok:?}")),
+                ))
+            };
             match k {
                 "sign" => h.sign = Some(v.into()),
                 "unsigned" => h.unsigned = true,
@@ -141,13 +157,19 @@ struct Case {
 }
 
 fn manifest() -> Vec<Case> {
-    let text = std::fs::read_to_string(hostile_dir().join("EXPECTED.tsv")).expect("fixtures/hostile/EXPECTED.tsv (python3 fixtures/make_hostile.py)");
+    let text = std::fs::read_to_string(hostile_dir().join("EXPECTED.tsv"))
+        .expect("fixtures/hostile/EXPECTED.tsv (python3 fixtures/make_hostile.py)");
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .map(|l| {
             let cols: Vec<&str> = l.split('\t').collect();
             assert_eq!(cols.len(), 3, "manifest line {l:?}");
-            Case { name: cols[0].into(), how_text: cols[1].into(), how: How::parse(cols[1]), expected: Expected::parse(cols[2]) }
+            Case {
+                name: cols[0].into(),
+                how_text: cols[1].into(),
+                how: How::parse(cols[1]),
+                expected: Expected::parse(cols[2]),
+            }
         })
         .collect()
 }
@@ -175,14 +197,23 @@ fn generate(kind: &str, good_first: &[u8]) -> Vec<u8> {
         }
         "big" => {
             let n: usize = arg.parse().expect("big:BYTES");
-            b"<!-- 0123456789abcdef -->\n".iter().copied().cycle().take(n).collect()
+            b"<!-- 0123456789abcdef -->\n"
+                .iter()
+                .copied()
+                .cycle()
+                .take(n)
+                .collect()
         }
         "apprec-ghost" | "apprec-ok" | "apprec-invalid" => {
             let mut original = MsgHead::parse(good_first).expect("control-good-first parses");
             if what == "apprec-ghost" {
                 original.msg_id = MsgId::new("7b2e0000-0000-4000-8000-999999999999");
             }
-            let (_, party) = original.recipients().into_iter().next().expect("a recipient");
+            let (_, party) = original
+                .recipients()
+                .into_iter()
+                .next()
+                .expect("a recipient");
             let xml = build_apprec(&AppRecInput {
                 version: AppRecVersion::V1_0,
                 original: &original,
@@ -199,7 +230,8 @@ fn generate(kind: &str, good_first: &[u8]) -> Vec<u8> {
             if what == "apprec-invalid" {
                 // An element the AppRec schema does not know, before MIGversion: T02-level fault.
                 assert!(xml.contains("<MIGversion>"), "AppRec has a MIGversion");
-                xml.replacen("<MIGversion>", "<Ukjent/><MIGversion>", 1).into_bytes()
+                xml.replacen("<MIGversion>", "<Ukjent/><MIGversion>", 1)
+                    .into_bytes()
             } else {
                 xml.into_bytes()
             }
@@ -221,12 +253,19 @@ fn properties(h: &MessageHeaders, how: &How) -> BasicProperties {
     };
     let mut t = FieldTable::default();
     let ts = h.application_timestamp.format(&Rfc3339).unwrap();
-    for (name, v) in [("fromHerId", h.from_her_id.to_string()), ("toHerId", h.to_her_id.to_string()), ("applicationTimeStamp", ts)] {
+    for (name, v) in [
+        ("fromHerId", h.from_her_id.to_string()),
+        ("toHerId", h.to_her_id.to_string()),
+        ("applicationTimeStamp", ts),
+    ] {
         if let Some(v) = val(name, v) {
             t.insert(name.into(), AMQPValue::LongString(v.into()));
         }
     }
-    let mut p = BasicProperties::default().with_delivery_mode(2).with_headers(t).with_user_id("guest".into());
+    let mut p = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_headers(t)
+        .with_user_id("guest".into());
     if let Some(v) = val("message_id", h.message_id.as_str().to_owned()) {
         p = p.with_message_id(v.into());
     }
@@ -240,29 +279,52 @@ fn properties(h: &MessageHeaders, how: &How) -> BasicProperties {
 }
 
 /// Body and properties for one case, as its manifest line says.
-fn build(case: &Case, good_first: &[u8], sent: &HashMap<String, (BasicProperties, Vec<u8>)>) -> (BasicProperties, Vec<u8>, Option<MsgId>) {
+fn build(
+    case: &Case,
+    good_first: &[u8],
+    sent: &HashMap<String, (BasicProperties, Vec<u8>)>,
+) -> (BasicProperties, Vec<u8>, Option<MsgId>) {
     let how = &case.how;
     if let Some(earlier) = &how.resend {
-        let (p, b) = sent.get(earlier).cloned().unwrap_or_else(|| panic!("{}: resend of unsent {earlier}", case.name));
+        let (p, b) = sent
+            .get(earlier)
+            .cloned()
+            .unwrap_or_else(|| panic!("{}: resend of unsent {earlier}", case.name));
         return (p, b, None);
     }
     let content = match &how.gen {
         Some(kind) => generate(kind, good_first),
-        None => std::fs::read(hostile_dir().join(format!("{}.bin", case.name))).unwrap_or_else(|e| panic!("{}: {e}", case.name)),
+        None => std::fs::read(hostile_dir().join(format!("{}.bin", case.name)))
+            .unwrap_or_else(|e| panic!("{}: {e}", case.name)),
     };
     let now = time::OffsetDateTime::now_utc();
-    let o = Overrides { from_her: how.from, to_her: how.to, msg_type: how.ty.clone(), msg_id: how.id.as_deref().map(MsgId::new) };
+    let o = Overrides {
+        from_her: how.from,
+        to_her: how.to,
+        msg_type: how.ty.clone(),
+        msg_id: how.id.as_deref().map(MsgId::new),
+    };
     let signed = !how.unsigned;
-    let headers = headers_for(&case.name, &content, &o, signed, now).unwrap_or_else(|e| panic!("{}: headers: {e}", case.name));
+    let headers = headers_for(&case.name, &content, &o, signed, now)
+        .unwrap_or_else(|e| panic!("{}: headers: {e}", case.name));
     let body = if let Some(stem) = &how.sign {
         let pki = repo().join("fixtures/gateway-pki");
-        let signer = Signer::from_pem_files(&pki.join(format!("{stem}.key")), &pki.join(format!("{stem}.pem"))).expect("signer");
+        let signer = Signer::from_pem_files(
+            &pki.join(format!("{stem}.key")),
+            &pki.join(format!("{stem}.pem")),
+        )
+        .expect("signer");
         let mut body = match &how.swap {
             // A valid signature over other content: sign the original, then put this content
             // (same length) in its place (S01).
             Some(file) => {
                 let original = std::fs::read(hostile_dir().join(file)).expect("swap original");
-                assert_eq!(original.len(), content.len(), "{}: swap needs the same length", case.name);
+                assert_eq!(
+                    original.len(),
+                    content.len(),
+                    "{}: swap needs the same length",
+                    case.name
+                );
                 let mut b = signer.sign(&original, now).expect("sign");
                 let i = find(&b, &original).expect("content inside the envelope");
                 b[i..i + original.len()].copy_from_slice(&content);
@@ -273,18 +335,32 @@ fn build(case: &Case, good_first: &[u8], sent: &HashMap<String, (BasicProperties
         if let Some(other) = &how.certswap {
             // Another party's certificate (same DER length) in place of the signer's.
             use rustls_pki_types::pem::PemObject;
-            let cert = |stem: &str| rustls_pki_types::CertificateDer::from_pem_file(pki.join(format!("{stem}.pem"))).expect("PEM certificate").to_vec();
+            let cert = |stem: &str| {
+                rustls_pki_types::CertificateDer::from_pem_file(pki.join(format!("{stem}.pem")))
+                    .expect("PEM certificate")
+                    .to_vec()
+            };
             let (mine, theirs) = (cert(stem), cert(other));
-            assert_eq!(mine.len(), theirs.len(), "{}: certswap needs certificates of the same length", case.name);
+            assert_eq!(
+                mine.len(),
+                theirs.len(),
+                "{}: certswap needs certificates of the same length",
+                case.name
+            );
             let i = find(&body, &mine).expect("signer certificate inside the envelope");
             body[i..i + mine.len()].copy_from_slice(&theirs);
         }
         if let Some(text) = &how.tamper {
-            let i = find(&body, text.as_bytes()).unwrap_or_else(|| panic!("{}: {text:?} not in the envelope", case.name));
+            let i = find(&body, text.as_bytes())
+                .unwrap_or_else(|| panic!("{}: {text:?} not in the envelope", case.name));
             body[i] ^= 0x20;
         }
         if let Some(t) = &how.truncate {
-            let n = if t == "half" { body.len() / 2 } else { t.parse().expect("truncate=N") };
+            let n = if t == "half" {
+                body.len() / 2
+            } else {
+                t.parse().expect("truncate=N")
+            };
             body.truncate(n);
         }
         body
@@ -302,10 +378,14 @@ struct Got {
 
 impl Got {
     fn header(&self, name: &str) -> Option<String> {
-        self.props.headers().as_ref().and_then(|t| t.inner().get(name).cloned()).and_then(|v| match v {
-            AMQPValue::LongString(s) => Some(s.to_string()),
-            _ => None,
-        })
+        self.props
+            .headers()
+            .as_ref()
+            .and_then(|t| t.inner().get(name).cloned())
+            .and_then(|v| match v {
+                AMQPValue::LongString(s) => Some(s.to_string()),
+                _ => None,
+            })
     }
 }
 
@@ -328,42 +408,82 @@ fn proc_status(pid: u32, key: &str) -> Option<u64> {
 }
 
 fn count_lines(p: &Path) -> usize {
-    std::fs::read(p).map(|b| b.iter().filter(|&&c| c == b'\n').count()).unwrap_or(0)
+    std::fs::read(p)
+        .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+        .unwrap_or(0)
 }
 
 async fn drain(ch: &lapin::Channel, queues: &[String]) -> Vec<Got> {
     let mut out = Vec::new();
     for q in queues {
-        while let Some(m) = ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true }).await.expect("basic_get") {
-            out.push(Got { queue: q.clone(), props: m.delivery.properties.clone(), body: m.delivery.data.clone() });
+        while let Some(m) = ch
+            .basic_get(q.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .expect("basic_get")
+        {
+            out.push(Got {
+                queue: q.clone(),
+                props: m.delivery.properties.clone(),
+                body: m.delivery.data.clone(),
+            });
         }
     }
     out
 }
 
 /// Checks what arrived for one case; `Err` says what was wrong.
-fn check(case: &Case, got: &[Got], sent_body: &[u8], sent_id: Option<&MsgId>, trust: &TrustStore) -> Result<String, String> {
+fn check(
+    case: &Case,
+    got: &[Got],
+    sent_body: &[u8],
+    sent_id: Option<&MsgId>,
+    trust: &TrustStore,
+) -> Result<String, String> {
     let want_q = case.expected.queue();
-    let (hits, others): (Vec<&Got>, Vec<&Got>) = got.iter().partition(|g| Some(&g.queue) == want_q.as_ref());
+    let (hits, others): (Vec<&Got>, Vec<&Got>) =
+        got.iter().partition(|g| Some(&g.queue) == want_q.as_ref());
     if !others.is_empty() {
-        let where_: Vec<String> = others.iter().map(|g| format!("{} ({})", g.queue, g.header("errorCondition").unwrap_or_default())).collect();
+        let where_: Vec<String> = others
+            .iter()
+            .map(|g| {
+                format!(
+                    "{} ({})",
+                    g.queue,
+                    g.header("errorCondition").unwrap_or_default()
+                )
+            })
+            .collect();
         return Err(format!("unexpected messages on {where_:?}"));
     }
     match (&case.expected, hits.as_slice()) {
         (Expected::Nothing, []) => Ok("nothing, as expected".into()),
         (_, []) => Err(format!("no answer on {}", want_q.unwrap_or_default())),
-        (_, [_, _, ..]) => Err(format!("{} answers on {}", hits.len(), want_q.unwrap_or_default())),
+        (_, [_, _, ..]) => Err(format!(
+            "{} answers on {}",
+            hits.len(),
+            want_q.unwrap_or_default()
+        )),
         (Expected::Nothing, _) => unreachable!(),
         (Expected::AppRec { code, .. }, [g]) => {
-            let v = cms::verify(&g.body, trust, time::OffsetDateTime::now_utc()).map_err(|e| format!("gateway AppRec does not verify: {e}"))?;
-            let rec = AppRec::parse(&v.content).map_err(|e| format!("AppRec does not parse: {e}"))?;
+            let v = cms::verify(&g.body, trust, time::OffsetDateTime::now_utc())
+                .map_err(|e| format!("gateway AppRec does not verify: {e}"))?;
+            let rec =
+                AppRec::parse(&v.content).map_err(|e| format!("AppRec does not parse: {e}"))?;
             let codes: Vec<ErrorCode> = rec.errors.iter().filter_map(|e| e.code()).collect();
             if rec.status() != Some(AppRecStatus::Rejected) || !codes.contains(code) {
-                return Err(format!("AppRec status {:?} codes {codes:?}, expected rejected with {code}", rec.status()));
+                return Err(format!(
+                    "AppRec status {:?} codes {codes:?}, expected rejected with {code}",
+                    rec.status()
+                ));
             }
             if let Some(id) = sent_id {
-                if g.header("originalMessageId").as_deref() != Some(id.as_str()) || rec.original.id.as_str() != id.as_str() {
-                    return Err(format!("AppRec answers {:?}, expected {id}", rec.original.id));
+                if g.header("originalMessageId").as_deref() != Some(id.as_str())
+                    || rec.original.id.as_str() != id.as_str()
+                {
+                    return Err(format!(
+                        "AppRec answers {:?}, expected {id}",
+                        rec.original.id
+                    ));
                 }
             }
             Ok(format!("AppRec {codes:?}"))
@@ -371,7 +491,10 @@ fn check(case: &Case, got: &[Got], sent_body: &[u8], sent_id: Option<&MsgId>, tr
         (Expected::Error { condition, .. } | Expected::Dead { condition }, [g]) => {
             let c = g.header("errorCondition");
             if c.as_deref() != Some(condition.as_str()) {
-                return Err(format!("errorCondition {c:?} ({:?}), expected {condition}", g.header("errorDescription")));
+                return Err(format!(
+                    "errorCondition {c:?} ({:?}), expected {condition}",
+                    g.header("errorDescription")
+                ));
             }
             if g.body != sent_body {
                 return Err("the error entry does not carry the original body".into());
@@ -395,12 +518,18 @@ fn check(case: &Case, got: &[Got], sent_body: &[u8], sent_id: Option<&MsgId>, tr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_corpus_gets_its_expected_answers_and_the_gateway_stays_up() {
     let mut cases = manifest();
-    assert!(cases.len() >= 50, "the hostile corpus has {} inputs, fewer than 50", cases.len());
+    assert!(
+        cases.len() >= 50,
+        "the hostile corpus has {} inputs, fewer than 50",
+        cases.len()
+    );
     // HOSTILE_ONLY=substring runs a subset (plus the two controls), for working on one case.
     if let Ok(only) = std::env::var("HOSTILE_ONLY") {
         cases.retain(|c| c.name.contains(only.as_str()) || c.name.starts_with("control-"));
     }
-    let vhost = TestVhost::create().await.expect("test vhost (is RabbitMQ running?)");
+    let vhost = TestVhost::create()
+        .await
+        .expect("test vhost (is RabbitMQ running?)");
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), vhost.url());
     let stderr = std::fs::File::create(dir.path().join("gateway.stderr")).unwrap();
@@ -416,18 +545,35 @@ async fn hostile_corpus_gets_its_expected_answers_and_the_gateway_stays_up() {
     let mut guard = ChildGuard(Some(child));
     let routing_log = dir.path().join("routing.jsonl");
 
-    let conn = connect(&vhost.settings("hostile-sender")).await.expect("sender connects");
+    let conn = connect(&vhost.settings("hostile-sender"))
+        .await
+        .expect("sender connects");
     let publisher = Publisher::open(&conn).await.expect("publisher");
     let ch = conn.create_channel().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while vhost.queue_len("82001_async").await.ok().flatten().is_none() {
+    while vhost
+        .queue_len("82001_async")
+        .await
+        .ok()
+        .flatten()
+        .is_none()
+    {
         if let Some(st) = guard.0.as_mut().unwrap().try_wait().unwrap() {
-            panic!("gateway exited at start ({st}): {}", std::fs::read_to_string(dir.path().join("gateway.stderr")).unwrap_or_default());
+            panic!(
+                "gateway exited at start ({st}): {}",
+                std::fs::read_to_string(dir.path().join("gateway.stderr")).unwrap_or_default()
+            );
         }
-        assert!(Instant::now() < deadline, "gateway did not declare its queues");
+        assert!(
+            Instant::now() < deadline,
+            "gateway did not declare its queues"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let mut queues: Vec<String> = PARTIES.iter().flat_map(|h| [format!("{h}_async"), format!("{h}_error")]).collect();
+    let mut queues: Vec<String> = PARTIES
+        .iter()
+        .flat_map(|h| [format!("{h}_async"), format!("{h}_error")])
+        .collect();
     queues.push(DEAD_LETTER.into());
     let trust = TrustStore::load(&repo().join("fixtures/gateway-pki")).unwrap();
     let good_first = std::fs::read(hostile_dir().join("control-good-first.bin")).unwrap();
@@ -442,7 +588,14 @@ async fn hostile_corpus_gets_its_expected_answers_and_the_gateway_stays_up() {
         let lines_before = count_lines(&routing_log);
         let t0 = Instant::now();
         publisher
-            .publish_with_properties(Route::Exchange { exchange: &t.exchange, routing_key: &t.inbound }, props.clone(), &body)
+            .publish_with_properties(
+                Route::Exchange {
+                    exchange: &t.exchange,
+                    routing_key: &t.inbound,
+                },
+                props.clone(),
+                &body,
+            )
             .await
             .unwrap_or_else(|e| panic!("{}: intake publish not confirmed: {e}", case.name));
         // Settled = the gateway wrote its routing-log line for it (after its effects were confirmed).
@@ -453,7 +606,11 @@ async fn hostile_corpus_gets_its_expected_answers_and_the_gateway_stays_up() {
         tokio::time::sleep(Duration::from_millis(150)).await;
         let mut got = drain(&ch, &queues).await;
         // An answer published just before its log line could still be in flight: look once more.
-        if case.expected.queue().is_some_and(|q| !got.iter().any(|g| g.queue == q)) {
+        if case
+            .expected
+            .queue()
+            .is_some_and(|q| !got.iter().any(|g| g.queue == q))
+        {
             tokio::time::sleep(Duration::from_secs(2)).await;
             got.extend(drain(&ch, &queues).await);
         }
@@ -462,7 +619,10 @@ async fn hostile_corpus_gets_its_expected_answers_and_the_gateway_stays_up() {
         match &verdict {
             Ok(what) => println!("ok    {:<42} {:>6} ms  {what}", case.name, ms),
             Err(why) => {
-                println!("FAIL  {:<42} {:>6} ms  {why}   [sent: {}]", case.name, ms, case.how_text);
+                println!(
+                    "FAIL  {:<42} {:>6} ms  {why}   [sent: {}]",
+                    case.name, ms, case.how_text
+                );
                 failures.push(format!("{}: {why}", case.name));
             }
         }
@@ -474,7 +634,11 @@ async fn hostile_corpus_gets_its_expected_answers_and_the_gateway_stays_up() {
         }
     }
     let hwm = proc_status(pid, "VmHWM:").unwrap_or(0);
-    let (biggest_case, biggest_rss) = rss_after.iter().max_by_key(|(_, r)| *r).cloned().unwrap_or_default();
+    let (biggest_case, biggest_rss) = rss_after
+        .iter()
+        .max_by_key(|(_, r)| *r)
+        .cloned()
+        .unwrap_or_default();
     println!(
         "hostile corpus: {} inputs in {:.1} s, {} failed; gateway peak RSS (VmHWM) {} MiB, largest RSS after one input {} MiB (after {biggest_case}), RSS at the end {} MiB",
         cases.len(),
@@ -487,7 +651,9 @@ async fn hostile_corpus_gets_its_expected_answers_and_the_gateway_stays_up() {
     let alive = guard.0.as_mut().unwrap().try_wait().unwrap().is_none();
 
     // Stop the gateway gracefully (SIGTERM to the child we started), then clean up.
-    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
     let deadline = Instant::now() + Duration::from_secs(30);
     while guard.0.as_mut().unwrap().try_wait().unwrap().is_none() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -499,9 +665,21 @@ async fn hostile_corpus_gets_its_expected_answers_and_the_gateway_stays_up() {
     if !failures.is_empty() {
         let stderr = std::fs::read_to_string(dir.path().join("gateway.stderr")).unwrap_or_default();
         let tail: Vec<&str> = stderr.lines().rev().take(40).collect();
-        println!("gateway stderr (last lines, newest first):\n{}", tail.join("\n"));
+        println!(
+            "gateway stderr (last lines, newest first):\n{}",
+            tail.join("\n")
+        );
     }
     assert!(alive, "the gateway did not survive the hostile corpus");
-    assert!(failures.is_empty(), "{} of {} hostile inputs answered wrongly:\n{}", failures.len(), cases.len(), failures.join("\n"));
-    assert!(hwm > 0 && hwm < RSS_BOUND_KB, "gateway peak RSS {hwm} KiB (bound {RSS_BOUND_KB} KiB)");
+    assert!(
+        failures.is_empty(),
+        "{} of {} hostile inputs answered wrongly:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+    assert!(
+        hwm > 0 && hwm < RSS_BOUND_KB,
+        "gateway peak RSS {hwm} KiB (bound {RSS_BOUND_KB} KiB)"
+    );
 }

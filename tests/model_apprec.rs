@@ -13,7 +13,8 @@ use model_support::*;
 use std::path::PathBuf;
 
 const PLO_COP: &str = "plo-v1.5/sarepta-akseptansetest/Testcase-mottak-Pasientlogistikk_dodsfall-v1_5/Case1-19-Pasientlogistikk_dodsfall-v1_5.xml";
-const DIALOG_SVAR: &str = "dialogmelding-v1.0/sarepta-eksempel/Dialogmelding_svar_foresporsel_PLO_v1-0.xml";
+const DIALOG_SVAR: &str =
+    "dialogmelding-v1.0/sarepta-eksempel/Dialogmelding_svar_foresporsel_PLO_v1-0.xml";
 const KS_SERVICE: &str = "dialogmelding-v1.1/ks-no-fiks-nhn-client/samsvar-test-message.xml";
 const WITH_ADDRESS: &str = "dialogmelding-v1.0/sarepta-test/Case2_1-Dialogmelding-Foresporsel-Konsultasjon_fra_fastlegen.xml";
 const HELSENORGE: &str = "dialogmelding-v1.1/helsenorge-messaging/Helsenorge_Message.xml";
@@ -26,7 +27,13 @@ fn now() -> time::OffsetDateTime {
     time::macros::datetime!(2026-11-23 12:00:00 UTC)
 }
 
-fn input<'a>(m: &'a MsgHead, which: usize, version: AppRecVersion, status: AppRecStatus, errors: Vec<AppRecError>) -> AppRecInput<'a> {
+fn input<'a>(
+    m: &'a MsgHead,
+    which: usize,
+    version: AppRecVersion,
+    status: AppRecStatus,
+    errors: Vec<AppRecError>,
+) -> AppRecInput<'a> {
     let (r, party) = m.recipients().into_iter().nth(which).expect("recipient");
     AppRecInput {
         version,
@@ -56,13 +63,20 @@ fn assert_all_valid(docs: &[(String, String)]) {
         })
         .collect();
     for (v, (name, xml)) in oracle(&files).iter().zip(docs) {
-        assert_eq!(v.verdict, "VALID", "{name}: {} (schema {})\n{xml}", v.error, v.schema);
+        assert_eq!(
+            v.verdict, "VALID",
+            "{name}: {} (schema {})\n{xml}",
+            v.error, v.schema
+        );
         assert!(v.schema.starts_with("apprec-"), "{name}: {}", v.schema);
     }
 }
 
 fn e(code: ErrorCode, ot: Option<&str>) -> AppRecError {
-    AppRecError { code, ot: ot.map(Into::into) }
+    AppRecError {
+        code,
+        ot: ot.map(Into::into),
+    }
 }
 
 #[test]
@@ -71,7 +85,8 @@ fn corpus_apprecs_parse() {
     let verdicts = oracle(&files);
     let mut n = 0;
     for v in verdicts.iter().filter(|v| v.verdict == "VALID") {
-        let a = AppRec::parse(&std::fs::read(&v.path).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", v.path.display()));
+        let a = AppRec::parse(&std::fs::read(&v.path).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", v.path.display()));
         assert_eq!(a.msg_type.v, "APPREC", "{}", v.path.display());
         n += 1;
     }
@@ -82,13 +97,30 @@ fn corpus_apprecs_parse() {
     assert_eq!(a.id.as_str(), "f6d24037-a43f-4509-8dfa-88b578554858");
     assert_eq!(a.gen_date, "2025-05-26T00:00:00");
     assert_eq!(a.status(), Some(AppRecStatus::Ok));
-    assert_eq!(a.sender.address(), PartyAddress { level1: Some(HerId(8142987)), level2: Some(HerId(8143060)) });
-    assert_eq!(a.receiver.address(), PartyAddress { level1: Some(HerId(998877)), level2: Some(HerId(555111)) });
-    let Hcp::Inst(i) = &a.sender.hcp else { panic!() };
+    assert_eq!(
+        a.sender.address(),
+        PartyAddress {
+            level1: Some(HerId(8142987)),
+            level2: Some(HerId(8143060))
+        }
+    );
+    assert_eq!(
+        a.receiver.address(),
+        PartyAddress {
+            level1: Some(HerId(998877)),
+            level2: Some(HerId(555111))
+        }
+    );
+    let Hcp::Inst(i) = &a.sender.hcp else {
+        panic!()
+    };
     assert_eq!(i.persons[0].name.as_deref(), Some("Test Testperson"));
     assert_eq!(a.original.msg_type.v, "DIALOG_HELSEFAGLIG");
     assert_eq!(a.original.issue_date, "2025-05-25T00:00:00");
-    assert_eq!(a.original.id.as_str(), "5d79bd68-a58c-4599-a4e7-9db28ea20099");
+    assert_eq!(
+        a.original.id.as_str(),
+        "5d79bd68-a58c-4599-a4e7-9db28ea20099"
+    );
 
     let a = AppRec::parse(&corpus("apprec-v1.0/sarepta-eksempel/apprec-eksempel.xml")).unwrap();
     assert_eq!(a.version, AppRecVersion::V1_0);
@@ -98,7 +130,10 @@ fn corpus_apprecs_parse() {
     assert_eq!(a.errors[0].code(), None, "list 8223 is not 8221");
     assert_eq!(a.sender.address().level1, None, "ENH is not a HER-id");
 
-    for f in ["apprec-v1.0/ks-no-fiks-nhn-client/example-avvist.xml", "apprec-v1.1/ks-no-fiks-nhn-client/example-avvist.xml"] {
+    for f in [
+        "apprec-v1.0/ks-no-fiks-nhn-client/example-avvist.xml",
+        "apprec-v1.1/ks-no-fiks-nhn-client/example-avvist.xml",
+    ] {
         let a = AppRec::parse(&corpus(f)).unwrap();
         assert_eq!(a.status(), Some(AppRecStatus::Rejected), "{f}");
         assert!(!a.errors.is_empty(), "{f}");
@@ -109,10 +144,16 @@ fn corpus_apprecs_parse() {
 
 #[test]
 fn every_built_apprec_validates_both_versions_all_recipients() {
-    let sources = [PLO_COP, DIALOG_SVAR, KS_SERVICE, HELSENORGE, WITH_ADDRESS,
+    let sources = [
+        PLO_COP,
+        DIALOG_SVAR,
+        KS_SERVICE,
+        HELSENORGE,
+        WITH_ADDRESS,
         "plo-v1.6/sarepta-eksempel/Innleggelsesrapport_v1-6_Ny.xml",
         "dialogmelding-v1.1/sarepta-eksempel/Helsefaglig dialog.xml",
-        "dialogmelding-v1.0/ks-no-fiks-nhn-client/dialog-notat-webmed-test.xml"];
+        "dialogmelding-v1.0/ks-no-fiks-nhn-client/dialog-notat-webmed-test.xml",
+    ];
     let mut docs = Vec::new();
     for src in sources {
         let m = msghead(src);
@@ -120,12 +161,23 @@ fn every_built_apprec_validates_both_versions_all_recipients() {
             for version in [AppRecVersion::V1_0, AppRecVersion::V1_1] {
                 for (status, errors) in [
                     (AppRecStatus::Ok, vec![]),
-                    (AppRecStatus::Rejected, vec![e(ErrorCode::E21, Some("Tjenesten er overført til <St. Olavs> & \"co\"")), e(ErrorCode::T02, None), e(ErrorCode::X99, Some("linje 1\nlinje 2 'sitat'"))]),
+                    (
+                        AppRecStatus::Rejected,
+                        vec![
+                            e(
+                                ErrorCode::E21,
+                                Some("Tjenesten er overført til <St. Olavs> & \"co\""),
+                            ),
+                            e(ErrorCode::T02, None),
+                            e(ErrorCode::X99, Some("linje 1\nlinje 2 'sitat'")),
+                        ],
+                    ),
                 ] {
                     let inp = input(&m, which, version, status, errors.clone());
                     let xml = build_apprec(&inp);
                     // parse(build(x)) gives x back.
-                    let a = AppRec::parse(xml.as_bytes()).unwrap_or_else(|e| panic!("{src}: {e}\n{xml}"));
+                    let a = AppRec::parse(xml.as_bytes())
+                        .unwrap_or_else(|e| panic!("{src}: {e}\n{xml}"));
                     assert_eq!(a.version, version);
                     assert_eq!(a.id, inp.id);
                     assert_eq!(a.status(), Some(status));
@@ -140,11 +192,31 @@ fn every_built_apprec_validates_both_versions_all_recipients() {
                     }
                     assert_eq!(a.original.id, m.msg_id);
                     assert_eq!(a.original.issue_date, m.gen_date);
-                    assert_eq!(a.original.msg_type, helsemelding::msghead::Code { s: None, ..m.msg_type.clone() });
+                    assert_eq!(
+                        a.original.msg_type,
+                        helsemelding::msghead::Code {
+                            s: None,
+                            ..m.msg_type.clone()
+                        }
+                    );
                     let (r, _) = m.recipients().into_iter().nth(which).unwrap();
-                    assert_eq!(a.sender.address(), r.address, "{src}: AppRec sender = the recipient as addressed");
-                    assert_eq!(a.receiver.address(), m.sender_address(), "{src}: AppRec receiver = original sender");
-                    docs.push((format!("{}-{which}-{version:?}-{status:?}", src.rsplit('/').next().unwrap().replace(' ', "_")), xml));
+                    assert_eq!(
+                        a.sender.address(),
+                        r.address,
+                        "{src}: AppRec sender = the recipient as addressed"
+                    );
+                    assert_eq!(
+                        a.receiver.address(),
+                        m.sender_address(),
+                        "{src}: AppRec receiver = original sender"
+                    );
+                    docs.push((
+                        format!(
+                            "{}-{which}-{version:?}-{status:?}",
+                            src.rsplit('/').next().unwrap().replace(' ', "_")
+                        ),
+                        xml,
+                    ));
                 }
             }
         }
@@ -165,22 +237,47 @@ fn systemtest_2_to_4_original_msg_id() {
 #[test]
 fn systemtest_5_mirrored_addresses() {
     let m = msghead(HELSENORGE);
-    let a = AppRec::parse(build_apprec(&input(&m, 0, AppRecVersion::V1_1, AppRecStatus::Ok, vec![])).as_bytes()).unwrap();
+    let a = AppRec::parse(
+        build_apprec(&input(&m, 0, AppRecVersion::V1_1, AppRecStatus::Ok, vec![])).as_bytes(),
+    )
+    .unwrap();
     // Sender of the AppRec = Receiver of the fagmelding: Nanset Legekontor, HER 109989, ENH as
     // AdditionalId, the GP as HCPerson.
-    let Hcp::Inst(s) = &a.sender.hcp else { panic!() };
+    let Hcp::Inst(s) = &a.sender.hcp else {
+        panic!()
+    };
     assert_eq!(s.unit.name.as_deref(), Some("Nanset Legekontor"));
-    assert_eq!((s.unit.id.as_deref(), s.unit.type_id.as_ref().map(|t| t.v.as_str())), (Some("109989"), Some("HER")));
+    assert_eq!(
+        (
+            s.unit.id.as_deref(),
+            s.unit.type_id.as_ref().map(|t| t.v.as_str())
+        ),
+        (Some("109989"), Some("HER"))
+    );
     assert_eq!(s.unit.additional_ids.len(), 1);
-    assert_eq!((s.unit.additional_ids[0].id.as_str(), s.unit.additional_ids[0].kind.v.as_str()), ("971318864", "ENH"));
+    assert_eq!(
+        (
+            s.unit.additional_ids[0].id.as_str(),
+            s.unit.additional_ids[0].kind.v.as_str()
+        ),
+        ("971318864", "ENH")
+    );
     assert_eq!(s.persons[0].name.as_deref(), Some("August September"));
     assert_eq!(s.persons[0].her_id(), Some(HerId(91095)));
     // Receiver of the AppRec = Sender of the fagmelding: Helsedirektoratet (ENH) / Helsenorge.no (HER).
-    let Hcp::Inst(r) = &a.receiver.hcp else { panic!() };
+    let Hcp::Inst(r) = &a.receiver.hcp else {
+        panic!()
+    };
     assert_eq!(r.unit.name.as_deref(), Some("Helsedirektoratet"));
     assert_eq!(r.depts[0].name.as_deref(), Some("Helsenorge.no"));
     assert_eq!(r.depts[0].her_id(), Some(HerId(109989)));
-    let xml = build_apprec(&input(&msghead(WITH_ADDRESS), 0, AppRecVersion::V1_0, AppRecStatus::Ok, vec![]));
+    let xml = build_apprec(&input(
+        &msghead(WITH_ADDRESS),
+        0,
+        AppRecVersion::V1_0,
+        AppRecStatus::Ok,
+        vec![],
+    ));
     assert!(
         xml.contains("<Address>\n        <Type/>\n        <StreetAdr>Alveveien 99</StreetAdr>\n        <PostalCode>2560</PostalCode>\n        <City>Alvdal</City>"),
         "the postal address is mirrored:\n{xml}"
@@ -193,22 +290,52 @@ fn systemtest_5_mirrored_addresses() {
 fn systemtest_7_to_10_roles() {
     let m = msghead(PLO_COP);
     let role = |xml: &str| AppRec::parse(xml.as_bytes()).unwrap();
-    let a = role(&build_apprec(&input(&m, 0, AppRecVersion::V1_1, AppRecStatus::Ok, vec![])));
+    let a = role(&build_apprec(&input(
+        &m,
+        0,
+        AppRecVersion::V1_1,
+        AppRecStatus::Ok,
+        vec![],
+    )));
     assert_eq!(a.sender.role.as_ref().map(|r| r.v.as_str()), Some("PRIM"));
     assert_eq!(a.receiver.role.as_ref().map(|r| r.v.as_str()), Some("AVS"));
     let mut i = input(&m, 0, AppRecVersion::V1_0, AppRecStatus::Ok, vec![]);
     i.v1_0_primary_role = PrimaryRoleV1_0::Req;
     let a = role(&build_apprec(&i));
-    assert_eq!(a.sender.role.as_ref().map(|r| (r.v.as_str(), r.dn.as_deref())), Some(("REQ", Some("Rekvirent"))));
-    assert_eq!(a.receiver.role.as_ref().map(|r| r.v.as_str()), Some("RECEIVER"));
+    assert_eq!(
+        a.sender
+            .role
+            .as_ref()
+            .map(|r| (r.v.as_str(), r.dn.as_deref())),
+        Some(("REQ", Some("Rekvirent")))
+    );
+    assert_eq!(
+        a.receiver.role.as_ref().map(|r| r.v.as_str()),
+        Some("RECEIVER")
+    );
     i.v1_0_primary_role = PrimaryRoleV1_0::Spr;
     let a = role(&build_apprec(&i));
-    assert_eq!(a.sender.role.as_ref().map(|r| (r.v.as_str(), r.dn.as_deref())), Some(("SPR", Some("Tjenesteyter"))));
+    assert_eq!(
+        a.sender
+            .role
+            .as_ref()
+            .map(|r| (r.v.as_str(), r.dn.as_deref())),
+        Some(("SPR", Some("Tjenesteyter")))
+    );
     for v in [AppRecVersion::V1_0, AppRecVersion::V1_1] {
         let a = role(&build_apprec(&input(&m, 1, v, AppRecStatus::Ok, vec![])));
-        assert_eq!(a.sender.role.as_ref().map(|r| (r.v.as_str(), r.dn.as_deref())), Some(("COP", Some("Kopimottaker"))), "{v:?}");
+        assert_eq!(
+            a.sender
+                .role
+                .as_ref()
+                .map(|r| (r.v.as_str(), r.dn.as_deref())),
+            Some(("COP", Some("Kopimottaker"))),
+            "{v:?}"
+        );
         // The copy recipient (Magnar Koman), not the primary, is the AppRec sender.
-        let Hcp::Inst(s) = &a.sender.hcp else { panic!() };
+        let Hcp::Inst(s) = &a.sender.hcp else {
+            panic!()
+        };
         assert_eq!(s.persons[0].name.as_deref(), Some("Magnar Koman"));
     }
 }
@@ -218,12 +345,21 @@ fn systemtest_7_to_10_roles() {
 #[test]
 fn systemtest_11_35_to_40_one_apprec_per_recipient() {
     let m = msghead(PLO_COP);
-    for (status, errors) in [(AppRecStatus::Ok, vec![]), (AppRecStatus::Rejected, vec![e(ErrorCode::E21, None)])] {
+    for (status, errors) in [
+        (AppRecStatus::Ok, vec![]),
+        (AppRecStatus::Rejected, vec![e(ErrorCode::E21, None)]),
+    ] {
         let built: Vec<AppRec> = m
             .recipients()
             .iter()
             .enumerate()
-            .map(|(i, _)| AppRec::parse(build_apprec(&input(&m, i, AppRecVersion::V1_1, status, errors.clone())).as_bytes()).unwrap())
+            .map(|(i, _)| {
+                AppRec::parse(
+                    build_apprec(&input(&m, i, AppRecVersion::V1_1, status, errors.clone()))
+                        .as_bytes(),
+                )
+                .unwrap()
+            })
             .collect();
         assert_eq!(built.len(), 2);
         assert_eq!(built[0].sender.role.as_ref().unwrap().v, "PRIM");
@@ -232,7 +368,10 @@ fn systemtest_11_35_to_40_one_apprec_per_recipient() {
         assert_ne!(built[0].sender, built[1].sender);
         for a in &built {
             assert_eq!(a.status(), Some(status));
-            assert_eq!(a.errors.iter().map(|e| e.code()).collect::<Vec<_>>(), errors.iter().map(|e| Some(e.code)).collect::<Vec<_>>());
+            assert_eq!(
+                a.errors.iter().map(|e| e.code()).collect::<Vec<_>>(),
+                errors.iter().map(|e| Some(e.code)).collect::<Vec<_>>()
+            );
         }
     }
 }
@@ -242,33 +381,80 @@ fn systemtest_11_35_to_40_one_apprec_per_recipient() {
 #[test]
 fn systemtest_19_20_all_identifiers_returned_even_when_wrong() {
     let m = msghead(PLO_COP);
-    let xml = build_apprec(&input(&m, 0, AppRecVersion::V1_0, AppRecStatus::Rejected, vec![e(ErrorCode::E21, None)]));
+    let xml = build_apprec(&input(
+        &m,
+        0,
+        AppRecVersion::V1_0,
+        AppRecStatus::Rejected,
+        vec![e(ErrorCode::E21, None)],
+    ));
     let a = AppRec::parse(xml.as_bytes()).unwrap();
-    let Hcp::Inst(s) = &a.sender.hcp else { panic!() };
+    let Hcp::Inst(s) = &a.sender.hcp else {
+        panic!()
+    };
     let p = &s.persons[0];
     assert_eq!(p.name.as_deref(), Some("August September"));
-    assert_eq!((p.id.as_deref(), p.type_id.as_ref().map(|t| t.v.as_str())), (Some("369.767"), Some("HER")));
-    assert_eq!((p.additional_ids[0].id.as_str(), p.additional_ids[0].kind.v.as_str()), ("9144897", "HPR"));
+    assert_eq!(
+        (p.id.as_deref(), p.type_id.as_ref().map(|t| t.v.as_str())),
+        (Some("369.767"), Some("HER"))
+    );
+    assert_eq!(
+        (
+            p.additional_ids[0].id.as_str(),
+            p.additional_ids[0].kind.v.as_str()
+        ),
+        ("9144897", "HPR")
+    );
     assert_eq!(s.unit.additional_ids[0].id, "971318864");
 
     // An unknown level-2 service (#20): a made-up service id is mirrored as Dept.
-    let text = String::from_utf8(corpus(KS_SERVICE)).unwrap().replace("<Id>8143060</Id>", "<Id>99999999</Id>");
+    let text = String::from_utf8(corpus(KS_SERVICE))
+        .unwrap()
+        .replace("<Id>8143060</Id>", "<Id>99999999</Id>");
     let m = MsgHead::parse(text.as_bytes()).unwrap();
-    let a = AppRec::parse(build_apprec(&input(&m, 0, AppRecVersion::V1_1, AppRecStatus::Rejected, vec![e(ErrorCode::E21, None)])).as_bytes()).unwrap();
-    let Hcp::Inst(s) = &a.sender.hcp else { panic!() };
+    let a = AppRec::parse(
+        build_apprec(&input(
+            &m,
+            0,
+            AppRecVersion::V1_1,
+            AppRecStatus::Rejected,
+            vec![e(ErrorCode::E21, None)],
+        ))
+        .as_bytes(),
+    )
+    .unwrap();
+    let Hcp::Inst(s) = &a.sender.hcp else {
+        panic!()
+    };
     assert_eq!(s.depts[0].id.as_deref(), Some("99999999"));
-    assert_eq!(s.depts[0].name.as_deref(), Some("Saksbehandling pasientopplysninger"));
+    assert_eq!(
+        s.depts[0].name.as_deref(),
+        Some("Saksbehandling pasientopplysninger")
+    );
 }
 
 /// Systemtest #26: one Error per distinct fault, OT escaped and preserved.
 #[test]
 fn systemtest_26_several_errors() {
     let m = msghead(KS_SERVICE);
-    let errors = vec![e(ErrorCode::E10, None), e(ErrorCode::E21, Some("a<b & \"c\" > 'd'")), e(ErrorCode::X99, Some("annen feil"))];
-    let xml = build_apprec(&input(&m, 0, AppRecVersion::V1_1, AppRecStatus::Rejected, errors));
+    let errors = vec![
+        e(ErrorCode::E10, None),
+        e(ErrorCode::E21, Some("a<b & \"c\" > 'd'")),
+        e(ErrorCode::X99, Some("annen feil")),
+    ];
+    let xml = build_apprec(&input(
+        &m,
+        0,
+        AppRecVersion::V1_1,
+        AppRecStatus::Rejected,
+        errors,
+    ));
     assert!(xml.contains(r#"<Error V="E21" S="2.16.578.1.12.4.1.1.8221" DN="Mottaker finnes ikke" OT="a&lt;b &amp; &quot;c&quot; &gt; &apos;d&apos;"/>"#), "{xml}");
     let a = AppRec::parse(xml.as_bytes()).unwrap();
-    assert_eq!(a.errors.iter().filter_map(|e| e.code()).collect::<Vec<_>>(), vec![ErrorCode::E10, ErrorCode::E21, ErrorCode::X99]);
+    assert_eq!(
+        a.errors.iter().filter_map(|e| e.code()).collect::<Vec<_>>(),
+        vec![ErrorCode::E10, ErrorCode::E21, ErrorCode::X99]
+    );
     assert_eq!(a.errors[1].ot.as_deref(), Some("a<b & \"c\" > 'd'"));
 }
 
@@ -283,11 +469,25 @@ fn lone_professional_and_hostile_names() {
     assert!(matches!(m.recipients()[1].1, Party::Professional(_)));
     let mut docs = Vec::new();
     for v in [AppRecVersion::V1_0, AppRecVersion::V1_1] {
-        let xml = build_apprec(&input(&m, 1, v, AppRecStatus::Rejected, vec![e(ErrorCode::E21, None)]));
+        let xml = build_apprec(&input(
+            &m,
+            1,
+            v,
+            AppRecStatus::Rejected,
+            vec![e(ErrorCode::E21, None)],
+        ));
         let a = AppRec::parse(xml.as_bytes()).unwrap();
-        let Hcp::Prof(p) = &a.sender.hcp else { panic!() };
+        let Hcp::Prof(p) = &a.sender.hcp else {
+            panic!()
+        };
         assert_eq!(p.name.as_deref(), Some("Kari O'Brien & <Sønn>"));
-        assert_eq!(a.sender.address(), PartyAddress { level1: None, level2: Some(HerId(12345)) });
+        assert_eq!(
+            a.sender.address(),
+            PartyAddress {
+                level1: None,
+                level2: Some(HerId(12345))
+            }
+        );
         assert_eq!(a.sender.role.as_ref().unwrap().v, "COP");
         docs.push((format!("hcprof-{v:?}"), xml));
     }
@@ -312,23 +512,35 @@ fn systemtest_6_signing_clinician_not_mapped_with_service_address() {
     let org_end = text[..sender_end].rfind("</Organisation>").unwrap();
     let with_signer = format!("{}{signer}{}", &text[..org_end], &text[org_end..]);
     let m = MsgHead::parse(with_signer.as_bytes()).unwrap();
-    let Party::Organisation(o) = &m.sender else { panic!() };
-    assert!(o.professional.is_some() && o.organisation.is_some(), "fixture has service and signer");
+    let Party::Organisation(o) = &m.sender else {
+        panic!()
+    };
+    assert!(
+        o.professional.is_some() && o.organisation.is_some(),
+        "fixture has service and signer"
+    );
     let mut docs = Vec::new();
     for v in [AppRecVersion::V1_0, AppRecVersion::V1_1] {
         let xml = build_apprec(&input(&m, 0, v, AppRecStatus::Ok, vec![]));
         assert!(!xml.contains("Signer") && !xml.contains("7654321"), "{xml}");
         let a = AppRec::parse(xml.as_bytes()).unwrap();
         assert_eq!(a.receiver.address(), m.sender_address());
-        let Hcp::Inst(r) = &a.receiver.hcp else { panic!() };
+        let Hcp::Inst(r) = &a.receiver.hcp else {
+            panic!()
+        };
         assert_eq!(r.depts[0].name.as_deref(), Some("Meldingsvalidering"));
         docs.push((format!("signer-{v:?}"), xml));
     }
     assert_all_valid(&docs);
     // Without a service, the sender's clinician is its level 2 and is mirrored (DIALOG_SVAR's GP).
     let m = msghead(DIALOG_SVAR);
-    let a = AppRec::parse(build_apprec(&input(&m, 0, AppRecVersion::V1_0, AppRecStatus::Ok, vec![])).as_bytes()).unwrap();
-    let Hcp::Inst(r) = &a.receiver.hcp else { panic!() };
+    let a = AppRec::parse(
+        build_apprec(&input(&m, 0, AppRecVersion::V1_0, AppRecStatus::Ok, vec![])).as_bytes(),
+    )
+    .unwrap();
+    let Hcp::Inst(r) = &a.receiver.hcp else {
+        panic!()
+    };
     assert_eq!(r.persons.len(), 1);
     assert_eq!(a.receiver.address().level2, Some(HerId(91101)));
 }
@@ -352,8 +564,19 @@ fn incomplete_apprecs_name_the_missing_element() {
     let start = text.find("<OriginalMsgId>").unwrap();
     let end = text.find("</OriginalMsgId>").unwrap() + "</OriginalMsgId>".len();
     let e = AppRec::parse(format!("{}{}", &text[..start], &text[end..]).as_bytes()).unwrap_err();
-    assert_eq!(e.to_string(), "required element AppRec/OriginalMsgId is missing");
+    assert_eq!(
+        e.to_string(),
+        "required element AppRec/OriginalMsgId is missing"
+    );
     assert_eq!(e.apprec_code(), ErrorCode::T02);
-    let e = AppRec::parse(text.replace("<HCP>", "<HCPx>").replace("</HCP>", "</HCPx>").as_bytes()).unwrap_err();
-    assert_eq!(e.to_string(), "required element AppRec/Sender/HCP is missing");
+    let e = AppRec::parse(
+        text.replace("<HCP>", "<HCPx>")
+            .replace("</HCP>", "</HCPx>")
+            .as_bytes(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "required element AppRec/Sender/HCP is missing"
+    );
 }

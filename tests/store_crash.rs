@@ -19,10 +19,13 @@ const CHILD_DIR: &str = "HELSEMELDING_STORE_CRASH_CHILD_DIR";
 /// Runs only inside the child process; a no-op in a normal test run.
 #[test]
 fn crash_child() {
-    let Ok(dir) = std::env::var(CHILD_DIR) else { return };
+    let Ok(dir) = std::env::var(CHILD_DIR) else {
+        return;
+    };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let handle = Arc::new(StoreHandle::start(DeliveryStore::open(dir.as_ref()).unwrap(), 64).unwrap());
+        let handle =
+            Arc::new(StoreHandle::start(DeliveryStore::open(dir.as_ref()).unwrap(), 64).unwrap());
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         // Eight concurrent committers, so group commits are in flight when the kill comes.
         for w in 0..8u32 {
@@ -80,7 +83,9 @@ fn acknowledged_commits_survive_sigkill() {
             .unwrap()
             .unwrap_or_else(|| panic!("acknowledged commit {n} lost"));
         assert!(
-            rec.recipients.iter().all(|r| r.state == DeliveryState::Delivered),
+            rec.recipients
+                .iter()
+                .all(|r| r.state == DeliveryState::Delivered),
             "{n}: {rec:?}"
         );
     }
@@ -90,7 +95,9 @@ fn acknowledged_commits_survive_sigkill() {
     for n in 0..max + 1000 {
         if let Some(rec) = store.get(SENDER, &msg(n)).unwrap() {
             assert!(
-                rec.recipients.iter().all(|r| r.state == DeliveryState::Delivered),
+                rec.recipients
+                    .iter()
+                    .all(|r| r.state == DeliveryState::Delivered),
                 "half a batch for {n}"
             );
             extra += usize::from(!acknowledged.contains(&n));

@@ -75,7 +75,14 @@ fn spans(text: &str) -> Vec<Span> {
                 if let Some(p) = parent {
                     out[p].children += 1;
                 }
-                out.push(Span { start: t.offset, tag_end: te, end: 0, parent, children: 0, empty_tag: text[..te].ends_with("/>") });
+                out.push(Span {
+                    start: t.offset,
+                    tag_end: te,
+                    end: 0,
+                    parent,
+                    children: 0,
+                    empty_tag: text[..te].ends_with("/>"),
+                });
                 open.push(out.len() - 1);
             }
             Ok(XmlEvent::End) => {
@@ -93,7 +100,9 @@ fn spans(text: &str) -> Vec<Span> {
 
 fn qname_at(text: &str, start: usize) -> &str {
     let rest = &text[start + 1..];
-    let n = rest.find(|c: char| c.is_whitespace() || c == '/' || c == '>').unwrap_or(rest.len());
+    let n = rest
+        .find(|c: char| c.is_whitespace() || c == '/' || c == '>')
+        .unwrap_or(rest.len());
     &rest[..n]
 }
 
@@ -109,7 +118,9 @@ fn attr_values(text: &str, s: &Span) -> Vec<(usize, usize)> {
             if let Some(len) = tag[i + 2..].find(q as char) {
                 // Skip namespace declarations: they are not values a schema types.
                 let before = &tag[..i];
-                let name_start = before.rfind(|c: char| c.is_whitespace()).map_or(0, |p| p + 1);
+                let name_start = before
+                    .rfind(|c: char| c.is_whitespace())
+                    .map_or(0, |p| p + 1);
                 if !before[name_start..].starts_with("xmlns") {
                     out.push((s.start + i + 2, s.start + i + 2 + len));
                 }
@@ -123,10 +134,41 @@ fn attr_values(text: &str, s: &Span) -> Vec<(usize, usize)> {
 }
 
 const GARBAGE: &[&str] = &[
-    "", "x", "1991-12-4", "2024-02-30", "2023-02-29", "2024-13-01", "2024-1-01", "1991-12-04", "2024-01-01T10:00:00",
-    "2024-01-01T10:00", "2024-01-01T25:00:00", "2024-01-01+01:00", "2024-01-01Z", "2024", "2024-05", "abc def", "  padded  ",
-    "12.5", "-1", "0", "007", "99999999999999999999", "1e5", "NaN", "true", "TRUE", "false", "1", "2.16.578.1.12.4.1.1.7615",
-    "2.16..578", "A", "ZZZ", "9999", "&lt;tag&gt;", "\u{e6}\u{f8}\u{e5}",
+    "",
+    "x",
+    "1991-12-4",
+    "2024-02-30",
+    "2023-02-29",
+    "2024-13-01",
+    "2024-1-01",
+    "1991-12-04",
+    "2024-01-01T10:00:00",
+    "2024-01-01T10:00",
+    "2024-01-01T25:00:00",
+    "2024-01-01+01:00",
+    "2024-01-01Z",
+    "2024",
+    "2024-05",
+    "abc def",
+    "  padded  ",
+    "12.5",
+    "-1",
+    "0",
+    "007",
+    "99999999999999999999",
+    "1e5",
+    "NaN",
+    "true",
+    "TRUE",
+    "false",
+    "1",
+    "2.16.578.1.12.4.1.1.7615",
+    "2.16..578",
+    "A",
+    "ZZZ",
+    "9999",
+    "&lt;tag&gt;",
+    "\u{e6}\u{f8}\u{e5}",
 ];
 
 fn mutate(text: &str, rng: &mut Rng) -> Option<(String, String)> {
@@ -142,15 +184,28 @@ fn mutate(text: &str, rng: &mut Rng) -> Option<(String, String)> {
     let splice = |a: usize, b: usize, with: &str| format!("{}{}{}", &text[..a], with, &text[b..]);
     Some(match kind {
         0 => (splice(s.start, s.end, ""), format!("remove <{name}>")),
-        1 => (splice(s.end, s.end, &text[s.start..s.end]), format!("duplicate <{name}>")),
+        1 => (
+            splice(s.end, s.end, &text[s.start..s.end]),
+            format!("duplicate <{name}>"),
+        ),
         2 => {
-            let next = (i + 1..sp.len()).find(|&j| sp[j].parent == s.parent && sp[j].start >= s.end)?;
+            let next =
+                (i + 1..sp.len()).find(|&j| sp[j].parent == s.parent && sp[j].start >= s.end)?;
             let n = &sp[next];
-            let swapped = format!("{}{}{}{}{}", &text[..s.start], &text[n.start..n.end], &text[s.end..n.start], &text[s.start..s.end], &text[n.end..]);
+            let swapped = format!(
+                "{}{}{}{}{}",
+                &text[..s.start],
+                &text[n.start..n.end],
+                &text[s.end..n.start],
+                &text[s.start..s.end],
+                &text[n.end..]
+            );
             (swapped, format!("swap <{name}> with the next sibling"))
         }
         3 => {
-            let (p, l) = name.split_once(':').map_or((None, name.as_str()), |(p, l)| (Some(p), l));
+            let (p, l) = name
+                .split_once(':')
+                .map_or((None, name.as_str()), |(p, l)| (Some(p), l));
             let new = match p {
                 Some(p) => format!("{p}:{l}X"),
                 None => format!("{l}X"),
@@ -168,15 +223,26 @@ fn mutate(text: &str, rng: &mut Rng) -> Option<(String, String)> {
             (t, format!("rename <{name}> to <{new}>"))
         }
         4 | 5 => {
-            let with_attrs: Vec<usize> = (0..sp.len()).filter(|&j| !attr_values(text, &sp[j]).is_empty()).collect();
+            let with_attrs: Vec<usize> = (0..sp.len())
+                .filter(|&j| !attr_values(text, &sp[j]).is_empty())
+                .collect();
             let &j = rng.pick(&with_attrs)?;
             let vals = attr_values(text, &sp[j]);
             let &(a, b) = rng.pick(&vals)?;
             let g = rng.pick(GARBAGE)?;
-            (splice(a, b, g), format!("attribute value '{}' of <{}> -> '{g}'", &text[a..b], qname_at(text, sp[j].start)))
+            (
+                splice(a, b, g),
+                format!(
+                    "attribute value '{}' of <{}> -> '{g}'",
+                    &text[a..b],
+                    qname_at(text, sp[j].start)
+                ),
+            )
         }
         6 | 7 => {
-            let leaves: Vec<usize> = (1..sp.len()).filter(|&j| sp[j].children == 0 && !sp[j].empty_tag).collect();
+            let leaves: Vec<usize> = (1..sp.len())
+                .filter(|&j| sp[j].children == 0 && !sp[j].empty_tag)
+                .collect();
             let &j = rng.pick(&leaves)?;
             let l = &sp[j];
             let close_len = qname_at(text, l.start).len() + 3;
@@ -185,7 +251,10 @@ fn mutate(text: &str, rng: &mut Rng) -> Option<(String, String)> {
                 return None;
             }
             let g = rng.pick(GARBAGE)?;
-            (splice(a, b, g), format!("text of <{}> -> '{g}'", qname_at(text, l.start)))
+            (
+                splice(a, b, g),
+                format!("text of <{}> -> '{g}'", qname_at(text, l.start)),
+            )
         }
         8 => {
             let decls: Vec<usize> = text.match_indices("xmlns").map(|(p, _)| p).collect();
@@ -208,12 +277,23 @@ fn mutate(text: &str, rng: &mut Rng) -> Option<(String, String)> {
         10 => {
             let own = format!("<{name}/>");
             let ins = *rng.pick(&["<Unknown/>", "<Unknown>x</Unknown>", own.as_str()])?;
-            (splice(s.start, s.start, ins), format!("insert {ins} before <{name}>"))
+            (
+                splice(s.start, s.start, ins),
+                format!("insert {ins} before <{name}>"),
+            )
         }
         11 => {
             let at = s.tag_end - if s.empty_tag { 2 } else { 1 };
-            let attr = *rng.pick(&[" foo=\"bar\"", " V=\"1\"", " DN=\"x\"", " S=\"2.16.578.1.12.4.1.1.9999\""])?;
-            (splice(at, at, attr), format!("add attribute{attr} to <{name}>"))
+            let attr = *rng.pick(&[
+                " foo=\"bar\"",
+                " V=\"1\"",
+                " DN=\"x\"",
+                " S=\"2.16.578.1.12.4.1.1.9999\"",
+            ])?;
+            (
+                splice(at, at, attr),
+                format!("add attribute{attr} to <{name}>"),
+            )
         }
         12 => {
             let empties: Vec<usize> = (1..sp.len()).filter(|&j| sp[j].empty_tag).collect();
@@ -222,16 +302,28 @@ fn mutate(text: &str, rng: &mut Rng) -> Option<(String, String)> {
             let n = qname_at(text, e.start);
             let fill = *rng.pick(&[" ", "\n", "x"])?;
             let open = &text[e.start..e.tag_end - 2];
-            (splice(e.start, e.end, &format!("{open}>{fill}</{n}>")), format!("<{n}/> -> content {fill:?}"))
+            (
+                splice(e.start, e.end, &format!("{open}>{fill}</{n}>")),
+                format!("<{n}/> -> content {fill:?}"),
+            )
         }
         _ => {
-            let with_attrs: Vec<usize> = (0..sp.len()).filter(|&j| !attr_values(text, &sp[j]).is_empty()).collect();
+            let with_attrs: Vec<usize> = (0..sp.len())
+                .filter(|&j| !attr_values(text, &sp[j]).is_empty())
+                .collect();
             let &j = rng.pick(&with_attrs)?;
             let vals = attr_values(text, &sp[j]);
             let &(a, b) = rng.pick(&vals)?;
             // Remove ` name="value"`: back up to the whitespace before the name.
             let ws = text[..a].rfind(|c: char| c.is_whitespace())?;
-            (splice(ws, b + 1, ""), format!("remove attribute {} of <{}>", &text[ws + 1..a - 1], qname_at(text, sp[j].start)))
+            (
+                splice(ws, b + 1, ""),
+                format!(
+                    "remove attribute {} of <{}>",
+                    &text[ws + 1..a - 1],
+                    qname_at(text, sp[j].start)
+                ),
+            )
         }
     })
 }
@@ -245,11 +337,16 @@ fn mutants_agree_with_libxml2() {
     for (fi, f) in corpus.iter().enumerate() {
         let bytes = std::fs::read(f).expect("corpus file");
         // Mutate UTF-8 documents that have a schema (offsets are byte offsets of the text).
-        let Ok(text) = std::str::from_utf8(&bytes) else { continue };
+        let Ok(text) = std::str::from_utf8(&bytes) else {
+            continue;
+        };
         if text.get(..100).unwrap_or(text).contains("ISO-8859-1") {
             continue;
         }
-        if !(text.contains("xmlstds/msghead") || text.contains("xmlstds/apprec")) || text.contains("EI_fellesformat") || text.contains("Envelope") {
+        if !(text.contains("xmlstds/msghead") || text.contains("xmlstds/apprec"))
+            || text.contains("EI_fellesformat")
+            || text.contains("Envelope")
+        {
             continue;
         }
         let mut rng = Rng(0x5EED_0000 + fi as u64);
@@ -257,7 +354,9 @@ fn mutants_agree_with_libxml2() {
         let mut attempts = 0;
         while k < per_file && attempts < 50 {
             attempts += 1;
-            let Some((m, what)) = mutate(text, &mut rng) else { continue };
+            let Some((m, what)) = mutate(text, &mut rng) else {
+                continue;
+            };
             if m == text {
                 continue;
             }
@@ -276,7 +375,10 @@ fn mutants_agree_with_libxml2() {
         .into_iter()
         .map(|b| {
             let path = PathBuf::from(b.lines().next().unwrap_or(""));
-            format!("{b}\n    mutant of {}", made.get(&path).map_or("?", String::as_str))
+            format!(
+                "{b}\n    mutant of {}",
+                made.get(&path).map_or("?", String::as_str)
+            )
         })
         .collect();
     xsd_common::report("mutants", &oracle, &bad);
@@ -293,15 +395,35 @@ fn libxml2_ignores_fixed_on_attribute_references() {
         .join("corpus/plo-v1.5/sarepta-akseptansetest/Testcase-mottak-Helseopplysninger_ved_soknad-v1_5/Case1-11c-Helseopplysninger_ved_soknad-v1_5.xml");
     let text = std::fs::read_to_string(&src).expect("corpus file");
     let fixed = "komponenttype=\"2.16.578.1.12.4.1.6.13.11009.0\"";
-    assert!(text.contains(fixed), "the corpus file has the fixed attribute");
+    assert!(
+        text.contains(fixed),
+        "the corpus file has the fixed attribute"
+    );
     let dir = tempfile::tempdir().expect("temp dir");
     let p = dir.path().join("wrong-komponenttype.xml");
     std::fs::write(&p, text.replacen(fixed, "komponenttype=\"ZZZ\"", 1)).expect("write");
     let oracle = xsd_common::oracle(std::slice::from_ref(&p));
-    assert_eq!(oracle[&p].0, "VALID", "libxml2 ignores the fixed value on the reference");
-    let v = xsd_common::schemas().validate(&std::fs::read(&p).expect("read"), &XmlLimits::default());
-    let helsemelding::xsd::Verdict::Invalid { violation, .. } = &v else { panic!("expected INVALID, got {v:?}") };
-    assert!(violation.expected.contains("fixed (by the attribute reference"), "{violation}");
-    assert!(violation.path.ends_with("/GenereltJournalnotat"), "{violation}");
-    assert!(xsd_common::is_documented_libxml2_deviation(&oracle[&p].0, &v));
+    assert_eq!(
+        oracle[&p].0, "VALID",
+        "libxml2 ignores the fixed value on the reference"
+    );
+    let v =
+        xsd_common::schemas().validate(&std::fs::read(&p).expect("read"), &XmlLimits::default());
+    let helsemelding::xsd::Verdict::Invalid { violation, .. } = &v else {
+        panic!("expected INVALID, got {v:?}")
+    };
+    assert!(
+        violation
+            .expected
+            .contains("fixed (by the attribute reference"),
+        "{violation}"
+    );
+    assert!(
+        violation.path.ends_with("/GenereltJournalnotat"),
+        "{violation}"
+    );
+    assert!(xsd_common::is_documented_libxml2_deviation(
+        &oracle[&p].0,
+        &v
+    ));
 }

@@ -37,7 +37,13 @@ pub struct AmqpSettings {
 impl AmqpSettings {
     /// Settings with the defaults of DESIGN §4 (`prefetch = 256`, `heartbeat = "10s"`).
     pub fn new(url: impl Into<String>, role: impl Into<String>) -> Self {
-        Self { url: url.into(), heartbeat: Duration::from_secs(10), prefetch: 256, tls_ca_file: None, role: role.into() }
+        Self {
+            url: url.into(),
+            heartbeat: Duration::from_secs(10),
+            prefetch: 256,
+            tls_ca_file: None,
+            role: role.into(),
+        }
     }
 
     /// The URL with any password replaced by `***`, for logs and errors.
@@ -50,7 +56,10 @@ impl AmqpSettings {
         let mut uri: AMQPUri = self
             .url
             .parse()
-            .map_err(|reason: String| AmqpError::BadUrl { url: self.redacted_url(), reason })?;
+            .map_err(|reason: String| AmqpError::BadUrl {
+                url: self.redacted_url(),
+                reason,
+            })?;
         // AMQP negotiates whole seconds and 0 means "off": round a sub-second value up, never
         // silently disable the heartbeat.
         let mut secs = self.heartbeat.as_secs();
@@ -122,16 +131,20 @@ pub async fn connect(settings: &AmqpSettings) -> Result<Connection, AmqpError> {
             });
         }
     }
-    let props = ConnectionProperties::default().with_connection_name(settings.connection_name().into());
-    let runtime = lapin::runtime::default_runtime().map_err(|e| AmqpError::Unreachable { endpoint: endpoint.clone(), source: e })?;
-    Connection::connect_uri_with_config(uri, props, tls, runtime).await.map_err(|e| {
-        match AmqpError::classify("connect", &user, &vhost, e) {
+    let props =
+        ConnectionProperties::default().with_connection_name(settings.connection_name().into());
+    let runtime = lapin::runtime::default_runtime().map_err(|e| AmqpError::Unreachable {
+        endpoint: endpoint.clone(),
+        source: e,
+    })?;
+    Connection::connect_uri_with_config(uri, props, tls, runtime)
+        .await
+        .map_err(|e| match AmqpError::classify("connect", &user, &vhost, e) {
             AmqpError::ConnectionLost { source, .. } | AmqpError::Channel { source, .. } => {
                 AmqpError::Unreachable { endpoint, source }
             }
             other => other,
-        }
-    })
+        })
 }
 
 #[cfg(test)]
@@ -159,7 +172,10 @@ mod tests {
     async fn amqps_without_ca_is_configuration_error() {
         let s = AmqpSettings::new("amqps://guest:guest@127.0.0.1:5671/%2f", "test");
         let e = connect(&s).await.unwrap_err();
-        assert!(e.is_configuration() && e.to_string().contains("tls_ca_file"), "{e}");
+        assert!(
+            e.is_configuration() && e.to_string().contains("tls_ca_file"),
+            "{e}"
+        );
         let mut s = s;
         s.tls_ca_file = Some("/nonexistent/ca.pem".into());
         let e = connect(&s).await.unwrap_err();

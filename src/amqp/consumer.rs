@@ -8,9 +8,11 @@
 
 use bytes::Bytes;
 use futures_lite::StreamExt;
-use lapin::Acker;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions,
+};
 use lapin::types::FieldTable;
+use lapin::Acker;
 use lapin::{BasicProperties, Connection};
 use tracing::warn;
 
@@ -116,7 +118,13 @@ impl Delivery {
 
     /// Negative ack of this single delivery.
     pub async fn nack(self, requeue: bool) -> Settlement {
-        let r = self.acker.nack(BasicNackOptions { multiple: false, requeue }).await;
+        let r = self
+            .acker
+            .nack(BasicNackOptions {
+                multiple: false,
+                requeue,
+            })
+            .await;
         self.settled("nack", r)
     }
 
@@ -147,7 +155,11 @@ pub struct Consumer {
 
 impl Consumer {
     /// Open a channel, set the prefetch, and start consuming `queue` with manual acks.
-    pub async fn open(connection: &Connection, queue: &str, prefetch: u16) -> Result<Self, AmqpError> {
+    pub async fn open(
+        connection: &Connection,
+        queue: &str,
+        prefetch: u16,
+    ) -> Result<Self, AmqpError> {
         let channel = connection
             .create_channel()
             .await
@@ -160,12 +172,19 @@ impl Consumer {
             .basic_consume(
                 queue.into(),
                 "".into(),
-                BasicConsumeOptions { no_ack: false, ..BasicConsumeOptions::default() },
+                BasicConsumeOptions {
+                    no_ack: false,
+                    ..BasicConsumeOptions::default()
+                },
                 FieldTable::default(),
             )
             .await
             .map_err(|e| AmqpError::classify("basic.consume", "", "", e))?;
-        Ok(Self { inner, channel, generation: 0 })
+        Ok(Self {
+            inner,
+            channel,
+            generation: 0,
+        })
     }
 
     pub(crate) fn with_generation(mut self, generation: u64) -> Self {

@@ -24,19 +24,45 @@ pub enum AmqpError {
     #[error("cannot read TLS CA file {path}: {reason}")]
     TlsCaFile { path: String, reason: String },
     #[error("AMQP broker {endpoint} unreachable: {source}")]
-    Unreachable { endpoint: String, source: lapin::Error },
+    Unreachable {
+        endpoint: String,
+        source: lapin::Error,
+    },
     #[error("AMQP connection lost during {operation}: {source}")]
-    ConnectionLost { operation: &'static str, source: lapin::Error },
-    #[error("AMQP broker refused access during {operation} (user {user}, vhost {vhost}): {reason}")]
-    AccessRefused { operation: &'static str, user: String, vhost: String, reason: String },
+    ConnectionLost {
+        operation: &'static str,
+        source: lapin::Error,
+    },
+    #[error(
+        "AMQP broker refused access during {operation} (user {user}, vhost {vhost}): {reason}"
+    )]
+    AccessRefused {
+        operation: &'static str,
+        user: String,
+        vhost: String,
+        reason: String,
+    },
     #[error("queue {queue} already exists with a different argument {argument}: {detail}")]
-    QueueArgumentMismatch { queue: String, argument: String, detail: String },
+    QueueArgumentMismatch {
+        queue: String,
+        argument: String,
+        detail: String,
+    },
     #[error("AMQP precondition failed during {operation}: {detail}")]
-    PreconditionFailed { operation: &'static str, detail: String },
+    PreconditionFailed {
+        operation: &'static str,
+        detail: String,
+    },
     #[error("AMQP object not found during {operation}: {detail}")]
-    NotFound { operation: &'static str, detail: String },
+    NotFound {
+        operation: &'static str,
+        detail: String,
+    },
     #[error("AMQP channel failed during {operation}: {source}")]
-    Channel { operation: &'static str, source: lapin::Error },
+    Channel {
+        operation: &'static str,
+        source: lapin::Error,
+    },
     #[error("AMQP session shut down")]
     Shutdown,
 }
@@ -53,9 +79,10 @@ impl AmqpError {
             // A missing queue/exchange at our own declare-then-use is a configuration fault
             // (someone deleted it, or the vhost does not exist).
             Self::NotFound { .. } => FaultKind::Configuration,
-            Self::Unreachable { .. } | Self::ConnectionLost { .. } | Self::Channel { .. } | Self::Shutdown => {
-                FaultKind::Transient
-            }
+            Self::Unreachable { .. }
+            | Self::ConnectionLost { .. }
+            | Self::Channel { .. }
+            | Self::Shutdown => FaultKind::Transient,
         }
     }
 
@@ -66,7 +93,12 @@ impl AmqpError {
 
     /// Classify a lapin error from `operation` (e.g. `"queue.declare gateway_inbound"`).
     /// `user`/`vhost` name the login, for access errors.
-    pub(crate) fn classify(operation: &'static str, user: &str, vhost: &str, e: lapin::Error) -> Self {
+    pub(crate) fn classify(
+        operation: &'static str,
+        user: &str,
+        vhost: &str,
+        e: lapin::Error,
+    ) -> Self {
         if let ErrorKind::ProtocolError(amqp) = e.kind() {
             let text = amqp.get_message().to_string();
             // Reply codes from AMQP 0-9-1 §1.4.2: 403 access-refused, 404 not-found,
@@ -80,23 +112,44 @@ impl AmqpError {
                         reason: text,
                     }
                 }
-                404 => return Self::NotFound { operation, detail: text },
+                404 => {
+                    return Self::NotFound {
+                        operation,
+                        detail: text,
+                    }
+                }
                 406 => {
                     return match parse_inequivalent_arg(&text) {
-                        Some((argument, queue)) => Self::QueueArgumentMismatch { queue, argument, detail: text },
-                        None => Self::PreconditionFailed { operation, detail: text },
+                        Some((argument, queue)) => Self::QueueArgumentMismatch {
+                            queue,
+                            argument,
+                            detail: text,
+                        },
+                        None => Self::PreconditionFailed {
+                            operation,
+                            detail: text,
+                        },
                     }
                 }
                 _ => {}
             }
         }
         if e.is_io_error() || matches!(e.kind(), ErrorKind::MissingHeartbeatError) {
-            return Self::ConnectionLost { operation, source: e };
+            return Self::ConnectionLost {
+                operation,
+                source: e,
+            };
         }
         if e.is_amqp_hard_error() || matches!(e.kind(), ErrorKind::InvalidConnectionState(_)) {
-            return Self::ConnectionLost { operation, source: e };
+            return Self::ConnectionLost {
+                operation,
+                source: e,
+            };
         }
-        Self::Channel { operation, source: e }
+        Self::Channel {
+            operation,
+            source: e,
+        }
     }
 }
 
@@ -117,15 +170,28 @@ pub enum PublishError {
     /// `mandatory` publish that no queue accepted (no such queue / no binding): the message is
     /// NOT stored anywhere. For a recipient queue this is a routing or topology fault.
     #[error("message {message_id} returned unroutable by the broker (exchange {exchange:?}, routing key {routing_key}): {reply_code} {reply_text}")]
-    Returned { message_id: String, exchange: String, routing_key: String, reply_code: u16, reply_text: String },
+    Returned {
+        message_id: String,
+        exchange: String,
+        routing_key: String,
+        reply_code: u16,
+        reply_text: String,
+    },
     /// The broker refused the message (publisher-confirm nack: queue overflow with
     /// `reject-publish`, internal error). Not stored; retry later.
     #[error("message {message_id} nacked by the broker (exchange {exchange:?}, routing key {routing_key})")]
-    Nacked { message_id: String, exchange: String, routing_key: String },
+    Nacked {
+        message_id: String,
+        exchange: String,
+        routing_key: String,
+    },
     /// Channel or connection went away before the confirm arrived: outcome unknown. Retrying
     /// may produce a duplicate with the same MsgId, which receivers deduplicate (DESIGN §3).
     #[error("publish of message {message_id} unconfirmed, channel or connection lost: {source}")]
-    Lost { message_id: String, source: lapin::Error },
+    Lost {
+        message_id: String,
+        source: lapin::Error,
+    },
     /// The channel was not in confirm mode: a programming error, never a success.
     #[error("publish of message {message_id} was not confirmed (channel not in confirm mode)")]
     NotConfirmed { message_id: String },
@@ -139,7 +205,9 @@ impl PublishError {
     pub fn kind(&self) -> FaultKind {
         match self {
             Self::Nacked { .. } | Self::Lost { .. } => FaultKind::Transient,
-            Self::Returned { .. } | Self::NotConfirmed { .. } | Self::Headers(_) => FaultKind::Configuration,
+            Self::Returned { .. } | Self::NotConfirmed { .. } | Self::Headers(_) => {
+                FaultKind::Configuration
+            }
         }
     }
 }
@@ -155,6 +223,9 @@ mod tests {
             parse_inequivalent_arg(t),
             Some(("x-delivery-limit".to_owned(), "gateway_inbound".to_owned()))
         );
-        assert_eq!(parse_inequivalent_arg("PRECONDITION_FAILED - something else"), None);
+        assert_eq!(
+            parse_inequivalent_arg("PRECONDITION_FAILED - something else"),
+            None
+        );
     }
 }

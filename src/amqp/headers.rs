@@ -78,7 +78,9 @@ impl ContentType {
             }
         }
         match media.as_str() {
-            "application/pkcs7-mime" if smime_type.as_deref() == Some("signed-data") => Ok(Self::SignedCms),
+            "application/pkcs7-mime" if smime_type.as_deref() == Some("signed-data") => {
+                Ok(Self::SignedCms)
+            }
             "application/xml" | "text/xml" => Ok(Self::Xml),
             _ => Err(bad()),
         }
@@ -97,10 +99,20 @@ pub enum HeaderError {
     #[error("AMQP header/property {header} is missing")]
     Missing { header: &'static str },
     #[error("AMQP header {header} has type {found}, expected {expected}")]
-    WrongType { header: &'static str, found: String, expected: &'static str },
+    WrongType {
+        header: &'static str,
+        found: String,
+        expected: &'static str,
+    },
     #[error("AMQP header/property {header} = {value:?} is invalid, expected {expected}")]
-    Invalid { header: &'static str, value: String, expected: &'static str },
-    #[error("AMQP property {header} is {len} bytes, longer than the 255 an AMQP short string holds")]
+    Invalid {
+        header: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error(
+        "AMQP property {header} is {len} bytes, longer than the 255 an AMQP short string holds"
+    )]
     TooLong { header: &'static str, len: usize },
 }
 
@@ -121,15 +133,24 @@ pub struct MessageHeaders {
 }
 
 fn short(header: &'static str, s: &str) -> Result<ShortString, HeaderError> {
-    ShortString::try_new(s).map_err(|_| HeaderError::TooLong { header, len: s.len() })
+    ShortString::try_new(s).map_err(|_| HeaderError::TooLong {
+        header,
+        len: s.len(),
+    })
 }
 
 impl MessageHeaders {
     /// The AMQP properties for publishing: persistent, with every header of DESIGN §1.
     pub fn to_properties(&self) -> Result<BasicProperties, HeaderError> {
         let mut t = FieldTable::default();
-        t.insert(FROM_HER_ID.into(), AMQPValue::LongString(self.from_her_id.to_string().into()));
-        t.insert(TO_HER_ID.into(), AMQPValue::LongString(self.to_her_id.to_string().into()));
+        t.insert(
+            FROM_HER_ID.into(),
+            AMQPValue::LongString(self.from_her_id.to_string().into()),
+        );
+        t.insert(
+            TO_HER_ID.into(),
+            AMQPValue::LongString(self.to_her_id.to_string().into()),
+        );
         let ts = self
             .application_timestamp
             .format(&Rfc3339)
@@ -138,7 +159,10 @@ impl MessageHeaders {
                 value: e.to_string(),
                 expected: "a time RFC 3339 can express",
             })?;
-        t.insert(APPLICATION_TIMESTAMP.into(), AMQPValue::LongString(ts.into()));
+        t.insert(
+            APPLICATION_TIMESTAMP.into(),
+            AMQPValue::LongString(ts.into()),
+        );
         let mut opt = |name: &'static str, v: &Option<String>| {
             if let Some(v) = v {
                 t.insert(name.into(), AMQPValue::LongString(v.as_str().into()));
@@ -146,7 +170,10 @@ impl MessageHeaders {
         };
         opt(ERROR_CONDITION, &self.error_condition);
         opt(ERROR_DESCRIPTION, &self.error_description);
-        opt(ORIGINAL_MESSAGE_ID, &self.original_message_id.as_ref().map(|m| m.0.clone()));
+        opt(
+            ORIGINAL_MESSAGE_ID,
+            &self.original_message_id.as_ref().map(|m| m.0.clone()),
+        );
         Ok(BasicProperties::default()
             .with_delivery_mode(PERSISTENT)
             .with_message_id(short("message_id", self.message_id.as_str())?)
@@ -165,9 +192,16 @@ impl MessageHeaders {
             .as_ref()
             .map(|m| MsgId::new(m.as_str()))
             .filter(|m| !m.as_str().is_empty())
-            .ok_or(HeaderError::Missing { header: "message_id" })?;
+            .ok_or(HeaderError::Missing {
+                header: "message_id",
+            })?;
         let content_type = ContentType::parse(
-            p.content_type().as_ref().ok_or(HeaderError::Missing { header: "content_type" })?.as_str(),
+            p.content_type()
+                .as_ref()
+                .ok_or(HeaderError::Missing {
+                    header: "content_type",
+                })?
+                .as_str(),
         )?;
         let msg_type = match p.kind() {
             Some(k) => k.as_str().to_owned(),
@@ -190,7 +224,10 @@ impl MessageHeaders {
 
 /// Code list 8279 values are upper-case words joined by underscores; anything else is garbled.
 fn check_msg_type(s: &str) -> Result<(), HeaderError> {
-    let ok = !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
     if ok {
         Ok(())
     } else {
@@ -212,9 +249,17 @@ fn text(t: &FieldTable, name: &'static str) -> Result<Option<String>, HeaderErro
         None | Some(AMQPValue::Void) => Ok(None),
         Some(AMQPValue::LongString(s)) => std::str::from_utf8(s.as_bytes())
             .map(|s| Some(s.to_owned()))
-            .map_err(|_| HeaderError::Invalid { header: name, value: lossy(s), expected: "UTF-8 text" }),
+            .map_err(|_| HeaderError::Invalid {
+                header: name,
+                value: lossy(s),
+                expected: "UTF-8 text",
+            }),
         Some(AMQPValue::ShortString(s)) => Ok(Some(s.as_str().to_owned())),
-        Some(v) => Err(HeaderError::WrongType { header: name, found: type_name(v), expected: "a string" }),
+        Some(v) => Err(HeaderError::WrongType {
+            header: name,
+            found: type_name(v),
+            expected: "a string",
+        }),
     }
 }
 
@@ -224,9 +269,17 @@ fn lossy(s: &LongString) -> String {
 
 /// A HER-id header: decimal text or an integer of any AMQP width.
 fn her_id(t: &FieldTable, name: &'static str) -> Result<HerId, HeaderError> {
-    let invalid = |value: String| HeaderError::Invalid { header: name, value, expected: "a positive HER-id" };
+    let invalid = |value: String| HeaderError::Invalid {
+        header: name,
+        value,
+        expected: "a positive HER-id",
+    };
     let int = |n: i128| -> Result<HerId, HeaderError> {
-        u32::try_from(n).ok().filter(|n| *n > 0).map(HerId).ok_or_else(|| invalid(n.to_string()))
+        u32::try_from(n)
+            .ok()
+            .filter(|n| *n > 0)
+            .map(HerId)
+            .ok_or_else(|| invalid(n.to_string()))
     };
     match t.inner().get(name) {
         None | Some(AMQPValue::Void) => Err(HeaderError::Missing { header: name }),
@@ -239,9 +292,14 @@ fn her_id(t: &FieldTable, name: &'static str) -> Result<HerId, HeaderError> {
         Some(AMQPValue::LongLongInt(n)) => int((*n).into()),
         Some(AMQPValue::LongString(_) | AMQPValue::ShortString(_)) => {
             let s = text(t, name)?.unwrap_or_default();
-            s.parse::<HerId>().map_err(|_| invalid(s.chars().take(80).collect()))
+            s.parse::<HerId>()
+                .map_err(|_| invalid(s.chars().take(80).collect()))
         }
-        Some(v) => Err(HeaderError::WrongType { header: name, found: type_name(v), expected: "a string or an integer" }),
+        Some(v) => Err(HeaderError::WrongType {
+            header: name,
+            found: type_name(v),
+            expected: "a string or an integer",
+        }),
     }
 }
 
@@ -252,7 +310,11 @@ fn timestamp(t: &FieldTable, name: &'static str) -> Result<Timestamp, HeaderErro
         Some(AMQPValue::Timestamp(secs)) => i64::try_from(*secs)
             .ok()
             .and_then(|s| Timestamp::from_unix_timestamp(s).ok())
-            .ok_or(HeaderError::Invalid { header: name, value: secs.to_string(), expected: "a timestamp in range" }),
+            .ok_or(HeaderError::Invalid {
+                header: name,
+                value: secs.to_string(),
+                expected: "a timestamp in range",
+            }),
         Some(AMQPValue::LongString(_) | AMQPValue::ShortString(_)) => {
             let s = text(t, name)?.unwrap_or_default();
             Timestamp::parse(s.trim(), &Rfc3339).map_err(|_| HeaderError::Invalid {
@@ -261,7 +323,11 @@ fn timestamp(t: &FieldTable, name: &'static str) -> Result<Timestamp, HeaderErro
                 expected: "an RFC 3339 date-time, e.g. 2026-11-23T14:52:46Z",
             })
         }
-        Some(v) => Err(HeaderError::WrongType { header: name, found: type_name(v), expected: "RFC 3339 text or an AMQP timestamp" }),
+        Some(v) => Err(HeaderError::WrongType {
+            header: name,
+            found: type_name(v),
+            expected: "RFC 3339 text or an AMQP timestamp",
+        }),
     }
 }
 
@@ -289,7 +355,10 @@ mod tests {
         let h = sample();
         let p = h.to_properties().unwrap();
         assert_eq!(*p.delivery_mode(), Some(PERSISTENT));
-        assert_eq!(p.content_type().as_ref().unwrap().as_str(), "application/pkcs7-mime; smime-type=signed-data");
+        assert_eq!(
+            p.content_type().as_ref().unwrap().as_str(),
+            "application/pkcs7-mime; smime-type=signed-data"
+        );
         assert_eq!(MessageHeaders::from_properties(&p).unwrap(), h);
     }
 
@@ -312,25 +381,91 @@ mod tests {
             let h = MessageHeaders::from_properties(&with_header(FROM_HER_ID, v)).unwrap();
             assert_eq!(h.from_her_id, HerId(expect));
         }
-        let h = MessageHeaders::from_properties(&with_header(TO_HER_ID, AMQPValue::ShortString("42".into()))).unwrap();
+        let h = MessageHeaders::from_properties(&with_header(
+            TO_HER_ID,
+            AMQPValue::ShortString("42".into()),
+        ))
+        .unwrap();
         assert_eq!(h.to_her_id, HerId(42));
     }
 
     #[test]
     fn garbled_values_are_clear_errors() {
-        let e = MessageHeaders::from_properties(&with_header(FROM_HER_ID, AMQPValue::LongLongInt(-5))).unwrap_err();
-        assert!(matches!(e, HeaderError::Invalid { header: FROM_HER_ID, .. }), "{e}");
-        let e = MessageHeaders::from_properties(&with_header(FROM_HER_ID, AMQPValue::LongLongInt(1 << 40))).unwrap_err();
-        assert!(matches!(e, HeaderError::Invalid { header: FROM_HER_ID, .. }), "{e}");
-        let e = MessageHeaders::from_properties(&with_header(TO_HER_ID, AMQPValue::Boolean(true))).unwrap_err();
-        assert!(matches!(e, HeaderError::WrongType { header: TO_HER_ID, .. }), "{e}");
-        let e = MessageHeaders::from_properties(&with_header(TO_HER_ID, AMQPValue::LongString("12x".into()))).unwrap_err();
-        assert_eq!(e.to_string(), "AMQP header/property toHerId = \"12x\" is invalid, expected a positive HER-id");
-        let e = MessageHeaders::from_properties(&with_header(TO_HER_ID, AMQPValue::LongString(vec![0xff, 0xfe].into()))).unwrap_err();
-        assert!(matches!(e, HeaderError::Invalid { expected: "UTF-8 text", .. }), "{e}");
-        let e = MessageHeaders::from_properties(&with_header(APPLICATION_TIMESTAMP, AMQPValue::LongString("yesterday".into()))).unwrap_err();
+        let e =
+            MessageHeaders::from_properties(&with_header(FROM_HER_ID, AMQPValue::LongLongInt(-5)))
+                .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                HeaderError::Invalid {
+                    header: FROM_HER_ID,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = MessageHeaders::from_properties(&with_header(
+            FROM_HER_ID,
+            AMQPValue::LongLongInt(1 << 40),
+        ))
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                HeaderError::Invalid {
+                    header: FROM_HER_ID,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = MessageHeaders::from_properties(&with_header(TO_HER_ID, AMQPValue::Boolean(true)))
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                HeaderError::WrongType {
+                    header: TO_HER_ID,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = MessageHeaders::from_properties(&with_header(
+            TO_HER_ID,
+            AMQPValue::LongString("12x".into()),
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "AMQP header/property toHerId = \"12x\" is invalid, expected a positive HER-id"
+        );
+        let e = MessageHeaders::from_properties(&with_header(
+            TO_HER_ID,
+            AMQPValue::LongString(vec![0xff, 0xfe].into()),
+        ))
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                HeaderError::Invalid {
+                    expected: "UTF-8 text",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = MessageHeaders::from_properties(&with_header(
+            APPLICATION_TIMESTAMP,
+            AMQPValue::LongString("yesterday".into()),
+        ))
+        .unwrap_err();
         assert!(e.to_string().contains("RFC 3339"), "{e}");
-        let h = MessageHeaders::from_properties(&with_header(APPLICATION_TIMESTAMP, AMQPValue::Timestamp(1_700_000_000))).unwrap();
+        let h = MessageHeaders::from_properties(&with_header(
+            APPLICATION_TIMESTAMP,
+            AMQPValue::Timestamp(1_700_000_000),
+        ))
+        .unwrap();
         assert_eq!(h.application_timestamp.unix_timestamp(), 1_700_000_000);
     }
 
@@ -338,24 +473,63 @@ mod tests {
     fn missing_and_bad_properties() {
         let p = sample().to_properties().unwrap();
         let t = p.headers().clone().unwrap();
-        let no_from: FieldTable = t.inner().iter().filter(|(k, _)| k.as_str() != FROM_HER_ID).map(|(k, v)| (k.clone(), v.clone())).collect::<std::collections::BTreeMap<_, _>>().into();
+        let no_from: FieldTable = t
+            .inner()
+            .iter()
+            .filter(|(k, _)| k.as_str() != FROM_HER_ID)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into();
         let e = MessageHeaders::from_properties(&p.clone().with_headers(no_from)).unwrap_err();
-        assert_eq!(e, HeaderError::Missing { header: FROM_HER_ID });
-        let e = MessageHeaders::from_properties(&p.clone().with_type("dialog; drop".into())).unwrap_err();
+        assert_eq!(
+            e,
+            HeaderError::Missing {
+                header: FROM_HER_ID
+            }
+        );
+        let e = MessageHeaders::from_properties(&p.clone().with_type("dialog; drop".into()))
+            .unwrap_err();
         assert!(matches!(e, HeaderError::Invalid { header: TYPE, .. }));
-        let e = MessageHeaders::from_properties(&p.clone().with_content_type("application/pkcs7-mime; smime-type=enveloped-data".into())).unwrap_err();
-        assert!(matches!(e, HeaderError::Invalid { header: "content_type", .. }));
+        let e = MessageHeaders::from_properties(
+            &p.clone()
+                .with_content_type("application/pkcs7-mime; smime-type=enveloped-data".into()),
+        )
+        .unwrap_err();
+        assert!(matches!(
+            e,
+            HeaderError::Invalid {
+                header: "content_type",
+                ..
+            }
+        ));
         let e = MessageHeaders::from_properties(&BasicProperties::default()).unwrap_err();
-        assert_eq!(e, HeaderError::Missing { header: "message_id" });
+        assert_eq!(
+            e,
+            HeaderError::Missing {
+                header: "message_id"
+            }
+        );
         let mut long = sample();
         long.message_id = MsgId::new("x".repeat(300));
-        assert_eq!(long.to_properties().unwrap_err(), HeaderError::TooLong { header: "message_id", len: 300 });
+        assert_eq!(
+            long.to_properties().unwrap_err(),
+            HeaderError::TooLong {
+                header: "message_id",
+                len: 300
+            }
+        );
     }
 
     #[test]
     fn content_type_forms() {
-        assert_eq!(ContentType::parse("Application/PKCS7-MIME;smime-type=\"signed-data\"").unwrap(), ContentType::SignedCms);
-        assert_eq!(ContentType::parse("application/xml; charset=utf-8").unwrap(), ContentType::Xml);
+        assert_eq!(
+            ContentType::parse("Application/PKCS7-MIME;smime-type=\"signed-data\"").unwrap(),
+            ContentType::SignedCms
+        );
+        assert_eq!(
+            ContentType::parse("application/xml; charset=utf-8").unwrap(),
+            ContentType::Xml
+        );
         assert!(ContentType::parse("application/pkcs7-mime").is_err());
         assert!(ContentType::parse("").is_err());
     }

@@ -32,8 +32,12 @@ pub use consumer::{Consumer, Delivery, Settlement};
 pub use error::{AmqpError, FaultKind, PublishError};
 pub use headers::{ContentType, HeaderError, MessageHeaders};
 pub use publisher::{Publisher, Route};
-pub use supervisor::{Backoff, Deliveries, LinkState, Session, SessionPlan, Supervisor, SupervisorHandle};
-pub use topology::{async_queue, error_queue, Topology, DEAD_LETTER_QUEUE, EXCHANGE, INBOUND_QUEUE};
+pub use supervisor::{
+    Backoff, Deliveries, LinkState, Session, SessionPlan, Supervisor, SupervisorHandle,
+};
+pub use topology::{
+    async_queue, error_queue, Topology, DEAD_LETTER_QUEUE, EXCHANGE, INBOUND_QUEUE,
+};
 
 /// `EnvFilter` directive silencing lapin's own logging of returned message bodies (and its
 /// other chatter below ERROR); we log every transport event ourselves, with ids only.

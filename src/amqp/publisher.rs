@@ -39,14 +39,20 @@ pub enum Route<'a> {
     /// Straight to a queue through the default exchange (routing key = queue name).
     Queue(&'a str),
     /// Through an exchange with a routing key.
-    Exchange { exchange: &'a str, routing_key: &'a str },
+    Exchange {
+        exchange: &'a str,
+        routing_key: &'a str,
+    },
 }
 
 impl Route<'_> {
     fn parts(&self) -> (&str, &str) {
         match *self {
             Route::Queue(q) => ("", q),
-            Route::Exchange { exchange, routing_key } => (exchange, routing_key),
+            Route::Exchange {
+                exchange,
+                routing_key,
+            } => (exchange, routing_key),
         }
     }
 }
@@ -72,7 +78,12 @@ impl Publisher {
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(|e| AmqpError::classify("confirm.select", "", "", e))?;
-        Ok(Self { channel, generation: 0, broken: None, in_order: Arc::default() })
+        Ok(Self {
+            channel,
+            generation: 0,
+            broken: None,
+            in_order: Arc::default(),
+        })
     }
 
     pub(crate) fn attach(mut self, generation: u64, broken: mpsc::UnboundedSender<u64>) -> Self {
@@ -93,7 +104,12 @@ impl Publisher {
 
     /// Publish `body` with the wire-contract headers (persistent, `mandatory`), and wait for
     /// the broker's confirm.
-    pub async fn publish(&self, route: Route<'_>, headers: &MessageHeaders, body: &[u8]) -> Result<(), PublishError> {
+    pub async fn publish(
+        &self,
+        route: Route<'_>,
+        headers: &MessageHeaders,
+        body: &[u8],
+    ) -> Result<(), PublishError> {
         let properties = headers.to_properties()?;
         self.publish_with_properties(route, properties, body).await
     }
@@ -107,26 +123,39 @@ impl Publisher {
         body: &[u8],
     ) -> Result<(), PublishError> {
         let (exchange, routing_key) = route.parts();
-        let message_id = properties.message_id().as_ref().map(|m| m.to_string()).unwrap_or_default();
+        let message_id = properties
+            .message_id()
+            .as_ref()
+            .map(|m| m.to_string())
+            .unwrap_or_default();
         let lost = |source: lapin::Error| {
             if let Some(tx) = &self.broken {
                 if !self.channel.status().connected() {
                     let _ = tx.send(self.generation);
                 }
             }
-            PublishError::Lost { message_id: message_id.clone(), source }
+            PublishError::Lost {
+                message_id: message_id.clone(),
+                source,
+            }
         };
         let mut publish = std::pin::pin!(self.channel.basic_publish(
             exchange.into(),
             routing_key.into(),
-            BasicPublishOptions { mandatory: true, immediate: false },
+            BasicPublishOptions {
+                mandatory: true,
+                immediate: false
+            },
             body,
             properties,
         ));
         // The first poll takes the tag and queues the frames; nobody else on this channel may
         // do the same in between (module comment).
         let first = std::future::poll_fn(|cx| {
-            let _in_order = self.in_order.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let _in_order = self
+                .in_order
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             Poll::Ready(publish.as_mut().poll(cx))
         })
         .await;
@@ -137,13 +166,15 @@ impl Publisher {
         let confirm = queued.map_err(lost)?.await.map_err(lost)?;
         match confirm {
             Confirmation::Ack(None) => Ok(()),
-            Confirmation::Ack(Some(ret)) | Confirmation::Nack(Some(ret)) => Err(PublishError::Returned {
-                message_id,
-                exchange: exchange.to_owned(),
-                routing_key: routing_key.to_owned(),
-                reply_code: ret.reply_code,
-                reply_text: ret.reply_text.to_string(),
-            }),
+            Confirmation::Ack(Some(ret)) | Confirmation::Nack(Some(ret)) => {
+                Err(PublishError::Returned {
+                    message_id,
+                    exchange: exchange.to_owned(),
+                    routing_key: routing_key.to_owned(),
+                    reply_code: ret.reply_code,
+                    reply_text: ret.reply_text.to_string(),
+                })
+            }
             Confirmation::Nack(None) => Err(PublishError::Nacked {
                 message_id,
                 exchange: exchange.to_owned(),

@@ -48,7 +48,9 @@ pub struct RedriveReport {
 }
 
 fn redriven_count(headers: &Option<FieldTable>) -> i64 {
-    let v = headers.as_ref().and_then(|t| t.inner().get(REDRIVEN_HEADER).cloned());
+    let v = headers
+        .as_ref()
+        .and_then(|t| t.inner().get(REDRIVEN_HEADER).cloned());
     match v {
         Some(AMQPValue::LongLongInt(n)) => n,
         Some(AMQPValue::LongInt(n)) => n.into(),
@@ -60,21 +62,32 @@ fn redriven_count(headers: &Option<FieldTable>) -> i64 {
 }
 
 /// Move up to `limit` (all when `None`) messages from the dead-letter queue to the intake.
-pub async fn redrive(connection: &Connection, topology: &Topology, limit: Option<u64>) -> Result<RedriveReport, RedriveError> {
+pub async fn redrive(
+    connection: &Connection,
+    topology: &Topology,
+    limit: Option<u64>,
+) -> Result<RedriveReport, RedriveError> {
     let mut report = RedriveReport::default();
     let amqp = |e: AmqpError, r: &RedriveReport| RedriveError::Amqp(e, r.moved);
-    let channel = connection
-        .create_channel()
+    let channel = connection.create_channel().await.map_err(|e| {
+        amqp(
+            AmqpError::classify("channel.open (redrive)", "", "", e),
+            &report,
+        )
+    })?;
+    let publisher = Publisher::open(connection)
         .await
-        .map_err(|e| amqp(AmqpError::classify("channel.open (redrive)", "", "", e), &report))?;
-    let publisher = Publisher::open(connection).await.map_err(|e| amqp(e, &report))?;
+        .map_err(|e| amqp(e, &report))?;
     let mut budget: Option<u64> = limit;
     loop {
         if budget == Some(0) {
             break;
         }
         let got = channel
-            .basic_get(topology.dead_letter.as_str().into(), BasicGetOptions { no_ack: false })
+            .basic_get(
+                topology.dead_letter.as_str().into(),
+                BasicGetOptions { no_ack: false },
+            )
             .await
             .map_err(|e| amqp(AmqpError::classify("basic.get", "", "", e), &report))?;
         let Some(got) = got else { break };
@@ -87,8 +100,14 @@ pub async fn redrive(connection: &Connection, topology: &Topology, limit: Option
         let count = redriven_count(props.headers()) + 1;
         headers.insert(REDRIVEN_HEADER.into(), AMQPValue::LongLongInt(count));
         props = props.with_headers(headers).with_delivery_mode(PERSISTENT);
-        let route = Route::Exchange { exchange: &topology.exchange, routing_key: &topology.inbound };
-        if let Err(e) = publisher.publish_with_properties(route, props, delivery.body()).await {
+        let route = Route::Exchange {
+            exchange: &topology.exchange,
+            routing_key: &topology.inbound,
+        };
+        if let Err(e) = publisher
+            .publish_with_properties(route, props, delivery.body())
+            .await
+        {
             // Not acked: it goes back to the dead-letter queue when the channel closes.
             let _ = channel.close(200, "redrive stopped".into()).await;
             return Err(RedriveError::Publish(e, report.moved));
@@ -121,8 +140,11 @@ pub struct RedriveArgs {
 /// Read `[amqp] url` and `tls_ca_file` from the gateway config (only those keys; the full config
 /// is validated by `check-config`).
 fn settings_from_config(path: &std::path::Path) -> Result<AmqpSettings, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let doc: toml::Table = text.parse().map_err(|e| format!("{}: not valid TOML: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let doc: toml::Table = text
+        .parse()
+        .map_err(|e| format!("{}: not valid TOML: {e}", path.display()))?;
     let amqp = doc
         .get("amqp")
         .and_then(|v| v.as_table())
@@ -143,7 +165,9 @@ pub fn run(args: RedriveArgs) -> ExitCode {
     let settings = match (&args.url, &args.config) {
         (Some(url), _) => AmqpSettings::new(url.clone(), "redrive"),
         (None, config) => {
-            let path = config.clone().unwrap_or_else(|| PathBuf::from("config/gateway.toml"));
+            let path = config
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("config/gateway.toml"));
             match settings_from_config(&path) {
                 Ok(s) => s,
                 Err(e) => {

@@ -41,7 +41,11 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self { initial: Duration::from_millis(100), max: Duration::from_secs(10), configuration: Duration::from_secs(60) }
+        Self {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(10),
+            configuration: Duration::from_secs(60),
+        }
     }
 }
 
@@ -75,7 +79,12 @@ impl SessionPlan {
     pub fn gateway(parties: Vec<HerId>) -> Self {
         let topology = Topology::default();
         let consume = Some(topology.inbound.clone());
-        Self { topology, parties, consume, backoff: Backoff::default() }
+        Self {
+            topology,
+            parties,
+            consume,
+            backoff: Backoff::default(),
+        }
     }
 }
 
@@ -103,8 +112,13 @@ impl Session {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkState {
     /// Connecting, or waiting `delay` before attempt `attempt` after `reason`.
-    Down { attempt: u32, reason: String },
-    Up { generation: u64 },
+    Down {
+        attempt: u32,
+        reason: String,
+    },
+    Up {
+        generation: u64,
+    },
     ShutDown,
 }
 
@@ -172,7 +186,10 @@ impl ConsumerSlot {
         self.fresh.notify_one();
     }
     fn take(&self) -> Option<Consumer> {
-        self.consumer.lock().unwrap_or_else(|e| e.into_inner()).take()
+        self.consumer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 }
 
@@ -227,7 +244,10 @@ impl Supervisor {
     /// [`SupervisorHandle::session`] to wait for the link).
     pub fn spawn(settings: AmqpSettings, plan: SessionPlan) -> Self {
         let (sessions_tx, sessions) = watch::channel(None);
-        let (state_tx, state) = watch::channel(LinkState::Down { attempt: 0, reason: "starting".into() });
+        let (state_tx, state) = watch::channel(LinkState::Down {
+            attempt: 0,
+            reason: "starting".into(),
+        });
         let (blocked_tx, blocked) = watch::channel(None);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (broken_tx, broken_rx) = mpsc::unbounded_channel();
@@ -250,7 +270,16 @@ impl Supervisor {
             slot,
         };
         let task = tokio::spawn(run.run());
-        Self { handle: SupervisorHandle { sessions, state, blocked, shutdown }, deliveries, task }
+        Self {
+            handle: SupervisorHandle {
+                sessions,
+                state,
+                blocked,
+                shutdown,
+            },
+            deliveries,
+            task,
+        }
     }
 }
 
@@ -304,7 +333,10 @@ impl Run {
                 Err(e) => {
                     let kind = e.kind();
                     let delay = self.plan.backoff.delay(attempt, kind);
-                    let _ = self.state_tx.send(LinkState::Down { attempt, reason: e.to_string() });
+                    let _ = self.state_tx.send(LinkState::Down {
+                        attempt,
+                        reason: e.to_string(),
+                    });
                     match kind {
                         FaultKind::Configuration => error!(
                             attempt,
@@ -348,12 +380,20 @@ impl Run {
                 // Drop "broken" notices from earlier generations.
                 while self.broken_rx.try_recv().is_ok() {}
                 let consumer_open = consumer.as_ref().map(|c| c.channel_status());
-                let session = Arc::new(Session { generation, connection, publisher });
+                let session = Arc::new(Session {
+                    generation,
+                    connection,
+                    publisher,
+                });
                 let _ = self.sessions_tx.send(Some(session.clone()));
                 if let Some(c) = consumer {
                     self.slot.put(c);
                 }
-                Ok(Live { session, consumer_open, events })
+                Ok(Live {
+                    session,
+                    consumer_open,
+                    events,
+                })
             }
             Err(e) => {
                 let _ = connection.close(200, "setup failed".into()).await;
@@ -371,11 +411,20 @@ impl Run {
             .create_channel()
             .await
             .map_err(|e| AmqpError::classify("channel.open (topology)", "", "", e))?;
-        self.plan.topology.declare(&setup, &self.plan.parties).await?;
+        self.plan
+            .topology
+            .declare(&setup, &self.plan.parties)
+            .await?;
         let _ = setup.close(200, "topology declared".into()).await;
-        let publisher = Publisher::open(connection).await?.attach(generation, self.broken_tx.clone());
+        let publisher = Publisher::open(connection)
+            .await?
+            .attach(generation, self.broken_tx.clone());
         let consumer = match &self.plan.consume {
-            Some(queue) => Some(Consumer::open(connection, queue, self.settings.prefetch).await?.with_generation(generation)),
+            Some(queue) => Some(
+                Consumer::open(connection, queue, self.settings.prefetch)
+                    .await?
+                    .with_generation(generation),
+            ),
             None => None,
         };
         Ok((publisher, consumer))
@@ -422,7 +471,11 @@ impl Run {
         };
         let _ = self.sessions_tx.send(None);
         if live.session.connection.status().connected() {
-            let _ = live.session.connection.close(320, "helsemelding: session lost, reconnecting".into()).await;
+            let _ = live
+                .session
+                .connection
+                .close(320, "helsemelding: session lost, reconnecting".into())
+                .await;
         }
         Some(reason)
     }
@@ -437,13 +490,22 @@ mod tests {
         let b = Backoff::default();
         for attempt in 1..40 {
             let d = b.delay(attempt, FaultKind::Transient);
-            let base = Duration::from_millis(100).saturating_mul(2u32.saturating_pow((attempt - 1).min(20))).min(b.max);
-            assert!(d >= base.mul_f64(0.5) && d <= b.max, "attempt {attempt}: {d:?}");
+            let base = Duration::from_millis(100)
+                .saturating_mul(2u32.saturating_pow((attempt - 1).min(20)))
+                .min(b.max);
+            assert!(
+                d >= base.mul_f64(0.5) && d <= b.max,
+                "attempt {attempt}: {d:?}"
+            );
         }
         assert!(b.delay(1, FaultKind::Transient) < Duration::from_millis(150));
         assert!(b.delay(30, FaultKind::Transient) >= Duration::from_secs(5));
-        assert_eq!(b.delay(1, FaultKind::Configuration), Duration::from_secs(60));
-        let distinct: std::collections::HashSet<_> = (0..20).map(|_| b.delay(5, FaultKind::Transient)).collect();
+        assert_eq!(
+            b.delay(1, FaultKind::Configuration),
+            Duration::from_secs(60)
+        );
+        let distinct: std::collections::HashSet<_> =
+            (0..20).map(|_| b.delay(5, FaultKind::Transient)).collect();
         assert!(distinct.len() > 1, "jitter");
     }
 }

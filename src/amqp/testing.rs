@@ -23,12 +23,18 @@ fn ctl_path() -> String {
 }
 
 async fn ctl(args: &[&str]) -> Result<String, TestVhostError> {
-    let out = tokio::process::Command::new(ctl_path()).args(args).output().await;
+    let out = tokio::process::Command::new(ctl_path())
+        .args(args)
+        .output()
+        .await;
     check(args, out)
 }
 
 fn check(args: &[&str], out: std::io::Result<Output>) -> Result<String, TestVhostError> {
-    let err = |detail: String| TestVhostError { args: args.join(" "), detail };
+    let err = |detail: String| TestVhostError {
+        args: args.join(" "),
+        detail,
+    };
     let out = out.map_err(|e| err(e.to_string()))?;
     if !out.status.success() {
         return Err(err(format!(
@@ -58,13 +64,23 @@ impl TestVhost {
         let vhost = Self {
             url: format!(
                 "amqp://guest:guest@{}/{}",
-                std::env::var("HELSEMELDING_TEST_AMQP_HOST").unwrap_or_else(|_| "127.0.0.1:5672".into()),
+                std::env::var("HELSEMELDING_TEST_AMQP_HOST")
+                    .unwrap_or_else(|_| "127.0.0.1:5672".into()),
                 name
             ),
             name,
             deleted: false,
         };
-        ctl(&["set_permissions", "-p", &vhost.name, "guest", ".*", ".*", ".*"]).await?;
+        ctl(&[
+            "set_permissions",
+            "-p",
+            &vhost.name,
+            "guest",
+            ".*",
+            ".*",
+            ".*",
+        ])
+        .await?;
         Ok(vhost)
     }
 
@@ -89,7 +105,16 @@ impl TestVhost {
     /// (`rabbitmqctl list_connections name pid vhost client_properties`). RabbitMQ 3.10 shows
     /// our connection name (`helsemelding <role> <host>`) inside `client_properties`.
     pub async fn connections(&self) -> Result<Vec<(String, String, String)>, TestVhostError> {
-        let out = ctl(&["list_connections", "-q", "--no-table-headers", "name", "pid", "vhost", "client_properties"]).await?;
+        let out = ctl(&[
+            "list_connections",
+            "-q",
+            "--no-table-headers",
+            "name",
+            "pid",
+            "vhost",
+            "client_properties",
+        ])
+        .await?;
         Ok(out
             .lines()
             .filter_map(|l| {
@@ -103,7 +128,11 @@ impl TestVhost {
     /// Force-close every connection in this vhost whose name (or client-provided connection name)
     /// contains `name_part` (`rabbitmqctl close_connection <pid> <reason>`), as an operator or a
     /// failing node would. Returns how many were closed.
-    pub async fn close_connections(&self, name_part: &str, reason: &str) -> Result<usize, TestVhostError> {
+    pub async fn close_connections(
+        &self,
+        name_part: &str,
+        reason: &str,
+    ) -> Result<usize, TestVhostError> {
         let mut n = 0;
         for (name, pid, props) in self.connections().await? {
             if name.contains(name_part) || props.contains(name_part) {
@@ -118,13 +147,29 @@ impl TestVhost {
     /// Asked over AMQP (passive declare), because `rabbitmqctl list_queues` reports statistics
     /// that lag by seconds.
     pub async fn queue_len(&self, queue: &str) -> Result<Option<u32>, TestVhostError> {
-        let err = |detail: String| TestVhostError { args: format!("queue.declare passive {queue}"), detail };
-        let conn = super::connection::connect(&self.settings("test-probe")).await.map_err(|e| err(e.to_string()))?;
-        let ch = conn.create_channel().await.map_err(|e| err(e.to_string()))?;
-        let opts = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
-        let r = match ch.queue_declare(queue.into(), opts, lapin::types::FieldTable::default()).await {
+        let err = |detail: String| TestVhostError {
+            args: format!("queue.declare passive {queue}"),
+            detail,
+        };
+        let conn = super::connection::connect(&self.settings("test-probe"))
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let ch = conn
+            .create_channel()
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let opts = lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let r = match ch
+            .queue_declare(queue.into(), opts, lapin::types::FieldTable::default())
+            .await
+        {
             Ok(q) => Ok(Some(q.message_count())),
-            Err(e) if matches!(e.kind(), lapin::ErrorKind::ProtocolError(p) if p.get_id() == 404) => Ok(None),
+            Err(e) if matches!(e.kind(), lapin::ErrorKind::ProtocolError(p) if p.get_id() == 404) => {
+                Ok(None)
+            }
             Err(e) => Err(err(e.to_string())),
         };
         let _ = conn.close(200, "probe done".into()).await;
@@ -143,7 +188,10 @@ impl Drop for TestVhost {
         if !self.deleted {
             // Blocking is acceptable here: test teardown, and a leaked vhost is worse.
             let args = ["delete_vhost", self.name.as_str()];
-            let _ = check(&args, std::process::Command::new(ctl_path()).args(args).output());
+            let _ = check(
+                &args,
+                std::process::Command::new(ctl_path()).args(args).output(),
+            );
         }
     }
 }

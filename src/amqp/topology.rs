@@ -55,18 +55,32 @@ impl Default for Topology {
 
 fn quorum_args() -> FieldTable {
     let mut t = FieldTable::default();
-    t.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    t.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
     t
 }
 
 /// Declare a durable quorum queue with `extra` arguments on top of `x-queue-type`.
-pub async fn declare_quorum_queue(channel: &Channel, name: &str, extra: FieldTable) -> Result<(), AmqpError> {
+pub async fn declare_quorum_queue(
+    channel: &Channel,
+    name: &str,
+    extra: FieldTable,
+) -> Result<(), AmqpError> {
     let mut args = quorum_args();
     for (k, v) in &extra {
         args.insert(k.clone(), v.clone());
     }
     channel
-        .queue_declare(name.into(), QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() }, args)
+        .queue_declare(
+            name.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            args,
+        )
         .await
         .map(|_| ())
         .map_err(|e| AmqpError::classify("queue.declare", "", "", e))
@@ -79,11 +93,26 @@ impl Topology {
     /// poison message is never lost on the way; this strategy requires `x-overflow=reject-publish`).
     pub fn inbound_arguments(&self) -> FieldTable {
         let mut t = FieldTable::default();
-        t.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(self.delivery_limit));
-        t.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
-        t.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(self.dead_letter.as_str().into()));
-        t.insert("x-dead-letter-strategy".into(), AMQPValue::LongString("at-least-once".into()));
-        t.insert("x-overflow".into(), AMQPValue::LongString("reject-publish".into()));
+        t.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongLongInt(self.delivery_limit),
+        );
+        t.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString("".into()),
+        );
+        t.insert(
+            "x-dead-letter-routing-key".into(),
+            AMQPValue::LongString(self.dead_letter.as_str().into()),
+        );
+        t.insert(
+            "x-dead-letter-strategy".into(),
+            AMQPValue::LongString("at-least-once".into()),
+        );
+        t.insert(
+            "x-overflow".into(),
+            AMQPValue::LongString("reject-publish".into()),
+        );
         t
     }
 
@@ -93,7 +122,10 @@ impl Topology {
             .exchange_declare(
                 self.exchange.as_str().into(),
                 ExchangeKind::Direct,
-                ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() },
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
                 FieldTable::default(),
             )
             .await
@@ -115,7 +147,11 @@ impl Topology {
     }
 
     /// Declare `{herId}_async` and `{herId}_error` for each party (e.g. after the register grew).
-    pub async fn ensure_party_queues(&self, channel: &Channel, parties: &[HerId]) -> Result<(), AmqpError> {
+    pub async fn ensure_party_queues(
+        &self,
+        channel: &Channel,
+        parties: &[HerId],
+    ) -> Result<(), AmqpError> {
         for her in parties {
             declare_quorum_queue(channel, &async_queue(*her), FieldTable::default()).await?;
             declare_quorum_queue(channel, &error_queue(*her), FieldTable::default()).await?;

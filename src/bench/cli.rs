@@ -37,7 +37,10 @@ pub struct BenchArgs {
 
 /// Runs the benchmark and prints the table; exit 1 when a part failed.
 pub fn run(args: &BenchArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("helsemelding bench: cannot start the runtime: {e}");
@@ -54,8 +57,11 @@ pub fn run(args: &BenchArgs) -> ExitCode {
 }
 
 async fn run_all(args: &BenchArgs) -> Result<(), BenchError> {
-    let exe = std::env::current_exe().map_err(|e| BenchError::Setup(format!("own executable: {e}")))?;
-    let abs = |p: &PathBuf| std::fs::canonicalize(p).map_err(|e| BenchError::Setup(format!("{}: {e}", p.display())));
+    let exe =
+        std::env::current_exe().map_err(|e| BenchError::Setup(format!("own executable: {e}")))?;
+    let abs = |p: &PathBuf| {
+        std::fs::canonicalize(p).map_err(|e| BenchError::Setup(format!("{}: {e}", p.display())))
+    };
     let (repo, schemas) = (abs(&args.repo)?, abs(&args.schemas)?);
     println!(
         "helsemelding bench: {} messages per size (+{} for latency), prefetch {}, quorum queues, {} cores",
@@ -70,11 +76,16 @@ async fn run_all(args: &BenchArgs) -> Result<(), BenchError> {
             None
         } else {
             let load = loadavg();
-            let vhost = TestVhost::create().await.map_err(|e| BenchError::Setup(format!("vhost: {e}")))?;
+            let vhost = TestVhost::create()
+                .await
+                .map_err(|e| BenchError::Setup(format!("vhost: {e}")))?;
             let r = relay::run(vhost.url(), args.messages as u64, size, args.prefetch).await;
             let _ = vhost.delete().await;
             let r = r?;
-            println!("  relay   {:>6} B: {:>7.0} msg/s   (load {load})", size, r.relay_rate);
+            println!(
+                "  relay   {:>6} B: {:>7.0} msg/s   (load {load})",
+                size, r.relay_rate
+            );
             Some((r, load))
         };
         let load = loadavg();
@@ -88,7 +99,10 @@ async fn run_all(args: &BenchArgs) -> Result<(), BenchError> {
             prefetch: args.prefetch,
         };
         let g = gateway::run(&b).await?;
-        println!("  gateway {:>6} B: {:>7.0} msg/s   (load {load}; signing took {:.1} s)", size, g.throughput, g.signing_seconds);
+        println!(
+            "  gateway {:>6} B: {:>7.0} msg/s   (load {load}; signing took {:.1} s)",
+            size, g.throughput, g.signing_seconds
+        );
         rows.push((relay, g, load));
     }
     println!();
@@ -106,7 +120,11 @@ fn table(rows: &[Row]) -> String {
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
     for (relay, g, load) in rows {
         let (rr, rl, ratio) = match relay {
-            Some((r, l)) => (format!("{:.0}", r.relay_rate), l.as_str(), format!("{:.0} %", 100.0 * g.throughput / r.relay_rate)),
+            Some((r, l)) => (
+                format!("{:.0}", r.relay_rate),
+                l.as_str(),
+                format!("{:.0} %", 100.0 * g.throughput / r.relay_rate),
+            ),
             None => ("-".into(), "-", "-".into()),
         };
         let _ = writeln!(
@@ -126,7 +144,10 @@ fn table(rows: &[Row]) -> String {
         );
     }
     let _ = writeln!(s);
-    let _ = writeln!(s, "CPU per message in the gateway process (µs), throughput part:");
+    let _ = writeln!(
+        s,
+        "CPU per message in the gateway process (µs), throughput part:"
+    );
     let mut header = String::from("| size | total |");
     let mut rule = String::from("|---|---|");
     if let Some((_, g, _)) = rows.first() {
@@ -135,14 +156,21 @@ fn table(rows: &[Row]) -> String {
             rule.push_str("---|");
         }
     }
-    let _ = writeln!(s, "{header} store commit (writer thread) | AMQP, store reads, runtime, log (rest) |");
+    let _ = writeln!(
+        s,
+        "{header} store commit (writer thread) | AMQP, store reads, runtime, log (rest) |"
+    );
     let _ = writeln!(s, "{rule}---|---|");
     for (_, g, _) in rows {
         let mut line = format!("| {} B | {:.0} |", g.size, g.cpu.total_us);
         for (_, us) in &g.cpu.stages {
             let _ = write!(line, " {us:.0} |");
         }
-        let _ = writeln!(s, "{line} {:.0} | {:.0} |", g.cpu.store_commit_us, g.cpu.rest_us);
+        let _ = writeln!(
+            s,
+            "{line} {:.0} | {:.0} |",
+            g.cpu.store_commit_us, g.cpu.rest_us
+        );
     }
     let _ = writeln!(s);
     let _ = writeln!(s, "Where the latency goes inside the gateway, mean wall ms per phase at half rate (waits included):");
@@ -152,11 +180,17 @@ fn table(rows: &[Row]) -> String {
         let _ = writeln!(s, "|---|{}", "---|".repeat(names.len()));
     }
     for (_, g, _) in rows {
-        let cells: Vec<String> = g.phase_ms.iter().map(|(_, ms)| format!("{ms:.2}")).collect();
+        let cells: Vec<String> = g
+            .phase_ms
+            .iter()
+            .map(|(_, ms)| format!("{ms:.2}"))
+            .collect();
         let _ = writeln!(s, "| {} B | {} |", g.size, cells.join(" | "));
     }
     let _ = writeln!(s);
-    let cores = std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1) as f64;
+    let cores = std::thread::available_parallelism()
+        .map(|p| p.get())
+        .unwrap_or(1) as f64;
     let _ = writeln!(
         s,
         "CPU budget per message (µs) on this {cores:.0}-core machine: what the broker, the forwarding process and the benchmark's own \
@@ -179,7 +213,9 @@ fn table(rows: &[Row]) -> String {
                 r.relay_rate
             );
         }
-        let sum = g.broker_cpu_us.map(|b| b + g.cpu.total_us + g.client_cpu_us);
+        let sum = g
+            .broker_cpu_us
+            .map(|b| b + g.cpu.total_us + g.client_cpu_us);
         let _ = writeln!(
             s,
             "| {} B | gateway | {} | {:.0} | {:.0} | {} | {} | {:.0} |",

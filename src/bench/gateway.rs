@@ -91,7 +91,14 @@ pub struct GatewayReport {
 /// Writes a gateway configuration for the bench: the shipped `config/gateway.toml` with the broker
 /// URL, state, routing log, metrics port, prefetch and schema directory replaced and every other
 /// path made absolute; the shipped register with absolute certificate paths. Returns its path.
-pub fn write_config(repo: &Path, schemas: &Path, dir: &Path, url: &str, prefetch: u16, metrics_port: u16) -> Result<PathBuf, BenchError> {
+pub fn write_config(
+    repo: &Path,
+    schemas: &Path,
+    dir: &Path,
+    url: &str,
+    prefetch: u16,
+    metrics_port: u16,
+) -> Result<PathBuf, BenchError> {
     let io = |what: &Path, e: std::io::Error| BenchError::Setup(format!("{}: {e}", what.display()));
     let shipped_path = repo.join("config/gateway.toml");
     let shipped = std::fs::read_to_string(&shipped_path).map_err(|e| io(&shipped_path, e))?;
@@ -102,8 +109,14 @@ pub fn write_config(repo: &Path, schemas: &Path, dir: &Path, url: &str, prefetch
         out.push_str(&match key {
             "url" => format!("url = {:?}", url),
             "prefetch" => format!("prefetch = {prefetch}"),
-            "signing_key" => format!("signing_key = {}", abs(&repo.join("fixtures/gateway-pki/parties/90000-sign.key"))),
-            "signing_cert" => format!("signing_cert = {}", abs(&repo.join("fixtures/gateway-pki/parties/90000-sign.pem"))),
+            "signing_key" => format!(
+                "signing_key = {}",
+                abs(&repo.join("fixtures/gateway-pki/parties/90000-sign.key"))
+            ),
+            "signing_cert" => format!(
+                "signing_cert = {}",
+                abs(&repo.join("fixtures/gateway-pki/parties/90000-sign.pem"))
+            ),
             "register" => format!("register = {}", abs(&dir.join("parties.toml"))),
             "trust_dir" => format!("trust_dir = {}", abs(&repo.join("fixtures/gateway-pki"))),
             "schemas" => format!("schemas = {}", abs(schemas)),
@@ -127,8 +140,14 @@ pub fn write_config(repo: &Path, schemas: &Path, dir: &Path, url: &str, prefetch
 
 /// Runs the gateway benchmark in a vhost of its own; cleans up vhost, state and child.
 pub async fn run(b: &GatewayBench) -> Result<GatewayReport, BenchError> {
-    let vhost = TestVhost::create().await.map_err(|e| BenchError::Setup(format!("vhost: {e}")))?;
-    let dir = std::env::temp_dir().join(format!("helsemelding-bench-{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]));
+    let vhost = TestVhost::create()
+        .await
+        .map_err(|e| BenchError::Setup(format!("vhost: {e}")))?;
+    let dir = std::env::temp_dir().join(format!(
+        "helsemelding-bench-{}-{}",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    ));
     let result = run_in(b, &vhost, &dir).await;
     let _ = vhost.delete().await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -151,7 +170,10 @@ impl Daemon {
             Ok(Some(status)) => {
                 let err = std::fs::read_to_string(&self.stderr).unwrap_or_default();
                 let tail: Vec<&str> = err.lines().rev().take(15).collect();
-                Some(format!("helsemelding serve exited ({status}): {}", tail.into_iter().rev().collect::<Vec<_>>().join("\n")))
+                Some(format!(
+                    "helsemelding serve exited ({status}): {}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                ))
             }
             _ => None,
         }
@@ -185,9 +207,14 @@ impl Drop for Daemon {
 
 /// GET `/metrics` from the child.
 async fn scrape(port: u16) -> Result<String, BenchError> {
-    let err = |e: std::io::Error| BenchError::Gateway(format!("metrics endpoint 127.0.0.1:{port}: {e}"));
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map_err(err)?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: bench\r\n\r\n").await.map_err(err)?;
+    let err =
+        |e: std::io::Error| BenchError::Gateway(format!("metrics endpoint 127.0.0.1:{port}: {e}"));
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(err)?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: bench\r\n\r\n")
+        .await
+        .map_err(err)?;
     let mut out = String::new();
     s.read_to_string(&mut out).await.map_err(err)?;
     Ok(out)
@@ -210,9 +237,23 @@ async fn publish_all(publisher: &Publisher, msgs: &[Signed]) -> Result<(), Bench
                 r.map_err(BenchError::join)??;
             }
         }
-        let props = m.headers.to_properties().map_err(PublishError::from)?.with_user_id("guest".into());
+        let props = m
+            .headers
+            .to_properties()
+            .map_err(PublishError::from)?
+            .with_user_id("guest".into());
         let (p, body, t) = (publisher.clone(), m.body.clone(), t.clone());
-        set.spawn(async move { p.publish_with_properties(Route::Exchange { exchange: &t.exchange, routing_key: &t.inbound }, props, &body).await });
+        set.spawn(async move {
+            p.publish_with_properties(
+                Route::Exchange {
+                    exchange: &t.exchange,
+                    routing_key: &t.inbound,
+                },
+                props,
+                &body,
+            )
+            .await
+        });
     }
     while let Some(r) = set.join_next().await {
         r.map_err(BenchError::join)??;
@@ -220,10 +261,17 @@ async fn publish_all(publisher: &Publisher, msgs: &[Signed]) -> Result<(), Bench
     Ok(())
 }
 
-async fn run_in(b: &GatewayBench, vhost: &TestVhost, dir: &Path) -> Result<GatewayReport, BenchError> {
+async fn run_in(
+    b: &GatewayBench,
+    vhost: &TestVhost,
+    dir: &Path,
+) -> Result<GatewayReport, BenchError> {
     let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| BenchError::Setup(format!("a free port: {e}")))?;
-        l.local_addr().map_err(|e| BenchError::Setup(e.to_string()))?.port()
+        let l = std::net::TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| BenchError::Setup(format!("a free port: {e}")))?;
+        l.local_addr()
+            .map_err(|e| BenchError::Setup(e.to_string()))?
+            .port()
     };
     let config = write_config(&b.repo, &b.schemas, dir, vhost.url(), b.prefetch, port)?;
 
@@ -231,14 +279,19 @@ async fn run_in(b: &GatewayBench, vhost: &TestVhost, dir: &Path) -> Result<Gatew
     let signers = messages::signers(&b.repo.join("fixtures/gateway-pki"))?;
     let started = Instant::now();
     let now = time::OffsetDateTime::now_utc();
-    let all = tokio::task::block_in_place(|| messages::sign_many(&signers, b.messages + b.latency_messages, b.size, now))?;
+    let all = tokio::task::block_in_place(|| {
+        messages::sign_many(&signers, b.messages + b.latency_messages, b.size, now)
+    })?;
     let signing_seconds = started.elapsed().as_secs_f64();
     let envelope_bytes = all.iter().map(|m| m.body.len()).sum::<usize>() / all.len().max(1);
     let (bulk, paced) = all.split_at(b.messages);
 
     // 2. fill the intake before the gateway runs.
     let conn = connect(&vhost.settings("bench-sender")).await?;
-    let ch = conn.create_channel().await.map_err(|e| BenchError::Broker(e.to_string()))?;
+    let ch = conn
+        .create_channel()
+        .await
+        .map_err(|e| BenchError::Broker(e.to_string()))?;
     let recipients = [Kind::Dialog.recipient(), Kind::Plo.recipient()];
     Topology::default().declare(&ch, &recipients).await?;
     let publisher = Publisher::open(&conn).await?;
@@ -249,7 +302,8 @@ async fn run_in(b: &GatewayBench, vhost: &TestVhost, dir: &Path) -> Result<Gatew
     // The recipient's queue: every arrival reported with its time; acks go out concurrently.
     let (tx, mut arrivals) = mpsc::unbounded_channel::<(String, Instant)>();
     let drain_conn = connect(&vhost.settings("bench-drain")).await?;
-    let mut drain = Consumer::open(&drain_conn, &async_queue(Kind::Dialog.recipient()), 1024).await?;
+    let mut drain =
+        Consumer::open(&drain_conn, &async_queue(Kind::Dialog.recipient()), 1024).await?;
     let drain_task = tokio::spawn(async move {
         let mut acks = JoinSet::new();
         while let Some(d) = drain.next().await {
@@ -266,7 +320,8 @@ async fn run_in(b: &GatewayBench, vhost: &TestVhost, dir: &Path) -> Result<Gatew
 
     // 3. throughput.
     let stderr = dir.join("serve.stderr");
-    let err_file = std::fs::File::create(&stderr).map_err(|e| BenchError::Setup(format!("{}: {e}", stderr.display())))?;
+    let err_file = std::fs::File::create(&stderr)
+        .map_err(|e| BenchError::Setup(format!("{}: {e}", stderr.display())))?;
     let child = Command::new(&b.exe)
         .arg("serve")
         .arg("--config")
@@ -304,7 +359,10 @@ async fn run_in(b: &GatewayBench, vhost: &TestVhost, dir: &Path) -> Result<Gatew
             return Err(BenchError::Gateway(why));
         }
         if Instant::now() > deadline {
-            return Err(BenchError::Lost(format!("{seen} of {} arrived within {limit:?}", bulk.len())));
+            return Err(BenchError::Lost(format!(
+                "{seen} of {} arrived within {limit:?}",
+                bulk.len()
+            )));
         }
     }
     let cpu1 = proc_cpu_seconds(pid, None).unwrap_or(0.0);
@@ -317,12 +375,21 @@ async fn run_in(b: &GatewayBench, vhost: &TestVhost, dir: &Path) -> Result<Gatew
     let acked_by = Instant::now() + Duration::from_secs(60);
     let metrics = loop {
         let m = scrape(port).await?;
-        if sample(&m, "helsemelding_acked_total") as usize >= bulk.len() || Instant::now() > acked_by {
+        if sample(&m, "helsemelding_acked_total") as usize >= bulk.len()
+            || Instant::now() > acked_by
+        {
             break m;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let cpu = split(&metrics, bulk.len(), counted, cpu1 - cpu0, &threads0, &threads1);
+    let cpu = split(
+        &metrics,
+        bulk.len(),
+        counted,
+        cpu1 - cpu0,
+        &threads0,
+        &threads1,
+    );
 
     // 4. latency at half the rate just measured (with the gateway's phase clocks before and after).
     let phases_before = scrape(port).await?;
@@ -339,10 +406,24 @@ async fn run_in(b: &GatewayBench, vhost: &TestVhost, dir: &Path) -> Result<Gatew
                 latencies.push(at.duration_since(s).as_secs_f64() * 1000.0);
             }
         }
-        let props = m.headers.to_properties().map_err(PublishError::from)?.with_user_id("guest".into());
+        let props = m
+            .headers
+            .to_properties()
+            .map_err(PublishError::from)?
+            .with_user_id("guest".into());
         sent.insert(m.headers.message_id.as_str().to_owned(), Instant::now());
         let (p, body, t) = (publisher.clone(), m.body.clone(), t.clone());
-        set.spawn(async move { p.publish_with_properties(Route::Exchange { exchange: &t.exchange, routing_key: &t.inbound }, props, &body).await });
+        set.spawn(async move {
+            p.publish_with_properties(
+                Route::Exchange {
+                    exchange: &t.exchange,
+                    routing_key: &t.inbound,
+                },
+                props,
+                &body,
+            )
+            .await
+        });
         while let Some(r) = set.try_join_next() {
             r.map_err(BenchError::join)??;
         }
@@ -365,7 +446,11 @@ async fn run_in(b: &GatewayBench, vhost: &TestVhost, dir: &Path) -> Result<Gatew
             return Err(BenchError::Gateway(why));
         }
         if Instant::now() > deadline {
-            return Err(BenchError::Lost(format!("{} of {} paced messages did not arrive", sent.len(), paced.len())));
+            return Err(BenchError::Lost(format!(
+                "{} of {} paced messages did not arrive",
+                sent.len(),
+                paced.len()
+            )));
         }
     }
     latencies.sort_by(f64::total_cmp);
@@ -375,20 +460,48 @@ async fn run_in(b: &GatewayBench, vhost: &TestVhost, dir: &Path) -> Result<Gatew
     let phase_ms: Vec<(&'static str, f64)> = Phase::ALL
         .iter()
         .map(|ph| {
-            let secs = |m: &str| sample(m, &format!("helsemelding_phase_seconds_total{{phase=\"{}\"}}", ph.name()));
-            let calls = |m: &str| sample(m, &format!("helsemelding_phase_calls_total{{phase=\"{}\"}}", ph.name()));
+            let secs = |m: &str| {
+                sample(
+                    m,
+                    &format!(
+                        "helsemelding_phase_seconds_total{{phase=\"{}\"}}",
+                        ph.name()
+                    ),
+                )
+            };
+            let calls = |m: &str| {
+                sample(
+                    m,
+                    &format!("helsemelding_phase_calls_total{{phase=\"{}\"}}", ph.name()),
+                )
+            };
             let n = calls(&phases_after) - calls(&phases_before);
-            (ph.name(), if n > 0.0 { (secs(&phases_after) - secs(&phases_before)) * 1000.0 / n } else { 0.0 })
+            (
+                ph.name(),
+                if n > 0.0 {
+                    (secs(&phases_after) - secs(&phases_before)) * 1000.0 / n
+                } else {
+                    0.0
+                },
+            )
         })
         .collect();
     // Of that, the time inside the gateway (its routing log: delivery taken → delivered and
     // recorded), for the paced messages only: the rest is the broker's (two queues, two confirms).
-    let paced_ids: std::collections::HashSet<&str> = paced.iter().map(|m| m.headers.message_id.as_str()).collect();
+    let paced_ids: std::collections::HashSet<&str> = paced
+        .iter()
+        .map(|m| m.headers.message_id.as_str())
+        .collect();
     let log = std::fs::read_to_string(dir.join("routing.jsonl")).unwrap_or_default();
     let mut inside: Vec<f64> = log
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["outcome"] == "delivered" && v["msg_id"].as_str().is_some_and(|id| paced_ids.contains(id)))
+        .filter(|v| {
+            v["outcome"] == "delivered"
+                && v["msg_id"]
+                    .as_str()
+                    .is_some_and(|id| paced_ids.contains(id))
+        })
         .filter_map(|v| v["elapsed_ms"].as_f64())
         .collect();
     inside.sort_by(f64::total_cmp);
@@ -423,18 +536,53 @@ async fn run_in(b: &GatewayBench, vhost: &TestVhost, dir: &Path) -> Result<Gatew
 
 /// CPU per message: the process total over the timed window (`counted` messages), the stages
 /// from the gateway's counters (all `n` messages), the store writer thread from `/proc`.
-fn split(metrics: &str, n: usize, counted: f64, process_cpu: f64, threads0: &[(String, f64)], threads1: &[(String, f64)]) -> CpuSplit {
+fn split(
+    metrics: &str,
+    n: usize,
+    counted: f64,
+    process_cpu: f64,
+    threads0: &[(String, f64)],
+    threads1: &[(String, f64)],
+) -> CpuSplit {
     let per = |seconds: f64, over: f64| seconds * 1e6 / over.max(1.0);
     let stages: Vec<(&'static str, f64)> = Stage::ALL
         .iter()
-        .map(|s| (s.name(), per(sample(metrics, &format!("helsemelding_stage_cpu_seconds_total{{stage=\"{}\"}}", s.name())), n as f64)))
+        .map(|s| {
+            (
+                s.name(),
+                per(
+                    sample(
+                        metrics,
+                        &format!(
+                            "helsemelding_stage_cpu_seconds_total{{stage=\"{}\"}}",
+                            s.name()
+                        ),
+                    ),
+                    n as f64,
+                ),
+            )
+        })
         .collect();
-    let thread = |list: &[(String, f64)], name: &str| list.iter().filter(|(n, _)| n.starts_with(name)).map(|(_, c)| c).sum::<f64>();
+    let thread = |list: &[(String, f64)], name: &str| {
+        list.iter()
+            .filter(|(n, _)| n.starts_with(name))
+            .map(|(_, c)| c)
+            .sum::<f64>()
+    };
     // Thread names are cut to 15 bytes by the kernel: "delivery-store-".
-    let store_commit_us = per(thread(threads1, "delivery-store") - thread(threads0, "delivery-store"), counted);
+    let store_commit_us = per(
+        thread(threads1, "delivery-store") - thread(threads0, "delivery-store"),
+        counted,
+    );
     let total_us = per(process_cpu, counted);
-    let rest_us = (total_us - stages.iter().map(|(_, us)| us).sum::<f64>() - store_commit_us).max(0.0);
-    CpuSplit { total_us, stages, store_commit_us, rest_us }
+    let rest_us =
+        (total_us - stages.iter().map(|(_, us)| us).sum::<f64>() - store_commit_us).max(0.0);
+    CpuSplit {
+        total_us,
+        stages,
+        store_commit_us,
+        rest_us,
+    }
 }
 
 #[cfg(test)]
@@ -445,7 +593,10 @@ mod tests {
     fn samples_are_read_by_full_name() {
         let m = "# HELP x\nhelsemelding_acked_total 42\nhelsemelding_stage_cpu_seconds_total{stage=\"verify\"} 0.500000000\n";
         assert_eq!(sample(m, "helsemelding_acked_total"), 42.0);
-        assert_eq!(sample(m, "helsemelding_stage_cpu_seconds_total{stage=\"verify\"}"), 0.5);
+        assert_eq!(
+            sample(m, "helsemelding_stage_cpu_seconds_total{stage=\"verify\"}"),
+            0.5
+        );
         assert_eq!(sample(m, "helsemelding_acked"), 0.0);
     }
 

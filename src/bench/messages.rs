@@ -162,7 +162,12 @@ pub fn signers(pki: &Path) -> Result<[(Kind, Signer); 2], BenchError> {
 
 /// `n` messages of about `size` bytes, dialogmeldinger and PLO alternating, each with a fresh
 /// MsgId, signed on all available cores.
-pub fn sign_many(signers: &[(Kind, Signer); 2], n: usize, size: usize, now: Timestamp) -> Result<Vec<Signed>, BenchError> {
+pub fn sign_many(
+    signers: &[(Kind, Signer); 2],
+    n: usize,
+    size: usize,
+    now: Timestamp,
+) -> Result<Vec<Signed>, BenchError> {
     let one = |i: usize| -> Result<Signed, BenchError> {
         let (kind, signer) = &signers[i % 2];
         let msg_id = MsgId::random();
@@ -180,18 +185,34 @@ pub fn sign_many(signers: &[(Kind, Signer); 2], n: usize, size: usize, now: Time
             error_description: None,
             original_message_id: None,
         };
-        Ok(Signed { kind: *kind, headers, body })
+        Ok(Signed {
+            kind: *kind,
+            headers,
+            body,
+        })
     };
-    let threads = std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1).min(n.max(1));
+    let threads = std::thread::available_parallelism()
+        .map(|p| p.get())
+        .unwrap_or(1)
+        .min(n.max(1));
     let chunk = n.div_ceil(threads.max(1)).max(1);
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..n)
             .step_by(chunk)
-            .map(|start| scope.spawn(move || (start..(start + chunk).min(n)).map(one).collect::<Result<Vec<_>, _>>()))
+            .map(|start| {
+                scope.spawn(move || {
+                    (start..(start + chunk).min(n))
+                        .map(one)
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
             .collect();
         let mut out = Vec::with_capacity(n);
         for h in handles {
-            out.extend(h.join().map_err(|_| BenchError::Setup("a signing thread panicked".into()))??);
+            out.extend(
+                h.join()
+                    .map_err(|_| BenchError::Setup("a signing thread panicked".into()))??,
+            );
         }
         Ok(out)
     })
@@ -208,12 +229,22 @@ mod tests {
             for size in [4096, 51200] {
                 let id = MsgId::random();
                 let x = xml(kind, &id, size);
-                assert!(x.len() >= size && x.len() < size + 400, "{kind:?} {size}: {} bytes", x.len());
+                assert!(
+                    x.len() >= size && x.len() < size + 400,
+                    "{kind:?} {size}: {} bytes",
+                    x.len()
+                );
                 let head = MsgHead::parse(x.as_bytes()).expect("parses as a MsgHead");
                 assert_eq!(head.msg_id, id);
                 assert_eq!(head.msg_type.v, kind.msg_type());
-                assert_eq!(head.sender_address().communication_party(), Some(kind.sender()));
-                assert_eq!(head.receiver.address().communication_party(), Some(kind.recipient()));
+                assert_eq!(
+                    head.sender_address().communication_party(),
+                    Some(kind.sender())
+                );
+                assert_eq!(
+                    head.receiver.address().communication_party(),
+                    Some(kind.recipient())
+                );
             }
         }
     }

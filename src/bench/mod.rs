@@ -81,9 +81,12 @@ pub fn proc_cpu_seconds(pid: u32, task: Option<u32>) -> Option<f64> {
 pub fn broker_cpu_seconds() -> Option<f64> {
     let dir = std::fs::read_dir("/proc").ok()?;
     for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else {
+            continue;
+        };
         if std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "beam.smp")
-            && std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c.windows(6).any(|w| w == b"rabbit"))
+            && std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| c.windows(6).any(|w| w == b"rabbit"))
         {
             return proc_cpu_seconds(pid, None);
         }
@@ -105,14 +108,20 @@ pub struct CpuMark {
 
 impl CpuMark {
     pub fn now() -> CpuMark {
-        CpuMark { broker: broker_cpu_seconds(), own: own_cpu_seconds() }
+        CpuMark {
+            broker: broker_cpu_seconds(),
+            own: own_cpu_seconds(),
+        }
     }
 
     /// (broker, this process) µs per message since the mark, over `messages`.
     pub fn per_message_us(&self, messages: f64) -> (Option<f64>, f64) {
         let end = CpuMark::now();
         let per = |a: f64, b: f64| (b - a) * 1e6 / messages.max(1.0);
-        (self.broker.zip(end.broker).map(|(a, b)| per(a, b)), per(self.own, end.own))
+        (
+            self.broker.zip(end.broker).map(|(a, b)| per(a, b)),
+            per(self.own, end.own),
+        )
     }
 }
 
@@ -120,10 +129,17 @@ impl CpuMark {
 /// of the same name.
 pub fn thread_cpu_by_name(pid: u32) -> Vec<(String, f64)> {
     let mut out: Vec<(String, f64)> = Vec::new();
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
     for e in dir.flatten() {
-        let Some(tid) = e.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else { continue };
-        let name = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default().trim().to_owned();
+        let Some(tid) = e.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else {
+            continue;
+        };
+        let name = std::fs::read_to_string(e.path().join("comm"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
         if let Some(cpu) = proc_cpu_seconds(pid, Some(tid)) {
             match out.iter_mut().find(|(n, _)| *n == name) {
                 Some((_, c)) => *c += cpu,

@@ -53,17 +53,35 @@ pub async fn run(url: &str, n: u64, size: usize, prefetch: u16) -> Result<RelayR
     let mut settings = AmqpSettings::new(url.to_owned(), "bench");
     settings.prefetch = prefetch;
     let id = uuid::Uuid::new_v4().simple().to_string();
-    let (qa, qb) = (format!("bench_relay_a_{}", &id[..10]), format!("bench_relay_b_{}", &id[..10]));
+    let (qa, qb) = (
+        format!("bench_relay_a_{}", &id[..10]),
+        format!("bench_relay_b_{}", &id[..10]),
+    );
     let setup = connect(&settings).await?;
-    let ch = setup.create_channel().await.map_err(|e| BenchError::Broker(format!("channel: {e}")))?;
+    let ch = setup
+        .create_channel()
+        .await
+        .map_err(|e| BenchError::Broker(format!("channel: {e}")))?;
     declare_quorum_queue(&ch, &qa, FieldTable::default()).await?;
     declare_quorum_queue(&ch, &qb, FieldTable::default()).await?;
     let fill_conn = connect(&settings).await?;
     let drain_conn = connect(&settings).await?;
     let relay_conn = connect(&settings).await?;
-    let result = relay(&fill_conn, &drain_conn, &relay_conn, &qa, &qb, n, size, prefetch).await;
+    let result = relay(
+        &fill_conn,
+        &drain_conn,
+        &relay_conn,
+        &qa,
+        &qb,
+        n,
+        size,
+        prefetch,
+    )
+    .await;
     for q in [&qa, &qb] {
-        let _ = ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
+        let _ = ch
+            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+            .await;
     }
     for c in [&setup, &fill_conn, &drain_conn, &relay_conn] {
         let _ = c.close(200, "bench done".into()).await;
@@ -96,7 +114,10 @@ async fn relay(
             }
         }
         let (p, b, q) = (publisher.clone(), body.clone(), qa.to_owned());
-        set.spawn(async move { p.publish_with_properties(Route::Queue(&q), props(i), &b).await });
+        set.spawn(async move {
+            p.publish_with_properties(Route::Queue(&q), props(i), &b)
+                .await
+        });
     }
     while let Some(r) = set.join_next().await {
         r.map_err(BenchError::join)??;
@@ -119,7 +140,9 @@ async fn relay(
             settled += u64::from(r.map_err(BenchError::join)? == Settlement::Settled);
         }
         if settled != count {
-            return Err(BenchError::Lost(format!("drain settled {settled} of {count} acks")));
+            return Err(BenchError::Lost(format!(
+                "drain settled {settled} of {count} acks"
+            )));
         }
         Ok(count)
     });
@@ -133,7 +156,9 @@ async fn relay(
     let mut taken = 0u64;
     while taken < n {
         let Some(d) = source.next().await else {
-            return Err(BenchError::Lost(format!("relay consumer ended after {taken} of {n}")));
+            return Err(BenchError::Lost(format!(
+                "relay consumer ended after {taken} of {n}"
+            )));
         };
         taken += 1;
         while set.len() >= usize::from(prefetch) {
@@ -143,10 +168,13 @@ async fn relay(
         }
         let (p, q) = (out.clone(), qb.to_owned());
         set.spawn(async move {
-            p.publish_with_properties(Route::Queue(&q), d.properties().clone(), d.body()).await?;
+            p.publish_with_properties(Route::Queue(&q), d.properties().clone(), d.body())
+                .await?;
             match d.ack().await {
                 Settlement::Settled => Ok(()),
-                Settlement::NotSettled { reason } => Err(BenchError::Lost(format!("relay ack: {reason}"))),
+                Settlement::NotSettled { reason } => {
+                    Err(BenchError::Lost(format!("relay ack: {reason}")))
+                }
             }
         });
     }

@@ -50,28 +50,55 @@ pub fn run_chaos(args: &ChaosArgs) -> ExitCode {
     };
     // config/gateway.toml → the repository root (where config/ and fixtures/ are).
     let Some(base) = config.parent().and_then(|p| p.parent()).map(PathBuf::from) else {
-        return fail(format!("{}: expected <root>/config/gateway.toml", config.display()));
+        return fail(format!(
+            "{}: expected <root>/config/gateway.toml",
+            config.display()
+        ));
     };
     let schemas = match &args.schemas {
         Some(s) => s.clone(),
         None => match crate::config::GatewayConfig::load(&config) {
             Ok(c) => c.paths.schemas,
-            Err(ps) => return fail(format!("{}: {}", config.display(), ps.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "))),
+            Err(ps) => {
+                return fail(format!(
+                    "{}: {}",
+                    config.display(),
+                    ps.iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ))
+            }
         },
     };
     let schemas = match schemas.canonicalize() {
         Ok(s) => s,
         Err(e) => return fail(format!("schemas {}: {e}", schemas.display())),
     };
-    let exe = match args.gateway.clone().map(Ok).unwrap_or_else(std::env::current_exe) {
+    let exe = match args
+        .gateway
+        .clone()
+        .map(Ok)
+        .unwrap_or_else(std::env::current_exe)
+    {
         Ok(e) => e,
         Err(e) => return fail(format!("cannot find the gateway binary: {e}")),
     };
     let seed = args.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
     });
-    let scenarios =
-        if args.scenarios.is_empty() { vec![Scenario::Kill9, Scenario::CloseConnection, Scenario::RejectPublish] } else { args.scenarios.clone() };
+    let scenarios = if args.scenarios.is_empty() {
+        vec![
+            Scenario::Kill9,
+            Scenario::CloseConnection,
+            Scenario::RejectPublish,
+        ]
+    } else {
+        args.scenarios.clone()
+    };
     let options = Options {
         exe,
         base,
@@ -81,7 +108,10 @@ pub fn run_chaos(args: &ChaosArgs) -> ExitCode {
         seed,
         settle: Duration::from_secs(args.settle_secs),
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the runtime: {e}")),
     };
@@ -96,7 +126,12 @@ pub fn run_chaos(args: &ChaosArgs) -> ExitCode {
                     println!("# {}: {n}", s.name());
                 }
                 if r.figures.second_apprecs > 0 || r.figures.misplaced > 0 {
-                    println!("# {}: second AppRecs {}, misplaced {}", s.name(), r.figures.second_apprecs, r.figures.misplaced);
+                    println!(
+                        "# {}: second AppRecs {}, misplaced {}",
+                        s.name(),
+                        r.figures.second_apprecs,
+                        r.figures.misplaced
+                    );
                 }
                 for p in &r.figures.problems {
                     println!("# {}: {p}", s.name());

@@ -23,7 +23,8 @@ fn quoted_value(line: &str) -> Option<&str> {
 /// Writes the scenario's configuration (see the module comment) and returns its path.
 pub fn write_config(base: &Path, dir: &Path, url: &str, schemas: &Path) -> io::Result<PathBuf> {
     let shipped_path = base.join("config/gateway.toml");
-    let shipped = std::fs::read_to_string(&shipped_path).map_err(|e| with_path(e, &shipped_path))?;
+    let shipped =
+        std::fs::read_to_string(&shipped_path).map_err(|e| with_path(e, &shipped_path))?;
     let abs = |p: &str| {
         let p = Path::new(p);
         if p.is_absolute() {
@@ -37,11 +38,19 @@ pub fn write_config(base: &Path, dir: &Path, url: &str, schemas: &Path) -> io::R
         let key = line.split('=').next().unwrap_or("").trim();
         let replaced = match (key, quoted_value(line)) {
             ("url", _) => format!("url = {url:?}"),
-            ("signing_key" | "signing_cert" | "trust_dir", Some(v)) => format!("{key} = {:?}", abs(v)),
-            ("register", _) => format!("register = {:?}", dir.join("parties.toml").display().to_string()),
+            ("signing_key" | "signing_cert" | "trust_dir", Some(v)) => {
+                format!("{key} = {:?}", abs(v))
+            }
+            ("register", _) => format!(
+                "register = {:?}",
+                dir.join("parties.toml").display().to_string()
+            ),
             ("schemas", _) => format!("schemas = {:?}", schemas.display().to_string()),
             ("state", _) => format!("state = {:?}", dir.join("state").display().to_string()),
-            ("routing_log", _) => format!("routing_log = {:?}", dir.join("routing.jsonl").display().to_string()),
+            ("routing_log", _) => format!(
+                "routing_log = {:?}",
+                dir.join("routing.jsonl").display().to_string()
+            ),
             ("http_listen", _) => "http_listen = \"\"".to_owned(),
             _ => line.to_owned(),
         };
@@ -68,9 +77,16 @@ mod tests {
     #[test]
     fn the_written_configuration_loads_and_points_into_dir() {
         let base = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let dir = std::env::temp_dir().join(format!("hm-chaos-config-{}", uuid::Uuid::new_v4().simple()));
+        let dir =
+            std::env::temp_dir().join(format!("hm-chaos-config-{}", uuid::Uuid::new_v4().simple()));
         let schemas = base.join("../shared/standards/xsd");
-        let path = write_config(&base, &dir, "amqp://guest:guest@127.0.0.1:5672/hm-x", &schemas).unwrap();
+        let path = write_config(
+            &base,
+            &dir,
+            "amqp://guest:guest@127.0.0.1:5672/hm-x",
+            &schemas,
+        )
+        .unwrap();
         let c = crate::config::GatewayConfig::load(&path).unwrap_or_else(|ps| panic!("{ps:?}"));
         assert_eq!(c.amqp.url, "amqp://guest:guest@127.0.0.1:5672/hm-x");
         assert_eq!(c.paths.state, dir.join("state"));
@@ -81,7 +97,16 @@ mod tests {
 
     #[test]
     fn a_missing_shipped_configuration_is_named() {
-        let err = write_config(Path::new("/nonexistent"), Path::new("/tmp"), "amqp://x", Path::new("/x")).unwrap_err();
-        assert!(err.to_string().contains("/nonexistent/config/gateway.toml"), "{err}");
+        let err = write_config(
+            Path::new("/nonexistent"),
+            Path::new("/tmp"),
+            "amqp://x",
+            Path::new("/x"),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("/nonexistent/config/gateway.toml"),
+            "{err}"
+        );
     }
 }

@@ -23,9 +23,16 @@ pub struct SmallDisk {
 impl SmallDisk {
     /// Mounts a tmpfs of `bytes` on `path` (created if missing).
     pub fn mount(path: &Path, bytes: u64) -> io::Result<SmallDisk> {
-        std::fs::create_dir_all(path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        std::fs::create_dir_all(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes},mode=0700"), "helsemelding-chaos"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={bytes},mode=0700"),
+                "helsemelding-chaos",
+            ])
             .arg(path)
             .output()
             .map_err(|e| io::Error::new(e.kind(), format!("running mount: {e}")))?;
@@ -36,13 +43,18 @@ impl SmallDisk {
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
-        Ok(SmallDisk { path: path.to_path_buf() })
+        Ok(SmallDisk {
+            path: path.to_path_buf(),
+        })
     }
 
     /// Writes a filler file until the disk is full (ENOSPC); returns the bytes it took.
     pub fn fill(&self) -> io::Result<u64> {
         let p = self.path.join(FILLER);
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&p)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)?;
         let mut written = 0u64;
         // Big steps first, then page-sized ones: tmpfs hands out space by the page.
         for chunk in [1 << 20, 4096] {
@@ -52,7 +64,9 @@ impl SmallDisk {
                     Ok(0) => break,
                     Ok(n) => written += n as u64,
                     Err(e) if e.kind() == io::ErrorKind::StorageFull => break,
-                    Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", p.display()))),
+                    Err(e) => {
+                        return Err(io::Error::new(e.kind(), format!("{}: {e}", p.display())))
+                    }
                 }
             }
         }
@@ -62,7 +76,8 @@ impl SmallDisk {
     /// Removes the filler file: the disk has room again.
     pub fn free(&self) -> io::Result<()> {
         let p = self.path.join(FILLER);
-        std::fs::remove_file(&p).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))
+        std::fs::remove_file(&p)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))
     }
 }
 

@@ -50,11 +50,15 @@ impl Ledger {
 }
 
 fn header(props: &lapin::BasicProperties, name: &str) -> Option<String> {
-    props.headers().as_ref().and_then(|t| t.inner().get(name).cloned()).and_then(|v| match v {
-        AMQPValue::LongString(s) => Some(s.to_string()),
-        AMQPValue::ShortString(s) => Some(s.to_string()),
-        _ => None,
-    })
+    props
+        .headers()
+        .as_ref()
+        .and_then(|t| t.inner().get(name).cloned())
+        .and_then(|v| match v {
+            AMQPValue::LongString(s) => Some(s.to_string()),
+            AMQPValue::ShortString(s) => Some(s.to_string()),
+            _ => None,
+        })
 }
 
 /// Consumers on some queues, feeding a [`Ledger`]; stopped on drop.
@@ -92,7 +96,15 @@ async fn drain_session(url: &str, queues: &[String], ledger: &Ledger) -> Result<
     for q in queues {
         let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
         let mut consumer = ch
-            .basic_consume(q.as_str().into(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+            .basic_consume(
+                q.as_str().into(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
             .await
             .map_err(|e| e.to_string())?;
         let ledger = ledger.clone();
@@ -103,8 +115,14 @@ async fn drain_session(url: &str, queues: &[String], ledger: &Ledger) -> Result<
                 let p = &d.properties;
                 ledger.push(Seen {
                     queue: queue.clone(),
-                    message_id: p.message_id().as_ref().map(|m| m.to_string()).unwrap_or_default(),
-                    msg_type: header(p, "type").or_else(|| p.kind().as_ref().map(|k| k.to_string())).unwrap_or_default(),
+                    message_id: p
+                        .message_id()
+                        .as_ref()
+                        .map(|m| m.to_string())
+                        .unwrap_or_default(),
+                    msg_type: header(p, "type")
+                        .or_else(|| p.kind().as_ref().map(|k| k.to_string()))
+                        .unwrap_or_default(),
                     original: header(p, "originalMessageId"),
                     error_condition: header(p, "errorCondition"),
                 });
@@ -152,7 +170,10 @@ impl Figures {
 
     /// `sent<TAB>delivered<TAB>lost<TAB>duplicated<TAB>apprecs`.
     pub fn tsv(&self) -> String {
-        format!("{}\t{}\t{}\t{}\t{}", self.sent, self.delivered, self.lost, self.duplicated, self.apprecs)
+        format!(
+            "{}\t{}\t{}\t{}\t{}",
+            self.sent, self.delivered, self.lost, self.duplicated, self.apprecs
+        )
     }
 }
 
@@ -165,7 +186,12 @@ pub fn confirmed_deliveries(routing_log: &str) -> HashSet<(String, String)> {
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v["outcome"] == "delivered")
-        .filter_map(|v| Some((v["msg_id"].as_str()?.to_owned(), v["to_her"].as_u64()?.to_string())))
+        .filter_map(|v| {
+            Some((
+                v["msg_id"].as_str()?.to_owned(),
+                v["to_her"].as_u64()?.to_string(),
+            ))
+        })
         .collect()
 }
 
@@ -174,13 +200,18 @@ pub fn confirmed_deliveries(routing_log: &str) -> HashSet<(String, String)> {
 /// was a confirm resolving the wrong publish in the client (`amqp::publisher`, module comment).
 pub fn confirmed_not_arrived(f: &mut Figures, msgs: &[Outgoing], seen: &[Seen], routing_log: &str) {
     let confirmed = confirmed_deliveries(routing_log);
-    let arrived: HashSet<(&str, &str)> = seen.iter().map(|s| (s.queue.as_str(), s.message_id.as_str())).collect();
+    let arrived: HashSet<(&str, &str)> = seen
+        .iter()
+        .map(|s| (s.queue.as_str(), s.message_id.as_str()))
+        .collect();
     f.confirmed_not_arrived = 0;
     for m in msgs {
         for e in &m.expect {
             if let Expect::Deliver { queue } = e {
                 let her = queue.trim_end_matches("_async").to_owned();
-                if !arrived.contains(&(queue.as_str(), m.msg_id.as_str())) && confirmed.contains(&(m.msg_id.as_str().to_owned(), her)) {
+                if !arrived.contains(&(queue.as_str(), m.msg_id.as_str()))
+                    && confirmed.contains(&(m.msg_id.as_str().to_owned(), her))
+                {
                     f.confirmed_not_arrived += 1;
                 }
             }
@@ -198,9 +229,15 @@ pub fn figures(msgs: &[Outgoing], confirmed: &Confirmed, seen: &[Seen]) -> Figur
         if s.queue.ends_with("_async") && s.error_condition.is_none() {
             if s.msg_type == "APPREC" {
                 let orig = s.original.as_deref().unwrap_or("");
-                *apprecs.entry((s.queue.as_str(), orig)).or_default().entry(s.message_id.as_str()).or_default() += 1;
+                *apprecs
+                    .entry((s.queue.as_str(), orig))
+                    .or_default()
+                    .entry(s.message_id.as_str())
+                    .or_default() += 1;
             } else {
-                *copies.entry((s.queue.as_str(), s.message_id.as_str())).or_default() += 1;
+                *copies
+                    .entry((s.queue.as_str(), s.message_id.as_str()))
+                    .or_default() += 1;
             }
         } else {
             stray.push(s);
@@ -221,13 +258,19 @@ pub fn figures(msgs: &[Outgoing], confirmed: &Confirmed, seen: &[Seen]) -> Figur
             match e {
                 Expect::Deliver { queue } => {
                     expected_copies.insert((queue.as_str(), m.msg_id.as_str()));
-                    let n = copies.get(&(queue.as_str(), m.msg_id.as_str())).copied().unwrap_or(0);
+                    let n = copies
+                        .get(&(queue.as_str(), m.msg_id.as_str()))
+                        .copied()
+                        .unwrap_or(0);
                     if n > 0 {
                         f.delivered += 1;
                         f.duplicated += n - 1;
                     } else if confirmed {
                         f.lost += 1;
-                        problem(&mut f, format!("lost: {} ({}) never reached {queue}", m.msg_id, m.shape));
+                        problem(
+                            &mut f,
+                            format!("lost: {} ({}) never reached {queue}", m.msg_id, m.shape),
+                        );
                     }
                 }
                 Expect::AppRec { queue } => {
@@ -241,12 +284,22 @@ pub fn figures(msgs: &[Outgoing], confirmed: &Confirmed, seen: &[Seen]) -> Figur
                         f.delivered += 1;
                     } else if confirmed {
                         f.lost += 1;
-                        problem(&mut f, format!("lost: no AppRec for {} ({}) on {queue}", m.msg_id, m.shape));
+                        problem(
+                            &mut f,
+                            format!("lost: no AppRec for {} ({}) on {queue}", m.msg_id, m.shape),
+                        );
                     }
                     if distinct > 1 {
                         f.second_apprecs += 1;
-                        let ids: Vec<&str> = ids.map(|i| i.keys().copied().collect()).unwrap_or_default();
-                        problem(&mut f, format!("second AppRec: {} got {distinct} different AppRecs {ids:?}", m.msg_id));
+                        let ids: Vec<&str> =
+                            ids.map(|i| i.keys().copied().collect()).unwrap_or_default();
+                        problem(
+                            &mut f,
+                            format!(
+                                "second AppRec: {} got {distinct} different AppRecs {ids:?}",
+                                m.msg_id
+                            ),
+                        );
                     }
                 }
             }
@@ -266,7 +319,15 @@ pub fn figures(msgs: &[Outgoing], confirmed: &Confirmed, seen: &[Seen]) -> Figur
     }
     for s in stray {
         f.misplaced += 1;
-        problem(&mut f, format!("misplaced: {} on {} ({})", s.message_id, s.queue, s.error_condition.as_deref().unwrap_or("no errorCondition")));
+        problem(
+            &mut f,
+            format!(
+                "misplaced: {} on {} ({})",
+                s.message_id,
+                s.queue,
+                s.error_condition.as_deref().unwrap_or("no errorCondition")
+            ),
+        );
     }
     f
 }
@@ -288,7 +349,13 @@ mod tests {
     }
 
     fn seen(queue: &str, id: &str, kind: &str, original: Option<&str>) -> Seen {
-        Seen { queue: queue.into(), message_id: id.into(), msg_type: kind.into(), original: original.map(Into::into), error_condition: None }
+        Seen {
+            queue: queue.into(),
+            message_id: id.into(),
+            msg_type: kind.into(),
+            original: original.map(Into::into),
+            error_condition: None,
+        }
     }
 
     fn deliver(q: &str) -> Expect {
@@ -299,8 +366,18 @@ mod tests {
     fn figures_count_lost_duplicated_second_apprecs_and_misplaced() {
         let msgs = vec![
             msg("a", vec![deliver("81001_async"), deliver("81002_async")]),
-            msg("b", vec![Expect::AppRec { queue: "82001_async".into() }]),
-            msg("c", vec![Expect::AppRec { queue: "82001_async".into() }]),
+            msg(
+                "b",
+                vec![Expect::AppRec {
+                    queue: "82001_async".into(),
+                }],
+            ),
+            msg(
+                "c",
+                vec![Expect::AppRec {
+                    queue: "82001_async".into(),
+                }],
+            ),
             msg("d", vec![deliver("81001_async")]),
         ];
         let confirmed = Confirmed::new(4);
@@ -342,6 +419,10 @@ mod tests {
         e.error_condition = Some("transport:unknown-receiver".into());
         let f = figures(&msgs, &Confirmed::new(1), &[e]);
         assert_eq!((f.sent, f.lost, f.misplaced), (0, 0, 1));
-        assert!(f.problems[0].contains("transport:unknown-receiver"), "{:?}", f.problems);
+        assert!(
+            f.problems[0].contains("transport:unknown-receiver"),
+            "{:?}",
+            f.problems
+        );
     }
 }

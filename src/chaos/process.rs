@@ -37,7 +37,13 @@ pub struct GatewayProcess {
 impl GatewayProcess {
     /// Starts `exe serve --config config`.
     pub fn spawn(exe: &Path, config: &Path, out_dir: &Path) -> io::Result<GatewayProcess> {
-        let mut g = GatewayProcess { exe: exe.to_path_buf(), config: config.to_path_buf(), out_dir: out_dir.to_path_buf(), child: None, starts: 0 };
+        let mut g = GatewayProcess {
+            exe: exe.to_path_buf(),
+            config: config.to_path_buf(),
+            out_dir: out_dir.to_path_buf(),
+            child: None,
+            starts: 0,
+        };
         g.start()?;
         Ok(g)
     }
@@ -45,7 +51,11 @@ impl GatewayProcess {
     fn start(&mut self) -> io::Result<()> {
         let open = |name: &str| {
             let p = self.out_dir.join(name);
-            OpenOptions::new().create(true).append(true).open(&p).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&p)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))
         };
         let child = Command::new(&self.exe)
             .arg("serve")
@@ -55,7 +65,9 @@ impl GatewayProcess {
             .stdout(open("gateway.stdout")?)
             .stderr(open("gateway.stderr")?)
             .spawn()
-            .map_err(|e| io::Error::new(e.kind(), format!("starting {}: {e}", self.exe.display())))?;
+            .map_err(|e| {
+                io::Error::new(e.kind(), format!("starting {}: {e}", self.exe.display()))
+            })?;
         self.child = Some(child);
         self.starts += 1;
         Ok(())
@@ -68,7 +80,9 @@ impl GatewayProcess {
 
     /// `Some(status)` if the child has exited by itself (e.g. refused its configuration).
     pub fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// SIGKILL (`kill -9`): no chance to finish anything; waits until the process is gone.
@@ -90,21 +104,32 @@ impl GatewayProcess {
     /// killed and reported as [`StopError::Timeout`].
     pub async fn terminate(&mut self, within: Duration) -> Result<ExitStatus, StopError> {
         let Some(mut c) = self.child.take() else {
-            return Err(StopError::Signal { pid: 0, source: io::Error::other("no gateway running") });
+            return Err(StopError::Signal {
+                pid: 0,
+                source: io::Error::other("no gateway running"),
+            });
         };
         let pid = c.id();
         if let Ok(Some(status)) = c.try_wait() {
             return Err(StopError::AlreadyExited { pid, status });
         }
-        let sent = Command::new("kill").args(["-TERM", &pid.to_string()]).status().map_err(|source| StopError::Signal { pid, source })?;
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .map_err(|source| StopError::Signal { pid, source })?;
         if !sent.success() {
-            return Err(StopError::Signal { pid, source: io::Error::other(format!("kill -TERM exited with {sent}")) });
+            return Err(StopError::Signal {
+                pid,
+                source: io::Error::other(format!("kill -TERM exited with {sent}")),
+            });
         }
         let deadline = Instant::now() + within;
         loop {
             match c.try_wait() {
                 Ok(Some(status)) => return Ok(status),
-                Ok(None) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+                Ok(None) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
                 Ok(None) => {
                     let _ = c.kill();
                     let _ = c.wait();

@@ -111,13 +111,22 @@ impl Report {
 
 /// Every queue the gateway can put something on: the parties' `_async` and `_error`, dead letters.
 pub fn output_queues(config: &Path) -> Result<Vec<String>, ChaosError> {
-    let (c, register) = crate::config::check(config)
-        .map_err(|ps| ChaosError::Setup(ps.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ")))?;
+    let (c, register) = crate::config::check(config).map_err(|ps| {
+        ChaosError::Setup(
+            ps.iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })?;
     let mut hers: Vec<_> = register.parties().iter().map(|p| p.her_id).collect();
     if !hers.contains(&c.gateway.her_id) {
         hers.push(c.gateway.her_id);
     }
-    let mut q: Vec<String> = hers.iter().flat_map(|h| [async_queue(*h), error_queue(*h)]).collect();
+    let mut q: Vec<String> = hers
+        .iter()
+        .flat_map(|h| [async_queue(*h), error_queue(*h)])
+        .collect();
     q.push(DEAD_LETTER_QUEUE.to_owned());
     Ok(q)
 }
@@ -141,26 +150,59 @@ impl Run {
     /// when given), lets `prepare(vhost name, vhost URL)` declare things before the gateway starts,
     /// starts the gateway and waits until it has declared its topology, and starts draining every
     /// output queue except `held`.
-    pub async fn start<F, Fut>(o: &Options, label: &str, held: &[String], state_disk: Option<u64>, prepare: F) -> Result<Run, ChaosError>
+    pub async fn start<F, Fut>(
+        o: &Options,
+        label: &str,
+        held: &[String],
+        state_disk: Option<u64>,
+        prepare: F,
+    ) -> Result<Run, ChaosError>
     where
         F: FnOnce(String, String) -> Fut,
         Fut: std::future::Future<Output = Result<(), ChaosError>>,
     {
-        let vhost = TestVhost::create().await.map_err(|e| ChaosError::Broker(e.to_string()))?;
-        let dir = std::env::temp_dir().join(format!("hm-chaos-{label}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
-        std::fs::create_dir_all(&dir).map_err(|e| ChaosError::Setup(format!("{}: {e}", dir.display())))?;
-        let config = write_config(&o.base, &dir, vhost.url(), &o.schemas).map_err(|e| ChaosError::Setup(e.to_string()))?;
+        let vhost = TestVhost::create()
+            .await
+            .map_err(|e| ChaosError::Broker(e.to_string()))?;
+        let dir = std::env::temp_dir().join(format!(
+            "hm-chaos-{label}-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        ));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| ChaosError::Setup(format!("{}: {e}", dir.display())))?;
+        let config = write_config(&o.base, &dir, vhost.url(), &o.schemas)
+            .map_err(|e| ChaosError::Setup(e.to_string()))?;
         let queues = output_queues(&config)?;
         let state_disk = match state_disk {
-            Some(bytes) => Some(SmallDisk::mount(&dir.join("state"), bytes).map_err(|e| ChaosError::Setup(e.to_string()))?),
+            Some(bytes) => Some(
+                SmallDisk::mount(&dir.join("state"), bytes)
+                    .map_err(|e| ChaosError::Setup(e.to_string()))?,
+            ),
             None => None,
         };
         prepare(vhost.name().to_owned(), vhost.url().to_owned()).await?;
-        let gateway = GatewayProcess::spawn(&o.exe, &config, &dir).map_err(|e| ChaosError::Gateway(e.to_string()))?;
-        let mut run = Run { vhost, dir, config, gateway, ledger: Ledger::default(), state_disk, drains: Vec::new(), held: held.to_vec(), queues };
+        let gateway = GatewayProcess::spawn(&o.exe, &config, &dir)
+            .map_err(|e| ChaosError::Gateway(e.to_string()))?;
+        let mut run = Run {
+            vhost,
+            dir,
+            config,
+            gateway,
+            ledger: Ledger::default(),
+            state_disk,
+            drains: Vec::new(),
+            held: held.to_vec(),
+            queues,
+        };
         run.wait_ready(Duration::from_secs(60)).await?;
-        let drained: Vec<String> = run.queues.iter().filter(|q| !run.held.contains(q)).cloned().collect();
-        run.drains.push(Drain::spawn(run.vhost.url(), drained, run.ledger.clone()));
+        let drained: Vec<String> = run
+            .queues
+            .iter()
+            .filter(|q| !run.held.contains(q))
+            .cloned()
+            .collect();
+        run.drains
+            .push(Drain::spawn(run.vhost.url(), drained, run.ledger.clone()));
         Ok(run)
     }
 
@@ -175,13 +217,19 @@ impl Run {
         let probe = async_queue(crate::ids::HerId(82001));
         loop {
             if let Some(status) = self.gateway.exited() {
-                return Err(ChaosError::Gateway(format!("exited with {status} while starting:\n{}", self.gateway.stderr_tail(20))));
+                return Err(ChaosError::Gateway(format!(
+                    "exited with {status} while starting:\n{}",
+                    self.gateway.stderr_tail(20)
+                )));
             }
             if self.vhost.queue_len(&probe).await.ok().flatten().is_some() {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(ChaosError::Gateway(format!("did not declare its queues within {within:?}:\n{}", self.gateway.stderr_tail(20))));
+                return Err(ChaosError::Gateway(format!(
+                    "did not declare its queues within {within:?}:\n{}",
+                    self.gateway.stderr_tail(20)
+                )));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -191,7 +239,8 @@ impl Run {
     pub fn release_held(&mut self) {
         let held = std::mem::take(&mut self.held);
         if !held.is_empty() {
-            self.drains.push(Drain::spawn(self.vhost.url(), held, self.ledger.clone()));
+            self.drains
+                .push(Drain::spawn(self.vhost.url(), held, self.ledger.clone()));
         }
     }
 
@@ -215,12 +264,21 @@ impl Run {
     /// Waits until at least `must_send` messages of `msgs` are confirmed, every confirmed one has
     /// come out where it belongs, and the intake is empty — or `within` has passed; returns the
     /// figures at that moment.
-    pub async fn wait_complete(&mut self, msgs: &[Outgoing], confirmed: &Confirmed, must_send: usize, within: Duration) -> Result<Figures, ChaosError> {
+    pub async fn wait_complete(
+        &mut self,
+        msgs: &[Outgoing],
+        confirmed: &Confirmed,
+        must_send: usize,
+        within: Duration,
+    ) -> Result<Figures, ChaosError> {
         let deadline = Instant::now() + within;
         let (mut last_len, mut last_change) = (usize::MAX, Instant::now());
         loop {
             if let Some(status) = self.gateway.exited() {
-                return Err(ChaosError::Gateway(format!("exited by itself with {status}:\n{}", self.gateway.stderr_tail(20))));
+                return Err(ChaosError::Gateway(format!(
+                    "exited by itself with {status}:\n{}",
+                    self.gateway.stderr_tail(20)
+                )));
             }
             let f = figures(msgs, confirmed, &self.ledger.snapshot());
             let len = self.ledger.len();
@@ -248,21 +306,35 @@ impl Run {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let conns = self.vhost.connections().await.unwrap_or_default();
-            if conns.iter().any(|(name, _, props)| name.contains("helsemelding serve") || props.contains("helsemelding serve")) {
+            if conns.iter().any(|(name, _, props)| {
+                name.contains("helsemelding serve") || props.contains("helsemelding serve")
+            }) {
                 break;
             }
             if Instant::now() > deadline {
-                return Err(format!("the gateway did not connect before the stop:\n{}", self.gateway.stderr_tail(20)));
+                return Err(format!(
+                    "the gateway did not connect before the stop:\n{}",
+                    self.gateway.stderr_tail(20)
+                ));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let status = self.gateway.terminate(within).await.map_err(|e| e.to_string())?;
+        let status = self
+            .gateway
+            .terminate(within)
+            .await
+            .map_err(|e| e.to_string())?;
         if !status.success() {
-            return Err(format!("exited with {status} after SIGTERM:\n{}", self.gateway.stderr_tail(20)));
+            return Err(format!(
+                "exited with {status} after SIGTERM:\n{}",
+                self.gateway.stderr_tail(20)
+            ));
         }
         match self.intake_len().await {
             Some(0) => Ok(()),
-            Some(n) => Err(format!("{n} message(s) back in {INBOUND_QUEUE} after the graceful stop")),
+            Some(n) => Err(format!(
+                "{n} message(s) back in {INBOUND_QUEUE} after the graceful stop"
+            )),
             None => Err(format!("cannot read {INBOUND_QUEUE} after the stop")),
         }
     }
@@ -282,13 +354,20 @@ impl Run {
 }
 
 async fn ctl(args: &[&str]) -> Result<String, ChaosError> {
-    let out = tokio::process::Command::new(std::env::var("RABBITMQCTL").unwrap_or_else(|_| "rabbitmqctl".into()))
-        .args(args)
-        .output()
-        .await
-        .map_err(|e| ChaosError::Broker(format!("{}: {e}", args.join(" "))))?;
+    let out = tokio::process::Command::new(
+        std::env::var("RABBITMQCTL").unwrap_or_else(|_| "rabbitmqctl".into()),
+    )
+    .args(args)
+    .output()
+    .await
+    .map_err(|e| ChaosError::Broker(format!("{}: {e}", args.join(" "))))?;
     if !out.status.success() {
-        return Err(ChaosError::Broker(format!("{}: {}{}", args.join(" "), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))));
+        return Err(ChaosError::Broker(format!(
+            "{}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -304,17 +383,38 @@ const LIMITED_LENGTH: u32 = 3;
 /// Declares `queue` exactly as the gateway does (durable quorum, no other arguments — so the
 /// gateway's own declare is equivalent and succeeds) and limits it with a policy: `max-length`
 /// with `overflow = reject-publish`, the way an operator limits a queue on a running broker.
-async fn limit_queue(vhost: &str, url: &str, queue: &str, max_length: u32) -> Result<(), ChaosError> {
-    let conn = crate::amqp::connection::connect(&crate::amqp::connection::AmqpSettings::new(url.to_owned(), "chaos-setup"))
+async fn limit_queue(
+    vhost: &str,
+    url: &str,
+    queue: &str,
+    max_length: u32,
+) -> Result<(), ChaosError> {
+    let conn = crate::amqp::connection::connect(&crate::amqp::connection::AmqpSettings::new(
+        url.to_owned(),
+        "chaos-setup",
+    ))
+    .await
+    .map_err(|e| ChaosError::Setup(e.to_string()))?;
+    let ch = conn
+        .create_channel()
         .await
         .map_err(|e| ChaosError::Setup(e.to_string()))?;
-    let ch = conn.create_channel().await.map_err(|e| ChaosError::Setup(e.to_string()))?;
     crate::amqp::topology::declare_quorum_queue(&ch, queue, lapin::types::FieldTable::default())
         .await
         .map_err(|e| ChaosError::Setup(e.to_string()))?;
     let _ = conn.close(200, "declared".into()).await;
     let definition = format!("{{\"max-length\":{max_length},\"overflow\":\"reject-publish\"}}");
-    ctl(&["set_policy", "-p", vhost, "--apply-to", "queues", "chaos-limit", &format!("^{queue}$"), &definition]).await?;
+    ctl(&[
+        "set_policy",
+        "-p",
+        vhost,
+        "--apply-to",
+        "queues",
+        "chaos-limit",
+        &format!("^{queue}$"),
+        &definition,
+    ])
+    .await?;
     Ok(())
 }
 
@@ -324,32 +424,45 @@ const STATE_DISK_BYTES: u64 = 64 << 20;
 
 /// How often the gateway's diagnostics contain `needle` so far.
 fn diagnostics(dir: &Path, needle: &str) -> usize {
-    std::fs::read_to_string(dir.join("gateway.stderr")).unwrap_or_default().matches(needle).count()
+    std::fs::read_to_string(dir.join("gateway.stderr"))
+        .unwrap_or_default()
+        .matches(needle)
+        .count()
 }
 
 /// The gateway's diagnostic when its delivery store cannot be written, and when it can again.
 const STORE_DOWN: &str = "delivery store cannot be written";
 const STORE_UP: &str = "delivery store can be written again";
 
-
 /// Runs one scenario end to end.
 pub async fn run(scenario: Scenario, o: &Options) -> Result<Report, ChaosError> {
     let started = Instant::now();
     let n = o.messages;
     let (base, tag) = (o.base.clone(), format!("{}-{:x}", scenario.name(), o.seed));
-    let msgs = tokio::task::spawn_blocking(move || batch(&base, n, &tag, time::OffsetDateTime::now_utc()))
-        .await
-        .map_err(|e| ChaosError::Setup(e.to_string()))?
-        .map_err(|e| ChaosError::Setup(e.to_string()))?;
+    let msgs =
+        tokio::task::spawn_blocking(move || batch(&base, n, &tag, time::OffsetDateTime::now_utc()))
+            .await
+            .map_err(|e| ChaosError::Setup(e.to_string()))?
+            .map_err(|e| ChaosError::Setup(e.to_string()))?;
     let msgs = Arc::new(msgs);
-    let held: Vec<String> = if scenario == Scenario::RejectPublish { vec![LIMITED_QUEUE.to_owned()] } else { Vec::new() };
+    let held: Vec<String> = if scenario == Scenario::RejectPublish {
+        vec![LIMITED_QUEUE.to_owned()]
+    } else {
+        Vec::new()
+    };
     let state_disk = (scenario == Scenario::DiskFull).then_some(STATE_DISK_BYTES);
-    let mut run = Run::start(o, scenario.name(), &held, state_disk, |vhost, url| async move {
-        if scenario == Scenario::RejectPublish {
-            limit_queue(&vhost, &url, LIMITED_QUEUE, LIMITED_LENGTH).await?;
-        }
-        Ok(())
-    })
+    let mut run = Run::start(
+        o,
+        scenario.name(),
+        &held,
+        state_disk,
+        |vhost, url| async move {
+            if scenario == Scenario::RejectPublish {
+                limit_queue(&vhost, &url, LIMITED_QUEUE, LIMITED_LENGTH).await?;
+            }
+            Ok(())
+        },
+    )
     .await?;
     let mut rng = fastrand::Rng::with_seed(o.seed);
     let confirmed = Confirmed::new(n);
@@ -358,17 +471,32 @@ pub async fn run(scenario: Scenario, o: &Options) -> Result<Report, ChaosError> 
     // rounds take about 2.5 s: two rabbitmqctl calls and a random pause.)
     let pace = match scenario {
         Scenario::Kill9 => Duration::from_millis((3500 * u64::from(o.faults)) / n.max(1) as u64),
-        Scenario::CloseConnection => Duration::from_millis((2500 * u64::from(o.faults)) / n.max(1) as u64),
-        Scenario::BrokerRestart | Scenario::Alarm | Scenario::DiskFull => Duration::from_millis(30_000 / n.max(1) as u64),
+        Scenario::CloseConnection => {
+            Duration::from_millis((2500 * u64::from(o.faults)) / n.max(1) as u64)
+        }
+        Scenario::BrokerRestart | Scenario::Alarm | Scenario::DiskFull => {
+            Duration::from_millis(30_000 / n.max(1) as u64)
+        }
         Scenario::RejectPublish => Duration::ZERO,
     };
-    let plan = SendPlan { pace, ..SendPlan::default() };
-    let sender = tokio::spawn(send(run.url().to_owned(), msgs.clone(), 0..n, confirmed.clone(), plan));
+    let plan = SendPlan {
+        pace,
+        ..SendPlan::default()
+    };
+    let sender = tokio::spawn(send(
+        run.url().to_owned(),
+        msgs.clone(),
+        0..n,
+        confirmed.clone(),
+        plan,
+    ));
     let mut notes = Vec::new();
     let faults = disturb(scenario, &mut run, o, &mut rng, &mut notes).await;
     let retried = sender.await.unwrap_or(0);
     if retried > 0 {
-        notes.push(format!("sender published {retried} unconfirmed message(s) again"));
+        notes.push(format!(
+            "sender published {retried} unconfirmed message(s) again"
+        ));
     }
     if let Err(e) = faults {
         run.finish(true).await;
@@ -376,7 +504,9 @@ pub async fn run(scenario: Scenario, o: &Options) -> Result<Report, ChaosError> 
     }
     // The gateway must be up for the rest (a fault may have left it down).
     if run.gateway.pid().is_none() || run.gateway.exited().is_some() {
-        run.gateway.restart().map_err(|e| ChaosError::Gateway(e.to_string()))?;
+        run.gateway
+            .restart()
+            .map_err(|e| ChaosError::Gateway(e.to_string()))?;
     }
     run.release_held();
     let waited = run.wait_complete(&msgs, &confirmed, n, o.settle).await;
@@ -391,21 +521,40 @@ pub async fn run(scenario: Scenario, o: &Options) -> Result<Report, ChaosError> 
     let log = std::fs::read_to_string(run.dir.join("routing.jsonl")).unwrap_or_default();
     super::ledger::confirmed_not_arrived(&mut figures, &msgs, &seen, &log);
     if figures.confirmed_not_arrived > 0 {
-        notes.push(format!("{} of the lost were logged as delivered (confirmed) by the gateway and never arrived", figures.confirmed_not_arrived));
+        notes.push(format!(
+            "{} of the lost were logged as delivered (confirmed) by the gateway and never arrived",
+            figures.confirmed_not_arrived
+        ));
     }
     let b = diagnostics(&run.dir, "publish not confirmed; backing off");
     if b > 0 {
         notes.push(format!("gateway backed off and retried {b} publish(es)"));
     }
-    notes.push(format!("gateway started {} time(s); {:.1} s", run.gateway.starts, started.elapsed().as_secs_f64()));
-    let report = Report { scenario, figures, graceful_stop, notes, dir: run.dir.clone() };
+    notes.push(format!(
+        "gateway started {} time(s); {:.1} s",
+        run.gateway.starts,
+        started.elapsed().as_secs_f64()
+    ));
+    let report = Report {
+        scenario,
+        figures,
+        graceful_stop,
+        notes,
+        dir: run.dir.clone(),
+    };
     let keep = !report.passed() || std::env::var_os("HELSEMELDING_CHAOS_KEEP").is_some();
     run.finish(keep).await;
     Ok(report)
 }
 
 /// Inflicts the scenario's faults while the sender streams; notes what was done.
-async fn disturb(scenario: Scenario, run: &mut Run, o: &Options, rng: &mut fastrand::Rng, notes: &mut Vec<String>) -> Result<(), ChaosError> {
+async fn disturb(
+    scenario: Scenario,
+    run: &mut Run,
+    o: &Options,
+    rng: &mut fastrand::Rng,
+    notes: &mut Vec<String>,
+) -> Result<(), ChaosError> {
     match scenario {
         Scenario::Kill9 => {
             let mut mid_flight = 0;
@@ -417,29 +566,52 @@ async fn disturb(scenario: Scenario, run: &mut Run, o: &Options, rng: &mut fastr
                     mid_flight += 1;
                 }
                 tokio::time::sleep(Duration::from_millis(rng.u64(0..800))).await;
-                run.gateway.kill9().map_err(|e| ChaosError::Gateway(format!("kill -9: {e}")))?;
+                run.gateway
+                    .kill9()
+                    .map_err(|e| ChaosError::Gateway(format!("kill -9: {e}")))?;
                 tokio::time::sleep(Duration::from_millis(rng.u64(0..300))).await;
-                run.gateway.restart().map_err(|e| ChaosError::Gateway(format!("restart: {e}")))?;
+                run.gateway
+                    .restart()
+                    .map_err(|e| ChaosError::Gateway(format!("restart: {e}")))?;
             }
-            notes.push(format!("{} kill -9 ({mid_flight} while messages were coming out)", o.faults));
+            notes.push(format!(
+                "{} kill -9 ({mid_flight} while messages were coming out)",
+                o.faults
+            ));
         }
         Scenario::CloseConnection => {
             let mut closed = 0;
             for _ in 0..o.faults {
                 tokio::time::sleep(Duration::from_millis(rng.u64(200..1100))).await;
-                closed += run.vhost.close_connections("helsemelding serve", "chaos: close-connection").await.map_err(|e| ChaosError::Broker(e.to_string()))?;
+                closed += run
+                    .vhost
+                    .close_connections("helsemelding serve", "chaos: close-connection")
+                    .await
+                    .map_err(|e| ChaosError::Broker(e.to_string()))?;
             }
-            notes.push(format!("{closed} gateway connection(s) closed by rabbitmqctl in {} round(s)", o.faults));
+            notes.push(format!(
+                "{closed} gateway connection(s) closed by rabbitmqctl in {} round(s)",
+                o.faults
+            ));
         }
         Scenario::RejectPublish => {
             // Let the limited queue fill up and the gateway retry against it for a while.
             tokio::time::sleep(Duration::from_secs(12)).await;
-            let len = run.vhost.queue_len(LIMITED_QUEUE).await.ok().flatten().unwrap_or(0);
+            let len = run
+                .vhost
+                .queue_len(LIMITED_QUEUE)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or(0);
             // Independent of the drain: how many publishes to that queue the broker had confirmed
             // to the gateway by now (its routing log), against what the queue holds.
             let log = std::fs::read_to_string(run.dir.join("routing.jsonl")).unwrap_or_default();
             let her = LIMITED_QUEUE.trim_end_matches("_async");
-            let confirmed = super::ledger::confirmed_deliveries(&log).iter().filter(|(_, h)| h == her).count();
+            let confirmed = super::ledger::confirmed_deliveries(&log)
+                .iter()
+                .filter(|(_, h)| h == her)
+                .count();
             notes.push(format!(
                 "{LIMITED_QUEUE} held {len} message(s) (limit {LIMITED_LENGTH}, reject-publish) before it was drained; the broker had confirmed {confirmed} to the gateway"
             ));
@@ -461,13 +633,17 @@ async fn disturb(scenario: Scenario, run: &mut Run, o: &Options, rng: &mut fastr
                 .await
                 .map_err(|e| ChaosError::Broker(format!("rabbitmq-server -detached: {e}")))?;
             if !started.success() {
-                return Err(ChaosError::Broker(format!("rabbitmq-server -detached exited with {started}")));
+                return Err(ChaosError::Broker(format!(
+                    "rabbitmq-server -detached exited with {started}"
+                )));
             }
             // await_startup needs the node process to be there first.
             let deadline = Instant::now() + Duration::from_secs(120);
             while ctl(&["await_startup", "--timeout", "10"]).await.is_err() {
                 if Instant::now() > deadline {
-                    return Err(ChaosError::Broker("the broker did not come back within 120 s".into()));
+                    return Err(ChaosError::Broker(
+                        "the broker did not come back within 120 s".into(),
+                    ));
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -476,26 +652,38 @@ async fn disturb(scenario: Scenario, run: &mut Run, o: &Options, rng: &mut fastr
         Scenario::Alarm => {
             // Restore exactly what the broker had, read from `rabbitmqctl status` first.
             let status = ctl(&["status"]).await?;
-            let (memory, disk) = alarm_settings(&status)
-                .ok_or_else(|| ChaosError::Broker("cannot read the memory and disk watermarks from rabbitmqctl status".into()))?;
+            let (memory, disk) = alarm_settings(&status).ok_or_else(|| {
+                ChaosError::Broker(
+                    "cannot read the memory and disk watermarks from rabbitmqctl status".into(),
+                )
+            })?;
             let since = run.ledger.len();
             run.progress_after(since, Duration::from_secs(20)).await;
             ctl(&["set_vm_memory_high_watermark", "0.0001"]).await?;
             tokio::time::sleep(Duration::from_secs(5)).await;
             ctl(&["set_vm_memory_high_watermark", &memory]).await?;
-            notes.push(format!("memory alarm for 5 s (watermark 0.0001, restored to {memory})"));
+            notes.push(format!(
+                "memory alarm for 5 s (watermark 0.0001, restored to {memory})"
+            ));
             let since = run.ledger.len();
             run.progress_after(since, Duration::from_secs(20)).await;
             ctl(&["set_disk_free_limit", "1000GB"]).await?;
             tokio::time::sleep(Duration::from_secs(5)).await;
             ctl(&["set_disk_free_limit", &disk]).await?;
-            notes.push(format!("disk alarm for 5 s (limit 1000GB, restored to {disk} bytes)"));
+            notes.push(format!(
+                "disk alarm for 5 s (limit 1000GB, restored to {disk} bytes)"
+            ));
         }
         Scenario::DiskFull => {
             let since = run.ledger.len();
             run.progress_after(since, Duration::from_secs(20)).await;
-            let disk = run.state_disk.as_ref().ok_or_else(|| ChaosError::Setup("no small state disk".into()))?;
-            let filled = disk.fill().map_err(|e| ChaosError::Setup(format!("filling the state disk: {e}")))?;
+            let disk = run
+                .state_disk
+                .as_ref()
+                .ok_or_else(|| ChaosError::Setup("no small state disk".into()))?;
+            let filled = disk
+                .fill()
+                .map_err(|e| ChaosError::Setup(format!("filling the state disk: {e}")))?;
             // The gateway meets the full disk at its next commit that needs room.
             let deadline = Instant::now() + Duration::from_secs(30);
             while diagnostics(&run.dir, STORE_DOWN) == 0 && Instant::now() < deadline {
@@ -506,7 +694,8 @@ async fn disturb(scenario: Scenario, run: &mut Run, o: &Options, rng: &mut fastr
             let during = run.ledger.len();
             tokio::time::sleep(Duration::from_secs(8)).await;
             let came_out = run.ledger.len() - during;
-            disk.free().map_err(|e| ChaosError::Setup(format!("freeing the state disk: {e}")))?;
+            disk.free()
+                .map_err(|e| ChaosError::Setup(format!("freeing the state disk: {e}")))?;
             let deadline = Instant::now() + Duration::from_secs(60);
             while diagnostics(&run.dir, STORE_UP) == 0 && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -526,9 +715,16 @@ async fn disturb(scenario: Scenario, run: &mut Run, o: &Options, rng: &mut fastr
 /// ("Memory high watermark setting: 0.4 of available memory, …", "Low free disk space
 /// watermark: 0.05 gb"), as arguments for `set_vm_memory_high_watermark` / `set_disk_free_limit`.
 fn alarm_settings(status: &str) -> Option<(String, String)> {
-    let after = |label: &str| status.lines().find_map(|l| l.trim().strip_prefix(label).map(str::trim));
+    let after = |label: &str| {
+        status
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(label).map(str::trim))
+    };
     let memory = after("Memory high watermark setting:")?;
-    let memory = memory.strip_suffix("of available memory").or_else(|| memory.split(" of available memory").next())?.trim();
+    let memory = memory
+        .strip_suffix("of available memory")
+        .or_else(|| memory.split(" of available memory").next())?
+        .trim();
     let fraction: f64 = memory.parse().ok()?;
     let disk = after("Low free disk space watermark:")?;
     let (value, unit) = disk.split_once(' ')?;
@@ -540,7 +736,10 @@ fn alarm_settings(status: &str) -> Option<(String, String)> {
         "bytes" | "b" => 1.0,
         _ => return None,
     };
-    Some((fraction.to_string(), format!("{}", (value * factor).round() as u64)))
+    Some((
+        fraction.to_string(),
+        format!("{}", (value * factor).round() as u64),
+    ))
 }
 
 #[cfg(test)]
@@ -550,8 +749,20 @@ mod tests {
     #[test]
     fn alarm_settings_are_read_from_rabbitmqctl_status() {
         let status = "Alarms\n\n(none)\n\nMemory high watermark setting: 0.4 of available memory, computed to: 10.1106 gb\n\nFree Disk Space\n\nLow free disk space watermark: 0.05 gb\nFree disk space: 52.7245 gb\n";
-        assert_eq!(alarm_settings(status), Some(("0.4".into(), "50000000".into())));
-        assert_eq!(alarm_settings("Memory high watermark setting: 0.4 of available memory"), None, "no disk line");
-        assert_eq!(alarm_settings("Memory high watermark setting: lots\nLow free disk space watermark: 1 gb"), None);
+        assert_eq!(
+            alarm_settings(status),
+            Some(("0.4".into(), "50000000".into()))
+        );
+        assert_eq!(
+            alarm_settings("Memory high watermark setting: 0.4 of available memory"),
+            None,
+            "no disk line"
+        );
+        assert_eq!(
+            alarm_settings(
+                "Memory high watermark setting: lots\nLow free disk space watermark: 1 gb"
+            ),
+            None
+        );
     }
 }

@@ -60,14 +60,62 @@ struct Shape {
 const GP: u32 = 82001;
 /// The mix, cycled: five of eight delivered (one with a copy recipient), three rejected.
 const MIX: [Shape; 8] = [
-    Shape { file: "delivered/foresporsel-gp-to-nursing-home.xml", signer: HerId(GP), deliver_to: &[81001], apprec: false, non_uuid: false },
-    Shape { file: "delivered/foresporsel-with-copy-to-home-care.xml", signer: HerId(GP), deliver_to: &[81001, 81002], apprec: false, non_uuid: false },
-    Shape { file: "rejected/E21-unknown-level2-service.xml", signer: HerId(GP), deliver_to: &[], apprec: true, non_uuid: false },
-    Shape { file: "delivered/notat-hospital-to-nursing-home.xml", signer: HerId(80001), deliver_to: &[81001], apprec: false, non_uuid: false },
-    Shape { file: "delivered/notat-nursing-home-to-gp-person.xml", signer: HerId(81001), deliver_to: &[GP], apprec: false, non_uuid: false },
-    Shape { file: "rejected/E10-msgid-not-uuid.xml", signer: HerId(GP), deliver_to: &[], apprec: true, non_uuid: true },
-    Shape { file: "delivered/foresporsel-gp-to-nursing-home.xml", signer: HerId(GP), deliver_to: &[81001], apprec: false, non_uuid: false },
-    Shape { file: "rejected/E21-unknown-level2-service.xml", signer: HerId(GP), deliver_to: &[], apprec: true, non_uuid: false },
+    Shape {
+        file: "delivered/foresporsel-gp-to-nursing-home.xml",
+        signer: HerId(GP),
+        deliver_to: &[81001],
+        apprec: false,
+        non_uuid: false,
+    },
+    Shape {
+        file: "delivered/foresporsel-with-copy-to-home-care.xml",
+        signer: HerId(GP),
+        deliver_to: &[81001, 81002],
+        apprec: false,
+        non_uuid: false,
+    },
+    Shape {
+        file: "rejected/E21-unknown-level2-service.xml",
+        signer: HerId(GP),
+        deliver_to: &[],
+        apprec: true,
+        non_uuid: false,
+    },
+    Shape {
+        file: "delivered/notat-hospital-to-nursing-home.xml",
+        signer: HerId(80001),
+        deliver_to: &[81001],
+        apprec: false,
+        non_uuid: false,
+    },
+    Shape {
+        file: "delivered/notat-nursing-home-to-gp-person.xml",
+        signer: HerId(81001),
+        deliver_to: &[GP],
+        apprec: false,
+        non_uuid: false,
+    },
+    Shape {
+        file: "rejected/E10-msgid-not-uuid.xml",
+        signer: HerId(GP),
+        deliver_to: &[],
+        apprec: true,
+        non_uuid: true,
+    },
+    Shape {
+        file: "delivered/foresporsel-gp-to-nursing-home.xml",
+        signer: HerId(GP),
+        deliver_to: &[81001],
+        apprec: false,
+        non_uuid: false,
+    },
+    Shape {
+        file: "rejected/E21-unknown-level2-service.xml",
+        signer: HerId(GP),
+        deliver_to: &[],
+        apprec: true,
+        non_uuid: false,
+    },
 ];
 
 /// Fixtures or keys that cannot be used.
@@ -88,22 +136,42 @@ pub fn with_msg_id(xml: &str, msg_id: &str) -> Option<String> {
 
 /// Signs `xml` as the party `signer` would and gives the wire properties an EHR would publish
 /// it with (headers from the MsgHead, AMQP `user_id` = `user`).
-pub fn envelope(xml: &[u8], signer: &Signer, user: &str, now: Timestamp) -> Result<(MsgId, BasicProperties, Vec<u8>), String> {
-    let headers = headers_for("chaos", xml, &Overrides::default(), true, now).map_err(|e| e.to_string())?;
+pub fn envelope(
+    xml: &[u8],
+    signer: &Signer,
+    user: &str,
+    now: Timestamp,
+) -> Result<(MsgId, BasicProperties, Vec<u8>), String> {
+    let headers =
+        headers_for("chaos", xml, &Overrides::default(), true, now).map_err(|e| e.to_string())?;
     let body = signer.sign(xml, now).map_err(|e| e.to_string())?;
-    let props = headers.to_properties().map_err(|e| e.to_string())?.with_user_id(user.into());
+    let props = headers
+        .to_properties()
+        .map_err(|e| e.to_string())?
+        .with_user_id(user.into());
     Ok((headers.message_id, props, body))
 }
 
 /// `n` signed messages cycling through the mix; `tag` makes the non-UUID MsgIds unique per run.
 /// CPU-bound (one RSA signature each): call it from a blocking task.
-pub fn batch(base: &Path, n: usize, tag: &str, now: Timestamp) -> Result<Vec<Outgoing>, TrafficError> {
+pub fn batch(
+    base: &Path,
+    n: usize,
+    tag: &str,
+    now: Timestamp,
+) -> Result<Vec<Outgoing>, TrafficError> {
     let mut texts = Vec::new();
     for s in &MIX {
         let path = base.join("fixtures/messages").join(s.file);
-        let text = std::fs::read_to_string(&path).map_err(|e| TrafficError::Fixture { path: path.clone(), reason: e.to_string() })?;
+        let text = std::fs::read_to_string(&path).map_err(|e| TrafficError::Fixture {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         if !text.contains("<MsgId>") {
-            return Err(TrafficError::Fixture { path, reason: "no <MsgId> to vary".into() });
+            return Err(TrafficError::Fixture {
+                path,
+                reason: "no <MsgId> to vary".into(),
+            });
         }
         texts.push(text);
     }
@@ -112,24 +180,61 @@ pub fn batch(base: &Path, n: usize, tag: &str, now: Timestamp) -> Result<Vec<Out
         if signers.iter().any(|(h, _)| *h == s.signer) {
             continue;
         }
-        let stem = base.join("fixtures/gateway-pki/parties").join(format!("{}-sign", s.signer));
-        let signer = Signer::from_pem_files(&stem.with_extension("key"), &stem.with_extension("pem"))
-            .map_err(|e| TrafficError::Signer { her: s.signer, reason: e.to_string() })?;
+        let stem = base
+            .join("fixtures/gateway-pki/parties")
+            .join(format!("{}-sign", s.signer));
+        let signer =
+            Signer::from_pem_files(&stem.with_extension("key"), &stem.with_extension("pem"))
+                .map_err(|e| TrafficError::Signer {
+                    her: s.signer,
+                    reason: e.to_string(),
+                })?;
         signers.push((s.signer, signer));
     }
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let shape = &MIX[i % MIX.len()];
-        let id = if shape.non_uuid { format!("CHAOS-{tag}-{i:06}") } else { uuid::Uuid::new_v4().to_string() };
+        let id = if shape.non_uuid {
+            format!("CHAOS-{tag}-{i:06}")
+        } else {
+            uuid::Uuid::new_v4().to_string()
+        };
         let xml = with_msg_id(&texts[i % MIX.len()], &id).unwrap_or_default();
-        let signer = &signers.iter().find(|(h, _)| *h == shape.signer).map(|(_, s)| s).ok_or(TrafficError::Signer { her: shape.signer, reason: "not loaded".into() })?;
+        let signer = &signers
+            .iter()
+            .find(|(h, _)| *h == shape.signer)
+            .map(|(_, s)| s)
+            .ok_or(TrafficError::Signer {
+                her: shape.signer,
+                reason: "not loaded".into(),
+            })?;
         let (msg_id, properties, body) =
-            envelope(xml.as_bytes(), signer, "guest", now).map_err(|reason| TrafficError::Fixture { path: base.join(shape.file), reason })?;
-        let mut expect: Vec<Expect> = shape.deliver_to.iter().map(|h| Expect::Deliver { queue: async_queue(HerId(*h)) }).collect();
+            envelope(xml.as_bytes(), signer, "guest", now).map_err(|reason| {
+                TrafficError::Fixture {
+                    path: base.join(shape.file),
+                    reason,
+                }
+            })?;
+        let mut expect: Vec<Expect> = shape
+            .deliver_to
+            .iter()
+            .map(|h| Expect::Deliver {
+                queue: async_queue(HerId(*h)),
+            })
+            .collect();
         if shape.apprec {
-            expect.push(Expect::AppRec { queue: async_queue(shape.signer) });
+            expect.push(Expect::AppRec {
+                queue: async_queue(shape.signer),
+            });
         }
-        out.push(Outgoing { msg_id, sender: shape.signer, shape: shape.file, properties, body, expect });
+        out.push(Outgoing {
+            msg_id,
+            sender: shape.signer,
+            shape: shape.file,
+            properties,
+            body,
+            expect,
+        });
     }
     Ok(out)
 }
@@ -170,14 +275,24 @@ pub struct SendPlan {
 
 impl Default for SendPlan {
     fn default() -> Self {
-        SendPlan { window: 64, pace: Duration::ZERO, deadline: Duration::from_secs(300) }
+        SendPlan {
+            window: 64,
+            pace: Duration::ZERO,
+            deadline: Duration::from_secs(300),
+        }
     }
 }
 
 /// Publishes `msgs[range]` to the intake exchange as user `guest`, marking each confirmed one in
 /// `confirmed`. Reconnects after broker faults and publishes unconfirmed messages again. Returns
 /// how many publishes were retried.
-pub async fn send(url: String, msgs: Arc<Vec<Outgoing>>, range: std::ops::Range<usize>, confirmed: Confirmed, plan: SendPlan) -> usize {
+pub async fn send(
+    url: String,
+    msgs: Arc<Vec<Outgoing>>,
+    range: std::ops::Range<usize>,
+    confirmed: Confirmed,
+    plan: SendPlan,
+) -> usize {
     let topology = Topology::default();
     let started = Instant::now();
     let mut pending: std::collections::VecDeque<usize> = range.collect();
@@ -208,7 +323,16 @@ pub async fn send(url: String, msgs: Arc<Vec<Outgoing>>, range: std::ops::Range<
                 let rk = topology.inbound.clone();
                 in_flight.spawn(async move {
                     let m = &msgs[i];
-                    let r = p.publish_with_properties(Route::Exchange { exchange: &ex, routing_key: &rk }, m.properties.clone(), &m.body).await;
+                    let r = p
+                        .publish_with_properties(
+                            Route::Exchange {
+                                exchange: &ex,
+                                routing_key: &rk,
+                            },
+                            m.properties.clone(),
+                            &m.body,
+                        )
+                        .await;
                     (i, r.is_ok())
                 });
                 if !plan.pace.is_zero() {
@@ -247,15 +371,32 @@ mod tests {
         assert_eq!(ids.len(), 16, "every message has a MsgId of its own");
         let e10: Vec<_> = b.iter().filter(|m| m.shape.contains("E10")).collect();
         assert_eq!(e10.len(), 2);
-        assert!(e10.iter().all(|m| !m.msg_id.is_uuid() && m.expect == vec![Expect::AppRec { queue: "82001_async".into() }]));
+        assert!(e10.iter().all(|m| !m.msg_id.is_uuid()
+            && m.expect
+                == vec![Expect::AppRec {
+                    queue: "82001_async".into()
+                }]));
         let copy = b.iter().find(|m| m.shape.contains("copy")).unwrap();
         assert_eq!(copy.expect.len(), 2);
-        assert!(b.iter().filter(|m| !m.shape.contains("E10")).all(|m| m.msg_id.is_uuid()));
+        assert!(b
+            .iter()
+            .filter(|m| !m.shape.contains("E10"))
+            .all(|m| m.msg_id.is_uuid()));
     }
 
     #[test]
     fn missing_fixtures_are_named() {
-        let err = batch(Path::new("/nonexistent"), 1, "t", time::OffsetDateTime::now_utc()).err().unwrap();
-        assert!(err.to_string().contains("/nonexistent/fixtures/messages"), "{err}");
+        let err = batch(
+            Path::new("/nonexistent"),
+            1,
+            "t",
+            time::OffsetDateTime::now_utc(),
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.to_string().contains("/nonexistent/fixtures/messages"),
+            "{err}"
+        );
     }
 }

@@ -25,7 +25,8 @@ pub struct VerifyArgs {
 }
 
 fn parse_rfc3339(s: &str) -> Result<Timestamp, String> {
-    Timestamp::parse(s, &Rfc3339).map_err(|e| format!("expected an RFC 3339 time like 2026-06-01T12:00:00Z: {e}"))
+    Timestamp::parse(s, &Rfc3339)
+        .map_err(|e| format!("expected an RFC 3339 time like 2026-06-01T12:00:00Z: {e}"))
 }
 
 /// One output line: `path<TAB>OK|S01|S02|S03|T01|RETRY<TAB>detail`.
@@ -91,11 +92,17 @@ pub struct SignArgs {
 }
 
 pub fn run_sign(args: SignArgs) -> ExitCode {
-    let result = Signer::from_pem_files(&args.key, &args.cert).map_err(|e| e.to_string()).and_then(|signer| {
-        let content = std::fs::read(&args.input).map_err(|e| format!("cannot read {}: {e}", args.input.display()))?;
-        let envelope = signer.sign(&content, Timestamp::now_utc()).map_err(|e| e.to_string())?;
-        std::fs::write(&args.output, envelope).map_err(|e| format!("cannot write {}: {e}", args.output.display()))
-    });
+    let result = Signer::from_pem_files(&args.key, &args.cert)
+        .map_err(|e| e.to_string())
+        .and_then(|signer| {
+            let content = std::fs::read(&args.input)
+                .map_err(|e| format!("cannot read {}: {e}", args.input.display()))?;
+            let envelope = signer
+                .sign(&content, Timestamp::now_utc())
+                .map_err(|e| e.to_string())?;
+            std::fs::write(&args.output, envelope)
+                .map_err(|e| format!("cannot write {}: {e}", args.output.display()))
+        });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -120,7 +127,11 @@ pub struct DevPkiArgs {
 }
 
 pub fn run_dev_pki(args: DevPkiArgs) -> ExitCode {
-    match pki::generate(&DevPkiOptions { out: args.out, parties: args.parties, gateway_her: args.gateway_her }) {
+    match pki::generate(&DevPkiOptions {
+        out: args.out,
+        parties: args.parties,
+        gateway_her: args.gateway_her,
+    }) {
         Ok(files) => {
             for f in files {
                 println!("{}", f.display());

@@ -56,7 +56,10 @@ pub struct Tlv<'a> {
 impl<'a> Tlv<'a> {
     /// A reader over this element's contents.
     pub fn contents(&self) -> Reader<'a> {
-        Reader { data: self.value, pos: self.offset + (self.raw.len() - self.value.len()) }
+        Reader {
+            data: self.value,
+            pos: self.offset + (self.raw.len() - self.value.len()),
+        }
     }
 }
 
@@ -77,7 +80,10 @@ impl<'a> Reader<'a> {
     }
 
     pub fn error(&self, problem: impl Into<String>) -> DerError {
-        DerError { offset: self.pos, problem: problem.into() }
+        DerError {
+            offset: self.pos,
+            problem: problem.into(),
+        }
     }
 
     pub fn peek_tag(&self) -> Option<u8> {
@@ -87,9 +93,13 @@ impl<'a> Reader<'a> {
     /// The next element, whatever its tag.
     pub fn read_any(&mut self) -> Result<Tlv<'a>, DerError> {
         let d = self.data;
-        let tag = *d.first().ok_or_else(|| self.error("expected a DER element, found end of data"))?;
+        let tag = *d
+            .first()
+            .ok_or_else(|| self.error("expected a DER element, found end of data"))?;
         if tag & 0x1F == 0x1F {
-            return Err(self.error(format!("high tag number form (tag byte 0x{tag:02x}) is not used by CMS")));
+            return Err(self.error(format!(
+                "high tag number form (tag byte 0x{tag:02x}) is not used by CMS"
+            )));
         }
         let first = *d.get(1).ok_or_else(|| self.error("truncated length"))?;
         let (len, header) = if first < 0x80 {
@@ -101,7 +111,9 @@ impl<'a> Reader<'a> {
             if n > 4 {
                 return Err(self.error(format!("length of {n} octets is absurd")));
             }
-            let bytes = d.get(2..2 + n).ok_or_else(|| self.error("truncated length"))?;
+            let bytes = d
+                .get(2..2 + n)
+                .ok_or_else(|| self.error("truncated length"))?;
             if bytes[0] == 0 {
                 return Err(self.error("length not in minimal form (DER)"));
             }
@@ -111,10 +123,21 @@ impl<'a> Reader<'a> {
             }
             (len, 2 + n)
         };
-        let end = header.checked_add(len).filter(|e| *e <= d.len()).ok_or_else(|| {
-            self.error(format!("element claims {len} bytes, only {} remain", d.len().saturating_sub(header)))
-        })?;
-        let tlv = Tlv { tag, value: &d[header..end], raw: &d[..end], offset: self.pos };
+        let end = header
+            .checked_add(len)
+            .filter(|e| *e <= d.len())
+            .ok_or_else(|| {
+                self.error(format!(
+                    "element claims {len} bytes, only {} remain",
+                    d.len().saturating_sub(header)
+                ))
+            })?;
+        let tlv = Tlv {
+            tag,
+            value: &d[header..end],
+            raw: &d[..end],
+            offset: self.pos,
+        };
         self.data = &d[end..];
         self.pos += end;
         Ok(tlv)
@@ -124,7 +147,9 @@ impl<'a> Reader<'a> {
     pub fn read(&mut self, tag: u8, what: &str) -> Result<Tlv<'a>, DerError> {
         match self.peek_tag() {
             Some(t) if t == tag => self.read_any(),
-            Some(t) => Err(self.error(format!("expected {what} (tag 0x{tag:02x}), found tag 0x{t:02x}"))),
+            Some(t) => Err(self.error(format!(
+                "expected {what} (tag 0x{tag:02x}), found tag 0x{t:02x}"
+            ))),
             None => Err(self.error(format!("expected {what}, found end of data"))),
         }
     }
@@ -143,7 +168,10 @@ impl<'a> Reader<'a> {
         if self.data.is_empty() {
             Ok(())
         } else {
-            Err(self.error(format!("{} unexpected trailing bytes after {what}", self.data.len())))
+            Err(self.error(format!(
+                "{} unexpected trailing bytes after {what}",
+                self.data.len()
+            )))
         }
     }
 }
@@ -193,10 +221,26 @@ mod tests {
 
     #[test]
     fn ber_and_truncation_are_refused() {
-        assert!(Reader::new(&[0x30, 0x80, 0, 0]).read_any().unwrap_err().problem.contains("indefinite"));
-        assert!(Reader::new(&[0x04, 0x81, 0x05, 1, 2, 3, 4, 5]).read_any().unwrap_err().problem.contains("not DER"));
-        assert!(Reader::new(&[0x04, 0x05, 1]).read_any().unwrap_err().problem.contains("claims 5 bytes"));
-        assert!(Reader::new(&[0x04, 0x85, 1, 1, 1, 1, 1]).read_any().unwrap_err().problem.contains("absurd"));
+        assert!(Reader::new(&[0x30, 0x80, 0, 0])
+            .read_any()
+            .unwrap_err()
+            .problem
+            .contains("indefinite"));
+        assert!(Reader::new(&[0x04, 0x81, 0x05, 1, 2, 3, 4, 5])
+            .read_any()
+            .unwrap_err()
+            .problem
+            .contains("not DER"));
+        assert!(Reader::new(&[0x04, 0x05, 1])
+            .read_any()
+            .unwrap_err()
+            .problem
+            .contains("claims 5 bytes"));
+        assert!(Reader::new(&[0x04, 0x85, 1, 1, 1, 1, 1])
+            .read_any()
+            .unwrap_err()
+            .problem
+            .contains("absurd"));
         assert!(Reader::new(&[0x1F, 0x01, 0x00]).read_any().is_err());
         assert!(Reader::new(&[]).read_any().is_err());
     }

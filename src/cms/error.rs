@@ -8,7 +8,8 @@ use crate::codes::ErrorCode;
 use crate::ids::Timestamp;
 
 pub(crate) fn rfc3339(t: &Timestamp) -> String {
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| t.to_string())
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
 }
 
 /// Why a signed envelope was not accepted. Message faults map to AppRec codes S01/S02/S03/T01
@@ -30,7 +31,10 @@ pub enum VerifyError {
     #[error("signed attribute {attribute} is missing (RFC 5652 §5.3)")]
     MissingAttribute { attribute: &'static str },
     #[error("signed attribute {attribute} is malformed: {problem}")]
-    BadAttribute { attribute: &'static str, problem: String },
+    BadAttribute {
+        attribute: &'static str,
+        problem: String,
+    },
     #[error("messageDigest attribute does not match the digest of the content (RFC 5652 §5.4)")]
     DigestMismatch,
     #[error("contentType attribute does not match eContentType (RFC 5652 §5.3)")]
@@ -38,7 +42,10 @@ pub enum VerifyError {
     #[error("content type is not id-data, so signed attributes are required (RFC 5652 §5.3)")]
     SignedAttributesRequired,
     #[error("signature by {subject} does not verify ({algorithm})")]
-    SignatureInvalid { subject: String, algorithm: &'static str },
+    SignatureInvalid {
+        subject: String,
+        algorithm: &'static str,
+    },
 
     // ---- S02: the signer certificate ----
     #[error("signer certificate ({sid}) is not in the message")]
@@ -46,9 +53,17 @@ pub enum VerifyError {
     #[error("signer certificate is unreadable: {problem}")]
     CertificateUnreadable { problem: String },
     #[error("signer certificate {subject} expired at {} (checked at {})", rfc3339(.not_after), rfc3339(.checked_at))]
-    CertificateExpired { subject: String, not_after: Timestamp, checked_at: Timestamp },
+    CertificateExpired {
+        subject: String,
+        not_after: Timestamp,
+        checked_at: Timestamp,
+    },
     #[error("signer certificate {subject} is not valid before {} (checked at {})", rfc3339(.not_before), rfc3339(.checked_at))]
-    CertificateNotYetValid { subject: String, not_before: Timestamp, checked_at: Timestamp },
+    CertificateNotYetValid {
+        subject: String,
+        not_before: Timestamp,
+        checked_at: Timestamp,
+    },
     #[error("signer certificate {subject} may not sign: key usage is {key_usage} (needs digitalSignature or nonRepudiation)")]
     WrongKeyUsage { subject: String, key_usage: String },
     #[error("signer certificate {subject} has an unacceptable key: {problem}")]
@@ -64,7 +79,11 @@ pub enum VerifyError {
 
     // ---- retry: not the sender's fault ----
     #[error("revocation list {issuer} is stale since {} (checked at {}); fetch a current CRL", rfc3339(.next_update), rfc3339(.checked_at))]
-    RevocationStale { issuer: String, next_update: Timestamp, checked_at: Timestamp },
+    RevocationStale {
+        issuer: String,
+        next_update: Timestamp,
+        checked_at: Timestamp,
+    },
     #[error("no revocation list in the trust directory for an issuer in the chain of {subject}")]
     RevocationMissing { subject: String },
     #[error("revocation list cannot be used for {subject}: {problem}")]
@@ -107,7 +126,10 @@ impl VerifyError {
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
     #[error("cannot read {}: {source}", .path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}: {problem}", .path.display())]
     Unreadable { path: PathBuf, problem: String },
     #[error("no trust anchors in {} (expected anchors/*.pem)", .dir.display())]
@@ -118,7 +140,10 @@ pub enum TrustError {
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
     #[error("cannot read {}: {source}", .path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}: {problem}", .path.display())]
     Unreadable { path: PathBuf, problem: String },
     #[error("private key {} does not belong to certificate {}", .key.display(), .cert.display())]

@@ -99,51 +99,86 @@ impl fmt::Debug for Verified {
 pub fn certificate_fingerprint(pem_or_der: &[u8]) -> Result<String, FingerprintError> {
     let certs = trust::certificates_in(pem_or_der).map_err(FingerprintError)?;
     if certs.len() != 1 {
-        return Err(FingerprintError(format!("expected one certificate, found {}", certs.len())));
+        return Err(FingerprintError(format!(
+            "expected one certificate, found {}",
+            certs.len()
+        )));
     }
-    X509Certificate::from_der(&certs[0]).map_err(|e| FingerprintError(format!("not X.509: {e}")))?;
+    X509Certificate::from_der(&certs[0])
+        .map_err(|e| FingerprintError(format!("not X.509: {e}")))?;
     Ok(trust::fingerprint_of(&certs[0]))
 }
 
 /// Verifies a DER CMS SignedData envelope against the trust store at time `now`.
 pub fn verify(bytes: &[u8], trust: &TrustStore, now: Timestamp) -> Result<Verified, VerifyError> {
     if bytes.len() > MAX_ENVELOPE_BYTES {
-        return Err(VerifyError::Malformed { problem: format!("{} bytes exceeds the limit of {MAX_ENVELOPE_BYTES}", bytes.len()) });
+        return Err(VerifyError::Malformed {
+            problem: format!(
+                "{} bytes exceeds the limit of {MAX_ENVELOPE_BYTES}",
+                bytes.len()
+            ),
+        });
     }
     let sd = signed_data::parse(bytes).map_err(|e| match e {
-        ParseError::Der(e) => VerifyError::Malformed { problem: e.to_string() },
+        ParseError::Der(e) => VerifyError::Malformed {
+            problem: e.to_string(),
+        },
         ParseError::NotSignedData => VerifyError::NotSignedData,
-        ParseError::TooMany { what, found, limit } => {
-            VerifyError::Malformed { problem: format!("more than {limit} {what} (found at least {found})") }
-        }
-        ParseError::SignerCount(n) => VerifyError::Malformed { problem: format!("expected exactly one SignerInfo, found {n}") },
+        ParseError::TooMany { what, found, limit } => VerifyError::Malformed {
+            problem: format!("more than {limit} {what} (found at least {found})"),
+        },
+        ParseError::SignerCount(n) => VerifyError::Malformed {
+            problem: format!("expected exactly one SignerInfo, found {n}"),
+        },
     })?;
     let content = sd.content.ok_or(VerifyError::NoContent)?;
     let signer_cert = find_signer_certificate(&sd)?;
-    let others: Vec<&[u8]> = sd.certificates.iter().copied().filter(|c| c.as_ptr() != signer_cert.as_ptr()).collect();
+    let others: Vec<&[u8]> = sd
+        .certificates
+        .iter()
+        .copied()
+        .filter(|c| c.as_ptr() != signer_cert.as_ptr())
+        .collect();
     let checked = trust.check_signer(signer_cert, &others, now)?;
 
-    let hash = Hash::from_oid(sd.signer.digest_algorithm.oid)
-        .ok_or_else(|| VerifyError::UnsupportedAlgorithm { what: "digest", oid: oid_string(sd.signer.digest_algorithm.oid) })?;
+    let hash = Hash::from_oid(sd.signer.digest_algorithm.oid).ok_or_else(|| {
+        VerifyError::UnsupportedAlgorithm {
+            what: "digest",
+            oid: oid_string(sd.signer.digest_algorithm.oid),
+        }
+    })?;
     let mut content_sha256 = None;
-    let (signed_bytes, signing_time): (Cow<'_, [u8]>, Option<Timestamp>) = match sd.signer.signed_attrs_raw {
-        Some(raw) => {
-            let signing_time = check_signed_attributes(&sd, content, hash, &mut content_sha256)?;
-            // RFC 5652 §5.4: the signature covers the DER of SignedAttrs with the EXPLICIT SET OF
-            // tag, not the IMPLICIT [0] it has in the SignerInfo.
-            let mut tbs = raw.to_vec();
-            tbs[0] = der::SET;
-            (Cow::Owned(tbs), signing_time)
-        }
-        None => {
-            if sd.content_type != oid::DATA {
-                return Err(VerifyError::SignedAttributesRequired);
+    let (signed_bytes, signing_time): (Cow<'_, [u8]>, Option<Timestamp>) =
+        match sd.signer.signed_attrs_raw {
+            Some(raw) => {
+                let signing_time =
+                    check_signed_attributes(&sd, content, hash, &mut content_sha256)?;
+                // RFC 5652 §5.4: the signature covers the DER of SignedAttrs with the EXPLICIT SET OF
+                // tag, not the IMPLICIT [0] it has in the SignerInfo.
+                let mut tbs = raw.to_vec();
+                tbs[0] = der::SET;
+                (Cow::Owned(tbs), signing_time)
             }
-            (Cow::Borrowed(content), None)
-        }
-    };
-    verify_signature(&sd.signer.signature_algorithm, hash, &checked, &signed_bytes, sd.signer.signature)?;
-    Ok(Verified { content: content.to_vec(), signer: checked.identity.clone(), signing_time, content_sha256 })
+            None => {
+                if sd.content_type != oid::DATA {
+                    return Err(VerifyError::SignedAttributesRequired);
+                }
+                (Cow::Borrowed(content), None)
+            }
+        };
+    verify_signature(
+        &sd.signer.signature_algorithm,
+        hash,
+        &checked,
+        &signed_bytes,
+        sd.signer.signature,
+    )?;
+    Ok(Verified {
+        content: content.to_vec(),
+        signer: checked.identity.clone(),
+        signing_time,
+        content_sha256,
+    })
 }
 
 /// The hash functions accepted for CMS digests and RSA signatures.
@@ -210,10 +245,19 @@ fn find_signer_certificate<'a>(sd: &SignedData<'a>) -> Result<&'a [u8], VerifyEr
 }
 
 /// The single value of a signed attribute that must occur exactly once.
-fn single_value<'a>(sd: &SignedData<'a>, attr_oid: &[u8], name: &'static str) -> Result<Option<der::Tlv<'a>>, VerifyError> {
-    let bad = |problem: &str| VerifyError::BadAttribute { attribute: name, problem: problem.into() };
+fn single_value<'a>(
+    sd: &SignedData<'a>,
+    attr_oid: &[u8],
+    name: &'static str,
+) -> Result<Option<der::Tlv<'a>>, VerifyError> {
+    let bad = |problem: &str| VerifyError::BadAttribute {
+        attribute: name,
+        problem: problem.into(),
+    };
     let mut matching = sd.signer.signed_attrs.iter().filter(|a| a.oid == attr_oid);
-    let Some(attr) = matching.next() else { return Ok(None) };
+    let Some(attr) = matching.next() else {
+        return Ok(None);
+    };
     if matching.next().is_some() {
         return Err(bad("occurs more than once"));
     }
@@ -227,16 +271,30 @@ fn single_value<'a>(sd: &SignedData<'a>, attr_oid: &[u8], name: &'static str) ->
 
 /// Checks contentType and messageDigest (RFC 5652 §5.3, §5.4); returns signingTime if present.
 /// A SHA-256 content digest is left in `sha256` for the caller.
-fn check_signed_attributes(sd: &SignedData<'_>, content: &[u8], hash: Hash, sha256: &mut Option<[u8; 32]>) -> Result<Option<Timestamp>, VerifyError> {
-    let content_type = single_value(sd, oid::CONTENT_TYPE, "contentType")?
-        .ok_or(VerifyError::MissingAttribute { attribute: "contentType" })?;
+fn check_signed_attributes(
+    sd: &SignedData<'_>,
+    content: &[u8],
+    hash: Hash,
+    sha256: &mut Option<[u8; 32]>,
+) -> Result<Option<Timestamp>, VerifyError> {
+    let content_type = single_value(sd, oid::CONTENT_TYPE, "contentType")?.ok_or(
+        VerifyError::MissingAttribute {
+            attribute: "contentType",
+        },
+    )?;
     if content_type.tag != der::OID || content_type.value != sd.content_type {
         return Err(VerifyError::ContentTypeMismatch);
     }
-    let digest = single_value(sd, oid::MESSAGE_DIGEST, "messageDigest")?
-        .ok_or(VerifyError::MissingAttribute { attribute: "messageDigest" })?;
+    let digest = single_value(sd, oid::MESSAGE_DIGEST, "messageDigest")?.ok_or(
+        VerifyError::MissingAttribute {
+            attribute: "messageDigest",
+        },
+    )?;
     if digest.tag != der::OCTET_STRING {
-        return Err(VerifyError::BadAttribute { attribute: "messageDigest", problem: "not an OCTET STRING".into() });
+        return Err(VerifyError::BadAttribute {
+            attribute: "messageDigest",
+            problem: "not an OCTET STRING".into(),
+        });
     }
     let computed = ring::digest::digest(hash.ring(), content);
     if computed.as_ref() != digest.value {
@@ -249,7 +307,10 @@ fn check_signed_attributes(sd: &SignedData<'_>, content: &[u8], hash: Hash, sha2
         None => Ok(None),
         Some(t) => parse_time(t.tag, t.value)
             .map(Some)
-            .ok_or_else(|| VerifyError::BadAttribute { attribute: "signingTime", problem: "not a DER UTCTime/GeneralizedTime".into() }),
+            .ok_or_else(|| VerifyError::BadAttribute {
+                attribute: "signingTime",
+                problem: "not a DER UTCTime/GeneralizedTime".into(),
+            }),
     }
 }
 
@@ -285,7 +346,10 @@ fn verify_signature(
     signature: &[u8],
 ) -> Result<(), VerifyError> {
     let (rsa_public_key, subject) = (&signer.rsa_public_key, &signer.identity.subject);
-    let unsupported = |oid: &[u8]| VerifyError::UnsupportedAlgorithm { what: "signature", oid: oid_string(oid) };
+    let unsupported = |oid: &[u8]| VerifyError::UnsupportedAlgorithm {
+        what: "signature",
+        oid: oid_string(oid),
+    };
     let named_hash = match alg.oid {
         oid::RSA_ENCRYPTION => Some(hash),
         oid::SHA256_WITH_RSA => Some(Hash::Sha256),
@@ -294,7 +358,10 @@ fn verify_signature(
         oid::RSASSA_PSS => None,
         other => return Err(unsupported(other)),
     };
-    let invalid = |algorithm: &'static str| VerifyError::SignatureInvalid { subject: subject.to_owned(), algorithm };
+    let invalid = |algorithm: &'static str| VerifyError::SignatureInvalid {
+        subject: subject.to_owned(),
+        algorithm,
+    };
     match named_hash {
         Some(h) => {
             if h != hash {
@@ -307,26 +374,49 @@ fn verify_signature(
             // aws-lc-rs (AWS-LC's assembly) runs it faster than ring on this kind of machine; same API.
             use aws_lc_rs::signature as sig;
             let (slot, alg, name): (usize, &'static sig::RsaParameters, _) = match h {
-                Hash::Sha256 => (0, &sig::RSA_PKCS1_2048_8192_SHA256, "RSA PKCS#1 v1.5 SHA-256"),
-                Hash::Sha384 => (1, &sig::RSA_PKCS1_2048_8192_SHA384, "RSA PKCS#1 v1.5 SHA-384"),
-                Hash::Sha512 => (2, &sig::RSA_PKCS1_2048_8192_SHA512, "RSA PKCS#1 v1.5 SHA-512"),
+                Hash::Sha256 => (
+                    0,
+                    &sig::RSA_PKCS1_2048_8192_SHA256,
+                    "RSA PKCS#1 v1.5 SHA-256",
+                ),
+                Hash::Sha384 => (
+                    1,
+                    &sig::RSA_PKCS1_2048_8192_SHA384,
+                    "RSA PKCS#1 v1.5 SHA-384",
+                ),
+                Hash::Sha512 => (
+                    2,
+                    &sig::RSA_PKCS1_2048_8192_SHA512,
+                    "RSA PKCS#1 v1.5 SHA-512",
+                ),
             };
             // The key parsed once per signer (cached with the checked certificate).
-            signer.pkcs1_key(slot, alg).ok_or_else(|| invalid(name))?.verify_sig(message, signature).map_err(|_| invalid(name))
+            signer
+                .pkcs1_key(slot, alg)
+                .ok_or_else(|| invalid(name))?
+                .verify_sig(message, signature)
+                .map_err(|_| invalid(name))
         }
         None => {
             let salt = pss_salt_length(alg, hash).ok_or_else(|| VerifyError::UnsupportedAlgorithm {
                 what: "RSASSA-PSS parameters (hash and MGF1 hash must equal digestAlgorithm, trailer 1)",
                 oid: oid_string(alg.oid),
             })?;
-            verify_pss(hash, salt, rsa_public_key, message, signature).map_err(|_| invalid("RSASSA-PSS"))
+            verify_pss(hash, salt, rsa_public_key, message, signature)
+                .map_err(|_| invalid("RSASSA-PSS"))
         }
     }
 }
 
 /// RSASSA-PSS with any salt length (OpenSSL signs with the maximum by default; ring only verifies
 /// salt = hash length), so PSS goes through the RustCrypto `rsa` crate (public-key operation only).
-fn verify_pss(hash: Hash, salt: usize, rsa_public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<(), ()> {
+fn verify_pss(
+    hash: Hash,
+    salt: usize,
+    rsa_public_key: &[u8],
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), ()> {
     use rsa::pkcs1::DecodeRsaPublicKey;
     let key = rsa::RsaPublicKey::from_pkcs1_der(rsa_public_key).map_err(|_| ())?;
     let hashed = ring::digest::digest(hash.ring(), message);
@@ -335,7 +425,8 @@ fn verify_pss(hash: Hash, salt: usize, rsa_public_key: &[u8], message: &[u8], si
         Hash::Sha384 => rsa::Pss::new_with_salt::<sha2::Sha384>(salt),
         Hash::Sha512 => rsa::Pss::new_with_salt::<sha2::Sha512>(salt),
     };
-    key.verify(scheme, hashed.as_ref(), signature).map_err(|_| ())
+    key.verify(scheme, hashed.as_ref(), signature)
+        .map_err(|_| ())
 }
 
 /// `RSASSA-PSS-params` (RFC 4055 §3.1): the salt length, if hash and MGF1 hash are `hash`.
@@ -359,7 +450,11 @@ fn pss_salt_length(alg: &AlgorithmId<'_>, hash: Hash) -> Option<usize> {
         return None;
     }
     let mut mgf_params = Reader::new(mgf_alg.params?.raw);
-    let mgf_hash = Hash::from_oid(signed_data::read_algorithm(&mut mgf_params, "MGF1 hash").ok()?.oid)?;
+    let mgf_hash = Hash::from_oid(
+        signed_data::read_algorithm(&mut mgf_params, "MGF1 hash")
+            .ok()?
+            .oid,
+    )?;
     let salt = match r.read_optional(der::context(2)).ok()? {
         Some(t) => {
             let v = t.contents().read(der::INTEGER, "saltLength").ok()?.value;

@@ -31,8 +31,9 @@
 use std::path::PathBuf;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName, DnType, IsCa, Issuer,
-    KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SerialNumber, SubjectPublicKeyInfo,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
+    DnType, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SerialNumber,
+    SubjectPublicKeyInfo,
 };
 use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use time::macros::datetime;
@@ -52,13 +53,19 @@ pub struct DevPkiOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
     #[error("cannot write {}: {source}", .path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("generating {what}: {problem}")]
     Generate { what: String, problem: String },
 }
 
 fn gen_err(what: &str) -> impl Fn(String) -> PkiError + '_ {
-    move |problem| PkiError::Generate { what: what.to_owned(), problem }
+    move |problem| PkiError::Generate {
+        what: what.to_owned(),
+        problem,
+    }
 }
 
 /// Serial of the revoked certificate (listed in the intermediate's CRL).
@@ -74,20 +81,32 @@ struct Key {
 /// An RSA key of `bits`; ring signs with it where it can (2048+), rcgen only needs its public half
 /// otherwise.
 fn rsa_key(bits: usize, what: &str) -> Result<(rsa::RsaPrivateKey, String), PkiError> {
-    let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, bits).map_err(|e| gen_err(what)(e.to_string()))?;
-    let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| gen_err(what)(e.to_string()))?.to_string();
+    let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, bits)
+        .map_err(|e| gen_err(what)(e.to_string()))?;
+    let pem = key
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| gen_err(what)(e.to_string()))?
+        .to_string();
     Ok((key, pem))
 }
 
 fn signing_key(bits: usize, what: &str) -> Result<Key, PkiError> {
     let (key, pkcs8_pem) = rsa_key(bits, what)?;
-    let der = key.to_pkcs8_der().map_err(|e| gen_err(what)(e.to_string()))?;
+    let der = key
+        .to_pkcs8_der()
+        .map_err(|e| gen_err(what)(e.to_string()))?;
     let pkcs8 = rustls_pki_types::PrivatePkcs8KeyDer::from(der.as_bytes().to_vec());
-    let signing = KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, &rcgen::PKCS_RSA_SHA256).map_err(|e| gen_err(what)(e.to_string()))?;
+    let signing = KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, &rcgen::PKCS_RSA_SHA256)
+        .map_err(|e| gen_err(what)(e.to_string()))?;
     Ok(Key { signing, pkcs8_pem })
 }
 
-fn name(cn: &str, org: &str, organisation_identifier: Option<&str>, seid1_serial: Option<&str>) -> DistinguishedName {
+fn name(
+    cn: &str,
+    org: &str,
+    organisation_identifier: Option<&str>,
+    seid1_serial: Option<&str>,
+) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CountryName, "NO");
     dn.push(DnType::OrganizationName, org);
@@ -107,7 +126,10 @@ fn ca_params(cn: &str, serial: u64, path_len: Option<u8>) -> CertificateParams {
     p.serial_number = Some(SerialNumber::from(serial));
     p.not_before = datetime!(2020-01-01 00:00 UTC);
     p.not_after = datetime!(2100-12-31 23:59:59 UTC);
-    p.is_ca = IsCa::Ca(path_len.map_or(BasicConstraints::Unconstrained, BasicConstraints::Constrained));
+    p.is_ca = IsCa::Ca(path_len.map_or(
+        BasicConstraints::Unconstrained,
+        BasicConstraints::Constrained,
+    ));
     p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     p.key_identifier_method = KeyIdMethod::Sha256;
     p
@@ -127,7 +149,11 @@ struct Leaf<'a> {
 fn leaf_params(l: &Leaf<'_>) -> CertificateParams {
     let mut p = CertificateParams::default();
     let org_id = format!("NTRNO-{}", l.orgnr);
-    p.distinguished_name = if l.seid1 { name(l.cn, l.org, None, Some(l.orgnr)) } else { name(l.cn, l.org, Some(&org_id), None) };
+    p.distinguished_name = if l.seid1 {
+        name(l.cn, l.org, None, Some(l.orgnr))
+    } else {
+        name(l.cn, l.org, Some(&org_id), None)
+    };
     p.serial_number = Some(SerialNumber::from(l.serial));
     p.not_before = l.from;
     p.not_after = l.until;
@@ -147,15 +173,26 @@ impl Writer {
     fn write(&mut self, rel: &str, bytes: &[u8]) -> Result<(), PkiError> {
         let path = self.root.join(rel);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| PkiError::Io { path: parent.to_owned(), source })?;
+            std::fs::create_dir_all(parent).map_err(|source| PkiError::Io {
+                path: parent.to_owned(),
+                source,
+            })?;
         }
-        std::fs::write(&path, bytes).map_err(|source| PkiError::Io { path: path.clone(), source })?;
+        std::fs::write(&path, bytes).map_err(|source| PkiError::Io {
+            path: path.clone(),
+            source,
+        })?;
         self.written.push(path);
         Ok(())
     }
 }
 
-fn crl(issuer: &Issuer<'_, &KeyPair>, revoked: &[u64], next_update: OffsetDateTime, what: &str) -> Result<rcgen::CertificateRevocationList, PkiError> {
+fn crl(
+    issuer: &Issuer<'_, &KeyPair>,
+    revoked: &[u64],
+    next_update: OffsetDateTime,
+    what: &str,
+) -> Result<rcgen::CertificateRevocationList, PkiError> {
     CertificateRevocationListParams {
         this_update: datetime!(2024-01-01 00:00 UTC),
         next_update,
@@ -178,46 +215,95 @@ fn crl(issuer: &Issuer<'_, &KeyPair>, revoked: &[u64], next_update: OffsetDateTi
 
 /// Generates the whole test PKI under `opts.out`; returns the files written.
 pub fn generate(opts: &DevPkiOptions) -> Result<Vec<PathBuf>, PkiError> {
-    let mut w = Writer { root: opts.out.clone(), written: Vec::new() };
-    let e = |what: &'static str| move |err: rcgen::Error| PkiError::Generate { what: what.into(), problem: err.to_string() };
+    let mut w = Writer {
+        root: opts.out.clone(),
+        written: Vec::new(),
+    };
+    let e = |what: &'static str| {
+        move |err: rcgen::Error| PkiError::Generate {
+            what: what.into(),
+            problem: err.to_string(),
+        }
+    };
 
     let root_key = signing_key(3072, "root CA key")?;
     let root_params = ca_params("Helsemelding Test Root CA", 1, None);
-    let root_cert = root_params.self_signed(&root_key.signing).map_err(e("root CA"))?;
+    let root_cert = root_params
+        .self_signed(&root_key.signing)
+        .map_err(e("root CA"))?;
     let root = Issuer::from_params(&root_params, &root_key.signing);
 
     let inter_key = signing_key(3072, "intermediate CA key")?;
     let inter_params = ca_params("Helsemelding Test Intermediate CA", 2, Some(0));
-    let inter_cert = inter_params.signed_by(&inter_key.signing, &root).map_err(e("intermediate CA"))?;
+    let inter_cert = inter_params
+        .signed_by(&inter_key.signing, &root)
+        .map_err(e("intermediate CA"))?;
     let inter = Issuer::from_params(&inter_params, &inter_key.signing);
 
     let untrusted_key = signing_key(3072, "untrusted CA key")?;
     let untrusted_params = ca_params("Helsemelding Untrusted Test CA", 3, None);
-    let untrusted_cert = untrusted_params.self_signed(&untrusted_key.signing).map_err(e("untrusted CA"))?;
+    let untrusted_cert = untrusted_params
+        .self_signed(&untrusted_key.signing)
+        .map_err(e("untrusted CA"))?;
     let untrusted = Issuer::from_params(&untrusted_params, &untrusted_key.signing);
 
     let root_crl = crl(&root, &[], GOOD_UNTIL, "root CRL")?;
     let inter_crl = crl(&inter, &[REVOKED_SERIAL], GOOD_UNTIL, "intermediate CRL")?;
-    let stale_crl = crl(&inter, &[REVOKED_SERIAL], datetime!(2024-02-01 00:00 UTC), "stale intermediate CRL")?;
+    let stale_crl = crl(
+        &inter,
+        &[REVOKED_SERIAL],
+        datetime!(2024-02-01 00:00 UTC),
+        "stale intermediate CRL",
+    )?;
 
     let root_pem = root_cert.pem();
     let inter_pem = inter_cert.pem();
     let root_crl_pem = root_crl.pem().map_err(e("root CRL PEM"))?;
     for prefix in ["", "variants/stale-crl/", "variants/missing-crl/"] {
-        w.write(&format!("{prefix}anchors/helsemelding-test-root-ca.pem"), root_pem.as_bytes())?;
-        w.write(&format!("{prefix}intermediates/helsemelding-test-intermediate-ca.pem"), inter_pem.as_bytes())?;
-        w.write(&format!("{prefix}crls/helsemelding-test-root-ca.crl"), root_crl_pem.as_bytes())?;
+        w.write(
+            &format!("{prefix}anchors/helsemelding-test-root-ca.pem"),
+            root_pem.as_bytes(),
+        )?;
+        w.write(
+            &format!("{prefix}intermediates/helsemelding-test-intermediate-ca.pem"),
+            inter_pem.as_bytes(),
+        )?;
+        w.write(
+            &format!("{prefix}crls/helsemelding-test-root-ca.crl"),
+            root_crl_pem.as_bytes(),
+        )?;
     }
-    w.write("crls/helsemelding-test-intermediate-ca.crl", inter_crl.der())?;
-    w.write("variants/stale-crl/crls/helsemelding-test-intermediate-ca.crl", stale_crl.der())?;
-    w.write("untrusted/untrusted-root-ca.pem", untrusted_cert.pem().as_bytes())?;
+    w.write(
+        "crls/helsemelding-test-intermediate-ca.crl",
+        inter_crl.der(),
+    )?;
+    w.write(
+        "variants/stale-crl/crls/helsemelding-test-intermediate-ca.crl",
+        stale_crl.der(),
+    )?;
+    w.write(
+        "untrusted/untrusted-root-ca.pem",
+        untrusted_cert.pem().as_bytes(),
+    )?;
 
     const SIGN: &[KeyUsagePurpose] = &[KeyUsagePurpose::ContentCommitment];
-    const PARTY_NAMES: [&str; 4] = ["Testlegekontoret AS", "Testsykehjemmet KF", "Testsykehuset HF", "Testhjemmetjenesten KF"];
+    const PARTY_NAMES: [&str; 4] = [
+        "Testlegekontoret AS",
+        "Testsykehjemmet KF",
+        "Testsykehuset HF",
+        "Testhjemmetjenesten KF",
+    ];
 
-    let issue = |w: &mut Writer, rel: &str, leaf: Leaf<'_>, issuer: &Issuer<'_, &KeyPair>, bits: usize| -> Result<(), PkiError> {
+    let issue = |w: &mut Writer,
+                 rel: &str,
+                 leaf: Leaf<'_>,
+                 issuer: &Issuer<'_, &KeyPair>,
+                 bits: usize|
+     -> Result<(), PkiError> {
         let key = signing_key(bits, rel)?;
-        let cert = leaf_params(&leaf).signed_by(&key.signing, issuer).map_err(|err| gen_err(rel)(err.to_string()))?;
+        let cert = leaf_params(&leaf)
+            .signed_by(&key.signing, issuer)
+            .map_err(|err| gen_err(rel)(err.to_string()))?;
         w.write(&format!("{rel}.pem"), cert.pem().as_bytes())?;
         w.write(&format!("{rel}.key"), key.pkcs8_pem.as_bytes())
     };
@@ -226,12 +312,36 @@ pub fn generate(opts: &DevPkiOptions) -> Result<Vec<PathBuf>, PkiError> {
         let org = PARTY_NAMES[i % PARTY_NAMES.len()];
         let orgnr = format!("{}", 999_999_990 - i as u64 % 900);
         let cn = format!("{org} (HER {her})");
-        let leaf = Leaf { cn: &cn, org, orgnr: &orgnr, seid1: false, serial: 0x100 + i as u64, from: GOOD_FROM, until: GOOD_UNTIL, usages: SIGN.to_vec() };
+        let leaf = Leaf {
+            cn: &cn,
+            org,
+            orgnr: &orgnr,
+            seid1: false,
+            serial: 0x100 + i as u64,
+            from: GOOD_FROM,
+            until: GOOD_UNTIL,
+            usages: SIGN.to_vec(),
+        };
         issue(&mut w, &format!("parties/{her}-sign"), leaf, &inter, 3072)?;
     }
     let gw_cn = format!("Helsemelding Testgateway (HER {})", opts.gateway_her);
-    let gw = Leaf { cn: &gw_cn, org: "Helsemelding Testgateway AS", orgnr: "999999000", seid1: false, serial: 0x1FF, from: GOOD_FROM, until: GOOD_UNTIL, usages: SIGN.to_vec() };
-    issue(&mut w, &format!("parties/{}-sign", opts.gateway_her), gw, &inter, 3072)?;
+    let gw = Leaf {
+        cn: &gw_cn,
+        org: "Helsemelding Testgateway AS",
+        orgnr: "999999000",
+        seid1: false,
+        serial: 0x1FF,
+        from: GOOD_FROM,
+        until: GOOD_UNTIL,
+        usages: SIGN.to_vec(),
+    };
+    issue(
+        &mut w,
+        &format!("parties/{}-sign", opts.gateway_her),
+        gw,
+        &inter,
+        3072,
+    )?;
 
     let bad = |cn: &'static str, serial: u64| Leaf {
         cn,
@@ -243,19 +353,77 @@ pub fn generate(opts: &DevPkiOptions) -> Result<Vec<PathBuf>, PkiError> {
         until: GOOD_UNTIL,
         usages: SIGN.to_vec(),
     };
-    issue(&mut w, "legacy/seid1-rsa2048-sign", Leaf { seid1: true, usages: vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::ContentCommitment], ..bad("Testlegekontoret AS SEID1", 0x207) }, &inter, 2048)?;
-    issue(&mut w, "bad/expired-sign", Leaf { from: datetime!(2015-01-01 00:00 UTC), until: datetime!(2019-12-31 23:59:59 UTC), ..bad("Expired Testlegekontoret AS", 0x201) }, &inter, 3072)?;
-    issue(&mut w, "bad/not-yet-valid-sign", Leaf { from: datetime!(2090-01-01 00:00 UTC), ..bad("Future Testlegekontoret AS", 0x202) }, &inter, 3072)?;
-    issue(&mut w, "bad/revoked-sign", bad("Revoked Testlegekontoret AS", REVOKED_SERIAL), &inter, 3072)?;
-    issue(&mut w, "bad/encryption-only-sign", Leaf { usages: vec![KeyUsagePurpose::KeyEncipherment], ..bad("Encryption Testlegekontoret AS", 0x204) }, &inter, 3072)?;
-    issue(&mut w, "bad/untrusted-sign", bad("Untrusted Testlegekontoret AS", 0x205), &untrusted, 3072)?;
+    issue(
+        &mut w,
+        "legacy/seid1-rsa2048-sign",
+        Leaf {
+            seid1: true,
+            usages: vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::ContentCommitment,
+            ],
+            ..bad("Testlegekontoret AS SEID1", 0x207)
+        },
+        &inter,
+        2048,
+    )?;
+    issue(
+        &mut w,
+        "bad/expired-sign",
+        Leaf {
+            from: datetime!(2015-01-01 00:00 UTC),
+            until: datetime!(2019-12-31 23:59:59 UTC),
+            ..bad("Expired Testlegekontoret AS", 0x201)
+        },
+        &inter,
+        3072,
+    )?;
+    issue(
+        &mut w,
+        "bad/not-yet-valid-sign",
+        Leaf {
+            from: datetime!(2090-01-01 00:00 UTC),
+            ..bad("Future Testlegekontoret AS", 0x202)
+        },
+        &inter,
+        3072,
+    )?;
+    issue(
+        &mut w,
+        "bad/revoked-sign",
+        bad("Revoked Testlegekontoret AS", REVOKED_SERIAL),
+        &inter,
+        3072,
+    )?;
+    issue(
+        &mut w,
+        "bad/encryption-only-sign",
+        Leaf {
+            usages: vec![KeyUsagePurpose::KeyEncipherment],
+            ..bad("Encryption Testlegekontoret AS", 0x204)
+        },
+        &inter,
+        3072,
+    )?;
+    issue(
+        &mut w,
+        "bad/untrusted-sign",
+        bad("Untrusted Testlegekontoret AS", 0x205),
+        &untrusted,
+        3072,
+    )?;
 
     // ring refuses RSA keys below 2048 bits, so the weak certificate is issued for a public key only;
     // its PKCS#8 key is for openssl, which still signs with RSA-1024.
     let (weak, weak_pem) = rsa_key(1024, "weak key")?;
-    let spki_der = weak.to_public_key().to_public_key_der().map_err(|err| gen_err("weak key")(err.to_string()))?;
+    let spki_der = weak
+        .to_public_key()
+        .to_public_key_der()
+        .map_err(|err| gen_err("weak key")(err.to_string()))?;
     let spki = SubjectPublicKeyInfo::from_der(spki_der.as_bytes()).map_err(e("weak key SPKI"))?;
-    let weak_cert = leaf_params(&bad("Weak Testlegekontoret AS", 0x206)).signed_by(&spki, &inter).map_err(e("weak certificate"))?;
+    let weak_cert = leaf_params(&bad("Weak Testlegekontoret AS", 0x206))
+        .signed_by(&spki, &inter)
+        .map_err(e("weak certificate"))?;
     w.write("bad/weak-rsa1024-sign.pem", weak_cert.pem().as_bytes())?;
     w.write("bad/weak-rsa1024-sign.key", weak_pem.as_bytes())?;
 

@@ -27,12 +27,20 @@ pub struct Signer {
 
 impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Signer").field("certificate_sha256", &super::trust::fingerprint_of(&self.cert)).finish()
+        f.debug_struct("Signer")
+            .field(
+                "certificate_sha256",
+                &super::trust::fingerprint_of(&self.cert),
+            )
+            .finish()
     }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, SignError> {
-    std::fs::read(path).map_err(|source| SignError::Io { path: path.to_owned(), source })
+    std::fs::read(path).map_err(|source| SignError::Io {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 impl Signer {
@@ -41,27 +49,63 @@ impl Signer {
     pub fn from_pem_files(key: &Path, cert: &Path) -> Result<Signer, SignError> {
         let key_bytes = read(key)?;
         let cert_bytes = read(cert)?;
-        let pkcs8 = PrivatePkcs8KeyDer::from_pem_slice(&key_bytes)
-            .map_err(|e| SignError::Unreadable { path: key.to_owned(), problem: format!("not a PEM PKCS#8 PRIVATE KEY: {e}") })?;
-        let key_pair = ring::signature::RsaKeyPair::from_pkcs8(pkcs8.secret_pkcs8_der())
-            .map_err(|e| SignError::Unreadable { path: key.to_owned(), problem: format!("not a usable RSA key: {e}") })?;
-        let certs = super::trust::certificates_in(&cert_bytes).map_err(|problem| SignError::Unreadable { path: cert.to_owned(), problem })?;
+        let pkcs8 =
+            PrivatePkcs8KeyDer::from_pem_slice(&key_bytes).map_err(|e| SignError::Unreadable {
+                path: key.to_owned(),
+                problem: format!("not a PEM PKCS#8 PRIVATE KEY: {e}"),
+            })?;
+        let key_pair =
+            ring::signature::RsaKeyPair::from_pkcs8(pkcs8.secret_pkcs8_der()).map_err(|e| {
+                SignError::Unreadable {
+                    path: key.to_owned(),
+                    problem: format!("not a usable RSA key: {e}"),
+                }
+            })?;
+        let certs = super::trust::certificates_in(&cert_bytes).map_err(|problem| {
+            SignError::Unreadable {
+                path: cert.to_owned(),
+                problem,
+            }
+        })?;
         let cert_der = certs[0].as_ref().to_vec();
-        let signer = Signer::new(key_pair, cert_der).map_err(|problem| SignError::Unreadable { path: cert.to_owned(), problem })?;
-        let (_, parsed) = X509Certificate::from_der(&signer.cert)
-            .map_err(|e| SignError::Unreadable { path: cert.to_owned(), problem: e.to_string() })?;
+        let signer = Signer::new(key_pair, cert_der).map_err(|problem| SignError::Unreadable {
+            path: cert.to_owned(),
+            problem,
+        })?;
+        let (_, parsed) =
+            X509Certificate::from_der(&signer.cert).map_err(|e| SignError::Unreadable {
+                path: cert.to_owned(),
+                problem: e.to_string(),
+            })?;
         use ring::signature::KeyPair;
-        if parsed.tbs_certificate.subject_pki.subject_public_key.data.as_ref() != signer.key.public_key().as_ref() {
-            return Err(SignError::KeyCertMismatch { key: key.to_owned(), cert: cert.to_owned() });
+        if parsed
+            .tbs_certificate
+            .subject_pki
+            .subject_public_key
+            .data
+            .as_ref()
+            != signer.key.public_key().as_ref()
+        {
+            return Err(SignError::KeyCertMismatch {
+                key: key.to_owned(),
+                cert: cert.to_owned(),
+            });
         }
         Ok(signer)
     }
 
     fn new(key: ring::signature::RsaKeyPair, cert: Vec<u8>) -> Result<Signer, String> {
-        let (_, parsed) = X509Certificate::from_der(&cert).map_err(|e| format!("not an X.509 certificate: {e}"))?;
+        let (_, parsed) = X509Certificate::from_der(&cert)
+            .map_err(|e| format!("not an X.509 certificate: {e}"))?;
         let issuer = parsed.tbs_certificate.issuer.as_raw().to_vec();
         let serial = parsed.tbs_certificate.raw_serial().to_vec();
-        Ok(Signer { key, cert, issuer, serial, rng: ring::rand::SystemRandom::new() })
+        Ok(Signer {
+            key,
+            cert,
+            issuer,
+            serial,
+            rng: ring::rand::SystemRandom::new(),
+        })
     }
 
     /// The signer certificate's DER.
@@ -73,7 +117,12 @@ impl Signer {
     pub fn sign(&self, content: &[u8], now: Timestamp) -> Result<Vec<u8>, SignError> {
         let sha256 = constructed(der::SEQUENCE, &[&tlv(der::OID, oid::SHA256)]);
         let digest = ring::digest::digest(&ring::digest::SHA256, content);
-        let attribute = |attr_oid: &[u8], value: Vec<u8>| constructed(der::SEQUENCE, &[&tlv(der::OID, attr_oid), &tlv(der::SET, &value)]);
+        let attribute = |attr_oid: &[u8], value: Vec<u8>| {
+            constructed(
+                der::SEQUENCE,
+                &[&tlv(der::OID, attr_oid), &tlv(der::SET, &value)],
+            )
+        };
         let attrs = set_of(vec![
             attribute(oid::CONTENT_TYPE, tlv(der::OID, oid::DATA)),
             attribute(oid::SIGNING_TIME, encode_time(now)),
@@ -82,7 +131,12 @@ impl Signer {
         // RFC 5652 §5.4: the signature is over the SET OF encoding; the SignerInfo carries it as [0].
         let mut signature = vec![0u8; self.key.public().modulus_len()];
         self.key
-            .sign(&ring::signature::RSA_PKCS1_SHA256, &self.rng, &attrs, &mut signature)
+            .sign(
+                &ring::signature::RSA_PKCS1_SHA256,
+                &self.rng,
+                &attrs,
+                &mut signature,
+            )
             .map_err(|_| SignError::Crypto)?;
         let mut implicit_attrs = attrs;
         implicit_attrs[0] = der::context(0);
@@ -91,10 +145,16 @@ impl Signer {
             der::SEQUENCE,
             &[
                 &tlv(der::INTEGER, &[1]),
-                &constructed(der::SEQUENCE, &[&self.issuer, &tlv(der::INTEGER, &self.serial)]),
+                &constructed(
+                    der::SEQUENCE,
+                    &[&self.issuer, &tlv(der::INTEGER, &self.serial)],
+                ),
                 &sha256,
                 &implicit_attrs,
-                &constructed(der::SEQUENCE, &[&tlv(der::OID, oid::SHA256_WITH_RSA), &tlv(der::NULL, &[])]),
+                &constructed(
+                    der::SEQUENCE,
+                    &[&tlv(der::OID, oid::SHA256_WITH_RSA), &tlv(der::NULL, &[])],
+                ),
                 &tlv(der::OCTET_STRING, &signature),
             ],
         );
@@ -103,22 +163,47 @@ impl Signer {
             &[
                 &tlv(der::INTEGER, &[1]),
                 &tlv(der::SET, &sha256),
-                &constructed(der::SEQUENCE, &[&tlv(der::OID, oid::DATA), &constructed(der::context(0), &[&tlv(der::OCTET_STRING, content)])]),
+                &constructed(
+                    der::SEQUENCE,
+                    &[
+                        &tlv(der::OID, oid::DATA),
+                        &constructed(der::context(0), &[&tlv(der::OCTET_STRING, content)]),
+                    ],
+                ),
                 &tlv(der::context(0), &self.cert),
                 &tlv(der::SET, &signer_info),
             ],
         );
-        Ok(constructed(der::SEQUENCE, &[&tlv(der::OID, oid::SIGNED_DATA), &tlv(der::context(0), &signed_data)]))
+        Ok(constructed(
+            der::SEQUENCE,
+            &[
+                &tlv(der::OID, oid::SIGNED_DATA),
+                &tlv(der::context(0), &signed_data),
+            ],
+        ))
     }
 }
 
 /// UTCTime for 1950–2049, GeneralizedTime otherwise (RFC 5652 §11.3).
 fn encode_time(t: Timestamp) -> Vec<u8> {
     let t = t.to_offset(time::UtcOffset::UTC);
-    let rest = format!("{:02}{:02}{:02}{:02}{:02}Z", t.month() as u8, t.day(), t.hour(), t.minute(), t.second());
+    let rest = format!(
+        "{:02}{:02}{:02}{:02}{:02}Z",
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
     if (1950..2050).contains(&t.year()) {
-        tlv(der::UTC_TIME, format!("{:02}{rest}", t.year() % 100).as_bytes())
+        tlv(
+            der::UTC_TIME,
+            format!("{:02}{rest}", t.year() % 100).as_bytes(),
+        )
     } else {
-        tlv(der::GENERALIZED_TIME, format!("{:04}{rest}", t.year()).as_bytes())
+        tlv(
+            der::GENERALIZED_TIME,
+            format!("{:04}{rest}", t.year()).as_bytes(),
+        )
     }
 }

@@ -80,7 +80,11 @@ pub struct SignedData<'a> {
 pub enum ParseError {
     Der(DerError),
     NotSignedData,
-    TooMany { what: &'static str, found: usize, limit: usize },
+    TooMany {
+        what: &'static str,
+        found: usize,
+        limit: usize,
+    },
     SignerCount(usize),
 }
 
@@ -94,7 +98,11 @@ pub fn read_algorithm<'a>(r: &mut Reader<'a>, what: &str) -> Result<AlgorithmId<
     let seq = r.read(der::SEQUENCE, what)?;
     let mut c = seq.contents();
     let oid = c.read(der::OID, "algorithm OID")?.value;
-    let params = if c.is_empty() { None } else { Some(c.read_any()?) };
+    let params = if c.is_empty() {
+        None
+    } else {
+        Some(c.read_any()?)
+    };
     c.finish(what)?;
     Ok(AlgorithmId { oid, params })
 }
@@ -142,7 +150,11 @@ pub fn parse(bytes: &[u8]) -> Result<SignedData<'_>, ParseError> {
             if cert.tag == der::SEQUENCE {
                 certificates.push(cert.raw);
                 if certificates.len() > MAX_CERTIFICATES {
-                    return Err(ParseError::TooMany { what: "certificates", found: certificates.len(), limit: MAX_CERTIFICATES });
+                    return Err(ParseError::TooMany {
+                        what: "certificates",
+                        found: certificates.len(),
+                        limit: MAX_CERTIFICATES,
+                    });
                 }
             }
         }
@@ -170,7 +182,12 @@ pub fn parse(bytes: &[u8]) -> Result<SignedData<'_>, ParseError> {
         return Err(ParseError::SignerCount(n));
     }
     let signer = parse_signer_info(signers[0])?;
-    Ok(SignedData { content_type, content, certificates, signer })
+    Ok(SignedData {
+        content_type,
+        content,
+        certificates,
+        signer,
+    })
 }
 
 fn parse_signer_info(si: Tlv<'_>) -> Result<SignerInfo<'_>, ParseError> {
@@ -200,7 +217,11 @@ fn parse_signer_info(si: Tlv<'_>) -> Result<SignerInfo<'_>, ParseError> {
                 c.finish("Attribute")?;
                 signed_attrs.push(Attribute { oid, values });
                 if signed_attrs.len() > MAX_ATTRIBUTES {
-                    return Err(ParseError::TooMany { what: "signed attributes", found: signed_attrs.len(), limit: MAX_ATTRIBUTES });
+                    return Err(ParseError::TooMany {
+                        what: "signed attributes",
+                        found: signed_attrs.len(),
+                        limit: MAX_ATTRIBUTES,
+                    });
                 }
             }
             Some(attrs.raw)
@@ -211,5 +232,12 @@ fn parse_signer_info(si: Tlv<'_>) -> Result<SignerInfo<'_>, ParseError> {
     let signature = r.read(der::OCTET_STRING, "signature OCTET STRING")?.value;
     r.read_optional(der::context(1))?;
     r.finish("SignerInfo")?;
-    Ok(SignerInfo { sid, digest_algorithm, signed_attrs_raw, signed_attrs, signature_algorithm, signature })
+    Ok(SignerInfo {
+        sid,
+        digest_algorithm,
+        signed_attrs_raw,
+        signed_attrs,
+        signature_algorithm,
+        signature,
+    })
 }

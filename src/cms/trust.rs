@@ -67,10 +67,16 @@ pub(crate) struct CheckedSigner {
 impl CheckedSigner {
     /// The public key, parsed for `alg` (one of the three PKCS#1 v1.5 parameter sets, `slot` 0–2
     /// in the order SHA-256, SHA-384, SHA-512); `None` when the key does not parse for it.
-    pub(crate) fn pkcs1_key(&self, slot: usize, alg: &'static aws_lc_rs::signature::RsaParameters) -> Option<&aws_lc_rs::signature::ParsedPublicKey> {
+    pub(crate) fn pkcs1_key(
+        &self,
+        slot: usize,
+        alg: &'static aws_lc_rs::signature::RsaParameters,
+    ) -> Option<&aws_lc_rs::signature::ParsedPublicKey> {
         self.pkcs1_keys
             .get(slot)?
-            .get_or_init(|| aws_lc_rs::signature::ParsedPublicKey::new(alg, &self.rsa_public_key).ok())
+            .get_or_init(|| {
+                aws_lc_rs::signature::ParsedPublicKey::new(alg, &self.rsa_public_key).ok()
+            })
             .as_ref()
     }
 }
@@ -112,11 +118,21 @@ fn files_in(dir: &Path, extension: &str) -> Result<Vec<PathBuf>, TrustError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(TrustError::Io { path: dir.to_owned(), source }),
+        Err(source) => {
+            return Err(TrustError::Io {
+                path: dir.to_owned(),
+                source,
+            })
+        }
     };
     let mut files = Vec::new();
     for entry in entries {
-        let path = entry.map_err(|source| TrustError::Io { path: dir.to_owned(), source })?.path();
+        let path = entry
+            .map_err(|source| TrustError::Io {
+                path: dir.to_owned(),
+                source,
+            })?
+            .path();
         if path.extension().and_then(|e| e.to_str()) == Some(extension) && path.is_file() {
             files.push(path);
         }
@@ -126,11 +142,20 @@ fn files_in(dir: &Path, extension: &str) -> Result<Vec<PathBuf>, TrustError> {
 }
 
 fn read_bounded(path: &Path) -> Result<Vec<u8>, TrustError> {
-    let meta = std::fs::metadata(path).map_err(|source| TrustError::Io { path: path.to_owned(), source })?;
+    let meta = std::fs::metadata(path).map_err(|source| TrustError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
     if meta.len() > MAX_TRUST_FILE_BYTES {
-        return Err(TrustError::Unreadable { path: path.to_owned(), problem: format!("{} bytes is too large", meta.len()) });
+        return Err(TrustError::Unreadable {
+            path: path.to_owned(),
+            problem: format!("{} bytes is too large", meta.len()),
+        });
     }
-    std::fs::read(path).map_err(|source| TrustError::Io { path: path.to_owned(), source })
+    std::fs::read(path).map_err(|source| TrustError::Io {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Every certificate in a PEM file (or the one certificate of a DER file).
@@ -149,17 +174,25 @@ pub(crate) fn certificates_in(bytes: &[u8]) -> Result<Vec<CertificateDer<'static
 
 fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TrustError> {
     let bytes = read_bounded(path)?;
-    let certs = certificates_in(&bytes).map_err(|problem| TrustError::Unreadable { path: path.to_owned(), problem })?;
+    let certs = certificates_in(&bytes).map_err(|problem| TrustError::Unreadable {
+        path: path.to_owned(),
+        problem,
+    })?;
     for c in &certs {
-        X509Certificate::from_der(c)
-            .map_err(|e| TrustError::Unreadable { path: path.to_owned(), problem: format!("not an X.509 certificate: {e}") })?;
+        X509Certificate::from_der(c).map_err(|e| TrustError::Unreadable {
+            path: path.to_owned(),
+            problem: format!("not an X.509 certificate: {e}"),
+        })?;
     }
     Ok(certs)
 }
 
 fn load_crl(path: &Path) -> Result<LoadedCrl, TrustError> {
     let bytes = read_bounded(path)?;
-    let unreadable = |problem: String| TrustError::Unreadable { path: path.to_owned(), problem };
+    let unreadable = |problem: String| TrustError::Unreadable {
+        path: path.to_owned(),
+        problem,
+    };
     let der = if bytes.first() == Some(&der::SEQUENCE) {
         bytes
     } else {
@@ -173,8 +206,14 @@ fn load_crl(path: &Path) -> Result<LoadedCrl, TrustError> {
     let issuer_raw = parsed.tbs_cert_list.issuer.as_raw().to_vec();
     let issuer = parsed.issuer().to_string();
     let next_update = parsed.next_update().map(|t| t.to_datetime());
-    let crl = OwnedCertRevocationList::from_der(&der).map_err(|e| unreadable(format!("CRL not usable: {e:?}")))?;
-    Ok(LoadedCrl { crl: crl.into(), issuer_raw, issuer, next_update })
+    let crl = OwnedCertRevocationList::from_der(&der)
+        .map_err(|e| unreadable(format!("CRL not usable: {e:?}")))?;
+    Ok(LoadedCrl {
+        crl: crl.into(),
+        issuer_raw,
+        issuer,
+        next_update,
+    })
 }
 
 /// Accepts any extended key usage: CMS signing is governed by the key usage bits, which
@@ -191,7 +230,8 @@ fn unix_time(now: Timestamp) -> UnixTime {
 }
 
 fn unix_text(t: UnixTime) -> String {
-    Timestamp::from_unix_timestamp(t.as_secs() as i64).map_or_else(|_| format!("unix time {}", t.as_secs()), |t| rfc3339(&t))
+    Timestamp::from_unix_timestamp(t.as_secs() as i64)
+        .map_or_else(|_| format!("unix time {}", t.as_secs()), |t| rfc3339(&t))
 }
 
 /// Lowercase hex SHA-256 of a certificate's DER.
@@ -211,7 +251,9 @@ fn organisation_number(cert: &X509Certificate<'_>) -> Option<String> {
                     return Some(n.to_owned());
                 }
             }
-            "2.5.4.5" if value.len() == 9 && value.bytes().all(|b| b.is_ascii_digit()) => seid1 = Some(value.to_owned()),
+            "2.5.4.5" if value.len() == 9 && value.bytes().all(|b| b.is_ascii_digit()) => {
+                seid1 = Some(value.to_owned())
+            }
             _ => {}
         }
     }
@@ -221,27 +263,44 @@ fn organisation_number(cert: &X509Certificate<'_>) -> Option<String> {
 fn check_key_usage(cert: &X509Certificate<'_>, subject: &str) -> Result<(), VerifyError> {
     let ku = cert
         .key_usage()
-        .map_err(|e| VerifyError::CertificateUnreadable { problem: format!("keyUsage of {subject}: {e}") })?;
+        .map_err(|e| VerifyError::CertificateUnreadable {
+            problem: format!("keyUsage of {subject}: {e}"),
+        })?;
     match ku {
         Some(ku) if ku.value.digital_signature() || ku.value.non_repudiation() => Ok(()),
         // SEID certificates always carry keyUsage; one without it is not a signing certificate.
-        Some(ku) => Err(VerifyError::WrongKeyUsage { subject: subject.to_owned(), key_usage: ku.value.to_string() }),
-        None => Err(VerifyError::WrongKeyUsage { subject: subject.to_owned(), key_usage: "absent".into() }),
+        Some(ku) => Err(VerifyError::WrongKeyUsage {
+            subject: subject.to_owned(),
+            key_usage: ku.value.to_string(),
+        }),
+        None => Err(VerifyError::WrongKeyUsage {
+            subject: subject.to_owned(),
+            key_usage: "absent".into(),
+        }),
     }
 }
 
 /// The RSA public key (PKCS#1 DER) of a certificate, refusing other algorithms and sizes outside
 /// [`MIN_RSA_BITS`]..=[`MAX_RSA_BITS`].
 fn rsa_public_key(cert: &X509Certificate<'_>, subject: &str) -> Result<Vec<u8>, VerifyError> {
-    let not_acceptable = |problem: String| VerifyError::KeyNotAcceptable { subject: subject.to_owned(), problem };
+    let not_acceptable = |problem: String| VerifyError::KeyNotAcceptable {
+        subject: subject.to_owned(),
+        problem,
+    };
     let spki = &cert.tbs_certificate.subject_pki;
     if spki.algorithm.algorithm.as_bytes() != oid::RSA_ENCRYPTION {
-        return Err(not_acceptable(format!("algorithm {} is not RSA", spki.algorithm.algorithm)));
+        return Err(not_acceptable(format!(
+            "algorithm {} is not RSA",
+            spki.algorithm.algorithm
+        )));
     }
     let key = spki.subject_public_key.data.as_ref();
-    let bits = rsa_modulus_bits(key).ok_or_else(|| not_acceptable("RSAPublicKey is malformed".into()))?;
+    let bits =
+        rsa_modulus_bits(key).ok_or_else(|| not_acceptable("RSAPublicKey is malformed".into()))?;
     if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
-        return Err(not_acceptable(format!("RSA-{bits} is outside {MIN_RSA_BITS}..={MAX_RSA_BITS} bits")));
+        return Err(not_acceptable(format!(
+            "RSA-{bits} is outside {MIN_RSA_BITS}..={MAX_RSA_BITS} bits"
+        )));
     }
     Ok(key.to_vec())
 }
@@ -280,13 +339,18 @@ impl TrustStore {
         for path in files_in(&dir.join("anchors"), "pem")? {
             for cert in load_certs(&path)? {
                 let anchor = webpki::anchor_from_trusted_cert(&cert)
-                    .map_err(|e| TrustError::Unreadable { path: path.clone(), problem: format!("not a usable trust anchor: {e:?}") })?
+                    .map_err(|e| TrustError::Unreadable {
+                        path: path.clone(),
+                        problem: format!("not a usable trust anchor: {e:?}"),
+                    })?
                     .to_owned();
                 anchors.push(anchor);
             }
         }
         if anchors.is_empty() {
-            return Err(TrustError::NoAnchors { dir: dir.to_owned() });
+            return Err(TrustError::NoAnchors {
+                dir: dir.to_owned(),
+            });
         }
         let mut intermediates = Vec::new();
         for path in files_in(&dir.join("intermediates"), "pem")? {
@@ -296,7 +360,13 @@ impl TrustStore {
         for path in files_in(&dir.join("crls"), "crl")? {
             crls.push(load_crl(&path)?);
         }
-        Ok(TrustStore { dir: dir.to_owned(), anchors, intermediates, crls, cache: RwLock::new(HashMap::new()) })
+        Ok(TrustStore {
+            dir: dir.to_owned(),
+            anchors,
+            intermediates,
+            crls,
+            cache: RwLock::new(HashMap::new()),
+        })
     }
 
     /// The directory this store was loaded from.
@@ -321,7 +391,8 @@ impl TrustStore {
                 }
             }
         }
-        let checked = Arc::new(self.check_uncached(cert_der, hex::encode(fingerprint), other_certs, now)?);
+        let checked =
+            Arc::new(self.check_uncached(cert_der, hex::encode(fingerprint), other_certs, now)?);
         if let Ok(mut cache) = self.cache.write() {
             if cache.len() >= CACHE_LIMIT {
                 cache.clear();
@@ -338,16 +409,27 @@ impl TrustStore {
         other_certs: &[&[u8]],
         now: Timestamp,
     ) -> Result<CheckedSigner, VerifyError> {
-        let (_, cert) = X509Certificate::from_der(cert_der)
-            .map_err(|e| VerifyError::CertificateUnreadable { problem: e.to_string() })?;
+        let (_, cert) = X509Certificate::from_der(cert_der).map_err(|e| {
+            VerifyError::CertificateUnreadable {
+                problem: e.to_string(),
+            }
+        })?;
         let subject = cert.subject().to_string();
         let not_before = cert.validity().not_before.to_datetime();
         let not_after = cert.validity().not_after.to_datetime();
         if now > not_after {
-            return Err(VerifyError::CertificateExpired { subject, not_after, checked_at: now });
+            return Err(VerifyError::CertificateExpired {
+                subject,
+                not_after,
+                checked_at: now,
+            });
         }
         if now < not_before {
-            return Err(VerifyError::CertificateNotYetValid { subject, not_before, checked_at: now });
+            return Err(VerifyError::CertificateNotYetValid {
+                subject,
+                not_before,
+                checked_at: now,
+            });
         }
         check_key_usage(&cert, &subject)?;
         let rsa_public_key = rsa_public_key(&cert, &subject)?;
@@ -355,17 +437,26 @@ impl TrustStore {
         if self.crls.is_empty() {
             return Err(VerifyError::RevocationMissing { subject });
         }
-        let crl_refs: Vec<&CertRevocationList<'static>> = self.crls.iter().map(|c| &c.crl).collect();
+        let crl_refs: Vec<&CertRevocationList<'static>> =
+            self.crls.iter().map(|c| &c.crl).collect();
         let revocation = RevocationOptionsBuilder::new(&crl_refs)
-            .map_err(|_| VerifyError::RevocationMissing { subject: subject.clone() })?
+            .map_err(|_| VerifyError::RevocationMissing {
+                subject: subject.clone(),
+            })?
             .with_depth(RevocationCheckDepth::Chain)
             .with_status_policy(UnknownStatusPolicy::Deny)
             .with_expiration_policy(ExpirationPolicy::Enforce)
             .build();
         let ee_der = CertificateDer::from(cert_der);
-        let ee = EndEntityCert::try_from(&ee_der)
-            .map_err(|e| VerifyError::CertificateUnreadable { problem: format!("{subject}: {e:?}") })?;
-        let mut intermediates: Vec<CertificateDer<'_>> = self.intermediates.iter().map(|c| CertificateDer::from(c.as_ref())).collect();
+        let ee =
+            EndEntityCert::try_from(&ee_der).map_err(|e| VerifyError::CertificateUnreadable {
+                problem: format!("{subject}: {e:?}"),
+            })?;
+        let mut intermediates: Vec<CertificateDer<'_>> = self
+            .intermediates
+            .iter()
+            .map(|c| CertificateDer::from(c.as_ref()))
+            .collect();
         intermediates.extend(other_certs.iter().map(|c| CertificateDer::from(*c)));
 
         let path = ee
@@ -399,48 +490,89 @@ impl TrustStore {
                 }
             }
         }
-        let identity = SignerIdentity { organisation_number: organisation_number(&cert), subject, fingerprint_sha256 };
-        Ok(CheckedSigner { identity, rsa_public_key, pkcs1_keys: Default::default(), valid_from, valid_until })
+        let identity = SignerIdentity {
+            organisation_number: organisation_number(&cert),
+            subject,
+            fingerprint_sha256,
+        };
+        Ok(CheckedSigner {
+            identity,
+            rsa_public_key,
+            pkcs1_keys: Default::default(),
+            valid_from,
+            valid_until,
+        })
     }
 
-    fn map_webpki_error(&self, e: webpki::Error, cert: &X509Certificate<'_>, subject: &str, now: Timestamp) -> VerifyError {
+    fn map_webpki_error(
+        &self,
+        e: webpki::Error,
+        cert: &X509Certificate<'_>,
+        subject: &str,
+        now: Timestamp,
+    ) -> VerifyError {
         let subject = subject.to_owned();
         match e {
-            webpki::Error::CertRevoked => VerifyError::Revoked { subject, serial: cert.raw_serial_as_string() },
-            webpki::Error::UnknownIssuer => VerifyError::Untrusted { subject, issuer: cert.issuer().to_string() },
+            webpki::Error::CertRevoked => VerifyError::Revoked {
+                subject,
+                serial: cert.raw_serial_as_string(),
+            },
+            webpki::Error::UnknownIssuer => VerifyError::Untrusted {
+                subject,
+                issuer: cert.issuer().to_string(),
+            },
             webpki::Error::UnknownRevocationStatus => VerifyError::RevocationMissing { subject },
             webpki::Error::CrlExpired { next_update, .. } => {
-                let next = Timestamp::from_unix_timestamp(next_update.as_secs() as i64).unwrap_or(now);
+                let next =
+                    Timestamp::from_unix_timestamp(next_update.as_secs() as i64).unwrap_or(now);
                 let issuer = self
                     .crls
                     .iter()
-                    .find(|c| c.next_update.map(|t| t.unix_timestamp()) == Some(next.unix_timestamp()))
+                    .find(|c| {
+                        c.next_update.map(|t| t.unix_timestamp()) == Some(next.unix_timestamp())
+                    })
                     .map(|c| c.issuer.clone())
                     .unwrap_or_else(|| "(unknown issuer)".into());
-                VerifyError::RevocationStale { issuer, next_update: next, checked_at: now }
+                VerifyError::RevocationStale {
+                    issuer,
+                    next_update: next,
+                    checked_at: now,
+                }
             }
             e @ (webpki::Error::InvalidCrlSignatureForPublicKey
             | webpki::Error::IssuerNotCrlSigner
-
             | webpki::Error::UnsupportedCrlSignatureAlgorithmContext(_)
-
             | webpki::Error::UnsupportedCrlSignatureAlgorithmForPublicKeyContext(_)
             | webpki::Error::UnsupportedCrlVersion
             | webpki::Error::UnsupportedDeltaCrl
             | webpki::Error::UnsupportedIndirectCrl
             | webpki::Error::UnsupportedCrlIssuingDistributionPoint
             | webpki::Error::UnsupportedRevocationReasonsPartitioning) => {
-                VerifyError::RevocationUnusable { subject, problem: format!("{e:?}") }
+                VerifyError::RevocationUnusable {
+                    subject,
+                    problem: format!("{e:?}"),
+                }
             }
             webpki::Error::CertExpired { not_after, .. } => VerifyError::ChainInvalid {
                 subject,
-                problem: format!("an intermediate certificate expired at {} (checked at {})", unix_text(not_after), rfc3339(&now)),
+                problem: format!(
+                    "an intermediate certificate expired at {} (checked at {})",
+                    unix_text(not_after),
+                    rfc3339(&now)
+                ),
             },
             webpki::Error::CertNotValidYet { not_before, .. } => VerifyError::ChainInvalid {
                 subject,
-                problem: format!("an intermediate certificate is not valid before {} (checked at {})", unix_text(not_before), rfc3339(&now)),
+                problem: format!(
+                    "an intermediate certificate is not valid before {} (checked at {})",
+                    unix_text(not_before),
+                    rfc3339(&now)
+                ),
             },
-            other => VerifyError::ChainInvalid { subject, problem: format!("{other:?}") },
+            other => VerifyError::ChainInvalid {
+                subject,
+                problem: format!("{other:?}"),
+            },
         }
     }
 }

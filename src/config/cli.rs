@@ -25,7 +25,11 @@ pub fn run_check_config(args: &CheckConfigArgs) -> ExitCode {
     match crate::gateway::cli::load(&args.config) {
         Ok(loaded) => {
             let (cfg, register) = (&loaded.config, &loaded.context.register);
-            let organisations = register.parties().iter().filter(|p| register.is_organisation(p.her_id)).count();
+            let organisations = register
+                .parties()
+                .iter()
+                .filter(|p| register.is_organisation(p.her_id))
+                .count();
             println!(
                 "configuration OK: {} parties ({} organisations, {} services/persons), gateway HER-id {}, broker {}, register {}, state {}",
                 register.parties().len(),

@@ -14,7 +14,10 @@ pub struct BadDuration {
 
 /// Parses a duration text (see the module documentation).
 pub fn parse_duration(text: &str) -> Result<time::Duration, BadDuration> {
-    let bad = |why| BadDuration { text: text.to_owned(), why };
+    let bad = |why| BadDuration {
+        text: text.to_owned(),
+        why,
+    };
     if text.is_empty() {
         return Err(bad("empty"));
     }
@@ -25,7 +28,9 @@ pub fn parse_duration(text: &str) -> Result<time::Duration, BadDuration> {
         if digits == 0 {
             return Err(bad("a number must come before each unit"));
         }
-        let n: i64 = rest[..digits].parse().map_err(|_| bad("number too large"))?;
+        let n: i64 = rest[..digits]
+            .parse()
+            .map_err(|_| bad("number too large"))?;
         rest = &rest[digits..];
         let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
         let unit_ms: i64 = match &rest[..unit_len] {
@@ -99,6 +104,9 @@ mod tests {
         ] {
             assert_eq!(parse_duration(text).unwrap_err().why, why, "{text:?}");
         }
-        assert!(parse_duration("3w").unwrap_err().to_string().contains("\"3w\""));
+        assert!(parse_duration("3w")
+            .unwrap_err()
+            .to_string()
+            .contains("\"3w\""));
     }
 }

@@ -14,7 +14,11 @@ fn tree(gateway: &str, parties: &str) -> (tempfile::TempDir, PathBuf) {
     std::fs::create_dir_all(cfg.join("trust")).unwrap();
     // The synthetic test PKI (fixtures/gateway-pki, made by `helsemelding dev-pki`).
     let pki = repo().join("fixtures/gateway-pki/parties");
-    for (from, to) in [("90000-sign.pem", "gateway-90000-cert.pem"), ("90000-sign.key", "gateway-90000-key.pem"), ("80000-sign.pem", "hospital-sign.pem")] {
+    for (from, to) in [
+        ("90000-sign.pem", "gateway-90000-cert.pem"),
+        ("90000-sign.key", "gateway-90000-key.pem"),
+        ("80000-sign.pem", "hospital-sign.pem"),
+    ] {
         std::fs::copy(pki.join(from), cfg.join(to)).unwrap();
     }
     std::fs::write(cfg.join("gateway.toml"), gateway).unwrap();
@@ -59,13 +63,23 @@ amqp_users = ["ehr-hospital"]
 "#;
 
 fn keys(problems: &[ConfigProblem]) -> Vec<(Option<usize>, String)> {
-    problems.iter().map(|p| (p.line, p.key.clone().unwrap_or_default())).collect()
+    problems
+        .iter()
+        .map(|p| (p.line, p.key.clone().unwrap_or_default()))
+        .collect()
 }
 
 #[test]
 fn the_shipped_configuration_is_valid() {
     let (cfg, register) = check(&repo().join("config/gateway.toml")).unwrap_or_else(|problems| {
-        panic!("{}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+        panic!(
+            "{}",
+            problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
     });
     assert_eq!(cfg.base_dir, repo());
     assert_eq!(cfg.paths.register, repo().join("config/parties.toml"));
@@ -93,7 +107,11 @@ fn every_key_of_the_shipped_gateway_file_is_documented() {
         if t.is_empty() || t.starts_with('#') || t.starts_with('[') {
             continue;
         }
-        assert!(i > 0 && lines[i - 1].trim().starts_with('#'), "key on line {} has no comment above it: {t}", i + 1);
+        assert!(
+            i > 0 && lines[i - 1].trim().starts_with('#'),
+            "key on line {} has no comment above it: {t}",
+            i + 1
+        );
     }
 }
 
@@ -111,16 +129,25 @@ fn defaults_and_resolution() {
     assert_eq!(cfg.policy.retention, time::Duration::days(30));
     assert!(cfg.policy.require_signature);
     assert!(cfg.policy.route_policy().reject_unknown_level2);
-    assert_eq!(register.certificates(HerId(80101)), &[root.path().join("config/hospital-sign.pem")]);
+    assert_eq!(
+        register.certificates(HerId(80101)),
+        &[root.path().join("config/hospital-sign.pem")]
+    );
     assert_eq!(GatewayConfig::load(&path).unwrap(), cfg);
 }
 
 #[test]
 fn relative_paths_resolve_from_the_config_directorys_parent() {
-    assert_eq!(base_dir(Path::new("/srv/hm/config/gateway.toml")), PathBuf::from("/srv/hm"));
+    assert_eq!(
+        base_dir(Path::new("/srv/hm/config/gateway.toml")),
+        PathBuf::from("/srv/hm")
+    );
     let cwd = std::env::current_dir().unwrap();
     assert_eq!(base_dir(Path::new("config/gateway.toml")), cwd);
-    assert_eq!(resolve(Path::new("/srv/hm"), Path::new("/etc/x.pem")), PathBuf::from("/etc/x.pem"));
+    assert_eq!(
+        resolve(Path::new("/srv/hm"), Path::new("/etc/x.pem")),
+        PathBuf::from("/etc/x.pem")
+    );
 }
 
 #[test]
@@ -207,19 +234,39 @@ her_id = -4
     ];
     let got = keys(&problems);
     for (line, key) in expect {
-        assert!(got.contains(&(Some(line), key.to_string())), "missing {line}:{key} in\n{}", text.join("\n"));
+        assert!(
+            got.contains(&(Some(line), key.to_string())),
+            "missing {line}:{key} in\n{}",
+            text.join("\n")
+        );
     }
     assert_eq!(problems.len(), expect.len(), "{}", text.join("\n"));
-    assert!(text.iter().all(|t| !t.contains("secret")), "the password never appears");
-    assert!(text.iter().any(|t| t.contains("parties.toml:4: party[0].accepts") && t.contains("\"NOPE\"")));
-    assert!(text.iter().any(|t| t.contains("gateway.toml:17: policy.apprec_timeout: not a duration: \"96x\"")));
-    assert!(matches!(problems.iter().find(|p| p.key.as_deref() == Some("party[1].her_id")).map(|p| &p.kind), Some(ProblemKind::Register(RegisterError::DuplicateHerId { .. }))));
+    assert!(
+        text.iter().all(|t| !t.contains("secret")),
+        "the password never appears"
+    );
+    assert!(text
+        .iter()
+        .any(|t| t.contains("parties.toml:4: party[0].accepts") && t.contains("\"NOPE\"")));
+    assert!(text
+        .iter()
+        .any(|t| t.contains("gateway.toml:17: policy.apprec_timeout: not a duration: \"96x\"")));
+    assert!(matches!(
+        problems
+            .iter()
+            .find(|p| p.key.as_deref() == Some("party[1].her_id"))
+            .map(|p| &p.kind),
+        Some(ProblemKind::Register(RegisterError::DuplicateHerId { .. }))
+    ));
 }
 
 #[test]
 fn url_and_url_env() {
     let var = "HELSEMELDING_TEST_AMQP_URL_CONFIG_TESTS";
-    let with_env = GOOD_GATEWAY.replace("url = \"amqp://guest:guest@127.0.0.1:5672/%2f\"", &format!("url_env = \"{var}\""));
+    let with_env = GOOD_GATEWAY.replace(
+        "url = \"amqp://guest:guest@127.0.0.1:5672/%2f\"",
+        &format!("url_env = \"{var}\""),
+    );
     let (_root, path) = tree(&with_env, GOOD_PARTIES);
     let problems = check(&path).unwrap_err();
     assert_eq!(keys(&problems), vec![(Some(3), "amqp.url_env".to_string())]);
@@ -228,31 +275,60 @@ fn url_and_url_env() {
     std::env::set_var(var, "amqp://svc:pw@broker:5671/prod");
     let (cfg, _) = check(&path).unwrap();
     assert_eq!(cfg.amqp.url, "amqp://svc:pw@broker:5671/prod");
-    assert!(!format!("{:?}", cfg.amqp).contains("pw"), "Debug hides the password");
+    assert!(
+        !format!("{:?}", cfg.amqp).contains("pw"),
+        "Debug hides the password"
+    );
     std::env::remove_var(var);
 
     let both = GOOD_GATEWAY.replace("[gateway]", &format!("url_env = \"{var}\"\n\n[gateway]"));
     let (_root, path) = tree(&both, GOOD_PARTIES);
-    assert_eq!(keys(&check(&path).unwrap_err()), vec![(Some(3), "amqp.url".to_string())]);
+    assert_eq!(
+        keys(&check(&path).unwrap_err()),
+        vec![(Some(3), "amqp.url".to_string())]
+    );
 
-    let neither = GOOD_GATEWAY.replace("url = \"amqp://guest:guest@127.0.0.1:5672/%2f\"", "prefetch = 0");
+    let neither = GOOD_GATEWAY.replace(
+        "url = \"amqp://guest:guest@127.0.0.1:5672/%2f\"",
+        "prefetch = 0",
+    );
     let (_root, path) = tree(&neither, GOOD_PARTIES);
     let got = keys(&check(&path).unwrap_err());
-    assert_eq!(got, vec![(Some(2), "amqp.url".to_string()), (Some(3), "amqp.prefetch".to_string())]);
+    assert_eq!(
+        got,
+        vec![
+            (Some(2), "amqp.url".to_string()),
+            (Some(3), "amqp.prefetch".to_string())
+        ]
+    );
 
     let not_amqp = GOOD_GATEWAY.replace("amqp://guest:guest@", "http://guest:guest@");
     let (_root, path) = tree(&not_amqp, GOOD_PARTIES);
-    assert_eq!(keys(&check(&path).unwrap_err()), vec![(Some(3), "amqp.url".to_string())]);
+    assert_eq!(
+        keys(&check(&path).unwrap_err()),
+        vec![(Some(3), "amqp.url".to_string())]
+    );
 }
 
 #[test]
 fn missing_keys_and_sections() {
-    let gateway = GOOD_GATEWAY.replace("her_id = 90000\n", "").replace("[paths]\nregister = \"config/parties.toml\"\ntrust_dir = \"config/trust\"\n", "");
+    let gateway = GOOD_GATEWAY.replace("her_id = 90000\n", "").replace(
+        "[paths]\nregister = \"config/parties.toml\"\ntrust_dir = \"config/trust\"\n",
+        "",
+    );
     let (_root, path) = tree(&gateway, GOOD_PARTIES);
     let problems = check(&path).unwrap_err();
     let got = keys(&problems);
-    assert!(got.contains(&(Some(5), "gateway.her_id".to_string())), "{got:?}");
-    assert!(problems.iter().any(|p| matches!(&p.kind, ProblemKind::Missing(m) if m.contains("paths"))), "{got:?}");
+    assert!(
+        got.contains(&(Some(5), "gateway.her_id".to_string())),
+        "{got:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| matches!(&p.kind, ProblemKind::Missing(m) if m.contains("paths"))),
+        "{got:?}"
+    );
 }
 
 #[test]
@@ -261,55 +337,109 @@ fn the_gateway_must_be_in_the_register_and_the_register_not_empty() {
     let (_root, path) = tree(GOOD_GATEWAY, &parties);
     let problems = check(&path).unwrap_err();
     assert_eq!(problems.len(), 1);
-    assert_eq!(problems[0].kind, ProblemKind::GatewayNotInRegister(HerId(90000)));
+    assert_eq!(
+        problems[0].kind,
+        ProblemKind::GatewayNotInRegister(HerId(90000))
+    );
     assert_eq!(problems[0].line, Some(6));
 
     let (_root, path) = tree(GOOD_GATEWAY, "# nothing here\n");
     let problems = check(&path).unwrap_err();
-    assert!(problems.iter().any(|p| p.key.as_deref() == Some("party")), "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.key.as_deref() == Some("party")),
+        "{problems:?}"
+    );
 }
 
 #[test]
 fn syntax_errors_name_the_line() {
-    let (_root, path) = tree(&GOOD_GATEWAY.replace("her_id = 90000", "her_id = "), GOOD_PARTIES);
+    let (_root, path) = tree(
+        &GOOD_GATEWAY.replace("her_id = 90000", "her_id = "),
+        GOOD_PARTIES,
+    );
     let problems = check(&path).unwrap_err();
-    assert!(matches!(problems[0].kind, ProblemKind::Syntax(_)), "{problems:?}");
+    assert!(
+        matches!(problems[0].kind, ProblemKind::Syntax(_)),
+        "{problems:?}"
+    );
     assert_eq!(problems[0].line, Some(6));
     let (_root, path) = tree(GOOD_GATEWAY, "[[party]\nher_id = 1\n");
     let problems = check(&path).unwrap_err();
-    assert!(problems.iter().any(|p| matches!(p.kind, ProblemKind::Syntax(_)) && p.file.ends_with("parties.toml") && p.line == Some(1)), "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| matches!(p.kind, ProblemKind::Syntax(_))
+                && p.file.ends_with("parties.toml")
+                && p.line == Some(1)),
+        "{problems:?}"
+    );
 }
 
 #[test]
 fn missing_files_are_named() {
     let problems = check(Path::new("/nonexistent/config/gateway.toml")).unwrap_err();
     assert_eq!(problems.len(), 1);
-    assert!(problems[0].to_string().contains("/nonexistent/config/gateway.toml"));
-    let (_root, path) = tree(&GOOD_GATEWAY.replace("config/parties.toml", "config/nope.toml"), GOOD_PARTIES);
+    assert!(problems[0]
+        .to_string()
+        .contains("/nonexistent/config/gateway.toml"));
+    let (_root, path) = tree(
+        &GOOD_GATEWAY.replace("config/parties.toml", "config/nope.toml"),
+        GOOD_PARTIES,
+    );
     let problems = check(&path).unwrap_err();
-    assert_eq!(keys(&problems), vec![(Some(11), "paths.register".to_string())]);
+    assert_eq!(
+        keys(&problems),
+        vec![(Some(11), "paths.register".to_string())]
+    );
     assert!(problems[0].to_string().contains("nope.toml"));
 }
 
 #[test]
 fn an_inline_key_is_refused() {
-    let gateway = GOOD_GATEWAY.replace("\"config/gateway-90000-key.pem\"", "\"-----BEGIN PRIVATE KEY-----MIIE\"");
+    let gateway = GOOD_GATEWAY.replace(
+        "\"config/gateway-90000-key.pem\"",
+        "\"-----BEGIN PRIVATE KEY-----MIIE\"",
+    );
     let (_root, path) = tree(&gateway, GOOD_PARTIES);
     let problems = check(&path).unwrap_err();
-    assert!(problems.iter().any(|p| matches!(p.kind, ProblemKind::InlineSecret(_))), "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| matches!(p.kind, ProblemKind::InlineSecret(_))),
+        "{problems:?}"
+    );
 }
 
 #[test]
 fn extension_problems_print_like_the_others() {
-    let p = ConfigProblem::new("config/gateway.toml", Some(33), Some("paths.schemas"), ProblemKind::Schemas("MsgHead-v1_2.xsd not installed".into()));
-    assert_eq!(p.to_string(), "config/gateway.toml:33: paths.schemas: schemas: MsgHead-v1_2.xsd not installed");
-    let t = ConfigProblem::new("config/trust", None, None, ProblemKind::TrustStore("no CA certificate".into()));
-    assert_eq!(t.to_string(), "config/trust: trust store: no CA certificate");
+    let p = ConfigProblem::new(
+        "config/gateway.toml",
+        Some(33),
+        Some("paths.schemas"),
+        ProblemKind::Schemas("MsgHead-v1_2.xsd not installed".into()),
+    );
+    assert_eq!(
+        p.to_string(),
+        "config/gateway.toml:33: paths.schemas: schemas: MsgHead-v1_2.xsd not installed"
+    );
+    let t = ConfigProblem::new(
+        "config/trust",
+        None,
+        None,
+        ProblemKind::TrustStore("no CA certificate".into()),
+    );
+    assert_eq!(
+        t.to_string(),
+        "config/trust: trust store: no CA certificate"
+    );
 }
 
 #[test]
 fn urls_are_redacted() {
-    assert_eq!(redact_url("amqp://guest:guest@127.0.0.1:5672/%2f"), "amqp://guest:***@127.0.0.1:5672/%2f");
+    assert_eq!(
+        redact_url("amqp://guest:guest@127.0.0.1:5672/%2f"),
+        "amqp://guest:***@127.0.0.1:5672/%2f"
+    );
     assert_eq!(redact_url("amqps://user@host"), "amqps://user@host");
     assert_eq!(redact_url("amqp://host/vh"), "amqp://host/vh");
     assert_eq!(redact_url("not a url"), "not a url");

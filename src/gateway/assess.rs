@@ -17,10 +17,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use super::metrics::{thread_cpu_nanos, Stage, StageTimes};
 use crate::address::{AddressedRecipient, RecipientRole};
 use crate::amqp::headers::{ContentType, HeaderError, MessageHeaders};
 use crate::apprec::{AppRec, AppRecError, AppRecVersion};
-use super::metrics::{thread_cpu_nanos, Stage, StageTimes};
 use crate::cms::{self, TrustStore};
 use crate::codes::{AppRecStatus, ErrorCode};
 use crate::ids::{HerId, MsgId, Timestamp};
@@ -127,7 +127,12 @@ pub enum RecipientPlan {
     /// Publish the original envelope to `{her}_async`.
     Deliver { her: HerId, role: RecipientRole },
     /// Answer for this recipient with a negative AppRec (one `Error` per distinct fault).
-    Reject { her: Option<HerId>, role: RecipientRole, party: Party, errors: Vec<AppRecError> },
+    Reject {
+        her: Option<HerId>,
+        role: RecipientRole,
+        party: Party,
+        errors: Vec<AppRecError>,
+    },
     /// Not ours at either level: no AppRec; an error-queue entry for the sender (HITS 1168 §5.3).
     NotForUs { role: RecipientRole, reason: String },
     /// The same party addressed twice: covered by its first recipient (HITS 1168 §5.4).
@@ -137,7 +142,10 @@ pub enum RecipientPlan {
 impl RecipientPlan {
     /// The recipients the store keeps state for: those we deliver to or answer for.
     pub fn is_ours(&self) -> bool {
-        matches!(self, RecipientPlan::Deliver { .. } | RecipientPlan::Reject { .. })
+        matches!(
+            self,
+            RecipientPlan::Deliver { .. } | RecipientPlan::Reject { .. }
+        )
     }
 }
 
@@ -155,7 +163,12 @@ pub struct AppRecPlan {
 }
 
 impl Plan {
-    fn refuse(to: Option<HerId>, condition: &'static str, description: impl Into<String>, h: Option<&MessageHeaders>) -> Plan {
+    fn refuse(
+        to: Option<HerId>,
+        condition: &'static str,
+        description: impl Into<String>,
+        h: Option<&MessageHeaders>,
+    ) -> Plan {
         Plan::Refuse(Refusal {
             to,
             condition,
@@ -174,7 +187,12 @@ pub fn assess(input: &Inbound<'_>, ctx: &Context, now: Timestamp) -> Plan {
 }
 
 /// [`assess`], adding each stage's CPU time to `stages` (the plan is the same either way).
-pub fn assess_timed(input: &Inbound<'_>, ctx: &Context, now: Timestamp, stages: Option<&StageTimes>) -> Plan {
+pub fn assess_timed(
+    input: &Inbound<'_>,
+    ctx: &Context,
+    now: Timestamp,
+    stages: Option<&StageTimes>,
+) -> Plan {
     let mut clock = StageClock::start(stages);
     let h = match input.headers {
         Ok(h) => h,
@@ -183,11 +201,20 @@ pub fn assess_timed(input: &Inbound<'_>, ctx: &Context, now: Timestamp, stages: 
     };
     let from = h.from_her_id;
     if ctx.register.get(from).is_none() {
-        return Plan::refuse(None, condition::UNKNOWN_SENDER, format!("fromHerId {from} is not in the address register"), Some(h));
+        return Plan::refuse(
+            None,
+            condition::UNKNOWN_SENDER,
+            format!("fromHerId {from} is not in the address register"),
+            Some(h),
+        );
     }
     // DESIGN §2 verify: the AMQP user (validated by RabbitMQ) must be allowed to send for fromHerId.
     // A party registered without amqp_users is not restricted by user.
-    let users = &ctx.register.get(from).map(|p| p.amqp_users.as_slice()).unwrap_or(&[]);
+    let users = &ctx
+        .register
+        .get(from)
+        .map(|p| p.amqp_users.as_slice())
+        .unwrap_or(&[]);
     if !users.is_empty() {
         match input.user_id {
             Some(u) if ctx.register.amqp_user_allowed(from, u) => {}
@@ -208,7 +235,11 @@ pub fn assess_timed(input: &Inbound<'_>, ctx: &Context, now: Timestamp, stages: 
         return Plan::refuse(
             Some(from),
             condition::TOO_LARGE,
-            format!("{} bytes, the limit is {}", input.body.len(), ctx.policy.max_message_bytes),
+            format!(
+                "{} bytes, the limit is {}",
+                input.body.len(),
+                ctx.policy.max_message_bytes
+            ),
             Some(h),
         );
     }
@@ -216,18 +247,24 @@ pub fn assess_timed(input: &Inbound<'_>, ctx: &Context, now: Timestamp, stages: 
     // ---- verify ----
     // SHA-256 of the content, when verification already computed it (the store keeps it).
     let mut content_digest: Option<[u8; 32]> = None;
-    let (content, signature_fault): (std::borrow::Cow<'_, [u8]>, Option<(ErrorCode, String)>) = match h.content_type {
-        ContentType::SignedCms => {
-            let Some(trust) = ctx.trust.as_deref() else {
-                return Plan::Retry { reason: "a signed message arrived but no trust store is loaded".into() };
-            };
-            let verified = cms::verify(input.body, trust, now);
-            clock.lap(Stage::Verify);
-            match verified {
-                Ok(v) => {
-                    let allowed = ctx.fingerprints.get(&from).is_some_and(|f| f.contains(&v.signer.fingerprint_sha256));
-                    if !allowed {
-                        return Plan::refuse(
+    let (content, signature_fault): (std::borrow::Cow<'_, [u8]>, Option<(ErrorCode, String)>) =
+        match h.content_type {
+            ContentType::SignedCms => {
+                let Some(trust) = ctx.trust.as_deref() else {
+                    return Plan::Retry {
+                        reason: "a signed message arrived but no trust store is loaded".into(),
+                    };
+                };
+                let verified = cms::verify(input.body, trust, now);
+                clock.lap(Stage::Verify);
+                match verified {
+                    Ok(v) => {
+                        let allowed = ctx
+                            .fingerprints
+                            .get(&from)
+                            .is_some_and(|f| f.contains(&v.signer.fingerprint_sha256));
+                        if !allowed {
+                            return Plan::refuse(
                             Some(from),
                             condition::SPOOFING,
                             format!(
@@ -237,34 +274,47 @@ pub fn assess_timed(input: &Inbound<'_>, ctx: &Context, now: Timestamp, stages: 
                             ),
                             Some(h),
                         );
+                        }
+                        content_digest = v.content_sha256;
+                        (std::borrow::Cow::Owned(v.content), None)
                     }
-                    content_digest = v.content_sha256;
-                    (std::borrow::Cow::Owned(v.content), None)
-                }
-                Err(e) if e.is_retryable() => return Plan::Retry { reason: e.to_string() },
-                Err(e) => {
-                    let code = e.apprec_code().unwrap_or(ErrorCode::S99);
-                    // S01–S03 are answered with an AppRec (SKAL, Systemtest #29–31) when the content
-                    // can still be read to address it; an unreadable envelope cannot be answered.
-                    match cms::unverified_content(input.body) {
-                        Some(c) if code != ErrorCode::T01 => (std::borrow::Cow::Owned(c), Some((code, e.to_string()))),
-                        _ => return Plan::refuse(Some(from), condition::INVALID_ENVELOPE, e.to_string(), Some(h)),
+                    Err(e) if e.is_retryable() => {
+                        return Plan::Retry {
+                            reason: e.to_string(),
+                        }
+                    }
+                    Err(e) => {
+                        let code = e.apprec_code().unwrap_or(ErrorCode::S99);
+                        // S01–S03 are answered with an AppRec (SKAL, Systemtest #29–31) when the content
+                        // can still be read to address it; an unreadable envelope cannot be answered.
+                        match cms::unverified_content(input.body) {
+                            Some(c) if code != ErrorCode::T01 => {
+                                (std::borrow::Cow::Owned(c), Some((code, e.to_string())))
+                            }
+                            _ => {
+                                return Plan::refuse(
+                                    Some(from),
+                                    condition::INVALID_ENVELOPE,
+                                    e.to_string(),
+                                    Some(h),
+                                )
+                            }
+                        }
                     }
                 }
             }
-        }
-        ContentType::Xml => {
-            if ctx.policy.require_signature {
-                return Plan::refuse(
+            ContentType::Xml => {
+                if ctx.policy.require_signature {
+                    return Plan::refuse(
                     Some(from),
                     condition::UNSIGNED,
                     "unsigned message (application/xml) but the gateway requires signed envelopes (policy.require_signature)",
                     Some(h),
                 );
+                }
+                (std::borrow::Cow::Borrowed(input.body), None)
             }
-            (std::borrow::Cow::Borrowed(input.body), None)
-        }
-    };
+        };
 
     // ---- validate ----
     // One reading pass: the validator's events also build the tree the MsgHead (or AppRec) is
@@ -273,35 +323,60 @@ pub fn assess_timed(input: &Inbound<'_>, ctx: &Context, now: Timestamp, stages: 
     let doc = XmlDocument::new(&content, &ctx.policy.xml);
     let mut tree = TreeBuilder::default();
     let verdict = match &doc {
-        Ok(d) => ctx.schemas.validate_text(d.text(), &ctx.policy.xml, &mut |ev| tree.event(ev)),
+        Ok(d) => ctx
+            .schemas
+            .validate_text(d.text(), &ctx.policy.xml, &mut |ev| tree.event(ev)),
         Err(e) => Verdict::NotWellFormed(e.clone()),
     };
     let tree = match (&doc, &verdict) {
-        (Ok(d), Verdict::Valid { .. } | Verdict::Invalid { .. } | Verdict::Unsupported { .. }) => tree.finish(d.text()),
+        (Ok(d), Verdict::Valid { .. } | Verdict::Invalid { .. } | Verdict::Unsupported { .. }) => {
+            tree.finish(d.text())
+        }
         _ => None,
     };
     clock.lap(Stage::Validate);
-    if let Verdict::Valid { set: SchemaSet::AppRec10 | SchemaSet::AppRec11 } = verdict {
+    if let Verdict::Valid {
+        set: SchemaSet::AppRec10 | SchemaSet::AppRec11,
+    } = verdict
+    {
         return match signature_fault {
-            Some((_, why)) => Plan::refuse(Some(from), condition::INVALID_SIGNATURE, format!("AppRec: {why}"), Some(h)),
+            Some((_, why)) => Plan::refuse(
+                Some(from),
+                condition::INVALID_SIGNATURE,
+                format!("AppRec: {why}"),
+                Some(h),
+            ),
             None => assess_apprec(tree.as_ref(), h),
         };
     }
     if looks_like_apprec(&content) {
         // Never answer an AppRec with an AppRec (NOTES §5): tell the sender through its error queue.
-        return Plan::refuse(Some(from), condition::INVALID_APPREC, format!("AppRec rejected: {}", verdict.detail()), Some(h));
+        return Plan::refuse(
+            Some(from),
+            condition::INVALID_APPREC,
+            format!("AppRec rejected: {}", verdict.detail()),
+            Some(h),
+        );
     }
     let mut message_faults: Vec<AppRecError> = Vec::new();
     if let Some((code, why)) = signature_fault {
-        message_faults.push(AppRecError { code, ot: Some(why) });
+        message_faults.push(AppRecError {
+            code,
+            ot: Some(why),
+        });
     }
     // NOTES §7: not well-formed T01, not valid against the declared schema T02, unsupported T10.
     if let Some(code) = verdict_code(&verdict) {
-        message_faults.push(AppRecError { code, ot: Some(verdict.detail()) });
+        message_faults.push(AppRecError {
+            code,
+            ot: Some(verdict.detail()),
+        });
     }
 
     // ---- extract ----
-    let parsed = tree.as_ref().and_then(|t| MsgHead::from_tree(t.root()).ok());
+    let parsed = tree
+        .as_ref()
+        .and_then(|t| MsgHead::from_tree(t.root()).ok());
     clock.lap(Stage::Parse);
     let head = match parsed {
         Some(head) => head,
@@ -310,7 +385,10 @@ pub fn assess_timed(input: &Inbound<'_>, ctx: &Context, now: Timestamp, stages: 
             // signer above), so answer with what the headers and the register say (T01 is KAN
             // "only possible if the sender can be found", NOTES §7).
             if message_faults.is_empty() {
-                message_faults.push(AppRecError { code: ErrorCode::T02, ot: Some("the MsgHead cannot be read".into()) });
+                message_faults.push(AppRecError {
+                    code: ErrorCode::T02,
+                    ot: Some("the MsgHead cannot be read".into()),
+                });
             }
             match stand_in_head(h, &ctx.register) {
                 Some(head) => head,
@@ -318,7 +396,11 @@ pub fn assess_timed(input: &Inbound<'_>, ctx: &Context, now: Timestamp, stages: 
                     return Plan::refuse(
                         Some(from),
                         condition::UNKNOWN_RECEIVER,
-                        format!("unreadable message ({}) for toHerId {}, which is not ours", verdict.detail(), h.to_her_id),
+                        format!(
+                            "unreadable message ({}) for toHerId {}, which is not ours",
+                            verdict.detail(),
+                            h.to_her_id
+                        ),
                         Some(h),
                     )
                 }
@@ -333,28 +415,45 @@ pub fn assess_timed(input: &Inbound<'_>, ctx: &Context, now: Timestamp, stages: 
             condition::SPOOFING,
             format!(
                 "MsgHead sender is HER-id {} but the envelope says fromHerId {from}",
-                claimed.map(|c| c.to_string()).unwrap_or_else(|| "(none)".into())
+                claimed
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "(none)".into())
             ),
             Some(h),
         );
     }
     // HIS 80601: MsgId shall be a UUID — E10 is SKAL (NOTES §7, Systemtest #28).
     if !head.msg_id.is_uuid() && !head.msg_id.as_str().is_empty() {
-        message_faults.push(AppRecError { code: ErrorCode::E10, ot: Some(format!("MsgId {:?} is not a UUID", head.msg_id.as_str())) });
+        message_faults.push(AppRecError {
+            code: ErrorCode::E10,
+            ot: Some(format!("MsgId {:?} is not a UUID", head.msg_id.as_str())),
+        });
     }
-    let msg_id = if head.msg_id.as_str().is_empty() { h.message_id.clone() } else { head.msg_id.clone() };
+    let msg_id = if head.msg_id.as_str().is_empty() {
+        h.message_id.clone()
+    } else {
+        head.msg_id.clone()
+    };
 
     // ---- route ----
     let recipients = head.recipients();
     let addressed: Vec<AddressedRecipient> = recipients.iter().map(|(a, _)| *a).collect();
-    let plan = route::route(&addressed, Some(h.to_her_id), &head.msg_type.v, &ctx.register, &ctx.policy.route);
+    let plan = route::route(
+        &addressed,
+        Some(h.to_her_id),
+        &head.msg_type.v,
+        &ctx.register,
+        &ctx.policy.route,
+    );
     let mut out = Vec::with_capacity(plan.decisions.len());
     for ((addr, party), decision) in recipients.iter().zip(plan.decisions) {
         let her = addr.address.communication_party();
         out.push(match decision {
             Decision::NotForUs { role, reason } => RecipientPlan::NotForUs { role, reason },
             Decision::Duplicate { role, her } => RecipientPlan::Duplicate { her, role },
-            Decision::Deliver { her: to, role } if message_faults.is_empty() => RecipientPlan::Deliver { her: to, role },
+            Decision::Deliver { her: to, role } if message_faults.is_empty() => {
+                RecipientPlan::Deliver { her: to, role }
+            }
             Decision::Deliver { her: to, role } => RecipientPlan::Reject {
                 her: Some(to),
                 role,
@@ -364,9 +463,17 @@ pub fn assess_timed(input: &Inbound<'_>, ctx: &Context, now: Timestamp, stages: 
             Decision::Reject { role, code, reason } => {
                 let mut errors = message_faults.clone();
                 if !errors.iter().any(|e| e.code == code) {
-                    errors.push(AppRecError { code, ot: Some(reason) });
+                    errors.push(AppRecError {
+                        code,
+                        ot: Some(reason),
+                    });
                 }
-                RecipientPlan::Reject { her: known(her, &ctx.register), role, party: (*party).clone(), errors }
+                RecipientPlan::Reject {
+                    her: known(her, &ctx.register),
+                    role,
+                    party: (*party).clone(),
+                    errors,
+                }
             }
         });
     }
@@ -388,7 +495,10 @@ pub fn assess_timed(input: &Inbound<'_>, ctx: &Context, now: Timestamp, stages: 
 /// time, taken here as CET (UTC+01:00). In summer time that starts the 96-hour clock one hour late;
 /// the store never starts it later than the time of receipt, which bounds the error.
 fn gen_date_of(head: &MsgHead) -> Option<Timestamp> {
-    head.gen_date_parsed.or_else(|| head.gen_date_unzoned.map(|d| d.assume_offset(time::macros::offset!(+1))))
+    head.gen_date_parsed.or_else(|| {
+        head.gen_date_unzoned
+            .map(|d| d.assume_offset(time::macros::offset!(+1)))
+    })
 }
 
 /// Laps of the thread CPU clock between stages; does nothing without [`StageTimes`].
@@ -399,7 +509,11 @@ struct StageClock<'a> {
 
 impl<'a> StageClock<'a> {
     fn start(stages: Option<&'a StageTimes>) -> Self {
-        let last = if stages.is_some() { thread_cpu_nanos() } else { 0 };
+        let last = if stages.is_some() {
+            thread_cpu_nanos()
+        } else {
+            0
+        };
         StageClock { stages, last }
     }
 
@@ -427,7 +541,9 @@ fn verdict_code(verdict: &Verdict) -> Option<ErrorCode> {
         // An element no schema of ours declares (a payload namespace/version we have no schema
         // for) is "ukjent XML-skjema": T10, not T02 (Systemtest #33, NOTES §7). Found by the
         // hostile corpus (fixtures/hostile/t10-unknown-payload-namespace).
-        Verdict::Invalid { violation, .. } if violation.is_undeclared_element() => Some(ErrorCode::T10),
+        Verdict::Invalid { violation, .. } if violation.is_undeclared_element() => {
+            Some(ErrorCode::T10)
+        }
         Verdict::Invalid { .. } => Some(ErrorCode::T02),
         Verdict::NotWellFormed(_) => Some(ErrorCode::T01),
         Verdict::Unsupported { .. } => Some(ErrorCode::T10),
@@ -451,8 +567,22 @@ fn assess_apprec(tree: Option<&Tree<'_>>, h: &MessageHeaders) -> Plan {
     // A valid AppRec always has its tree; `None` would be a bug, answered like an unreadable one.
     let rec = match tree.map(|t| AppRec::from_tree(t.root())) {
         Some(Ok(r)) => r,
-        Some(Err(e)) => return Plan::refuse(Some(h.from_her_id), condition::INVALID_APPREC, e.to_string(), Some(h)),
-        None => return Plan::refuse(Some(h.from_her_id), condition::INVALID_APPREC, "the AppRec could not be read", Some(h)),
+        Some(Err(e)) => {
+            return Plan::refuse(
+                Some(h.from_her_id),
+                condition::INVALID_APPREC,
+                e.to_string(),
+                Some(h),
+            )
+        }
+        None => {
+            return Plan::refuse(
+                Some(h.from_her_id),
+                condition::INVALID_APPREC,
+                "the AppRec could not be read",
+                Some(h),
+            )
+        }
     };
     let answering = rec.sender.address().communication_party();
     if answering != Some(h.from_her_id) {
@@ -461,20 +591,30 @@ fn assess_apprec(tree: Option<&Tree<'_>>, h: &MessageHeaders) -> Plan {
             condition::SPOOFING,
             format!(
                 "AppRec sender is HER-id {} but the envelope says fromHerId {}",
-                answering.map(|a| a.to_string()).unwrap_or_else(|| "(none)".into()),
+                answering
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| "(none)".into()),
                 h.from_her_id
             ),
             Some(h),
         );
     }
     let Some(original_sender) = rec.receiver.address().communication_party() else {
-        return Plan::refuse(Some(h.from_her_id), condition::INVALID_APPREC, "the AppRec's Receiver carries no HER-id", Some(h));
+        return Plan::refuse(
+            Some(h.from_her_id),
+            condition::INVALID_APPREC,
+            "the AppRec's Receiver carries no HER-id",
+            Some(h),
+        );
     };
     let Some(status) = rec.status() else {
         return Plan::refuse(
             Some(h.from_her_id),
             condition::INVALID_APPREC,
-            format!("AppRec status {:?} is not in code list 8258", rec.status_code.v),
+            format!(
+                "AppRec status {:?} is not in code list 8258",
+                rec.status_code.v
+            ),
             Some(h),
         );
     };
@@ -527,9 +667,15 @@ fn stand_in_head(h: &MessageHeaders, register: &Register) -> Option<MsgHead> {
     };
     let gen = h.application_timestamp;
     Some(MsgHead {
-        msg_type: Code { v: h.msg_type.clone(), s: Some(crate::codes::OID_8279.into()), dn: None },
+        msg_type: Code {
+            v: h.msg_type.clone(),
+            s: Some(crate::codes::OID_8279.into()),
+            dn: None,
+        },
         mig_version: "v1.2 2006-05-24".into(),
-        gen_date: gen.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        gen_date: gen
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
         gen_date_parsed: Some(gen),
         gen_date_unzoned: None,
         msg_id: h.message_id.clone(),
@@ -547,7 +693,11 @@ fn stand_in_head(h: &MessageHeaders, register: &Register) -> Option<MsgHead> {
 fn her_ident(her: HerId) -> Ident {
     Ident {
         id: her.to_string(),
-        type_id: Code { v: "HER".into(), s: Some("2.16.578.1.12.4.1.1.9051".into()), dn: Some("HER-id".into()) },
+        type_id: Code {
+            v: "HER".into(),
+            s: Some("2.16.578.1.12.4.1.1.9051".into()),
+            dn: Some("HER-id".into()),
+        },
     }
 }
 
@@ -566,7 +716,9 @@ mod tests {
     }
 
     fn code_of(fixture: &str) -> Option<ErrorCode> {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(fixture);
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(fixture);
         let doc = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         verdict_code(&schemas().validate(&doc, &XmlLimits::default()))
     }
@@ -579,15 +731,30 @@ mod tests {
         let mut checked = 0;
         for entry in std::fs::read_dir(&dir).unwrap().flatten() {
             let lf = std::fs::read(entry.path()).unwrap();
-            let crlf = String::from_utf8(lf.clone()).unwrap().replace('\n', "\r\n").replace("Testlege", "Test\r\nlege").into_bytes();
+            let crlf = String::from_utf8(lf.clone())
+                .unwrap()
+                .replace('\n', "\r\n")
+                .replace("Testlege", "Test\r\nlege")
+                .into_bytes();
             for doc in [lf, crlf] {
                 let limits = XmlLimits::default();
                 let d = XmlDocument::new(&doc, &limits).unwrap();
                 let mut builder = TreeBuilder::default();
-                let verdict = schemas().validate_text(d.text(), &limits, &mut |ev| builder.event(ev));
-                assert!(verdict.is_valid(), "{}: {}", entry.path().display(), verdict.detail());
+                let verdict =
+                    schemas().validate_text(d.text(), &limits, &mut |ev| builder.event(ev));
+                assert!(
+                    verdict.is_valid(),
+                    "{}: {}",
+                    entry.path().display(),
+                    verdict.detail()
+                );
                 let tree = builder.finish(d.text()).unwrap();
-                assert_eq!(MsgHead::from_tree(tree.root()), MsgHead::parse(&doc), "{}", entry.path().display());
+                assert_eq!(
+                    MsgHead::from_tree(tree.root()),
+                    MsgHead::parse(&doc),
+                    "{}",
+                    entry.path().display()
+                );
                 checked += 1;
             }
         }
@@ -597,15 +764,30 @@ mod tests {
     #[test]
     fn a_payload_namespace_without_a_schema_is_t10_not_t02() {
         // Systemtest #33 "Fagmeldingen benytter ukjent XML-skjema" → T10.
-        assert_eq!(code_of("hostile/t10-unknown-payload-namespace.bin"), Some(ErrorCode::T10));
+        assert_eq!(
+            code_of("hostile/t10-unknown-payload-namespace.bin"),
+            Some(ErrorCode::T10)
+        );
     }
 
     #[test]
     fn schema_faults_in_known_standards_stay_t02_t01_and_valid_is_none() {
-        assert_eq!(code_of("hostile/t02-payload-unknown-element.bin"), Some(ErrorCode::T02));
-        assert_eq!(code_of("hostile/t02-msginfo-twice.bin"), Some(ErrorCode::T02));
+        assert_eq!(
+            code_of("hostile/t02-payload-unknown-element.bin"),
+            Some(ErrorCode::T02)
+        );
+        assert_eq!(
+            code_of("hostile/t02-msginfo-twice.bin"),
+            Some(ErrorCode::T02)
+        );
         assert_eq!(code_of("hostile/xml-xxe-file.bin"), Some(ErrorCode::T01));
-        assert_eq!(code_of("hostile/t10-unknown-root.bin"), Some(ErrorCode::T10));
-        assert_eq!(code_of("messages/delivered/foresporsel-gp-to-nursing-home.xml"), None);
+        assert_eq!(
+            code_of("hostile/t10-unknown-root.bin"),
+            Some(ErrorCode::T10)
+        );
+        assert_eq!(
+            code_of("messages/delivered/foresporsel-gp-to-nursing-home.xml"),
+            None
+        );
     }
 }

@@ -34,15 +34,29 @@ pub struct Loaded {
 
 /// Loads the configuration and everything it names; returns every problem found.
 pub fn load(config_path: &Path) -> Result<Loaded, Vec<String>> {
-    let (config, register) = config::check(config_path).map_err(|ps| ps.iter().map(|p| p.to_string()).collect::<Vec<_>>())?;
+    let (config, register) = config::check(config_path)
+        .map_err(|ps| ps.iter().map(|p| p.to_string()).collect::<Vec<_>>())?;
     let mut problems = Vec::new();
     if let Err(ps) = crate::schemas::verify_installed(&config.paths.schemas) {
-        let hint = format!("install them: helsemelding install-schemas --from ../shared/standards/xsd --to {}", config.paths.schemas.display());
-        let missing = ps.iter().filter(|p| matches!(p, crate::schemas::ManifestProblem::Missing { .. })).count();
+        let hint = format!(
+            "install them: helsemelding install-schemas --from ../shared/standards/xsd --to {}",
+            config.paths.schemas.display()
+        );
+        let missing = ps
+            .iter()
+            .filter(|p| matches!(p, crate::schemas::ManifestProblem::Missing { .. }))
+            .count();
         if missing > 3 {
             // A fresh checkout: one line, not one per file.
-            problems.push(format!("{missing} of the schema files in xsd/MANIFEST.toml are missing in {} ({hint})", config.paths.schemas.display()));
-            problems.extend(ps.iter().filter(|p| !matches!(p, crate::schemas::ManifestProblem::Missing { .. })).map(|p| p.to_string()));
+            problems.push(format!(
+                "{missing} of the schema files in xsd/MANIFEST.toml are missing in {} ({hint})",
+                config.paths.schemas.display()
+            ));
+            problems.extend(
+                ps.iter()
+                    .filter(|p| !matches!(p, crate::schemas::ManifestProblem::Missing { .. }))
+                    .map(|p| p.to_string()),
+            );
         } else {
             problems.extend(ps.iter().map(|p| format!("{p} ({hint})")));
         }
@@ -70,28 +84,41 @@ pub fn load(config_path: &Path) -> Result<Loaded, Vec<String>> {
     for party in register.parties() {
         for cert in &party.certificates {
             let path = resolve(&config.base_dir, cert);
-            match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|b| cms::certificate_fingerprint(&b).map_err(|e| e.to_string())) {
+            match std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| cms::certificate_fingerprint(&b).map_err(|e| e.to_string()))
+            {
                 Ok(f) => {
                     fingerprints.entry(party.her_id).or_default().insert(f);
                 }
-                Err(e) => problems.push(format!("party {}: certificate {}: {e}", party.her_id, path.display())),
+                Err(e) => problems.push(format!(
+                    "party {}: certificate {}: {e}",
+                    party.her_id,
+                    path.display()
+                )),
             }
         }
     }
-    let signer = match Signer::from_pem_files(&config.gateway.signing_key, &config.gateway.signing_cert) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            problems.push(format!("gateway signing identity: {e}"));
-            None
-        }
-    };
+    let signer =
+        match Signer::from_pem_files(&config.gateway.signing_key, &config.gateway.signing_cert) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                problems.push(format!("gateway signing identity: {e}"));
+                None
+            }
+        };
     match (schemas, signer) {
         (Some(schemas), Some(signer)) if problems.is_empty() => {
             let policy = Policy {
-                max_message_bytes: usize::try_from(config.policy.max_message_bytes).unwrap_or(usize::MAX),
+                max_message_bytes: usize::try_from(config.policy.max_message_bytes)
+                    .unwrap_or(usize::MAX),
                 require_signature: config.policy.require_signature,
                 route: config.policy.route_policy(),
-                xml: XmlLimits { max_bytes: usize::try_from(config.policy.max_message_bytes).unwrap_or(usize::MAX), ..XmlLimits::default() },
+                xml: XmlLimits {
+                    max_bytes: usize::try_from(config.policy.max_message_bytes)
+                        .unwrap_or(usize::MAX),
+                    ..XmlLimits::default()
+                },
             };
             let context = Context {
                 schemas: Arc::new(schemas),
@@ -101,7 +128,11 @@ pub fn load(config_path: &Path) -> Result<Loaded, Vec<String>> {
                 policy,
                 gateway_her: config.gateway.her_id,
             };
-            Ok(Loaded { config, context, signer })
+            Ok(Loaded {
+                config,
+                context,
+                signer,
+            })
         }
         _ => Err(problems),
     }
@@ -119,7 +150,8 @@ fn resolve(base: &Path, p: &Path) -> PathBuf {
 pub fn settings(config: &GatewayConfig) -> Settings {
     let mut amqp = AmqpSettings::new(config.amqp.url.clone(), "serve");
     amqp.prefetch = config.amqp.prefetch;
-    amqp.heartbeat = std::time::Duration::from_secs(config.amqp.heartbeat.whole_seconds().max(0) as u64);
+    amqp.heartbeat =
+        std::time::Duration::from_secs(config.amqp.heartbeat.whole_seconds().max(0) as u64);
     let mut s = Settings::new(amqp, config.paths.state.clone());
     s.routing_log = Some(config.paths.routing_log.clone());
     s.metrics_addr = config.paths.http_listen;
@@ -138,7 +170,10 @@ pub struct ServeArgs {
 /// `helsemelding serve`: runs until SIGTERM or SIGINT, then stops gracefully and exits 0.
 pub fn run_serve(args: &ServeArgs) -> ExitCode {
     init_diagnostics();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("helsemelding: cannot start the runtime: {e}");
@@ -153,7 +188,11 @@ pub fn run_serve(args: &ServeArgs) -> ExitCode {
         let loaded = match load(&args.config) {
             Ok(l) => l,
             Err(problems) => {
-                eprintln!("helsemelding: not starting, {} problem(s) with {}:", problems.len(), args.config.display());
+                eprintln!(
+                    "helsemelding: not starting, {} problem(s) with {}:",
+                    problems.len(),
+                    args.config.display()
+                );
                 for p in problems {
                     eprintln!("  {p}");
                 }
@@ -172,13 +211,14 @@ pub fn run_serve(args: &ServeArgs) -> ExitCode {
             parties = loaded.context.register.parties().len(),
             "helsemelding starting"
         );
-        let gateway = match Gateway::start(settings, loaded.context, loaded.signer, Clock::system()).await {
-            Ok(g) => g,
-            Err(e) => {
-                eprintln!("helsemelding: cannot start: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
+        let gateway =
+            match Gateway::start(settings, loaded.context, loaded.signer, Clock::system()).await {
+                Ok(g) => g,
+                Err(e) => {
+                    eprintln!("helsemelding: cannot start: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
         stop.wait().await;
         tracing::info!("signal received: stopping intake, finishing in-flight messages");
         gateway.shutdown().await;
@@ -210,7 +250,10 @@ impl StopSignal {
         {
             use tokio::signal::unix::{signal, SignalKind};
             // Registered now (not on first poll), so no signal between here and `wait` is missed.
-            StopSignal { term: signal(SignalKind::terminate()).ok(), int: signal(SignalKind::interrupt()).ok() }
+            StopSignal {
+                term: signal(SignalKind::terminate()).ok(),
+                int: signal(SignalKind::interrupt()).ok(),
+            }
         }
         #[cfg(not(unix))]
         StopSignal {}
@@ -246,9 +289,17 @@ pub fn init_diagnostics() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
         // lapin logs a returned message's body at WARN: message content must never reach a log.
-        .add_directive(crate::amqp::LAPIN_LOG_DIRECTIVE.parse().expect("a valid directive"));
+        .add_directive(
+            crate::amqp::LAPIN_LOG_DIRECTIVE
+                .parse()
+                .expect("a valid directive"),
+        );
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -275,7 +326,13 @@ pub enum ReplayError {
 
 /// The wire headers a sender would put on `xml`: from the MsgHead (or AppRec) where it can be
 /// read, else from `overrides` — so broken fixtures can be replayed too.
-pub fn headers_for(name: &str, xml: &[u8], overrides: &Overrides, signed: bool, now: Timestamp) -> Result<MessageHeaders, ReplayError> {
+pub fn headers_for(
+    name: &str,
+    xml: &[u8],
+    overrides: &Overrides,
+    signed: bool,
+    now: Timestamp,
+) -> Result<MessageHeaders, ReplayError> {
     let (mut from, mut to, mut kind, mut id) = (None, None, None, None);
     if let Ok(h) = MsgHead::parse(xml) {
         from = h.sender_address().communication_party();
@@ -288,17 +345,35 @@ pub fn headers_for(name: &str, xml: &[u8], overrides: &Overrides, signed: bool, 
         kind = Some("APPREC".to_owned());
         id = Some(a.id.clone());
     }
-    let from = overrides.from_her.or(from).ok_or_else(|| ReplayError::Missing(name.into(), "the sender HER-id", "from-her"))?;
-    let to = overrides.to_her.or(to).ok_or_else(|| ReplayError::Missing(name.into(), "the receiver HER-id", "to-her"))?;
-    let msg_type = overrides.msg_type.clone().or(kind).ok_or_else(|| ReplayError::Missing(name.into(), "the message type", "type"))?;
-    let message_id = overrides.msg_id.clone().or(id).unwrap_or_else(MsgId::random);
+    let from = overrides
+        .from_her
+        .or(from)
+        .ok_or_else(|| ReplayError::Missing(name.into(), "the sender HER-id", "from-her"))?;
+    let to = overrides
+        .to_her
+        .or(to)
+        .ok_or_else(|| ReplayError::Missing(name.into(), "the receiver HER-id", "to-her"))?;
+    let msg_type = overrides
+        .msg_type
+        .clone()
+        .or(kind)
+        .ok_or_else(|| ReplayError::Missing(name.into(), "the message type", "type"))?;
+    let message_id = overrides
+        .msg_id
+        .clone()
+        .or(id)
+        .unwrap_or_else(MsgId::random);
     Ok(MessageHeaders {
         from_her_id: from,
         to_her_id: to,
         msg_type,
         message_id,
         application_timestamp: now,
-        content_type: if signed { ContentType::SignedCms } else { ContentType::Xml },
+        content_type: if signed {
+            ContentType::SignedCms
+        } else {
+            ContentType::Xml
+        },
         error_condition: None,
         error_description: None,
         original_message_id: None,
@@ -322,12 +397,21 @@ pub async fn replay_one(
         Some(s) => s.sign(xml, now)?,
         None => xml.to_vec(),
     };
-    let mut props = headers.to_properties().map_err(crate::amqp::error::PublishError::from)?;
+    let mut props = headers
+        .to_properties()
+        .map_err(crate::amqp::error::PublishError::from)?;
     if let Some(u) = user {
         props = props.with_user_id(u.into());
     }
     publisher
-        .publish_with_properties(Route::Exchange { exchange: &topology.exchange, routing_key: &topology.inbound }, props, &body)
+        .publish_with_properties(
+            Route::Exchange {
+                exchange: &topology.exchange,
+                routing_key: &topology.inbound,
+            },
+            props,
+            &body,
+        )
         .await?;
     Ok(headers)
 }
@@ -396,7 +480,10 @@ pub fn run_replay(args: &ReplayArgs) -> ExitCode {
         None => match GatewayConfig::load(&args.config) {
             Ok(c) => c.amqp.url,
             Err(ps) => {
-                eprintln!("helsemelding replay: cannot read {}:", args.config.display());
+                eprintln!(
+                    "helsemelding replay: cannot read {}:",
+                    args.config.display()
+                );
                 for p in ps {
                     eprintln!("  {p}");
                 }
@@ -414,7 +501,9 @@ pub fn run_replay(args: &ReplayArgs) -> ExitCode {
         },
         (_, _, true) => None,
         _ => {
-            eprintln!("helsemelding replay: give --key and --cert of the sender identity, or --unsigned");
+            eprintln!(
+                "helsemelding replay: give --key and --cert of the sender identity, or --unsigned"
+            );
             return ExitCode::from(2);
         }
     };
@@ -424,7 +513,10 @@ pub fn run_replay(args: &ReplayArgs) -> ExitCode {
         msg_type: args.msg_type.clone(),
         msg_id: args.msg_id.clone().map(MsgId::new),
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("helsemelding replay: cannot start the runtime: {e}");
@@ -453,10 +545,24 @@ pub fn run_replay(args: &ReplayArgs) -> ExitCode {
         for f in &args.files {
             let name = f.display().to_string();
             let outcome = match std::fs::read(f) {
-                Ok(xml) => replay_one(&publisher, &topology, signer.as_ref(), &name, &xml, &overrides, user.as_deref(), time::OffsetDateTime::now_utc())
-                    .await
-                    .map(|h| format!("msg {} {} {} -> {}", h.message_id, h.msg_type, h.from_her_id, h.to_her_id))
-                    .map_err(|e| e.to_string()),
+                Ok(xml) => replay_one(
+                    &publisher,
+                    &topology,
+                    signer.as_ref(),
+                    &name,
+                    &xml,
+                    &overrides,
+                    user.as_deref(),
+                    time::OffsetDateTime::now_utc(),
+                )
+                .await
+                .map(|h| {
+                    format!(
+                        "msg {} {} {} -> {}",
+                        h.message_id, h.msg_type, h.from_her_id, h.to_her_id
+                    )
+                })
+                .map_err(|e| e.to_string()),
                 Err(e) => Err(format!("cannot read: {e}")),
             };
             match outcome {
@@ -524,7 +630,10 @@ mod tests {
 
     #[test]
     fn url_user_is_decoded() {
-        assert_eq!(url_user("amqp://guest:guest@127.0.0.1:5672/%2f").as_deref(), Some("guest"));
+        assert_eq!(
+            url_user("amqp://guest:guest@127.0.0.1:5672/%2f").as_deref(),
+            Some("guest")
+        );
         assert_eq!(url_user("amqps://ehr%2Dx:p@h/v").as_deref(), Some("ehr-x"));
         assert_eq!(url_user("amqp://127.0.0.1:5672/%2f"), None);
     }
@@ -532,7 +641,8 @@ mod tests {
     #[test]
     fn replay_headers_come_from_the_file_or_the_overrides() {
         let now = time::OffsetDateTime::UNIX_EPOCH;
-        let xml = std::fs::read("fixtures/messages/delivered/foresporsel-gp-to-nursing-home.xml").unwrap();
+        let xml = std::fs::read("fixtures/messages/delivered/foresporsel-gp-to-nursing-home.xml")
+            .unwrap();
         let h = headers_for("f", &xml, &Overrides::default(), true, now).unwrap();
         assert_eq!((h.from_her_id, h.to_her_id), (HerId(82001), HerId(81001)));
         assert_eq!(h.msg_type, "DIALOG_FORESPORSEL");
@@ -540,7 +650,12 @@ mod tests {
         let broken = std::fs::read("fixtures/messages/rejected/T01-not-well-formed.xml").unwrap();
         let err = headers_for("b", &broken, &Overrides::default(), true, now).unwrap_err();
         assert!(err.to_string().contains("--from-her"), "{err}");
-        let o = Overrides { from_her: Some(HerId(82001)), to_her: Some(HerId(81001)), msg_type: Some("DIALOG_FORESPORSEL".into()), msg_id: None };
+        let o = Overrides {
+            from_her: Some(HerId(82001)),
+            to_her: Some(HerId(81001)),
+            msg_type: Some("DIALOG_FORESPORSEL".into()),
+            msg_id: None,
+        };
         let h = headers_for("b", &broken, &o, false, now).unwrap();
         assert!(h.message_id.is_uuid());
         assert_eq!(h.content_type, ContentType::Xml);

@@ -75,7 +75,14 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 6] = [Phase::Assess, Phase::Lookup, Phase::Record, Phase::Publish, Phase::Commit, Phase::Ack];
+    pub const ALL: [Phase; 6] = [
+        Phase::Assess,
+        Phase::Lookup,
+        Phase::Record,
+        Phase::Publish,
+        Phase::Commit,
+        Phase::Ack,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -97,7 +104,10 @@ impl PhaseTimes {
     /// Charges the time since `*since` to `phase` and restarts `*since`.
     pub fn lap(&self, phase: Phase, since: &mut std::time::Instant) {
         let now = std::time::Instant::now();
-        self.0.add(phase as usize, u64::try_from(now.duration_since(*since).as_nanos()).unwrap_or(u64::MAX));
+        self.0.add(
+            phase as usize,
+            u64::try_from(now.duration_since(*since).as_nanos()).unwrap_or(u64::MAX),
+        );
         *since = now;
     }
 
@@ -115,7 +125,10 @@ pub struct Tally<const N: usize> {
 
 impl<const N: usize> Default for Tally<N> {
     fn default() -> Self {
-        Tally { nanos: std::array::from_fn(|_| AtomicU64::new(0)), calls: std::array::from_fn(|_| AtomicU64::new(0)) }
+        Tally {
+            nanos: std::array::from_fn(|_| AtomicU64::new(0)),
+            calls: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
     }
 }
 
@@ -127,7 +140,10 @@ impl<const N: usize> Tally<N> {
 
     /// (seconds, calls) of a slot.
     fn get(&self, slot: usize) -> (f64, u64) {
-        (self.nanos[slot].load(Ordering::Relaxed) as f64 / 1e9, self.calls[slot].load(Ordering::Relaxed))
+        (
+            self.nanos[slot].load(Ordering::Relaxed) as f64 / 1e9,
+            self.calls[slot].load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -173,13 +189,18 @@ impl StageTimes {
 /// The CPU time the calling thread has used, in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`); 0 where
 /// the clock is unavailable, which makes every stage read as 0 rather than wrong.
 pub fn thread_cpu_nanos() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime only writes the timespec we pass, which lives for the call.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     if rc != 0 {
         return 0;
     }
-    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
 }
 
 impl Metrics {
@@ -224,26 +245,73 @@ impl Metrics {
     /// The Prometheus text exposition (version 0.0.4).
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "# HELP helsemelding_decisions_total Routing decisions by outcome.");
+        let _ = writeln!(
+            s,
+            "# HELP helsemelding_decisions_total Routing decisions by outcome."
+        );
         let _ = writeln!(s, "# TYPE helsemelding_decisions_total counter");
         for (i, (_, name)) in OUTCOMES.iter().enumerate() {
-            let _ = writeln!(s, "helsemelding_decisions_total{{outcome=\"{name}\"}} {}", self.outcomes[i].load(Ordering::Relaxed));
+            let _ = writeln!(
+                s,
+                "helsemelding_decisions_total{{outcome=\"{name}\"}} {}",
+                self.outcomes[i].load(Ordering::Relaxed)
+            );
         }
         let counters = [
-            ("helsemelding_received_total", "Inbound deliveries taken from the intake queue.", &self.received),
-            ("helsemelding_apprecs_issued_total", "Negative AppRecs issued by the gateway.", &self.apprecs_issued),
-            ("helsemelding_acked_total", "Inbound deliveries acknowledged after their outcome was durable.", &self.acked),
-            ("helsemelding_ack_not_sent_total", "Acks the closed channel did not send (broker redelivers).", &self.ack_not_sent),
-            ("helsemelding_requeued_total", "Deliveries returned to the intake for a later attempt (infrastructure faults).", &self.requeued),
-            ("helsemelding_reconnects_total", "Broker reconnects since start.", &self.reconnects),
-            ("helsemelding_store_commits_total", "Durable group commits of delivery state.", &self.store_commits),
+            (
+                "helsemelding_received_total",
+                "Inbound deliveries taken from the intake queue.",
+                &self.received,
+            ),
+            (
+                "helsemelding_apprecs_issued_total",
+                "Negative AppRecs issued by the gateway.",
+                &self.apprecs_issued,
+            ),
+            (
+                "helsemelding_acked_total",
+                "Inbound deliveries acknowledged after their outcome was durable.",
+                &self.acked,
+            ),
+            (
+                "helsemelding_ack_not_sent_total",
+                "Acks the closed channel did not send (broker redelivers).",
+                &self.ack_not_sent,
+            ),
+            (
+                "helsemelding_requeued_total",
+                "Deliveries returned to the intake for a later attempt (infrastructure faults).",
+                &self.requeued,
+            ),
+            (
+                "helsemelding_reconnects_total",
+                "Broker reconnects since start.",
+                &self.reconnects,
+            ),
+            (
+                "helsemelding_store_commits_total",
+                "Durable group commits of delivery state.",
+                &self.store_commits,
+            ),
         ];
         for (name, help, v) in counters {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+            let _ = writeln!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
         }
         let gauges = [
-            ("helsemelding_broker_connected", "1 while a broker session is open.", &self.broker_connected),
-            ("helsemelding_broker_blocked", "1 while the broker blocks publishing (memory/disk alarm).", &self.broker_blocked),
+            (
+                "helsemelding_broker_connected",
+                "1 while a broker session is open.",
+                &self.broker_connected,
+            ),
+            (
+                "helsemelding_broker_blocked",
+                "1 while the broker blocks publishing (memory/disk alarm).",
+                &self.broker_blocked,
+            ),
         ];
         let store_ok = self.store_problem().is_none();
         let _ = writeln!(
@@ -252,24 +320,49 @@ impl Metrics {
             u8::from(store_ok)
         );
         for (name, help, v) in gauges {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}", u8::from(v.load(Ordering::Relaxed)));
+            let _ = writeln!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
+                u8::from(v.load(Ordering::Relaxed))
+            );
         }
-        let _ = writeln!(s, "# HELP helsemelding_stage_cpu_seconds_total CPU time spent in each assessment stage.");
+        let _ = writeln!(
+            s,
+            "# HELP helsemelding_stage_cpu_seconds_total CPU time spent in each assessment stage."
+        );
         let _ = writeln!(s, "# TYPE helsemelding_stage_cpu_seconds_total counter");
         for stage in Stage::ALL {
-            let _ = writeln!(s, "helsemelding_stage_cpu_seconds_total{{stage=\"{}\"}} {:.9}", stage.name(), self.stages.get(stage).0);
+            let _ = writeln!(
+                s,
+                "helsemelding_stage_cpu_seconds_total{{stage=\"{}\"}} {:.9}",
+                stage.name(),
+                self.stages.get(stage).0
+            );
         }
         let _ = writeln!(s, "# HELP helsemelding_phase_seconds_total Wall time of each phase of handling a message (waits included).");
         let _ = writeln!(s, "# TYPE helsemelding_phase_seconds_total counter");
         for phase in Phase::ALL {
             let (secs, calls) = self.phases.get(phase);
-            let _ = writeln!(s, "helsemelding_phase_seconds_total{{phase=\"{}\"}} {secs:.9}", phase.name());
-            let _ = writeln!(s, "helsemelding_phase_calls_total{{phase=\"{}\"}} {calls}", phase.name());
+            let _ = writeln!(
+                s,
+                "helsemelding_phase_seconds_total{{phase=\"{}\"}} {secs:.9}",
+                phase.name()
+            );
+            let _ = writeln!(
+                s,
+                "helsemelding_phase_calls_total{{phase=\"{}\"}} {calls}",
+                phase.name()
+            );
         }
         let _ = writeln!(s, "# HELP helsemelding_stage_calls_total Messages that went through each assessment stage.");
         let _ = writeln!(s, "# TYPE helsemelding_stage_calls_total counter");
         for stage in Stage::ALL {
-            let _ = writeln!(s, "helsemelding_stage_calls_total{{stage=\"{}\"}} {}", stage.name(), self.stages.get(stage).1);
+            let _ = writeln!(
+                s,
+                "helsemelding_stage_calls_total{{stage=\"{}\"}} {}",
+                stage.name(),
+                self.stages.get(stage).1
+            );
         }
         s
     }
@@ -335,7 +428,9 @@ mod tests {
 
     async fn get(addr: std::net::SocketAddr, path: &str) -> String {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes()).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();
         out
@@ -354,7 +449,10 @@ mod tests {
             x = x.wrapping_mul(31).wrapping_add(std::hint::black_box(i));
         }
         std::hint::black_box(x);
-        assert!(thread_cpu_nanos() > a, "the thread CPU clock advances while this thread works");
+        assert!(
+            thread_cpu_nanos() > a,
+            "the thread CPU clock advances while this thread works"
+        );
     }
 
     #[tokio::test]
@@ -368,19 +466,38 @@ mod tests {
         tokio::spawn(serve_http(l, m.clone()));
         let body = get(addr, "/metrics").await;
         assert!(body.starts_with("HTTP/1.1 200"), "{body}");
-        assert!(body.contains("helsemelding_decisions_total{outcome=\"delivered\"} 2"), "{body}");
-        assert!(body.contains("helsemelding_decisions_total{outcome=\"rejected\"} 1"), "{body}");
-        assert!(body.contains("helsemelding_stage_calls_total{stage=\"verify\"} 0"), "{body}");
+        assert!(
+            body.contains("helsemelding_decisions_total{outcome=\"delivered\"} 2"),
+            "{body}"
+        );
+        assert!(
+            body.contains("helsemelding_decisions_total{outcome=\"rejected\"} 1"),
+            "{body}"
+        );
+        assert!(
+            body.contains("helsemelding_stage_calls_total{stage=\"verify\"} 0"),
+            "{body}"
+        );
         assert!(get(addr, "/health").await.starts_with("HTTP/1.1 503"));
         m.broker_connected.store(true, Ordering::Relaxed);
         assert!(get(addr, "/health").await.starts_with("HTTP/1.1 200"));
         // A full state disk: not ready, with the reason; the gauge says so too.
-        *m.store_unavailable.lock().unwrap() = Some("since 03:12: No space left on device (os error 28)".into());
+        *m.store_unavailable.lock().unwrap() =
+            Some("since 03:12: No space left on device (os error 28)".into());
         let health = get(addr, "/health").await;
-        assert!(health.starts_with("HTTP/1.1 503") && health.contains("No space left on device") && health.contains("held unacknowledged"), "{health}");
-        assert!(get(addr, "/metrics").await.contains("helsemelding_store_available 0"));
+        assert!(
+            health.starts_with("HTTP/1.1 503")
+                && health.contains("No space left on device")
+                && health.contains("held unacknowledged"),
+            "{health}"
+        );
+        assert!(get(addr, "/metrics")
+            .await
+            .contains("helsemelding_store_available 0"));
         *m.store_unavailable.lock().unwrap() = None;
-        assert!(get(addr, "/metrics").await.contains("helsemelding_store_available 1"));
+        assert!(get(addr, "/metrics")
+            .await
+            .contains("helsemelding_store_available 1"));
         assert!(get(addr, "/nope").await.starts_with("HTTP/1.1 404"));
     }
 }

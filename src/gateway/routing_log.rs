@@ -85,7 +85,10 @@ impl RoutingLog {
                 if let Some(dir) = p.parent() {
                     std::fs::create_dir_all(dir)?;
                 }
-                Some(Mutex::new(FileSink { file: OpenOptions::new().create(true).append(true).open(p)?, lost: 0 }))
+                Some(Mutex::new(FileSink {
+                    file: OpenOptions::new().create(true).append(true).open(p)?,
+                    lost: 0,
+                }))
             }
             None => None,
         };
@@ -94,7 +97,10 @@ impl RoutingLog {
 
     /// A log that writes nowhere (tests that only look at queues and the store).
     pub fn discard() -> RoutingLog {
-        RoutingLog { stdout: false, file: None }
+        RoutingLog {
+            stdout: false,
+            file: None,
+        }
     }
 
     pub fn record(&self, d: &Decision) {
@@ -117,7 +123,11 @@ impl RoutingLog {
                 Err(poisoned) => poisoned.into_inner(),
             };
             // After a failure the last line may be torn: start on a fresh line.
-            let result = if f.lost > 0 { f.file.write_all(format!("\n{line}").as_bytes()) } else { f.file.write_all(line.as_bytes()) };
+            let result = if f.lost > 0 {
+                f.file.write_all(format!("\n{line}").as_bytes())
+            } else {
+                f.file.write_all(line.as_bytes())
+            };
             match result {
                 Ok(()) if f.lost > 0 => {
                     tracing::warn!(lost = f.lost, "routing log: writing to the file works again; the lost lines are only in stdout and the delivery store");
@@ -198,7 +208,16 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2);
         let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
-        for key in ["ts", "msg_id", "type", "from_her", "to_her", "outcome", "code", "elapsed_ms"] {
+        for key in [
+            "ts",
+            "msg_id",
+            "type",
+            "from_her",
+            "to_her",
+            "outcome",
+            "code",
+            "elapsed_ms",
+        ] {
             assert!(v.get(key).is_some(), "missing {key} in {}", lines[0]);
         }
         assert_eq!(v["outcome"], "rejected");
@@ -210,7 +229,12 @@ mod tests {
     fn render_is_readable_and_keeps_unknown_lines() {
         let line = serde_json::to_string(&decision()).unwrap();
         let r = render(&line);
-        assert!(r.contains("REJECTED") && r.contains("81234 -> 81300") && r.contains("E21 (Mottaker finnes ikke)"), "{r}");
+        assert!(
+            r.contains("REJECTED")
+                && r.contains("81234 -> 81300")
+                && r.contains("E21 (Mottaker finnes ikke)"),
+            "{r}"
+        );
         assert_eq!(render("not json"), "not json");
     }
 }

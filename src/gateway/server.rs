@@ -28,9 +28,12 @@ use lapin::BasicProperties;
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
-use super::assess::{self, condition, AppRecPlan, Context, Inbound, MessagePlan, Plan, RecipientPlan, Refusal};
+use super::assess::{
+    self, condition, AppRecPlan, Context, Inbound, MessagePlan, Plan, RecipientPlan, Refusal,
+};
 use super::metrics::{Metrics, Phase};
 use super::routing_log::{now_rfc3339, Decision, Outcome, RoutingLog};
+use super::workers::Workers;
 use crate::address::RecipientRole;
 use crate::amqp::connection::AmqpSettings;
 use crate::amqp::consumer::Delivery;
@@ -43,8 +46,9 @@ use crate::cms::Signer;
 use crate::codes::{AppRecStatus, ErrorCode};
 use crate::ids::{HerId, MsgId, Timestamp};
 use crate::store::state::Event;
-use super::workers::Workers;
-use crate::store::{Change, DeliveryStore, MessageRecord, StoreError, StoreHandle, StoreHealth, Transition};
+use crate::store::{
+    Change, DeliveryStore, MessageRecord, StoreError, StoreHandle, StoreHealth, Transition,
+};
 
 /// Where "now" comes from. Injected so that overdue and certificate checks are testable.
 #[derive(Clone)]
@@ -109,9 +113,15 @@ pub enum GatewayError {
     #[error("delivery state: {0}")]
     Store(#[from] StoreError),
     #[error("routing log {path}: {source}")]
-    RoutingLog { path: PathBuf, source: std::io::Error },
+    RoutingLog {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("metrics endpoint {addr}: {source}")]
-    Metrics { addr: SocketAddr, source: std::io::Error },
+    Metrics {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("starting the assessment threads: {0}")]
     Workers(std::io::Error),
 }
@@ -141,24 +151,48 @@ pub struct Gateway {
 
 impl Gateway {
     /// Opens the store, starts the broker supervisor and begins consuming the intake.
-    pub async fn start(settings: Settings, ctx: Context, signer: Signer, clock: Clock) -> Result<Gateway, GatewayError> {
+    pub async fn start(
+        settings: Settings,
+        ctx: Context,
+        signer: Signer,
+        clock: Clock,
+    ) -> Result<Gateway, GatewayError> {
         let dir = settings.store_dir.clone();
         let store = tokio::task::spawn_blocking(move || DeliveryStore::open(&dir))
             .await
-            .map_err(|e| StoreError::Corrupt { sender: HerId(1), msg_id: MsgId::new("-"), reason: format!("opening the store panicked: {e}") })??;
+            .map_err(|e| StoreError::Corrupt {
+                sender: HerId(1),
+                msg_id: MsgId::new("-"),
+                reason: format!("opening the store panicked: {e}"),
+            })??;
         let store = StoreHandle::start(store, 4096)?;
         let log = match &settings.routing_log {
-            Some(p) => RoutingLog::open(Some(p), settings.routing_log_stdout)
-                .map_err(|source| GatewayError::RoutingLog { path: p.clone(), source })?,
-            None => RoutingLog::open(None, settings.routing_log_stdout)
-                .map_err(|source| GatewayError::RoutingLog { path: PathBuf::new(), source })?,
+            Some(p) => {
+                RoutingLog::open(Some(p), settings.routing_log_stdout).map_err(|source| {
+                    GatewayError::RoutingLog {
+                        path: p.clone(),
+                        source,
+                    }
+                })?
+            }
+            None => RoutingLog::open(None, settings.routing_log_stdout).map_err(|source| {
+                GatewayError::RoutingLog {
+                    path: PathBuf::new(),
+                    source,
+                }
+            })?,
         };
         let metrics = Arc::new(Metrics::default());
         let mut background = Vec::new();
         if let Some(addr) = settings.metrics_addr {
-            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| GatewayError::Metrics { addr, source })?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| GatewayError::Metrics { addr, source })?;
             info!(%addr, "metrics and health endpoint listening");
-            background.push(tokio::spawn(super::metrics::serve_http(listener, metrics.clone())));
+            background.push(tokio::spawn(super::metrics::serve_http(
+                listener,
+                metrics.clone(),
+            )));
         }
         let mut parties: Vec<HerId> = ctx.register.parties().iter().map(|p| p.her_id).collect();
         if !parties.contains(&ctx.gateway_her) {
@@ -171,9 +205,24 @@ impl Gateway {
             backoff: Backoff::default(),
         };
         let supervisor = Supervisor::spawn(settings.amqp.clone(), plan);
-        let Supervisor { handle: link, deliveries, task: supervisor_task } = supervisor;
+        let Supervisor {
+            handle: link,
+            deliveries,
+            task: supervisor_task,
+        } = supervisor;
         let workers = Workers::per_core().map_err(GatewayError::Workers)?;
-        let inner = Arc::new(Inner { ctx, signer, store, link, log, metrics, clock, locks: KeyLocks::default(), workers, settings });
+        let inner = Arc::new(Inner {
+            ctx,
+            signer,
+            store,
+            link,
+            log,
+            metrics,
+            clock,
+            locks: KeyLocks::default(),
+            workers,
+            settings,
+        });
         background.push(tokio::spawn(watch_link(inner.clone())));
         background.push(tokio::spawn(watch_store(inner.clone())));
         background.push(tokio::spawn(housekeeping(inner.clone())));
@@ -182,7 +231,13 @@ impl Gateway {
             Some(d) => tokio::spawn(consume(inner.clone(), d, stop_rx)),
             None => tokio::spawn(async {}),
         };
-        Ok(Gateway { inner, stop, main, supervisor_task, background })
+        Ok(Gateway {
+            inner,
+            stop,
+            main,
+            supervisor_task,
+            background,
+        })
     }
 
     pub fn metrics(&self) -> Arc<Metrics> {
@@ -190,7 +245,11 @@ impl Gateway {
     }
 
     /// The delivery record of a message, from the store (what `helsemelding status` shows).
-    pub async fn record(&self, sender: HerId, msg_id: &MsgId) -> Result<Option<MessageRecord>, StoreError> {
+    pub async fn record(
+        &self,
+        sender: HerId,
+        msg_id: &MsgId,
+    ) -> Result<Option<MessageRecord>, StoreError> {
         self.inner.store.get(sender, msg_id.clone()).await
     }
 
@@ -242,7 +301,10 @@ async fn watch_link(inner: Arc<Inner>) {
         }
         seen_up |= up;
         inner.metrics.broker_connected.store(up, Ordering::Relaxed);
-        inner.metrics.broker_blocked.store(blocked.borrow_and_update().is_some(), Ordering::Relaxed);
+        inner
+            .metrics
+            .broker_blocked
+            .store(blocked.borrow_and_update().is_some(), Ordering::Relaxed);
         tokio::select! {
             r = state.changed() => if r.is_err() { return },
             r = blocked.changed() => if r.is_err() { return },
@@ -282,7 +344,11 @@ async fn housekeeping(inner: Arc<Inner>) {
 /// 96 hours of GenDate is a negative answer for the sender) and prunes records past retention.
 async fn housekeeping_pass(inner: &Inner) {
     let now = inner.clock.now();
-    match inner.store.overdue(now, inner.settings.apprec_timeout).await {
+    match inner
+        .store
+        .overdue(now, inner.settings.apprec_timeout)
+        .await
+    {
         Ok(list) => {
             for o in list {
                 let _guard = inner.locks.lock(o.sender, &o.msg_id).await;
@@ -325,7 +391,11 @@ async fn housekeeping_pass(inner: &Inner) {
     }
 }
 
-async fn consume(inner: Arc<Inner>, mut deliveries: crate::amqp::supervisor::Deliveries, mut stop: tokio::sync::watch::Receiver<bool>) {
+async fn consume(
+    inner: Arc<Inner>,
+    mut deliveries: crate::amqp::supervisor::Deliveries,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let mut in_flight = JoinSet::new();
     loop {
         tokio::select! {
@@ -341,12 +411,21 @@ async fn consume(inner: Arc<Inner>, mut deliveries: crate::amqp::supervisor::Del
     // Finishing in-flight work wins over taking new work (CONVENTIONS, vector).
     let n = in_flight.len();
     if n > 0 {
-        info!(in_flight = n, "stopping: waiting for in-flight messages to reach a safe point");
+        info!(
+            in_flight = n,
+            "stopping: waiting for in-flight messages to reach a safe point"
+        );
     }
     let grace = inner.settings.shutdown_grace;
-    let drained = tokio::time::timeout(grace, async { while in_flight.join_next().await.is_some() {} }).await;
+    let drained = tokio::time::timeout(grace, async {
+        while in_flight.join_next().await.is_some() {}
+    })
+    .await;
     if drained.is_err() {
-        warn!(left = in_flight.len(), "shutdown grace exceeded; abandoning unacked deliveries (the broker redelivers them)");
+        warn!(
+            left = in_flight.len(),
+            "shutdown grace exceeded; abandoning unacked deliveries (the broker redelivers them)"
+        );
         in_flight.abort_all();
     }
 }
@@ -374,12 +453,19 @@ async fn process(inner: Arc<Inner>, delivery: Delivery) {
         inner
             .workers
             .run(move || {
-                let input = Inbound { body: &body, headers: &headers, user_id: user.as_deref() };
+                let input = Inbound {
+                    body: &body,
+                    headers: &headers,
+                    user_id: user.as_deref(),
+                };
                 assess::assess_timed(&input, &job.ctx, now, Some(&job.metrics.stages))
             })
             .await
     };
-    inner.metrics.phases.lap(Phase::Assess, &mut started.clone());
+    inner
+        .metrics
+        .phases
+        .lap(Phase::Assess, &mut started.clone());
     let plan = match plan {
         Ok(p) => p,
         Err(e) => {
@@ -435,7 +521,9 @@ async fn process(inner: Arc<Inner>, delivery: Delivery) {
         }
         Settle::Requeue(reason) => {
             let count = delivery_count(delivery.properties());
-            let limit = u64::try_from(inner.settings.topology.delivery_limit).unwrap_or(20).max(2);
+            let limit = u64::try_from(inner.settings.topology.delivery_limit)
+                .unwrap_or(20)
+                .max(2);
             if count + 2 >= limit {
                 // One more requeue and the broker dead-letters it by its delivery limit, without our
                 // reason: put it there ourselves, with the reason, so an operator can act and redrive.
@@ -461,7 +549,11 @@ async fn process(inner: Arc<Inner>, delivery: Delivery) {
                 }
             } else {
                 // Back off more with every failed delivery: 1×, 2×, 4× … the pause, at most a minute.
-                let pause = inner.settings.retry_pause.saturating_mul(1u32 << count.min(5)).min(Duration::from_secs(60));
+                let pause = inner
+                    .settings
+                    .retry_pause
+                    .saturating_mul(1u32 << count.min(5))
+                    .min(Duration::from_secs(60));
                 tokio::time::sleep(pause).await;
                 let _ = delivery.nack(true).await;
                 inner.metrics.requeued.fetch_add(1, Ordering::Relaxed);
@@ -474,7 +566,13 @@ async fn process(inner: Arc<Inner>, delivery: Delivery) {
 /// How often the broker has delivered this message before (quorum queues count it in
 /// `x-delivery-count`); 0 for a first delivery.
 fn delivery_count(p: &BasicProperties) -> u64 {
-    let Some(v) = p.headers().as_ref().and_then(|t| t.inner().get("x-delivery-count").cloned()) else { return 0 };
+    let Some(v) = p
+        .headers()
+        .as_ref()
+        .and_then(|t| t.inner().get("x-delivery-count").cloned())
+    else {
+        return 0;
+    };
     match v {
         AMQPValue::LongLongInt(n) => u64::try_from(n).unwrap_or(0),
         AMQPValue::LongInt(n) => u64::try_from(n).unwrap_or(0),
@@ -508,7 +606,13 @@ impl Inner {
 
     /// Publishes with confirms, retrying refusals (a full queue's `reject-publish`, a returned
     /// message) with backoff, and following reconnects while the delivery's session lives.
-    async fn publish(&self, generation: u64, route: Route<'_>, properties: &BasicProperties, body: &[u8]) -> Published {
+    async fn publish(
+        &self,
+        generation: u64,
+        route: Route<'_>,
+        properties: &BasicProperties,
+        body: &[u8],
+    ) -> Published {
         let backoff = Backoff::default();
         let mut last = String::new();
         for attempt in 0..self.settings.max_publish_attempts.max(1) {
@@ -517,14 +621,19 @@ impl Inner {
                 // The inbound delivery died with its session; it will come back by itself.
                 _ => return Published::SessionLost,
             };
-            match session.publisher().publish_with_properties(route, properties.clone(), body).await {
+            match session
+                .publisher()
+                .publish_with_properties(route, properties.clone(), body)
+                .await
+            {
                 Ok(()) => return Published::Ok,
                 Err(e) => {
                     last = e.to_string();
                     warn!(attempt, error = %e, "publish not confirmed; backing off");
                 }
             }
-            tokio::time::sleep(backoff.delay(attempt, crate::amqp::error::FaultKind::Transient)).await;
+            tokio::time::sleep(backoff.delay(attempt, crate::amqp::error::FaultKind::Transient))
+                .await;
         }
         Published::GaveUp(last)
     }
@@ -546,8 +655,21 @@ impl Inner {
             Some(her) => error_queue(her),
             None => self.settings.topology.dead_letter.clone(),
         };
-        let props = with_error(delivery.properties().clone(), r.condition, &r.description, r.msg_id.as_ref());
-        match self.publish(delivery.generation(), Route::Queue(&queue), &props, delivery.body()).await {
+        let props = with_error(
+            delivery.properties().clone(),
+            r.condition,
+            &r.description,
+            r.msg_id.as_ref(),
+        );
+        match self
+            .publish(
+                delivery.generation(),
+                Route::Queue(&queue),
+                &props,
+                delivery.body(),
+            )
+            .await
+        {
             Published::Ok => {}
             Published::SessionLost => return Settle::Abandon,
             Published::GaveUp(why) => {
@@ -562,7 +684,11 @@ impl Inner {
             msg_type: r.msg_type.clone(),
             from_her: r.from_her,
             to_her: r.to_her,
-            outcome: if r.to.is_some() { Outcome::ErrorQueue } else { Outcome::DeadLettered },
+            outcome: if r.to.is_some() {
+                Outcome::ErrorQueue
+            } else {
+                Outcome::DeadLettered
+            },
             code: None,
             reason: Some(format!("{}: {}", r.condition, r.description)),
             elapsed_ms: ms(started),
@@ -570,7 +696,14 @@ impl Inner {
         Settle::Ack
     }
 
-    async fn message(&self, delivery: &Delivery, h: &MessageHeaders, p: MessagePlan, now: Timestamp, started: Instant) -> Settle {
+    async fn message(
+        &self,
+        delivery: &Delivery,
+        h: &MessageHeaders,
+        p: MessagePlan,
+        now: Timestamp,
+        started: Instant,
+    ) -> Settle {
         let mut lap = Instant::now();
         let _guard = self.locks.lock(p.sender, &p.msg_id).await;
         let existing = match self.store.get(p.sender, p.msg_id.clone()).await {
@@ -587,7 +720,10 @@ impl Inner {
                 let r = Refusal {
                     to: Some(p.sender),
                     condition: condition::MSGID_REUSED,
-                    description: format!("MsgId {} was already received from HER-id {} with different content", p.msg_id, p.sender),
+                    description: format!(
+                        "MsgId {} was already received from HER-id {} with different content",
+                        p.msg_id, p.sender
+                    ),
                     msg_id: Some(p.msg_id.clone()),
                     msg_type: Some(p.msg_type.clone()),
                     from_her: Some(p.sender),
@@ -645,7 +781,10 @@ impl Inner {
         let mut jobs = Vec::new();
         for (i, (plan, rec)) in ours.iter().zip(record.recipients.iter()).enumerate() {
             match (plan, rec.state) {
-                (RecipientPlan::Deliver { her, .. }, crate::store::state::DeliveryState::Routed) => {
+                (
+                    RecipientPlan::Deliver { her, .. },
+                    crate::store::state::DeliveryState::Routed,
+                ) => {
                     let headers = MessageHeaders {
                         from_her_id: p.sender,
                         to_her_id: *her,
@@ -657,9 +796,23 @@ impl Inner {
                         error_description: None,
                         original_message_id: None,
                     };
-                    jobs.push(Job { index: i, queue: async_queue(*her), props: Self::properties(&headers), body: None, her: Some(*her) });
+                    jobs.push(Job {
+                        index: i,
+                        queue: async_queue(*her),
+                        props: Self::properties(&headers),
+                        body: None,
+                        her: Some(*her),
+                    });
                 }
-                (RecipientPlan::Reject { her, role, party, errors }, crate::store::state::DeliveryState::Received) => {
+                (
+                    RecipientPlan::Reject {
+                        her,
+                        role,
+                        party,
+                        errors,
+                    },
+                    crate::store::state::DeliveryState::Received,
+                ) => {
                     let apprec_id = apprec_id_for(p.sender, &p.msg_id, i);
                     let xml = build_apprec(&AppRecInput {
                         version: p.apprec_version,
@@ -679,7 +832,11 @@ impl Inner {
                         Ok(s) => s,
                         Err(e) => {
                             error!(error = %e, "the gateway cannot sign its AppRec");
-                            return self.infrastructure_text(h, format!("signing the AppRec failed: {e}"), started);
+                            return self.infrastructure_text(
+                                h,
+                                format!("signing the AppRec failed: {e}"),
+                                started,
+                            );
                         }
                     };
                     let headers = MessageHeaders {
@@ -695,17 +852,33 @@ impl Inner {
                     };
                     // Logged with the HER-id as addressed, also when it is not ours (E21).
                     let logged = her.or_else(|| party.address().communication_party());
-                    jobs.push(Job { index: i, queue: async_queue(p.sender), props: Self::properties(&headers), body: Some(signed), her: logged });
+                    jobs.push(Job {
+                        index: i,
+                        queue: async_queue(p.sender),
+                        props: Self::properties(&headers),
+                        body: Some(signed),
+                        her: logged,
+                    });
                 }
                 _ => {}
             }
         }
         // Entries for recipients that are not ours go out with the first handling (or its redelivery
         // after a crash), not again for every duplicate.
-        let not_ours_first_time = (fresh || !jobs.is_empty()) && p.recipients.iter().any(|r| matches!(r, RecipientPlan::NotForUs { .. }));
+        let not_ours_first_time = (fresh || !jobs.is_empty())
+            && p.recipients
+                .iter()
+                .any(|r| matches!(r, RecipientPlan::NotForUs { .. }));
         let futs: Vec<_> = jobs
             .iter()
-            .map(|j| self.publish(delivery.generation(), Route::Queue(&j.queue), &j.props, j.body.as_deref().unwrap_or(delivery.body())))
+            .map(|j| {
+                self.publish(
+                    delivery.generation(),
+                    Route::Queue(&j.queue),
+                    &j.props,
+                    j.body.as_deref().unwrap_or(delivery.body()),
+                )
+            })
             .collect();
         let results: Vec<Published> = join_all(futs).await;
         self.metrics.phases.lap(Phase::Publish, &mut lap);
@@ -723,7 +896,12 @@ impl Inner {
             }
             match &ours[job.index] {
                 RecipientPlan::Deliver { her, .. } => {
-                    changes.push(Change::Apply(transition(&p, job.index, Event::Delivered, now)));
+                    changes.push(Change::Apply(transition(
+                        &p,
+                        job.index,
+                        Event::Delivered,
+                        now,
+                    )));
                     decisions.push((Some(*her), Outcome::Delivered, None, None));
                 }
                 RecipientPlan::Reject { errors, .. } => {
@@ -732,7 +910,11 @@ impl Inner {
                     t.apprec_id = Some(apprec_id_for(p.sender, &p.msg_id, job.index));
                     t.codes = errors.iter().map(|e| e.code).collect();
                     changes.push(Change::Apply(t));
-                    let reason = errors.iter().filter_map(|e| e.ot.clone()).collect::<Vec<_>>().join("; ");
+                    let reason = errors
+                        .iter()
+                        .filter_map(|e| e.ot.clone())
+                        .collect::<Vec<_>>()
+                        .join("; ");
                     decisions.push((job.her, Outcome::Rejected, Some(code), Some(reason)));
                     self.metrics.apprecs_issued.fetch_add(1, Ordering::Relaxed);
                 }
@@ -788,7 +970,10 @@ impl Inner {
             let r = Refusal {
                 to: None,
                 condition: condition::UNDELIVERABLE,
-                description: format!("gave up after {} attempts: {why}", self.settings.max_publish_attempts),
+                description: format!(
+                    "gave up after {} attempts: {why}",
+                    self.settings.max_publish_attempts
+                ),
                 msg_id: Some(p.msg_id.clone()),
                 msg_type: Some(p.msg_type.clone()),
                 from_her: Some(p.sender),
@@ -801,7 +986,12 @@ impl Inner {
 
     /// One `transport:unknown-receiver` entry on the sender's error queue per recipient that is
     /// not ours (HITS 1168 §5.3: no AppRec, but never silence).
-    async fn not_for_us_entries(&self, delivery: &Delivery, h: &MessageHeaders, p: &MessagePlan) -> Settle {
+    async fn not_for_us_entries(
+        &self,
+        delivery: &Delivery,
+        h: &MessageHeaders,
+        p: &MessagePlan,
+    ) -> Settle {
         for r in &p.recipients {
             if let RecipientPlan::NotForUs { reason, .. } = r {
                 let refusal = Refusal {
@@ -813,8 +1003,21 @@ impl Inner {
                     from_her: Some(p.sender),
                     to_her: Some(h.to_her_id),
                 };
-                let props = with_error(delivery.properties().clone(), refusal.condition, &refusal.description, refusal.msg_id.as_ref());
-                match self.publish(delivery.generation(), Route::Queue(&error_queue(p.sender)), &props, delivery.body()).await {
+                let props = with_error(
+                    delivery.properties().clone(),
+                    refusal.condition,
+                    &refusal.description,
+                    refusal.msg_id.as_ref(),
+                );
+                match self
+                    .publish(
+                        delivery.generation(),
+                        Route::Queue(&error_queue(p.sender)),
+                        &props,
+                        delivery.body(),
+                    )
+                    .await
+                {
                     Published::Ok => {}
                     Published::SessionLost => return Settle::Abandon,
                     Published::GaveUp(why) => {
@@ -838,7 +1041,14 @@ impl Inner {
         Settle::Ack
     }
 
-    async fn apprec(&self, delivery: &Delivery, h: &MessageHeaders, p: AppRecPlan, now: Timestamp, started: Instant) -> Settle {
+    async fn apprec(
+        &self,
+        delivery: &Delivery,
+        h: &MessageHeaders,
+        p: AppRecPlan,
+        now: Timestamp,
+        started: Instant,
+    ) -> Settle {
         let _guard = self.locks.lock(p.original_sender, &p.original_msg_id).await;
         let refusal = |condition: &'static str, description: String| Refusal {
             to: Some(p.from),
@@ -849,7 +1059,11 @@ impl Inner {
             from_her: Some(p.from),
             to_her: Some(p.original_sender),
         };
-        let record = match self.store.get(p.original_sender, p.original_msg_id.clone()).await {
+        let record = match self
+            .store
+            .get(p.original_sender, p.original_msg_id.clone())
+            .await
+        {
             Ok(Some(r)) => r,
             Ok(None) => {
                 let r = refusal(
@@ -863,7 +1077,10 @@ impl Inner {
         let Some(index) = record.recipient_index(p.from) else {
             let r = refusal(
                 condition::SPOOFING,
-                format!("AppRec from HER-id {} for MsgId {}, which was not delivered to that party", p.from, p.original_msg_id),
+                format!(
+                    "AppRec from HER-id {} for MsgId {}, which was not delivered to that party",
+                    p.from, p.original_msg_id
+                ),
             );
             return self.refuse(delivery, &r, started).await;
         };
@@ -873,7 +1090,13 @@ impl Inner {
             S::Routed | S::Delivered | S::Overdue => {}
             S::AppRecOk | S::AppRecRejected if rec.apprec_id.as_ref() == Some(&p.apprec_id) => {
                 // The same AppRec again (a redelivery after a crash between forward and ack).
-                self.apprec_decision(&p, Outcome::Duplicate, None, format!("AppRec for {} already forwarded", p.original_msg_id), started);
+                self.apprec_decision(
+                    &p,
+                    Outcome::Duplicate,
+                    None,
+                    format!("AppRec for {} already forwarded", p.original_msg_id),
+                    started,
+                );
                 return Settle::Ack;
             }
             S::AppRecOk | S::AppRecRejected => {
@@ -881,10 +1104,19 @@ impl Inner {
                 // and the recipient's system is told through its error queue.
                 let r = refusal(
                     condition::SECOND_APPREC,
-                    format!("a second AppRec from HER-id {} for MsgId {}; the first one stands", p.from, p.original_msg_id),
+                    format!(
+                        "a second AppRec from HER-id {} for MsgId {}; the first one stands",
+                        p.from, p.original_msg_id
+                    ),
                 );
                 let settle = self.refuse(delivery, &r, started).await;
-                self.apprec_decision(&p, Outcome::AppRecRefused, None, format!("second AppRec for {}", p.original_msg_id), started);
+                self.apprec_decision(
+                    &p,
+                    Outcome::AppRecRefused,
+                    None,
+                    format!("second AppRec for {}", p.original_msg_id),
+                    started,
+                );
                 return settle;
             }
             S::Received | S::Rejected(_) => {
@@ -907,7 +1139,15 @@ impl Inner {
             original_message_id: Some(p.original_msg_id.clone()),
         };
         // The receiver's signed AppRec travels on unchanged (DESIGN §2: the gateway forwards it).
-        match self.publish(delivery.generation(), Route::Queue(&async_queue(p.original_sender)), &Self::properties(&headers), delivery.body()).await {
+        match self
+            .publish(
+                delivery.generation(),
+                Route::Queue(&async_queue(p.original_sender)),
+                &Self::properties(&headers),
+                delivery.body(),
+            )
+            .await
+        {
             Published::Ok => {}
             Published::SessionLost => return Settle::Abandon,
             Published::GaveUp(why) => {
@@ -925,23 +1165,48 @@ impl Inner {
         }
         let mut changes = Vec::new();
         let key = (record.sender, record.msg_id.clone());
-        let mut t = Transition { sender: key.0, msg_id: key.1, recipient: index, event: Event::Delivered, at: now, apprec_id: None, codes: Vec::new() };
+        let mut t = Transition {
+            sender: key.0,
+            msg_id: key.1,
+            recipient: index,
+            event: Event::Delivered,
+            at: now,
+            apprec_id: None,
+            codes: Vec::new(),
+        };
         if rec.state == S::Routed {
             changes.push(Change::Apply(t.clone()));
         }
-        t.event = if p.status == AppRecStatus::Rejected { Event::AppRecRejected } else { Event::AppRecOk };
+        t.event = if p.status == AppRecStatus::Rejected {
+            Event::AppRecRejected
+        } else {
+            Event::AppRecOk
+        };
         t.apprec_id = Some(p.apprec_id.clone());
         t.codes = p.codes.clone();
         changes.push(Change::Apply(t));
         if let Err(e) = self.store.commit(changes).await {
             return self.infrastructure(h, e, started);
         }
-        self.apprec_decision(&p, Outcome::AppRecForwarded, p.codes.first().copied(), format!("status {} for {}", p.status.code(), p.original_msg_id), started);
+        self.apprec_decision(
+            &p,
+            Outcome::AppRecForwarded,
+            p.codes.first().copied(),
+            format!("status {} for {}", p.status.code(), p.original_msg_id),
+            started,
+        );
         Settle::Ack
     }
 
     /// The routing-log line for a receiver's AppRec.
-    fn apprec_decision(&self, p: &AppRecPlan, outcome: Outcome, code: Option<ErrorCode>, reason: String, started: Instant) {
+    fn apprec_decision(
+        &self,
+        p: &AppRecPlan,
+        outcome: Outcome,
+        code: Option<ErrorCode>,
+        reason: String,
+        started: Instant,
+    ) {
         self.record(Decision {
             ts: now_rfc3339(),
             msg_id: Some(p.apprec_id.clone()),
@@ -1011,7 +1276,15 @@ async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
 }
 
 fn transition(p: &MessagePlan, recipient: usize, event: Event, at: Timestamp) -> Transition {
-    Transition { sender: p.sender, msg_id: p.msg_id.clone(), recipient, event, at, apprec_id: None, codes: Vec::new() }
+    Transition {
+        sender: p.sender,
+        msg_id: p.msg_id.clone(),
+        recipient,
+        event,
+        at,
+        apprec_id: None,
+        codes: Vec::new(),
+    }
 }
 
 /// A deterministic AppRec Id for the AppRec the gateway issues for recipient `index` of a
@@ -1025,14 +1298,28 @@ pub fn apprec_id_for(sender: HerId, msg_id: &MsgId, index: usize) -> MsgId {
 }
 
 /// The original properties plus `errorCondition`, `errorDescription`, `originalMessageId`.
-fn with_error(props: BasicProperties, condition: &str, description: &str, original: Option<&MsgId>) -> BasicProperties {
+fn with_error(
+    props: BasicProperties,
+    condition: &str,
+    description: &str,
+    original: Option<&MsgId>,
+) -> BasicProperties {
     let mut t: FieldTable = props.headers().clone().unwrap_or_default();
-    t.insert("errorCondition".into(), AMQPValue::LongString(condition.into()));
+    t.insert(
+        "errorCondition".into(),
+        AMQPValue::LongString(condition.into()),
+    );
     // Descriptions are the gateway's own texts; bounded so a header never grows without limit.
     let d: String = description.chars().take(1000).collect();
-    t.insert("errorDescription".into(), AMQPValue::LongString(d.as_str().into()));
+    t.insert(
+        "errorDescription".into(),
+        AMQPValue::LongString(d.as_str().into()),
+    );
     if let Some(o) = original {
-        t.insert("originalMessageId".into(), AMQPValue::LongString(o.as_str().into()));
+        t.insert(
+            "originalMessageId".into(),
+            AMQPValue::LongString(o.as_str().into()),
+        );
     }
     props.with_headers(t).with_delivery_mode(2)
 }
@@ -1058,7 +1345,11 @@ impl KeyLocks {
             map.entry(key.clone()).or_default().clone()
         };
         let guard = m.lock_owned().await;
-        KeyGuard { locks: self, key, guard: Some(guard) }
+        KeyGuard {
+            locks: self,
+            key,
+            guard: Some(guard),
+        }
     }
 }
 
@@ -1067,7 +1358,10 @@ impl Drop for KeyGuard<'_> {
         let mut map = self.locks.map.lock().unwrap_or_else(|e| e.into_inner());
         drop(self.guard.take());
         // Bounded: the entry goes when nobody holds or waits for it.
-        if map.get(&self.key).is_some_and(|m| Arc::strong_count(m) == 1) {
+        if map
+            .get(&self.key)
+            .is_some_and(|m| Arc::strong_count(m) == 1)
+        {
             map.remove(&self.key);
         }
     }

@@ -56,10 +56,14 @@ pub fn tail(path: &Path, lines: usize, follow: bool, out: &mut dyn Write) -> std
 
 fn print_last(path: &Path, lines: usize, out: &mut dyn Write) -> std::io::Result<u64> {
     let f = File::open(path).map_err(|e| {
-        std::io::Error::new(e.kind(), format!("cannot read the routing log {}: {e}", path.display()))
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot read the routing log {}: {e}", path.display()),
+        )
     })?;
     let mut reader = BufReader::new(f);
-    let mut last: std::collections::VecDeque<String> = std::collections::VecDeque::with_capacity(lines + 1);
+    let mut last: std::collections::VecDeque<String> =
+        std::collections::VecDeque::with_capacity(lines + 1);
     let mut pos = 0u64;
     let mut buf = String::new();
     loop {
@@ -102,12 +106,24 @@ mod tests {
         tail(&p, 2, false, &mut out).unwrap();
         let out = String::from_utf8(out).unwrap();
         assert_eq!(out.lines().count(), 2, "{out}");
-        assert!(out.contains("msg m3") && out.contains("msg m4") && out.contains("DELIVERED"), "{out}");
+        assert!(
+            out.contains("msg m3") && out.contains("msg m4") && out.contains("DELIVERED"),
+            "{out}"
+        );
     }
 
     #[test]
     fn a_missing_log_is_a_clear_error() {
-        let err = tail(Path::new("/nonexistent/routing.jsonl"), 10, false, &mut Vec::new()).unwrap_err();
-        assert!(err.to_string().contains("/nonexistent/routing.jsonl"), "{err}");
+        let err = tail(
+            Path::new("/nonexistent/routing.jsonl"),
+            10,
+            false,
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("/nonexistent/routing.jsonl"),
+            "{err}"
+        );
     }
 }

@@ -39,32 +39,44 @@ impl Workers {
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..n.max(1) {
             let rx = Arc::clone(&rx);
-            std::thread::Builder::new().name(format!("assess-{i}")).spawn(move || loop {
-                // The lock is held only while waiting for the next job, never while running it.
-                let job = match rx.lock() {
-                    Ok(r) => r.recv(),
-                    Err(poisoned) => poisoned.into_inner().recv(),
-                };
-                match job {
-                    Ok(job) => job(),
-                    Err(_) => return,
-                }
-            })?;
+            std::thread::Builder::new()
+                .name(format!("assess-{i}"))
+                .spawn(move || loop {
+                    // The lock is held only while waiting for the next job, never while running it.
+                    let job = match rx.lock() {
+                        Ok(r) => r.recv(),
+                        Err(poisoned) => poisoned.into_inner().recv(),
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                })?;
         }
         Ok(Workers { jobs })
     }
 
     /// One thread per core the process may use.
     pub fn per_core() -> std::io::Result<Workers> {
-        Workers::start(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+        Workers::start(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        )
     }
 
     /// Runs `f` on a pool thread and waits for its result.
-    pub async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, WorkerError> {
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, WorkerError> {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move || {
             let result = std::panic::catch_unwind(AssertUnwindSafe(f)).map_err(|p| {
-                let text = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned());
+                let text = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned());
                 WorkerError::Panicked(text.unwrap_or_else(|| "(no message)".into()))
             });
             let _ = tx.send(result);
@@ -81,9 +93,15 @@ mod tests {
     #[tokio::test]
     async fn jobs_run_on_named_pool_threads_and_a_panic_is_an_answer() {
         let w = Workers::start(2).unwrap();
-        let name = w.run(|| std::thread::current().name().map(str::to_owned)).await.unwrap();
+        let name = w
+            .run(|| std::thread::current().name().map(str::to_owned))
+            .await
+            .unwrap();
         assert!(name.is_some_and(|n| n.starts_with("assess-")));
-        let err = w.run(|| -> u32 { panic!("a bug in a stage") }).await.unwrap_err();
+        let err = w
+            .run(|| -> u32 { panic!("a bug in a stage") })
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("a bug in a stage"), "{err}");
         // The thread that panicked still takes work.
         let sums = futures_sum(&w).await;

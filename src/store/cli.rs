@@ -37,7 +37,10 @@ pub fn run_status(args: &StatusArgs) -> ExitCode {
     };
     let file = cfg.paths.state.join(super::FILE_NAME);
     if !file.exists() {
-        eprintln!("no delivery store at {}: nothing recorded yet, or paths.state points elsewhere", file.display());
+        eprintln!(
+            "no delivery store at {}: nothing recorded yet, or paths.state points elsewhere",
+            file.display()
+        );
         return ExitCode::FAILURE;
     }
     let store = match DeliveryStore::open_read_only(&cfg.paths.state) {
@@ -50,7 +53,10 @@ pub fn run_status(args: &StatusArgs) -> ExitCode {
     let msg_id = MsgId::new(args.msg_id.as_str());
     match store.find(&msg_id) {
         Ok(records) if records.is_empty() => {
-            eprintln!("unknown MsgId {msg_id}: not in the delivery store {}", store.path().display());
+            eprintln!(
+                "unknown MsgId {msg_id}: not in the delivery store {}",
+                store.path().display()
+            );
             ExitCode::FAILURE
         }
         Ok(records) => {
@@ -67,7 +73,8 @@ pub fn run_status(args: &StatusArgs) -> ExitCode {
 }
 
 fn when(t: Timestamp) -> String {
-    t.format(&Rfc3339).unwrap_or_else(|_| t.unix_timestamp().to_string())
+    t.format(&Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
 /// The readable form `status` prints for one record.
@@ -85,9 +92,18 @@ pub fn render(r: &MessageRecord) -> String {
         let codes = if rec.codes.is_empty() {
             "-".to_owned()
         } else {
-            rec.codes.iter().map(|c| c.code()).collect::<Vec<_>>().join(",")
+            rec.codes
+                .iter()
+                .map(|c| c.code())
+                .collect::<Vec<_>>()
+                .join(",")
         };
-        let history = rec.events.iter().map(|e| format!("{:?}@{}", e.event, when(e.at))).collect::<Vec<_>>().join(" ");
+        let history = rec
+            .events
+            .iter()
+            .map(|e| format!("{:?}@{}", e.event, when(e.at)))
+            .collect::<Vec<_>>()
+            .join(" ");
         out.push_str(&format!(
             "  {:<10} {:<4} {:<16} code {:<8} since {} apprec {} history [{}]\n",
             rec.her.map_or_else(|| "-".into(), |h| h.to_string()),

@@ -48,14 +48,21 @@ const REMIND_EVERY: Duration = Duration::from_secs(30);
 pub enum StoreHealth {
     Available,
     /// Writes fail (a full disk, an I/O error); the writer is reopening and retrying.
-    Unavailable { since: Timestamp, reason: String },
+    Unavailable {
+        since: Timestamp,
+        reason: String,
+    },
     /// The handle was shut down.
     Stopped,
 }
 
 enum Request {
     Commit(Vec<Change>, oneshot::Sender<Result<(), StoreError>>),
-    Prune(Timestamp, time::Duration, oneshot::Sender<Result<usize, StoreError>>),
+    Prune(
+        Timestamp,
+        time::Duration,
+        oneshot::Sender<Result<usize, StoreError>>,
+    ),
     /// A reader met an I/O error: close and reopen the database.
     Reopen(String),
 }
@@ -117,10 +124,14 @@ impl Shared {
                 StoreHealth::Unavailable { since, .. } => *since,
                 _ => time::OffsetDateTime::now_utc(),
             };
-            self.health.send_replace(StoreHealth::Unavailable { since, reason: reason.to_owned() });
+            self.health.send_replace(StoreHealth::Unavailable {
+                since,
+                reason: reason.to_owned(),
+            });
         }
         if let Some(old) = self.set(None) {
-            self.earlier_transactions.fetch_add(old.write_transactions(), Ordering::Relaxed);
+            self.earlier_transactions
+                .fetch_add(old.write_transactions(), Ordering::Relaxed);
             // Readers hold it only for one short read; redb allows one open database per file.
             let waited = Instant::now();
             while Arc::strong_count(&old) > 1 && waited.elapsed() < Duration::from_secs(30) {
@@ -136,7 +147,9 @@ impl Shared {
             Ok(store) => {
                 self.set(Some(Arc::new(store)));
             }
-            Err(e) => tracing::debug!(error = %e, "reopening the delivery store failed; will try again"),
+            Err(e) => {
+                tracing::debug!(error = %e, "reopening the delivery store failed; will try again")
+            }
         }
         true
     }
@@ -173,7 +186,10 @@ impl StoreHandle {
     /// Starts the writer thread. `queue` bounds the requests waiting for it (at least 1).
     pub fn start(store: DeliveryStore, queue: usize) -> Result<StoreHandle, StoreError> {
         let path = store.path().to_path_buf();
-        let dir = path.parent().map(|p| p.to_path_buf()).unwrap_or_else(|| PathBuf::from("."));
+        let dir = path
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_else(|| PathBuf::from("."));
         let shared = Arc::new(Shared {
             dir,
             path: path.clone(),
@@ -187,29 +203,51 @@ impl StoreHandle {
         let thread = std::thread::Builder::new()
             .name("delivery-store-writer".into())
             .spawn(move || write_loop(&writer_shared, rx))
-            .map_err(|e| StoreError::Directory { path, source: Arc::new(e) })?;
-        Ok(StoreHandle { requests, shared, writer: Some(thread) })
+            .map_err(|e| StoreError::Directory {
+                path,
+                source: Arc::new(e),
+            })?;
+        Ok(StoreHandle {
+            requests,
+            shared,
+            writer: Some(thread),
+        })
     }
 
     /// Commits `changes` atomically; returns once they are durable (or refused). While the store
     /// cannot be written this waits (see the module documentation).
     pub async fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.requests.send(Request::Commit(changes, tx)).await.map_err(|_| StoreError::Stopped)?;
+        self.requests
+            .send(Request::Commit(changes, tx))
+            .await
+            .map_err(|_| StoreError::Stopped)?;
         rx.await.map_err(|_| StoreError::Stopped)?
     }
 
     /// Prunes records older than `retention` (in the writer thread, between group commits).
-    pub async fn prune(&self, now: Timestamp, retention: time::Duration) -> Result<usize, StoreError> {
+    pub async fn prune(
+        &self,
+        now: Timestamp,
+        retention: time::Duration,
+    ) -> Result<usize, StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.requests.send(Request::Prune(now, retention, tx)).await.map_err(|_| StoreError::Stopped)?;
+        self.requests
+            .send(Request::Prune(now, retention, tx))
+            .await
+            .map_err(|_| StoreError::Stopped)?;
         rx.await.map_err(|_| StoreError::Stopped)?
     }
 
     /// See [`DeliveryStore::get`]. One key, a few microseconds: read on the calling task rather than
     /// handed to the blocking pool and back (a thread hand-off per message on the hot path).
-    pub async fn get(&self, sender: HerId, msg_id: MsgId) -> Result<Option<MessageRecord>, StoreError> {
-        self.read_with(Inline, move |s| s.get(sender, &msg_id)).await
+    pub async fn get(
+        &self,
+        sender: HerId,
+        msg_id: MsgId,
+    ) -> Result<Option<MessageRecord>, StoreError> {
+        self.read_with(Inline, move |s| s.get(sender, &msg_id))
+            .await
     }
 
     /// See [`DeliveryStore::find`].
@@ -218,8 +256,13 @@ impl StoreHandle {
     }
 
     /// See [`DeliveryStore::overdue`] (a scan: on the blocking pool).
-    pub async fn overdue(&self, now: Timestamp, timeout: time::Duration) -> Result<Vec<OverdueRecipient>, StoreError> {
-        self.read_with(Blocking, move |s| s.overdue(now, timeout)).await
+    pub async fn overdue(
+        &self,
+        now: Timestamp,
+        timeout: time::Duration,
+    ) -> Result<Vec<OverdueRecipient>, StoreError> {
+        self.read_with(Blocking, move |s| s.overdue(now, timeout))
+            .await
     }
 
     /// Write transactions committed so far (a group commit counts once).
@@ -281,7 +324,10 @@ impl StoreHandle {
             match result {
                 Err(_) => return Err(StoreError::Stopped),
                 Ok(Err(e)) if e.is_io() => {
-                    self.requests.send(Request::Reopen(e.to_string())).await.map_err(|_| StoreError::Stopped)?;
+                    self.requests
+                        .send(Request::Reopen(e.to_string()))
+                        .await
+                        .map_err(|_| StoreError::Stopped)?;
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Ok(result) => return result,
@@ -318,7 +364,11 @@ fn write_loop(shared: &Shared, mut rx: mpsc::Receiver<Request>) {
                 Request::Prune(now, retention, reply) => prunes.push((now, retention, reply)),
                 Request::Reopen(reason) => reopen = Some(reason),
             }
-            next = if commits.len() < MAX_GROUP { rx.try_recv().ok() } else { None };
+            next = if commits.len() < MAX_GROUP {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
         }
         if let Some(reason) = reopen {
             if shared.reopen(&reason, &mut outage, Duration::ZERO) && shared.current().is_some() {
@@ -343,7 +393,9 @@ fn write_loop(shared: &Shared, mut rx: mpsc::Receiver<Request>) {
             }
         }
         for (now, retention, reply) in prunes {
-            let _ = reply.send(until_written(shared, &mut outage, |s| s.prune(now, retention)));
+            let _ = reply.send(until_written(shared, &mut outage, |s| {
+                s.prune(now, retention)
+            }));
         }
     }
     shared.health.send_replace(StoreHealth::Stopped);
@@ -351,7 +403,11 @@ fn write_loop(shared: &Shared, mut rx: mpsc::Receiver<Request>) {
 
 /// Runs the write `w`; on an I/O failure reopens the database and runs it again, with a growing
 /// pause, until it succeeds, fails for another reason, or the handle stops.
-fn until_written<T>(shared: &Shared, outage: &mut Option<Outage>, w: impl Fn(&DeliveryStore) -> Result<T, StoreError>) -> Result<T, StoreError> {
+fn until_written<T>(
+    shared: &Shared,
+    outage: &mut Option<Outage>,
+    w: impl Fn(&DeliveryStore) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
     let mut pause = REOPEN_PAUSE;
     loop {
         let result = match shared.current() {
@@ -361,7 +417,9 @@ fn until_written<T>(shared: &Shared, outage: &mut Option<Outage>, w: impl Fn(&De
         let reason = match result {
             Err(e) if e.is_io() => e.to_string(),
             // Closed and not yet reopened (the reopen failed): try again.
-            Err(StoreError::Stopped) if !shared.stopping.load(Ordering::Acquire) => "the database could not be reopened".to_owned(),
+            Err(StoreError::Stopped) if !shared.stopping.load(Ordering::Acquire) => {
+                "the database could not be reopened".to_owned()
+            }
             other => {
                 if other.is_ok() {
                     shared.recovered(outage);
@@ -369,7 +427,15 @@ fn until_written<T>(shared: &Shared, outage: &mut Option<Outage>, w: impl Fn(&De
                 return other;
             }
         };
-        if !shared.reopen(&reason, outage, if outage.is_some() { pause } else { Duration::ZERO }) {
+        if !shared.reopen(
+            &reason,
+            outage,
+            if outage.is_some() {
+                pause
+            } else {
+                Duration::ZERO
+            },
+        ) {
             return Err(StoreError::Stopped);
         }
         pause = (pause * 2).min(REOPEN_PAUSE_MAX);

@@ -65,9 +65,11 @@ const MESSAGES: TableDefinition<(u32, &str), &[u8]> = TableDefinition::new("mess
 /// MsgId → sender HER-ids (one MsgId may come from several senders).
 const BY_MSG_ID: MultimapTableDefinition<&str, u32> = MultimapTableDefinition::new("by_msg_id");
 /// received time (unix seconds) → key, for `prune`.
-const BY_RECEIVED: MultimapTableDefinition<i64, (u32, &str)> = MultimapTableDefinition::new("by_received");
+const BY_RECEIVED: MultimapTableDefinition<i64, (u32, &str)> =
+    MultimapTableDefinition::new("by_received");
 /// overdue clock start (unix seconds) → key, only while some recipient is `Delivered`.
-const AWAITING: MultimapTableDefinition<i64, (u32, &str)> = MultimapTableDefinition::new("awaiting_apprec");
+const AWAITING: MultimapTableDefinition<i64, (u32, &str)> =
+    MultimapTableDefinition::new("awaiting_apprec");
 
 /// A state change with the time it happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -99,7 +101,14 @@ pub struct RecipientRecord {
 impl RecipientRecord {
     /// A recipient that has just been received.
     pub fn new(her: Option<HerId>, role: RecipientRole) -> Self {
-        RecipientRecord { her, role, state: DeliveryState::Received, codes: Vec::new(), apprec_id: None, events: Vec::new() }
+        RecipientRecord {
+            her,
+            role,
+            state: DeliveryState::Received,
+            codes: Vec::new(),
+            apprec_id: None,
+            events: Vec::new(),
+        }
     }
 
     /// When the current state was entered (`None` while still `Received`).
@@ -144,7 +153,10 @@ impl MessageRecord {
             content_sha256: content_sha256(content),
             received_at,
             gen_date,
-            recipients: recipients.into_iter().map(|(her, role)| RecipientRecord::new(her, role)).collect(),
+            recipients: recipients
+                .into_iter()
+                .map(|(her, role)| RecipientRecord::new(her, role))
+                .collect(),
         }
     }
 
@@ -152,7 +164,8 @@ impl MessageRecord {
     /// GenDate), but never later than when we received it, so a sender's clock running ahead cannot
     /// postpone the alarm.
     pub fn clock_start(&self) -> Timestamp {
-        self.gen_date.map_or(self.received_at, |g| g.min(self.received_at))
+        self.gen_date
+            .map_or(self.received_at, |g| g.min(self.received_at))
     }
 
     /// The index of the first recipient with this HER-id (to apply an AppRec from that party).
@@ -171,7 +184,12 @@ impl MessageRecord {
     pub fn apply(&mut self, tr: &Transition) -> Result<(), StoreError> {
         let count = self.recipients.len();
         let Some(r) = self.recipients.get_mut(tr.recipient) else {
-            return Err(StoreError::UnknownRecipient { sender: tr.sender, msg_id: tr.msg_id.clone(), index: tr.recipient, count });
+            return Err(StoreError::UnknownRecipient {
+                sender: tr.sender,
+                msg_id: tr.msg_id.clone(),
+                index: tr.recipient,
+                count,
+            });
         };
         r.state = r.state.on(tr.event).map_err(|source| StoreError::Illegal {
             sender: tr.sender,
@@ -179,7 +197,10 @@ impl MessageRecord {
             index: tr.recipient,
             source,
         })?;
-        r.events.push(StampedEvent { event: tr.event, at: tr.at });
+        r.events.push(StampedEvent {
+            event: tr.event,
+            at: tr.at,
+        });
         r.codes.extend(tr.codes.iter().copied());
         if tr.apprec_id.is_some() {
             r.apprec_id = tr.apprec_id.clone();
@@ -235,23 +256,53 @@ pub struct OverdueRecipient {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot use state directory {path}: {source}")]
-    Directory { path: PathBuf, source: Arc<std::io::Error> },
+    Directory {
+        path: PathBuf,
+        source: Arc<std::io::Error>,
+    },
     #[error("cannot open delivery store {path}: {source}")]
-    Open { path: PathBuf, source: Arc<redb::DatabaseError> },
+    Open {
+        path: PathBuf,
+        source: Arc<redb::DatabaseError>,
+    },
     #[error("delivery store: {0}")]
     Database(Arc<redb::Error>),
     #[error("stored record for sender {sender}, MsgId {msg_id} cannot be decoded: {reason}")]
-    Corrupt { sender: HerId, msg_id: MsgId, reason: String },
+    Corrupt {
+        sender: HerId,
+        msg_id: MsgId,
+        reason: String,
+    },
     #[error("message {msg_id} from sender {sender} is already recorded ({})", if *same_content { "same content: a duplicate" } else { "DIFFERENT content under the same MsgId" })]
-    Duplicate { sender: HerId, msg_id: MsgId, same_content: bool },
+    Duplicate {
+        sender: HerId,
+        msg_id: MsgId,
+        same_content: bool,
+    },
     #[error("no record of message {msg_id} from sender {sender}")]
     UnknownMessage { sender: HerId, msg_id: MsgId },
-    #[error("message {msg_id} from sender {sender} has {count} recipient(s), no recipient #{index}")]
-    UnknownRecipient { sender: HerId, msg_id: MsgId, index: usize, count: usize },
+    #[error(
+        "message {msg_id} from sender {sender} has {count} recipient(s), no recipient #{index}"
+    )]
+    UnknownRecipient {
+        sender: HerId,
+        msg_id: MsgId,
+        index: usize,
+        count: usize,
+    },
     #[error("message {msg_id} from sender {sender}, recipient #{index}: {source}")]
-    Illegal { sender: HerId, msg_id: MsgId, index: usize, source: IllegalTransition },
+    Illegal {
+        sender: HerId,
+        msg_id: MsgId,
+        index: usize,
+        source: IllegalTransition,
+    },
     #[error("new record for message {msg_id} from sender {sender} is not fresh: {reason}")]
-    NotFresh { sender: HerId, msg_id: MsgId, reason: String },
+    NotFresh {
+        sender: HerId,
+        msg_id: MsgId,
+        reason: String,
+    },
     #[error("the delivery store was opened read-only")]
     ReadOnly,
     #[error("the delivery store's writer thread has stopped")]
@@ -265,7 +316,12 @@ impl StoreError {
     pub fn is_infrastructure(&self) -> bool {
         matches!(
             self,
-            Self::Directory { .. } | Self::Open { .. } | Self::Database(_) | Self::Corrupt { .. } | Self::ReadOnly | Self::Stopped
+            Self::Directory { .. }
+                | Self::Open { .. }
+                | Self::Database(_)
+                | Self::Corrupt { .. }
+                | Self::ReadOnly
+                | Self::Stopped
         )
     }
 
@@ -274,8 +330,16 @@ impl StoreError {
     /// works again; [`StoreHandle`] does that and retries, so callers wait instead of failing.
     pub fn is_io(&self) -> bool {
         match self {
-            Self::Database(e) => matches!(**e, redb::Error::Io(_) | redb::Error::PreviousIo | redb::Error::DatabaseClosed),
-            Self::Open { source, .. } => matches!(**source, redb::DatabaseError::Storage(redb::StorageError::Io(_) | redb::StorageError::PreviousIo)),
+            Self::Database(e) => matches!(
+                **e,
+                redb::Error::Io(_) | redb::Error::PreviousIo | redb::Error::DatabaseClosed
+            ),
+            Self::Open { source, .. } => matches!(
+                **source,
+                redb::DatabaseError::Storage(
+                    redb::StorageError::Io(_) | redb::StorageError::PreviousIo
+                )
+            ),
             _ => false,
         }
     }
@@ -299,7 +363,9 @@ pub struct DeliveryStore {
 
 impl std::fmt::Debug for DeliveryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeliveryStore").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("DeliveryStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -307,13 +373,18 @@ impl DeliveryStore {
     /// Opens (creating if needed) `dir/delivery.redb` for reading and writing. After an unclean stop
     /// redb recovers to the last committed transaction here.
     pub fn open(dir: &Path) -> Result<DeliveryStore, StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Directory { path: dir.to_path_buf(), source: Arc::new(e) })?;
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Directory {
+            path: dir.to_path_buf(),
+            source: Arc::new(e),
+        })?;
         let path = dir.join(FILE_NAME);
         let db = Database::builder()
             .set_concurrency_mode(CONCURRENCY)
             .create(&path)
-            .map_err(|e| StoreError::Open { path: path.clone(), source: Arc::new(e) })?;
+            .map_err(|e| StoreError::Open {
+                path: path.clone(),
+                source: Arc::new(e),
+            })?;
         // Create every table once, so readers (also read-only ones) never meet a missing table.
         let txn = db.begin_write().map_err(db_err)?;
         txn.open_table(MESSAGES).map_err(db_err)?;
@@ -321,7 +392,11 @@ impl DeliveryStore {
         txn.open_multimap_table(BY_RECEIVED).map_err(db_err)?;
         txn.open_multimap_table(AWAITING).map_err(db_err)?;
         txn.commit().map_err(db_err)?;
-        Ok(DeliveryStore { db: Db::ReadWrite(db), path, write_transactions: AtomicU64::new(0) })
+        Ok(DeliveryStore {
+            db: Db::ReadWrite(db),
+            path,
+            write_transactions: AtomicU64::new(0),
+        })
     }
 
     /// Opens an existing store for reading only (the `status` command).
@@ -330,8 +405,15 @@ impl DeliveryStore {
         let db = Database::builder()
             .set_concurrency_mode(CONCURRENCY)
             .open_read_only(&path)
-            .map_err(|e| StoreError::Open { path: path.clone(), source: Arc::new(e) })?;
-        Ok(DeliveryStore { db: Db::ReadOnly(db), path, write_transactions: AtomicU64::new(0) })
+            .map_err(|e| StoreError::Open {
+                path: path.clone(),
+                source: Arc::new(e),
+            })?;
+        Ok(DeliveryStore {
+            db: Db::ReadOnly(db),
+            path,
+            write_transactions: AtomicU64::new(0),
+        })
     }
 
     /// The database file.
@@ -384,7 +466,11 @@ impl DeliveryStore {
     /// Recipients still `Delivered` whose clock ([`MessageRecord::clock_start`]) started at or before
     /// `now - timeout` (HIS 80415:2012 §3.2, Systemtest #42). Reads only the `awaiting_apprec` index
     /// up to the cut-off. The caller records [`Event::Overdue`] for each.
-    pub fn overdue(&self, now: Timestamp, timeout: time::Duration) -> Result<Vec<OverdueRecipient>, StoreError> {
+    pub fn overdue(
+        &self,
+        now: Timestamp,
+        timeout: time::Duration,
+    ) -> Result<Vec<OverdueRecipient>, StoreError> {
         let cutoff = (now - timeout).unix_timestamp();
         let txn = self.begin_read()?;
         let index = txn.open_multimap_table(AWAITING).map_err(db_err)?;
@@ -396,7 +482,9 @@ impl DeliveryStore {
                 let key = key.map_err(db_err)?;
                 let (sender, msg_id) = key.value();
                 let (sender, msg_id) = (HerId(sender), MsgId(msg_id.to_owned()));
-                let Some(v) = table.get((sender.0, msg_id.as_str())).map_err(db_err)? else { continue };
+                let Some(v) = table.get((sender.0, msg_id.as_str())).map_err(db_err)? else {
+                    continue;
+                };
                 let rec = decode(sender, &msg_id, v.value())?;
                 for (i, r) in rec.recipients.iter().enumerate() {
                     if r.state.awaits_apprec() {
@@ -437,10 +525,14 @@ impl DeliveryStore {
                 if let Some(rec) = t.load(sender, &msg_id)? {
                     t.messages.remove((s, msg_id.as_str())).map_err(db_err)?;
                     t.by_msg_id.remove(msg_id.as_str(), s).map_err(db_err)?;
-                    t.awaiting.remove(rec.clock_start().unix_timestamp(), (s, msg_id.as_str())).map_err(db_err)?;
+                    t.awaiting
+                        .remove(rec.clock_start().unix_timestamp(), (s, msg_id.as_str()))
+                        .map_err(db_err)?;
                     removed += 1;
                 }
-                t.by_received.remove(time, (s, msg_id.as_str())).map_err(db_err)?;
+                t.by_received
+                    .remove(time, (s, msg_id.as_str()))
+                    .map_err(db_err)?;
             }
         }
         txn.commit().map_err(db_err)?;
@@ -457,7 +549,10 @@ impl DeliveryStore {
     /// Applies several independent batches in ONE write transaction (group commit). The outer error
     /// means the transaction itself failed (nothing of any batch is durable); otherwise there is one
     /// result per batch, and a refused batch left no trace while the others were committed.
-    pub fn commit_group(&self, batches: &[&[Change]]) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    pub fn commit_group(
+        &self,
+        batches: &[&[Change]],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let db = self.writer()?;
         let txn = db.begin_write().map_err(db_err)?;
         let mut results = Vec::with_capacity(batches.len());
@@ -501,7 +596,9 @@ fn stage(t: &Tables<'_>, batch: &[Change]) -> Result<Staged, StoreError> {
                 let key = (rec.sender, rec.msg_id.clone());
                 let existing = match staged.get(&key) {
                     Some((_, new)) => Some(new.content_sha256),
-                    None => t.load(rec.sender, &rec.msg_id)?.map(|old| old.content_sha256),
+                    None => t
+                        .load(rec.sender, &rec.msg_id)?
+                        .map(|old| old.content_sha256),
                 };
                 if let Some(old_sha256) = existing {
                     return Err(StoreError::Duplicate {
@@ -510,11 +607,20 @@ fn stage(t: &Tables<'_>, batch: &[Change]) -> Result<Staged, StoreError> {
                         same_content: old_sha256 == rec.content_sha256,
                     });
                 }
-                if let Some(r) = rec.recipients.iter().find(|r| r.state != DeliveryState::Received || !r.events.is_empty()) {
+                if let Some(r) = rec
+                    .recipients
+                    .iter()
+                    .find(|r| r.state != DeliveryState::Received || !r.events.is_empty())
+                {
                     return Err(StoreError::NotFresh {
                         sender: rec.sender,
                         msg_id: rec.msg_id.clone(),
-                        reason: format!("recipient {:?} is {} with {} event(s)", r.her, r.state.name(), r.events.len()),
+                        reason: format!(
+                            "recipient {:?} is {} with {} event(s)",
+                            r.her,
+                            r.state.name(),
+                            r.events.len()
+                        ),
                     });
                 }
                 staged.insert(key, (None, rec.clone()));
@@ -523,11 +629,24 @@ fn stage(t: &Tables<'_>, batch: &[Change]) -> Result<Staged, StoreError> {
                 let key = (tr.sender, tr.msg_id.clone());
                 if !staged.contains_key(&key) {
                     let Some(old) = t.load(tr.sender, &tr.msg_id)? else {
-                        return Err(StoreError::UnknownMessage { sender: tr.sender, msg_id: tr.msg_id.clone() });
+                        return Err(StoreError::UnknownMessage {
+                            sender: tr.sender,
+                            msg_id: tr.msg_id.clone(),
+                        });
                     };
-                    staged.insert(key.clone(), (Some(Stored { awaited_apprec: old.awaits_apprec() }), old));
+                    staged.insert(
+                        key.clone(),
+                        (
+                            Some(Stored {
+                                awaited_apprec: old.awaits_apprec(),
+                            }),
+                            old,
+                        ),
+                    );
                 }
-                let Some((_, rec)) = staged.get_mut(&key) else { continue };
+                let Some((_, rec)) = staged.get_mut(&key) else {
+                    continue;
+                };
                 rec.apply(tr)?;
             }
         }
@@ -553,7 +672,10 @@ impl<'txn> Tables<'txn> {
     }
 
     fn load(&self, sender: HerId, msg_id: &MsgId) -> Result<Option<MessageRecord>, StoreError> {
-        let value = self.messages.get((sender.0, msg_id.as_str())).map_err(db_err)?;
+        let value = self
+            .messages
+            .get((sender.0, msg_id.as_str()))
+            .map_err(db_err)?;
         value.map(|v| decode(sender, msg_id, v.value())).transpose()
     }
 
@@ -561,10 +683,16 @@ impl<'txn> Tables<'txn> {
         for ((sender, msg_id), (old, new)) in staged {
             let key = (sender.0, msg_id.as_str());
             let bytes = record::encode(&new);
-            self.messages.insert(key, bytes.as_slice()).map_err(db_err)?;
+            self.messages
+                .insert(key, bytes.as_slice())
+                .map_err(db_err)?;
             if old.is_none() {
-                self.by_msg_id.insert(msg_id.as_str(), sender.0).map_err(db_err)?;
-                self.by_received.insert(new.received_at.unix_timestamp(), key).map_err(db_err)?;
+                self.by_msg_id
+                    .insert(msg_id.as_str(), sender.0)
+                    .map_err(db_err)?;
+                self.by_received
+                    .insert(new.received_at.unix_timestamp(), key)
+                    .map_err(db_err)?;
             }
             let clock = new.clock_start().unix_timestamp();
             match (old.is_some_and(|o| o.awaited_apprec), new.awaits_apprec()) {
@@ -582,7 +710,11 @@ impl<'txn> Tables<'txn> {
 }
 
 fn decode(sender: HerId, msg_id: &MsgId, bytes: &[u8]) -> Result<MessageRecord, StoreError> {
-    record::decode(bytes).map_err(|reason| StoreError::Corrupt { sender, msg_id: msg_id.clone(), reason })
+    record::decode(bytes).map_err(|reason| StoreError::Corrupt {
+        sender,
+        msg_id: msg_id.clone(),
+        reason,
+    })
 }
 
 /// Timestamps as integer milliseconds since the Unix epoch (UTC): compact and exact enough.
@@ -622,7 +754,9 @@ mod opt_unix_ms {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
-        Option::<i64>::deserialize(d)?.map(super::unix_ms::from_ms).transpose()
+        Option::<i64>::deserialize(d)?
+            .map(super::unix_ms::from_ms)
+            .transpose()
     }
 }
 
@@ -636,7 +770,8 @@ mod hex_digest {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
         let s = String::deserialize(d)?;
         let mut out = [0u8; 32];
-        hex::decode_to_slice(&s, &mut out).map_err(|e| serde::de::Error::custom(format!("content_sha256: {e}")))?;
+        hex::decode_to_slice(&s, &mut out)
+            .map_err(|e| serde::de::Error::custom(format!("content_sha256: {e}")))?;
         Ok(out)
     }
 }

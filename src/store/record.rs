@@ -119,7 +119,10 @@ pub(super) fn decode(bytes: &[u8]) -> Result<MessageRecord, String> {
             let mut r = Reader { bytes, at: 1 };
             let rec = r.record()?;
             if r.at != bytes.len() {
-                return Err(format!("{} bytes after the end of the record", bytes.len() - r.at));
+                return Err(format!(
+                    "{} bytes after the end of the record",
+                    bytes.len() - r.at
+                ));
             }
             Ok(rec)
         }
@@ -153,13 +156,20 @@ struct Reader<'b> {
 
 impl<'b> Reader<'b> {
     fn byte(&mut self, what: &str) -> Result<u8, String> {
-        let b = *self.bytes.get(self.at).ok_or_else(|| format!("record ends inside {what}"))?;
+        let b = *self
+            .bytes
+            .get(self.at)
+            .ok_or_else(|| format!("record ends inside {what}"))?;
         self.at += 1;
         Ok(b)
     }
 
     fn take(&mut self, n: usize, what: &str) -> Result<&'b [u8], String> {
-        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or_else(|| format!("record ends inside {what}"))?;
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or_else(|| format!("record ends inside {what}"))?;
         let s = &self.bytes[self.at..end];
         self.at = end;
         Ok(s)
@@ -185,7 +195,10 @@ impl<'b> Reader<'b> {
     /// decoder reserve more than the record could hold.
     fn count(&mut self, what: &str) -> Result<usize, String> {
         let n = self.uint(what)?;
-        usize::try_from(n).ok().filter(|&n| n <= self.bytes.len() - self.at).ok_or_else(|| format!("{what}: {n} is more than the record holds"))
+        usize::try_from(n)
+            .ok()
+            .filter(|&n| n <= self.bytes.len() - self.at)
+            .ok_or_else(|| format!("{what}: {n} is more than the record holds"))
     }
 
     fn str(&mut self, what: &str) -> Result<String, String> {
@@ -210,7 +223,8 @@ impl<'b> Reader<'b> {
 
     fn code(&mut self, what: &str) -> Result<ErrorCode, String> {
         let s = self.str(what)?;
-        s.parse().map_err(|_| format!("{what}: {s:?} is not in code list 8221"))
+        s.parse()
+            .map_err(|_| format!("{what}: {s:?} is not in code list 8221"))
     }
 
     fn record(&mut self) -> Result<MessageRecord, String> {
@@ -220,17 +234,33 @@ impl<'b> Reader<'b> {
         let mut content_sha256 = [0u8; 32];
         content_sha256.copy_from_slice(self.take(32, "content_sha256")?);
         let received_at = self.time("received_at")?;
-        let gen_date = if self.flag("gen_date")? { Some(self.time("gen_date")?) } else { None };
+        let gen_date = if self.flag("gen_date")? {
+            Some(self.time("gen_date")?)
+        } else {
+            None
+        };
         let n = self.count("recipients")?;
         let mut recipients = Vec::with_capacity(n);
         for _ in 0..n {
             recipients.push(self.recipient()?);
         }
-        Ok(MessageRecord { sender, msg_id, msg_type, content_sha256, received_at, gen_date, recipients })
+        Ok(MessageRecord {
+            sender,
+            msg_id,
+            msg_type,
+            content_sha256,
+            received_at,
+            gen_date,
+            recipients,
+        })
     }
 
     fn recipient(&mut self) -> Result<RecipientRecord, String> {
-        let her = if self.flag("her")? { Some(HerId(self.u32("her")?)) } else { None };
+        let her = if self.flag("her")? {
+            Some(HerId(self.u32("her")?))
+        } else {
+            None
+        };
         let role = match self.byte("role")? {
             0 => RecipientRole::Primary,
             1 => RecipientRole::Copy,
@@ -251,7 +281,11 @@ impl<'b> Reader<'b> {
         for _ in 0..n {
             codes.push(self.code("codes")?);
         }
-        let apprec_id = if self.flag("apprec_id")? { Some(MsgId(self.str("apprec_id")?)) } else { None };
+        let apprec_id = if self.flag("apprec_id")? {
+            Some(MsgId(self.str("apprec_id")?))
+        } else {
+            None
+        };
         let n = self.count("events")?;
         let mut events = Vec::with_capacity(n);
         for _ in 0..n {
@@ -264,8 +298,18 @@ impl<'b> Reader<'b> {
                 5 => Event::Overdue,
                 b => return Err(format!("unknown event {b}")),
             };
-            events.push(StampedEvent { event, at: self.time("event time")? });
+            events.push(StampedEvent {
+                event,
+                at: self.time("event time")?,
+            });
         }
-        Ok(RecipientRecord { her, role, state, codes, apprec_id, events })
+        Ok(RecipientRecord {
+            her,
+            role,
+            state,
+            codes,
+            apprec_id,
+            events,
+        })
     }
 }

@@ -81,7 +81,10 @@ impl DeliveryState {
 
     /// No event moves a final state.
     pub fn is_final(self) -> bool {
-        matches!(self, Self::AppRecOk | Self::AppRecRejected | Self::Rejected(_))
+        matches!(
+            self,
+            Self::AppRecOk | Self::AppRecRejected | Self::Rejected(_)
+        )
     }
 
     /// Delivered and waiting for the recipient's AppRec (what the overdue sweep looks at).
@@ -103,7 +106,12 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const CODES: [ErrorCode; 4] = [ErrorCode::E21, ErrorCode::T02, ErrorCode::S01, ErrorCode::T10];
+    const CODES: [ErrorCode; 4] = [
+        ErrorCode::E21,
+        ErrorCode::T02,
+        ErrorCode::S01,
+        ErrorCode::T10,
+    ];
 
     fn any_event() -> impl Strategy<Value = Event> {
         prop_oneof![
@@ -118,10 +126,18 @@ mod tests {
 
     #[test]
     fn the_happy_paths() {
-        let s = DeliveryState::Received.on(Event::Routed).and_then(|s| s.on(Event::Delivered));
+        let s = DeliveryState::Received
+            .on(Event::Routed)
+            .and_then(|s| s.on(Event::Delivered));
         assert_eq!(s, Ok(DeliveryState::Delivered));
-        let s = s.and_then(|s| s.on(Event::Overdue)).and_then(|s| s.on(Event::AppRecOk));
-        assert_eq!(s, Ok(DeliveryState::AppRecOk), "a late positive AppRec still counts (Errata 4)");
+        let s = s
+            .and_then(|s| s.on(Event::Overdue))
+            .and_then(|s| s.on(Event::AppRecOk));
+        assert_eq!(
+            s,
+            Ok(DeliveryState::AppRecOk),
+            "a late positive AppRec still counts (Errata 4)"
+        );
         assert_eq!(
             DeliveryState::Received.on(Event::Rejected(ErrorCode::E21)),
             Ok(DeliveryState::Rejected(ErrorCode::E21))
@@ -130,11 +146,24 @@ mod tests {
 
     #[test]
     fn a_second_apprec_is_illegal() {
-        let err = DeliveryState::AppRecOk.on(Event::AppRecRejected).unwrap_err();
-        assert_eq!(err, IllegalTransition { from: DeliveryState::AppRecOk, event: Event::AppRecRejected });
+        let err = DeliveryState::AppRecOk
+            .on(Event::AppRecRejected)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            IllegalTransition {
+                from: DeliveryState::AppRecOk,
+                event: Event::AppRecRejected
+            }
+        );
         assert!(err.to_string().contains("AppRecRejected"));
-        assert!(DeliveryState::Received.on(Event::Delivered).is_err(), "not published before routed");
-        assert!(DeliveryState::Routed.on(Event::Rejected(ErrorCode::T02)).is_err());
+        assert!(
+            DeliveryState::Received.on(Event::Delivered).is_err(),
+            "not published before routed"
+        );
+        assert!(DeliveryState::Routed
+            .on(Event::Rejected(ErrorCode::T02))
+            .is_err());
         assert!(DeliveryState::Overdue.on(Event::Overdue).is_err());
     }
 

@@ -23,7 +23,15 @@ fn record(sender: u32, n: u32, received: Timestamp) -> MessageRecord {
 }
 
 fn apply(sender: u32, n: u32, recipient: usize, event: Event, at: Timestamp) -> Change {
-    Change::Apply(Transition { sender: HerId(sender), msg_id: msg(n), recipient, event, at, apprec_id: None, codes: vec![] })
+    Change::Apply(Transition {
+        sender: HerId(sender),
+        msg_id: msg(n),
+        recipient,
+        event,
+        at,
+        apprec_id: None,
+        codes: vec![],
+    })
 }
 
 /// Create + route + deliver both recipients: what the pipeline commits for a good message.
@@ -43,7 +51,9 @@ fn records_round_trip_and_are_found_by_msg_id() {
     let store = DeliveryStore::open(dir.path()).unwrap();
     store.commit_batch(&delivered(3000, 1, T0)).unwrap();
     // Another sender reusing the same MsgId is a different message.
-    store.commit_batch(&[Change::Create(record(4000, 1, T0))]).unwrap();
+    store
+        .commit_batch(&[Change::Create(record(4000, 1, T0))])
+        .unwrap();
 
     let got = store.get(HerId(3000), &msg(1)).unwrap().expect("recorded");
     assert_eq!(got.recipients[0].state, DeliveryState::Delivered);
@@ -55,7 +65,10 @@ fn records_round_trip_and_are_found_by_msg_id() {
     assert_eq!(got.recipient_index(HerId(2001)), Some(1));
 
     let found = store.find(&msg(1)).unwrap();
-    assert_eq!(found.iter().map(|r| r.sender).collect::<Vec<_>>(), vec![HerId(3000), HerId(4000)]);
+    assert_eq!(
+        found.iter().map(|r| r.sender).collect::<Vec<_>>(),
+        vec![HerId(3000), HerId(4000)]
+    );
     assert!(store.find(&msg(99)).unwrap().is_empty());
     assert!(store.get(HerId(3000), &msg(99)).unwrap().is_none());
 }
@@ -65,12 +78,24 @@ fn no_body_and_no_patient_data_is_stored() {
     let dir = tempfile::tempdir().unwrap();
     let store = DeliveryStore::open(dir.path()).unwrap();
     let body = b"<MsgHead>Patient Kari Nordmann 01010112345</MsgHead>";
-    let rec = MessageRecord::new(HerId(3000), msg(7), "DIALOG_NOTAT", body, T0, None, [(Some(HerId(1001)), Prim)]);
+    let rec = MessageRecord::new(
+        HerId(3000),
+        msg(7),
+        "DIALOG_NOTAT",
+        body,
+        T0,
+        None,
+        [(Some(HerId(1001)), Prim)],
+    );
     store.commit_batch(&[Change::Create(rec)]).unwrap();
     drop(store);
     let raw = std::fs::read(dir.path().join(FILE_NAME)).unwrap();
     for needle in [&b"Nordmann"[..], b"01010112345", b"MsgHead"] {
-        assert!(!raw.windows(needle.len()).any(|w| w == needle), "{:?} found in the store file", String::from_utf8_lossy(needle));
+        assert!(
+            !raw.windows(needle.len()).any(|w| w == needle),
+            "{:?} found in the store file",
+            String::from_utf8_lossy(needle)
+        );
     }
 }
 
@@ -82,10 +107,19 @@ fn a_batch_is_all_or_nothing() {
     batch.push(apply(3000, 1, 0, Event::Routed, T0)); // Delivered → Routed: illegal
     let err = store.commit_batch(&batch).unwrap_err();
     assert!(matches!(err, StoreError::Illegal { index: 0, .. }), "{err}");
-    assert!(err.to_string().contains("Routed") && err.to_string().contains(msg(1).as_str()), "{err}");
+    assert!(
+        err.to_string().contains("Routed") && err.to_string().contains(msg(1).as_str()),
+        "{err}"
+    );
     assert!(!err.is_infrastructure());
-    assert!(store.get(HerId(3000), &msg(1)).unwrap().is_none(), "nothing of the failed batch is written");
-    assert!(store.find(&msg(1)).unwrap().is_empty(), "nor of its index entries");
+    assert!(
+        store.get(HerId(3000), &msg(1)).unwrap().is_none(),
+        "nothing of the failed batch is written"
+    );
+    assert!(
+        store.find(&msg(1)).unwrap().is_empty(),
+        "nor of its index entries"
+    );
 }
 
 #[test]
@@ -94,18 +128,55 @@ fn refused_changes_say_why() {
     let store = DeliveryStore::open(dir.path()).unwrap();
     store.commit_batch(&delivered(3000, 1, T0)).unwrap();
 
-    let same = store.commit_batch(&[Change::Create(record(3000, 1, T0))]).unwrap_err();
-    assert!(matches!(same, StoreError::Duplicate { same_content: true, .. }), "{same}");
+    let same = store
+        .commit_batch(&[Change::Create(record(3000, 1, T0))])
+        .unwrap_err();
+    assert!(
+        matches!(
+            same,
+            StoreError::Duplicate {
+                same_content: true,
+                ..
+            }
+        ),
+        "{same}"
+    );
     let mut other = record(3000, 1, T0);
     other.content_sha256 = content_sha256(b"another body");
     let different = store.commit_batch(&[Change::Create(other)]).unwrap_err();
-    assert!(matches!(different, StoreError::Duplicate { same_content: false, .. }), "{different}");
+    assert!(
+        matches!(
+            different,
+            StoreError::Duplicate {
+                same_content: false,
+                ..
+            }
+        ),
+        "{different}"
+    );
     assert!(different.to_string().contains("DIFFERENT content"));
 
-    let unknown = store.commit_batch(&[apply(3000, 2, 0, Event::Routed, T0)]).unwrap_err();
-    assert!(matches!(unknown, StoreError::UnknownMessage { .. }), "{unknown}");
-    let no_such = store.commit_batch(&[apply(3000, 1, 5, Event::AppRecOk, T0)]).unwrap_err();
-    assert!(matches!(no_such, StoreError::UnknownRecipient { index: 5, count: 2, .. }), "{no_such}");
+    let unknown = store
+        .commit_batch(&[apply(3000, 2, 0, Event::Routed, T0)])
+        .unwrap_err();
+    assert!(
+        matches!(unknown, StoreError::UnknownMessage { .. }),
+        "{unknown}"
+    );
+    let no_such = store
+        .commit_batch(&[apply(3000, 1, 5, Event::AppRecOk, T0)])
+        .unwrap_err();
+    assert!(
+        matches!(
+            no_such,
+            StoreError::UnknownRecipient {
+                index: 5,
+                count: 2,
+                ..
+            }
+        ),
+        "{no_such}"
+    );
 
     let mut stale = record(3000, 3, T0);
     stale.recipients[0].state = DeliveryState::Delivered;
@@ -123,7 +194,10 @@ fn refused_changes_say_why() {
         codes: vec![],
     });
     store.commit_batch(std::slice::from_ref(&ok)).unwrap();
-    assert!(matches!(store.commit_batch(&[ok]).unwrap_err(), StoreError::Illegal { .. }));
+    assert!(matches!(
+        store.commit_batch(&[ok]).unwrap_err(),
+        StoreError::Illegal { .. }
+    ));
     let rec = store.get(HerId(3000), &msg(1)).unwrap().unwrap();
     assert_eq!(rec.recipients[0].apprec_id, Some(msg(500)));
 }
@@ -141,11 +215,21 @@ fn a_rejection_records_every_code() {
         apprec_id: Some(msg(600)),
         codes: vec![ErrorCode::E21, ErrorCode::T10],
     });
-    let batch = vec![Change::Create(record(3000, 1, T0)), apply(3000, 1, 0, Event::Routed, T0), reject];
+    let batch = vec![
+        Change::Create(record(3000, 1, T0)),
+        apply(3000, 1, 0, Event::Routed, T0),
+        reject,
+    ];
     store.commit_batch(&batch).unwrap();
     let rec = store.get(HerId(3000), &msg(1)).unwrap().unwrap();
-    assert_eq!(rec.recipients[1].state, DeliveryState::Rejected(ErrorCode::E21));
-    assert_eq!(rec.recipients[1].codes, vec![ErrorCode::E21, ErrorCode::T10]);
+    assert_eq!(
+        rec.recipients[1].state,
+        DeliveryState::Rejected(ErrorCode::E21)
+    );
+    assert_eq!(
+        rec.recipients[1].codes,
+        vec![ErrorCode::E21, ErrorCode::T10]
+    );
     assert_eq!(rec.recipients[0].state, DeliveryState::Routed);
 }
 
@@ -170,29 +254,67 @@ fn overdue_reads_only_what_waits_too_long() {
     let store = DeliveryStore::open(dir.path()).unwrap();
     let timeout = Duration::hours(96);
     store.commit_batch(&delivered(3000, 1, T0)).unwrap();
-    store.commit_batch(&delivered(3000, 2, T0 + Duration::hours(10))).unwrap();
+    store
+        .commit_batch(&delivered(3000, 2, T0 + Duration::hours(10)))
+        .unwrap();
     // Message 3: only received, never delivered: not awaiting an AppRec.
-    store.commit_batch(&[Change::Create(record(3000, 3, T0))]).unwrap();
+    store
+        .commit_batch(&[Change::Create(record(3000, 3, T0))])
+        .unwrap();
     // Message 4: the primary answered already, the copy still waits.
     let mut m4 = delivered(3000, 4, T0);
     m4.push(apply(3000, 4, 0, Event::AppRecOk, T0 + Duration::hours(2)));
     store.commit_batch(&m4).unwrap();
 
-    assert!(store.overdue(T0 + Duration::hours(95), timeout).unwrap().is_empty());
+    assert!(store
+        .overdue(T0 + Duration::hours(95), timeout)
+        .unwrap()
+        .is_empty());
     // The clock starts at GenDate (one minute before receipt), HIS 80415:2012 §3.2.
-    let due = store.overdue(T0 + timeout - Duration::minutes(1), timeout).unwrap();
-    let keys: Vec<_> = due.iter().map(|o| (o.msg_id.clone(), o.recipient, o.her)).collect();
+    let due = store
+        .overdue(T0 + timeout - Duration::minutes(1), timeout)
+        .unwrap();
+    let keys: Vec<_> = due
+        .iter()
+        .map(|o| (o.msg_id.clone(), o.recipient, o.her))
+        .collect();
     assert_eq!(
         keys,
-        vec![(msg(1), 0, Some(HerId(1001))), (msg(1), 1, Some(HerId(2001))), (msg(4), 1, Some(HerId(2001)))]
+        vec![
+            (msg(1), 0, Some(HerId(1001))),
+            (msg(1), 1, Some(HerId(2001))),
+            (msg(4), 1, Some(HerId(2001)))
+        ]
     );
     // Marking them overdue takes them out of the awaiting index...
-    let marks: Vec<Change> = due.iter().map(|o| apply(3000, o.msg_id.0[24..].parse().unwrap(), o.recipient, Event::Overdue, T0 + timeout)).collect();
+    let marks: Vec<Change> = due
+        .iter()
+        .map(|o| {
+            apply(
+                3000,
+                o.msg_id.0[24..].parse().unwrap(),
+                o.recipient,
+                Event::Overdue,
+                T0 + timeout,
+            )
+        })
+        .collect();
     store.commit_batch(&marks).unwrap();
     let later = store.overdue(T0 + Duration::hours(200), timeout).unwrap();
-    assert_eq!(later.iter().map(|o| o.msg_id.clone()).collect::<Vec<_>>(), vec![msg(2), msg(2)]);
+    assert_eq!(
+        later.iter().map(|o| o.msg_id.clone()).collect::<Vec<_>>(),
+        vec![msg(2), msg(2)]
+    );
     // ...and a late AppRec still counts (HIS 80415:2012 Errata 4).
-    store.commit_batch(&[apply(3000, 1, 0, Event::AppRecOk, T0 + Duration::hours(120))]).unwrap();
+    store
+        .commit_batch(&[apply(
+            3000,
+            1,
+            0,
+            Event::AppRecOk,
+            T0 + Duration::hours(120),
+        )])
+        .unwrap();
     let rec = store.get(HerId(3000), &msg(1)).unwrap().unwrap();
     assert_eq!(rec.recipients[0].state, DeliveryState::AppRecOk);
     assert_eq!(rec.recipients[1].state, DeliveryState::Overdue);
@@ -212,17 +334,27 @@ fn prune_removes_old_records_and_their_index_entries() {
     let dir = tempfile::tempdir().unwrap();
     let store = DeliveryStore::open(dir.path()).unwrap();
     store.commit_batch(&delivered(3000, 1, T0)).unwrap();
-    store.commit_batch(&delivered(3000, 2, T0 + Duration::days(10))).unwrap();
-    store.commit_batch(&[Change::Create(record(4000, 1, T0 + Duration::days(1)))]).unwrap();
+    store
+        .commit_batch(&delivered(3000, 2, T0 + Duration::days(10)))
+        .unwrap();
+    store
+        .commit_batch(&[Change::Create(record(4000, 1, T0 + Duration::days(1)))])
+        .unwrap();
     let now = T0 + Duration::days(35);
     assert_eq!(store.prune(now, Duration::days(30)).unwrap(), 2);
     assert!(store.get(HerId(3000), &msg(1)).unwrap().is_none());
     assert!(store.find(&msg(1)).unwrap().is_empty());
     assert!(store.get(HerId(3000), &msg(2)).unwrap().is_some());
-    assert!(store.overdue(now, Duration::hours(96)).unwrap().iter().all(|o| o.msg_id == msg(2)));
+    assert!(store
+        .overdue(now, Duration::hours(96))
+        .unwrap()
+        .iter()
+        .all(|o| o.msg_id == msg(2)));
     assert_eq!(store.prune(now, Duration::days(30)).unwrap(), 0);
     // The same key may be recorded again after pruning.
-    store.commit_batch(&[Change::Create(record(3000, 1, now))]).unwrap();
+    store
+        .commit_batch(&[Change::Create(record(3000, 1, now))])
+        .unwrap();
 }
 
 #[test]
@@ -233,11 +365,17 @@ fn reopening_keeps_committed_data() {
         store.commit_batch(&delivered(3000, 1, T0)).unwrap();
     }
     let store = DeliveryStore::open(dir.path()).unwrap();
-    assert_eq!(store.get(HerId(3000), &msg(1)).unwrap().unwrap().recipients[0].state, DeliveryState::Delivered);
+    assert_eq!(
+        store.get(HerId(3000), &msg(1)).unwrap().unwrap().recipients[0].state,
+        DeliveryState::Delivered
+    );
     drop(store);
     let ro = DeliveryStore::open_read_only(dir.path()).unwrap();
     assert_eq!(ro.find(&msg(1)).unwrap().len(), 1);
-    assert!(matches!(ro.commit_batch(&delivered(3000, 2, T0)), Err(StoreError::ReadOnly)));
+    assert!(matches!(
+        ro.commit_batch(&delivered(3000, 2, T0)),
+        Err(StoreError::ReadOnly)
+    ));
 }
 
 #[test]
@@ -260,10 +398,16 @@ fn a_corrupt_record_is_an_infrastructure_error() {
     let store = DeliveryStore::open(dir.path()).unwrap();
     let db = store.writer().unwrap();
     let txn = db.begin_write().unwrap();
-    txn.open_table(MESSAGES).unwrap().insert((3000, msg(1).as_str()), &b"{not json"[..]).unwrap();
+    txn.open_table(MESSAGES)
+        .unwrap()
+        .insert((3000, msg(1).as_str()), &b"{not json"[..])
+        .unwrap();
     txn.commit().unwrap();
     let err = store.get(HerId(3000), &msg(1)).unwrap_err();
-    assert!(matches!(err, StoreError::Corrupt { .. }) && err.is_infrastructure(), "{err}");
+    assert!(
+        matches!(err, StoreError::Corrupt { .. }) && err.is_infrastructure(),
+        "{err}"
+    );
 }
 
 #[test]
@@ -281,33 +425,55 @@ fn missing_state_directory_is_created_and_a_bad_one_is_named() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_commits_share_transactions_and_are_durable() {
     let dir = tempfile::tempdir().unwrap();
-    let handle = Arc::new(StoreHandle::start(DeliveryStore::open(dir.path()).unwrap(), 256).unwrap());
+    let handle =
+        Arc::new(StoreHandle::start(DeliveryStore::open(dir.path()).unwrap(), 256).unwrap());
     let before = handle.write_transactions();
     let callers = 400u32;
     let mut tasks = Vec::new();
     for n in 0..callers {
         let h = Arc::clone(&handle);
-        tasks.push(tokio::spawn(async move { h.commit(delivered(3000, n, T0)).await }));
+        tasks.push(tokio::spawn(async move {
+            h.commit(delivered(3000, n, T0)).await
+        }));
     }
     for t in tasks {
         t.await.unwrap().unwrap();
     }
     let transactions = handle.write_transactions() - before;
     eprintln!("{callers} commits in {transactions} write transactions");
-    assert!(transactions < u64::from(callers), "{transactions} transactions for {callers} callers");
+    assert!(
+        transactions < u64::from(callers),
+        "{transactions} transactions for {callers} callers"
+    );
     // A refused batch in the queue fails only its caller.
-    let err = handle.commit(vec![apply(3000, 99_999, 0, Event::Routed, T0)]).await.unwrap_err();
+    let err = handle
+        .commit(vec![apply(3000, 99_999, 0, Event::Routed, T0)])
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::UnknownMessage { .. }));
     assert!(handle.get(HerId(3000), msg(5)).await.unwrap().is_some());
     assert_eq!(handle.find(msg(6)).await.unwrap().len(), 1);
-    assert_eq!(handle.overdue(T0 + Duration::days(5), Duration::hours(96)).await.unwrap().len(), 2 * callers as usize);
+    assert_eq!(
+        handle
+            .overdue(T0 + Duration::days(5), Duration::hours(96))
+            .await
+            .unwrap()
+            .len(),
+        2 * callers as usize
+    );
     let handle = Arc::try_unwrap(handle).ok().expect("the only handle");
     handle.shutdown().await;
 
     let store = DeliveryStore::open(dir.path()).unwrap();
     for n in 0..callers {
-        let rec = store.get(HerId(3000), &msg(n)).unwrap().expect("durable after reopen");
-        assert!(rec.recipients.iter().all(|r| r.state == DeliveryState::Delivered));
+        let rec = store
+            .get(HerId(3000), &msg(n))
+            .unwrap()
+            .expect("durable after reopen");
+        assert!(rec
+            .recipients
+            .iter()
+            .all(|r| r.state == DeliveryState::Delivered));
     }
 }
 
@@ -316,7 +482,13 @@ async fn prune_through_the_handle() {
     let dir = tempfile::tempdir().unwrap();
     let handle = StoreHandle::start(DeliveryStore::open(dir.path()).unwrap(), 4).unwrap();
     handle.commit(delivered(3000, 1, T0)).await.unwrap();
-    assert_eq!(handle.prune(T0 + Duration::days(31), Duration::days(30)).await.unwrap(), 1);
+    assert_eq!(
+        handle
+            .prune(T0 + Duration::days(31), Duration::days(30))
+            .await
+            .unwrap(),
+        1
+    );
     handle.shutdown().await;
 }
 
@@ -327,17 +499,29 @@ fn applying_in_memory_gives_the_record_a_commit_stores() {
     let changes = delivered(3000, 7, T0);
     let mut in_memory = record(3000, 7, T0);
     for c in &changes[1..] {
-        let Change::Apply(t) = c else { panic!("only transitions after the create") };
+        let Change::Apply(t) = c else {
+            panic!("only transitions after the create")
+        };
         in_memory.apply(t).unwrap();
     }
     store.commit_batch(&changes).unwrap();
     assert_eq!(store.get(HerId(3000), &msg(7)).unwrap().unwrap(), in_memory);
     // An illegal move is refused and leaves the record as it was.
     let before = in_memory.clone();
-    let Change::Apply(t) = apply(3000, 7, 0, Event::Routed, T0) else { unreachable!() };
-    assert!(matches!(in_memory.apply(&t), Err(StoreError::Illegal { .. })));
-    let Change::Apply(t) = apply(3000, 7, 5, Event::Routed, T0) else { unreachable!() };
-    assert!(matches!(in_memory.apply(&t), Err(StoreError::UnknownRecipient { .. })));
+    let Change::Apply(t) = apply(3000, 7, 0, Event::Routed, T0) else {
+        unreachable!()
+    };
+    assert!(matches!(
+        in_memory.apply(&t),
+        Err(StoreError::Illegal { .. })
+    ));
+    let Change::Apply(t) = apply(3000, 7, 5, Event::Routed, T0) else {
+        unreachable!()
+    };
+    assert!(matches!(
+        in_memory.apply(&t),
+        Err(StoreError::UnknownRecipient { .. })
+    ));
     assert_eq!(in_memory, before);
 }
 
@@ -347,7 +531,8 @@ fn applying_in_memory_gives_the_record_a_commit_stores() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_makes_commits_wait_and_they_land_once_there_is_room() {
     let dir = tempfile::tempdir().unwrap();
-    let disk = crate::chaos::disk::SmallDisk::mount(&dir.path().join("state"), 2 << 20).expect("mount -t tmpfs (needs root)");
+    let disk = crate::chaos::disk::SmallDisk::mount(&dir.path().join("state"), 2 << 20)
+        .expect("mount -t tmpfs (needs root)");
     let state = dir.path().join("state");
     let handle = Arc::new(StoreHandle::start(DeliveryStore::open(&state).unwrap(), 64).unwrap());
     handle.commit(delivered(3000, 0, T0)).await.unwrap();
@@ -366,29 +551,53 @@ async fn a_full_disk_makes_commits_wait_and_they_land_once_there_is_room() {
         }
         assert!(n < 5000, "2 MiB full, yet 5000 commits needed no room");
     };
-    let StoreHealth::Unavailable { reason, .. } = down else { unreachable!() };
-    assert!(reason.to_lowercase().contains("space") || reason.contains("I/O"), "{reason}");
+    let StoreHealth::Unavailable { reason, .. } = down else {
+        unreachable!()
+    };
+    assert!(
+        reason.to_lowercase().contains("space") || reason.contains("I/O"),
+        "{reason}"
+    );
     // Reads wait too (the database is being reopened), and nothing is answered with an error.
     let h = Arc::clone(&handle);
     let read = tokio::spawn(async move { h.get(HerId(3000), msg(0)).await });
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     while let Some(r) = waiting.try_join_next() {
-        r.unwrap().expect("no commit may fail while the disk is full");
+        r.unwrap()
+            .expect("no commit may fail while the disk is full");
     }
-    assert!(!read.is_finished(), "a read waits while the store is reopened");
-    assert!(matches!(*handle.health().borrow(), StoreHealth::Unavailable { .. }), "still full");
+    assert!(
+        !read.is_finished(),
+        "a read waits while the store is reopened"
+    );
+    assert!(
+        matches!(*handle.health().borrow(), StoreHealth::Unavailable { .. }),
+        "still full"
+    );
     disk.free().unwrap();
-    assert!(read.await.unwrap().unwrap().is_some(), "the read is answered after the outage");
+    assert!(
+        read.await.unwrap().unwrap().is_some(),
+        "the read is answered after the outage"
+    );
     while let Some(r) = waiting.join_next().await {
         r.unwrap().expect("lands once the disk has room");
     }
-    health.wait_for(|h| *h == StoreHealth::Available).await.unwrap();
+    health
+        .wait_for(|h| *h == StoreHealth::Available)
+        .await
+        .unwrap();
     let handle = Arc::try_unwrap(handle).ok().expect("the only handle");
     handle.shutdown().await;
     let store = DeliveryStore::open(&state).unwrap();
     for i in 0..n {
-        let rec = store.get(HerId(3000), &msg(i)).unwrap().expect("durable after the outage");
-        assert!(rec.recipients.iter().all(|r| r.state == DeliveryState::Delivered));
+        let rec = store
+            .get(HerId(3000), &msg(i))
+            .unwrap()
+            .expect("durable after the outage");
+        assert!(rec
+            .recipients
+            .iter()
+            .all(|r| r.state == DeliveryState::Delivered));
     }
     drop(store);
     drop(disk);
@@ -429,7 +638,9 @@ mod encoding {
 
     /// Milliseconds, as the store keeps times, over several centuries either side of 1970.
     fn any_time() -> impl Strategy<Value = Timestamp> {
-        (-10_000_000_000_000i64..10_000_000_000_000).prop_map(|ms| Timestamp::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap())
+        (-10_000_000_000_000i64..10_000_000_000_000).prop_map(|ms| {
+            Timestamp::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap()
+        })
     }
 
     fn any_recipient() -> impl Strategy<Value = RecipientRecord> {
@@ -439,9 +650,21 @@ mod encoding {
             any_state(),
             proptest::collection::vec(any_code(), 0..4),
             proptest::option::of(".{0,40}".prop_map(MsgId)),
-            proptest::collection::vec((any_event(), any_time()).prop_map(|(event, at)| StampedEvent { event, at }), 0..6),
+            proptest::collection::vec(
+                (any_event(), any_time()).prop_map(|(event, at)| StampedEvent { event, at }),
+                0..6,
+            ),
         )
-            .prop_map(|(her, role, state, codes, apprec_id, events)| RecipientRecord { her, role, state, codes, apprec_id, events })
+            .prop_map(
+                |(her, role, state, codes, apprec_id, events)| RecipientRecord {
+                    her,
+                    role,
+                    state,
+                    codes,
+                    apprec_id,
+                    events,
+                },
+            )
     }
 
     fn any_record() -> impl Strategy<Value = MessageRecord> {
@@ -454,15 +677,19 @@ mod encoding {
             proptest::option::of(any_time()),
             proptest::collection::vec(any_recipient(), 0..5),
         )
-            .prop_map(|(sender, msg_id, msg_type, content_sha256, received_at, gen_date, recipients)| MessageRecord {
-                sender,
-                msg_id,
-                msg_type,
-                content_sha256,
-                received_at,
-                gen_date,
-                recipients,
-            })
+            .prop_map(
+                |(sender, msg_id, msg_type, content_sha256, received_at, gen_date, recipients)| {
+                    MessageRecord {
+                        sender,
+                        msg_id,
+                        msg_type,
+                        content_sha256,
+                        received_at,
+                        gen_date,
+                        recipients,
+                    }
+                },
+            )
     }
 
     proptest! {
@@ -496,17 +723,36 @@ mod encoding {
         {
             let txn = store.writer().unwrap().begin_write().unwrap();
             let mut t = Tables::open(&txn).unwrap();
-            t.messages.insert((3000, msg(1).as_str()), json.as_slice()).unwrap();
+            t.messages
+                .insert((3000, msg(1).as_str()), json.as_slice())
+                .unwrap();
             t.by_msg_id.insert(msg(1).as_str(), 3000).unwrap();
             drop(t);
             txn.commit().unwrap();
         }
         assert_eq!(store.get(HerId(3000), &msg(1)).unwrap(), Some(rec.clone()));
-        store.commit_batch(&[apply(3000, 1, 0, Event::Routed, T0)]).unwrap();
+        store
+            .commit_batch(&[apply(3000, 1, 0, Event::Routed, T0)])
+            .unwrap();
         let txn = store.begin_read().unwrap();
-        let raw = txn.open_table(MESSAGES).unwrap().get((3000, msg(1).as_str())).unwrap().unwrap().value().to_vec();
+        let raw = txn
+            .open_table(MESSAGES)
+            .unwrap()
+            .get((3000, msg(1).as_str()))
+            .unwrap()
+            .unwrap()
+            .value()
+            .to_vec();
         assert_eq!(raw[0], record::VERSION);
-        assert!(raw.len() < json.len() / 2, "{} bytes, JSON had {}", raw.len(), json.len());
-        assert_eq!(store.get(HerId(3000), &msg(1)).unwrap().unwrap().recipients[0].state, DeliveryState::Routed);
+        assert!(
+            raw.len() < json.len() / 2,
+            "{} bytes, JSON had {}",
+            raw.len(),
+            json.len()
+        );
+        assert_eq!(
+            store.get(HerId(3000), &msg(1)).unwrap().unwrap().recipients[0].state,
+            DeliveryState::Routed
+        );
     }
 }

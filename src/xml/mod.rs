@@ -47,7 +47,10 @@ pub struct XmlLimits {
 
 impl Default for XmlLimits {
     fn default() -> Self {
-        XmlLimits { max_bytes: 36_700_160, max_depth: 64 }
+        XmlLimits {
+            max_bytes: 36_700_160,
+            max_depth: 64,
+        }
     }
 }
 
@@ -178,7 +181,10 @@ impl<'b> XmlDocument<'b> {
     /// Checks the size limit and decodes `bytes` to UTF-8.
     pub fn new(bytes: &'b [u8], limits: &XmlLimits) -> Result<Self, XmlError> {
         XmlReader::check_size(bytes, limits)?;
-        Ok(XmlDocument { text: decode(bytes)?, limits: *limits })
+        Ok(XmlDocument {
+            text: decode(bytes)?,
+            limits: *limits,
+        })
     }
     /// The decoded text.
     pub fn text(&self) -> &str {
@@ -201,7 +207,10 @@ impl<'a> XmlReader<'a> {
             return Err(XmlError {
                 line: 1,
                 column: 1,
-                kind: XmlErrorKind::TooLarge { size: bytes.len(), limit: limits.max_bytes },
+                kind: XmlErrorKind::TooLarge {
+                    size: bytes.len(),
+                    limit: limits.max_bytes,
+                },
             });
         }
         Ok(())
@@ -248,7 +257,10 @@ impl<'a> XmlReader<'a> {
     /// such as `xsi:type` and schema `type="kith:CS"` attributes.
     pub fn resolve_prefix(&self, prefix: Option<&str>) -> Option<Arc<str>> {
         match prefix {
-            None => Some(self.resolve(None, false, 0).unwrap_or_else(|_| self.empty_ns.clone())),
+            None => Some(
+                self.resolve(None, false, 0)
+                    .unwrap_or_else(|_| self.empty_ns.clone()),
+            ),
             Some(p) => self.resolve(Some(p), false, 0).ok(),
         }
     }
@@ -318,7 +330,8 @@ impl<'a> XmlReader<'a> {
             if c < 0x20 && c != b'\t' && c != b'\n' && c != b'\r' {
                 return Err(self.err(i, XmlErrorKind::InvalidChar(u32::from(c))));
             }
-            if c == 0xEF && b.get(i + 1) == Some(&0xBF) && matches!(b.get(i + 2), Some(0xBE | 0xBF)) {
+            if c == 0xEF && b.get(i + 1) == Some(&0xBF) && matches!(b.get(i + 2), Some(0xBE | 0xBF))
+            {
                 let cp = if b[i + 2] == 0xBE { 0xFFFE } else { 0xFFFF };
                 return Err(self.err(i, XmlErrorKind::InvalidChar(cp)));
             }
@@ -326,7 +339,12 @@ impl<'a> XmlReader<'a> {
         Ok(())
     }
 
-    fn resolve(&self, prefix: Option<&str>, for_attr: bool, offset: usize) -> Result<Arc<str>, XmlError> {
+    fn resolve(
+        &self,
+        prefix: Option<&str>,
+        for_attr: bool,
+        offset: usize,
+    ) -> Result<Arc<str>, XmlError> {
         match prefix {
             None if for_attr => Ok(self.empty_ns.clone()),
             None => Ok(self
@@ -353,18 +371,34 @@ impl<'a> XmlReader<'a> {
             quick_xml::Error::IllFormed(IllFormedError::MismatchedEndTag { expected, found }) => {
                 XmlErrorKind::MismatchedEndTag { expected, found }
             }
-            quick_xml::Error::IllFormed(IllFormedError::UnmatchedEndTag(name)) => XmlErrorKind::UnexpectedEndTag(name),
+            quick_xml::Error::IllFormed(IllFormedError::UnmatchedEndTag(name)) => {
+                XmlErrorKind::UnexpectedEndTag(name)
+            }
             other => XmlErrorKind::Syntax(other.to_string()),
         };
         self.err(pos, kind)
     }
 
-    fn start_tag(&mut self, e: &quick_xml::events::BytesStart<'_>, offset: usize) -> Result<StartTag<'a>, XmlError> {
+    fn start_tag(
+        &mut self,
+        e: &quick_xml::events::BytesStart<'_>,
+        offset: usize,
+    ) -> Result<StartTag<'a>, XmlError> {
         if self.open.is_empty() && self.root_seen {
-            return Err(self.err(offset, XmlErrorKind::SecondRoot(String::from_utf8_lossy(e.name().as_ref().as_bytes()).into())));
+            return Err(self.err(
+                offset,
+                XmlErrorKind::SecondRoot(
+                    String::from_utf8_lossy(e.name().as_ref().as_bytes()).into(),
+                ),
+            ));
         }
         if self.open.len() + 1 > self.limits.max_depth {
-            return Err(self.err(offset, XmlErrorKind::TooDeep { limit: self.limits.max_depth }));
+            return Err(self.err(
+                offset,
+                XmlErrorKind::TooDeep {
+                    limit: self.limits.max_depth,
+                },
+            ));
         }
         self.root_seen = true;
         // Tie the borrowed name to the input text rather than the event.
@@ -374,9 +408,10 @@ impl<'a> XmlReader<'a> {
         plain.clear();
         for a in e.attributes().with_checks(true) {
             let a = a.map_err(|err| match err {
-                quick_xml::events::attributes::AttrError::Duplicated(at, _) => {
-                    self.err(offset, XmlErrorKind::DuplicateAttribute(format!("at byte {at} of the tag")))
-                }
+                quick_xml::events::attributes::AttrError::Duplicated(at, _) => self.err(
+                    offset,
+                    XmlErrorKind::DuplicateAttribute(format!("at byte {at} of the tag")),
+                ),
                 other => self.err(offset, XmlErrorKind::Syntax(other.to_string())),
             })?;
             let key: &'a str = slice_of(self.text, a.key.as_ref());
@@ -409,13 +444,26 @@ impl<'a> XmlReader<'a> {
             if p.is_some() && attrs.iter().any(|x: &XmlAttr| x.local == l && x.ns == ans) {
                 return Err(self.err(offset, XmlErrorKind::DuplicateAttribute(key.to_string())));
             }
-            attrs.push(XmlAttr { ns: ans, local: l, value });
+            attrs.push(XmlAttr {
+                ns: ans,
+                local: l,
+                value,
+            });
         }
         self.plain = plain;
-        Ok(StartTag { ns, local, attrs, offset })
+        Ok(StartTag {
+            ns,
+            local,
+            attrs,
+            offset,
+        })
     }
 
-    fn attr_value(&self, a: &quick_xml::events::attributes::Attribute<'_>, offset: usize) -> Result<Cow<'a, str>, XmlError> {
+    fn attr_value(
+        &self,
+        a: &quick_xml::events::attributes::Attribute<'_>,
+        offset: usize,
+    ) -> Result<Cow<'a, str>, XmlError> {
         let raw = &a.value;
         if raw.contains('&') {
             // Resolve references ourselves so the rule "predefined and character references
@@ -427,9 +475,12 @@ impl<'a> XmlReader<'a> {
             while let Some(amp) = rest.find('&') {
                 push_attr_ws_normalized(&mut out, &rest[..amp]);
                 let after = &rest[amp + 1..];
-                let semi = after
-                    .find(';')
-                    .ok_or_else(|| self.err(offset, XmlErrorKind::Syntax("unterminated reference in attribute".into())))?;
+                let semi = after.find(';').ok_or_else(|| {
+                    self.err(
+                        offset,
+                        XmlErrorKind::Syntax("unterminated reference in attribute".into()),
+                    )
+                })?;
                 out.push(self.resolve_ref(&after[..semi], offset)?);
                 rest = &after[semi + 1..];
             }
@@ -460,7 +511,10 @@ impl<'a> XmlReader<'a> {
                     };
                     match code.and_then(char::from_u32).filter(|&c| is_xml_char(c)) {
                         Some(c) => Ok(c),
-                        None => Err(self.err(offset, XmlErrorKind::InvalidCharReference(name.to_string()))),
+                        None => {
+                            Err(self
+                                .err(offset, XmlErrorKind::InvalidCharReference(name.to_string())))
+                        }
                     }
                 } else {
                     Err(self.err(offset, XmlErrorKind::EntityReference(name.to_string())))
@@ -490,7 +544,10 @@ impl<'a> XmlReader<'a> {
         loop {
             let offset = usize::try_from(self.inner.buffer_position()).unwrap_or(usize::MAX);
             self.last_offset = offset;
-            let ev = self.inner.read_event().map_err(|e| self.map_qx(e, offset))?;
+            let ev = self
+                .inner
+                .read_event()
+                .map_err(|e| self.map_qx(e, offset))?;
             match ev {
                 Event::Start(e) => return Ok(XmlEvent::Start(self.start_tag(&e, offset)?)),
                 Event::Empty(e) => {
@@ -548,7 +605,10 @@ impl<'a> XmlReader<'a> {
                     continue;
                 }
                 Event::PI(p) => {
-                    return Err(self.err(offset, XmlErrorKind::ProcessingInstruction(p.target().to_string())));
+                    return Err(self.err(
+                        offset,
+                        XmlErrorKind::ProcessingInstruction(p.target().to_string()),
+                    ));
                 }
                 Event::DocType(_) => {
                     if self.allow_doctype && !self.root_seen {
@@ -584,7 +644,11 @@ pub fn check_well_formed(bytes: &[u8], limits: &XmlLimits) -> Result<(), XmlErro
 /// messages written on Windows, normalised (XML 1.0 §2.11) without allocating: a slice of a
 /// static string.
 fn crlf_indent(raw: &str) -> Option<&'static str> {
-    const SPACES: &str = concat!("\n", "                                                                ", "                                                                ");
+    const SPACES: &str = concat!(
+        "\n",
+        "                                                                ",
+        "                                                                "
+    );
     const TABS: &str = "\n\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t";
     let rest = raw.strip_prefix("\r\n")?;
     let fill = if rest.bytes().all(|b| b == b' ') {

@@ -53,12 +53,19 @@ impl<'a> Tree<'a> {
             }
         }
         // The reader reports Eof only after a root element has closed.
-        builder.finish(doc.text()).ok_or(XmlError { line: 1, column: 1, kind: super::XmlErrorKind::NoRoot })
+        builder.finish(doc.text()).ok_or(XmlError {
+            line: 1,
+            column: 1,
+            kind: super::XmlErrorKind::NoRoot,
+        })
     }
 
     /// The root element.
     pub(crate) fn root(&self) -> Element<'_> {
-        Element { tree: self, index: 0 }
+        Element {
+            tree: self,
+            index: 0,
+        }
     }
 }
 
@@ -83,7 +90,9 @@ impl<'a> TreeBuilder<'a> {
                     return;
                 }
                 let nodes = &mut self.nodes;
-                let foreign = nodes.first().is_some_and(|root| !same_ns(&root.ns, &tag.ns));
+                let foreign = nodes
+                    .first()
+                    .is_some_and(|root| !same_ns(&root.ns, &tag.ns));
                 let index = u32::try_from(nodes.len()).unwrap_or(NONE);
                 if let Some(&parent) = self.open.last() {
                     match nodes[parent as usize].last_child {
@@ -92,7 +101,11 @@ impl<'a> TreeBuilder<'a> {
                     }
                     nodes[parent as usize].last_child = index;
                 }
-                let attrs = if foreign { Vec::new() } else { tag.attrs.clone() };
+                let attrs = if foreign {
+                    Vec::new()
+                } else {
+                    tag.attrs.clone()
+                };
                 nodes.push(Node {
                     ns: tag.ns.clone(),
                     local: tag.local,
@@ -118,7 +131,8 @@ impl<'a> TreeBuilder<'a> {
                     // The validator's reader hands over line ends as written (XML 1.0 §2.11 is
                     // applied here, where the model needs it).
                     if t.contains('\r') {
-                        text.to_mut().push_str(&t.replace("\r\n", "\n").replace('\r', "\n"));
+                        text.to_mut()
+                            .push_str(&t.replace("\r\n", "\n").replace('\r', "\n"));
                     } else if text.is_empty() {
                         *text = t.clone();
                     } else {
@@ -143,7 +157,10 @@ impl<'a> TreeBuilder<'a> {
         if self.nodes.is_empty() {
             return None;
         }
-        Some(Tree { text: text.strip_prefix('\u{FEFF}').unwrap_or(text), nodes: self.nodes })
+        Some(Tree {
+            text: text.strip_prefix('\u{FEFF}').unwrap_or(text),
+            nodes: self.nodes,
+        })
     }
 }
 
@@ -192,7 +209,11 @@ impl<'t> Element<'t> {
 
     /// An unprefixed attribute's value (`V`, `S`, `DN`, `OT`); namespaced ones are not matched.
     pub(crate) fn attr(self, name: &str) -> Option<&'t str> {
-        self.node().attrs.iter().find(|a| a.ns.is_empty() && a.local == name).map(|a| a.value.as_ref())
+        self.node()
+            .attrs
+            .iter()
+            .find(|a| a.ns.is_empty() && a.local == name)
+            .map(|a| a.value.as_ref())
     }
 
     /// Every child element, in document order, whatever its namespace.
@@ -212,13 +233,15 @@ impl<'t> Element<'t> {
     /// Every child with this local name in this element's namespace.
     pub(crate) fn children_named(self, local: &'t str) -> impl Iterator<Item = Element<'t>> {
         let ns = &self.node().ns;
-        self.children().filter(move |c| c.node().local == local && same_ns(&c.node().ns, ns))
+        self.children()
+            .filter(move |c| c.node().local == local && same_ns(&c.node().ns, ns))
     }
 
     /// The first child with this local name in this element's namespace.
     pub(crate) fn child(self, local: &str) -> Option<Element<'t>> {
         let ns = &self.node().ns;
-        self.children().find(|c| c.node().local == local && same_ns(&c.node().ns, ns))
+        self.children()
+            .find(|c| c.node().local == local && same_ns(&c.node().ns, ns))
     }
 
     /// The trimmed text of the named child.
@@ -240,27 +263,67 @@ mod tests {
 
     #[test]
     fn resolves_namespaces_not_prefixes() {
-        let a = with_root(br#"<a:R xmlns:a="urn:x"><a:C V="1">t&amp;&#65;</a:C></a:R>"#, |r| {
-            (r.ns().to_owned(), r.child_text("C").map(str::to_owned), r.child("C").and_then(|c| c.attr("V")).map(str::to_owned))
+        let a = with_root(
+            br#"<a:R xmlns:a="urn:x"><a:C V="1">t&amp;&#65;</a:C></a:R>"#,
+            |r| {
+                (
+                    r.ns().to_owned(),
+                    r.child_text("C").map(str::to_owned),
+                    r.child("C").and_then(|c| c.attr("V")).map(str::to_owned),
+                )
+            },
+        );
+        assert_eq!(
+            a,
+            Ok(("urn:x".into(), Some("t&A".into()), Some("1".into())))
+        );
+        let other = with_root(br#"<R xmlns="urn:x" xmlns:o="urn:y"><o:C/></R>"#, |r| {
+            r.child("C").is_none()
         });
-        assert_eq!(a, Ok(("urn:x".into(), Some("t&A".into()), Some("1".into()))));
-        let other = with_root(br#"<R xmlns="urn:x" xmlns:o="urn:y"><o:C/></R>"#, |r| r.child("C").is_none());
-        assert_eq!(other, Ok(true), "a child in another namespace is not matched by local name");
-        let prefixed_attr = with_root(br#"<R xmlns:o="urn:y" o:V="x"/>"#, |r| r.attr("V").is_none());
-        assert_eq!(prefixed_attr, Ok(true), "a namespaced attribute is not matched by local name");
+        assert_eq!(
+            other,
+            Ok(true),
+            "a child in another namespace is not matched by local name"
+        );
+        let prefixed_attr = with_root(br#"<R xmlns:o="urn:y" o:V="x"/>"#, |r| {
+            r.attr("V").is_none()
+        });
+        assert_eq!(
+            prefixed_attr,
+            Ok(true),
+            "a namespaced attribute is not matched by local name"
+        );
     }
 
     #[test]
     fn refuses_what_the_reader_refuses() {
         let kind = |xml: &[u8]| with_root(xml, |_| ()).map_err(|e| e.kind);
-        assert!(matches!(kind(b"<!DOCTYPE r [<!ENTITY e \"x\">]><r>&e;</r>"), Err(XmlErrorKind::Doctype)));
-        assert!(matches!(kind(b"<r>&e;</r>"), Err(XmlErrorKind::EntityReference(_))));
+        assert!(matches!(
+            kind(b"<!DOCTYPE r [<!ENTITY e \"x\">]><r>&e;</r>"),
+            Err(XmlErrorKind::Doctype)
+        ));
+        assert!(matches!(
+            kind(b"<r>&e;</r>"),
+            Err(XmlErrorKind::EntityReference(_))
+        ));
         let deep = format!("{}{}", "<a>".repeat(65), "</a>".repeat(65));
-        assert!(matches!(kind(deep.as_bytes()), Err(XmlErrorKind::TooDeep { .. })));
-        assert!(matches!(kind(b"<a><b></a>"), Err(XmlErrorKind::MismatchedEndTag { .. })));
-        assert!(matches!(kind(b"<a>"), Err(XmlErrorKind::UnclosedElement(_))));
+        assert!(matches!(
+            kind(deep.as_bytes()),
+            Err(XmlErrorKind::TooDeep { .. })
+        ));
+        assert!(matches!(
+            kind(b"<a><b></a>"),
+            Err(XmlErrorKind::MismatchedEndTag { .. })
+        ));
+        assert!(matches!(
+            kind(b"<a>"),
+            Err(XmlErrorKind::UnclosedElement(_))
+        ));
         assert!(matches!(kind(b""), Err(XmlErrorKind::NoRoot)));
-        assert!(matches!(kind(b"<?xml version=\"1.0\" encoding=\"UTF-16\"?><a/>"), Err(XmlErrorKind::UnknownEncoding(_))));
+        assert!(matches!(
+            kind(b"<?xml version=\"1.0\" encoding=\"UTF-16\"?><a/>"),
+            Err(XmlErrorKind::UnknownEncoding(_))
+        ));
         assert!(kind(b"<?xml version=\"1.0\" encoding=\"windows-1252\"?><a>\x80</a>").is_ok());
     }
 
@@ -268,16 +331,31 @@ mod tests {
     fn foreign_subtrees_are_kept_as_empty_nodes_and_latin1_decodes() {
         let xml = b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><R xmlns=\"urn:x\"><C><P xmlns=\"urn:p\"><Name>secret</Name><P/></P></C><D>\xf8</D></R>";
         let got = with_root(xml, |r| {
-            let p = r.child("C").and_then(|c| c.children().next()).map(|p| (p.ns().to_owned(), p.local().to_owned(), p.children().count(), p.text().to_owned()));
+            let p = r.child("C").and_then(|c| c.children().next()).map(|p| {
+                (
+                    p.ns().to_owned(),
+                    p.local().to_owned(),
+                    p.children().count(),
+                    p.text().to_owned(),
+                )
+            });
             (p, r.child_text("D").map(str::to_owned))
         });
-        assert_eq!(got, Ok((Some(("urn:p".into(), "P".into(), 0, String::new())), Some("ø".into()))));
+        assert_eq!(
+            got,
+            Ok((
+                Some(("urn:p".into(), "P".into(), 0, String::new())),
+                Some("ø".into())
+            ))
+        );
     }
 
     #[test]
     fn elements_carry_line_numbers_and_text_in_pieces_is_joined() {
         let got = with_root(b"<a>\n<b/>\n\n<c>x&lt;<![CDATA[y]]>z\r\n</c></a>", |r| {
-            let lines: Vec<usize> = std::iter::once(r.line()).chain(r.children().map(Element::line)).collect();
+            let lines: Vec<usize> = std::iter::once(r.line())
+                .chain(r.children().map(Element::line))
+                .collect();
             (lines, r.child("c").map(|c| c.text().to_owned()))
         });
         assert_eq!(got, Ok((vec![1, 2, 4], Some("x<yz\n".into()))));

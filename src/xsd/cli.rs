@@ -32,7 +32,10 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let limits = XmlLimits { max_bytes: args.max_bytes, ..XmlLimits::default() };
+    let limits = XmlLimits {
+        max_bytes: args.max_bytes,
+        ..XmlLimits::default()
+    };
     let mut all_valid = true;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -41,7 +44,12 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
             Ok(bytes) => {
                 let v = schemas.validate(&bytes, &limits);
                 all_valid &= v.is_valid();
-                format!("{}\t{}\t{}", f.display(), v.label(), v.detail().replace(['\t', '\n'], " "))
+                format!(
+                    "{}\t{}\t{}",
+                    f.display(),
+                    v.label(),
+                    v.detail().replace(['\t', '\n'], " ")
+                )
             }
             Err(e) => {
                 all_valid = false;

@@ -27,8 +27,14 @@ pub const XSD_NS: &str = "http://www.w3.org/2001/XMLSchema";
 /// The remote schema locations of the official files and the local copies that stand for
 /// them (exactly the mapping of `standards/xsd/catalog-local.xml`).
 const CATALOG: &[(&str, &str)] = &[
-    ("http://www.w3.org/TR/xmldsig-core/xmldsig-core-schema.xsd", "msghead-v1.2/xmldsig-core-schema.xsd"),
-    ("http://www.kith.no/xmlstds/kith.xsd", "apprec-v1.1/kith.xsd"),
+    (
+        "http://www.w3.org/TR/xmldsig-core/xmldsig-core-schema.xsd",
+        "msghead-v1.2/xmldsig-core-schema.xsd",
+    ),
+    (
+        "http://www.kith.no/xmlstds/kith.xsd",
+        "apprec-v1.1/kith.xsd",
+    ),
 ];
 
 /// An element of a schema document (XSD namespace only; annotations dropped).
@@ -44,13 +50,22 @@ struct XNode {
 
 impl XNode {
     fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
     fn qname(&self, name: &str) -> Option<&(String, String)> {
-        self.qnames.iter().find(|(k, _)| k == name).and_then(|(_, v)| v.first())
+        self.qnames
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.first())
     }
     fn qnames(&self, name: &str) -> &[(String, String)] {
-        self.qnames.iter().find(|(k, _)| k == name).map_or(&[], |(_, v)| v.as_slice())
+        self.qnames
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or(&[], |(_, v)| v.as_slice())
     }
     fn kids(&self) -> impl Iterator<Item = &XNode> {
         self.children.iter().filter(|c| c.local != "annotation")
@@ -66,9 +81,16 @@ struct Doc {
 }
 
 fn read_doc(path: &Path) -> Result<Doc, SchemaError> {
-    let err = |line: usize, message: String| SchemaError { file: path.to_path_buf(), line, message };
+    let err = |line: usize, message: String| SchemaError {
+        file: path.to_path_buf(),
+        line,
+        message,
+    };
     let bytes = std::fs::read(path).map_err(|e| err(0, format!("cannot read: {e}")))?;
-    let limits = XmlLimits { max_bytes: 16 * 1024 * 1024, max_depth: 256 };
+    let limits = XmlLimits {
+        max_bytes: 16 * 1024 * 1024,
+        max_depth: 256,
+    };
     let text = crate::xml::decode(&bytes).map_err(|e| err(e.line, e.kind.to_string()))?;
     let mut r = XmlReader::new(&text, limits).skip_doctype();
     let mut stack: Vec<XNode> = Vec::new();
@@ -76,7 +98,9 @@ fn read_doc(path: &Path) -> Result<Doc, SchemaError> {
     let mut skipping = 0usize;
     let mut root = None;
     loop {
-        let ev = r.next_event().map_err(|e| err(e.line, e.kind.to_string()))?;
+        let ev = r
+            .next_event()
+            .map_err(|e| err(e.line, e.kind.to_string()))?;
         match ev {
             XmlEvent::Start(tag) => {
                 if skipping > 0 || &*tag.ns != XSD_NS || tag.local == "annotation" {
@@ -91,27 +115,46 @@ fn read_doc(path: &Path) -> Result<Doc, SchemaError> {
                         continue;
                     }
                     let v = a.value.trim().to_string();
-                    if matches!(a.local, "type" | "ref" | "base" | "itemType" | "memberTypes" | "substitutionGroup") {
+                    if matches!(
+                        a.local,
+                        "type" | "ref" | "base" | "itemType" | "memberTypes" | "substitutionGroup"
+                    ) {
                         let mut list = Vec::new();
                         for q in v.split_whitespace() {
                             let (p, l) = split_qname(q);
-                            let ns = r
-                                .resolve_prefix(p)
-                                .ok_or_else(|| err(line, format!("prefix '{}' in {}=\"{}\" is not declared", p.unwrap_or(""), a.local, v)))?;
+                            let ns = r.resolve_prefix(p).ok_or_else(|| {
+                                err(
+                                    line,
+                                    format!(
+                                        "prefix '{}' in {}=\"{}\" is not declared",
+                                        p.unwrap_or(""),
+                                        a.local,
+                                        v
+                                    ),
+                                )
+                            })?;
                             list.push((ns.to_string(), l.to_string()));
                         }
                         qnames.push((a.local.to_string(), list));
                     }
                     attrs.push((a.local.to_string(), v));
                 }
-                stack.push(XNode { local: tag.local.to_string(), attrs, qnames, children: Vec::new(), line });
+                stack.push(XNode {
+                    local: tag.local.to_string(),
+                    attrs,
+                    qnames,
+                    children: Vec::new(),
+                    line,
+                });
             }
             XmlEvent::End => {
                 if skipping > 0 {
                     skipping -= 1;
                     continue;
                 }
-                let Some(node) = stack.pop() else { return Err(err(0, "unbalanced document".into())) };
+                let Some(node) = stack.pop() else {
+                    return Err(err(0, "unbalanced document".into()));
+                };
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(node),
                     None => root = Some(node),
@@ -123,7 +166,10 @@ fn read_doc(path: &Path) -> Result<Doc, SchemaError> {
     }
     let root = root.ok_or_else(|| err(0, "no xs:schema root element".into()))?;
     if root.local != "schema" {
-        return Err(err(root.line, format!("root element is xs:{}, expected xs:schema", root.local)));
+        return Err(err(
+            root.line,
+            format!("root element is xs:{}, expected xs:schema", root.local),
+        ));
     }
     Ok(Doc {
         path: path.to_path_buf(),
@@ -141,8 +187,11 @@ fn load_docs(dir: &Path, roots: &[(&str, &str)]) -> Result<Vec<Doc>, SchemaError
     let mut loaded: HashMap<String, PathBuf> = HashMap::new();
     // (namespace, file, importing file and line)
     type Pending = (String, PathBuf, Option<(PathBuf, usize)>);
-    let mut queue: Vec<Pending> =
-        roots.iter().rev().map(|(ns, p)| (ns.to_string(), dir.join(p), None)).collect();
+    let mut queue: Vec<Pending> = roots
+        .iter()
+        .rev()
+        .map(|(ns, p)| (ns.to_string(), dir.join(p), None))
+        .collect();
     // Depth-first in document order, like libxml2's import processing.
     while let Some((ns, path, from)) = queue.pop() {
         if loaded.contains_key(&ns) {
@@ -150,14 +199,21 @@ fn load_docs(dir: &Path, roots: &[(&str, &str)]) -> Result<Vec<Doc>, SchemaError
         }
         if !path.is_file() {
             let (file, line) = from.unwrap_or_else(|| (path.clone(), 0));
-            return Err(SchemaError { file, line, message: format!("imported schema {} does not exist", path.display()) });
+            return Err(SchemaError {
+                file,
+                line,
+                message: format!("imported schema {} does not exist", path.display()),
+            });
         }
         let doc = read_doc(&path)?;
         if doc.target != ns {
             return Err(SchemaError {
                 file: path.clone(),
                 line: doc.root.line,
-                message: format!("targetNamespace is '{}', but it is imported for namespace '{}'", doc.target, ns),
+                message: format!(
+                    "targetNamespace is '{}', but it is imported for namespace '{}'",
+                    doc.target, ns
+                ),
             });
         }
         loaded.insert(ns, path.clone());
@@ -168,19 +224,33 @@ fn load_docs(dir: &Path, roots: &[(&str, &str)]) -> Result<Vec<Doc>, SchemaError
                 "import" => {
                     let ins = n.attr("namespace").unwrap_or("").to_string();
                     let Some(loc) = n.attr("schemaLocation") else {
-                        return Err(SchemaError { file: path.clone(), line: n.line, message: format!("import of '{ins}' without schemaLocation") });
+                        return Err(SchemaError {
+                            file: path.clone(),
+                            line: n.line,
+                            message: format!("import of '{ins}' without schemaLocation"),
+                        });
                     };
                     let target = match CATALOG.iter().find(|(remote, _)| *remote == loc) {
                         Some((_, local)) => dir.join(local),
                         None if loc.contains("://") => {
-                            return Err(SchemaError { file: path.clone(), line: n.line, message: format!("remote schemaLocation '{loc}' is not in the catalog") })
+                            return Err(SchemaError {
+                                file: path.clone(),
+                                line: n.line,
+                                message: format!(
+                                    "remote schemaLocation '{loc}' is not in the catalog"
+                                ),
+                            })
                         }
                         None => base.join(loc),
                     };
                     imports.push((ins, target, Some((path.clone(), n.line))));
                 }
                 "include" | "redefine" => {
-                    return Err(SchemaError { file: path.clone(), line: n.line, message: format!("UNSUPPORTED: xs:{}", n.local) })
+                    return Err(SchemaError {
+                        file: path.clone(),
+                        line: n.line,
+                        message: format!("UNSUPPORTED: xs:{}", n.local),
+                    })
                 }
                 _ => {}
             }
@@ -211,7 +281,11 @@ fn parse_occurs(n: &XNode, name: &str, default: u32, d: &Doc) -> Result<u32, Sch
     match n.attr(name) {
         None => Ok(default),
         Some("unbounded") if name == "maxOccurs" => Ok(u32::MAX),
-        Some(v) => v.parse().map_err(|_| SchemaError { file: d.path.clone(), line: n.line, message: format!("{name}=\"{v}\" is not a count") }),
+        Some(v) => v.parse().map_err(|_| SchemaError {
+            file: d.path.clone(),
+            line: n.line,
+            message: format!("{name}=\"{v}\" is not a count"),
+        }),
     }
 }
 
@@ -224,7 +298,11 @@ fn is_empty_particle(p: &Option<Particle>) -> bool {
 
 impl<'d> Compiler<'d> {
     fn err(&self, doc: usize, n: &XNode, message: impl Into<String>) -> SchemaError {
-        SchemaError { file: self.docs[doc].path.clone(), line: n.line, message: message.into() }
+        SchemaError {
+            file: self.docs[doc].path.clone(),
+            line: n.line,
+            message: message.into(),
+        }
     }
 
     fn new(docs: &'d [Doc]) -> Result<Self, SchemaError> {
@@ -247,12 +325,18 @@ impl<'d> Compiler<'d> {
             is_abstract: false,
             base: None,
             attrs: Vec::new(),
-            attr_wildcard: Some(Wildcard { ns: NsConstraint::Any, process: Process::Lax }),
+            attr_wildcard: Some(Wildcard {
+                ns: NsConstraint::Any,
+                process: Process::Lax,
+            }),
             content: Content::Any,
         }));
-        c.type_slot.insert((XSD_NS.into(), "anyType".into()), c.m.any_type);
+        c.type_slot
+            .insert((XSD_NS.into(), "anyType".into()), c.m.any_type);
         for name in BUILTIN_NAMES {
-            let Some(b) = Builtin::by_name(name) else { continue };
+            let Some(b) = Builtin::by_name(name) else {
+                continue;
+            };
             let id = c.m.types.len();
             c.m.types.push(TypeDef::Simple(SimpleType {
                 name: format!("xs:{name}"),
@@ -313,7 +397,11 @@ impl<'d> Compiler<'d> {
         for id in ids {
             self.ensure(id)?;
         }
-        let mut globals: Vec<(Key, (ElemId, usize, &XNode))> = self.elem_slot.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let mut globals: Vec<(Key, (ElemId, usize, &XNode))> = self
+            .elem_slot
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
         globals.sort_by_key(|(_, (id, _, _))| *id);
         for (key, (id, di, n)) in globals {
             let decl = self.element_decl(di, n, true)?;
@@ -321,16 +409,23 @@ impl<'d> Compiler<'d> {
             self.m.globals.entry(key.0).or_default().insert(key.1, id);
         }
         for ((ns, local), id) in &self.type_slot {
-            self.m.type_names.entry(ns.clone()).or_default().insert(local.clone(), *id);
+            self.m
+                .type_names
+                .entry(ns.clone())
+                .or_default()
+                .insert(local.clone(), *id);
         }
         Ok(self.m)
     }
 
     fn type_ref(&self, di: usize, n: &XNode, q: &(String, String)) -> Result<TypeId, SchemaError> {
-        self.type_slot
-            .get(q)
-            .copied()
-            .ok_or_else(|| self.err(di, n, format!("type {{{}}}{} is not defined in this schema set", q.0, q.1)))
+        self.type_slot.get(q).copied().ok_or_else(|| {
+            self.err(
+                di,
+                n,
+                format!("type {{{}}}{} is not defined in this schema set", q.0, q.1),
+            )
+        })
     }
 
     /// Compiles a named type (and, first, its base) if it is not compiled yet.
@@ -338,12 +433,18 @@ impl<'d> Compiler<'d> {
         if !matches!(self.m.types[id], TypeDef::Pending) {
             return Ok(());
         }
-        let Some(&(di, n)) = self.type_src.get(&id) else { return Ok(()) };
+        let Some(&(di, n)) = self.type_src.get(&id) else {
+            return Ok(());
+        };
         if self.in_progress.contains(&id) {
             return Err(self.err(di, n, "circular type derivation"));
         }
         self.in_progress.push(id);
-        let name = format!("{{{}}}{}", self.docs[di].target, n.attr("name").unwrap_or(""));
+        let name = format!(
+            "{{{}}}{}",
+            self.docs[di].target,
+            n.attr("name").unwrap_or("")
+        );
         let def = if n.local == "simpleType" {
             TypeDef::Simple(self.simple_type(di, n, name)?)
         } else {
@@ -375,18 +476,42 @@ impl<'d> Compiler<'d> {
             self.ensure(id)?;
             return Ok(id);
         }
-        let inline = n.kids().find(|k| k.local == "simpleType").ok_or_else(|| self.err(di, n, format!("xs:{} needs {attr}= or an inline xs:simpleType", n.local)))?;
+        let inline = n.kids().find(|k| k.local == "simpleType").ok_or_else(|| {
+            self.err(
+                di,
+                n,
+                format!("xs:{} needs {attr}= or an inline xs:simpleType", n.local),
+            )
+        })?;
         let st = self.simple_type(di, inline, "(anonymous)".into())?;
         Ok(self.push_type(TypeDef::Simple(st)))
     }
 
-    fn simple_type(&mut self, di: usize, n: &'d XNode, name: String) -> Result<SimpleType, SchemaError> {
-        let body = n.kids().next().ok_or_else(|| self.err(di, n, "empty xs:simpleType"))?;
+    fn simple_type(
+        &mut self,
+        di: usize,
+        n: &'d XNode,
+        name: String,
+    ) -> Result<SimpleType, SchemaError> {
+        let body = n
+            .kids()
+            .next()
+            .ok_or_else(|| self.err(di, n, "empty xs:simpleType"))?;
         match body.local.as_str() {
             "restriction" => {
                 let base = self.simple_base(di, body, "base")?;
-                let b = self.simple(base).cloned().ok_or_else(|| self.err(di, body, "restriction base of a simple type must be a simple type"))?;
-                let mut st = SimpleType { name, base: Some(base), ..b };
+                let b = self.simple(base).cloned().ok_or_else(|| {
+                    self.err(
+                        di,
+                        body,
+                        "restriction base of a simple type must be a simple type",
+                    )
+                })?;
+                let mut st = SimpleType {
+                    name,
+                    base: Some(base),
+                    ..b
+                };
                 self.apply_facets(di, body, &mut st)?;
                 Ok(st)
             }
@@ -421,7 +546,11 @@ impl<'d> Compiler<'d> {
                     base: None,
                 })
             }
-            other => Err(self.err(di, body, format!("UNSUPPORTED: xs:{other} in xs:simpleType"))),
+            other => Err(self.err(
+                di,
+                body,
+                format!("UNSUPPORTED: xs:{other} in xs:simpleType"),
+            )),
         }
     }
 
@@ -429,17 +558,34 @@ impl<'d> Compiler<'d> {
         let mut enums: Vec<String> = Vec::new();
         let mut pats = Vec::new();
         for f in r.kids() {
-            let v = || f.attr("value").map(str::to_string).ok_or_else(|| self.err(di, f, format!("facet xs:{} without value", f.local)));
-            let num = || -> Result<usize, SchemaError> { v()?.parse().map_err(|_| self.err(di, f, format!("facet xs:{} needs a count", f.local))) };
+            let v = || {
+                f.attr("value")
+                    .map(str::to_string)
+                    .ok_or_else(|| self.err(di, f, format!("facet xs:{} without value", f.local)))
+            };
+            let num = || -> Result<usize, SchemaError> {
+                v()?.parse()
+                    .map_err(|_| self.err(di, f, format!("facet xs:{} needs a count", f.local)))
+            };
             match f.local.as_str() {
                 "simpleType" => {}
                 "enumeration" => {
                     // Enumeration values are compared after the type's whitespace processing.
-                    let raw = f.attrs.iter().find(|(k, _)| k == "value").map(|(_, v)| v.clone()).unwrap_or_default();
+                    let raw = f
+                        .attrs
+                        .iter()
+                        .find(|(k, _)| k == "value")
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default();
                     enums.push(super::types::normalize_ws(&raw, st.ws).into_owned());
                 }
                 "pattern" => {
-                    let raw = f.attrs.iter().find(|(k, _)| k == "value").map(|(_, v)| v.clone()).unwrap_or_default();
+                    let raw = f
+                        .attrs
+                        .iter()
+                        .find(|(k, _)| k == "value")
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default();
                     let re = pattern::compile(&raw).map_err(|e| self.err(di, f, e))?;
                     pats.push((raw, re));
                 }
@@ -462,8 +608,14 @@ impl<'d> Compiler<'d> {
                 other => return Err(self.err(di, f, format!("UNSUPPORTED: facet xs:{other}"))),
             }
         }
-        if st.facets.has_range() && !(st.builtin.is_numeric() || matches!(st.builtin, Builtin::Double | Builtin::Float)) {
-            return Err(self.err(di, r, format!("UNSUPPORTED: range facets on xs:{}", st.builtin.name())));
+        if st.facets.has_range()
+            && !(st.builtin.is_numeric() || matches!(st.builtin, Builtin::Double | Builtin::Float))
+        {
+            return Err(self.err(
+                di,
+                r,
+                format!("UNSUPPORTED: range facets on xs:{}", st.builtin.name()),
+            ));
         }
         if !enums.is_empty() {
             st.facets.enumeration = Some(enums);
@@ -474,16 +626,39 @@ impl<'d> Compiler<'d> {
         Ok(())
     }
 
-    fn complex_type(&mut self, di: usize, n: &'d XNode, name: String) -> Result<(ComplexType, Option<Particle>), SchemaError> {
+    fn complex_type(
+        &mut self,
+        di: usize,
+        n: &'d XNode,
+        name: String,
+    ) -> Result<(ComplexType, Option<Particle>), SchemaError> {
         let mut mixed = n.attr("mixed") == Some("true");
         let is_abstract = n.attr("abstract") == Some("true");
-        let mut ct = ComplexType { name, is_abstract, base: Some(self.m.any_type), attrs: Vec::new(), attr_wildcard: None, content: Content::Empty };
-        let body = n.kids().find(|k| k.local == "simpleContent" || k.local == "complexContent");
+        let mut ct = ComplexType {
+            name,
+            is_abstract,
+            base: Some(self.m.any_type),
+            attrs: Vec::new(),
+            attr_wildcard: None,
+            content: Content::Empty,
+        };
+        let body = n
+            .kids()
+            .find(|k| k.local == "simpleContent" || k.local == "complexContent");
         let particle;
         match body {
             Some(sc) if sc.local == "simpleContent" => {
-                let d = sc.kids().next().ok_or_else(|| self.err(di, sc, "empty xs:simpleContent"))?;
-                let base = self.type_ref(di, d, &d.qname("base").cloned().ok_or_else(|| self.err(di, d, "missing base="))?)?;
+                let d = sc
+                    .kids()
+                    .next()
+                    .ok_or_else(|| self.err(di, sc, "empty xs:simpleContent"))?;
+                let base = self.type_ref(
+                    di,
+                    d,
+                    &d.qname("base")
+                        .cloned()
+                        .ok_or_else(|| self.err(di, d, "missing base="))?,
+                )?;
                 self.ensure(base)?;
                 ct.base = Some(base);
                 let (base_simple, base_attrs, base_wild) = match &self.m.types[base] {
@@ -498,7 +673,11 @@ impl<'d> Compiler<'d> {
                 if d.local == "extension" {
                     ct.content = Content::Simple(base_simple);
                     ct.attrs = base_attrs;
-                    ct.attrs.extend(local_attrs.into_iter().filter_map(|(a, prohibited)| (!prohibited).then_some(a)));
+                    ct.attrs.extend(
+                        local_attrs
+                            .into_iter()
+                            .filter_map(|(a, prohibited)| (!prohibited).then_some(a)),
+                    );
                     ct.attr_wildcard = wild.or(base_wild);
                 } else {
                     let inner = match d.kids().find(|k| k.local == "simpleType") {
@@ -508,7 +687,10 @@ impl<'d> Compiler<'d> {
                         }
                         None => base_simple,
                     };
-                    let mut st = self.simple(inner).cloned().ok_or_else(|| self.err(di, d, "not a simple type"))?;
+                    let mut st = self
+                        .simple(inner)
+                        .cloned()
+                        .ok_or_else(|| self.err(di, d, "not a simple type"))?;
                     st.base = Some(inner);
                     self.apply_facets(di, d, &mut st)?;
                     ct.content = Content::Simple(self.push_type(TypeDef::Simple(st)));
@@ -521,8 +703,17 @@ impl<'d> Compiler<'d> {
                 if let Some(m) = cc.attr("mixed") {
                     mixed = m == "true";
                 }
-                let d = cc.kids().next().ok_or_else(|| self.err(di, cc, "empty xs:complexContent"))?;
-                let base = self.type_ref(di, d, &d.qname("base").cloned().ok_or_else(|| self.err(di, d, "missing base="))?)?;
+                let d = cc
+                    .kids()
+                    .next()
+                    .ok_or_else(|| self.err(di, cc, "empty xs:complexContent"))?;
+                let base = self.type_ref(
+                    di,
+                    d,
+                    &d.qname("base")
+                        .cloned()
+                        .ok_or_else(|| self.err(di, d, "missing base="))?,
+                )?;
                 self.ensure(base)?;
                 ct.base = Some(base);
                 let local = self.particle_of(di, d)?;
@@ -533,27 +724,55 @@ impl<'d> Compiler<'d> {
                 };
                 if d.local == "extension" {
                     if base == self.m.any_type {
-                        return Err(self.err(di, d, "UNSUPPORTED: complexContent extension of xs:anyType"));
+                        return Err(self.err(
+                            di,
+                            d,
+                            "UNSUPPORTED: complexContent extension of xs:anyType",
+                        ));
                     }
-                    if matches!(self.m.types[base], TypeDef::Complex(ComplexType { content: Content::Simple(_), .. })) {
-                        return Err(self.err(di, d, "UNSUPPORTED: complexContent extension of a simple-content type"));
+                    if matches!(
+                        self.m.types[base],
+                        TypeDef::Complex(ComplexType {
+                            content: Content::Simple(_),
+                            ..
+                        })
+                    ) {
+                        return Err(self.err(
+                            di,
+                            d,
+                            "UNSUPPORTED: complexContent extension of a simple-content type",
+                        ));
                     }
                     let bp = self.particles.get(&base).cloned().flatten();
-                    particle = match (is_empty_particle(&Some(bp.clone()).flatten()), is_empty_particle(&local)) {
+                    particle = match (
+                        is_empty_particle(&Some(bp.clone()).flatten()),
+                        is_empty_particle(&local),
+                    ) {
                         (true, _) => local,
                         (false, true) => bp,
                         (false, false) => Some(Particle {
                             min: 1,
                             max: 1,
-                            term: Term::Seq(vec![bp.ok_or_else(|| self.err(di, d, "base particle"))?, local.ok_or_else(|| self.err(di, d, "particle"))?]),
+                            term: Term::Seq(vec![
+                                bp.ok_or_else(|| self.err(di, d, "base particle"))?,
+                                local.ok_or_else(|| self.err(di, d, "particle"))?,
+                            ]),
                         }),
                     };
                     ct.attrs = base_attrs;
-                    ct.attrs.extend(local_attrs.into_iter().filter_map(|(a, prohibited)| (!prohibited).then_some(a)));
+                    ct.attrs.extend(
+                        local_attrs
+                            .into_iter()
+                            .filter_map(|(a, prohibited)| (!prohibited).then_some(a)),
+                    );
                     ct.attr_wildcard = wild.or(base_wild);
                 } else {
                     particle = local;
-                    ct.attrs = if base == self.m.any_type { Vec::new() } else { base_attrs };
+                    ct.attrs = if base == self.m.any_type {
+                        Vec::new()
+                    } else {
+                        base_attrs
+                    };
                     ct.attrs = merge_restricted(ct.attrs, local_attrs);
                     ct.attr_wildcard = wild;
                 }
@@ -561,15 +780,25 @@ impl<'d> Compiler<'d> {
             None => {
                 particle = self.particle_of(di, n)?;
                 let (local_attrs, wild) = self.attributes(di, n)?;
-                ct.attrs = local_attrs.into_iter().filter_map(|(a, prohibited)| (!prohibited).then_some(a)).collect();
+                ct.attrs = local_attrs
+                    .into_iter()
+                    .filter_map(|(a, prohibited)| (!prohibited).then_some(a))
+                    .collect();
                 ct.attr_wildcard = wild;
             }
         }
         ct.content = if is_empty_particle(&particle) && !mixed {
             Content::Empty
         } else {
-            let p = if is_empty_particle(&particle) { None } else { particle.as_ref() };
-            Content::Elements { auto: Automaton::build(p).map_err(|e| self.err(di, n, e))?, mixed }
+            let p = if is_empty_particle(&particle) {
+                None
+            } else {
+                particle.as_ref()
+            };
+            Content::Elements {
+                auto: Automaton::build(p).map_err(|e| self.err(di, n, e))?,
+                mixed,
+            }
         };
         Ok((ct, particle))
     }
@@ -595,9 +824,17 @@ impl<'d> Compiler<'d> {
                 let mut parts = Vec::new();
                 for k in n.kids() {
                     match k.local.as_str() {
-                        "element" | "sequence" | "choice" | "any" | "group" => parts.push(self.particle(di, k)?),
+                        "element" | "sequence" | "choice" | "any" | "group" => {
+                            parts.push(self.particle(di, k)?)
+                        }
                         "all" => return Err(self.err(di, k, "UNSUPPORTED: xs:all")),
-                        other => return Err(self.err(di, k, format!("UNSUPPORTED: xs:{other} in a model group"))),
+                        other => {
+                            return Err(self.err(
+                                di,
+                                k,
+                                format!("UNSUPPORTED: xs:{other} in a model group"),
+                            ))
+                        }
                     }
                 }
                 if n.local == "sequence" {
@@ -609,9 +846,16 @@ impl<'d> Compiler<'d> {
             "element" => Term::Elem(self.element_particle(di, n)?),
             "any" => Term::Any(self.wildcard(di, n)),
             "group" => {
-                let q = n.qname("ref").cloned().ok_or_else(|| self.err(di, n, "xs:group without ref="))?;
-                let &(gdi, g) = self.groups.get(&q).ok_or_else(|| self.err(di, n, format!("group {{{}}}{} is not defined", q.0, q.1)))?;
-                let inner = self.particle_of(gdi, g)?.ok_or_else(|| self.err(gdi, g, "empty xs:group"))?;
+                let q = n
+                    .qname("ref")
+                    .cloned()
+                    .ok_or_else(|| self.err(di, n, "xs:group without ref="))?;
+                let &(gdi, g) = self.groups.get(&q).ok_or_else(|| {
+                    self.err(di, n, format!("group {{{}}}{} is not defined", q.0, q.1))
+                })?;
+                let inner = self
+                    .particle_of(gdi, g)?
+                    .ok_or_else(|| self.err(gdi, g, "empty xs:group"))?;
                 Term::Seq(vec![inner])
             }
             other => return Err(self.err(di, n, format!("UNSUPPORTED: xs:{other} as a particle"))),
@@ -644,27 +888,53 @@ impl<'d> Compiler<'d> {
 
     fn element_particle(&mut self, di: usize, n: &'d XNode) -> Result<ElemId, SchemaError> {
         if let Some(q) = n.qname("ref") {
-            return self
-                .elem_slot
-                .get(q)
-                .map(|(id, _, _)| *id)
-                .ok_or_else(|| self.err(di, n, format!("element {{{}}}{} is not declared in this schema set", q.0, q.1)));
+            return self.elem_slot.get(q).map(|(id, _, _)| *id).ok_or_else(|| {
+                self.err(
+                    di,
+                    n,
+                    format!(
+                        "element {{{}}}{} is not declared in this schema set",
+                        q.0, q.1
+                    ),
+                )
+            });
         }
         let decl = self.element_decl(di, n, false)?;
         self.m.elems.push(decl);
         Ok(self.m.elems.len() - 1)
     }
 
-    fn element_decl(&mut self, di: usize, n: &'d XNode, global: bool) -> Result<ElemDecl, SchemaError> {
+    fn element_decl(
+        &mut self,
+        di: usize,
+        n: &'d XNode,
+        global: bool,
+    ) -> Result<ElemDecl, SchemaError> {
         let d = &self.docs[di];
-        let name = n.attr("name").ok_or_else(|| self.err(di, n, "xs:element without name="))?.to_string();
-        let qualified = global || n.attr("form").map_or(d.elem_qualified, |f| f == "qualified");
-        let ns = if qualified { d.target.clone() } else { String::new() };
+        let name = n
+            .attr("name")
+            .ok_or_else(|| self.err(di, n, "xs:element without name="))?
+            .to_string();
+        let qualified = global
+            || n.attr("form")
+                .map_or(d.elem_qualified, |f| f == "qualified");
+        let ns = if qualified {
+            d.target.clone()
+        } else {
+            String::new()
+        };
         if n.attr("substitutionGroup").is_some() {
             return Err(self.err(di, n, "UNSUPPORTED: substitutionGroup"));
         }
-        if let Some(k) = n.kids().find(|k| matches!(k.local.as_str(), "unique" | "key" | "keyref")) {
-            return Err(self.err(di, k, format!("UNSUPPORTED: identity constraint xs:{}", k.local)));
+        if let Some(k) = n
+            .kids()
+            .find(|k| matches!(k.local.as_str(), "unique" | "key" | "keyref"))
+        {
+            return Err(self.err(
+                di,
+                k,
+                format!("UNSUPPORTED: identity constraint xs:{}", k.local),
+            ));
         }
         let ty = if let Some(q) = n.qname("type") {
             self.type_ref(di, n, &q.clone())?
@@ -690,15 +960,28 @@ impl<'d> Compiler<'d> {
 
     /// Attribute uses (with a "prohibited" flag) and the attribute wildcard among `n`'s children.
     #[allow(clippy::type_complexity)]
-    fn attributes(&mut self, di: usize, n: &'d XNode) -> Result<(Vec<(AttrUse, bool)>, Option<Wildcard>), SchemaError> {
+    fn attributes(
+        &mut self,
+        di: usize,
+        n: &'d XNode,
+    ) -> Result<(Vec<(AttrUse, bool)>, Option<Wildcard>), SchemaError> {
         let mut out = Vec::new();
         let mut wild = None;
         for k in n.kids() {
             match k.local.as_str() {
                 "attribute" => out.push(self.attribute(di, k)?),
                 "attributeGroup" => {
-                    let q = k.qname("ref").cloned().ok_or_else(|| self.err(di, k, "xs:attributeGroup without ref="))?;
-                    let &(gdi, g) = self.attr_groups.get(&q).ok_or_else(|| self.err(di, k, format!("attribute group {{{}}}{} is not defined", q.0, q.1)))?;
+                    let q = k
+                        .qname("ref")
+                        .cloned()
+                        .ok_or_else(|| self.err(di, k, "xs:attributeGroup without ref="))?;
+                    let &(gdi, g) = self.attr_groups.get(&q).ok_or_else(|| {
+                        self.err(
+                            di,
+                            k,
+                            format!("attribute group {{{}}}{} is not defined", q.0, q.1),
+                        )
+                    })?;
                     let (a, w) = self.attributes(gdi, g)?;
                     out.extend(a);
                     wild = wild.or(w);
@@ -713,14 +996,33 @@ impl<'d> Compiler<'d> {
     fn attribute(&mut self, di: usize, n: &'d XNode) -> Result<(AttrUse, bool), SchemaError> {
         let use_ = n.attr("use").unwrap_or("optional");
         let (decl_di, decl, ns) = if let Some(q) = n.qname("ref") {
-            let &(gdi, g) = self.attrs.get(q).ok_or_else(|| self.err(di, n, format!("attribute {{{}}}{} is not declared", q.0, q.1)))?;
+            let &(gdi, g) = self.attrs.get(q).ok_or_else(|| {
+                self.err(
+                    di,
+                    n,
+                    format!("attribute {{{}}}{} is not declared", q.0, q.1),
+                )
+            })?;
             (gdi, g, q.0.clone())
         } else {
             let d = &self.docs[di];
-            let qualified = n.attr("form").map_or(d.attr_qualified, |f| f == "qualified");
-            (di, n, if qualified { d.target.clone() } else { String::new() })
+            let qualified = n
+                .attr("form")
+                .map_or(d.attr_qualified, |f| f == "qualified");
+            (
+                di,
+                n,
+                if qualified {
+                    d.target.clone()
+                } else {
+                    String::new()
+                },
+            )
         };
-        let local = decl.attr("name").ok_or_else(|| self.err(decl_di, decl, "xs:attribute without name="))?.to_string();
+        let local = decl
+            .attr("name")
+            .ok_or_else(|| self.err(decl_di, decl, "xs:attribute without name="))?
+            .to_string();
         let ty = if let Some(q) = decl.qname("type") {
             let id = self.type_ref(decl_di, decl, &q.clone())?;
             self.ensure(id)?;
@@ -732,11 +1034,29 @@ impl<'d> Compiler<'d> {
             self.type_slot[&(XSD_NS.to_string(), "anySimpleType".to_string())]
         };
         if !matches!(self.m.types[ty], TypeDef::Simple(_)) {
-            return Err(self.err(decl_di, decl, format!("attribute '{local}' has a complex type")));
+            return Err(self.err(
+                decl_di,
+                decl,
+                format!("attribute '{local}' has a complex type"),
+            ));
         }
-        let fixed_on_ref = n.qname("ref").is_some() && n.attr("fixed").is_some() && decl.attr("fixed").is_none();
-        let fixed = n.attr("fixed").or_else(|| decl.attr("fixed")).map(str::to_string);
-        Ok((AttrUse { ns, local, ty, required: use_ == "required", fixed, fixed_on_ref }, use_ == "prohibited"))
+        let fixed_on_ref =
+            n.qname("ref").is_some() && n.attr("fixed").is_some() && decl.attr("fixed").is_none();
+        let fixed = n
+            .attr("fixed")
+            .or_else(|| decl.attr("fixed"))
+            .map(str::to_string);
+        Ok((
+            AttrUse {
+                ns,
+                local,
+                ty,
+                required: use_ == "required",
+                fixed,
+                fixed_on_ref,
+            },
+            use_ == "prohibited",
+        ))
     }
 }
 
@@ -754,11 +1074,46 @@ fn merge_restricted(base: Vec<AttrUse>, local: Vec<(AttrUse, bool)>) -> Vec<Attr
 }
 
 const BUILTIN_NAMES: &[&str] = &[
-    "anySimpleType", "string", "normalizedString", "token", "language", "NMTOKEN", "Name", "NCName", "ID", "IDREF",
-    "boolean", "decimal", "integer", "nonNegativeInteger", "positiveInteger", "nonPositiveInteger", "negativeInteger",
-    "long", "int", "short", "byte", "unsignedLong", "unsignedInt", "unsignedShort", "unsignedByte", "double", "float",
-    "date", "dateTime", "time", "gYear", "gYearMonth", "gMonth", "gDay", "gMonthDay", "duration", "anyURI",
-    "base64Binary", "hexBinary", "QName",
+    "anySimpleType",
+    "string",
+    "normalizedString",
+    "token",
+    "language",
+    "NMTOKEN",
+    "Name",
+    "NCName",
+    "ID",
+    "IDREF",
+    "boolean",
+    "decimal",
+    "integer",
+    "nonNegativeInteger",
+    "positiveInteger",
+    "nonPositiveInteger",
+    "negativeInteger",
+    "long",
+    "int",
+    "short",
+    "byte",
+    "unsignedLong",
+    "unsignedInt",
+    "unsignedShort",
+    "unsignedByte",
+    "double",
+    "float",
+    "date",
+    "dateTime",
+    "time",
+    "gYear",
+    "gYearMonth",
+    "gMonth",
+    "gDay",
+    "gMonthDay",
+    "duration",
+    "anyURI",
+    "base64Binary",
+    "hexBinary",
+    "QName",
 ];
 
 /// Loads and compiles one schema set.

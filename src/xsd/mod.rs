@@ -146,7 +146,9 @@ impl SchemaSet {
     pub fn for_msghead<'s>(seen: impl Iterator<Item = &'s str> + Clone) -> SchemaSet {
         let any = |f: &dyn Fn(&str) -> bool| seen.clone().any(f);
         // Substring tests on short URIs: a window scan is cheaper than `str::contains`'s setup.
-        let has = |n: &str, pat: &str| n.len() >= pat.len() && n.as_bytes().windows(pat.len()).any(|w| w == pat.as_bytes());
+        let has = |n: &str, pat: &str| {
+            n.len() >= pat.len() && n.as_bytes().windows(pat.len()).any(|w| w == pat.as_bytes())
+        };
         if any(&|n| has(n, "/xmlstds/po/") && has(n, "2009-06-30")) {
             SchemaSet::Plo15
         } else if any(&|n| has(n, "/xmlstds/po/") && has(n, "2012-04-01")) {
@@ -196,7 +198,8 @@ pub struct Violation {
 
 /// [`Violation::expected`] when an element met a strict wildcard (e.g. MsgHead's `Content`) and no
 /// schema of the set declares it: the document uses a schema we do not have.
-pub(crate) const EXPECTED_DECLARED_BY_WILDCARD: &str = "an element with a global declaration (strict wildcard)";
+pub(crate) const EXPECTED_DECLARED_BY_WILDCARD: &str =
+    "an element with a global declaration (strict wildcard)";
 
 impl Violation {
     /// The violation is an element that no schema of the set declares (a strict wildcard met an
@@ -209,18 +212,29 @@ impl Violation {
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "line {}, column {}, {}: expected {}; found {}", self.line, self.column, self.path, self.expected, self.found)
+        write!(
+            f,
+            "line {}, column {}, {}: expected {}; found {}",
+            self.line, self.column, self.path, self.expected, self.found
+        )
     }
 }
 
 /// The outcome of validating one document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    Valid { set: SchemaSet },
-    Invalid { set: SchemaSet, violation: Violation },
+    Valid {
+        set: SchemaSet,
+    },
+    Invalid {
+        set: SchemaSet,
+        violation: Violation,
+    },
     NotWellFormed(XmlError),
     /// Unknown root or namespace (no schema set covers it).
-    Unsupported { detail: String },
+    Unsupported {
+        detail: String,
+    },
 }
 
 impl Verdict {
@@ -272,7 +286,11 @@ impl Schemas {
     /// Loads and compiles every [`SchemaSet`] from `dir` (layout of `../shared/standards/xsd/`).
     pub fn load(dir: &Path) -> Result<Schemas, SchemaError> {
         if !dir.is_dir() {
-            return Err(SchemaError { file: dir.to_path_buf(), line: 0, message: "schema directory does not exist".into() });
+            return Err(SchemaError {
+                file: dir.to_path_buf(),
+                line: 0,
+                message: "schema directory does not exist".into(),
+            });
         }
         let mut sets = Vec::new();
         for set in SchemaSet::ALL {
@@ -282,7 +300,10 @@ impl Schemas {
     }
 
     fn model(&self, set: SchemaSet) -> Option<&model::SetModel> {
-        self.sets.iter().find(|(s, _)| *s == set).map(|(_, m)| m.as_ref())
+        self.sets
+            .iter()
+            .find(|(s, _)| *s == set)
+            .map(|(_, m)| m.as_ref())
     }
 
     /// Validates one document.
@@ -297,28 +318,47 @@ impl Schemas {
     /// event of the reading pass to `observe`, so that a caller that needs more than the verdict
     /// (the gateway extracts the MsgHead) does not read the document a second time. When the
     /// verdict is not [`Verdict::NotWellFormed`], `observe` has seen the whole document once.
-    pub fn validate_text<'a>(&self, text: &'a str, limits: &XmlLimits, observe: &mut dyn FnMut(&XmlEvent<'a>)) -> Verdict {
+    pub fn validate_text<'a>(
+        &self,
+        text: &'a str,
+        limits: &XmlLimits,
+        observe: &mut dyn FnMut(&XmlEvent<'a>),
+    ) -> Verdict {
         // One pass, validating against the set the namespaces *declared* in the text point
         // to. The oracle decides by the namespaces of *elements*, which are always declared,
         // so the guess is right unless a payload namespace is declared but unused; then the
         // pass is repeated with the right set.
         let declared = declared_namespaces(text);
         let guess = SchemaSet::for_msghead(declared.iter().copied());
-        let out = match validate::run(text, *limits, &|ns, local| self.for_root(ns, local, guess), observe) {
+        let out = match validate::run(
+            text,
+            *limits,
+            &|ns, local| self.for_root(ns, local, guess),
+            observe,
+        ) {
             Ok(o) => o,
             Err(e) => return Verdict::NotWellFormed(e),
         };
         let Some((root_ns, root_local)) = &out.root else {
-            return Verdict::Unsupported { detail: "no root element".into() };
+            return Verdict::Unsupported {
+                detail: "no root element".into(),
+            };
         };
         let actual = SchemaSet::for_msghead(out.seen.iter().map(|s| &**s));
         let Some((set, _)) = self.for_root(root_ns, root_local, actual) else {
-            return Verdict::Unsupported { detail: format!("no schema for root element {{{root_ns}}}{root_local}") };
+            return Verdict::Unsupported {
+                detail: format!("no schema for root element {{{root_ns}}}{root_local}"),
+            };
         };
         let out = if out.used == Some(set) {
             out
         } else {
-            match validate::run(text, *limits, &|ns, local| self.for_root(ns, local, actual), &mut |_| {}) {
+            match validate::run(
+                text,
+                *limits,
+                &|ns, local| self.for_root(ns, local, actual),
+                &mut |_| {},
+            ) {
                 Ok(o) => o,
                 Err(e) => return Verdict::NotWellFormed(e),
             }
@@ -330,7 +370,12 @@ impl Schemas {
     }
 
     /// The set and model for a root element; `msghead` is the set a MsgHead root gets.
-    fn for_root(&self, ns: &str, local: &str, msghead: SchemaSet) -> Option<(SchemaSet, &model::SetModel)> {
+    fn for_root(
+        &self,
+        ns: &str,
+        local: &str,
+        msghead: SchemaSet,
+    ) -> Option<(SchemaSet, &model::SetModel)> {
         let set = match (ns, local) {
             (MSGHEAD_NS, "MsgHead") => msghead,
             (APPREC10_NS, "AppRec") => SchemaSet::AppRec10,
@@ -346,15 +391,21 @@ impl Schemas {
 fn declared_namespaces(text: &str) -> Vec<&str> {
     let mut out: Vec<&str> = Vec::new();
     for at in memchr::memmem::find_iter(text.as_bytes(), b"xmlns") {
-        let Some(rest) = text.get(at + 5..) else { continue };
+        let Some(rest) = text.get(at + 5..) else {
+            continue;
+        };
         let rest = match rest.strip_prefix(':') {
             Some(r) => r.trim_start_matches(|c: char| c != '=' && c != '>' && c != '<'),
             None => rest,
         };
         let rest = rest.trim_start();
-        let Some(rest) = rest.strip_prefix('=') else { continue };
+        let Some(rest) = rest.strip_prefix('=') else {
+            continue;
+        };
         let rest = rest.trim_start();
-        let Some(q) = rest.chars().next().filter(|c| *c == '"' || *c == '\'') else { continue };
+        let Some(q) = rest.chars().next().filter(|c| *c == '"' || *c == '\'') else {
+            continue;
+        };
         if let Some(end) = rest[1..].find(q) {
             let uri = &rest[1..1 + end];
             if !out.contains(&uri) {

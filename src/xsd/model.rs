@@ -52,7 +52,11 @@ impl Wildcard {
         match &self.ns {
             NsConstraint::Any => "##any".into(),
             NsConstraint::Not(t) => format!("##other{{{t}}}*"),
-            NsConstraint::List(l) => l.iter().map(|n| format!("{{{n}}}*")).collect::<Vec<_>>().join(", "),
+            NsConstraint::List(l) => l
+                .iter()
+                .map(|n| format!("{{{n}}}*"))
+                .collect::<Vec<_>>()
+                .join(", "),
         }
     }
 }
@@ -92,7 +96,10 @@ pub struct AttrUse {
 pub enum Content {
     Empty,
     Simple(TypeId),
-    Elements { auto: Automaton, mixed: bool },
+    Elements {
+        auto: Automaton,
+        mixed: bool,
+    },
     /// `xs:anyType`: anything, children validated laxly (§3.4.7).
     Any,
 }
@@ -178,7 +185,9 @@ impl Nfa {
     /// Builds a fragment for `p`; returns (entry, exit).
     fn build(&mut self, p: &Particle) -> Result<(u32, u32), String> {
         if self.eps.len() > MAX_POSITIONS * 4 {
-            return Err("UNSUPPORTED: content model too large once occurrence bounds are unrolled".into());
+            return Err(
+                "UNSUPPORTED: content model too large once occurrence bounds are unrolled".into(),
+            );
         }
         let start = self.node();
         let mut cur = start;
@@ -265,9 +274,17 @@ impl Automaton {
     /// Compiles a particle (None = empty content model).
     pub fn build(p: Option<&Particle>) -> Result<Automaton, String> {
         let Some(p) = p else {
-            return Ok(Automaton { leaves: Vec::new(), trans: vec![Vec::new()], accept: vec![true] });
+            return Ok(Automaton {
+                leaves: Vec::new(),
+                trans: vec![Vec::new()],
+                accept: vec![true],
+            });
         };
-        let mut nfa = Nfa { eps: Vec::new(), edge: Vec::new(), leaves: Vec::new() };
+        let mut nfa = Nfa {
+            eps: Vec::new(),
+            edge: Vec::new(),
+            leaves: Vec::new(),
+        };
         let (entry, exit) = nfa.build(p)?;
         // Positions: the entry node, then the target node of every leaf edge.
         let mut pos_of_node: HashMap<u32, u32> = HashMap::new();
@@ -280,7 +297,9 @@ impl Automaton {
             }
         }
         if nodes.len() > MAX_POSITIONS {
-            return Err("UNSUPPORTED: content model too large once occurrence bounds are unrolled".into());
+            return Err(
+                "UNSUPPORTED: content model too large once occurrence bounds are unrolled".into(),
+            );
         }
         let mut trans = Vec::with_capacity(nodes.len());
         let mut accept = Vec::with_capacity(nodes.len());
@@ -300,7 +319,11 @@ impl Automaton {
             trans.push(t);
             accept.push(reach.contains(&exit));
         }
-        Ok(Automaton { leaves: nfa.leaves, trans, accept })
+        Ok(Automaton {
+            leaves: nfa.leaves,
+            trans,
+            accept,
+        })
     }
 }
 
@@ -361,7 +384,11 @@ mod tests {
     use super::*;
 
     fn elem(i: usize, min: u32, max: u32) -> Particle {
-        Particle { min, max, term: Term::Elem(i) }
+        Particle {
+            min,
+            max,
+            term: Term::Elem(i),
+        }
     }
 
     fn run(a: &Automaton, input: &[usize]) -> bool {
@@ -370,7 +397,9 @@ mod tests {
             let mut next = Vec::new();
             for &s in &states {
                 for &(leaf, t) in &a.trans[s as usize] {
-                    if matches!(a.leaves[leaf as usize], Leaf::Elem(e) if e == x) && !next.contains(&t) {
+                    if matches!(a.leaves[leaf as usize], Leaf::Elem(e) if e == x)
+                        && !next.contains(&t)
+                    {
                         next.push(t);
                     }
                 }
@@ -400,7 +429,11 @@ mod tests {
 
     #[test]
     fn choice_repeated() {
-        let p = Particle { min: 0, max: u32::MAX, term: Term::Choice(vec![elem(1, 1, 1), elem(2, 1, 1)]) };
+        let p = Particle {
+            min: 0,
+            max: u32::MAX,
+            term: Term::Choice(vec![elem(1, 1, 1), elem(2, 1, 1)]),
+        };
         let a = Automaton::build(Some(&p)).unwrap();
         assert!(run(&a, &[]));
         assert!(run(&a, &[2, 1, 2]));

@@ -100,7 +100,9 @@ fn translate(p: &str) -> Result<String, String> {
 }
 
 fn escape(chars: &[char], i: usize, p: &str) -> Result<(String, usize), String> {
-    let Some(&e) = chars.get(i + 1) else { return Err(format!("pattern '{p}' ends with a backslash")) };
+    let Some(&e) = chars.get(i + 1) else {
+        return Err(format!("pattern '{p}' ends with a backslash"));
+    };
     if let Some(s) = class_escape(e) {
         return Ok((s, i + 2));
     }
@@ -108,10 +110,16 @@ fn escape(chars: &[char], i: usize, p: &str) -> Result<(String, usize), String> 
         return Ok((s.to_string(), i + 2));
     }
     if e == 'p' || e == 'P' {
-        let close = chars[i..].iter().position(|&c| c == '}').map(|k| i + k).ok_or_else(|| format!("pattern '{p}': unclosed \\{e}{{"))?;
+        let close = chars[i..]
+            .iter()
+            .position(|&c| c == '}')
+            .map(|k| i + k)
+            .ok_or_else(|| format!("pattern '{p}': unclosed \\{e}{{"))?;
         let name: String = chars[i + 3..close].iter().collect();
         if name.starts_with("Is") {
-            return Err(format!("UNSUPPORTED: block escape \\{e}{{{name}}} in pattern '{p}'"));
+            return Err(format!(
+                "UNSUPPORTED: block escape \\{e}{{{name}}} in pattern '{p}'"
+            ));
         }
         return Ok((format!("\\{e}{{{name}}}"), close + 1));
     }
@@ -127,7 +135,9 @@ fn char_class(chars: &[char], i: usize, p: &str) -> Result<(String, usize), Stri
         j += 1;
     }
     loop {
-        let Some(&c) = chars.get(j) else { return Err(format!("pattern '{p}': unclosed character class")) };
+        let Some(&c) = chars.get(j) else {
+            return Err(format!("pattern '{p}': unclosed character class"));
+        };
         match c {
             ']' => {
                 out.push(']');
@@ -192,6 +202,8 @@ mod tests {
 
     #[test]
     fn block_escapes_are_reported_unsupported() {
-        assert!(compile(r"\p{IsBasicLatin}").unwrap_err().contains("UNSUPPORTED"));
+        assert!(compile(r"\p{IsBasicLatin}")
+            .unwrap_err()
+            .contains("UNSUPPORTED"));
     }
 }

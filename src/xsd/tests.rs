@@ -5,14 +5,20 @@ use super::*;
 
 fn schemas() -> &'static Schemas {
     static S: OnceLock<Schemas> = OnceLock::new();
-    S.get_or_init(|| match Schemas::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/standards/xsd")) {
-        Ok(s) => s,
-        Err(e) => panic!("official schemas load: {e}"),
+    S.get_or_init(|| {
+        match Schemas::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/standards/xsd"))
+        {
+            Ok(s) => s,
+            Err(e) => panic!("official schemas load: {e}"),
+        }
     })
 }
 
 fn base() -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/xsd/apprec-1.1-ok.xml")).expect("fixture")
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/xsd/apprec-1.1-ok.xml"),
+    )
+    .expect("fixture")
 }
 
 fn verdict(doc: &str) -> Verdict {
@@ -21,7 +27,10 @@ fn verdict(doc: &str) -> Verdict {
 
 fn violation(doc: &str) -> Violation {
     match verdict(doc) {
-        Verdict::Invalid { set: SchemaSet::AppRec11, violation } => violation,
+        Verdict::Invalid {
+            set: SchemaSet::AppRec11,
+            violation,
+        } => violation,
         other => panic!("expected INVALID against AppRec 1.1, got {other:?}"),
     }
 }
@@ -30,14 +39,25 @@ fn violation(doc: &str) -> Violation {
 fn schemas_are_send_sync_and_shareable() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Schemas>();
-    let shared = Arc::new(Schemas { sets: schemas().sets.clone() });
-    let t = std::thread::spawn(move || shared.validate(base().as_bytes(), &XmlLimits::default()).label());
+    let shared = Arc::new(Schemas {
+        sets: schemas().sets.clone(),
+    });
+    let t = std::thread::spawn(move || {
+        shared
+            .validate(base().as_bytes(), &XmlLimits::default())
+            .label()
+    });
     assert_eq!(t.join().expect("thread"), "VALID");
 }
 
 #[test]
 fn the_fixture_is_valid() {
-    assert_eq!(verdict(&base()), Verdict::Valid { set: SchemaSet::AppRec11 });
+    assert_eq!(
+        verdict(&base()),
+        Verdict::Valid {
+            set: SchemaSet::AppRec11
+        }
+    );
 }
 
 #[test]
@@ -51,7 +71,10 @@ fn a_date_without_leading_zero_is_invalid_and_named() {
 #[test]
 fn whitespace_in_empty_content_is_invalid() {
     // XSD 1.0 §3.4.4 cvc-complex-type 2.1 (libxml2 agrees): even whitespace is content.
-    let v = violation(&base().replace("<Status V=\"1\" DN=\"OK\"/>", "<Status V=\"1\" DN=\"OK\"> </Status>"));
+    let v = violation(&base().replace(
+        "<Status V=\"1\" DN=\"OK\"/>",
+        "<Status V=\"1\" DN=\"OK\"> </Status>",
+    ));
     assert_eq!(v.path, "/AppRec/Status");
     assert!(v.expected.contains("empty"), "{v}");
 }
@@ -82,10 +105,18 @@ fn fixed_element_value_is_enforced_through_default_rules() {
 
 #[test]
 fn not_well_formed_wins_over_invalid() {
-    let doc = base().replace("<IssueDate>2026-01-15T09:00:00", "<IssueDate>1991-12-4").replace("</AppRec>", "");
+    let doc = base()
+        .replace("<IssueDate>2026-01-15T09:00:00", "<IssueDate>1991-12-4")
+        .replace("</AppRec>", "");
     assert!(matches!(verdict(&doc), Verdict::NotWellFormed(_)));
     let doctype = base().replace("<AppRec ", "<!DOCTYPE AppRec [<!ENTITY x 'y'>]><AppRec ");
-    assert!(matches!(verdict(&doctype), Verdict::NotWellFormed(XmlError { kind: crate::xml::XmlErrorKind::Doctype, .. })));
+    assert!(matches!(
+        verdict(&doctype),
+        Verdict::NotWellFormed(XmlError {
+            kind: crate::xml::XmlErrorKind::Doctype,
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -93,10 +124,16 @@ fn unknown_roots_and_namespaces_are_unsupported() {
     let v = verdict("<Foo xmlns='urn:x'/>");
     assert_eq!(v.label(), "UNSUPPORTED");
     assert_eq!(v.apprec_code(), Some(crate::codes::ErrorCode::T10));
-    assert_eq!(verdict("<Foo>").apprec_code(), Some(crate::codes::ErrorCode::T01));
+    assert_eq!(
+        verdict("<Foo>").apprec_code(),
+        Some(crate::codes::ErrorCode::T01)
+    );
     assert_eq!(verdict(&base()).apprec_code(), None);
     let v = verdict(&base().replace("apprec/2012-02-15", "apprec/2099-01-01"));
-    assert!(matches!(&v, Verdict::Unsupported { detail } if detail.contains("2099")), "{v:?}");
+    assert!(
+        matches!(&v, Verdict::Unsupported { detail } if detail.contains("2099")),
+        "{v:?}"
+    );
 }
 
 #[test]
@@ -111,9 +148,21 @@ fn msghead_set_selection_follows_the_oracle() {
     let set = |ns: &[&str]| SchemaSet::for_msghead(ns.iter().copied());
     assert_eq!(set(&[MSGHEAD_NS]), SchemaSet::MsgHeadOnly);
     assert_eq!(set(&[MSGHEAD_NS, DIALOG10_NS]), SchemaSet::Dialogmelding10);
-    assert_eq!(set(&[MSGHEAD_NS, DIALOG11_NS, DIALOG10_NS]), SchemaSet::Dialogmelding11);
-    assert_eq!(set(&[DIALOG11_NS, "http://www.kith.no/xmlstds/po/poKomponent/2009-06-30"]), SchemaSet::Plo15);
-    assert_eq!(set(&["http://ehelse.no/xmlstds/po/Sammenfatning/2016-05-30"]), SchemaSet::Plo20);
+    assert_eq!(
+        set(&[MSGHEAD_NS, DIALOG11_NS, DIALOG10_NS]),
+        SchemaSet::Dialogmelding11
+    );
+    assert_eq!(
+        set(&[
+            DIALOG11_NS,
+            "http://www.kith.no/xmlstds/po/poKomponent/2009-06-30"
+        ]),
+        SchemaSet::Plo15
+    );
+    assert_eq!(
+        set(&["http://ehelse.no/xmlstds/po/Sammenfatning/2016-05-30"]),
+        SchemaSet::Plo20
+    );
 }
 
 #[test]
@@ -124,7 +173,11 @@ fn schema_errors_name_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/standards/xsd");
     std::fs::create_dir_all(dir.path().join("msghead-v1.2")).expect("mkdir");
-    std::fs::copy(src.join("msghead-v1.2/MsgHead-v1_2.xsd"), dir.path().join("msghead-v1.2/MsgHead-v1_2.xsd")).expect("copy");
+    std::fs::copy(
+        src.join("msghead-v1.2/MsgHead-v1_2.xsd"),
+        dir.path().join("msghead-v1.2/MsgHead-v1_2.xsd"),
+    )
+    .expect("copy");
     let e = Schemas::load(dir.path()).unwrap_err();
     assert!(e.file.ends_with("MsgHead-v1_2.xsd"), "{e}");
     assert!(e.message.contains("does not exist"), "{e}");
@@ -189,10 +242,12 @@ mod constructs {
     fn check(body: &str) -> Result<(), String> {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("t.xsd"), XSD).expect("write");
-        let m = compile::compile_set(dir.path(), &[("urn:t", "t.xsd")]).map_err(|e| format!("schema: {e}"))?;
+        let m = compile::compile_set(dir.path(), &[("urn:t", "t.xsd")])
+            .map_err(|e| format!("schema: {e}"))?;
         let doc = format!("<r xmlns='urn:t' xmlns:t='urn:t' xmlns:o='urn:o' xmlns:xsi='http://www.w3.org/2001/XMLSchema-instance'>{body}</r>");
         let chooser = |_: &str, _: &str| Some((super::SchemaSet::MsgHeadOnly, m.as_ref()));
-        let out = validate::run(&doc, XmlLimits::default(), &chooser, &mut |_| {}).map_err(|e| format!("xml: {e}"))?;
+        let out = validate::run(&doc, XmlLimits::default(), &chooser, &mut |_| {})
+            .map_err(|e| format!("xml: {e}"))?;
         match out.violation {
             None => Ok(()),
             Some(v) => Err(v.to_string()),
@@ -203,9 +258,15 @@ mod constructs {
     fn abstract_types_need_xsi_type_of_a_derived_type() {
         assert!(check("<c V='12'/>").unwrap_err().contains("abstract"));
         assert!(check("<c xsi:type='t:Code' V='12'/>").is_ok());
-        assert!(check("<c xsi:type='t:Code' V='1'/>").unwrap_err().contains("pattern"));
-        assert!(check("<c xsi:type='t:Code'/>").unwrap_err().contains("required attribute 'V'"));
-        assert!(check("<c xsi:type='t:Small'/>").unwrap_err().contains("derived from"));
+        assert!(check("<c xsi:type='t:Code' V='1'/>")
+            .unwrap_err()
+            .contains("pattern"));
+        assert!(check("<c xsi:type='t:Code'/>")
+            .unwrap_err()
+            .contains("required attribute 'V'"));
+        assert!(check("<c xsi:type='t:Small'/>")
+            .unwrap_err()
+            .contains("derived from"));
     }
 
     #[test]
@@ -219,7 +280,10 @@ mod constructs {
         assert!(check("<w>2024-02-30</w>").is_err());
         assert!(check("<s>abc</s>").is_ok());
         assert!(check("<s>abcd</s>").is_err());
-        assert!(check("<s>a\r\nb</s>").is_ok(), "CRLF is one line end (XML 1.0 §2.11) before maxLength");
+        assert!(
+            check("<s>a\r\nb</s>").is_ok(),
+            "CRLF is one line end (XML 1.0 §2.11) before maxLength"
+        );
         assert!(check("<s>a\r\nbc</s>").is_err());
         assert!(check("<a U='kg'>12.5</a>").is_ok());
         assert!(check("<a>12.55</a>").is_err());
@@ -229,22 +293,35 @@ mod constructs {
     #[test]
     fn fixed_mixed_choice_and_ids() {
         assert!(check("<f>v1</f>").is_ok());
-        assert!(check("<f/>").is_ok(), "an empty element takes the fixed value");
+        assert!(
+            check("<f/>").is_ok(),
+            "an empty element takes the fixed value"
+        );
         assert!(check("<f>v2</f>").unwrap_err().contains("fixed"));
         assert!(check("<m>text <b>x</b> more <b/> end</m>").is_ok());
         assert!(check("<m><b/><b/><b/></m>").is_err());
         assert!(check("<x/><y/>").is_ok());
         assert!(check("<x/><y/><x/>").is_err());
         assert!(check("<id Id='a'/><id Id='b'/>").is_ok());
-        assert!(check("<id Id='a'/><id Id='a'/>").unwrap_err().contains("unique"));
+        assert!(check("<id Id='a'/><id Id='a'/>")
+            .unwrap_err()
+            .contains("unique"));
     }
 
     #[test]
     fn wildcards_follow_namespace_and_process_contents() {
-        assert!(check("<strict><o:g/></strict>").unwrap_err().contains("strict"));
-        assert!(check("<strict><t:g/></strict>").is_err(), "##other excludes the target namespace");
+        assert!(check("<strict><o:g/></strict>")
+            .unwrap_err()
+            .contains("strict"));
+        assert!(
+            check("<strict><t:g/></strict>").is_err(),
+            "##other excludes the target namespace"
+        );
         assert!(check("<lax><o:anything><o:deep a='1'/></o:anything></lax>").is_ok());
         assert!(check("<skip><t:g><t:nonsense/></t:g></skip>").is_ok());
-        assert!(check("<lax><g xmlns=''/></lax>").is_err(), "##other excludes no-namespace elements");
+        assert!(
+            check("<lax><g xmlns=''/></lax>").is_err(),
+            "##other excludes no-namespace elements"
+        );
     }
 }

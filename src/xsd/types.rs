@@ -125,8 +125,20 @@ impl Builtin {
         use Builtin::*;
         matches!(
             self,
-            Decimal | Integer | NonNegativeInteger | PositiveInteger | NonPositiveInteger | NegativeInteger | Long | Int
-                | Short | Byte | UnsignedLong | UnsignedInt | UnsignedShort | UnsignedByte
+            Decimal
+                | Integer
+                | NonNegativeInteger
+                | PositiveInteger
+                | NonPositiveInteger
+                | NegativeInteger
+                | Long
+                | Int
+                | Short
+                | Byte
+                | UnsignedLong
+                | UnsignedInt
+                | UnsignedShort
+                | UnsignedByte
         )
     }
 
@@ -170,14 +182,26 @@ impl Builtin {
         if ok {
             Ok(())
         } else {
-            Err(format!("'{}' is not a valid value of the atomic type 'xs:{}'", v, self.name()))
+            Err(format!(
+                "'{}' is not a valid value of the atomic type 'xs:{}'",
+                v,
+                self.name()
+            ))
         }
     }
 
     fn check_integer(self, v: &str) -> Result<(), String> {
         use Builtin::*;
-        let bad = || format!("'{}' is not a valid value of the atomic type 'xs:{}'", v, self.name());
-        let d = parse_decimal(v).filter(|d| d.frac.is_empty() && !v.contains('.')).ok_or_else(bad)?;
+        let bad = || {
+            format!(
+                "'{}' is not a valid value of the atomic type 'xs:{}'",
+                v,
+                self.name()
+            )
+        };
+        let d = parse_decimal(v)
+            .filter(|d| d.frac.is_empty() && !v.contains('.'))
+            .ok_or_else(bad)?;
         let (lo, hi): (Option<&str>, Option<&str>) = match self {
             Integer => (None, None),
             NonNegativeInteger => (Some("0"), None),
@@ -194,8 +218,12 @@ impl Builtin {
             UnsignedByte => (Some("0"), Some("255")),
             _ => (None, None),
         };
-        let in_range = lo.and_then(parse_decimal).is_none_or(|l| d.cmp(&l) != std::cmp::Ordering::Less)
-            && hi.and_then(parse_decimal).is_none_or(|h| d.cmp(&h) != std::cmp::Ordering::Greater);
+        let in_range = lo
+            .and_then(parse_decimal)
+            .is_none_or(|l| d.cmp(&l) != std::cmp::Ordering::Less)
+            && hi
+                .and_then(parse_decimal)
+                .is_none_or(|h| d.cmp(&h) != std::cmp::Ordering::Greater);
         if in_range {
             Ok(())
         } else {
@@ -342,7 +370,11 @@ impl Dec {
         self.int.is_empty() && self.frac.is_empty()
     }
     fn cmp_abs(&self, o: &Dec) -> std::cmp::Ordering {
-        self.int.len().cmp(&o.int.len()).then_with(|| self.int.cmp(&o.int)).then_with(|| self.frac.cmp(&o.frac))
+        self.int
+            .len()
+            .cmp(&o.int.len())
+            .then_with(|| self.int.cmp(&o.int))
+            .then_with(|| self.frac.cmp(&o.frac))
     }
     /// Numeric order.
     pub fn cmp(&self, o: &Dec) -> std::cmp::Ordering {
@@ -373,13 +405,20 @@ pub fn parse_decimal(v: &str) -> Option<Dec> {
         _ => (false, v),
     };
     let (i, f) = body.split_once('.').unwrap_or((body, ""));
-    if (i.is_empty() && f.is_empty()) || !i.bytes().all(|b| b.is_ascii_digit()) || !f.bytes().all(|b| b.is_ascii_digit()) {
+    if (i.is_empty() && f.is_empty())
+        || !i.bytes().all(|b| b.is_ascii_digit())
+        || !f.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     if body.ends_with('.') && i.is_empty() {
         return None;
     }
-    Some(Dec { neg, int: i.trim_start_matches('0').to_string(), frac: f.trim_end_matches('0').to_string() })
+    Some(Dec {
+        neg,
+        int: i.trim_start_matches('0').to_string(),
+        frac: f.trim_end_matches('0').to_string(),
+    })
 }
 
 fn is_double(v: &str) -> bool {
@@ -460,10 +499,18 @@ fn parse_tz(s: &str) -> bool {
     if s.is_empty() || s == "Z" {
         return true;
     }
-    let Some(rest) = s.strip_prefix(['+', '-']) else { return false };
-    let Some((h, rest)) = digits(rest, 2) else { return false };
-    let Some(rest) = rest.strip_prefix(':') else { return false };
-    let Some((m, rest)) = digits(rest, 2) else { return false };
+    let Some(rest) = s.strip_prefix(['+', '-']) else {
+        return false;
+    };
+    let Some((h, rest)) = digits(rest, 2) else {
+        return false;
+    };
+    let Some(rest) = rest.strip_prefix(':') else {
+        return false;
+    };
+    let Some((m, rest)) = digits(rest, 2) else {
+        return false;
+    };
     rest.is_empty() && m <= 59 && (h < 14 || (h == 14 && m == 0))
 }
 
@@ -498,13 +545,17 @@ fn parse_date_time(v: &str, kind: DtKind) -> bool {
     };
     let rest = match kind {
         DtKind::Date | DtKind::DateTime => {
-            let Some((y, mo, d, used)) = ymd(v) else { return false };
+            let Some((y, mo, d, used)) = ymd(v) else {
+                return false;
+            };
             if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y, mo) {
                 return false;
             }
             let r = &v[used..];
             if kind == DtKind::DateTime {
-                let Some(t) = r.strip_prefix('T') else { return false };
+                let Some(t) = r.strip_prefix('T') else {
+                    return false;
+                };
                 match parse_time(t) {
                     Some(r) => r,
                     None => return false,
@@ -522,35 +573,57 @@ fn parse_date_time(v: &str, kind: DtKind) -> bool {
             None => return false,
         },
         DtKind::GYearMonth => {
-            let Some((_, r)) = parse_year(v) else { return false };
-            let Some(r) = r.strip_prefix('-') else { return false };
-            let Some((mo, r)) = digits(r, 2) else { return false };
+            let Some((_, r)) = parse_year(v) else {
+                return false;
+            };
+            let Some(r) = r.strip_prefix('-') else {
+                return false;
+            };
+            let Some((mo, r)) = digits(r, 2) else {
+                return false;
+            };
             if !(1..=12).contains(&mo) {
                 return false;
             }
             r
         }
         DtKind::GMonth => {
-            let Some(r) = v.strip_prefix("--") else { return false };
-            let Some((mo, r)) = digits(r, 2) else { return false };
+            let Some(r) = v.strip_prefix("--") else {
+                return false;
+            };
+            let Some((mo, r)) = digits(r, 2) else {
+                return false;
+            };
             if !(1..=12).contains(&mo) {
                 return false;
             }
             r
         }
         DtKind::GDay => {
-            let Some(r) = v.strip_prefix("---") else { return false };
-            let Some((d, r)) = digits(r, 2) else { return false };
+            let Some(r) = v.strip_prefix("---") else {
+                return false;
+            };
+            let Some((d, r)) = digits(r, 2) else {
+                return false;
+            };
             if !(1..=31).contains(&d) {
                 return false;
             }
             r
         }
         DtKind::GMonthDay => {
-            let Some(r) = v.strip_prefix("--") else { return false };
-            let Some((mo, r)) = digits(r, 2) else { return false };
-            let Some(r) = r.strip_prefix('-') else { return false };
-            let Some((d, r)) = digits(r, 2) else { return false };
+            let Some(r) = v.strip_prefix("--") else {
+                return false;
+            };
+            let Some((mo, r)) = digits(r, 2) else {
+                return false;
+            };
+            let Some(r) = r.strip_prefix('-') else {
+                return false;
+            };
+            let Some((d, r)) = digits(r, 2) else {
+                return false;
+            };
             if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(2000, mo) {
                 return false;
             }
@@ -563,7 +636,9 @@ fn parse_date_time(v: &str, kind: DtKind) -> bool {
 fn is_duration(v: &str) -> bool {
     // §3.2.6.1: -?P(nY)?(nM)?(nD)?(T(nH)?(nM)?(n(.n)?S)?)? with at least one part.
     let body = v.strip_prefix('-').unwrap_or(v);
-    let Some(body) = body.strip_prefix('P') else { return false };
+    let Some(body) = body.strip_prefix('P') else {
+        return false;
+    };
     let (date, time) = match body.split_once('T') {
         Some((d, t)) => (d, Some(t)),
         None => (body, None),
@@ -573,12 +648,16 @@ fn is_duration(v: &str) -> bool {
         let mut rest = s;
         let mut idx = 0;
         while !rest.is_empty() {
-            let n = rest.bytes().take_while(|b| b.is_ascii_digit() || *b == b'.').count();
+            let n = rest
+                .bytes()
+                .take_while(|b| b.is_ascii_digit() || *b == b'.')
+                .count();
             let num = &rest[..n];
             let u = rest[n..].chars().next()?;
             let pos = units[idx..].iter().position(|&x| x == u)?;
             idx += pos + 1;
-            let frac_ok = !num.contains('.') || (allow_frac_last && u == 'S' && parse_decimal(num).is_some());
+            let frac_ok =
+                !num.contains('.') || (allow_frac_last && u == 'S' && parse_decimal(num).is_some());
             if num.is_empty() || !frac_ok || num.starts_with('.') || num.ends_with('.') {
                 return None;
             }
@@ -587,7 +666,9 @@ fn is_duration(v: &str) -> bool {
         }
         Some(parts)
     };
-    let Some(date_parts) = scan(date, &['Y', 'M', 'D'], false) else { return false };
+    let Some(date_parts) = scan(date, &['Y', 'M', 'D'], false) else {
+        return false;
+    };
     match time {
         Some(t) => matches!(scan(t, &['H', 'M', 'S'], true), Some(n) if n > 0),
         None => date_parts > 0,
@@ -616,12 +697,20 @@ mod uri {
         c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~')
     }
     fn sub_delim(c: u8) -> bool {
-        matches!(c, b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=')
+        matches!(
+            c,
+            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+        )
     }
     /// Length of the pchar at `i` (pct-encoded is 3), or 0.
     fn pchar(s: &[u8], i: usize, extra: &[u8]) -> usize {
         match s.get(i) {
-            Some(&b'%') if s.get(i + 1).is_some_and(u8::is_ascii_hexdigit) && s.get(i + 2).is_some_and(u8::is_ascii_hexdigit) => 3,
+            Some(&b'%')
+                if s.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                    && s.get(i + 2).is_some_and(u8::is_ascii_hexdigit) =>
+            {
+                3
+            }
             Some(&b'%') => 0,
             Some(&c) if unreserved(c) || sub_delim(c) || extra.contains(&c) => 1,
             _ => 0,
@@ -649,7 +738,10 @@ mod uri {
     }
     /// `"//" authority path-abempty`, starting after the "//".
     fn authority_path(s: &[u8], i: usize) -> Option<usize> {
-        let end = s[i..].iter().position(|c| matches!(c, b'/' | b'?' | b'#')).map_or(s.len(), |p| i + p);
+        let end = s[i..]
+            .iter()
+            .position(|c| matches!(c, b'/' | b'?' | b'#'))
+            .map_or(s.len(), |p| i + p);
         let auth = &s[i..end];
         let host_port = match auth.iter().rposition(|&c| c == b'@') {
             Some(at) => {
@@ -664,7 +756,14 @@ mod uri {
         let (host, port) = if host_port.first() == Some(&b'[') {
             let close = host_port.iter().position(|&c| c == b']')?;
             let inner = &host_port[1..close];
-            if inner.is_empty() || !inner.iter().all(|&c| c.is_ascii_hexdigit() || matches!(c, b':' | b'.') || unreserved(c) || sub_delim(c)) {
+            if inner.is_empty()
+                || !inner.iter().all(|&c| {
+                    c.is_ascii_hexdigit()
+                        || matches!(c, b':' | b'.')
+                        || unreserved(c)
+                        || sub_delim(c)
+                })
+            {
                 return None;
             }
             (&host_port[..=close], &host_port[close + 1..])
@@ -709,7 +808,10 @@ mod uri {
     pub fn is_uri_reference(s: &[u8]) -> bool {
         // URI: scheme ":" hier-part; scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
         if s.first().is_some_and(u8::is_ascii_alphabetic) {
-            let n = s.iter().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.')).count();
+            let n = s
+                .iter()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
+                .count();
             if s.get(n) == Some(&b':') {
                 if let Some(j) = part(s, n + 1, true) {
                     if tail(s, j) {
@@ -760,7 +862,10 @@ pub fn is_base64(v: &str) -> bool {
         let mut all = pad == 0 && chunk.len() == 32;
         for &c in chunk {
             let l = c | 0x20;
-            all &= (l.wrapping_sub(b'a') < 26) | (c.wrapping_sub(b'0') < 10) | (c == b'+') | (c == b'/');
+            all &= (l.wrapping_sub(b'a') < 26)
+                | (c.wrapping_sub(b'0') < 10)
+                | (c == b'+')
+                | (c == b'/');
         }
         if all {
             n += 32;
@@ -816,13 +921,18 @@ impl Facets {
         for group in &self.patterns {
             if !group.iter().any(|(_, re)| re.is_match(v)) {
                 let pats: Vec<&str> = group.iter().map(|(p, _)| p.as_str()).collect();
-                return Err(format!("'{}' is not accepted by the pattern '{}'", v, pats.join("|")));
+                return Err(format!(
+                    "'{}' is not accepted by the pattern '{}'",
+                    v,
+                    pats.join("|")
+                ));
             }
         }
         if let Some(en) = &self.enumeration {
             let hit = if b.is_numeric() {
                 let d = parse_decimal(v);
-                en.iter().any(|e| parse_decimal(e).is_some() && parse_decimal(e) == d)
+                en.iter()
+                    .any(|e| parse_decimal(e).is_some() && parse_decimal(e) == d)
             } else if b.is_float() {
                 let d = parse_double(v);
                 en.iter().any(|e| parse_double(e) == d)
@@ -830,16 +940,36 @@ impl Facets {
                 en.iter().any(|e| e == v)
             };
             if !hit {
-                return Err(format!("'{}' is not an element of the set {{{}}}", v, en.iter().map(|e| format!("'{e}'")).collect::<Vec<_>>().join(", ")));
+                return Err(format!(
+                    "'{}' is not an element of the set {{{}}}",
+                    v,
+                    en.iter()
+                        .map(|e| format!("'{e}'"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
             }
         }
-        if self.length.is_none() && self.min_length.is_none() && self.max_length.is_none() && !b.is_numeric() && !b.is_float() {
+        if self.length.is_none()
+            && self.min_length.is_none()
+            && self.max_length.is_none()
+            && !b.is_numeric()
+            && !b.is_float()
+        {
             return Ok(());
         }
         let len = match b {
             Builtin::Base64Binary => {
-                let n = v.bytes().filter(|&c| B64_CLASS[usize::from(c)] != 2).count();
-                let pad = v.bytes().rev().filter(|&c| B64_CLASS[usize::from(c)] != 2).take_while(|&c| c == b'=').count();
+                let n = v
+                    .bytes()
+                    .filter(|&c| B64_CLASS[usize::from(c)] != 2)
+                    .count();
+                let pad = v
+                    .bytes()
+                    .rev()
+                    .filter(|&c| B64_CLASS[usize::from(c)] != 2)
+                    .take_while(|&c| c == b'=')
+                    .count();
                 (n / 4) * 3 - pad
             }
             Builtin::HexBinary => v.len() / 2,
@@ -861,16 +991,32 @@ impl Facets {
             }
         }
         if b.is_numeric() {
-            let Some(d) = parse_decimal(v) else { return Ok(()) };
-            let cmp = |bound: &Option<String>, ok: &dyn Fn(std::cmp::Ordering) -> bool, what: &str| -> Result<(), String> {
+            let Some(d) = parse_decimal(v) else {
+                return Ok(());
+            };
+            let cmp = |bound: &Option<String>,
+                       ok: &dyn Fn(std::cmp::Ordering) -> bool,
+                       what: &str|
+             -> Result<(), String> {
                 match bound.as_deref().and_then(parse_decimal) {
-                    Some(x) if !ok(d.cmp(&x)) => Err(format!("'{v}' is not {what} '{}'", bound.as_deref().unwrap_or(""))),
+                    Some(x) if !ok(d.cmp(&x)) => Err(format!(
+                        "'{v}' is not {what} '{}'",
+                        bound.as_deref().unwrap_or("")
+                    )),
                     _ => Ok(()),
                 }
             };
             use std::cmp::Ordering::*;
-            cmp(&self.min_inclusive, &|o| o != Less, "greater than or equal to")?;
-            cmp(&self.max_inclusive, &|o| o != Greater, "less than or equal to")?;
+            cmp(
+                &self.min_inclusive,
+                &|o| o != Less,
+                "greater than or equal to",
+            )?;
+            cmp(
+                &self.max_inclusive,
+                &|o| o != Greater,
+                "less than or equal to",
+            )?;
             cmp(&self.min_exclusive, &|o| o == Greater, "greater than")?;
             cmp(&self.max_exclusive, &|o| o == Less, "less than")?;
             if let Some(t) = self.total_digits {
@@ -880,11 +1026,15 @@ impl Facets {
             }
             if let Some(f) = self.fraction_digits {
                 if d.fraction_digits() > f {
-                    return Err(format!("'{v}' has more fractional digits than the allowed {f}"));
+                    return Err(format!(
+                        "'{v}' has more fractional digits than the allowed {f}"
+                    ));
                 }
             }
         } else if b.is_float() {
-            let Some(x) = parse_double(v) else { return Ok(()) };
+            let Some(x) = parse_double(v) else {
+                return Ok(());
+            };
             let bound = |s: &Option<String>| s.as_deref().and_then(parse_double);
             let bad = bound(&self.min_inclusive).is_some_and(|m| x < m)
                 || bound(&self.max_inclusive).is_some_and(|m| x > m)
@@ -899,7 +1049,10 @@ impl Facets {
 
     /// Whether range facets are set (they are only supported on numeric bases).
     pub fn has_range(&self) -> bool {
-        self.min_inclusive.is_some() || self.max_inclusive.is_some() || self.min_exclusive.is_some() || self.max_exclusive.is_some()
+        self.min_inclusive.is_some()
+            || self.max_inclusive.is_some()
+            || self.min_exclusive.is_some()
+            || self.max_exclusive.is_some()
     }
 }
 
@@ -909,22 +1062,51 @@ mod tests {
 
     #[test]
     fn dates_follow_the_lexical_rules_exactly() {
-        for ok in ["1991-12-04", "2000-02-29", "-0044-03-15", "2024-01-31Z", "2024-01-31+14:00", "12345-01-01"] {
+        for ok in [
+            "1991-12-04",
+            "2000-02-29",
+            "-0044-03-15",
+            "2024-01-31Z",
+            "2024-01-31+14:00",
+            "12345-01-01",
+        ] {
             assert!(Builtin::Date.check(ok).is_ok(), "{ok}");
         }
-        for bad in ["1991-12-4", "1900-02-29", "2023-02-29", "2024-13-01", "2024-00-10", "0000-01-01", "01999-01-01",
-            "2024-01-31+14:01", "2024-01-31 ", "24-01-31", "2024-1-31", "2024-04-31"] {
+        for bad in [
+            "1991-12-4",
+            "1900-02-29",
+            "2023-02-29",
+            "2024-13-01",
+            "2024-00-10",
+            "0000-01-01",
+            "01999-01-01",
+            "2024-01-31+14:01",
+            "2024-01-31 ",
+            "24-01-31",
+            "2024-1-31",
+            "2024-04-31",
+        ] {
             assert!(Builtin::Date.check(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn date_times_and_times() {
-        for ok in ["2024-01-31T12:00:00", "2024-01-31T23:59:59.999+01:00", "2024-01-31T24:00:00Z"] {
+        for ok in [
+            "2024-01-31T12:00:00",
+            "2024-01-31T23:59:59.999+01:00",
+            "2024-01-31T24:00:00Z",
+        ] {
             assert!(Builtin::DateTime.check(ok).is_ok(), "{ok}");
         }
-        for bad in ["2024-01-31T12:00", "2024-01-31 12:00:00", "2024-01-31T25:00:00", "2024-01-31T12:60:00", "2024-01-31T12:00:00.",
-            "2024-01-31T24:00:01"] {
+        for bad in [
+            "2024-01-31T12:00",
+            "2024-01-31 12:00:00",
+            "2024-01-31T25:00:00",
+            "2024-01-31T12:60:00",
+            "2024-01-31T12:00:00.",
+            "2024-01-31T24:00:01",
+        ] {
             assert!(Builtin::DateTime.check(bad).is_err(), "{bad}");
         }
         assert!(Builtin::Time.check("08:30:00").is_ok());
@@ -969,10 +1151,35 @@ mod tests {
 
     #[test]
     fn any_uri_is_an_rfc3986_reference_like_libxml2() {
-        for ok in ["a:b", "a b", "http://x/%41", "http://[::1]/", "?q", "", "tel:+47 123", "\u{e6}", "x:", "a/b:c", "./a:b", "mailto:a@b", "http://u@h:80/p?q#f"] {
+        for ok in [
+            "a:b",
+            "a b",
+            "http://x/%41",
+            "http://[::1]/",
+            "?q",
+            "",
+            "tel:+47 123",
+            "\u{e6}",
+            "x:",
+            "a/b:c",
+            "./a:b",
+            "mailto:a@b",
+            "http://u@h:80/p?q#f",
+        ] {
             assert!(Builtin::AnyUri.check(ok).is_ok(), "{ok}");
         }
-        for bad in ["2024-01-01T10:00:00", "1a:b", "%zz", "%4", "http://x:80a/", "a[b", "#frag#x", "//host:port", "a%", ":x"] {
+        for bad in [
+            "2024-01-01T10:00:00",
+            "1a:b",
+            "%zz",
+            "%4",
+            "http://x:80a/",
+            "a[b",
+            "#frag#x",
+            "//host:port",
+            "a%",
+            ":x",
+        ] {
             assert!(Builtin::AnyUri.check(bad).is_err(), "{bad}");
         }
     }
@@ -983,73 +1190,77 @@ mod tests {
     #[test]
     fn builtin_lexical_rules_agree_with_libxml2() {
         const TABLE: &[(&str, &str, bool)] = &[
-        ("date", "2024-01-01T00:00:00", false),
-        ("dateTime", "2024-01-01T24:00:00", true),
-        ("dateTime", "2024-01-01T24:00:00.0", true),
-        ("dateTime", "2024-01-01T23:59:60", false),
-        ("dateTime", "2024-01-01T10:00:00.", false),
-        ("dateTime", "2024-01-01T10:00:00+14:00", true),
-        ("dateTime", "2024-01-01T10:00:00-14:30", false),
-        ("dateTime", "2024-01-01T10:00:00+1:00", false),
-        ("date", "0000-01-01", false),
-        ("date", "-0001-01-01", true),
-        ("date", "10000-01-01", true),
-        ("date", "01000-01-01", false),
-        ("date", "2024-02-29+00:00", true),
-        ("date", "2000-02-29", true),
-        ("date", "1900-02-29", false),
-        ("date", "2024-01-01", true),
-        ("integer", "+1", true),
-        ("integer", "-0", true),
-        ("integer", "+", false),
-        ("integer", "1.", false),
-        ("integer", "12", true),
-        ("decimal", "1.", true),
-        ("decimal", ".", false),
-        ("decimal", "+.5", true),
-        ("decimal", "-", false),
-        ("double", "+INF", false),
-        ("double", "-INF", true),
-        ("double", "1E5", true),
-        ("double", ".5e1", true),
-        ("double", "1.e1", true),
-        ("double", "e1", false),
-        ("double", "1e", true),
-        ("double", "NaN", true),
-        ("double", "nan", false),
-        ("double", "INF", true),
-        ("double", "1e+5", true),
-        ("double", "1 e5", false),
-        ("boolean", "true", true),
-        ("boolean", "1", true),
-        ("boolean", "TRUE", false),
-        ("gYear", "-2024", true),
-        ("gYear", "2024Z", true),
-        ("gYear", "02024", false),
-        ("gYearMonth", "2024-13", false),
-        ("time", "24:00:00", true),
-        ("time", "10:00", false),
-        ("time", "10:00:00Z", true),
-        ("base64Binary", "QUJD", true),
-        ("base64Binary", "QUJ", false),
-        ("base64Binary", "QU=D", false),
-        ("base64Binary", "QUI=", true),
-        ("base64Binary", "QUJ=", false),
-        ("base64Binary", "QQ==", true),
-        ("base64Binary", "QR==", false),
-        ("base64Binary", "Q U J D", true),
-        ("base64Binary", "====", false),
-        ("base64Binary", "", true),
-        ("NMTOKEN", "a b", false),
-        ("NMTOKEN", "", false),
-        ("token", "", true),
+            ("date", "2024-01-01T00:00:00", false),
+            ("dateTime", "2024-01-01T24:00:00", true),
+            ("dateTime", "2024-01-01T24:00:00.0", true),
+            ("dateTime", "2024-01-01T23:59:60", false),
+            ("dateTime", "2024-01-01T10:00:00.", false),
+            ("dateTime", "2024-01-01T10:00:00+14:00", true),
+            ("dateTime", "2024-01-01T10:00:00-14:30", false),
+            ("dateTime", "2024-01-01T10:00:00+1:00", false),
+            ("date", "0000-01-01", false),
+            ("date", "-0001-01-01", true),
+            ("date", "10000-01-01", true),
+            ("date", "01000-01-01", false),
+            ("date", "2024-02-29+00:00", true),
+            ("date", "2000-02-29", true),
+            ("date", "1900-02-29", false),
+            ("date", "2024-01-01", true),
+            ("integer", "+1", true),
+            ("integer", "-0", true),
+            ("integer", "+", false),
+            ("integer", "1.", false),
+            ("integer", "12", true),
+            ("decimal", "1.", true),
+            ("decimal", ".", false),
+            ("decimal", "+.5", true),
+            ("decimal", "-", false),
+            ("double", "+INF", false),
+            ("double", "-INF", true),
+            ("double", "1E5", true),
+            ("double", ".5e1", true),
+            ("double", "1.e1", true),
+            ("double", "e1", false),
+            ("double", "1e", true),
+            ("double", "NaN", true),
+            ("double", "nan", false),
+            ("double", "INF", true),
+            ("double", "1e+5", true),
+            ("double", "1 e5", false),
+            ("boolean", "true", true),
+            ("boolean", "1", true),
+            ("boolean", "TRUE", false),
+            ("gYear", "-2024", true),
+            ("gYear", "2024Z", true),
+            ("gYear", "02024", false),
+            ("gYearMonth", "2024-13", false),
+            ("time", "24:00:00", true),
+            ("time", "10:00", false),
+            ("time", "10:00:00Z", true),
+            ("base64Binary", "QUJD", true),
+            ("base64Binary", "QUJ", false),
+            ("base64Binary", "QU=D", false),
+            ("base64Binary", "QUI=", true),
+            ("base64Binary", "QUJ=", false),
+            ("base64Binary", "QQ==", true),
+            ("base64Binary", "QR==", false),
+            ("base64Binary", "Q U J D", true),
+            ("base64Binary", "====", false),
+            ("base64Binary", "", true),
+            ("NMTOKEN", "a b", false),
+            ("NMTOKEN", "", false),
+            ("token", "", true),
         ];
         // §3.2.5.1: the exponent of a double is "E" followed by an integer; libxml2 accepts "1e".
         const LIBXML2_WRONG: &[(&str, &str)] = &[("double", "1e")];
         for &(ty, v, libxml2_valid) in TABLE {
             let b = Builtin::by_name(ty).unwrap();
             let ours = b.check(&normalize_ws(v, b.white_space())).is_ok();
-            let expected = if LIBXML2_WRONG.contains(&(ty, v)) { !libxml2_valid } else { libxml2_valid };
+            let expected = if LIBXML2_WRONG.contains(&(ty, v)) {
+                !libxml2_valid
+            } else {
+                libxml2_valid
+            };
             assert_eq!(ours, expected, "xs:{ty} '{v}'");
         }
     }
@@ -1063,7 +1274,10 @@ mod tests {
 
     #[test]
     fn numeric_enumerations_compare_values() {
-        let f = Facets { enumeration: Some(vec!["1".into(), "2".into()]), ..Facets::default() };
+        let f = Facets {
+            enumeration: Some(vec!["1".into(), "2".into()]),
+            ..Facets::default()
+        };
         assert!(f.check("01", Builtin::Integer).is_ok());
         assert!(f.check("3", Builtin::Integer).is_err());
     }

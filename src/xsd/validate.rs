@@ -39,7 +39,11 @@ static EMPTY: LazyLock<SetModel> = LazyLock::new(SetModel::default);
 enum Kind {
     Simple(TypeId),
     Empty,
-    Elements { ty: TypeId, states: Vec<u32>, mixed: bool },
+    Elements {
+        ty: TypeId,
+        states: Vec<u32>,
+        mixed: bool,
+    },
     /// Validated as `xs:anyType`: children with a global declaration are validated, the rest
     /// laxly again (libxml2 does the same for a lax wildcard without a declaration).
     Lax,
@@ -68,7 +72,12 @@ struct V<'m, 'a> {
 }
 
 /// Checks a value against a simple type; `Err` says why not.
-pub fn check_simple(m: &SetModel, t: TypeId, raw: &str, ids: &mut HashSet<String>) -> Result<(), String> {
+pub fn check_simple(
+    m: &SetModel,
+    t: TypeId,
+    raw: &str,
+    ids: &mut HashSet<String>,
+) -> Result<(), String> {
     let TypeDef::Simple(st) = &m.types[t] else {
         return Err(format!("type '{}' is not a simple type", m.type_name(t)));
     };
@@ -92,13 +101,21 @@ pub fn check_simple(m: &SetModel, t: TypeId, raw: &str, ids: &mut HashSet<String
         Variety::Atomic => {
             // Attachments are megabytes of base64: check them in place rather than collapsing a
             // copy first (collapsing changes only whitespace, which base64 ignores).
-            let raw_ok = st.builtin == Builtin::Base64Binary && st.facets.enumeration.is_none() && st.facets.patterns.is_empty();
-            let v = if raw_ok { std::borrow::Cow::Borrowed(raw) } else { normalize_ws(raw, st.ws) };
+            let raw_ok = st.builtin == Builtin::Base64Binary
+                && st.facets.enumeration.is_none()
+                && st.facets.patterns.is_empty();
+            let v = if raw_ok {
+                std::borrow::Cow::Borrowed(raw)
+            } else {
+                normalize_ws(raw, st.ws)
+            };
             st.builtin.check(&v)?;
             st.facets.check(&v, st.builtin)?;
             if st.builtin == Builtin::Id && !ids.insert(v.to_string()) {
                 // §3.3.4 / Validation Rule: ID values are unique within a document.
-                return Err(format!("'{v}' is not unique: an ID with this value already exists"));
+                return Err(format!(
+                    "'{v}' is not unique: an ID with this value already exists"
+                ));
             }
             Ok(())
         }
@@ -109,16 +126,26 @@ pub fn check_simple(m: &SetModel, t: TypeId, raw: &str, ids: &mut HashSet<String
             }
             let n = v.split(' ').filter(|s| !s.is_empty()).count();
             let f = &st.facets;
-            if f.length.is_some_and(|l| n != l) || f.min_length.is_some_and(|l| n < l) || f.max_length.is_some_and(|l| n > l) {
-                return Err(format!("'{v}' has {n} items, which the length facets do not allow"));
+            if f.length.is_some_and(|l| n != l)
+                || f.min_length.is_some_and(|l| n < l)
+                || f.max_length.is_some_and(|l| n > l)
+            {
+                return Err(format!(
+                    "'{v}' has {n} items, which the length facets do not allow"
+                ));
             }
             Ok(())
         }
         Variety::Union(members) => {
-            let ok = members.iter().any(|&mt| check_simple(m, mt, raw, &mut ids.clone()).is_ok());
+            let ok = members
+                .iter()
+                .any(|&mt| check_simple(m, mt, raw, &mut ids.clone()).is_ok());
             if !ok {
                 let v = normalize_ws(raw, WhiteSpace::Collapse);
-                return Err(format!("'{v}' is not a valid value of the union type '{}'", st.name));
+                return Err(format!(
+                    "'{v}' is not a valid value of the union type '{}'",
+                    st.name
+                ));
             }
             let v = normalize_ws(raw, WhiteSpace::Collapse);
             st.facets.check(&v, Builtin::String)
@@ -147,13 +174,29 @@ impl<'m, 'a> V<'m, 'a> {
         p
     }
 
-    fn violation(&self, offset: usize, extra: Option<&str>, expected: impl Into<String>, found: impl Into<String>) -> Failure {
+    fn violation(
+        &self,
+        offset: usize,
+        extra: Option<&str>,
+        expected: impl Into<String>,
+        found: impl Into<String>,
+    ) -> Failure {
         let (line, column) = self.r.line_col(offset);
-        Failure::Invalid(Violation { line, column, path: self.path(extra), expected: expected.into(), found: found.into() })
+        Failure::Invalid(Violation {
+            line,
+            column,
+            path: self.path(extra),
+            expected: expected.into(),
+            found: found.into(),
+        })
     }
 
     fn expected_list(&self, ty: TypeId, states: &[u32]) -> String {
-        let TypeDef::Complex(ComplexType { content: Content::Elements { auto, .. }, .. }) = &self.m.types[ty] else {
+        let TypeDef::Complex(ComplexType {
+            content: Content::Elements { auto, .. },
+            ..
+        }) = &self.m.types[ty]
+        else {
             return "nothing".into();
         };
         let mut names: Vec<String> = Vec::new();
@@ -186,7 +229,11 @@ impl<'m, 'a> V<'m, 'a> {
                     let mut states = self.spare.pop().unwrap_or_default();
                     states.clear();
                     states.push(0);
-                    Kind::Elements { ty: t, states, mixed: *mixed }
+                    Kind::Elements {
+                        ty: t,
+                        states,
+                        mixed: *mixed,
+                    }
                 }
                 Content::Any => Kind::Lax,
             },
@@ -207,7 +254,16 @@ impl<'m, 'a> V<'m, 'a> {
             match uses.iter().find(|u| u.local == a.local && u.ns == *a.ns) {
                 Some(u) => {
                     if let Err(e) = check_simple(self.m, u.ty, &a.value, &mut self.ids) {
-                        return Err(self.violation(tag.offset, Some(name), format!("attribute '{}' of type '{}'", a.local, self.m.type_name(u.ty)), e));
+                        return Err(self.violation(
+                            tag.offset,
+                            Some(name),
+                            format!(
+                                "attribute '{}' of type '{}'",
+                                a.local,
+                                self.m.type_name(u.ty)
+                            ),
+                            e,
+                        ));
                     }
                     if let Some(f) = &u.fixed {
                         let ws = match &self.m.types[u.ty] {
@@ -215,18 +271,34 @@ impl<'m, 'a> V<'m, 'a> {
                             _ => WhiteSpace::Preserve,
                         };
                         if normalize_ws(&a.value, ws) != normalize_ws(f, ws) {
-                            let by = if u.fixed_on_ref { " (by the attribute reference, XSD 1.0 §3.2.2)" } else { "" };
-                            return Err(self.violation(tag.offset, Some(name), format!("attribute '{}' fixed{by} to '{f}'", a.local), format!("'{}'", a.value)));
+                            let by = if u.fixed_on_ref {
+                                " (by the attribute reference, XSD 1.0 §3.2.2)"
+                            } else {
+                                ""
+                            };
+                            return Err(self.violation(
+                                tag.offset,
+                                Some(name),
+                                format!("attribute '{}' fixed{by} to '{f}'", a.local),
+                                format!("'{}'", a.value),
+                            ));
                         }
                     }
                 }
                 None => {
-                    let allowed = wild.is_some_and(|w| w.allows(&a.ns) && w.process != Process::Strict);
+                    let allowed =
+                        wild.is_some_and(|w| w.allows(&a.ns) && w.process != Process::Strict);
                     if !allowed {
                         return Err(self.violation(
                             tag.offset,
                             Some(name),
-                            format!("one of the declared attributes ({})", uses.iter().map(|u| qn(&u.ns, &u.local)).collect::<Vec<_>>().join(", ")),
+                            format!(
+                                "one of the declared attributes ({})",
+                                uses.iter()
+                                    .map(|u| qn(&u.ns, &u.local))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
                             format!("attribute '{}' which is not allowed", qn(&a.ns, a.local)),
                         ));
                     }
@@ -234,8 +306,17 @@ impl<'m, 'a> V<'m, 'a> {
             }
         }
         for u in uses.iter().filter(|u| u.required) {
-            if !tag.attrs.iter().any(|a| a.local == u.local && *a.ns == *u.ns) {
-                return Err(self.violation(tag.offset, Some(name), format!("required attribute '{}'", qn(&u.ns, &u.local)), "it is missing"));
+            if !tag
+                .attrs
+                .iter()
+                .any(|a| a.local == u.local && *a.ns == *u.ns)
+            {
+                return Err(self.violation(
+                    tag.offset,
+                    Some(name),
+                    format!("required attribute '{}'", qn(&u.ns, &u.local)),
+                    "it is missing",
+                ));
             }
         }
         Ok(())
@@ -246,16 +327,30 @@ impl<'m, 'a> V<'m, 'a> {
         let decl = &self.m.elems[d];
         let mut ty = decl.ty;
         if decl.is_abstract {
-            return Err(self.violation(tag.offset, Some(tag.local), "a non-abstract element", "an abstract element declaration"));
+            return Err(self.violation(
+                tag.offset,
+                Some(tag.local),
+                "a non-abstract element",
+                "an abstract element declaration",
+            ));
         }
         let mut nil = false;
         for a in tag.attrs.iter().filter(|a| &*a.ns == XSI_NS) {
             match a.local {
                 "type" => {
                     let (p, l) = split_qname(a.value.trim());
-                    let ns = self.r.resolve_prefix(p).map(|s| s.to_string()).unwrap_or_default();
+                    let ns = self
+                        .r
+                        .resolve_prefix(p)
+                        .map(|s| s.to_string())
+                        .unwrap_or_default();
                     let Some(xt) = self.m.named_type(&ns, l) else {
-                        return Err(self.violation(tag.offset, Some(tag.local), "xsi:type naming a type of the schema", format!("'{}'", a.value)));
+                        return Err(self.violation(
+                            tag.offset,
+                            Some(tag.local),
+                            "xsi:type naming a type of the schema",
+                            format!("'{}'", a.value),
+                        ));
                     };
                     if !self.m.derives_from(xt, ty) {
                         return Err(self.violation(
@@ -270,24 +365,45 @@ impl<'m, 'a> V<'m, 'a> {
                 "nil" => {
                     let v = a.value.trim();
                     if !decl.nillable {
-                        return Err(self.violation(tag.offset, Some(tag.local), "no xsi:nil (the element is not nillable)", format!("xsi:nil='{v}'")));
+                        return Err(self.violation(
+                            tag.offset,
+                            Some(tag.local),
+                            "no xsi:nil (the element is not nillable)",
+                            format!("xsi:nil='{v}'"),
+                        ));
                     }
                     nil = v == "true" || v == "1";
                 }
                 "schemaLocation" | "noNamespaceSchemaLocation" => {}
                 other => {
-                    return Err(self.violation(tag.offset, Some(tag.local), "only xsi:type, xsi:nil, xsi:schemaLocation", format!("xsi:{other}")));
+                    return Err(self.violation(
+                        tag.offset,
+                        Some(tag.local),
+                        "only xsi:type, xsi:nil, xsi:schemaLocation",
+                        format!("xsi:{other}"),
+                    ));
                 }
             }
         }
         if let TypeDef::Complex(c) = &self.m.types[ty] {
             if c.is_abstract {
-                return Err(self.violation(tag.offset, Some(tag.local), "a non-abstract type", format!("abstract type '{}'", c.name)));
+                return Err(self.violation(
+                    tag.offset,
+                    Some(tag.local),
+                    "a non-abstract type",
+                    format!("abstract type '{}'", c.name),
+                ));
             }
         }
         self.check_attrs(ty, tag)?;
         let kind = if nil { Kind::Empty } else { self.kind_for(ty) };
-        self.stack.push(Frame { local: tag.local, kind, text: Cow::Borrowed(""), decl: Some(d), nil });
+        self.stack.push(Frame {
+            local: tag.local,
+            kind,
+            text: Cow::Borrowed(""),
+            decl: Some(d),
+            nil,
+        });
         Ok(())
     }
 
@@ -311,32 +427,69 @@ impl<'m, 'a> V<'m, 'a> {
             },
         };
         let push_plain = |v: &mut Self, tag: &StartTag<'a>, kind: Kind| {
-            v.stack.push(Frame { local: tag.local, kind, text: Cow::Borrowed(""), decl: None, nil: false });
+            v.stack.push(Frame {
+                local: tag.local,
+                kind,
+                text: Cow::Borrowed(""),
+                decl: None,
+                nil: false,
+            });
             Ok(())
         };
         match pk {
             Pk::Root => match self.m.global(&tag.ns, tag.local) {
                 Some(d) => self.enter(d, tag),
-                None => Err(self.violation(tag.offset, Some(tag.local), "a globally declared root element", format!("no declaration for {}", qn(&tag.ns, tag.local)))),
+                None => Err(self.violation(
+                    tag.offset,
+                    Some(tag.local),
+                    "a globally declared root element",
+                    format!("no declaration for {}", qn(&tag.ns, tag.local)),
+                )),
             },
             Pk::Skip => push_plain(self, tag, Kind::Skip),
             Pk::Lax => match self.m.global(&tag.ns, tag.local) {
                 Some(d) => self.enter(d, tag),
                 None => push_plain(self, tag, Kind::Lax),
             },
-            Pk::Simple => Err(self.violation(tag.offset, Some(tag.local), "no child elements (the content type is a simple type)", format!("element {}", qn(&tag.ns, tag.local)))),
+            Pk::Simple => Err(self.violation(
+                tag.offset,
+                Some(tag.local),
+                "no child elements (the content type is a simple type)",
+                format!("element {}", qn(&tag.ns, tag.local)),
+            )),
             Pk::Empty(nil) => {
-                let why = if nil { "the element is nil" } else { "the content type is empty" };
-                Err(self.violation(tag.offset, Some(tag.local), format!("no child elements ({why})"), format!("element {}", qn(&tag.ns, tag.local))))
+                let why = if nil {
+                    "the element is nil"
+                } else {
+                    "the content type is empty"
+                };
+                Err(self.violation(
+                    tag.offset,
+                    Some(tag.local),
+                    format!("no child elements ({why})"),
+                    format!("element {}", qn(&tag.ns, tag.local)),
+                ))
             }
             Pk::Elements(ty) => {
                 let m = self.m;
                 let states: &[u32] = match self.stack.last() {
-                    Some(Frame { kind: Kind::Elements { states, .. }, .. }) => states,
+                    Some(Frame {
+                        kind: Kind::Elements { states, .. },
+                        ..
+                    }) => states,
                     _ => &[],
                 };
-                let TypeDef::Complex(ComplexType { content: Content::Elements { auto, .. }, .. }) = &m.types[ty] else {
-                    return Err(self.violation(tag.offset, Some(tag.local), "a compiled content model", "none"));
+                let TypeDef::Complex(ComplexType {
+                    content: Content::Elements { auto, .. },
+                    ..
+                }) = &m.types[ty]
+                else {
+                    return Err(self.violation(
+                        tag.offset,
+                        Some(tag.local),
+                        "a compiled content model",
+                        "none",
+                    ));
                 };
                 let mut next = std::mem::take(&mut self.scratch);
                 next.clear();
@@ -357,7 +510,10 @@ impl<'m, 'a> V<'m, 'a> {
                             }
                             // Prefer an element declaration over a wildcard (UPA makes this moot
                             // for conforming schemas).
-                            if chosen.is_none() || (matches!(l, Leaf::Elem(_)) && matches!(chosen, Some(Leaf::Any(_)))) {
+                            if chosen.is_none()
+                                || (matches!(l, Leaf::Elem(_))
+                                    && matches!(chosen, Some(Leaf::Any(_))))
+                            {
                                 chosen = Some(l);
                             }
                         }
@@ -365,9 +521,21 @@ impl<'m, 'a> V<'m, 'a> {
                 }
                 let Some(chosen) = chosen else {
                     let expected = self.expected_list(ty, states);
-                    return Err(self.violation(tag.offset, Some(tag.local), expected, format!("element {} which is not expected here", qn(&tag.ns, tag.local))));
+                    return Err(self.violation(
+                        tag.offset,
+                        Some(tag.local),
+                        expected,
+                        format!(
+                            "element {} which is not expected here",
+                            qn(&tag.ns, tag.local)
+                        ),
+                    ));
                 };
-                if let Some(Frame { kind: Kind::Elements { states, .. }, .. }) = self.stack.last_mut() {
+                if let Some(Frame {
+                    kind: Kind::Elements { states, .. },
+                    ..
+                }) = self.stack.last_mut()
+                {
                     std::mem::swap(states, &mut next);
                 }
                 self.scratch = next;
@@ -380,7 +548,10 @@ impl<'m, 'a> V<'m, 'a> {
                             tag.offset,
                             Some(tag.local),
                             super::EXPECTED_DECLARED_BY_WILDCARD,
-                            format!("{} which no schema of this set declares", qn(&tag.ns, tag.local)),
+                            format!(
+                                "{} which no schema of this set declares",
+                                qn(&tag.ns, tag.local)
+                            ),
                         )),
                         (Process::Lax, None) => push_plain(self, tag, Kind::Lax),
                     },
@@ -391,7 +562,9 @@ impl<'m, 'a> V<'m, 'a> {
 
     fn text(&mut self, t: Cow<'a, str>) -> Result<(), Failure> {
         let offset = self.r.position();
-        let Some(f) = self.stack.last_mut() else { return Ok(()) };
+        let Some(f) = self.stack.last_mut() else {
+            return Ok(());
+        };
         let problem = match &f.kind {
             Kind::Simple(_) => {
                 if f.text.is_empty() {
@@ -404,7 +577,9 @@ impl<'m, 'a> V<'m, 'a> {
             // §3.4.4 cvc-complex-type 2.1: no character children at all, whitespace included.
             Kind::Empty if f.nil => Some("nothing (the element is nil)"),
             Kind::Empty => Some("no character content (the content type is empty)"),
-            Kind::Elements { mixed: false, .. } if !t.chars().all(|c| matches!(c, ' ' | '\t' | '\n' | '\r')) => {
+            Kind::Elements { mixed: false, .. }
+                if !t.chars().all(|c| matches!(c, ' ' | '\t' | '\n' | '\r')) =>
+            {
                 Some("only whitespace between child elements (element-only content)")
             }
             _ => None,
@@ -417,13 +592,16 @@ impl<'m, 'a> V<'m, 'a> {
 
     fn end(&mut self) -> Result<(), Failure> {
         let offset = self.r.position();
-        let Some(f) = self.stack.last() else { return Ok(()) };
+        let Some(f) = self.stack.last() else {
+            return Ok(());
+        };
         match &f.kind {
             Kind::Simple(t) => {
                 let decl = f.decl.map(|d| &self.m.elems[d]);
                 let value: &str = if f.text.is_empty() {
                     // §3.3.4 clause 5.1: an empty element takes its declaration's default/fixed value.
-                    decl.and_then(|d| d.fixed.as_deref().or(d.default.as_deref())).unwrap_or("")
+                    decl.and_then(|d| d.fixed.as_deref().or(d.default.as_deref()))
+                        .unwrap_or("")
                 } else {
                     &f.text
                 };
@@ -431,7 +609,12 @@ impl<'m, 'a> V<'m, 'a> {
                 let res = check_simple(self.m, *t, value, &mut ids);
                 self.ids = ids;
                 if let Err(e) = res {
-                    return Err(self.violation(offset, None, format!("a value of type '{}'", self.m.type_name(*t)), e));
+                    return Err(self.violation(
+                        offset,
+                        None,
+                        format!("a value of type '{}'", self.m.type_name(*t)),
+                        e,
+                    ));
                 }
                 if let Some(fixed) = decl.and_then(|d| d.fixed.as_deref()) {
                     let ws = match &self.m.types[*t] {
@@ -439,22 +622,40 @@ impl<'m, 'a> V<'m, 'a> {
                         _ => WhiteSpace::Preserve,
                     };
                     if normalize_ws(value, ws) != normalize_ws(fixed, ws) {
-                        return Err(self.violation(offset, None, format!("the fixed value '{fixed}'"), format!("'{value}'")));
+                        return Err(self.violation(
+                            offset,
+                            None,
+                            format!("the fixed value '{fixed}'"),
+                            format!("'{value}'"),
+                        ));
                     }
                 }
             }
             Kind::Elements { ty, states, .. } => {
-                let TypeDef::Complex(ComplexType { content: Content::Elements { auto, .. }, .. }) = &self.m.types[*ty] else {
+                let TypeDef::Complex(ComplexType {
+                    content: Content::Elements { auto, .. },
+                    ..
+                }) = &self.m.types[*ty]
+                else {
                     return Ok(());
                 };
                 if !states.iter().any(|&s| auto.accept[s as usize]) {
                     let expected = self.expected_list(*ty, states);
-                    return Err(self.violation(offset, None, expected, "the end of the element (missing child elements)"));
+                    return Err(self.violation(
+                        offset,
+                        None,
+                        expected,
+                        "the end of the element (missing child elements)",
+                    ));
                 }
             }
             _ => {}
         }
-        if let Some(Frame { kind: Kind::Elements { states, .. }, .. }) = self.stack.pop() {
+        if let Some(Frame {
+            kind: Kind::Elements { states, .. },
+            ..
+        }) = self.stack.pop()
+        {
             self.spare.push(states);
         }
         Ok(())
@@ -465,7 +666,12 @@ impl<'m, 'a> V<'m, 'a> {
 /// violation, as in the oracle), collects element namespaces, and validates against the model
 /// `choose` gives for the root until the first violation. Every event is shown to `observe`
 /// first (the message model builds its tree from them).
-pub fn run<'a>(text: &'a str, limits: XmlLimits, choose: &Chooser<'_>, observe: &mut dyn FnMut(&XmlEvent<'a>)) -> Result<Outcome, XmlError> {
+pub fn run<'a>(
+    text: &'a str,
+    limits: XmlLimits,
+    choose: &Chooser<'_>,
+    observe: &mut dyn FnMut(&XmlEvent<'a>),
+) -> Result<Outcome, XmlError> {
     let mut v = V {
         m: &EMPTY,
         spare: Vec::new(),
@@ -474,7 +680,12 @@ pub fn run<'a>(text: &'a str, limits: XmlLimits, choose: &Chooser<'_>, observe: 
         stack: Vec::with_capacity(32),
         ids: HashSet::new(),
     };
-    let mut out = Outcome { root: None, seen: Vec::new(), used: None, violation: None };
+    let mut out = Outcome {
+        root: None,
+        seen: Vec::new(),
+        used: None,
+        violation: None,
+    };
     // Validation runs while `active`; afterwards the rest is only read for well-formedness.
     let mut active = false;
     loop {
@@ -483,7 +694,9 @@ pub fn run<'a>(text: &'a str, limits: XmlLimits, choose: &Chooser<'_>, observe: 
         let res = match ev {
             XmlEvent::Start(tag) => {
                 // Elements of one namespace share the Arc of their binding: pointer first.
-                if !out.seen.iter().any(|s| Arc::ptr_eq(s, &tag.ns)) && !out.seen.iter().any(|s| **s == *tag.ns) {
+                if !out.seen.iter().any(|s| Arc::ptr_eq(s, &tag.ns))
+                    && !out.seen.iter().any(|s| **s == *tag.ns)
+                {
                     out.seen.push(tag.ns.clone());
                 }
                 if out.root.is_none() {

@@ -30,7 +30,8 @@ pub fn repo() -> PathBuf {
 }
 
 pub fn fixture(rel: &str) -> Vec<u8> {
-    std::fs::read(repo().join("fixtures/messages").join(rel)).unwrap_or_else(|e| panic!("fixture {rel}: {e}"))
+    std::fs::read(repo().join("fixtures/messages").join(rel))
+        .unwrap_or_else(|e| panic!("fixture {rel}: {e}"))
 }
 
 /// A fixture with another MsgId (so one test can send the same message shape several times).
@@ -49,7 +50,8 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// absolute paths for everything else. Schemas come straight from ../shared (same layout and
 /// checksums as an installed `xsd/`).
 pub fn write_config(dir: &Path, url: &str) -> PathBuf {
-    helsemelding::chaos::config::write_config(&repo(), dir, url, &schemas()).unwrap_or_else(|e| panic!("test configuration: {e}"))
+    helsemelding::chaos::config::write_config(&repo(), dir, url, &schemas())
+        .unwrap_or_else(|e| panic!("test configuration: {e}"))
 }
 
 /// The official schemas, straight from ../shared.
@@ -59,7 +61,11 @@ pub fn schemas() -> PathBuf {
 
 /// Options for running the real `helsemelding` binary as the gateway (tests/gateway_restart.rs,
 /// tests/chaos.rs).
-pub fn chaos_options(messages: usize, faults: u32, seed: u64) -> helsemelding::chaos::scenario::Options {
+pub fn chaos_options(
+    messages: usize,
+    faults: u32,
+    seed: u64,
+) -> helsemelding::chaos::scenario::Options {
     helsemelding::chaos::scenario::Options {
         exe: PathBuf::from(env!("CARGO_BIN_EXE_helsemelding")),
         base: repo(),
@@ -94,14 +100,29 @@ impl Harness {
     }
 
     /// A gateway with another trust directory (relative to fixtures/gateway-pki) and tweaked settings.
-    pub async fn start_with(trust_variant: Option<&str>, tweak: impl FnOnce(&mut Settings)) -> Harness {
-        let vhost = TestVhost::create().await.expect("test vhost (is RabbitMQ running?)");
+    pub async fn start_with(
+        trust_variant: Option<&str>,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Harness {
+        let vhost = TestVhost::create()
+            .await
+            .expect("test vhost (is RabbitMQ running?)");
         let dir = tempfile::tempdir().unwrap();
         let config = write_config(dir.path(), vhost.url());
         if let Some(v) = trust_variant {
             let text = std::fs::read_to_string(&config).unwrap();
-            let from = format!("trust_dir = {:?}", repo().join("fixtures/gateway-pki").display().to_string());
-            let to = format!("trust_dir = {:?}", repo().join("fixtures/gateway-pki").join(v).display().to_string());
+            let from = format!(
+                "trust_dir = {:?}",
+                repo().join("fixtures/gateway-pki").display().to_string()
+            );
+            let to = format!(
+                "trust_dir = {:?}",
+                repo()
+                    .join("fixtures/gateway-pki")
+                    .join(v)
+                    .display()
+                    .to_string()
+            );
             std::fs::write(&config, text.replace(&from, &to)).unwrap();
         }
         let loaded = load(&config).unwrap_or_else(|ps| panic!("config problems: {ps:#?}"));
@@ -111,73 +132,152 @@ impl Harness {
         tweak(&mut s);
         let offset_secs = Arc::new(AtomicI64::new(0));
         let o = offset_secs.clone();
-        let clock = Clock::new(move || time::OffsetDateTime::now_utc() + time::Duration::seconds(o.load(Ordering::Relaxed)));
-        let gateway = Gateway::start(s, loaded.context, loaded.signer, clock).await.expect("gateway starts");
-        let conn = connect(&vhost.settings("test-sender")).await.expect("sender connects");
+        let clock = Clock::new(move || {
+            time::OffsetDateTime::now_utc() + time::Duration::seconds(o.load(Ordering::Relaxed))
+        });
+        let gateway = Gateway::start(s, loaded.context, loaded.signer, clock)
+            .await
+            .expect("gateway starts");
+        let conn = connect(&vhost.settings("test-sender"))
+            .await
+            .expect("sender connects");
         let publisher = Publisher::open(&conn).await.expect("publisher");
         // Wait until the gateway has declared its topology (the party queues exist).
         let deadline = Instant::now() + Duration::from_secs(60);
-        while vhost.queue_len("82001_async").await.ok().flatten().is_none() {
-            assert!(Instant::now() < deadline, "gateway did not declare its queues");
+        while vhost
+            .queue_len("82001_async")
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "gateway did not declare its queues"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let trust = TrustStore::load(&repo().join("fixtures/gateway-pki")).unwrap();
-        Harness { gateway, vhost, dir, conn, publisher, offset_secs, sent: Mutex::new(HashMap::new()), trust }
+        Harness {
+            gateway,
+            vhost,
+            dir,
+            conn,
+            publisher,
+            offset_secs,
+            sent: Mutex::new(HashMap::new()),
+            trust,
+        }
     }
 
     pub async fn send_fixture(&self, rel: &str, signer: HerId) -> MessageHeaders {
-        self.send_fixture_with(rel, signer, &Overrides::default()).await
+        self.send_fixture_with(rel, signer, &Overrides::default())
+            .await
     }
 
-    pub async fn send_fixture_with(&self, rel: &str, signer: HerId, o: &Overrides) -> MessageHeaders {
+    pub async fn send_fixture_with(
+        &self,
+        rel: &str,
+        signer: HerId,
+        o: &Overrides,
+    ) -> MessageHeaders {
         let xml = fixture(rel);
         let xml = match &o.msg_id {
             // Keep the file's MsgId unless told otherwise; a new one replaces it in the content too.
-            Some(id) if find(&xml, b"<MsgId>").is_some() && !rel.contains("E10") => fixture_with_msg_id(rel, id.as_str()).into_bytes(),
+            Some(id) if find(&xml, b"<MsgId>").is_some() && !rel.contains("E10") => {
+                fixture_with_msg_id(rel, id.as_str()).into_bytes()
+            }
             _ => xml,
         };
-        self.send_bytes(&xml, &format!("parties/{signer}-sign"), o, None).await
+        self.send_bytes(&xml, &format!("parties/{signer}-sign"), o, None)
+            .await
     }
 
-    pub async fn send_fixture_signed_by(&self, rel: &str, key_stem: &str, o: &Overrides, tamper: Option<&dyn Fn(&mut Vec<u8>)>) -> MessageHeaders {
+    pub async fn send_fixture_signed_by(
+        &self,
+        rel: &str,
+        key_stem: &str,
+        o: &Overrides,
+        tamper: Option<&dyn Fn(&mut Vec<u8>)>,
+    ) -> MessageHeaders {
         self.send_bytes(&fixture(rel), key_stem, o, tamper).await
     }
 
-    pub async fn send_xml_signed_by(&self, xml: &str, key_stem: &str, o: &Overrides, tamper: Option<&dyn Fn(&mut Vec<u8>)>) -> MessageHeaders {
+    pub async fn send_xml_signed_by(
+        &self,
+        xml: &str,
+        key_stem: &str,
+        o: &Overrides,
+        tamper: Option<&dyn Fn(&mut Vec<u8>)>,
+    ) -> MessageHeaders {
         self.send_bytes(xml.as_bytes(), key_stem, o, tamper).await
     }
 
-    async fn send_bytes(&self, xml: &[u8], key_stem: &str, o: &Overrides, tamper: Option<&dyn Fn(&mut Vec<u8>)>) -> MessageHeaders {
+    async fn send_bytes(
+        &self,
+        xml: &[u8],
+        key_stem: &str,
+        o: &Overrides,
+        tamper: Option<&dyn Fn(&mut Vec<u8>)>,
+    ) -> MessageHeaders {
         let pki = repo().join("fixtures/gateway-pki");
-        let signer = Signer::from_pem_files(&pki.join(format!("{key_stem}.key")), &pki.join(format!("{key_stem}.pem"))).expect("signer");
+        let signer = Signer::from_pem_files(
+            &pki.join(format!("{key_stem}.key")),
+            &pki.join(format!("{key_stem}.pem")),
+        )
+        .expect("signer");
         let now = time::OffsetDateTime::now_utc();
         let headers = headers_for("test", xml, o, true, now).expect("headers");
         let mut body = signer.sign(xml, now).expect("sign");
         if let Some(t) = tamper {
             t(&mut body);
         }
-        let props = headers.to_properties().unwrap().with_user_id("guest".into());
+        let props = headers
+            .to_properties()
+            .unwrap()
+            .with_user_id("guest".into());
         self.publish(&props, &body).await;
-        self.sent.lock().unwrap().insert(headers.message_id.as_str().to_owned(), (props, body));
+        self.sent
+            .lock()
+            .unwrap()
+            .insert(headers.message_id.as_str().to_owned(), (props, body));
         headers
     }
 
     async fn publish(&self, props: &BasicProperties, body: &[u8]) {
         let t = Topology::default();
         self.publisher
-            .publish_with_properties(Route::Exchange { exchange: &t.exchange, routing_key: &t.inbound }, props.clone(), body)
+            .publish_with_properties(
+                Route::Exchange {
+                    exchange: &t.exchange,
+                    routing_key: &t.inbound,
+                },
+                props.clone(),
+                body,
+            )
             .await
             .expect("intake publish confirmed");
     }
 
     /// Publishes exactly the same envelope and properties again.
     pub async fn resend(&self, msg_id: &MsgId) {
-        let (props, body) = self.sent.lock().unwrap().get(msg_id.as_str()).cloned().expect("sent before");
+        let (props, body) = self
+            .sent
+            .lock()
+            .unwrap()
+            .get(msg_id.as_str())
+            .cloned()
+            .expect("sent before");
         self.publish(&props, &body).await;
     }
 
     pub fn sent_body(&self, msg_id: &str) -> Vec<u8> {
-        self.sent.lock().unwrap().get(msg_id).map(|(_, b)| b.clone()).expect("sent before")
+        self.sent
+            .lock()
+            .unwrap()
+            .get(msg_id)
+            .map(|(_, b)| b.clone())
+            .expect("sent before")
     }
 
     /// Takes `n` messages from `{her}_async`, waiting up to 60 s.
@@ -190,7 +290,11 @@ impl Harness {
         let mut out = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         while out.len() < n {
-            match ch.basic_get(queue.into(), BasicGetOptions { no_ack: true }).await.unwrap() {
+            match ch
+                .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+                .await
+                .unwrap()
+            {
                 Some(m) => {
                     let p = &m.delivery.properties;
                     let error_condition = p
@@ -201,10 +305,18 @@ impl Harness {
                             lapin::types::AMQPValue::LongString(s) => Some(s.to_string()),
                             _ => None,
                         });
-                    out.push(Got { headers: MessageHeaders::from_properties(p).expect("headers"), body: m.delivery.data.clone(), error_condition });
+                    out.push(Got {
+                        headers: MessageHeaders::from_properties(p).expect("headers"),
+                        body: m.delivery.data.clone(),
+                        error_condition,
+                    });
                 }
                 None => {
-                    assert!(Instant::now() < deadline, "{queue}: got {} of {n} messages", out.len());
+                    assert!(
+                        Instant::now() < deadline,
+                        "{queue}: got {} of {n} messages",
+                        out.len()
+                    );
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
@@ -218,7 +330,11 @@ impl Harness {
     pub async fn assert_empty(&self, her: HerId) {
         self.settle().await;
         let q = format!("{her}_async");
-        assert_eq!(self.vhost.queue_len(&q).await.unwrap(), Some(0), "{q} should be empty");
+        assert_eq!(
+            self.vhost.queue_len(&q).await.unwrap(),
+            Some(0),
+            "{q} should be empty"
+        );
     }
 
     /// Waits until the intake queue has no ready and no unacked messages.
@@ -227,13 +343,21 @@ impl Harness {
         loop {
             let m = self.gateway.metrics();
             let received = m.received.load(Ordering::Relaxed);
-            let done = m.acked.load(Ordering::Relaxed) + m.ack_not_sent.load(Ordering::Relaxed) + m.requeued.load(Ordering::Relaxed);
+            let done = m.acked.load(Ordering::Relaxed)
+                + m.ack_not_sent.load(Ordering::Relaxed)
+                + m.requeued.load(Ordering::Relaxed);
             let sent = self.sent.lock().unwrap().len() as u64;
-            if received >= sent && done >= received && self.vhost.queue_len("gateway_inbound").await.ok().flatten() == Some(0) {
+            if received >= sent
+                && done >= received
+                && self.vhost.queue_len("gateway_inbound").await.ok().flatten() == Some(0)
+            {
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 return;
             }
-            assert!(Instant::now() < deadline, "gateway did not settle: received {received}, done {done}");
+            assert!(
+                Instant::now() < deadline,
+                "gateway did not settle: received {received}, done {done}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -241,24 +365,34 @@ impl Harness {
     pub async fn wait_for(&self, pred: impl Fn(&Metrics) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !pred(&self.gateway.metrics()) {
-            assert!(Instant::now() < deadline, "condition not reached:\n{}", self.gateway.metrics().render());
+            assert!(
+                Instant::now() < deadline,
+                "condition not reached:\n{}",
+                self.gateway.metrics().render()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// Verifies a gateway-issued AppRec's signature against the test trust store and parses it.
     pub fn open_apprec(&self, got: &Got) -> AppRec {
-        let v = cms::verify(&got.body, &self.trust, time::OffsetDateTime::now_utc()).expect("gateway AppRec signature verifies");
+        let v = cms::verify(&got.body, &self.trust, time::OffsetDateTime::now_utc())
+            .expect("gateway AppRec signature verifies");
         AppRec::parse(&v.content).expect("AppRec parses")
     }
 
     pub async fn status(&self, sender: HerId, msg_id: &str) -> MessageRecord {
         self.settle().await;
-        self.gateway.record(sender, &MsgId::new(msg_id)).await.unwrap().unwrap_or_else(|| panic!("no record of {msg_id}"))
+        self.gateway
+            .record(sender, &MsgId::new(msg_id))
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no record of {msg_id}"))
     }
 
     pub fn advance(&self, d: Duration) {
-        self.offset_secs.fetch_add(d.as_secs() as i64, Ordering::Relaxed);
+        self.offset_secs
+            .fetch_add(d.as_secs() as i64, Ordering::Relaxed);
     }
 
     pub async fn housekeep(&self) {

@@ -23,7 +23,11 @@ pub fn corpus_files(dirs: &[&str]) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for d in dirs {
         let dir = shared().join("corpus").join(d);
-        assert!(dir.is_dir(), "corpus directory {} is missing", dir.display());
+        assert!(
+            dir.is_dir(),
+            "corpus directory {} is missing",
+            dir.display()
+        );
         walk(&dir, &mut out);
     }
     out.sort();
@@ -45,7 +49,11 @@ pub fn oracle(files: &[PathBuf]) -> Vec<Verdict> {
         .args(files)
         .output()
         .expect("run ../shared/tools/xsd-oracle (needs python3 and xmllint)");
-    assert!(out.status.success(), "xsd-oracle failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "xsd-oracle failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).expect("utf-8 oracle output");
     let v: Vec<Verdict> = text
         .lines()

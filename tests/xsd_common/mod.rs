@@ -27,7 +27,9 @@ pub fn xml_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut todo = vec![dir.to_path_buf()];
     while let Some(d) = todo.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -46,15 +48,25 @@ pub fn oracle(files: &[PathBuf]) -> BTreeMap<PathBuf, (String, String)> {
     let mut out = BTreeMap::new();
     // One python process per chunk (argument lists have a size limit).
     for chunk in files.chunks(400) {
-        let res = Command::new(shared().join("tools/xsd-oracle")).args(chunk).output().expect("xsd-oracle runs (needs python3 and xmllint)");
+        let res = Command::new(shared().join("tools/xsd-oracle"))
+            .args(chunk)
+            .output()
+            .expect("xsd-oracle runs (needs python3 and xmllint)");
         let text = String::from_utf8_lossy(&res.stdout);
         for line in text.lines() {
             let parts: Vec<&str> = line.split('\t').collect();
             if parts.len() < 2 {
                 continue;
             }
-            let v = if parts[1] == "NO-SCHEMA" { "UNSUPPORTED" } else { parts[1] };
-            out.insert(PathBuf::from(parts[0]), (v.to_string(), parts.get(3).unwrap_or(&"").to_string()));
+            let v = if parts[1] == "NO-SCHEMA" {
+                "UNSUPPORTED"
+            } else {
+                parts[1]
+            };
+            out.insert(
+                PathBuf::from(parts[0]),
+                (v.to_string(), parts.get(3).unwrap_or(&"").to_string()),
+            );
         }
     }
     assert_eq!(out.len(), files.len(), "the oracle answered for every file");
@@ -62,7 +74,11 @@ pub fn oracle(files: &[PathBuf]) -> BTreeMap<PathBuf, (String, String)> {
 }
 
 /// Compares our verdicts with the oracle's; returns one description per disagreement.
-pub fn disagreements(schemas: &Schemas, files: &[PathBuf], oracle: &BTreeMap<PathBuf, (String, String)>) -> Vec<String> {
+pub fn disagreements(
+    schemas: &Schemas,
+    files: &[PathBuf],
+    oracle: &BTreeMap<PathBuf, (String, String)>,
+) -> Vec<String> {
     let limits = XmlLimits::default();
     let mut bad = Vec::new();
     for f in files {
@@ -70,7 +86,12 @@ pub fn disagreements(schemas: &Schemas, files: &[PathBuf], oracle: &BTreeMap<Pat
         let v: Verdict = schemas.validate(&bytes, &limits);
         let (ov, oe) = &oracle[f];
         if v.label() != ov && !is_documented_libxml2_deviation(ov, &v) {
-            bad.push(format!("{}\n    libxml2: {ov} {oe}\n    ours:    {} {}", f.display(), v.label(), v.detail()));
+            bad.push(format!(
+                "{}\n    libxml2: {ov} {oe}\n    ours:    {} {}",
+                f.display(),
+                v.label(),
+                v.detail()
+            ));
         }
     }
     bad
@@ -98,5 +119,10 @@ pub fn report(what: &str, oracle: &BTreeMap<PathBuf, (String, String)>, bad: &[S
         count("UNSUPPORTED"),
         bad.len()
     );
-    assert!(bad.is_empty(), "{} disagreements with libxml2:\n{}", bad.len(), bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{} disagreements with libxml2:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
 }

@@ -460,8 +460,17 @@ async fn spoofing_is_refused_through_the_error_queue() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_recipient_makes_the_message_overdue() {
     let h = Harness::start().await;
+    let file = "delivered/foresporsel-gp-to-nursing-home.xml";
+    let now = time::OffsetDateTime::now_utc();
+    let key = format!("parties/{GP}-sign");
+    let fresh = with_gen_date(&fixture(file), now);
     let sent = h
-        .send_fixture("delivered/foresporsel-gp-to-nursing-home.xml", GP)
+        .send_xml_signed_by(
+            std::str::from_utf8(&fresh).unwrap(),
+            &key,
+            &Overrides::default(),
+            None,
+        )
         .await;
     h.take(NURSING_HOME, 1).await;
     h.housekeep().await;
@@ -469,13 +478,39 @@ async fn a_silent_recipient_makes_the_message_overdue() {
         h.status(GP, sent.message_id.as_str()).await.recipients[0].state,
         DeliveryState::Delivered
     );
+
+    // Generated 100 hours ago (the sender's queue held it): the 96 hours already ran out on arrival,
+    // so the first sweep after delivery finds it overdue.
+    let old = with_gen_date(
+        &fixture_with_msg_id(file, MsgId::random().as_str()).into_bytes(),
+        now - time::Duration::hours(100),
+    );
+    let late = h
+        .send_xml_signed_by(
+            std::str::from_utf8(&old).unwrap(),
+            &key,
+            &Overrides::default(),
+            None,
+        )
+        .await;
+    h.take(NURSING_HOME, 1).await;
+    h.housekeep().await;
+    assert_eq!(
+        h.status(GP, late.message_id.as_str()).await.recipients[0].state,
+        DeliveryState::Overdue
+    );
+    assert_eq!(
+        h.status(GP, sent.message_id.as_str()).await.recipients[0].state,
+        DeliveryState::Delivered
+    );
+
     h.advance(Duration::from_secs(97 * 3600));
     h.housekeep().await;
     assert_eq!(
         h.status(GP, sent.message_id.as_str()).await.recipients[0].state,
         DeliveryState::Overdue
     );
-    assert_eq!(h.gateway.metrics().outcome(Outcome::Overdue), 1);
+    assert_eq!(h.gateway.metrics().outcome(Outcome::Overdue), 2);
     h.stop().await;
 }
 

@@ -70,15 +70,21 @@ fn filler(bytes: usize) -> String {
     s
 }
 
-/// The XML of one message of `kind` with `msg_id`, grown with free text to about `size` bytes
-/// (never smaller than the bare message).
-pub fn xml(kind: Kind, msg_id: &MsgId, size: usize) -> String {
-    let bare = render(kind, msg_id, "");
+/// The XML of one message of `kind` with `msg_id` generated at `now` (its GenDate: the AppRec clock
+/// of HIS 80415:2012 §3.2 starts there, so a fixed date would make every message overdue at once
+/// some days later), grown with free text to about `size` bytes (never smaller than the bare message).
+pub fn xml(kind: Kind, msg_id: &MsgId, size: usize, now: Timestamp) -> String {
+    let gen_date = now
+        .replace_nanosecond(0)
+        .unwrap_or(now)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "2026-11-23T10:00:00Z".into());
+    let bare = render(kind, msg_id, &gen_date, "");
     let text = filler(size.saturating_sub(bare.len()));
-    render(kind, msg_id, &text)
+    render(kind, msg_id, &gen_date, &text)
 }
 
-fn render(kind: Kind, msg_id: &MsgId, text: &str) -> String {
+fn render(kind: Kind, msg_id: &MsgId, gen_date: &str, text: &str) -> String {
     let patient = r#"<Patient><FamilyName>Testpasient</FamilyName><GivenName>Syntetisk</GivenName><Ident><Id>01019900000</Id><TypeId V="FNR" DN="Fødselsnummer" S="2.16.578.1.12.4.1.1.8116"/></Ident></Patient>"#;
     let nursing_home = format!(
         "<Organisation><OrganisationName>Testkommune</OrganisationName>{}<Organisation><OrganisationName>Testkommune, Sykehjemmet</OrganisationName>{}</Organisation></Organisation>",
@@ -121,7 +127,7 @@ fn render(kind: Kind, msg_id: &MsgId, text: &str) -> String {
   <MsgInfo>
     <Type V="{ty}" DN="{type_dn}"/>
     <MIGversion>v1.2 2006-05-24</MIGversion>
-    <GenDate>2026-11-23T10:00:00</GenDate>
+    <GenDate>{gen_date}</GenDate>
     <MsgId>{msg_id}</MsgId>
     <Sender>{sender}</Sender>
     <Receiver>{nursing_home}</Receiver>
@@ -129,7 +135,7 @@ fn render(kind: Kind, msg_id: &MsgId, text: &str) -> String {
   </MsgInfo>
   <Document>
     <RefDoc>
-      <IssueDate V="2026-11-23T10:00:00"/>
+      <IssueDate V="{gen_date}"/>
       <MsgType V="XML" DN="XML-instans"/>
       <Content>{payload}</Content>
     </RefDoc>
@@ -172,7 +178,7 @@ pub fn sign_many(
         let (kind, signer) = &signers[i % 2];
         let msg_id = MsgId::random();
         let body = signer
-            .sign(xml(*kind, &msg_id, size).as_bytes(), now)
+            .sign(xml(*kind, &msg_id, size, now).as_bytes(), now)
             .map_err(|e| BenchError::Setup(format!("signing: {e}")))?;
         let headers = MessageHeaders {
             from_her_id: kind.sender(),
@@ -228,7 +234,8 @@ mod tests {
         for kind in [Kind::Dialog, Kind::Plo] {
             for size in [4096, 51200] {
                 let id = MsgId::random();
-                let x = xml(kind, &id, size);
+                let now = time::macros::datetime!(2026-12-02 16:30:00.25 UTC);
+                let x = xml(kind, &id, size, now);
                 assert!(
                     x.len() >= size && x.len() < size + 400,
                     "{kind:?} {size}: {} bytes",
@@ -237,6 +244,10 @@ mod tests {
                 let head = MsgHead::parse(x.as_bytes()).expect("parses as a MsgHead");
                 assert_eq!(head.msg_id, id);
                 assert_eq!(head.msg_type.v, kind.msg_type());
+                assert_eq!(
+                    head.gen_date_parsed,
+                    Some(time::macros::datetime!(2026-12-02 16:30:00 UTC))
+                );
                 assert_eq!(
                     head.sender_address().communication_party(),
                     Some(kind.sender())

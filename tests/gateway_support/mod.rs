@@ -42,6 +42,20 @@ pub fn fixture_with_msg_id(rel: &str, msg_id: &str) -> String {
     format!("{}{}{}", &text[..start], msg_id, &text[end..])
 }
 
+/// `xml` with its MsgHead GenDate replaced by `gen_date` (RFC 3339): a fixture's fixed date ages, and
+/// the AppRec clock (HIS 80415:2012 §3.2, 96 hours) starts at GenDate.
+pub fn with_gen_date(xml: &[u8], gen_date: time::OffsetDateTime) -> Vec<u8> {
+    let text = std::str::from_utf8(xml).expect("fixture is UTF-8");
+    let start = text.find("<GenDate>").expect("fixture has a GenDate") + "<GenDate>".len();
+    let end = text[start..].find("</GenDate>").unwrap() + start;
+    let date = gen_date
+        .replace_nanosecond(0)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    format!("{}{}{}", &text[..start], date, &text[end..]).into_bytes()
+}
+
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }

@@ -53,6 +53,27 @@ async fn kill9_five_times_loses_nothing() {
         "{:?}",
         r.notes
     );
+    // Both crash windows of the protocol were hit (kills 2 and 5 between publish and commit,
+    // kill 3 between commit and ack), and each left its trace: a republished copy with the same
+    // MsgId, and a redelivery acknowledged as a duplicate without sending anything again.
+    let k = r
+        .kills
+        .as_ref()
+        .expect("kill9 reports where the kills fell");
+    assert_eq!(
+        (k.outside, k.publish_commit, k.commit_ack, k.missed),
+        (2, 2, 1, 0),
+        "{k:?}"
+    );
+    assert!(
+        r.figures.duplicated >= 2,
+        "each publish→commit crash republishes: {:?}",
+        r.figures
+    );
+    assert!(
+        k.settled_redeliveries >= 1,
+        "the commit→ack crash is redelivered and found settled: {k:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

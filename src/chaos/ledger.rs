@@ -195,6 +195,17 @@ pub fn confirmed_deliveries(routing_log: &str) -> HashSet<(String, String)> {
         .collect()
 }
 
+/// Redeliveries the gateway found settled already: routing-log lines with the outcome
+/// `duplicate` (the sender streams each message once, so in a chaos run each is the redelivery of
+/// a message whose ack a crash prevented).
+pub fn settled_redeliveries(routing_log: &str) -> usize {
+    routing_log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["outcome"] == "duplicate")
+        .count()
+}
+
 /// Sets `f.confirmed_not_arrived`: the lost deliveries whose publish the gateway had counted as
 /// confirmed. Once seen as "the broker confirmed and dropped it" under reject-publish; the cause
 /// was a confirm resolving the wrong publish in the client (`amqp::publisher`, module comment).

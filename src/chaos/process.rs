@@ -44,11 +44,13 @@ impl GatewayProcess {
             child: None,
             starts: 0,
         };
-        g.start()?;
+        g.start(None)?;
         Ok(g)
     }
 
-    fn start(&mut self) -> io::Result<()> {
+    /// Starts the child; `crash_at` arms a crash point in it (`HELSEMELDING_CRASH_AT`, see
+    /// [`crate::gateway::crash`]).
+    fn start(&mut self, crash_at: Option<&str>) -> io::Result<()> {
         let open = |name: &str| {
             let p = self.out_dir.join(name);
             OpenOptions::new()
@@ -57,7 +59,12 @@ impl GatewayProcess {
                 .open(&p)
                 .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))
         };
-        let child = Command::new(&self.exe)
+        let mut cmd = Command::new(&self.exe);
+        match crash_at {
+            Some(at) => cmd.env(crate::gateway::crash::ENV, at),
+            None => cmd.env_remove(crate::gateway::crash::ENV),
+        };
+        let child = cmd
             .arg("serve")
             .arg("--config")
             .arg(&self.config)
@@ -97,7 +104,14 @@ impl GatewayProcess {
     /// Starts the gateway again (after [`Self::kill9`] or [`Self::terminate`]).
     pub fn restart(&mut self) -> io::Result<()> {
         self.kill9()?;
-        self.start()
+        self.start(None)
+    }
+
+    /// Starts the gateway again with a crash point armed: it kills itself (`kill -9`) when the
+    /// message named by `crash_at` (`publish-commit:7`) reaches that point.
+    pub fn restart_armed(&mut self, crash_at: &str) -> io::Result<()> {
+        self.kill9()?;
+        self.start(Some(crash_at))
     }
 
     /// SIGTERM, then waits up to `within` for the exit. A gateway that does not stop in time is

@@ -28,11 +28,13 @@ use super::process::GatewayProcess;
 use super::traffic::{batch, send, Confirmed, Outgoing, SendPlan};
 use crate::amqp::testing::TestVhost;
 use crate::amqp::topology::{async_queue, error_queue, DEAD_LETTER_QUEUE, INBOUND_QUEUE};
+use crate::gateway::crash::CrashPoint;
 
 /// A scenario of `helsemelding chaos`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
-    /// `kill -9` of the gateway at random moments, restarted each time.
+    /// `kill -9` of the gateway, restarted each time: a third at random moments from outside, the
+    /// rest dealt by the gateway itself between publish and commit and between commit and ack.
     Kill9,
     /// `rabbitmqctl close_connection` on the gateway's connections, repeatedly.
     CloseConnection,
@@ -100,6 +102,26 @@ pub struct Report {
     pub notes: Vec<String>,
     /// The scenario's directory (kept when the run failed: config, state, gateway output).
     pub dir: PathBuf,
+    /// `kill9` only: where the kills fell.
+    pub kills: Option<Kills>,
+}
+
+/// Where the kills of a `kill9` run fell.
+#[derive(Debug, Clone, Default)]
+pub struct Kills {
+    /// `kill -9` from outside at a random moment.
+    pub outside: u32,
+    /// Of those, how many came while messages were coming out.
+    pub mid_flight: u32,
+    /// Dealt by the gateway itself after every copy was confirmed, before `Delivered` was recorded.
+    pub publish_commit: u32,
+    /// Dealt by the gateway itself after `Delivered` was recorded, before the ack.
+    pub commit_ack: u32,
+    /// Armed restarts that did not reach their point in time (killed from outside instead).
+    pub missed: u32,
+    /// Redeliveries the gateway found settled already (routing log `duplicate`): the trace of a
+    /// crash between commit and ack.
+    pub settled_redeliveries: usize,
 }
 
 impl Report {
@@ -491,7 +513,8 @@ pub async fn run(scenario: Scenario, o: &Options) -> Result<Report, ChaosError> 
         plan,
     ));
     let mut notes = Vec::new();
-    let faults = disturb(scenario, &mut run, o, &mut rng, &mut notes).await;
+    let mut kills = None;
+    let faults = disturb(scenario, &mut run, o, &mut rng, &mut notes, &mut kills).await;
     let retried = sender.await.unwrap_or(0);
     if retried > 0 {
         notes.push(format!(
@@ -526,6 +549,13 @@ pub async fn run(scenario: Scenario, o: &Options) -> Result<Report, ChaosError> 
             figures.confirmed_not_arrived
         ));
     }
+    if let Some(k) = &mut kills {
+        k.settled_redeliveries = super::ledger::settled_redeliveries(&log);
+        notes.push(format!(
+            "{} redelivered message(s) were found delivered already and acknowledged without sending anything again",
+            k.settled_redeliveries
+        ));
+    }
     let b = diagnostics(&run.dir, "publish not confirmed; backing off");
     if b > 0 {
         notes.push(format!("gateway backed off and retried {b} publish(es)"));
@@ -540,6 +570,7 @@ pub async fn run(scenario: Scenario, o: &Options) -> Result<Report, ChaosError> 
         figures,
         graceful_stop,
         notes,
+        kills,
         dir: run.dir.clone(),
     };
     let keep = !report.passed() || std::env::var_os("HELSEMELDING_CHAOS_KEEP").is_some();
@@ -554,30 +585,75 @@ async fn disturb(
     o: &Options,
     rng: &mut fastrand::Rng,
     notes: &mut Vec<String>,
+    kills: &mut Option<Kills>,
 ) -> Result<(), ChaosError> {
     match scenario {
         Scenario::Kill9 => {
-            let mut mid_flight = 0;
-            for _ in 0..o.faults {
-                // A random moment while the gateway is at work: after it has produced something
-                // since its (re)start, plus a random delay.
-                let since = run.ledger.len();
-                if run.progress_after(since, Duration::from_secs(5)).await {
-                    mid_flight += 1;
+            // Every third kill comes from outside at a random moment; the others are dealt by the
+            // gateway itself at one of the two crash windows of the protocol (gateway::crash),
+            // so both are hit in every run, not only when luck has it.
+            let cycle = [
+                None,
+                Some(CrashPoint::PublishCommit),
+                Some(CrashPoint::CommitAck),
+            ];
+            let mut k = Kills::default();
+            for i in 0..o.faults as usize {
+                match cycle[i % cycle.len()] {
+                    None => {
+                        // A random moment while the gateway is at work: after it has produced
+                        // something since its (re)start, plus a random delay.
+                        let since = run.ledger.len();
+                        if run.progress_after(since, Duration::from_secs(5)).await {
+                            k.mid_flight += 1;
+                        }
+                        tokio::time::sleep(Duration::from_millis(rng.u64(0..800))).await;
+                        run.gateway
+                            .kill9()
+                            .map_err(|e| ChaosError::Gateway(format!("kill -9: {e}")))?;
+                        k.outside += 1;
+                    }
+                    Some(point) => {
+                        // Started armed at the end of the last round: wait for it to kill itself.
+                        let deadline = Instant::now() + Duration::from_secs(20);
+                        while run.gateway.exited().is_none() && Instant::now() < deadline {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        if run.gateway.exited().is_some() {
+                            match point {
+                                CrashPoint::PublishCommit => k.publish_commit += 1,
+                                CrashPoint::CommitAck => k.commit_ack += 1,
+                            }
+                        } else {
+                            k.missed += 1;
+                        }
+                        run.gateway
+                            .kill9()
+                            .map_err(|e| ChaosError::Gateway(format!("kill -9: {e}")))?;
+                    }
                 }
-                tokio::time::sleep(Duration::from_millis(rng.u64(0..800))).await;
-                run.gateway
-                    .kill9()
-                    .map_err(|e| ChaosError::Gateway(format!("kill -9: {e}")))?;
                 tokio::time::sleep(Duration::from_millis(rng.u64(0..300))).await;
-                run.gateway
-                    .restart()
-                    .map_err(|e| ChaosError::Gateway(format!("restart: {e}")))?;
+                let next = cycle[(i + 1) % cycle.len()].filter(|_| i + 1 < o.faults as usize);
+                let restarted = match next {
+                    Some(point) => {
+                        let at = format!("{}:{}", point.name(), rng.u64(1..=20));
+                        run.gateway.restart_armed(&at)
+                    }
+                    None => run.gateway.restart(),
+                };
+                restarted.map_err(|e| ChaosError::Gateway(format!("restart: {e}")))?;
             }
             notes.push(format!(
-                "{} kill -9 ({mid_flight} while messages were coming out)",
-                o.faults
+                "{} kill -9: {} from outside at random moments ({} while messages were coming out), \
+                 {} dealt between publish and commit, {} between commit and ack{}",
+                o.faults,
+                k.outside,
+                k.mid_flight,
+                k.publish_commit,
+                k.commit_ack,
+                if k.missed > 0 { format!(", {} armed restart(s) never reached their point", k.missed) } else { String::new() }
             ));
+            *kills = Some(k);
         }
         Scenario::CloseConnection => {
             let mut closed = 0;

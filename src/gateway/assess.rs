@@ -122,6 +122,9 @@ pub struct MessagePlan {
 }
 
 /// One addressed recipient's fate.
+// `Reject` carries the recipient's whole Party for its AppRec; plans live for one delivery, a few
+// per message, so boxing it would buy nothing measurable.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum RecipientPlan {
     /// Publish the original envelope to `{her}_async`.

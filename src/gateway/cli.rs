@@ -203,7 +203,23 @@ pub fn run_serve(args: &ServeArgs) -> ExitCode {
             tracing::info!("signal received while starting: not starting");
             return ExitCode::SUCCESS;
         }
-        let settings = settings(&loaded.config);
+        let mut settings = settings(&loaded.config);
+        match crate::gateway::crash::CrashAt::from_env() {
+            Ok(None) => {}
+            Ok(Some(c)) => {
+                tracing::warn!(
+                    point = c.point.name(),
+                    nth = c.nth,
+                    "fault injection armed ({}): this process will kill itself; never set it in production",
+                    crate::gateway::crash::ENV
+                );
+                settings.crash_at = Some(c);
+            }
+            Err(e) => {
+                eprintln!("helsemelding: not starting: {e}");
+                return ExitCode::from(2);
+            }
+        }
         tracing::info!(
             config = %args.config.display(),
             broker = %config::redact_url(&loaded.config.amqp.url),
@@ -382,6 +398,8 @@ pub fn headers_for(
 
 /// Signs (when a signer is given) and publishes one file's content to the intake exchange, as
 /// the AMQP user `user` (RabbitMQ checks it against the connection's user).
+// One caller (`replay`); each parameter is an independent input of the replay.
+#[allow(clippy::too_many_arguments)]
 pub async fn replay_one(
     publisher: &Publisher,
     topology: &Topology,

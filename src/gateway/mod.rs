@@ -2,6 +2,7 @@
 
 pub mod assess;
 pub mod cli;
+pub mod crash;
 pub mod metrics;
 pub mod routing_log;
 pub mod server;

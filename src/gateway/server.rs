@@ -31,6 +31,7 @@ use tracing::{error, info, warn};
 use super::assess::{
     self, condition, AppRecPlan, Context, Inbound, MessagePlan, Plan, RecipientPlan, Refusal,
 };
+use super::crash::{CrashAt, CrashPoint};
 use super::metrics::{Metrics, Phase};
 use super::routing_log::{now_rfc3339, Decision, Outcome, RoutingLog};
 use super::workers::Workers;
@@ -85,6 +86,8 @@ pub struct Settings {
     pub retry_pause: Duration,
     /// How long shutdown waits for in-flight messages to reach a safe point.
     pub shutdown_grace: Duration,
+    /// Fault injection for `helsemelding chaos` (`HELSEMELDING_CRASH_AT`); None in production.
+    pub crash_at: Option<CrashAt>,
 }
 
 impl Settings {
@@ -103,6 +106,7 @@ impl Settings {
             max_publish_attempts: 40,
             retry_pause: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(30),
+            crash_at: None,
         }
     }
 }
@@ -923,6 +927,7 @@ impl Inner {
         }
         // Step 4: durable before the ack.
         if !changes.is_empty() {
+            self.crash_point(CrashPoint::PublishCommit);
             if let Err(e) = self.store.commit(changes).await {
                 return self.infrastructure(h, e, started);
             }
@@ -981,7 +986,16 @@ impl Inner {
             };
             return self.refuse(delivery, &r, started).await;
         }
+        if !jobs.is_empty() {
+            self.crash_point(CrashPoint::CommitAck);
+        }
         Settle::Ack
+    }
+
+    fn crash_point(&self, point: CrashPoint) {
+        if let Some(c) = &self.settings.crash_at {
+            c.reached(point);
+        }
     }
 
     /// One `transport:unknown-receiver` entry on the sender's error queue per recipient that is
@@ -1328,8 +1342,10 @@ fn with_error(
 /// original, or an AppRec racing the commit of its message) are handled one after the other.
 #[derive(Default)]
 struct KeyLocks {
-    map: Mutex<HashMap<(HerId, MsgId), Arc<tokio::sync::Mutex<()>>>>,
+    map: Mutex<HashMap<(HerId, MsgId), KeyLock>>,
 }
+
+type KeyLock = Arc<tokio::sync::Mutex<()>>;
 
 struct KeyGuard<'a> {
     locks: &'a KeyLocks,

@@ -56,6 +56,9 @@ pub fn with_gen_date(xml: &[u8], gen_date: time::OffsetDateTime) -> Vec<u8> {
     format!("{}{}{}", &text[..start], date, &text[end..]).into_bytes()
 }
 
+/// A change made to the signed envelope before it is published (to test tampering).
+pub type Tamper<'a> = Option<&'a dyn Fn(&mut Vec<u8>)>;
+
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
@@ -212,7 +215,7 @@ impl Harness {
         rel: &str,
         key_stem: &str,
         o: &Overrides,
-        tamper: Option<&dyn Fn(&mut Vec<u8>)>,
+        tamper: Tamper<'_>,
     ) -> MessageHeaders {
         self.send_bytes(&fixture(rel), key_stem, o, tamper).await
     }
@@ -222,7 +225,7 @@ impl Harness {
         xml: &str,
         key_stem: &str,
         o: &Overrides,
-        tamper: Option<&dyn Fn(&mut Vec<u8>)>,
+        tamper: Tamper<'_>,
     ) -> MessageHeaders {
         self.send_bytes(xml.as_bytes(), key_stem, o, tamper).await
     }
@@ -232,7 +235,7 @@ impl Harness {
         xml: &[u8],
         key_stem: &str,
         o: &Overrides,
-        tamper: Option<&dyn Fn(&mut Vec<u8>)>,
+        tamper: Tamper<'_>,
     ) -> MessageHeaders {
         let pki = repo().join("fixtures/gateway-pki");
         let signer = Signer::from_pem_files(

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::gateway::{self, GatewayBench, GatewayReport};
-use super::relay::{self, RelayReport};
+use super::relay::{self, RelayLatency, RelayReport};
 use super::{loadavg, BenchError};
 use crate::amqp::testing::TestVhost;
 
@@ -103,22 +103,51 @@ async fn run_all(args: &BenchArgs) -> Result<(), BenchError> {
             "  gateway {:>6} B: {:>7.0} msg/s   (load {load}; signing took {:.1} s)",
             size, g.throughput, g.signing_seconds
         );
-        rows.push((relay, g, load));
+        // The broker's share of that latency: the bare relay fed at the very same rate.
+        let relay_latency = if args.gateway_only {
+            None
+        } else {
+            let vhost = TestVhost::create()
+                .await
+                .map_err(|e| BenchError::Setup(format!("vhost: {e}")))?;
+            let l = relay::latency(
+                vhost.url(),
+                args.latency_messages as u64,
+                g.envelope_bytes,
+                args.prefetch,
+                g.latency_rate,
+            )
+            .await;
+            let _ = vhost.delete().await;
+            let l = l?;
+            println!(
+                "  relay   {:>6} B at {:.0} msg/s: p50 {:.1} ms, p99 {:.1} ms",
+                size, l.rate, l.p50_ms, l.p99_ms
+            );
+            Some(l)
+        };
+        rows.push((relay, g, load, relay_latency));
     }
     println!();
     print!("{}", table(&rows));
     Ok(())
 }
 
-/// One size: the relay's report and load average (unless skipped), the gateway's, its load average.
-type Row = (Option<(RelayReport, String)>, GatewayReport, String);
+/// One size: the relay's report and load average (unless skipped), the gateway's, its load average,
+/// and the relay's latency at the gateway's half rate (unless skipped).
+type Row = (
+    Option<(RelayReport, String)>,
+    GatewayReport,
+    String,
+    Option<RelayLatency>,
+);
 
 fn table(rows: &[Row]) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
-    let _ = writeln!(s, "| size (XML / signed) | relay msg/s | gateway msg/s | gateway/relay | latency p50 / p99 / max ms (at msg/s) | of it inside the gateway p50 / p99 ms | peak RSS MB | load avg (relay; gateway) |");
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
-    for (relay, g, load) in rows {
+    let _ = writeln!(s, "| size (XML / signed) | relay msg/s | gateway msg/s | gateway/relay | latency p50 / p99 / max ms (at msg/s) | of it inside the gateway p50 / p99 ms | bare relay at that rate p50 / p99 ms | peak RSS MB | load avg (relay; gateway) |");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+    for (relay, g, load, relay_latency) in rows {
         let (rr, rl, ratio) = match relay {
             Some((r, l)) => (
                 format!("{:.0}", r.relay_rate),
@@ -127,9 +156,12 @@ fn table(rows: &[Row]) -> String {
             ),
             None => ("-".into(), "-", "-".into()),
         };
+        let relay_lat = relay_latency
+            .as_ref()
+            .map_or("-".into(), |l| format!("{:.1} / {:.1}", l.p50_ms, l.p99_ms));
         let _ = writeln!(
             s,
-            "| {} / {} B | {rr} | {:.0} | {ratio} | {:.1} / {:.1} / {:.1} ({:.0}, n={}) | {:.1} / {:.1} | {:.1} | {rl}; {load} |",
+            "| {} / {} B | {rr} | {:.0} | {ratio} | {:.1} / {:.1} / {:.1} ({:.0}, n={}) | {:.1} / {:.1} | {relay_lat} | {:.1} | {rl}; {load} |",
             g.size,
             g.envelope_bytes,
             g.throughput,
@@ -150,7 +182,7 @@ fn table(rows: &[Row]) -> String {
     );
     let mut header = String::from("| size | total |");
     let mut rule = String::from("|---|---|");
-    if let Some((_, g, _)) = rows.first() {
+    if let Some((_, g, _, _)) = rows.first() {
         for (name, _) in &g.cpu.stages {
             let _ = write!(header, " {name} |");
             rule.push_str("---|");
@@ -161,7 +193,7 @@ fn table(rows: &[Row]) -> String {
         "{header} store commit (writer thread) | AMQP, store reads, runtime, log (rest) |"
     );
     let _ = writeln!(s, "{rule}---|---|");
-    for (_, g, _) in rows {
+    for (_, g, _, _) in rows {
         let mut line = format!("| {} B | {:.0} |", g.size, g.cpu.total_us);
         for (_, us) in &g.cpu.stages {
             let _ = write!(line, " {us:.0} |");
@@ -174,12 +206,12 @@ fn table(rows: &[Row]) -> String {
     }
     let _ = writeln!(s);
     let _ = writeln!(s, "Where the latency goes inside the gateway, mean wall ms per phase at half rate (waits included):");
-    if let Some((_, g, _)) = rows.first() {
+    if let Some((_, g, _, _)) = rows.first() {
         let names: Vec<&str> = g.phase_ms.iter().map(|(n, _)| *n).collect();
         let _ = writeln!(s, "| size | {} |", names.join(" | "));
         let _ = writeln!(s, "|---|{}", "---|".repeat(names.len()));
     }
-    for (_, g, _) in rows {
+    for (_, g, _, _) in rows {
         let cells: Vec<String> = g
             .phase_ms
             .iter()
@@ -199,7 +231,7 @@ fn table(rows: &[Row]) -> String {
     let _ = writeln!(s, "| size | path | broker | forwarding process | benchmark clients | sum | ceiling msg/s | measured msg/s |");
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
     let fmt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
-    for (relay, g, _) in rows {
+    for (relay, g, _, _) in rows {
         if let Some((r, _)) = relay {
             let sum = r.broker_cpu_us.map(|b| b + r.relay_cpu_us);
             let _ = writeln!(

@@ -41,6 +41,196 @@ pub struct RelayReport {
     pub relay_cpu_us: f64,
 }
 
+/// The relay proper: takes `n` deliveries from `qa`, republishes each with a confirm to `qb`, then
+/// acks it; up to `prefetch` at once.
+async fn forward(
+    conn: &lapin::Connection,
+    qa: &str,
+    qb: &str,
+    n: u64,
+    prefetch: u16,
+) -> Result<(), BenchError> {
+    let mut source = Consumer::open(conn, qa, prefetch).await?;
+    let out = Publisher::open(conn).await?;
+    let mut set: JoinSet<Result<(), BenchError>> = JoinSet::new();
+    let mut taken = 0u64;
+    while taken < n {
+        let Some(d) = source.next().await else {
+            return Err(BenchError::Lost(format!(
+                "relay consumer ended after {taken} of {n}"
+            )));
+        };
+        taken += 1;
+        while set.len() >= usize::from(prefetch) {
+            if let Some(r) = set.join_next().await {
+                r.map_err(BenchError::join)??;
+            }
+        }
+        let (p, q) = (out.clone(), qb.to_owned());
+        set.spawn(async move {
+            p.publish_with_properties(Route::Queue(&q), d.properties().clone(), d.body())
+                .await?;
+            match d.ack().await {
+                Settlement::Settled => Ok(()),
+                Settlement::NotSettled { reason } => {
+                    Err(BenchError::Lost(format!("relay ack: {reason}")))
+                }
+            }
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.map_err(BenchError::join)??;
+    }
+    Ok(())
+}
+
+/// The relay's own latency (publish to arrival on B, ms) with `n` messages published one by one
+/// at `rate` per second: the broker's share of the gateway's latency at the same rate.
+#[derive(Debug, Clone)]
+pub struct RelayLatency {
+    pub rate: f64,
+    pub messages: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// Runs the relay while a paced publisher feeds it at `rate` (the gateway's half rate).
+pub async fn latency(
+    url: &str,
+    n: u64,
+    size: usize,
+    prefetch: u16,
+    rate: f64,
+) -> Result<RelayLatency, BenchError> {
+    let rig = Rig::open(url, prefetch, "lat").await?;
+    let [pub_conn, drain_conn, relay_conn] = &rig.conns;
+    let (qa, qb) = (&rig.qa, &rig.qb);
+    let result = async {
+        let (tx, mut arrivals) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+        let mut drain = Consumer::open(drain_conn, qb, prefetch).await?;
+        let drain_task = tokio::spawn(async move {
+            for _ in 0..n {
+                let Some(d) = drain.next().await else { break };
+                let id = d.message_id().unwrap_or_default().to_owned();
+                let _ = tx.send((id, Instant::now()));
+                tokio::spawn(d.ack());
+            }
+        });
+        let relay = forward(relay_conn, qa, qb, n, prefetch);
+        let paced = async {
+            let publisher = Publisher::open(pub_conn).await?;
+            let body = Bytes::from(vec![0x5a; size]);
+            let mut sent = std::collections::HashMap::with_capacity(n as usize);
+            let mut set: JoinSet<Result<(), PublishError>> = JoinSet::new();
+            let started = tokio::time::Instant::now();
+            for i in 0..n {
+                tokio::time::sleep_until(
+                    started + Duration::from_secs_f64(i as f64 / rate.max(1.0)),
+                )
+                .await;
+                sent.insert(format!("bench-{i}"), Instant::now());
+                let (p, b, q) = (publisher.clone(), body.clone(), qa.clone());
+                set.spawn(async move {
+                    p.publish_with_properties(Route::Queue(&q), props(i), &b)
+                        .await
+                });
+                while let Some(r) = set.try_join_next() {
+                    r.map_err(BenchError::join)??;
+                }
+            }
+            while let Some(r) = set.join_next().await {
+                r.map_err(BenchError::join)??;
+            }
+            let mut latencies = Vec::with_capacity(n as usize);
+            while !sent.is_empty() {
+                match tokio::time::timeout(Duration::from_secs(60), arrivals.recv()).await {
+                    Ok(Some((id, at))) => {
+                        if let Some(s) = sent.remove(&id) {
+                            latencies.push(at.duration_since(s).as_secs_f64() * 1000.0);
+                        }
+                    }
+                    _ => {
+                        return Err(BenchError::Lost(format!(
+                            "{} of {n} paced relay messages did not arrive",
+                            sent.len()
+                        )))
+                    }
+                }
+            }
+            Ok(latencies)
+        };
+        let (relayed, latencies) = tokio::join!(relay, paced);
+        relayed?;
+        let mut latencies: Vec<f64> = latencies?;
+        let _ = drain_task.await;
+        latencies.sort_by(f64::total_cmp);
+        Ok(RelayLatency {
+            rate,
+            messages: latencies.len(),
+            p50_ms: super::quantile(&latencies, 0.50),
+            p99_ms: super::quantile(&latencies, 0.99),
+            max_ms: latencies.last().copied().unwrap_or(0.0),
+        })
+    }
+    .await;
+    rig.close().await;
+    result
+}
+
+/// Two fresh quorum queues A and B, and three connections (feeding, draining, relaying).
+struct Rig {
+    setup: lapin::Connection,
+    ch: lapin::Channel,
+    qa: String,
+    qb: String,
+    conns: [lapin::Connection; 3],
+}
+
+impl Rig {
+    async fn open(url: &str, prefetch: u16, tag: &str) -> Result<Rig, BenchError> {
+        let mut settings = AmqpSettings::new(url.to_owned(), "bench");
+        settings.prefetch = prefetch;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let (qa, qb) = (
+            format!("bench_{tag}_a_{}", &id[..10]),
+            format!("bench_{tag}_b_{}", &id[..10]),
+        );
+        let setup = connect(&settings).await?;
+        let ch = setup
+            .create_channel()
+            .await
+            .map_err(|e| BenchError::Broker(format!("channel: {e}")))?;
+        declare_quorum_queue(&ch, &qa, FieldTable::default()).await?;
+        declare_quorum_queue(&ch, &qb, FieldTable::default()).await?;
+        let conns = [
+            connect(&settings).await?,
+            connect(&settings).await?,
+            connect(&settings).await?,
+        ];
+        Ok(Rig {
+            setup,
+            ch,
+            qa,
+            qb,
+            conns,
+        })
+    }
+
+    /// Deletes both queues and closes every connection.
+    async fn close(self) {
+        for q in [&self.qa, &self.qb] {
+            let _ = self
+                .ch
+                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                .await;
+        }
+        for c in std::iter::once(&self.setup).chain(self.conns.iter()) {
+            let _ = c.close(200, "bench done".into()).await;
+        }
+    }
+}
+
 fn props(i: u64) -> BasicProperties {
     BasicProperties::default()
         .with_delivery_mode(2)
@@ -50,42 +240,13 @@ fn props(i: u64) -> BasicProperties {
 
 /// Runs fill, relay and drain of `n` messages of `size` bytes against the broker at `url`.
 pub async fn run(url: &str, n: u64, size: usize, prefetch: u16) -> Result<RelayReport, BenchError> {
-    let mut settings = AmqpSettings::new(url.to_owned(), "bench");
-    settings.prefetch = prefetch;
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let (qa, qb) = (
-        format!("bench_relay_a_{}", &id[..10]),
-        format!("bench_relay_b_{}", &id[..10]),
-    );
-    let setup = connect(&settings).await?;
-    let ch = setup
-        .create_channel()
-        .await
-        .map_err(|e| BenchError::Broker(format!("channel: {e}")))?;
-    declare_quorum_queue(&ch, &qa, FieldTable::default()).await?;
-    declare_quorum_queue(&ch, &qb, FieldTable::default()).await?;
-    let fill_conn = connect(&settings).await?;
-    let drain_conn = connect(&settings).await?;
-    let relay_conn = connect(&settings).await?;
+    let rig = Rig::open(url, prefetch, "relay").await?;
+    let [fill_conn, drain_conn, relay_conn] = &rig.conns;
     let result = relay(
-        &fill_conn,
-        &drain_conn,
-        &relay_conn,
-        &qa,
-        &qb,
-        n,
-        size,
-        prefetch,
+        fill_conn, drain_conn, relay_conn, &rig.qa, &rig.qb, n, size, prefetch,
     )
     .await;
-    for q in [&qa, &qb] {
-        let _ = ch
-            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-            .await;
-    }
-    for c in [&setup, &fill_conn, &drain_conn, &relay_conn] {
-        let _ = c.close(200, "bench done".into()).await;
-    }
+    rig.close().await;
     result
 }
 
@@ -147,40 +308,10 @@ async fn relay(
         Ok(count)
     });
 
-    // 2. relay: each delivery republished with a confirm, then acked; up to `prefetch` at once.
-    let mut source = Consumer::open(relay_conn, qa, prefetch).await?;
-    let out = Publisher::open(relay_conn).await?;
+    // 2. relay
     let started = Instant::now();
     let cpu = super::CpuMark::now();
-    let mut set: JoinSet<Result<(), BenchError>> = JoinSet::new();
-    let mut taken = 0u64;
-    while taken < n {
-        let Some(d) = source.next().await else {
-            return Err(BenchError::Lost(format!(
-                "relay consumer ended after {taken} of {n}"
-            )));
-        };
-        taken += 1;
-        while set.len() >= usize::from(prefetch) {
-            if let Some(r) = set.join_next().await {
-                r.map_err(BenchError::join)??;
-            }
-        }
-        let (p, q) = (out.clone(), qb.to_owned());
-        set.spawn(async move {
-            p.publish_with_properties(Route::Queue(&q), d.properties().clone(), d.body())
-                .await?;
-            match d.ack().await {
-                Settlement::Settled => Ok(()),
-                Settlement::NotSettled { reason } => {
-                    Err(BenchError::Lost(format!("relay ack: {reason}")))
-                }
-            }
-        });
-    }
-    while let Some(r) = set.join_next().await {
-        r.map_err(BenchError::join)??;
-    }
+    forward(relay_conn, qa, qb, n, prefetch).await?;
     let arrived = tokio::time::timeout(Duration::from_secs(120), drain_task)
         .await
         .map_err(|_| BenchError::Lost("drain timed out after 120 s".into()))?

@@ -463,14 +463,9 @@ async fn a_silent_recipient_makes_the_message_overdue() {
     let file = "delivered/foresporsel-gp-to-nursing-home.xml";
     let now = time::OffsetDateTime::now_utc();
     let key = format!("parties/{GP}-sign");
-    let fresh = with_gen_date(&fixture(file), now);
+    let fresh = with_gen_date(&String::from_utf8(fixture(file)).unwrap(), now);
     let sent = h
-        .send_xml_signed_by(
-            std::str::from_utf8(&fresh).unwrap(),
-            &key,
-            &Overrides::default(),
-            None,
-        )
+        .send_xml_signed_by(&fresh, &key, &Overrides::default(), None)
         .await;
     h.take(NURSING_HOME, 1).await;
     h.housekeep().await;
@@ -482,16 +477,11 @@ async fn a_silent_recipient_makes_the_message_overdue() {
     // Generated 100 hours ago (the sender's queue held it): the 96 hours already ran out on arrival,
     // so the first sweep after delivery finds it overdue.
     let old = with_gen_date(
-        &fixture_with_msg_id(file, MsgId::random().as_str()).into_bytes(),
+        &fixture_with_msg_id(file, MsgId::random().as_str()),
         now - time::Duration::hours(100),
     );
     let late = h
-        .send_xml_signed_by(
-            std::str::from_utf8(&old).unwrap(),
-            &key,
-            &Overrides::default(),
-            None,
-        )
+        .send_xml_signed_by(&old, &key, &Overrides::default(), None)
         .await;
     h.take(NURSING_HOME, 1).await;
     h.housekeep().await;

@@ -16,7 +16,6 @@
 //! Failure: [`BenchError`] — a message that does not arrive within the time limit, a gateway that
 //! exits early (its stderr is quoted), a broker fault.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -228,6 +227,33 @@ fn sample(metrics: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The publish of one signed message to the intake exchange, as the sender `guest` (a future to
+/// spawn; errors in its headers come out at once).
+fn publish_signed(
+    publisher: &Publisher,
+    t: &Topology,
+    m: &Signed,
+) -> Result<impl std::future::Future<Output = Result<(), PublishError>> + Send + 'static, BenchError>
+{
+    let props = m
+        .headers
+        .to_properties()
+        .map_err(PublishError::from)?
+        .with_user_id("guest".into());
+    let (p, body, t) = (publisher.clone(), m.body.clone(), t.clone());
+    Ok(async move {
+        p.publish_with_properties(
+            Route::Exchange {
+                exchange: &t.exchange,
+                routing_key: &t.inbound,
+            },
+            props,
+            &body,
+        )
+        .await
+    })
+}
+
 async fn publish_all(publisher: &Publisher, msgs: &[Signed]) -> Result<(), BenchError> {
     let t = Topology::default();
     let mut set: JoinSet<Result<(), PublishError>> = JoinSet::new();
@@ -237,23 +263,7 @@ async fn publish_all(publisher: &Publisher, msgs: &[Signed]) -> Result<(), Bench
                 r.map_err(BenchError::join)??;
             }
         }
-        let props = m
-            .headers
-            .to_properties()
-            .map_err(PublishError::from)?
-            .with_user_id("guest".into());
-        let (p, body, t) = (publisher.clone(), m.body.clone(), t.clone());
-        set.spawn(async move {
-            p.publish_with_properties(
-                Route::Exchange {
-                    exchange: &t.exchange,
-                    routing_key: &t.inbound,
-                },
-                props,
-                &body,
-            )
-            .await
-        });
+        set.spawn(publish_signed(publisher, &t, m)?);
     }
     while let Some(r) = set.join_next().await {
         r.map_err(BenchError::join)??;
@@ -394,66 +404,23 @@ async fn run_in(
     // 4. latency at half the rate just measured (with the gateway's phase clocks before and after).
     let phases_before = scrape(port).await?;
     let rate = (throughput / 2.0).max(1.0);
-    let mut sent: HashMap<String, Instant> = HashMap::with_capacity(paced.len());
-    let mut latencies = Vec::with_capacity(paced.len());
     let t = Topology::default();
-    let mut set: JoinSet<Result<(), PublishError>> = JoinSet::new();
-    let started = tokio::time::Instant::now();
-    for (i, m) in paced.iter().enumerate() {
-        tokio::time::sleep_until(started + Duration::from_secs_f64(i as f64 / rate)).await;
-        while let Ok((id, at)) = arrivals.try_recv() {
-            if let Some(s) = sent.remove(&id) {
-                latencies.push(at.duration_since(s).as_secs_f64() * 1000.0);
-            }
-        }
-        let props = m
-            .headers
-            .to_properties()
-            .map_err(PublishError::from)?
-            .with_user_id("guest".into());
-        sent.insert(m.headers.message_id.as_str().to_owned(), Instant::now());
-        let (p, body, t) = (publisher.clone(), m.body.clone(), t.clone());
-        set.spawn(async move {
-            p.publish_with_properties(
-                Route::Exchange {
-                    exchange: &t.exchange,
-                    routing_key: &t.inbound,
-                },
-                props,
-                &body,
-            )
-            .await
-        });
-        while let Some(r) = set.try_join_next() {
-            r.map_err(BenchError::join)??;
-        }
-    }
-    while let Some(r) = set.join_next().await {
-        r.map_err(BenchError::join)??;
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !sent.is_empty() {
-        match tokio::time::timeout(Duration::from_millis(200), arrivals.recv()).await {
-            Ok(Some((id, at))) => {
-                if let Some(s) = sent.remove(&id) {
-                    latencies.push(at.duration_since(s).as_secs_f64() * 1000.0);
-                }
-            }
-            Ok(None) => return Err(BenchError::Lost("the recipient's consumer ended".into())),
-            Err(_) => {}
-        }
-        if let Some(why) = daemon.exited() {
-            return Err(BenchError::Gateway(why));
-        }
-        if Instant::now() > deadline {
-            return Err(BenchError::Lost(format!(
-                "{} of {} paced messages did not arrive",
-                sent.len(),
-                paced.len()
-            )));
-        }
-    }
-    latencies.sort_by(f64::total_cmp);
+    let latencies = super::paced_latencies(
+        paced.len(),
+        rate,
+        |i| {
+            let m = &paced[i];
+            let publish = publish_signed(&publisher, &t, m)?;
+            Ok((m.headers.message_id.as_str().to_owned(), publish))
+        },
+        &mut arrivals,
+        || {
+            daemon
+                .exited()
+                .map_or(Ok(()), |why| Err(BenchError::Gateway(why)))
+        },
+    )
+    .await?;
     // Let the last ones be recorded, then: mean wall ms per phase over the paced messages.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let phases_after = scrape(port).await?;

@@ -74,11 +74,13 @@ fn filler(bytes: usize) -> String {
 /// of HIS 80415:2012 §3.2 starts there, so a fixed date would make every message overdue at once
 /// some days later), grown with free text to about `size` bytes (never smaller than the bare message).
 pub fn xml(kind: Kind, msg_id: &MsgId, size: usize, now: Timestamp) -> String {
+    // A time that RFC 3339 cannot express (never one of this era) leaves GenDate empty: the message
+    // is then refused by the schema, loudly, instead of carrying a made-up date.
     let gen_date = now
         .replace_nanosecond(0)
         .unwrap_or(now)
         .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| "2026-11-23T10:00:00Z".into());
+        .unwrap_or_default();
     let bare = render(kind, msg_id, &gen_date, "");
     let text = filler(size.saturating_sub(bare.len()));
     render(kind, msg_id, &gen_date, &text)

@@ -51,6 +51,66 @@ pub fn loadavg() -> String {
 }
 
 /// The value at quantile `q` (0..=1) of sorted `xs` (nearest rank); 0 for an empty slice.
+/// Publishes `n` messages one by one at `rate` per second and returns each one's latency in ms,
+/// from its publish to its arrival on `arrivals` (`(id, when)` from the consumer at the far end),
+/// sorted. `publish(i)` gives message `i`'s id and its publish; `alive` is asked while waiting, so a
+/// dead forwarding process ends the wait with its reason. Waits at most 60 s for the last arrivals.
+pub async fn paced_latencies<F>(
+    n: usize,
+    rate: f64,
+    mut publish: impl FnMut(usize) -> Result<(String, F), BenchError>,
+    arrivals: &mut tokio::sync::mpsc::UnboundedReceiver<(String, std::time::Instant)>,
+    mut alive: impl FnMut() -> Result<(), BenchError>,
+) -> Result<Vec<f64>, BenchError>
+where
+    F: std::future::Future<Output = Result<(), PublishError>> + Send + 'static,
+{
+    use std::time::{Duration, Instant};
+    let mut sent: std::collections::HashMap<String, Instant> =
+        std::collections::HashMap::with_capacity(n);
+    let mut latencies = Vec::with_capacity(n);
+    let mut arrived =
+        |sent: &mut std::collections::HashMap<String, Instant>, id: String, at: Instant| {
+            if let Some(s) = sent.remove(&id) {
+                latencies.push(at.duration_since(s).as_secs_f64() * 1000.0);
+            }
+        };
+    let mut set = tokio::task::JoinSet::new();
+    let started = tokio::time::Instant::now();
+    for i in 0..n {
+        tokio::time::sleep_until(started + Duration::from_secs_f64(i as f64 / rate.max(1.0))).await;
+        while let Ok((id, at)) = arrivals.try_recv() {
+            arrived(&mut sent, id, at);
+        }
+        let (id, fut) = publish(i)?;
+        sent.insert(id, Instant::now());
+        set.spawn(fut);
+        while let Some(r) = set.try_join_next() {
+            r.map_err(BenchError::join)??;
+        }
+    }
+    while let Some(r) = set.join_next().await {
+        r.map_err(BenchError::join)??;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !sent.is_empty() {
+        match tokio::time::timeout(Duration::from_millis(200), arrivals.recv()).await {
+            Ok(Some((id, at))) => arrived(&mut sent, id, at),
+            Ok(None) => return Err(BenchError::Lost("the recipient's consumer ended".into())),
+            Err(_) => {}
+        }
+        alive()?;
+        if Instant::now() > deadline {
+            return Err(BenchError::Lost(format!(
+                "{} of {n} paced messages did not arrive",
+                sent.len()
+            )));
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    Ok(latencies)
+}
+
 pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;

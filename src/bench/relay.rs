@@ -121,50 +121,26 @@ pub async fn latency(
         let paced = async {
             let publisher = Publisher::open(pub_conn).await?;
             let body = Bytes::from(vec![0x5a; size]);
-            let mut sent = std::collections::HashMap::with_capacity(n as usize);
-            let mut set: JoinSet<Result<(), PublishError>> = JoinSet::new();
-            let started = tokio::time::Instant::now();
-            for i in 0..n {
-                tokio::time::sleep_until(
-                    started + Duration::from_secs_f64(i as f64 / rate.max(1.0)),
-                )
-                .await;
-                sent.insert(format!("bench-{i}"), Instant::now());
-                let (p, b, q) = (publisher.clone(), body.clone(), qa.clone());
-                set.spawn(async move {
-                    p.publish_with_properties(Route::Queue(&q), props(i), &b)
-                        .await
-                });
-                while let Some(r) = set.try_join_next() {
-                    r.map_err(BenchError::join)??;
-                }
-            }
-            while let Some(r) = set.join_next().await {
-                r.map_err(BenchError::join)??;
-            }
-            let mut latencies = Vec::with_capacity(n as usize);
-            while !sent.is_empty() {
-                match tokio::time::timeout(Duration::from_secs(60), arrivals.recv()).await {
-                    Ok(Some((id, at))) => {
-                        if let Some(s) = sent.remove(&id) {
-                            latencies.push(at.duration_since(s).as_secs_f64() * 1000.0);
-                        }
-                    }
-                    _ => {
-                        return Err(BenchError::Lost(format!(
-                            "{} of {n} paced relay messages did not arrive",
-                            sent.len()
-                        )))
-                    }
-                }
-            }
-            Ok(latencies)
+            super::paced_latencies(
+                n as usize,
+                rate,
+                |i| {
+                    let (p, b, q) = (publisher.clone(), body.clone(), qa.clone());
+                    let publish = async move {
+                        p.publish_with_properties(Route::Queue(&q), props(i as u64), &b)
+                            .await
+                    };
+                    Ok((format!("bench-{i}"), publish))
+                },
+                &mut arrivals,
+                || Ok(()),
+            )
+            .await
         };
         let (relayed, latencies) = tokio::join!(relay, paced);
         relayed?;
-        let mut latencies: Vec<f64> = latencies?;
+        let latencies = latencies?;
         let _ = drain_task.await;
-        latencies.sort_by(f64::total_cmp);
         Ok(RelayLatency {
             rate,
             messages: latencies.len(),

@@ -34,26 +34,31 @@ pub fn fixture(rel: &str) -> Vec<u8> {
         .unwrap_or_else(|e| panic!("fixture {rel}: {e}"))
 }
 
+/// `text` with the content of its first `<tag>` element replaced by `value`.
+fn with_element_text(text: &str, tag: &str, value: &str) -> String {
+    let open = format!("<{tag}>");
+    let start = text
+        .find(&open)
+        .unwrap_or_else(|| panic!("fixture has a {tag}"))
+        + open.len();
+    let end = text[start..].find(&format!("</{tag}>")).unwrap() + start;
+    format!("{}{}{}", &text[..start], value, &text[end..])
+}
+
 /// A fixture with another MsgId (so one test can send the same message shape several times).
 pub fn fixture_with_msg_id(rel: &str, msg_id: &str) -> String {
-    let text = String::from_utf8(fixture(rel)).unwrap();
-    let start = text.find("<MsgId>").expect("fixture has a MsgId") + "<MsgId>".len();
-    let end = text[start..].find("</MsgId>").unwrap() + start;
-    format!("{}{}{}", &text[..start], msg_id, &text[end..])
+    with_element_text(&String::from_utf8(fixture(rel)).unwrap(), "MsgId", msg_id)
 }
 
 /// `xml` with its MsgHead GenDate replaced by `gen_date` (RFC 3339): a fixture's fixed date ages, and
 /// the AppRec clock (HIS 80415:2012 §3.2, 96 hours) starts at GenDate.
-pub fn with_gen_date(xml: &[u8], gen_date: time::OffsetDateTime) -> Vec<u8> {
-    let text = std::str::from_utf8(xml).expect("fixture is UTF-8");
-    let start = text.find("<GenDate>").expect("fixture has a GenDate") + "<GenDate>".len();
-    let end = text[start..].find("</GenDate>").unwrap() + start;
+pub fn with_gen_date(xml: &str, gen_date: time::OffsetDateTime) -> String {
     let date = gen_date
         .replace_nanosecond(0)
         .unwrap()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
-    format!("{}{}{}", &text[..start], date, &text[end..]).into_bytes()
+    with_element_text(xml, "GenDate", &date)
 }
 
 /// A change made to the signed envelope before it is published (to test tampering).

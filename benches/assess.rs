@@ -19,6 +19,7 @@ use std::path::Path;
 use helsemelding::bench::messages::{sign_many, signers};
 use helsemelding::gateway::assess::{assess_timed, Inbound, Plan, RecipientPlan};
 use helsemelding::gateway::cli::load;
+use helsemelding::gateway::envelope_of;
 use helsemelding::gateway::metrics::{thread_cpu_nanos, Stage, StageTimes};
 
 fn env<T: std::str::FromStr>(name: &str) -> Option<T> {
@@ -46,7 +47,10 @@ fn main() {
     let now = time::OffsetDateTime::now_utc();
     let keys = signers(&repo.join("fixtures/gateway-pki")).unwrap_or_else(|e| panic!("{e}"));
     let msgs = sign_many(&keys, n, size, now).unwrap_or_else(|e| panic!("{e}"));
-    let headers: Vec<_> = msgs.iter().map(|m| Ok(m.headers.clone())).collect();
+    let headers: Vec<_> = msgs
+        .iter()
+        .map(|m| envelope_of(&Ok(m.headers.clone())))
+        .collect();
     let envelope = msgs.iter().map(|m| m.body.len()).sum::<usize>() / n.max(1);
 
     // Every message must be planned for delivery, or the figures measure a refusal.
@@ -54,7 +58,7 @@ fn main() {
         match assess_timed(
             &Inbound {
                 body: &m.body,
-                headers: h,
+                envelope: h.as_ref().map_err(String::as_str),
                 user_id: Some("guest"),
             },
             &ctx,
@@ -90,7 +94,7 @@ fn main() {
             let plan = assess_timed(
                 &Inbound {
                     body: &m.body,
-                    headers: h,
+                    envelope: h.as_ref().map_err(String::as_str),
                     user_id: Some("guest"),
                 },
                 &ctx,
@@ -151,13 +155,13 @@ fn gateway_like(
                 tasks.spawn(async move {
                     let ok = tokio::task::spawn_blocking(move || {
                         let m = &msgs[i];
-                        let h = Ok(m.headers.clone());
+                        let h = envelope_of(&Ok(m.headers.clone()));
                         let body = m.body.clone();
                         matches!(
                             assess_timed(
                                 &Inbound {
                                     body: &body,
-                                    headers: &h,
+                                    envelope: h.as_ref().map_err(String::as_str),
                                     user_id: Some("guest")
                                 },
                                 &ctx,

@@ -566,10 +566,7 @@ pub fn build_apprec(input: &AppRecInput<'_>) -> String {
         AppRecVersion::V1_0 => ("RECEIVER", "Mottaker"),
         AppRecVersion::V1_1 => ("AVS", "Avsender"),
     };
-    let gen_date = input
-        .now
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| input.now.unix_timestamp().to_string());
+    let gen_date = crate::ids::rfc3339(input.now);
     let mut out = String::with_capacity(4096);
     out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(out, "<AppRec xmlns=\"{}\">", v.namespace());

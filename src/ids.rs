@@ -11,6 +11,19 @@ use std::str::FromStr;
 /// Point in time. Always passed in (`now`), never read from the clock inside a stage.
 pub type Timestamp = time::OffsetDateTime;
 
+/// `t` as RFC 3339 (`2026-12-03T18:20:00Z`), the one way every part of the gateway writes a time
+/// (routing log, headers, AppRec GenDate, `status`, error texts).
+///
+/// RFC 3339 cannot express years outside 0000–9999 or offsets with seconds: such a time is written
+/// in UTC, and one that is still out of range as its Unix time in seconds — never an empty string,
+/// so a bad clock shows up in the output instead of hiding.
+pub fn rfc3339(t: Timestamp) -> String {
+    use time::format_description::well_known::Rfc3339;
+    t.format(&Rfc3339)
+        .or_else(|_| t.to_offset(time::UtcOffset::UTC).format(&Rfc3339))
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
 /// A HER-id from the national address register (Adresseregisteret): a positive integer.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,

@@ -44,6 +44,7 @@ pub mod msghead;
 pub mod register;
 pub mod route;
 pub mod schemas;
+pub mod setup;
 pub mod store;
 pub mod xml;
 pub mod xsd;

@@ -9,6 +9,7 @@ use helsemelding::bench::gateway::write_config;
 use helsemelding::bench::messages::{sign_many, signers, Kind};
 use helsemelding::gateway::assess::{assess, Inbound, Plan, RecipientPlan};
 use helsemelding::gateway::cli::load;
+use helsemelding::gateway::envelope_of;
 
 #[test]
 fn benchmark_messages_are_delivered_by_the_assessment() {
@@ -30,11 +31,11 @@ fn benchmark_messages_are_delivered_by_the_assessment() {
         let msgs = sign_many(&signers, 4, size, now).unwrap();
         assert_eq!(msgs.iter().filter(|m| m.kind == Kind::Plo).count(), 2);
         for m in &msgs {
-            let headers = Ok(m.headers.clone());
+            let envelope = envelope_of(&Ok(m.headers.clone()));
             let plan = assess(
                 &Inbound {
                     body: &m.body,
-                    headers: &headers,
+                    envelope: envelope.as_ref().map_err(String::as_str),
                     user_id: Some("guest"),
                 },
                 &loaded.context,

@@ -10,6 +10,7 @@ use helsemelding::cms::Signer;
 use helsemelding::codes::ErrorCode;
 use helsemelding::gateway::assess::{assess, condition, Context, Inbound, Plan, RecipientPlan};
 use helsemelding::gateway::cli::load;
+use helsemelding::gateway::envelope_of;
 use helsemelding::ids::{HerId, MsgId};
 
 fn context() -> Context {
@@ -50,7 +51,7 @@ fn plan(
     assess(
         &Inbound {
             body,
-            headers: &h,
+            envelope: envelope_of(&h).as_ref().map_err(String::as_str),
             user_id: user,
         },
         ctx,

@@ -17,7 +17,7 @@ use gateway_support::chaos_options;
 use helsemelding::chaos::ledger::{figures, Figures};
 use helsemelding::chaos::scenario::Run;
 use helsemelding::chaos::traffic::{batch, send, Confirmed, Outgoing, SendPlan};
-use helsemelding::gateway::server::apprec_id_for;
+use helsemelding::gateway::decide::apprec_id_for;
 use helsemelding::ids::MsgId;
 use helsemelding::store::state::DeliveryState;
 use helsemelding::store::DeliveryStore;

@@ -8,8 +8,7 @@ use crate::codes::ErrorCode;
 use crate::ids::Timestamp;
 
 pub(crate) fn rfc3339(t: &Timestamp) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| t.to_string())
+    crate::ids::rfc3339(*t)
 }
 
 /// Why a signed envelope was not accepted. Message faults map to AppRec codes S01/S02/S03/T01

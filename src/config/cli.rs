@@ -2,7 +2,7 @@
 //! address register and every file they name, and prints every problem (one per line, as
 //! `file:line: key: what`), or one "configuration OK" summary line. Exit status 1 on problems.
 //!
-//! It checks exactly what `serve` checks before it starts (`gateway::cli::load`): beyond the files
+//! It checks exactly what `serve` checks before it starts (`setup::load`): beyond the files
 //! themselves, that the installed schemas match `xsd/MANIFEST.toml` and compile, that the trust
 //! store loads, that every party certificate parses, and that the gateway's signing key matches
 //! its certificate.
@@ -22,9 +22,9 @@ pub struct CheckConfigArgs {
 
 /// Runs `check-config`.
 pub fn run_check_config(args: &CheckConfigArgs) -> ExitCode {
-    match crate::gateway::cli::load(&args.config) {
+    match crate::setup::load(&args.config) {
         Ok(loaded) => {
-            let (cfg, register) = (&loaded.config, &loaded.context.register);
+            let (cfg, register) = (&loaded.config, &loaded.register);
             let organisations = register
                 .parties()
                 .iter()

@@ -1,8 +1,12 @@
-//! Assessment: the CPU half of the pipeline — decode, verify, validate, extract, route — as one
-//! pure function from an inbound delivery to a [`Plan`] of effects (DESIGN §2).
+//! Assessment: the CPU half of the pipeline as typed stages — [`admit`] (decode: envelope, sender,
+//! user, size) → [`verify`] (CMS signature, certificate, signer ⇔ sender) → [`validate`] (one
+//! reading pass: schema verdict and the MsgHead/AppRec extracted from the same events) →
+//! [`route`] (recipients per HIS 1153) — composed by [`assess`] into a [`Plan`] of effects
+//! (DESIGN §2). Each stage takes what the previous one produced, so none can be skipped; a stage
+//! that ends the pipeline early returns the [`Plan`] for it (a refusal or a retry) as its error.
 //!
-//! Input: the body, the parsed AMQP headers and the broker-validated `user_id`. Output: what must
-//! happen, decided before anything happens:
+//! Input: plain values — the body, the [`Envelope`] the transport read (who claims to send, to whom,
+//! what) and the broker-validated `user_id`. Output: what must happen, decided before anything happens:
 //! - [`Plan::Message`]: a fagmelding, with one [`RecipientPlan`] per addressed recipient (deliver,
 //!   reject with a negative AppRec, or not ours);
 //! - [`Plan::AppRec`]: a receiver's application receipt to check against the store and forward;
@@ -14,12 +18,15 @@
 //! Nothing here performs I/O or reads the clock: `now` is passed in, so the same delivery always
 //! gives the same plan — which is what makes redelivery after a crash idempotent.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use sha2::{Digest, Sha256};
+
 use super::metrics::{thread_cpu_nanos, Stage, StageTimes};
+use super::routing_log::MessageRef;
 use crate::address::{AddressedRecipient, RecipientRole};
-use crate::amqp::headers::{ContentType, HeaderError, MessageHeaders};
 use crate::apprec::{AppRec, AppRecError, AppRecVersion};
 use crate::cms::{self, TrustStore};
 use crate::codes::{AppRecStatus, ErrorCode};
@@ -73,10 +80,45 @@ pub struct Policy {
     pub xml: XmlLimits,
 }
 
+/// How the body is packaged (the transport's content type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packaging {
+    /// DER CMS SignedData around the MsgHead XML.
+    Signed,
+    /// Bare MsgHead XML (only where the configuration allows unsigned traffic).
+    Plain,
+}
+
+/// What the transport says about a message before anyone has looked inside: the claims the
+/// pipeline checks against the signer and the MsgHead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub from_her_id: HerId,
+    pub to_her_id: HerId,
+    /// The message function as claimed (code list 8279).
+    pub msg_type: String,
+    pub message_id: MsgId,
+    pub application_timestamp: Timestamp,
+    pub packaging: Packaging,
+}
+
+impl Envelope {
+    /// What a decision about a message known only by its envelope is about.
+    pub fn message_ref(&self) -> MessageRef {
+        MessageRef {
+            msg_id: Some(self.message_id.clone()),
+            msg_type: Some(self.msg_type.clone()),
+            from_her: Some(self.from_her_id),
+            to_her: Some(self.to_her_id),
+        }
+    }
+}
+
 /// One inbound delivery, as the pipeline sees it.
 pub struct Inbound<'a> {
     pub body: &'a [u8],
-    pub headers: &'a Result<MessageHeaders, HeaderError>,
+    /// The envelope, or why the transport could not read it.
+    pub envelope: Result<&'a Envelope, &'a str>,
     /// AMQP `user_id`, validated by RabbitMQ against the publishing connection's user.
     pub user_id: Option<&'a str>,
 }
@@ -97,10 +139,25 @@ pub struct Refusal {
     pub to: Option<HerId>,
     pub condition: &'static str,
     pub description: String,
-    pub msg_id: Option<MsgId>,
-    pub msg_type: Option<String>,
-    pub from_her: Option<HerId>,
-    pub to_her: Option<HerId>,
+    /// The message the refusal is about, as far as it is known.
+    pub about: MessageRef,
+}
+
+impl Refusal {
+    /// The one way a refusal is made.
+    pub fn new(
+        to: Option<HerId>,
+        condition: &'static str,
+        description: impl Into<String>,
+        about: MessageRef,
+    ) -> Refusal {
+        Refusal {
+            to,
+            condition,
+            description: description.into(),
+            about,
+        }
+    }
 }
 
 /// A fagmelding and what happens for each of its recipients.
@@ -119,6 +176,8 @@ pub struct MessagePlan {
     /// SHA-256 of the message itself (the MsgHead XML inside the envelope): a re-send in a new
     /// envelope is the same message (HITS 1168 §5.4); the same MsgId over other content is not.
     pub content_sha256: [u8; 32],
+    /// The envelope it came in (its time and packaging travel on with each copy).
+    pub envelope: Envelope,
 }
 
 /// One addressed recipient's fate.
@@ -163,24 +222,19 @@ pub struct AppRecPlan {
     pub apprec_id: MsgId,
     pub status: AppRecStatus,
     pub codes: Vec<ErrorCode>,
+    /// The envelope it came in.
+    pub envelope: Envelope,
 }
 
 impl Plan {
+    /// An error-queue entry for `to` (or a dead letter), about the message `env` describes.
     fn refuse(
         to: Option<HerId>,
         condition: &'static str,
         description: impl Into<String>,
-        h: Option<&MessageHeaders>,
+        env: &Envelope,
     ) -> Plan {
-        Plan::Refuse(Refusal {
-            to,
-            condition,
-            description: description.into(),
-            msg_id: h.map(|h| h.message_id.clone()),
-            msg_type: h.map(|h| h.msg_type.clone()),
-            from_her: h.map(|h| h.from_her_id),
-            to_her: h.map(|h| h.to_her_id),
-        })
+        Plan::Refuse(Refusal::new(to, condition, description, env.message_ref()))
     }
 }
 
@@ -197,45 +251,70 @@ pub fn assess_timed(
     stages: Option<&StageTimes>,
 ) -> Plan {
     let mut clock = StageClock::start(stages);
-    let h = match input.headers {
-        Ok(h) => h,
-        // Without readable headers nobody can be told: dead letter, with the reason.
-        Err(e) => return Plan::refuse(None, condition::INVALID_HEADERS, e.to_string(), None),
+    let mut run = || -> Result<Plan, Plan> {
+        let admitted = admit(input, ctx)?;
+        let verified = verify(admitted, ctx, now, &mut clock)?;
+        let validated = validate(&verified, ctx, &mut clock)?;
+        Ok(route(validated, ctx, &mut clock))
     };
-    let from = h.from_her_id;
-    if ctx.register.get(from).is_none() {
-        return Plan::refuse(
+    run().unwrap_or_else(|early| early)
+}
+
+/// A delivery whose envelope is readable, whose sender is registered and allowed to use this AMQP
+/// user, and whose size is within the limit.
+pub struct Admitted<'a> {
+    pub env: &'a Envelope,
+    pub body: &'a [u8],
+}
+
+/// Stage 1, decode: the envelope, the sender, the AMQP user, the size.
+pub fn admit<'a>(input: &Inbound<'a>, ctx: &Context) -> Result<Admitted<'a>, Plan> {
+    let env = match input.envelope {
+        Ok(env) => env,
+        // Without readable headers nobody can be told: dead letter, with the reason.
+        Err(why) => {
+            return Err(Plan::Refuse(Refusal::new(
+                None,
+                condition::INVALID_HEADERS,
+                why,
+                MessageRef::default(),
+            )))
+        }
+    };
+    let from = env.from_her_id;
+    let Some(party) = ctx.register.get(from) else {
+        return Err(Plan::refuse(
             None,
             condition::UNKNOWN_SENDER,
             format!("fromHerId {from} is not in the address register"),
-            Some(h),
-        );
-    }
+            env,
+        ));
+    };
     // DESIGN §2 verify: the AMQP user (validated by RabbitMQ) must be allowed to send for fromHerId.
     // A party registered without amqp_users is not restricted by user.
-    let users = &ctx
-        .register
-        .get(from)
-        .map(|p| p.amqp_users.as_slice())
-        .unwrap_or(&[]);
-    if !users.is_empty() {
+    if !party.amqp_users.is_empty() {
         match input.user_id {
             Some(u) if ctx.register.amqp_user_allowed(from, u) => {}
             Some(u) => {
-                return Plan::refuse(Some(from), condition::SPOOFING, format!("AMQP user {u:?} may not send for HER-id {from}"), Some(h))
+                return Err(Plan::refuse(
+                    Some(from),
+                    condition::SPOOFING,
+                    format!("AMQP user {u:?} may not send for HER-id {from}"),
+                    env,
+                ))
             }
             None => {
-                return Plan::refuse(
+                return Err(Plan::refuse(
                     Some(from),
                     condition::SPOOFING,
                     format!("no AMQP user_id on a message for HER-id {from}, which only its registered users may send"),
-                    Some(h),
-                )
+                    env,
+                ))
             }
         }
     }
     if input.body.len() > ctx.policy.max_message_bytes {
-        return Plan::refuse(
+        return Err(Plan::refuse(
             Some(from),
             condition::TOO_LARGE,
             format!(
@@ -243,31 +322,54 @@ pub fn assess_timed(
                 input.body.len(),
                 ctx.policy.max_message_bytes
             ),
-            Some(h),
-        );
+            env,
+        ));
     }
+    Ok(Admitted {
+        env,
+        body: input.body,
+    })
+}
 
-    // ---- verify ----
-    // SHA-256 of the content, when verification already computed it (the store keeps it).
-    let mut content_digest: Option<[u8; 32]> = None;
-    let (content, signature_fault): (std::borrow::Cow<'_, [u8]>, Option<(ErrorCode, String)>) =
-        match h.content_type {
-            ContentType::SignedCms => {
-                let Some(trust) = ctx.trust.as_deref() else {
-                    return Plan::Retry {
-                        reason: "a signed message arrived but no trust store is loaded".into(),
-                    };
-                };
-                let verified = cms::verify(input.body, trust, now);
-                clock.lap(Stage::Verify);
-                match verified {
-                    Ok(v) => {
-                        let allowed = ctx
-                            .fingerprints
-                            .get(&from)
-                            .is_some_and(|f| f.contains(&v.signer.fingerprint_sha256));
-                        if !allowed {
-                            return Plan::refuse(
+/// The content of an admitted delivery, with the signature's verdict.
+pub struct Verified<'a> {
+    pub env: &'a Envelope,
+    /// The MsgHead XML (the signed content, or the body itself when unsigned).
+    pub content: Cow<'a, [u8]>,
+    /// S01–S03 (or another signature fault) when the content could be read but not trusted: the
+    /// message is still answered with an AppRec, which needs its addresses (Systemtest #29–31).
+    pub signature_fault: Option<AppRecError>,
+    /// SHA-256 of `content`.
+    pub content_sha256: [u8; 32],
+}
+
+/// Stage 2, verify: the CMS signature, the signer's certificate, and that the signer is a
+/// certificate registered for the claimed sender.
+pub fn verify<'a>(
+    a: Admitted<'a>,
+    ctx: &Context,
+    now: Timestamp,
+    clock: &mut StageClock<'_>,
+) -> Result<Verified<'a>, Plan> {
+    let env = a.env;
+    let from = env.from_her_id;
+    match env.packaging {
+        Packaging::Signed => {
+            let Some(trust) = ctx.trust.as_deref() else {
+                return Err(Plan::Retry {
+                    reason: "a signed message arrived but no trust store is loaded".into(),
+                });
+            };
+            let verified = cms::verify(a.body, trust, now);
+            clock.lap(Stage::Verify);
+            match verified {
+                Ok(v) => {
+                    let allowed = ctx
+                        .fingerprints
+                        .get(&from)
+                        .is_some_and(|f| f.contains(&v.signer.fingerprint_sha256));
+                    if !allowed {
+                        return Err(Plan::refuse(
                             Some(from),
                             condition::SPOOFING,
                             format!(
@@ -275,55 +377,90 @@ pub fn assess_timed(
                                 v.signer.subject,
                                 &v.signer.fingerprint_sha256[..16.min(v.signer.fingerprint_sha256.len())]
                             ),
-                            Some(h),
-                        );
-                        }
-                        content_digest = v.content_sha256;
-                        (std::borrow::Cow::Owned(v.content), None)
+                            env,
+                        ));
                     }
-                    Err(e) if e.is_retryable() => {
-                        return Plan::Retry {
-                            reason: e.to_string(),
+                    let content_sha256 = v
+                        .content_sha256
+                        .unwrap_or_else(|| Sha256::digest(&v.content).into());
+                    Ok(Verified {
+                        env,
+                        content: Cow::Owned(v.content),
+                        signature_fault: None,
+                        content_sha256,
+                    })
+                }
+                Err(e) if e.is_retryable() => Err(Plan::Retry {
+                    reason: e.to_string(),
+                }),
+                Err(e) => {
+                    let code = e.apprec_code().unwrap_or(ErrorCode::S99);
+                    // S01–S03 are answered with an AppRec (SKAL, Systemtest #29–31) when the content
+                    // can still be read to address it; an unreadable envelope cannot be answered.
+                    match cms::unverified_content(a.body) {
+                        Some(c) if code != ErrorCode::T01 => {
+                            let content_sha256 = Sha256::digest(&c).into();
+                            Ok(Verified {
+                                env,
+                                content: Cow::Owned(c),
+                                signature_fault: Some(AppRecError {
+                                    code,
+                                    ot: Some(e.to_string()),
+                                }),
+                                content_sha256,
+                            })
                         }
-                    }
-                    Err(e) => {
-                        let code = e.apprec_code().unwrap_or(ErrorCode::S99);
-                        // S01–S03 are answered with an AppRec (SKAL, Systemtest #29–31) when the content
-                        // can still be read to address it; an unreadable envelope cannot be answered.
-                        match cms::unverified_content(input.body) {
-                            Some(c) if code != ErrorCode::T01 => {
-                                (std::borrow::Cow::Owned(c), Some((code, e.to_string())))
-                            }
-                            _ => {
-                                return Plan::refuse(
-                                    Some(from),
-                                    condition::INVALID_ENVELOPE,
-                                    e.to_string(),
-                                    Some(h),
-                                )
-                            }
-                        }
+                        _ => Err(Plan::refuse(
+                            Some(from),
+                            condition::INVALID_ENVELOPE,
+                            e.to_string(),
+                            env,
+                        )),
                     }
                 }
             }
-            ContentType::Xml => {
-                if ctx.policy.require_signature {
-                    return Plan::refuse(
+        }
+        Packaging::Plain => {
+            if ctx.policy.require_signature {
+                return Err(Plan::refuse(
                     Some(from),
                     condition::UNSIGNED,
                     "unsigned message (application/xml) but the gateway requires signed envelopes (policy.require_signature)",
-                    Some(h),
-                );
-                }
-                (std::borrow::Cow::Borrowed(input.body), None)
+                    env,
+                ));
             }
-        };
+            Ok(Verified {
+                env,
+                content: Cow::Borrowed(a.body),
+                signature_fault: None,
+                content_sha256: Sha256::digest(a.body).into(),
+            })
+        }
+    }
+}
 
-    // ---- validate ----
-    // One reading pass: the validator's events also build the tree the MsgHead (or AppRec) is
-    // extracted from. The tree is complete whenever the verdict is not NotWellFormed.
+/// A fagmelding whose MsgHead has been read (or stood in for), with every message fault found so
+/// far (each becomes an `Error` of the negative AppRec).
+pub struct Validated<'a> {
+    pub env: &'a Envelope,
+    pub head: MsgHead,
+    pub msg_id: MsgId,
+    pub faults: Vec<AppRecError>,
+    pub content_sha256: [u8; 32],
+}
+
+/// Stage 3, validate: one reading pass — the validator's events also build the tree the MsgHead
+/// (or AppRec) is extracted from. A receiver's AppRec ends here (its plan is the result); a
+/// fagmelding goes on to routing with its faults (T01/T02/T10, E10, S0x).
+pub fn validate<'a>(
+    v: &Verified<'a>,
+    ctx: &Context,
+    clock: &mut StageClock<'_>,
+) -> Result<Validated<'a>, Plan> {
+    let env = v.env;
+    let from = env.from_her_id;
     clock.lap_unrecorded();
-    let doc = XmlDocument::new(&content, &ctx.policy.xml);
+    let doc = XmlDocument::new(&v.content, &ctx.policy.xml);
     let mut tree = TreeBuilder::default();
     let verdict = match &doc {
         Ok(d) => ctx
@@ -331,6 +468,7 @@ pub fn assess_timed(
             .validate_text(d.text(), &ctx.policy.xml, &mut |ev| tree.event(ev)),
         Err(e) => Verdict::NotWellFormed(e.clone()),
     };
+    // The tree is complete whenever the verdict is not NotWellFormed.
     let tree = match (&doc, &verdict) {
         (Ok(d), Verdict::Valid { .. } | Verdict::Invalid { .. } | Verdict::Unsupported { .. }) => {
             tree.finish(d.text())
@@ -342,41 +480,37 @@ pub fn assess_timed(
         set: SchemaSet::AppRec10 | SchemaSet::AppRec11,
     } = verdict
     {
-        return match signature_fault {
-            Some((_, why)) => Plan::refuse(
+        return Err(match &v.signature_fault {
+            Some(fault) => Plan::refuse(
                 Some(from),
                 condition::INVALID_SIGNATURE,
-                format!("AppRec: {why}"),
-                Some(h),
+                format!(
+                    "AppRec: {}",
+                    fault.ot.as_deref().unwrap_or("signature fault")
+                ),
+                env,
             ),
-            None => assess_apprec(tree.as_ref(), h),
-        };
+            None => assess_apprec(tree.as_ref(), env),
+        });
     }
-    if looks_like_apprec(&content) {
+    if looks_like_apprec(&v.content) {
         // Never answer an AppRec with an AppRec (NOTES §5): tell the sender through its error queue.
-        return Plan::refuse(
+        return Err(Plan::refuse(
             Some(from),
             condition::INVALID_APPREC,
             format!("AppRec rejected: {}", verdict.detail()),
-            Some(h),
-        );
+            env,
+        ));
     }
-    let mut message_faults: Vec<AppRecError> = Vec::new();
-    if let Some((code, why)) = signature_fault {
-        message_faults.push(AppRecError {
-            code,
-            ot: Some(why),
-        });
-    }
+    let mut faults: Vec<AppRecError> = v.signature_fault.iter().cloned().collect();
     // NOTES §7: not well-formed T01, not valid against the declared schema T02, unsupported T10.
-    if let Some(code) = verdict_code(&verdict) {
-        message_faults.push(AppRecError {
+    if let Some(code) = verdict.apprec_code() {
+        faults.push(AppRecError {
             code,
             ot: Some(verdict.detail()),
         });
     }
 
-    // ---- extract ----
     let parsed = tree
         .as_ref()
         .and_then(|t| MsgHead::from_tree(t.root()).ok());
@@ -387,33 +521,30 @@ pub fn assess_timed(
             // Unreadable as a MsgHead: the sender is known (headers checked against user and
             // signer above), so answer with what the headers and the register say (T01 is KAN
             // "only possible if the sender can be found", NOTES §7).
-            if message_faults.is_empty() {
-                message_faults.push(AppRecError {
+            if faults.is_empty() {
+                faults.push(AppRecError {
                     code: ErrorCode::T02,
                     ot: Some("the MsgHead cannot be read".into()),
                 });
             }
-            match stand_in_head(h, &ctx.register) {
-                Some(head) => head,
-                None => {
-                    return Plan::refuse(
-                        Some(from),
-                        condition::UNKNOWN_RECEIVER,
-                        format!(
-                            "unreadable message ({}) for toHerId {}, which is not ours",
-                            verdict.detail(),
-                            h.to_her_id
-                        ),
-                        Some(h),
-                    )
-                }
-            }
+            stand_in_head(env, &ctx.register).ok_or_else(|| {
+                Plan::refuse(
+                    Some(from),
+                    condition::UNKNOWN_RECEIVER,
+                    format!(
+                        "unreadable message ({}) for toHerId {}, which is not ours",
+                        verdict.detail(),
+                        env.to_her_id
+                    ),
+                    env,
+                )
+            })?
         }
     };
     // The MsgHead's sender must be the party the envelope claims (and the signer belongs to).
     let claimed = head.sender_address().communication_party();
     if claimed != Some(from) {
-        return Plan::refuse(
+        return Err(Plan::refuse(
             Some(from),
             condition::SPOOFING,
             format!(
@@ -422,28 +553,46 @@ pub fn assess_timed(
                     .map(|c| c.to_string())
                     .unwrap_or_else(|| "(none)".into())
             ),
-            Some(h),
-        );
+            env,
+        ));
     }
     // HIS 80601: MsgId shall be a UUID — E10 is SKAL (NOTES §7, Systemtest #28).
     if !head.msg_id.is_uuid() && !head.msg_id.as_str().is_empty() {
-        message_faults.push(AppRecError {
+        faults.push(AppRecError {
             code: ErrorCode::E10,
             ot: Some(format!("MsgId {:?} is not a UUID", head.msg_id.as_str())),
         });
     }
     let msg_id = if head.msg_id.as_str().is_empty() {
-        h.message_id.clone()
+        env.message_id.clone()
     } else {
         head.msg_id.clone()
     };
+    Ok(Validated {
+        env,
+        head,
+        msg_id,
+        faults,
+        content_sha256: v.content_sha256,
+    })
+}
 
-    // ---- route ----
+/// Stage 4, route: one [`RecipientPlan`] per addressed recipient (HIS 1153: level 2 if present,
+/// else level 1, plus every copy recipient); any message fault turns a delivery into a negative
+/// AppRec for that recipient.
+pub fn route(v: Validated<'_>, ctx: &Context, clock: &mut StageClock<'_>) -> Plan {
+    let Validated {
+        env,
+        head,
+        msg_id,
+        faults,
+        content_sha256,
+    } = v;
     let recipients = head.recipients();
     let addressed: Vec<AddressedRecipient> = recipients.iter().map(|(a, _)| *a).collect();
     let plan = route::route(
         &addressed,
-        Some(h.to_her_id),
+        Some(env.to_her_id),
         &head.msg_type.v,
         &ctx.register,
         &ctx.policy.route,
@@ -454,17 +603,17 @@ pub fn assess_timed(
         out.push(match decision {
             Decision::NotForUs { role, reason } => RecipientPlan::NotForUs { role, reason },
             Decision::Duplicate { role, her } => RecipientPlan::Duplicate { her, role },
-            Decision::Deliver { her: to, role } if message_faults.is_empty() => {
+            Decision::Deliver { her: to, role } if faults.is_empty() => {
                 RecipientPlan::Deliver { her: to, role }
             }
             Decision::Deliver { her: to, role } => RecipientPlan::Reject {
                 her: Some(to),
                 role,
                 party: (*party).clone(),
-                errors: message_faults.clone(),
+                errors: faults.clone(),
             },
             Decision::Reject { role, code, reason } => {
-                let mut errors = message_faults.clone();
+                let mut errors = faults.clone();
                 if !errors.iter().any(|e| e.code == code) {
                     errors.push(AppRecError {
                         code,
@@ -483,14 +632,15 @@ pub fn assess_timed(
     let apprec_version = AppRecVersion::for_payload(&head.payload);
     clock.lap(Stage::Route);
     Plan::Message(Box::new(MessagePlan {
-        sender: from,
+        sender: env.from_her_id,
         msg_id,
         msg_type: head.msg_type.v.clone(),
         gen_date: gen_date_of(&head),
         head,
         apprec_version,
         recipients: out,
-        content_sha256: content_digest.unwrap_or_else(|| crate::store::content_sha256(&content)),
+        content_sha256,
+        envelope: env.clone(),
     }))
 }
 
@@ -505,13 +655,13 @@ fn gen_date_of(head: &MsgHead) -> Option<Timestamp> {
 }
 
 /// Laps of the thread CPU clock between stages; does nothing without [`StageTimes`].
-struct StageClock<'a> {
+pub struct StageClock<'a> {
     stages: Option<&'a StageTimes>,
     last: u64,
 }
 
 impl<'a> StageClock<'a> {
-    fn start(stages: Option<&'a StageTimes>) -> Self {
+    pub fn start(stages: Option<&'a StageTimes>) -> Self {
         let last = if stages.is_some() {
             thread_cpu_nanos()
         } else {
@@ -537,22 +687,6 @@ impl<'a> StageClock<'a> {
     }
 }
 
-/// The AppRec code (list 8221) for a schema verdict; `None` when valid.
-fn verdict_code(verdict: &Verdict) -> Option<ErrorCode> {
-    match verdict {
-        Verdict::Valid { .. } => None,
-        // An element no schema of ours declares (a payload namespace/version we have no schema
-        // for) is "ukjent XML-skjema": T10, not T02 (Systemtest #33, NOTES §7). Found by the
-        // hostile corpus (fixtures/hostile/t10-unknown-payload-namespace).
-        Verdict::Invalid { violation, .. } if violation.is_undeclared_element() => {
-            Some(ErrorCode::T10)
-        }
-        Verdict::Invalid { .. } => Some(ErrorCode::T02),
-        Verdict::NotWellFormed(_) => Some(ErrorCode::T01),
-        Verdict::Unsupported { .. } => Some(ErrorCode::T10),
-    }
-}
-
 fn known(her: Option<HerId>, register: &Register) -> Option<HerId> {
     her.filter(|h| register.contains(*h))
 }
@@ -566,7 +700,7 @@ fn looks_like_apprec(content: &[u8]) -> bool {
     has(b"xmlstds/apprec/") && has(b"AppRec")
 }
 
-fn assess_apprec(tree: Option<&Tree<'_>>, h: &MessageHeaders) -> Plan {
+fn assess_apprec(tree: Option<&Tree<'_>>, h: &Envelope) -> Plan {
     // A valid AppRec always has its tree; `None` would be a bug, answered like an unreadable one.
     let rec = match tree.map(|t| AppRec::from_tree(t.root())) {
         Some(Ok(r)) => r,
@@ -575,7 +709,7 @@ fn assess_apprec(tree: Option<&Tree<'_>>, h: &MessageHeaders) -> Plan {
                 Some(h.from_her_id),
                 condition::INVALID_APPREC,
                 e.to_string(),
-                Some(h),
+                h,
             )
         }
         None => {
@@ -583,7 +717,7 @@ fn assess_apprec(tree: Option<&Tree<'_>>, h: &MessageHeaders) -> Plan {
                 Some(h.from_her_id),
                 condition::INVALID_APPREC,
                 "the AppRec could not be read",
-                Some(h),
+                h,
             )
         }
     };
@@ -599,7 +733,7 @@ fn assess_apprec(tree: Option<&Tree<'_>>, h: &MessageHeaders) -> Plan {
                     .unwrap_or_else(|| "(none)".into()),
                 h.from_her_id
             ),
-            Some(h),
+            h,
         );
     }
     let Some(original_sender) = rec.receiver.address().communication_party() else {
@@ -607,7 +741,7 @@ fn assess_apprec(tree: Option<&Tree<'_>>, h: &MessageHeaders) -> Plan {
             Some(h.from_her_id),
             condition::INVALID_APPREC,
             "the AppRec's Receiver carries no HER-id",
-            Some(h),
+            h,
         );
     };
     let Some(status) = rec.status() else {
@@ -618,7 +752,7 @@ fn assess_apprec(tree: Option<&Tree<'_>>, h: &MessageHeaders) -> Plan {
                 "AppRec status {:?} is not in code list 8258",
                 rec.status_code.v
             ),
-            Some(h),
+            h,
         );
     };
     Plan::AppRec(Box::new(AppRecPlan {
@@ -628,12 +762,13 @@ fn assess_apprec(tree: Option<&Tree<'_>>, h: &MessageHeaders) -> Plan {
         apprec_id: rec.id.clone(),
         status,
         codes: rec.errors.iter().filter_map(|e| e.code()).collect(),
+        envelope: h.clone(),
     }))
 }
 
 /// A MsgHead stand-in for a message that cannot be read, from the envelope headers and the
 /// register, so that an AppRec can still be addressed; `None` when `toHerId` is not ours.
-fn stand_in_head(h: &MessageHeaders, register: &Register) -> Option<MsgHead> {
+fn stand_in_head(h: &Envelope, register: &Register) -> Option<MsgHead> {
     register.get(h.to_her_id)?;
     let party = |her: HerId| -> Party {
         let p = register.get(her);
@@ -676,9 +811,7 @@ fn stand_in_head(h: &MessageHeaders, register: &Register) -> Option<MsgHead> {
             dn: None,
         },
         mig_version: "v1.2 2006-05-24".into(),
-        gen_date: gen
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
+        gen_date: crate::ids::rfc3339(gen),
         gen_date_parsed: Some(gen),
         gen_date_unzoned: None,
         msg_id: h.message_id.clone(),
@@ -723,7 +856,9 @@ mod tests {
             .join("fixtures")
             .join(fixture);
         let doc = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        verdict_code(&schemas().validate(&doc, &XmlLimits::default()))
+        schemas()
+            .validate(&doc, &XmlLimits::default())
+            .apprec_code()
     }
 
     /// The MsgHead the gateway extracts from the validator's pass is the one `MsgHead::parse`

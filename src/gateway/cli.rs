@@ -5,7 +5,6 @@
 //! the trust store, every party's certificates and the gateway's signing key — and refuses to start
 //! with any problem. `replay` signs files as a sender would and publishes them to the intake.
 
-use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -15,12 +14,11 @@ use crate::amqp::headers::{ContentType, MessageHeaders};
 use crate::amqp::publisher::{Publisher, Route};
 use crate::amqp::topology::Topology;
 use crate::apprec::AppRec;
-use crate::cms::{self, Signer, TrustStore};
+use crate::cms::Signer;
 use crate::config::{self, GatewayConfig};
 use crate::ids::{HerId, MsgId, Timestamp};
 use crate::msghead::MsgHead;
 use crate::xml::XmlLimits;
-use crate::xsd::Schemas;
 
 use super::assess::{Context, Policy};
 use super::server::{Clock, Gateway, Settings};
@@ -32,118 +30,33 @@ pub struct Loaded {
     pub signer: Signer,
 }
 
-/// Loads the configuration and everything it names; returns every problem found.
+/// Loads and checks everything (`crate::setup::load`, what `check-config` runs) and builds the
+/// assessment context from it; returns every problem found.
 pub fn load(config_path: &Path) -> Result<Loaded, Vec<String>> {
-    let (config, register) = config::check(config_path)
-        .map_err(|ps| ps.iter().map(|p| p.to_string()).collect::<Vec<_>>())?;
-    let mut problems = Vec::new();
-    if let Err(ps) = crate::schemas::verify_installed(&config.paths.schemas) {
-        let hint = format!(
-            "install them: helsemelding install-schemas --from ../shared/standards/xsd --to {}",
-            config.paths.schemas.display()
-        );
-        let missing = ps
-            .iter()
-            .filter(|p| matches!(p, crate::schemas::ManifestProblem::Missing { .. }))
-            .count();
-        if missing > 3 {
-            // A fresh checkout: one line, not one per file.
-            problems.push(format!(
-                "{missing} of the schema files in xsd/MANIFEST.toml are missing in {} ({hint})",
-                config.paths.schemas.display()
-            ));
-            problems.extend(
-                ps.iter()
-                    .filter(|p| !matches!(p, crate::schemas::ManifestProblem::Missing { .. }))
-                    .map(|p| p.to_string()),
-            );
-        } else {
-            problems.extend(ps.iter().map(|p| format!("{p} ({hint})")));
-        }
-    }
-    let schemas = if problems.is_empty() {
-        match Schemas::load(&config.paths.schemas) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                problems.push(format!("schemas: {e}"));
-                None
-            }
-        }
-    } else {
-        None
+    let l = crate::setup::load(config_path)?;
+    let max_bytes = usize::try_from(l.config.policy.max_message_bytes).unwrap_or(usize::MAX);
+    let policy = Policy {
+        max_message_bytes: max_bytes,
+        require_signature: l.config.policy.require_signature,
+        route: l.config.policy.route_policy(),
+        xml: XmlLimits {
+            max_bytes,
+            ..XmlLimits::default()
+        },
     };
-    let trust = match TrustStore::load(&config.paths.trust_dir) {
-        Ok(t) => Some(t),
-        Err(e) if config.policy.require_signature => {
-            problems.push(format!("trust store: {e}"));
-            None
-        }
-        Err(_) => None,
+    let context = Context {
+        schemas: Arc::new(l.schemas),
+        trust: l.trust.map(Arc::new),
+        register: Arc::new(l.register),
+        fingerprints: l.fingerprints,
+        policy,
+        gateway_her: l.config.gateway.her_id,
     };
-    let mut fingerprints: HashMap<HerId, HashSet<String>> = HashMap::new();
-    for party in register.parties() {
-        for cert in &party.certificates {
-            let path = resolve(&config.base_dir, cert);
-            match std::fs::read(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|b| cms::certificate_fingerprint(&b).map_err(|e| e.to_string()))
-            {
-                Ok(f) => {
-                    fingerprints.entry(party.her_id).or_default().insert(f);
-                }
-                Err(e) => problems.push(format!(
-                    "party {}: certificate {}: {e}",
-                    party.her_id,
-                    path.display()
-                )),
-            }
-        }
-    }
-    let signer =
-        match Signer::from_pem_files(&config.gateway.signing_key, &config.gateway.signing_cert) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                problems.push(format!("gateway signing identity: {e}"));
-                None
-            }
-        };
-    match (schemas, signer) {
-        (Some(schemas), Some(signer)) if problems.is_empty() => {
-            let policy = Policy {
-                max_message_bytes: usize::try_from(config.policy.max_message_bytes)
-                    .unwrap_or(usize::MAX),
-                require_signature: config.policy.require_signature,
-                route: config.policy.route_policy(),
-                xml: XmlLimits {
-                    max_bytes: usize::try_from(config.policy.max_message_bytes)
-                        .unwrap_or(usize::MAX),
-                    ..XmlLimits::default()
-                },
-            };
-            let context = Context {
-                schemas: Arc::new(schemas),
-                trust: trust.map(Arc::new),
-                register: Arc::new(register),
-                fingerprints,
-                policy,
-                gateway_her: config.gateway.her_id,
-            };
-            Ok(Loaded {
-                config,
-                context,
-                signer,
-            })
-        }
-        _ => Err(problems),
-    }
-}
-
-fn resolve(base: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
+    Ok(Loaded {
+        config: l.config,
+        context,
+        signer: l.signer,
+    })
 }
 
 /// The gateway's runtime settings from its configuration.

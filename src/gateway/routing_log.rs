@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::codes::ErrorCode;
-use crate::ids::{HerId, MsgId};
+use crate::ids::{HerId, MsgId, Timestamp};
 
 /// What happened to a message for one recipient (or, for faults found before routing, for the
 /// whole message).
@@ -61,6 +61,58 @@ pub struct Decision {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub elapsed_ms: f64,
+}
+
+/// What a decision (or a refusal) is about, as far as it is known: a message known only by a
+/// garbled envelope has none of these.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageRef {
+    pub msg_id: Option<MsgId>,
+    pub msg_type: Option<String>,
+    pub from_her: Option<HerId>,
+    pub to_her: Option<HerId>,
+}
+
+impl Decision {
+    /// The one way a decision is made: at `at` (the gateway's injected clock), about `about`,
+    /// with `outcome`; code, reason and latency are added with the methods below.
+    pub fn new(at: Timestamp, outcome: Outcome, about: &MessageRef) -> Decision {
+        Decision {
+            ts: crate::ids::rfc3339(at),
+            msg_id: about.msg_id.clone(),
+            msg_type: about.msg_type.clone(),
+            from_her: about.from_her,
+            to_her: about.to_her,
+            outcome,
+            code: None,
+            reason: None,
+            elapsed_ms: 0.0,
+        }
+    }
+
+    /// For one recipient of the message (`to_her` as addressed).
+    pub fn to(mut self, her: Option<HerId>) -> Decision {
+        self.to_her = her;
+        self
+    }
+
+    pub fn code(mut self, code: Option<ErrorCode>) -> Decision {
+        self.code = code;
+        self
+    }
+
+    /// A reason; an empty one is left out.
+    pub fn reason(mut self, reason: impl Into<String>) -> Decision {
+        let r = reason.into();
+        self.reason = (!r.is_empty()).then_some(r);
+        self
+    }
+
+    /// Wall time since the delivery was taken, in milliseconds (two decimals).
+    pub fn elapsed(mut self, since: std::time::Instant) -> Decision {
+        self.elapsed_ms = (since.elapsed().as_secs_f64() * 100_000.0).round() / 100.0;
+        self
+    }
 }
 
 /// Writes decisions as JSON lines to stdout and optionally to a file.
@@ -143,13 +195,6 @@ impl RoutingLog {
             }
         }
     }
-}
-
-/// The current time as RFC 3339, for [`Decision::ts`].
-pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 /// Renders one routing-log line for people (used by `helsemelding tail`). Lines that are not

@@ -70,6 +70,18 @@ impl Workers {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, WorkerError> {
+        self.submit(f).await
+    }
+
+    /// Queues `f` for a pool thread now; the returned future yields its result. (Unlike [`run`],
+    /// the job starts without being polled: the gateway assesses a delivery while earlier ones
+    /// of the same sender are still being published.)
+    ///
+    /// [`run`]: Workers::run
+    pub fn submit<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> impl std::future::Future<Output = Result<T, WorkerError>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move || {
             let result = std::panic::catch_unwind(AssertUnwindSafe(f)).map_err(|p| {
@@ -81,8 +93,11 @@ impl Workers {
             });
             let _ = tx.send(result);
         });
-        self.jobs.send(job).map_err(|_| WorkerError::Stopped)?;
-        rx.await.map_err(|_| WorkerError::Stopped)?
+        let queued = self.jobs.send(job).map_err(|_| WorkerError::Stopped);
+        async move {
+            queued?;
+            rx.await.map_err(|_| WorkerError::Stopped)?
+        }
     }
 }
 

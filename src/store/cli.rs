@@ -7,8 +7,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use time::format_description::well_known::Rfc3339;
-
 use super::{DeliveryStore, MessageRecord};
 use crate::address::RecipientRole;
 use crate::config::{GatewayConfig, DEFAULT_CONFIG_PATH};
@@ -73,8 +71,7 @@ pub fn run_status(args: &StatusArgs) -> ExitCode {
 }
 
 fn when(t: Timestamp) -> String {
-    t.format(&Rfc3339)
-        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+    crate::ids::rfc3339(t)
 }
 
 /// The readable form `status` prints for one record.

@@ -57,12 +57,9 @@ pub enum StoreHealth {
 }
 
 enum Request {
-    Commit(Vec<Change>, oneshot::Sender<Result<(), StoreError>>),
-    Prune(
-        Timestamp,
-        time::Duration,
-        oneshot::Sender<Result<usize, StoreError>>,
-    ),
+    /// Changes, whether the caller waits for them to be durable, and where to answer.
+    Commit(Vec<Change>, bool, Reply<()>),
+    Prune(Timestamp, time::Duration, Reply<usize>),
     /// A reader met an I/O error: close and reopen the database.
     Reopen(String),
 }
@@ -219,10 +216,24 @@ impl StoreHandle {
     pub async fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
         self.requests
-            .send(Request::Commit(changes, tx))
+            .send(Request::Commit(changes, true, tx))
             .await
             .map_err(|_| StoreError::Stopped)?;
         rx.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    /// Records `changes` without a flush of their own (DESIGN §3 step 2, `Received`/`Routed`):
+    /// returns once they are queued for the writer, which holds them (at most `RECORD_LINGER`) until
+    /// a [`StoreHandle::commit`] arrives and writes them in that commit's transaction — one flush for
+    /// both. A later commit of the same caller lands in the same or a later transaction, never an
+    /// earlier one. [`Recorded::outcome`] tells whether they were accepted.
+    pub async fn record(&self, changes: Vec<Change>) -> Result<Recorded, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(Request::Commit(changes, false, tx))
+            .await
+            .map_err(|_| StoreError::Stopped)?;
+        Ok(Recorded(rx))
     }
 
     /// Prunes records older than `retention` (in the writer thread, between group commits).
@@ -336,6 +347,17 @@ impl StoreHandle {
     }
 }
 
+/// Changes handed to the writer by [`StoreHandle::record`], not waited for yet.
+#[must_use = "the outcome says whether the changes were accepted"]
+pub struct Recorded(oneshot::Receiver<Result<(), StoreError>>);
+
+impl Recorded {
+    /// Waits until the writer has committed them (not necessarily durably) or refused them.
+    pub async fn outcome(self) -> Result<(), StoreError> {
+        self.0.await.map_err(|_| StoreError::Stopped)?
+    }
+}
+
 /// Where a read runs: short point reads on the calling task, scans on tokio's blocking pool.
 #[derive(Clone, Copy)]
 enum ReadOn {
@@ -354,22 +376,37 @@ impl Drop for StoreHandle {
 fn write_loop(shared: &Shared, mut rx: mpsc::Receiver<Request>) {
     let mut outage: Option<Outage> = None;
     while let Some(first) = rx.blocking_recv() {
-        let mut commits = Vec::new();
-        let mut prunes = Vec::new();
-        let mut reopen: Option<String> = None;
-        let mut next = Some(first);
-        while let Some(req) = next {
-            match req {
-                Request::Commit(changes, reply) => commits.push((changes, reply)),
-                Request::Prune(now, retention, reply) => prunes.push((now, retention, reply)),
-                Request::Reopen(reason) => reopen = Some(reason),
+        let mut group = Group::default();
+        group.take(first);
+        while group.commits.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(req) => group.take(req),
+                Err(_) => break,
             }
-            next = if commits.len() < MAX_GROUP {
-                rx.try_recv().ok()
-            } else {
-                None
-            };
         }
+        // Records only (DESIGN §3 step 2): they need no flush of their own, so wait a little for a
+        // commit that needs one — usually the same message's step 4, a few milliseconds later — and
+        // share its flush. If none comes within RECORD_LINGER they are written anyway, so `status`
+        // shows a message whose publishing takes long.
+        let lingering = Instant::now();
+        while !group.needs_flush
+            && group.reopen.is_none()
+            && group.prunes.is_empty()
+            && group.commits.len() < MAX_GROUP
+            && lingering.elapsed() < RECORD_LINGER
+        {
+            match rx.try_recv() {
+                Ok(req) => group.take(req),
+                Err(mpsc::error::TryRecvError::Empty) => std::thread::sleep(LINGER_POLL),
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+            }
+        }
+        let Group {
+            commits,
+            prunes,
+            reopen,
+            ..
+        } = group;
         if let Some(reason) = reopen {
             if shared.reopen(&reason, &mut outage, Duration::ZERO) && shared.current().is_some() {
                 shared.recovered(&mut outage);
@@ -399,6 +436,36 @@ fn write_loop(shared: &Shared, mut rx: mpsc::Receiver<Request>) {
         }
     }
     shared.health.send_replace(StoreHealth::Stopped);
+}
+
+/// How long step-2 records wait for a commit that needs a flush before they are written alone.
+const RECORD_LINGER: Duration = Duration::from_millis(100);
+/// How often the writer looks for that commit while records wait.
+const LINGER_POLL: Duration = Duration::from_micros(250);
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// The requests one write transaction serves.
+#[derive(Default)]
+struct Group {
+    commits: Vec<(Vec<Change>, Reply<()>)>,
+    prunes: Vec<(Timestamp, time::Duration, Reply<usize>)>,
+    reopen: Option<String>,
+    /// Someone waits for durability (a commit, not only records).
+    needs_flush: bool,
+}
+
+impl Group {
+    fn take(&mut self, req: Request) {
+        match req {
+            Request::Commit(changes, durable, reply) => {
+                self.needs_flush |= durable;
+                self.commits.push((changes, reply));
+            }
+            Request::Prune(now, retention, reply) => self.prunes.push((now, retention, reply)),
+            Request::Reopen(reason) => self.reopen = Some(reason),
+        }
+    }
 }
 
 /// Runs the write `w`; on an I/O failure reopens the database and runs it again, with a growing

@@ -263,12 +263,19 @@ impl Verdict {
         matches!(self, Verdict::Valid { .. })
     }
 
-    /// The AppRec error code (list 8221) a negative receipt carries for this verdict:
-    /// T01 not well-formed, T02 invalid, T10 unsupported format; `None` when valid.
+    /// The AppRec error code (list 8221) a negative receipt carries for this verdict — the one
+    /// place this is decided: T01 not well-formed, T02 invalid against a schema we have, T10 an
+    /// unsupported format or an element of a namespace we have no schema for; `None` when valid.
     pub fn apprec_code(&self) -> Option<crate::codes::ErrorCode> {
         use crate::codes::ErrorCode;
         match self {
             Verdict::Valid { .. } => None,
+            // An element no schema of ours declares (a payload namespace/version we have no schema
+            // for) is "ukjent XML-skjema": T10, not T02 (Systemtest #33, NOTES §7). Found by the
+            // hostile corpus (fixtures/hostile/t10-unknown-payload-namespace).
+            Verdict::Invalid { violation, .. } if violation.is_undeclared_element() => {
+                Some(ErrorCode::T10)
+            }
             Verdict::Invalid { .. } => Some(ErrorCode::T02),
             Verdict::NotWellFormed(_) => Some(ErrorCode::T01),
             Verdict::Unsupported { .. } => Some(ErrorCode::T10),

@@ -1,0 +1,124 @@
+//! Loading and checking everything a gateway is configured with — configuration and register
+//! (every problem at once), the installed schemas against `xsd/MANIFEST.toml` (and that they
+//! compile), the trust store, every party's signing certificates and the gateway's own signing
+//! identity. `check-config` prints what this finds; `serve` refuses to start on any of it.
+//!
+//! Input: the path of `gateway.toml`. Output: [`Loaded`], the checked parts, or every problem as a
+//! line an operator can act on (file, key, what is wrong, what to do).
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use crate::cms::{self, Signer, TrustStore};
+use crate::config::{self, GatewayConfig};
+use crate::ids::HerId;
+use crate::register::Register;
+use crate::xsd::Schemas;
+
+/// Everything the configuration names, loaded and checked.
+pub struct Loaded {
+    pub config: GatewayConfig,
+    pub register: Register,
+    pub schemas: Schemas,
+    /// `None` only when unsigned traffic is allowed and no trust store could be loaded.
+    pub trust: Option<TrustStore>,
+    /// SHA-256 fingerprints of the signing certificates each party may use.
+    pub fingerprints: HashMap<HerId, HashSet<String>>,
+    pub signer: Signer,
+}
+
+/// Loads the configuration and everything it names; returns every problem found.
+pub fn load(config_path: &Path) -> Result<Loaded, Vec<String>> {
+    let (config, register) = config::check(config_path)
+        .map_err(|ps| ps.iter().map(|p| p.to_string()).collect::<Vec<_>>())?;
+    let mut problems = Vec::new();
+    if let Err(ps) = crate::schemas::verify_installed(&config.paths.schemas) {
+        let hint = format!(
+            "install them: helsemelding install-schemas --from ../shared/standards/xsd --to {}",
+            config.paths.schemas.display()
+        );
+        let missing = ps
+            .iter()
+            .filter(|p| matches!(p, crate::schemas::ManifestProblem::Missing { .. }))
+            .count();
+        if missing > 3 {
+            // A fresh checkout: one line, not one per file.
+            problems.push(format!(
+                "{missing} of the schema files in xsd/MANIFEST.toml are missing in {} ({hint})",
+                config.paths.schemas.display()
+            ));
+            problems.extend(
+                ps.iter()
+                    .filter(|p| !matches!(p, crate::schemas::ManifestProblem::Missing { .. }))
+                    .map(|p| p.to_string()),
+            );
+        } else {
+            problems.extend(ps.iter().map(|p| format!("{p} ({hint})")));
+        }
+    }
+    let schemas = if problems.is_empty() {
+        match Schemas::load(&config.paths.schemas) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                problems.push(format!("schemas: {e}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let trust = match TrustStore::load(&config.paths.trust_dir) {
+        Ok(t) => Some(t),
+        Err(e) if config.policy.require_signature => {
+            problems.push(format!("trust store: {e}"));
+            None
+        }
+        Err(_) => None,
+    };
+    let mut fingerprints: HashMap<HerId, HashSet<String>> = HashMap::new();
+    for party in register.parties() {
+        for cert in &party.certificates {
+            let path = resolve(&config.base_dir, cert);
+            match std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| cms::certificate_fingerprint(&b).map_err(|e| e.to_string()))
+            {
+                Ok(f) => {
+                    fingerprints.entry(party.her_id).or_default().insert(f);
+                }
+                Err(e) => problems.push(format!(
+                    "party {}: certificate {}: {e}",
+                    party.her_id,
+                    path.display()
+                )),
+            }
+        }
+    }
+    let signer =
+        match Signer::from_pem_files(&config.gateway.signing_key, &config.gateway.signing_cert) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                problems.push(format!("gateway signing identity: {e}"));
+                None
+            }
+        };
+    match (schemas, signer) {
+        (Some(schemas), Some(signer)) if problems.is_empty() => Ok(Loaded {
+            config,
+            register,
+            schemas,
+            trust,
+            fingerprints,
+            signer,
+        }),
+        _ => Err(problems),
+    }
+}
+
+fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}

@@ -21,7 +21,8 @@
 //! | `apprec`   | AppRec 1.0/1.1: parse, and build one that mirrors the original's addresses |
 //! | `route`    | **route**: pure decisions per addressed recipient (deliver / E21 / T10 / not for us) |
 //! | `store`    | **commit**: delivery state per message and recipient (redb), group commit, `status` |
-//! | `gateway`  | the daemon: assessment (pure) and effects in the order of DESIGN §3, routing log, metrics, `serve`/`replay`/`tail` |
+//! | `setup`    | load and check everything the configuration names (what `check-config` prints, what `serve` needs) |
+//! | `gateway`  | the daemon: per-sender lanes, assessment (pure stages), decide (pure), effects in the order of DESIGN §3, routing log, metrics, `serve`/`replay`/`tail` — its own map in `gateway/mod.rs` |
 //! | `inspect`  | `helsemelding inspect`: one operator line per MsgHead/AppRec file, no patient data |
 //! | `bench`    | `helsemelding bench`: the gateway against a bare relay (throughput, latency, RSS, CPU per stage) |
 //! | `chaos`    | reliability proofs: the real gateway under kill -9, closed connections, full queues, broker restarts |
@@ -32,6 +33,7 @@ pub mod address;
 pub mod amqp;
 pub mod apprec;
 pub mod bench;
+pub mod certs;
 pub mod chaos;
 pub mod cms;
 pub mod codes;

@@ -9,6 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use crate::certs::{InUse, Role};
 use crate::cms::{self, Signer, TrustStore};
 use crate::config::{self, GatewayConfig};
 use crate::ids::HerId;
@@ -25,6 +26,8 @@ pub struct Loaded {
     /// SHA-256 fingerprints of the signing certificates each party may use.
     pub fingerprints: HashMap<HerId, HashSet<String>>,
     pub signer: Signer,
+    /// Every certificate the hub depends on, with its expiry (`certs`).
+    pub certificates: Vec<InUse>,
 }
 
 /// Loads the configuration and everything it names; returns every problem found.
@@ -76,15 +79,20 @@ pub fn load(config_path: &Path) -> Result<Loaded, Vec<String>> {
         Err(_) => None,
     };
     let mut fingerprints: HashMap<HerId, HashSet<String>> = HashMap::new();
+    let mut certificates = Vec::new();
     for party in register.parties() {
         for cert in &party.certificates {
             let path = resolve(&config.base_dir, cert);
             match std::fs::read(&path)
                 .map_err(|e| e.to_string())
-                .and_then(|b| cms::certificate_fingerprint(&b).map_err(|e| e.to_string()))
-            {
-                Ok(f) => {
+                .and_then(|b| {
+                    let f = cms::certificate_fingerprint(&b).map_err(|e| e.to_string())?;
+                    let c = InUse::read(Role::PartySigning(party.her_id), &path, &b)?;
+                    Ok((f, c))
+                }) {
+                Ok((f, c)) => {
                     fingerprints.entry(party.her_id).or_default().insert(f);
+                    certificates.push(c);
                 }
                 Err(e) => problems.push(format!(
                     "party {}: certificate {}: {e}",
@@ -93,6 +101,14 @@ pub fn load(config_path: &Path) -> Result<Loaded, Vec<String>> {
                 )),
             }
         }
+    }
+    match std::fs::read(&config.gateway.signing_cert)
+        .map_err(|e| e.to_string())
+        .and_then(|b| InUse::read(Role::GatewaySigning, &config.gateway.signing_cert, &b))
+    {
+        Ok(c) => certificates.push(c),
+        // The signer below reports an unreadable certificate.
+        Err(_) => {}
     }
     let signer =
         match Signer::from_pem_files(&config.gateway.signing_key, &config.gateway.signing_cert) {
@@ -110,6 +126,7 @@ pub fn load(config_path: &Path) -> Result<Loaded, Vec<String>> {
             trust,
             fingerprints,
             signer,
+            certificates,
         }),
         _ => Err(problems),
     }

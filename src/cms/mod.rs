@@ -41,6 +41,7 @@ pub mod pki;
 mod sign;
 mod signed_data;
 mod trust;
+pub(crate) use trust::certificates_in;
 
 use std::borrow::Cow;
 use std::fmt;

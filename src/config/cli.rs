@@ -5,7 +5,8 @@
 //! It checks exactly what `serve` checks before it starts (`setup::load`): beyond the files
 //! themselves, that the installed schemas match `xsd/MANIFEST.toml` and compile, that the trust
 //! store loads, that every party certificate parses, and that the gateway's signing key matches
-//! its certificate.
+//! its certificate. Certificates that expire within 30 days (or have expired) are listed as
+//! warnings after the summary line.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +41,12 @@ pub fn run_check_config(args: &CheckConfigArgs) -> ExitCode {
                 cfg.paths.register.display(),
                 cfg.paths.state.display(),
             );
+            // Certificates about to expire are not configuration errors, but operators must act
+            // before they stop messages (issue 16): listed, with the days left.
+            let now = time::OffsetDateTime::now_utc();
+            for c in loaded.certificates.iter().filter(|c| c.due(now)) {
+                println!("warning: {}", c.warning(now));
+            }
             ExitCode::SUCCESS
         }
         Err(problems) => {

@@ -28,6 +28,8 @@ pub struct Loaded {
     pub config: GatewayConfig,
     pub context: Context,
     pub signer: Signer,
+    /// The certificates the hub depends on, with their expiry.
+    pub certificates: Vec<crate::certs::InUse>,
 }
 
 /// Loads and checks everything (`crate::setup::load`, what `check-config` runs) and builds the
@@ -56,6 +58,7 @@ pub fn load(config_path: &Path) -> Result<Loaded, Vec<String>> {
         config: l.config,
         context,
         signer: l.signer,
+        certificates: l.certificates,
     })
 }
 
@@ -117,6 +120,7 @@ pub fn run_serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::SUCCESS;
         }
         let mut settings = settings(&loaded.config);
+        settings.certificates = loaded.certificates;
         match crate::gateway::crash::CrashAt::from_env() {
             Ok(None) => {}
             Ok(Some(c)) => {

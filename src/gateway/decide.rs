@@ -228,17 +228,14 @@ fn message(p: MessagePlan, stored: Option<MessageRecord>, me: &Identity, now: Ti
             (RecipientPlan::Deliver { her, .. }, DeliveryState::Routed) => sends.push(Send {
                 kind: SendKind::Copy,
                 queue: async_queue(*her),
-                properties: Properties::Headers(MessageHeaders {
-                    from_her_id: p.sender,
-                    to_her_id: *her,
-                    msg_type: p.msg_type.clone(),
-                    message_id: p.msg_id.clone(),
-                    application_timestamp: p.envelope.application_timestamp,
-                    content_type: content_type(p.envelope.packaging),
-                    error_condition: None,
-                    error_description: None,
-                    original_message_id: None,
-                }),
+                properties: headers(
+                    (p.sender, *her),
+                    &p.msg_type,
+                    &p.msg_id,
+                    p.envelope.application_timestamp,
+                    content_type(p.envelope.packaging),
+                    None,
+                ),
                 body: Body::Original,
                 confirmed: vec![Change::Apply(transition(&p, i, Event::Delivered, now))],
                 decision: Decision::new(now, Outcome::Delivered, &about).to(Some(*her)),
@@ -283,17 +280,14 @@ fn message(p: MessagePlan, stored: Option<MessageRecord>, me: &Identity, now: Ti
                 sends.push(Send {
                     kind: SendKind::AppRec,
                     queue: async_queue(p.sender),
-                    properties: Properties::Headers(MessageHeaders {
-                        from_her_id: her.unwrap_or(me.her),
-                        to_her_id: p.sender,
-                        msg_type: "APPREC".into(),
-                        message_id: apprec_id,
-                        application_timestamp: rec.received_at,
-                        content_type: ContentType::SignedCms,
-                        error_condition: None,
-                        error_description: None,
-                        original_message_id: Some(p.msg_id.clone()),
-                    }),
+                    properties: headers(
+                        (her.unwrap_or(me.her), p.sender),
+                        "APPREC",
+                        &apprec_id,
+                        rec.received_at,
+                        ContentType::SignedCms,
+                        Some(&p.msg_id),
+                    ),
                     body: Body::Issued(signed),
                     confirmed: vec![Change::Apply(t)],
                     // Logged with the HER-id as addressed, also when it is not ours (E21).
@@ -448,17 +442,14 @@ fn forward(
     Action::Carry(Carry::sends(vec![Send {
         kind: SendKind::Forward,
         queue: async_queue(p.original_sender),
-        properties: Properties::Headers(MessageHeaders {
-            from_her_id: p.from,
-            to_her_id: p.original_sender,
-            msg_type: "APPREC".into(),
-            message_id: p.apprec_id.clone(),
-            application_timestamp: p.envelope.application_timestamp,
-            content_type: content_type(p.envelope.packaging),
-            error_condition: None,
-            error_description: None,
-            original_message_id: Some(p.original_msg_id.clone()),
-        }),
+        properties: headers(
+            (p.from, p.original_sender),
+            "APPREC",
+            &p.apprec_id,
+            p.envelope.application_timestamp,
+            content_type(p.envelope.packaging),
+            Some(&p.original_msg_id),
+        ),
         body: Body::Original,
         confirmed,
         decision: Decision::new(now, Outcome::AppRecForwarded, &about)
@@ -469,6 +460,29 @@ fn forward(
                 p.original_msg_id
             )),
     }]))
+}
+
+/// The wire-contract headers of a message the gateway publishes (DESIGN §1): `(from, to)`, the
+/// message function, its id and time, and for an AppRec the MsgId it answers.
+fn headers(
+    (from, to): (HerId, HerId),
+    msg_type: &str,
+    message_id: &MsgId,
+    application_timestamp: Timestamp,
+    content_type: ContentType,
+    answers: Option<&MsgId>,
+) -> Properties {
+    Properties::Headers(MessageHeaders {
+        from_her_id: from,
+        to_her_id: to,
+        msg_type: msg_type.to_owned(),
+        message_id: message_id.clone(),
+        application_timestamp,
+        content_type,
+        error_condition: None,
+        error_description: None,
+        original_message_id: answers.cloned(),
+    })
 }
 
 fn content_type(p: Packaging) -> ContentType {

@@ -55,6 +55,9 @@ pub struct Metrics {
     pub stages: StageTimes,
     /// Wall time of each phase of a delivered message (where the latency goes).
     pub phases: PhaseTimes,
+    /// Days until each certificate the hub depends on expires: (what it is, days; negative once
+    /// expired). Set by the housekeeping pass (issue 16).
+    pub certificate_days: std::sync::Mutex<Vec<(String, i64)>>,
 }
 
 /// A phase of handling a message that is delivered, timed by the wall clock (waiting included).
@@ -352,6 +355,19 @@ impl Metrics {
                 s,
                 "helsemelding_phase_calls_total{{phase=\"{}\"}} {calls}",
                 phase.name()
+            );
+        }
+        let _ = writeln!(s, "# HELP helsemelding_certificate_days_left Whole days until a certificate the hub depends on expires (negative: expired).");
+        let _ = writeln!(s, "# TYPE helsemelding_certificate_days_left gauge");
+        let days = match self.certificate_days.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        for (certificate, left) in days {
+            let _ = writeln!(
+                s,
+                "helsemelding_certificate_days_left{{certificate=\"{}\"}} {left}",
+                certificate.replace(['\\', '"', '\n'], "_")
             );
         }
         let _ = writeln!(s, "# HELP helsemelding_stage_calls_total Messages that went through each assessment stage.");

@@ -73,6 +73,8 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Fault injection for `helsemelding chaos` (`HELSEMELDING_CRASH_AT`); None in production.
     pub crash_at: Option<CrashAt>,
+    /// The certificates the hub depends on: warned about from 30 days before they expire.
+    pub certificates: Vec<crate::certs::InUse>,
 }
 
 impl Settings {
@@ -92,6 +94,7 @@ impl Settings {
             retry_pause: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(30),
             crash_at: None,
+            certificates: Vec::new(),
         }
     }
 }
@@ -128,6 +131,8 @@ pub(super) struct Inner {
     /// The CPU-bound work runs here, one thread per core (`workers.rs`).
     pub(super) workers: Workers,
     pub(super) settings: Settings,
+    /// The day certificate warnings were last logged.
+    certificates_warned: std::sync::Mutex<Option<time::Date>>,
 }
 
 impl Inner {
@@ -231,6 +236,7 @@ impl Gateway {
             locks: KeyLocks::default(),
             workers,
             settings,
+            certificates_warned: std::sync::Mutex::new(None),
         });
         background.push(tokio::spawn(watch_link(inner.clone())));
         background.push(tokio::spawn(watch_store(inner.clone())));
@@ -392,9 +398,42 @@ async fn housekeeping_pass(inner: &Inner) {
         }
         Err(e) => warn!(error = %e, "overdue scan failed; will try again"),
     }
+    certificates(inner, now);
     match inner.store.prune(now, inner.settings.retention).await {
         Ok(0) => {}
         Ok(n) => info!(pruned = n, "pruned delivery records past retention"),
         Err(e) => warn!(error = %e, "prune failed; will try again"),
+    }
+}
+
+/// Days left for every certificate in `/metrics`; a warning for each one within 30 days of expiry
+/// (or expired), at start and then once a day.
+fn certificates(inner: &Inner, now: Timestamp) {
+    let days: Vec<(String, i64)> = inner
+        .settings
+        .certificates
+        .iter()
+        .map(|c| {
+            (
+                format!("{} ({})", c.role, c.path.display()),
+                c.days_left(now),
+            )
+        })
+        .collect();
+    match inner.metrics.certificate_days.lock() {
+        Ok(mut g) => *g = days,
+        Err(p) => *p.into_inner() = days,
+    }
+    let today = now.date();
+    let mut warned = inner
+        .certificates_warned
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if *warned == Some(today) {
+        return;
+    }
+    *warned = Some(today);
+    for c in inner.settings.certificates.iter().filter(|c| c.due(now)) {
+        warn!("{}", c.warning(now));
     }
 }

@@ -1,0 +1,213 @@
+//! The delivery path's promises (DESIGN §3), against the real broker with an in-process gateway:
+//!
+//! - per-sender order: 1,000 messages from one GP (each to a nursing home with a copy to home
+//!   care), interleaved with a hospital's notes to the same nursing home and the nursing home's
+//!   notes to the GP, published back to back with confirms. At every recipient queue the MsgIds of
+//!   each sender must come out in the order they were sent.
+//! - a message in flight is visible: step 2 (`Routed`) has no flush of its own, but a message whose
+//!   publishing takes long (its recipient queue refuses everything) shows as `Routed` in the store
+//!   while it waits, and as `Delivered` once the queue takes it.
+
+mod gateway_support;
+
+use std::collections::HashMap;
+
+use gateway_support::Harness;
+use helsemelding::gateway::cli::Overrides;
+use helsemelding::ids::{HerId, MsgId};
+
+const GP: HerId = HerId(82001);
+const HOSPITAL: HerId = HerId(80001);
+const NURSING_HOME: HerId = HerId(81001);
+const HOME_CARE: HerId = HerId(81002);
+
+/// Positions where `got` (the MsgIds of one sender, in arrival order) breaks `sent` order: pairs of
+/// neighbours that arrived in the opposite order of sending.
+fn inversions(sent: &[String], got: &[String]) -> Vec<(String, String)> {
+    let rank: HashMap<&str, usize> = sent
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.as_str(), i))
+        .collect();
+    got.windows(2)
+        .filter(|w| rank[w[0].as_str()] > rank[w[1].as_str()])
+        .map(|w| (w[0].clone(), w[1].clone()))
+        .collect()
+}
+
+#[test]
+fn the_inversion_check_sees_a_swap_and_nothing_else() {
+    let sent: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+    assert!(inversions(&sent, &sent).is_empty());
+    let swapped: Vec<String> = ["a", "c", "b", "d"].map(String::from).to_vec();
+    assert_eq!(inversions(&sent, &swapped), vec![("c".into(), "b".into())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_senders_messages_reach_every_recipient_in_the_order_sent() {
+    let h = Harness::start().await;
+    let mut sent: HashMap<HerId, Vec<String>> = HashMap::new();
+    let mut send = |from: HerId, id: MsgId| {
+        sent.entry(from).or_default().push(id.as_str().to_owned());
+        id
+    };
+    let n = 1000;
+    for i in 0..n {
+        let id = send(GP, MsgId::random());
+        h.send_fixture_with(
+            "delivered/foresporsel-with-copy-to-home-care.xml",
+            GP,
+            &Overrides {
+                msg_id: Some(id),
+                ..Overrides::default()
+            },
+        )
+        .await;
+        if i % 4 == 0 {
+            let id = send(HOSPITAL, MsgId::random());
+            h.send_fixture_with(
+                "delivered/notat-hospital-to-nursing-home.xml",
+                HOSPITAL,
+                &Overrides {
+                    msg_id: Some(id),
+                    ..Overrides::default()
+                },
+            )
+            .await;
+        }
+        if i % 5 == 0 {
+            let id = send(NURSING_HOME, MsgId::random());
+            h.send_fixture_with(
+                "delivered/notat-nursing-home-to-gp-person.xml",
+                NURSING_HOME,
+                &Overrides {
+                    msg_id: Some(id),
+                    ..Overrides::default()
+                },
+            )
+            .await;
+        }
+    }
+    let expect = [
+        (NURSING_HOME, vec![GP, HOSPITAL], n + n / 4),
+        (HOME_CARE, vec![GP], n),
+        (GP, vec![NURSING_HOME], n / 5),
+    ];
+    for (queue_of, senders, count) in expect {
+        let got = h.take(queue_of, count).await;
+        for from in senders {
+            let ids: Vec<String> = got
+                .iter()
+                .filter(|g| g.headers.from_her_id == from)
+                .map(|g| g.headers.message_id.as_str().to_owned())
+                .collect();
+            let bad = inversions(&sent[&from], &ids);
+            assert!(
+                bad.is_empty(),
+                "{}_async: {} of {from}'s {} messages overtaken, e.g. {:?}",
+                queue_of,
+                bad.len(),
+                ids.len(),
+                &bad[..bad.len().min(3)]
+            );
+            assert_eq!(ids.len(), sent[&from].len(), "{queue_of}_async from {from}");
+        }
+    }
+    h.stop().await;
+}
+
+/// `rabbitmqctl` with `args`; panics with its output if it fails.
+fn ctl(args: &[&str]) {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl runs");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_still_being_published_shows_as_routed_then_delivered() {
+    use helsemelding::store::state::DeliveryState;
+    let h = Harness::start().await;
+    // The nursing home's queue holds one message and refuses more until the policy goes. (A quorum
+    // queue refuses only once it is *over* its limit, so the limit is 0 and one message is in it.)
+    let first = h
+        .send_fixture("delivered/foresporsel-gp-to-nursing-home.xml", GP)
+        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while h.vhost.queue_len("81001_async").await.ok().flatten() != Some(1) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "first message not delivered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    ctl(&[
+        "set_policy",
+        "-p",
+        h.vhost.name(),
+        "--apply-to",
+        "queues",
+        "refuse-more",
+        "^81001_async$",
+        r#"{"max-length":0,"overflow":"reject-publish"}"#,
+    ]);
+    // A policy reaches a queue asynchronously: wait until the queue says it has it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = std::process::Command::new("rabbitmqctl")
+            .args(["-q", "list_queues", "-p", h.vhost.name(), "name", "policy"])
+            .output()
+            .expect("rabbitmqctl runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        if text
+            .lines()
+            .any(|l| l.starts_with("81001_async") && l.contains("refuse-more"))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "policy not applied: {text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let id = MsgId::random();
+    h.send_fixture_with(
+        "delivered/foresporsel-gp-to-nursing-home.xml",
+        GP,
+        &Overrides {
+            msg_id: Some(id.clone()),
+            ..Overrides::default()
+        },
+    )
+    .await;
+    let state = |r: &helsemelding::store::MessageRecord| r.recipients[0].state;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let rec = h.gateway.record(GP, &id).await.expect("store readable");
+        match rec.as_ref().map(state) {
+            Some(DeliveryState::Routed) => break,
+            Some(other) => panic!("expected Routed while the queue refuses, got {other:?}"),
+            None => {}
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the message in flight never showed in the store"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    ctl(&["clear_policy", "-p", h.vhost.name(), "refuse-more"]);
+    let got = h.take(NURSING_HOME, 2).await;
+    assert_eq!(got[0].headers.message_id, first.message_id);
+    assert_eq!(got[1].headers.message_id, id);
+    assert_eq!(
+        state(&h.status(GP, id.as_str()).await),
+        DeliveryState::Delivered
+    );
+    h.stop().await;
+}

@@ -49,7 +49,7 @@ impl GatewayProcess {
     }
 
     /// Starts the child; `crash_at` arms a crash point in it (`HELSEMELDING_CRASH_AT`, see
-    /// [`crate::gateway::crash`]).
+    /// [`helsemelding::gateway::crash`]).
     fn start(&mut self, crash_at: Option<&str>) -> io::Result<()> {
         let open = |name: &str| {
             let p = self.out_dir.join(name);
@@ -61,8 +61,8 @@ impl GatewayProcess {
         };
         let mut cmd = Command::new(&self.exe);
         match crash_at {
-            Some(at) => cmd.env(crate::gateway::crash::ENV, at),
-            None => cmd.env_remove(crate::gateway::crash::ENV),
+            Some(at) => cmd.env(helsemelding::gateway::crash::ENV, at),
+            None => cmd.env_remove(helsemelding::gateway::crash::ENV),
         };
         let child = cmd
             .arg("serve")

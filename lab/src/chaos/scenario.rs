@@ -21,16 +21,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::config::write_config;
 use super::disk::SmallDisk;
 use super::ledger::{figures, Drain, Figures, Ledger};
 use super::process::GatewayProcess;
 use super::traffic::{batch, send, Confirmed, Outgoing, SendPlan};
-use crate::amqp::testing::TestVhost;
-use crate::amqp::topology::{async_queue, error_queue, DEAD_LETTER_QUEUE, INBOUND_QUEUE};
-use crate::gateway::crash::CrashPoint;
+use helsemelding::amqp::testing::TestVhost;
+use helsemelding::amqp::topology::{async_queue, error_queue, DEAD_LETTER_QUEUE, INBOUND_QUEUE};
+use helsemelding::config::scratch::write_config;
+use helsemelding::gateway::crash::CrashPoint;
 
-/// A scenario of `helsemelding chaos`.
+/// A scenario of `helsemelding-lab chaos`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
     /// `kill -9` of the gateway, restarted each time: a third at random moments from outside, the
@@ -125,7 +125,7 @@ pub struct Kills {
 }
 
 impl Report {
-    /// Nothing lost, no second AppRec, nothing misplaced, and a clean final stop.
+    /// Nothing lost, no second AppRec, nothing misplaced, no inversion, and a clean final stop.
     pub fn passed(&self) -> bool {
         self.figures.ok() && self.graceful_stop.is_ok()
     }
@@ -133,7 +133,7 @@ impl Report {
 
 /// Every queue the gateway can put something on: the parties' `_async` and `_error`, dead letters.
 pub fn output_queues(config: &Path) -> Result<Vec<String>, ChaosError> {
-    let (c, register) = crate::config::check(config).map_err(|ps| {
+    let (c, register) = helsemelding::config::check(config).map_err(|ps| {
         ChaosError::Setup(
             ps.iter()
                 .map(|p| p.to_string())
@@ -236,7 +236,7 @@ impl Run {
     /// Waits until the gateway has declared its queues (it is up and consuming).
     pub async fn wait_ready(&mut self, within: Duration) -> Result<(), ChaosError> {
         let deadline = Instant::now() + within;
-        let probe = async_queue(crate::ids::HerId(82001));
+        let probe = async_queue(helsemelding::ids::HerId(82001));
         loop {
             if let Some(status) = self.gateway.exited() {
                 return Err(ChaosError::Gateway(format!(
@@ -411,19 +411,22 @@ async fn limit_queue(
     queue: &str,
     max_length: u32,
 ) -> Result<(), ChaosError> {
-    let conn = crate::amqp::connection::connect(&crate::amqp::connection::AmqpSettings::new(
-        url.to_owned(),
-        "chaos-setup",
-    ))
+    let conn = helsemelding::amqp::connection::connect(
+        &helsemelding::amqp::connection::AmqpSettings::new(url.to_owned(), "chaos-setup"),
+    )
     .await
     .map_err(|e| ChaosError::Setup(e.to_string()))?;
     let ch = conn
         .create_channel()
         .await
         .map_err(|e| ChaosError::Setup(e.to_string()))?;
-    crate::amqp::topology::declare_quorum_queue(&ch, queue, lapin::types::FieldTable::default())
-        .await
-        .map_err(|e| ChaosError::Setup(e.to_string()))?;
+    helsemelding::amqp::topology::declare_quorum_queue(
+        &ch,
+        queue,
+        lapin::types::FieldTable::default(),
+    )
+    .await
+    .map_err(|e| ChaosError::Setup(e.to_string()))?;
     let _ = conn.close(200, "declared".into()).await;
     let definition = format!("{{\"max-length\":{max_length},\"overflow\":\"reject-publish\"}}");
     ctl(&[

@@ -35,7 +35,7 @@ use helsemelding::gateway::metrics::{Phase, Stage};
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct GatewayBench {
-    /// The `helsemelding` executable to run `serve` with (normally this very binary).
+    /// The executable to run `serve` with (normally this very binary, `helsemelding-lab`).
     pub exe: PathBuf,
     /// The repository root: `config/`, `fixtures/gateway-pki/`.
     pub repo: PathBuf,

@@ -32,7 +32,8 @@ pub struct ChaosArgs {
     /// Installed schemas (default: the configuration's `paths.schemas`).
     #[arg(long)]
     pub schemas: Option<PathBuf>,
-    /// The gateway binary (default: this executable).
+    /// The gateway binary, run as `BINARY serve` (default: this executable; its crash points
+    /// need a build with fault injection, which `helsemelding` does not act on).
     #[arg(long)]
     pub gateway: Option<PathBuf>,
     /// Seconds to wait, after the faults, for every message to come out.

@@ -1,7 +1,8 @@
-//! The gateway as a child process: `helsemelding serve --config <file>`, killed hard (`kill -9`)
-//! or stopped gracefully (SIGTERM), and started again.
+//! The gateway as a child process: `helsemelding-lab serve --config <file>` (the operators'
+//! `serve`, fault injection allowed), killed hard (`kill -9`) or stopped gracefully (SIGTERM), and
+//! started again.
 //!
-//! Input: the path of the `helsemelding` binary, a configuration, and a directory for its output
+//! Input: the path of the `helsemelding-lab` binary, a configuration, and a directory for its output
 //! (`gateway.stdout` = the routing log, `gateway.stderr` = diagnostics; appended across restarts).
 //! Output: a [`GatewayProcess`] that is killed on drop, so a failing scenario never leaves a
 //! gateway running. Failure: [`std::io::Error`]s from spawning or signalling, and

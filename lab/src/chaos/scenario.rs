@@ -64,7 +64,7 @@ impl Scenario {
 /// What a run is made of.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The `helsemelding` binary to run as the gateway.
+    /// The binary whose `serve` runs the gateway (`helsemelding-lab`: crash points need it).
     pub exe: PathBuf,
     /// The repository root: `config/`, `fixtures/`.
     pub base: PathBuf,

@@ -14,8 +14,6 @@
 //! assessment as the gateway does (`tokio::task::spawn_blocking` per delivery, N deliveries in
 //! flight, like the prefetch) instead of in a loop on one thread, to show what that costs.
 
-use std::path::Path;
-
 use helsemelding::gateway::assess::{assess_timed, Inbound, Plan, RecipientPlan};
 use helsemelding::gateway::cli::load;
 use helsemelding::gateway::metrics::{thread_cpu_nanos, Stage, StageTimes};
@@ -26,8 +24,7 @@ fn env<T: std::str::FromStr>(name: &str) -> Option<T> {
 }
 
 fn main() {
-    let root = helsemelding_lab::repo_root();
-    let repo = root.as_path();
+    let repo = helsemelding_lab::repo_root();
     let size: usize = env("ASSESS_SIZE").unwrap_or(4096);
     let n: usize = env("ASSESS_MESSAGES").unwrap_or(40);
     let secs: f64 = env("ASSESS_SECONDS").unwrap_or(3.0);

@@ -23,6 +23,7 @@
 
 mod cli;
 mod duration;
+pub mod scratch;
 
 use std::collections::HashMap;
 use std::fmt;

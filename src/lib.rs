@@ -10,10 +10,10 @@
 //! | `codes`    | code lists 8221 (AppRec errors) and 8258 (AppRec status) |
 //! | `msg_type` | code list 8279 (message functions), embedded |
 //! | `address`  | a recipient's level-1/level-2 HER-ids and role: the routing key (HIS 1153) |
-//! | `config`   | `gateway.toml` + `parties.toml`: strict parsing, `check` reports every problem |
+//! | `config`   | `gateway.toml` + `parties.toml`: strict parsing, `check` reports every problem; `scratch` copies for tests and the lab |
 //! | `register` | the address register: parties, levels, accepted types, certificates, AMQP users |
 //! | `amqp`     | RabbitMQ transport: topology, headers, confirmed publish, consume/ack, reconnect, redrive |
-//! | `cms`      | **verify**: CMS SignedData signatures, certificate chains, CRLs; signing; test PKI |
+//! | `cms`      | **verify**: CMS SignedData signatures, certificate chains, CRLs; signing |
 //! | `xml`      | **decode**: the hardened XML reader (no DTD/entities, bounded depth and size, encodings), and the element tree the model reads through it |
 //! | `schemas`  | the official XSD files pinned by `xsd/MANIFEST.toml`; install and verify them |
 //! | `xsd`      | **validate**: official XSDs compiled at startup; streaming validation agreeing with libxml2 |
@@ -22,19 +22,19 @@
 //! | `route`    | **route**: pure decisions per addressed recipient (deliver / E21 / T10 / not for us) |
 //! | `store`    | **commit**: delivery state per message and recipient (redb), group commit, `status` |
 //! | `setup`    | load and check everything the configuration names (what `check-config` prints, what `serve` needs) |
-//! | `gateway`  | the daemon: per-sender lanes, assessment (pure stages), decide (pure), effects in the order of DESIGN §3, routing log, metrics, `serve`/`replay`/`tail` — its own map in `gateway/mod.rs` |
+//! | `gateway`  | the daemon: per-sender lanes, assessment (pure stages), decide (pure), effects in the order of DESIGN §3, routing log, metrics, `serve`/`replay`/`tail`; crash points (`crash`, real only with the `fault-injection` feature) — its own map in `gateway/mod.rs` |
 //! | `inspect`  | `helsemelding inspect`: one operator line per MsgHead/AppRec file, no patient data |
-//! | `bench`    | `helsemelding bench`: the gateway against a bare relay (throughput, latency, RSS, CPU per stage) |
-//! | `chaos`    | reliability proofs: the real gateway under kill -9, closed connections, full queues, broker restarts |
+//!
+//! Not here: benchmarks (`bench`), the chaos rig (`chaos`) and the test-PKI generator (`dev-pki`)
+//! are the workspace member `lab/` (package and binary `helsemelding-lab`), which uses this library
+//! with the `fault-injection` feature; the operators' binary is built without it.
 //!
 //! Each module opens with its own `//!` saying its one job, its input and output, and how it fails.
 
 pub mod address;
 pub mod amqp;
 pub mod apprec;
-pub mod bench;
 pub mod certs;
-pub mod chaos;
 pub mod cms;
 pub mod codes;
 pub mod config;

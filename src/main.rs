@@ -1,4 +1,5 @@
-//! The `helsemelding` command line: one subcommand per operator task.
+//! The `helsemelding` command line: one subcommand per operator task. The lab tools (bench, chaos,
+//! dev-pki) are a separate binary, `helsemelding-lab` (lab/).
 
 use std::process::ExitCode;
 
@@ -30,8 +31,6 @@ enum Command {
     Verify(helsemelding::cms::cli::VerifyArgs),
     /// Sign content into a DER CMS SignedData envelope.
     Sign(helsemelding::cms::cli::SignArgs),
-    /// Generate a test PKI (CAs, CRLs, party signers, bad certificates) in the trust layout.
-    DevPki(helsemelding::cms::cli::DevPkiArgs),
 
     // ---- the gateway ----
     /// Run the gateway: consume gateway_inbound, verify, validate, route, deliver, answer (until SIGTERM).
@@ -46,14 +45,6 @@ enum Command {
     CheckConfig(helsemelding::config::CheckConfigArgs),
     /// Show where a message is, per recipient, from the delivery store.
     Status(helsemelding::store::StatusArgs),
-
-    // ---- reliability ----
-    /// Prove the gateway loses nothing: kill -9, closed connections, full queues, broker restarts and alarms, a full state disk (one TSV line per scenario).
-    Chaos(helsemelding::chaos::cli::ChaosArgs),
-
-    // ---- benchmarks ----
-    /// Throughput, latency, peak RSS and CPU per stage of the gateway against a bare relay (prints a table).
-    Bench(helsemelding::bench::cli::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,7 +58,6 @@ fn main() -> ExitCode {
         // ---- signed envelopes ----
         Command::Verify(args) => helsemelding::cms::cli::run_verify(args),
         Command::Sign(args) => helsemelding::cms::cli::run_sign(args),
-        Command::DevPki(args) => helsemelding::cms::cli::run_dev_pki(args),
 
         // ---- the gateway ----
         Command::Serve(args) => helsemelding::gateway::cli::run_serve(&args),
@@ -76,11 +66,5 @@ fn main() -> ExitCode {
         Command::Redrive(args) => helsemelding::amqp::redrive::run(args),
         Command::CheckConfig(args) => helsemelding::config::run_check_config(&args),
         Command::Status(args) => helsemelding::store::run_status(&args),
-
-        // ---- reliability ----
-        Command::Chaos(args) => helsemelding::chaos::cli::run_chaos(&args),
-
-        // ---- benchmarks ----
-        Command::Bench(args) => helsemelding::bench::cli::run(&args),
     }
 }

@@ -647,52 +647,6 @@ fn cli_verify_prints_one_verdict_per_file_and_exits_1_on_any_failure() {
 }
 
 #[test]
-fn dev_pki_generates_a_working_trust_directory() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let files = cms::pki::generate(&cms::pki::DevPkiOptions {
-        out: dir.path().to_owned(),
-        parties: vec![81299],
-        gateway_her: 90001,
-    })
-    .expect("generates");
-    assert!(files.iter().any(|f| f.ends_with("parties/81299-sign.key")));
-    let out = dir.path();
-    let t = TrustStore::load(out).expect("generated trust dir loads");
-    let sign = |rel: &str| {
-        Signer::from_pem_files(
-            &out.join(format!("{rel}.key")),
-            &out.join(format!("{rel}.pem")),
-        )
-        .expect("signer")
-        .sign(&content(), NOW)
-        .expect("sign")
-    };
-    let v = verify(&sign("parties/81299-sign"), &t, NOW).expect("party verifies");
-    assert!(v.signer.subject.contains("HER 81299"));
-    verify(&sign("parties/90001-sign"), &t, NOW).expect("gateway verifies");
-    assert_eq!(
-        code(&verify(&sign("bad/revoked-sign"), &t, NOW)),
-        Some(ErrorCode::S03)
-    );
-    assert_eq!(
-        code(&verify(&sign("bad/expired-sign"), &t, NOW)),
-        Some(ErrorCode::S02)
-    );
-    assert_eq!(
-        code(&verify(&sign("bad/encryption-only-sign"), &t, NOW)),
-        Some(ErrorCode::S02)
-    );
-    assert_eq!(
-        code(&verify(&sign("bad/untrusted-sign"), &t, NOW)),
-        Some(ErrorCode::S02)
-    );
-    let stale = TrustStore::load(&out.join("variants/stale-crl")).expect("stale loads");
-    assert!(verify(&sign("parties/81299-sign"), &stale, NOW)
-        .expect_err("stale")
-        .is_retryable());
-}
-
-#[test]
 fn intermediates_may_come_with_the_message_and_the_signer_certificate_must() {
     let p = pki();
     // A trust directory without intermediates/: the chain needs the one the message carries.

@@ -1,12 +1,11 @@
-//! The signed-envelope commands: `verify`, `sign` and `dev-pki`. Each has its argument struct and
-//! `run` function here; `main.rs` only dispatches.
+//! The signed-envelope commands: `verify` and `sign`. Each has its argument struct and `run`
+//! function here; `main.rs` only dispatches. (The test-PKI generator is `helsemelding-lab dev-pki`.)
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use time::format_description::well_known::Rfc3339;
 
-use super::pki::{self, DevPkiOptions};
 use super::{verify, Signer, TrustStore, Verified, VerifyError};
 use crate::ids::Timestamp;
 
@@ -107,39 +106,6 @@ pub fn run_sign(args: SignArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("helsemelding sign: {e}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-/// `helsemelding dev-pki --out DIR [--parties 81234,81235,…] [--gateway-her 90000]`
-#[derive(Debug, clap::Args)]
-pub struct DevPkiArgs {
-    /// Output directory (trust layout plus parties/, bad/, legacy/, untrusted/, variants/).
-    #[arg(long)]
-    pub out: PathBuf,
-    /// HER-ids of the test parties, comma-separated.
-    #[arg(long, value_delimiter = ',', default_values_t = [81234u32, 81235])]
-    pub parties: Vec<u32>,
-    /// The gateway's own HER-id.
-    #[arg(long, default_value_t = 90000)]
-    pub gateway_her: u32,
-}
-
-pub fn run_dev_pki(args: DevPkiArgs) -> ExitCode {
-    match pki::generate(&DevPkiOptions {
-        out: args.out,
-        parties: args.parties,
-        gateway_her: args.gateway_her,
-    }) {
-        Ok(files) => {
-            for f in files {
-                println!("{}", f.display());
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("helsemelding dev-pki: {e}");
             ExitCode::from(1)
         }
     }

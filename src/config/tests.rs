@@ -12,7 +12,7 @@ fn tree(gateway: &str, parties: &str) -> (tempfile::TempDir, PathBuf) {
     let root = tempfile::tempdir().unwrap();
     let cfg = root.path().join("config");
     std::fs::create_dir_all(cfg.join("trust")).unwrap();
-    // The synthetic test PKI (fixtures/gateway-pki, made by `helsemelding dev-pki`).
+    // The synthetic test PKI (fixtures/gateway-pki, made by `helsemelding-lab dev-pki`).
     let pki = repo().join("fixtures/gateway-pki/parties");
     for (from, to) in [
         ("90000-sign.pem", "gateway-90000-cert.pem"),

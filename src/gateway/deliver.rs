@@ -94,6 +94,9 @@ pub(super) async fn publish(
         }
     };
     inner.metrics.phases.lap(Phase::Record, &mut lap);
+    if sends.iter().any(|s| s.kind != SendKind::ErrorEntry) {
+        inner.crash_point(CrashPoint::RecordPublish);
+    }
     let results = join_all(sends.iter().map(|s| {
         let props = properties(s, &delivery);
         let body = match &s.body {

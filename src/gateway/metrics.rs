@@ -51,7 +51,7 @@ pub struct Metrics {
     pub broker_blocked: AtomicBool,
     /// Why the delivery store cannot be written (a full disk), while that lasts; `None` when it can.
     pub store_unavailable: std::sync::Mutex<Option<String>>,
-    /// CPU time of the assessment stages (where the time goes; `helsemelding bench` reads them).
+    /// CPU time of the assessment stages (where the time goes; `helsemelding-lab bench` reads them).
     pub stages: StageTimes,
     /// Wall time of each phase of a delivered message (where the latency goes).
     pub phases: PhaseTimes,

@@ -72,31 +72,13 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// absolute paths for everything else. Schemas come straight from ../shared (same layout and
 /// checksums as an installed `xsd/`).
 pub fn write_config(dir: &Path, url: &str) -> PathBuf {
-    helsemelding::chaos::config::write_config(&repo(), dir, url, &schemas())
+    helsemelding::config::scratch::write_config(&repo(), dir, url, &schemas())
         .unwrap_or_else(|e| panic!("test configuration: {e}"))
 }
 
 /// The official schemas, straight from ../shared.
 pub fn schemas() -> PathBuf {
     repo().join("../shared/standards/xsd")
-}
-
-/// Options for running the real `helsemelding` binary as the gateway (tests/gateway_restart.rs,
-/// tests/chaos.rs).
-pub fn chaos_options(
-    messages: usize,
-    faults: u32,
-    seed: u64,
-) -> helsemelding::chaos::scenario::Options {
-    helsemelding::chaos::scenario::Options {
-        exe: PathBuf::from(env!("CARGO_BIN_EXE_helsemelding")),
-        base: repo(),
-        schemas: schemas(),
-        messages,
-        faults,
-        seed,
-        settle: Duration::from_secs(120),
-    }
 }
 
 pub struct Got {

@@ -12,18 +12,18 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lapin::BasicProperties;
 use tokio::task::JoinSet;
 
-use crate::amqp::connection::{connect, AmqpSettings};
-use crate::amqp::publisher::{Publisher, Route};
-use crate::amqp::topology::{async_queue, Topology};
-use crate::cms::Signer;
-use crate::gateway::cli::{headers_for, Overrides};
-use crate::ids::{HerId, MsgId, Timestamp};
+use helsemelding::amqp::connection::{connect, AmqpSettings};
+use helsemelding::amqp::publisher::{Publisher, Route};
+use helsemelding::amqp::topology::{async_queue, Topology};
+use helsemelding::cms::Signer;
+use helsemelding::gateway::cli::{headers_for, Overrides};
+use helsemelding::ids::{HerId, MsgId, Timestamp};
 
 /// What must come out of the gateway for one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -239,22 +239,49 @@ pub fn batch(
     Ok(out)
 }
 
-/// Which messages of a batch the broker has confirmed into the intake.
+/// Which messages of a batch the broker has confirmed into the intake, and the order in which
+/// they were published: the order the broker puts them in the intake, so the order the gateway
+/// must keep per sender and recipient (DESIGN §3; checked by [`super::ledger::inversions`]).
 #[derive(Clone)]
-pub struct Confirmed(Arc<Vec<AtomicBool>>);
+pub struct Confirmed {
+    confirmed: Arc<Vec<AtomicBool>>,
+    /// Every publish attempt (batch index), in the order its frames went onto the channel.
+    published: Arc<Mutex<Vec<usize>>>,
+}
 
 impl Confirmed {
     pub fn new(n: usize) -> Confirmed {
-        Confirmed(Arc::new((0..n).map(|_| AtomicBool::new(false)).collect()))
+        Confirmed {
+            confirmed: Arc::new((0..n).map(|_| AtomicBool::new(false)).collect()),
+            published: Arc::default(),
+        }
     }
     pub fn is(&self, i: usize) -> bool {
-        self.0[i].load(Ordering::Acquire)
+        self.confirmed[i].load(Ordering::Acquire)
     }
     pub fn count(&self) -> usize {
-        self.0.iter().filter(|b| b.load(Ordering::Acquire)).count()
+        self.confirmed
+            .iter()
+            .filter(|b| b.load(Ordering::Acquire))
+            .count()
+    }
+    /// Every publish attempt so far (batch indices in wire order; a retried message appears
+    /// more than once).
+    pub fn publish_order(&self) -> Vec<usize> {
+        self.published
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
     fn set(&self, i: usize) {
-        self.0[i].store(true, Ordering::Release);
+        self.confirmed[i].store(true, Ordering::Release);
+    }
+    /// Records that message `i` was handed to the channel now.
+    pub fn published(&self, i: usize) {
+        self.published
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(i);
     }
     #[cfg(test)]
     pub(crate) fn set_for_test(&self, i: usize) {
@@ -283,9 +310,11 @@ impl Default for SendPlan {
     }
 }
 
-/// Publishes `msgs[range]` to the intake exchange as user `guest`, marking each confirmed one in
-/// `confirmed`. Reconnects after broker faults and publishes unconfirmed messages again. Returns
-/// how many publishes were retried.
+/// Publishes `msgs[range]` to the intake exchange as user `guest`, in order on one channel at a
+/// time, recording each publish in `confirmed` and marking each confirmed one. Reconnects after
+/// broker faults (only once every publish on the old channel is answered, so the wire order holds
+/// across reconnects) and publishes unconfirmed messages again. Returns how many publishes were
+/// retried.
 pub async fn send(
     url: String,
     msgs: Arc<Vec<Outgoing>>,
@@ -321,7 +350,7 @@ pub async fn send(
                 let msgs = msgs.clone();
                 let ex = topology.exchange.clone();
                 let rk = topology.inbound.clone();
-                in_flight.spawn(async move {
+                let mut publish = Box::pin(async move {
                     let m = &msgs[i];
                     let r = p
                         .publish_with_properties(
@@ -335,6 +364,15 @@ pub async fn send(
                         .await;
                     (i, r.is_ok())
                 });
+                // The first poll puts the frames on the channel (amqp::publisher, module comment):
+                // done here, in batch order, so the recorded order is the wire order — a spawned
+                // task's first poll could come after a later one's. The confirm is awaited apart.
+                let first = futures_lite::future::poll_once(&mut publish).await;
+                confirmed.published(i);
+                match first {
+                    Some(done) => in_flight.spawn(std::future::ready(done)),
+                    None => in_flight.spawn(publish),
+                };
                 if !plan.pace.is_zero() {
                     tokio::time::sleep(plan.pace).await;
                 }
@@ -365,7 +403,7 @@ mod tests {
 
     #[test]
     fn a_batch_varies_msg_ids_and_says_what_must_come_out() {
-        let base = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let base = crate::repo_root();
         let b = batch(&base, 16, "t", time::OffsetDateTime::now_utc()).unwrap();
         let ids: std::collections::HashSet<_> = b.iter().map(|m| m.msg_id.clone()).collect();
         assert_eq!(ids.len(), 16, "every message has a MsgId of its own");

@@ -1,5 +1,5 @@
 //! The transport baseline: a bare pass-through relay over RabbitMQ, built only from
-//! [`crate::amqp`], so it measures what the broker and that API can move without any gateway work.
+//! [`helsemelding::amqp`], so it measures what the broker and that API can move without any gateway work.
 //!
 //! 1. fill: a publisher with pipelined confirms puts `n` persistent messages of `size` bytes on
 //!    quorum queue A;
@@ -9,7 +9,7 @@
 //!
 //! Every message crosses the broker twice, as a message through the gateway does: this is the
 //! physical limit the gateway is measured against. Used by `cargo bench --bench relay` and by
-//! `helsemelding bench`. Queues get unique names and are deleted at the end. Failure: any broker
+//! `helsemelding-lab bench`. Queues get unique names and are deleted at the end. Failure: any broker
 //! fault, refused publish or unsettled ack is a [`BenchError`] (a benchmark that lost messages
 //! must not print a rate).
 
@@ -22,8 +22,10 @@ use lapin::BasicProperties;
 use tokio::task::JoinSet;
 
 use super::BenchError;
-use crate::amqp::topology::declare_quorum_queue;
-use crate::amqp::{connect, AmqpSettings, Consumer, PublishError, Publisher, Route, Settlement};
+use helsemelding::amqp::topology::declare_quorum_queue;
+use helsemelding::amqp::{
+    connect, AmqpSettings, Consumer, PublishError, Publisher, Route, Settlement,
+};
 
 /// What one relay run measured.
 #[derive(Debug, Clone)]

@@ -21,6 +21,15 @@ pub struct SmallDisk {
 }
 
 impl SmallDisk {
+    /// Why a small disk cannot be mounted here (not root), or `None` when it can be tried.
+    /// Tests that need one skip with this reason printed.
+    pub fn unavailable() -> Option<String> {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        (euid != 0)
+            .then(|| format!("mount -t tmpfs needs root (running as uid {euid}); CI runs as root"))
+    }
+
     /// Mounts a tmpfs of `bytes` on `path` (created if missing).
     pub fn mount(path: &Path, bytes: u64) -> io::Result<SmallDisk> {
         std::fs::create_dir_all(path)

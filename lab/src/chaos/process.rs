@@ -1,7 +1,8 @@
-//! The gateway as a child process: `helsemelding serve --config <file>`, killed hard (`kill -9`)
-//! or stopped gracefully (SIGTERM), and started again.
+//! The gateway as a child process: `helsemelding-lab serve --config <file>` (the operators'
+//! `serve`, fault injection allowed), killed hard (`kill -9`) or stopped gracefully (SIGTERM), and
+//! started again.
 //!
-//! Input: the path of the `helsemelding` binary, a configuration, and a directory for its output
+//! Input: the path of the `helsemelding-lab` binary, a configuration, and a directory for its output
 //! (`gateway.stdout` = the routing log, `gateway.stderr` = diagnostics; appended across restarts).
 //! Output: a [`GatewayProcess`] that is killed on drop, so a failing scenario never leaves a
 //! gateway running. Failure: [`std::io::Error`]s from spawning or signalling, and
@@ -49,7 +50,7 @@ impl GatewayProcess {
     }
 
     /// Starts the child; `crash_at` arms a crash point in it (`HELSEMELDING_CRASH_AT`, see
-    /// [`crate::gateway::crash`]).
+    /// [`helsemelding::gateway::crash`]).
     fn start(&mut self, crash_at: Option<&str>) -> io::Result<()> {
         let open = |name: &str| {
             let p = self.out_dir.join(name);
@@ -61,8 +62,8 @@ impl GatewayProcess {
         };
         let mut cmd = Command::new(&self.exe);
         match crash_at {
-            Some(at) => cmd.env(crate::gateway::crash::ENV, at),
-            None => cmd.env_remove(crate::gateway::crash::ENV),
+            Some(at) => cmd.env(helsemelding::gateway::crash::ENV, at),
+            None => cmd.env_remove(helsemelding::gateway::crash::ENV),
         };
         let child = cmd
             .arg("serve")

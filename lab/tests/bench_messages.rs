@@ -3,25 +3,25 @@
 //! configuration, for both kinds and both sizes (a benchmark of rejected messages would measure
 //! the wrong path).
 
-use std::path::PathBuf;
-
-use helsemelding::bench::gateway::write_config;
-use helsemelding::bench::messages::{sign_many, signers, Kind};
+use helsemelding::config::scratch::{write, Scratch};
 use helsemelding::gateway::assess::{assess, Inbound, Plan, RecipientPlan};
 use helsemelding::gateway::cli::load;
 use helsemelding::gateway::envelope_of;
+use helsemelding_lab::bench::messages::{sign_many, signers, Kind};
 
 #[test]
 fn benchmark_messages_are_delivered_by_the_assessment() {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let repo = helsemelding_lab::repo_root();
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
+    let config = write(
         &repo,
-        &repo.join("../shared/standards/xsd"),
         dir.path(),
-        "amqp://guest:guest@127.0.0.1:5672/%2f",
-        256,
-        9,
+        &Scratch {
+            url: "amqp://guest:guest@127.0.0.1:5672/%2f",
+            schemas: &repo.join("../shared/standards/xsd"),
+            prefetch: Some(256),
+            metrics_port: Some(9),
+        },
     )
     .unwrap();
     let loaded = load(&config).unwrap_or_else(|ps| panic!("config problems: {ps:#?}"));

@@ -1,4 +1,4 @@
-//! The gateway under load: the real daemon, `helsemelding serve` started as a child process from
+//! The gateway under load: the real daemon, `helsemelding-lab serve` (the operators' `serve`, fault injection allowed) started as a child process from
 //! the shipped configuration (in its own vhost and state directory, metrics on a local port), so
 //! its peak resident set (`VmHWM`) and CPU time are its own and not the load generator's.
 //!
@@ -26,15 +26,16 @@ use tokio::task::JoinSet;
 
 use super::messages::{self, Kind, Signed};
 use super::{proc_cpu_seconds, proc_status_kb, quantile, thread_cpu_by_name, BenchError};
-use crate::amqp::testing::TestVhost;
-use crate::amqp::topology::{async_queue, Topology};
-use crate::amqp::{connect, Consumer, PublishError, Publisher, Route, Settlement};
-use crate::gateway::metrics::{Phase, Stage};
+use helsemelding::amqp::testing::TestVhost;
+use helsemelding::amqp::topology::{async_queue, Topology};
+use helsemelding::amqp::{connect, Consumer, PublishError, Publisher, Route, Settlement};
+use helsemelding::config::scratch::{write as write_config, Scratch};
+use helsemelding::gateway::metrics::{Phase, Stage};
 
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct GatewayBench {
-    /// The `helsemelding` executable to run `serve` with (normally this very binary).
+    /// The executable to run `serve` with (normally this very binary, `helsemelding-lab`).
     pub exe: PathBuf,
     /// The repository root: `config/`, `fixtures/gateway-pki/`.
     pub repo: PathBuf,
@@ -85,56 +86,6 @@ pub struct GatewayReport {
     pub phase_ms: Vec<(&'static str, f64)>,
     pub peak_rss_kb: u64,
     pub signing_seconds: f64,
-}
-
-/// Writes a gateway configuration for the bench: the shipped `config/gateway.toml` with the broker
-/// URL, state, routing log, metrics port, prefetch and schema directory replaced and every other
-/// path made absolute; the shipped register with absolute certificate paths. Returns its path.
-pub fn write_config(
-    repo: &Path,
-    schemas: &Path,
-    dir: &Path,
-    url: &str,
-    prefetch: u16,
-    metrics_port: u16,
-) -> Result<PathBuf, BenchError> {
-    let io = |what: &Path, e: std::io::Error| BenchError::Setup(format!("{}: {e}", what.display()));
-    let shipped_path = repo.join("config/gateway.toml");
-    let shipped = std::fs::read_to_string(&shipped_path).map_err(|e| io(&shipped_path, e))?;
-    let abs = |p: &Path| format!("{:?}", p.display().to_string());
-    let mut out = String::new();
-    for line in shipped.lines() {
-        let key = line.split('=').next().unwrap_or("").trim();
-        out.push_str(&match key {
-            "url" => format!("url = {:?}", url),
-            "prefetch" => format!("prefetch = {prefetch}"),
-            "signing_key" => format!(
-                "signing_key = {}",
-                abs(&repo.join("fixtures/gateway-pki/parties/90000-sign.key"))
-            ),
-            "signing_cert" => format!(
-                "signing_cert = {}",
-                abs(&repo.join("fixtures/gateway-pki/parties/90000-sign.pem"))
-            ),
-            "register" => format!("register = {}", abs(&dir.join("parties.toml"))),
-            "trust_dir" => format!("trust_dir = {}", abs(&repo.join("fixtures/gateway-pki"))),
-            "schemas" => format!("schemas = {}", abs(schemas)),
-            "state" => format!("state = {}", abs(&dir.join("state"))),
-            "routing_log" => format!("routing_log = {}", abs(&dir.join("routing.jsonl"))),
-            "http_listen" => format!("http_listen = \"127.0.0.1:{metrics_port}\""),
-            _ => line.to_owned(),
-        });
-        out.push('\n');
-    }
-    let register_path = repo.join("config/parties.toml");
-    let register = std::fs::read_to_string(&register_path)
-        .map_err(|e| io(&register_path, e))?
-        .replace("\"fixtures/", &format!("\"{}/fixtures/", repo.display()));
-    std::fs::create_dir_all(dir.join("config")).map_err(|e| io(dir, e))?;
-    std::fs::write(dir.join("parties.toml"), register).map_err(|e| io(dir, e))?;
-    let path = dir.join("config/gateway.toml");
-    std::fs::write(&path, out).map_err(|e| io(&path, e))?;
-    Ok(path)
 }
 
 /// Runs the gateway benchmark in a vhost of its own; cleans up vhost, state and child.
@@ -283,7 +234,17 @@ async fn run_in(
             .map_err(|e| BenchError::Setup(e.to_string()))?
             .port()
     };
-    let config = write_config(&b.repo, &b.schemas, dir, vhost.url(), b.prefetch, port)?;
+    let config = write_config(
+        &b.repo,
+        dir,
+        &Scratch {
+            url: vhost.url(),
+            schemas: &b.schemas,
+            prefetch: Some(b.prefetch),
+            metrics_port: Some(port),
+        },
+    )
+    .map_err(|e| BenchError::Setup(e.to_string()))?;
 
     // 1. sign (not timed).
     let signers = messages::signers(&b.repo.join("fixtures/gateway-pki"))?;

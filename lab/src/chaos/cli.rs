@@ -1,7 +1,8 @@
-//! `helsemelding chaos`: runs scenarios against the local broker and prints, per scenario,
-//! `scenario<TAB>sent<TAB>delivered<TAB>lost<TAB>duplicated<TAB>apprecs`; notes and problems go
-//! on `# ` lines. Exit 1 if any scenario lost a message, issued a second AppRec, misplaced a
-//! message or did not stop gracefully; exit 2 if a scenario could not be carried out.
+//! `helsemelding-lab chaos`: runs scenarios against the local broker and prints, per scenario,
+//! `scenario<TAB>sent<TAB>delivered<TAB>lost<TAB>duplicated<TAB>apprecs<TAB>inversions`; notes and
+//! problems go on `# ` lines. Exit 1 if any scenario lost a message, issued a second AppRec,
+//! misplaced a message, delivered a sender's messages out of order (an inversion) or did not stop
+//! gracefully; exit 2 if a scenario could not be carried out.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,7 +32,8 @@ pub struct ChaosArgs {
     /// Installed schemas (default: the configuration's `paths.schemas`).
     #[arg(long)]
     pub schemas: Option<PathBuf>,
-    /// The gateway binary (default: this executable).
+    /// The gateway binary, run as `BINARY serve` (default: this executable; its crash points
+    /// need a build with fault injection, which `helsemelding` does not act on).
     #[arg(long)]
     pub gateway: Option<PathBuf>,
     /// Seconds to wait, after the faults, for every message to come out.
@@ -41,7 +43,7 @@ pub struct ChaosArgs {
 
 pub fn run_chaos(args: &ChaosArgs) -> ExitCode {
     let fail = |what: String| {
-        eprintln!("helsemelding chaos: {what}");
+        eprintln!("helsemelding-lab chaos: {what}");
         ExitCode::from(2)
     };
     let config = match args.config.canonicalize() {
@@ -57,7 +59,7 @@ pub fn run_chaos(args: &ChaosArgs) -> ExitCode {
     };
     let schemas = match &args.schemas {
         Some(s) => s.clone(),
-        None => match crate::config::GatewayConfig::load(&config) {
+        None => match helsemelding::config::GatewayConfig::load(&config) {
             Ok(c) => c.paths.schemas,
             Err(ps) => {
                 return fail(format!(
@@ -116,7 +118,7 @@ pub fn run_chaos(args: &ChaosArgs) -> ExitCode {
         Err(e) => return fail(format!("cannot start the runtime: {e}")),
     };
     println!("# seed {seed}");
-    println!("# scenario\tsent\tdelivered\tlost\tduplicated\tapprecs");
+    println!("# scenario\t{}", super::ledger::Figures::TSV_HEADER);
     let mut worst = ExitCode::SUCCESS;
     for s in scenarios {
         match rt.block_on(run(s, &options)) {
@@ -125,12 +127,16 @@ pub fn run_chaos(args: &ChaosArgs) -> ExitCode {
                 for n in &r.notes {
                     println!("# {}: {n}", s.name());
                 }
-                if r.figures.second_apprecs > 0 || r.figures.misplaced > 0 {
+                if r.figures.second_apprecs > 0
+                    || r.figures.misplaced > 0
+                    || r.figures.inversions > 0
+                {
                     println!(
-                        "# {}: second AppRecs {}, misplaced {}",
+                        "# {}: second AppRecs {}, misplaced {}, inversions {}",
                         s.name(),
                         r.figures.second_apprecs,
-                        r.figures.misplaced
+                        r.figures.misplaced,
+                        r.figures.inversions
                     );
                 }
                 for p in &r.figures.problems {

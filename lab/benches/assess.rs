@@ -1,5 +1,5 @@
 //! CPU per message of the pure pipeline (`gateway::assess`: verify, validate, parse, route) on the
-//! messages `helsemelding bench` sends: `cargo bench --bench assess`. Prints figures; asserts
+//! messages `helsemelding-lab bench` sends: `cargo bench -p helsemelding-lab --bench assess`. Prints figures; asserts
 //! nothing about speed.
 //!
 //! The context is the shipped one (`config/gateway.toml`: register, test PKI, schemas installed in
@@ -14,20 +14,18 @@
 //! assessment as the gateway does (`tokio::task::spawn_blocking` per delivery, N deliveries in
 //! flight, like the prefetch) instead of in a loop on one thread, to show what that costs.
 
-use std::path::Path;
-
-use helsemelding::bench::messages::{sign_many, signers};
 use helsemelding::gateway::assess::{assess_timed, Inbound, Plan, RecipientPlan};
 use helsemelding::gateway::cli::load;
 use helsemelding::gateway::envelope_of;
 use helsemelding::gateway::metrics::{thread_cpu_nanos, Stage, StageTimes};
+use helsemelding_lab::bench::messages::{sign_many, signers};
 
 fn env<T: std::str::FromStr>(name: &str) -> Option<T> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
 fn main() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let repo = helsemelding_lab::repo_root();
     let size: usize = env("ASSESS_SIZE").unwrap_or(4096);
     let n: usize = env("ASSESS_MESSAGES").unwrap_or(40);
     let secs: f64 = env("ASSESS_SECONDS").unwrap_or(3.0);
@@ -108,7 +106,7 @@ fn main() {
     let total = (thread_cpu_nanos() - cpu0) as f64 / 1e3 / done.max(1) as f64;
     println!(
         "assess: {done} messages ({n} distinct, {size} B of XML, {envelope} B signed), load {}",
-        helsemelding::bench::loadavg()
+        helsemelding_lab::bench::loadavg()
     );
     println!("  total   {total:7.1} µs CPU/message");
     for s in Stage::ALL {
@@ -125,7 +123,7 @@ fn main() {
 /// them; per-stage figures from the same stage clock, total from the process's CPU time.
 fn gateway_like(
     ctx: helsemelding::gateway::assess::Context,
-    msgs: Vec<helsemelding::bench::messages::Signed>,
+    msgs: Vec<helsemelding_lab::bench::messages::Signed>,
     now: time::OffsetDateTime,
     in_flight: usize,
     secs: f64,
@@ -140,13 +138,13 @@ fn gateway_like(
         .build()
         .expect("runtime");
     let pid = std::process::id();
-    let cpu0 = helsemelding::bench::proc_cpu_seconds(pid, None).unwrap_or(0.0);
+    let cpu0 = helsemelding_lab::bench::proc_cpu_seconds(pid, None).unwrap_or(0.0);
     let start = std::time::Instant::now();
     let done = rt.block_on(async {
         let sem = Arc::new(tokio::sync::Semaphore::new(in_flight));
         let mut tasks = tokio::task::JoinSet::new();
         let (mut sent, mut done) = (0usize, 0usize);
-        while (helsemelding::bench::proc_cpu_seconds(pid, None).unwrap_or(0.0) - cpu0) < secs
+        while (helsemelding_lab::bench::proc_cpu_seconds(pid, None).unwrap_or(0.0) - cpu0) < secs
             || sent == 0
         {
             for i in 0..msgs.len() {
@@ -187,11 +185,11 @@ fn gateway_like(
         }
         done
     });
-    let cpu = helsemelding::bench::proc_cpu_seconds(pid, None).unwrap_or(0.0) - cpu0;
+    let cpu = helsemelding_lab::bench::proc_cpu_seconds(pid, None).unwrap_or(0.0) - cpu0;
     println!(
         "assess via spawn_blocking, {in_flight} in flight: {done} messages in {:.1} s, load {}",
         start.elapsed().as_secs_f64(),
-        helsemelding::bench::loadavg()
+        helsemelding_lab::bench::loadavg()
     );
     println!(
         "  process {:7.1} µs CPU/message",

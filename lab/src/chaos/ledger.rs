@@ -2,9 +2,14 @@
 //!
 //! Input: the parties' queues (`{her}_async`, `{her}_error`) and `gateway_dead_letter`, drained
 //! by [`Drain`] (its own connection, no-ack consumers, reconnecting after broker faults), and the
-//! batch with its [`Expect`]ations. Output: [`Figures`] — sent, delivered, lost, duplicated,
-//! AppRecs, second AppRecs, misplaced — with the first few failures named. Failure: none; a queue
-//! that cannot be consumed is retried until the drain is dropped.
+//! batch with its [`Expect`]ations and its publish order. Output: [`Figures`] — sent, delivered,
+//! lost, duplicated, AppRecs, second AppRecs, misplaced, inversions — with the first few failures
+//! named. Failure: none; a queue that cannot be consumed is retried until the drain is dropped.
+//!
+//! Order ([`inversions`]): for each sender and recipient queue, the MsgIds must first arrive in
+//! the order the sender published them to the intake — the order the broker gives them to the
+//! gateway (DESIGN §3). A later copy of a MsgId (a duplicate) does not count; a message that
+//! arrives before one published earlier does, once per such pair.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -16,7 +21,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use tokio::task::JoinHandle;
 
 use super::traffic::{Confirmed, Expect, Outgoing};
-use crate::amqp::connection::{connect, AmqpSettings};
+use helsemelding::amqp::connection::{connect, AmqpSettings};
 
 /// One message taken from a queue.
 #[derive(Debug, Clone)]
@@ -158,23 +163,96 @@ pub struct Figures {
     /// that never arrived — the worst kind of loss, because nobody retries it (see
     /// [`confirmed_not_arrived`]).
     pub confirmed_not_arrived: usize,
+    /// Pairs of messages of one sender that first arrived at one recipient in the opposite order
+    /// of their publication (see [`inversions`]): never allowed.
+    pub inversions: usize,
     /// The first few problems, named.
     pub problems: Vec<String>,
 }
 
 impl Figures {
-    /// Nothing lost, no second AppRec, nothing misplaced.
+    /// The column names of [`Self::tsv`].
+    pub const TSV_HEADER: &'static str = "sent\tdelivered\tlost\tduplicated\tapprecs\tinversions";
+
+    /// Nothing lost, no second AppRec, nothing misplaced, no inversion.
     pub fn ok(&self) -> bool {
-        self.lost == 0 && self.second_apprecs == 0 && self.misplaced == 0
+        self.lost == 0 && self.second_apprecs == 0 && self.misplaced == 0 && self.inversions == 0
     }
 
-    /// `sent<TAB>delivered<TAB>lost<TAB>duplicated<TAB>apprecs`.
+    /// `sent<TAB>delivered<TAB>lost<TAB>duplicated<TAB>apprecs<TAB>inversions`.
     pub fn tsv(&self) -> String {
         format!(
-            "{}\t{}\t{}\t{}\t{}",
-            self.sent, self.delivered, self.lost, self.duplicated, self.apprecs
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            self.sent, self.delivered, self.lost, self.duplicated, self.apprecs, self.inversions
         )
     }
+}
+
+/// Inversions of one run: for each (sender, recipient queue), the MsgIds in the order of their
+/// first arrival, compared with `published` (batch indices in the order they went on the wire,
+/// [`super::traffic::Confirmed::publish_order`]). Every pair that first arrived in the opposite
+/// order of publication is one inversion. Only the sender's own messages count (deliveries, not
+/// the AppRecs the gateway issues), and only those published once: a retried publish may have
+/// reached the intake at either attempt, so its place is not known. Returns the count and the
+/// first few inverted pairs, named.
+pub fn inversions(msgs: &[Outgoing], published: &[usize], seen: &[Seen]) -> (usize, Vec<String>) {
+    let mut attempts: HashMap<usize, usize> = HashMap::new();
+    for &i in published {
+        *attempts.entry(i).or_default() += 1;
+    }
+    // MsgId → (position in the wire order, batch index), for messages published exactly once.
+    let mut position: HashMap<&str, (usize, usize)> = HashMap::new();
+    for (pos, &i) in published.iter().enumerate() {
+        if attempts.get(&i) == Some(&1) {
+            if let Some(m) = msgs.get(i) {
+                position.insert(m.msg_id.as_str(), (pos, i));
+            }
+        }
+    }
+    // (sender, queue) → wire positions in the order of first arrival.
+    let mut arrivals: HashMap<(u32, &str), Vec<(usize, usize)>> = HashMap::new();
+    let mut first: HashSet<(&str, &str)> = HashSet::new();
+    for s in seen {
+        if s.msg_type == "APPREC" || s.error_condition.is_some() || !s.queue.ends_with("_async") {
+            continue;
+        }
+        let Some(&(pos, i)) = position.get(s.message_id.as_str()) else {
+            continue;
+        };
+        let expected = msgs[i]
+            .expect
+            .iter()
+            .any(|e| matches!(e, Expect::Deliver { queue } if *queue == s.queue));
+        if expected && first.insert((s.queue.as_str(), s.message_id.as_str())) {
+            arrivals
+                .entry((msgs[i].sender.0, s.queue.as_str()))
+                .or_default()
+                .push((pos, i));
+        }
+    }
+    let mut count = 0;
+    let mut named = Vec::new();
+    let mut pairs: Vec<_> = arrivals.into_iter().collect();
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    for ((sender, queue), order) in pairs {
+        for (k, &(later_pos, later)) in order.iter().enumerate() {
+            for &(earlier_pos, earlier) in &order[k + 1..] {
+                if earlier_pos < later_pos {
+                    count += 1;
+                    if named.len() < MAX_PROBLEMS {
+                        named.push(format!(
+                            "inversion: {sender} → {queue}: {} (published #{}) arrived before {} (published #{})",
+                            msgs[later].msg_id,
+                            later_pos + 1,
+                            msgs[earlier].msg_id,
+                            earlier_pos + 1
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    (count, named)
 }
 
 const MAX_PROBLEMS: usize = 10;
@@ -328,6 +406,11 @@ pub fn figures(msgs: &[Outgoing], confirmed: &Confirmed, seen: &[Seen]) -> Figur
             problem(&mut f, format!("misplaced: an AppRec for {id} on {queue}"));
         }
     }
+    let (count, named) = inversions(msgs, &confirmed.publish_order(), seen);
+    f.inversions = count;
+    for n in named {
+        problem(&mut f, n);
+    }
     for s in stray {
         f.misplaced += 1;
         problem(
@@ -346,7 +429,7 @@ pub fn figures(msgs: &[Outgoing], confirmed: &Confirmed, seen: &[Seen]) -> Figur
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{HerId, MsgId};
+    use helsemelding::ids::{HerId, MsgId};
 
     fn msg(id: &str, expect: Vec<Expect>) -> Outgoing {
         Outgoing {
@@ -414,13 +497,90 @@ mod tests {
         assert_eq!(f.second_apprecs, 1);
         assert_eq!(f.misplaced, 1);
         assert!(!f.ok());
-        assert_eq!(f.tsv(), "4\t3\t2\t2\t3");
+        assert_eq!(f.inversions, 0, "nothing was recorded as published");
+        assert_eq!(f.tsv(), "4\t3\t2\t2\t3\t0");
         // The gateway's routing log: a@81002 was taken as confirmed (and never arrived), d@81001
         // never was.
         let log = "{\"msg_id\":\"a\",\"to_her\":81002,\"outcome\":\"delivered\"}\n{\"msg_id\":\"d\",\"to_her\":81001,\"outcome\":\"retry\"}\nnot json\n";
         let mut f = f;
         confirmed_not_arrived(&mut f, &msgs, &out, log);
         assert_eq!(f.confirmed_not_arrived, 1);
+    }
+
+    /// Four messages of 82001 to 81001 and one of 80001 to 81001, published in this order.
+    fn ordered_batch() -> (Vec<Outgoing>, Vec<usize>) {
+        let mut msgs: Vec<Outgoing> = ["m0", "m1", "m2", "m3"]
+            .iter()
+            .map(|id| msg(id, vec![deliver("81001_async")]))
+            .collect();
+        let mut other = msg("h0", vec![deliver("81001_async")]);
+        other.sender = HerId(80001);
+        msgs.push(other);
+        (msgs, vec![0, 1, 4, 2, 3])
+    }
+
+    fn arrived(ids: &[&str]) -> Vec<Seen> {
+        ids.iter()
+            .map(|id| seen("81001_async", id, "DIALOG_FORESPORSEL", None))
+            .collect()
+    }
+
+    #[test]
+    fn messages_in_publish_order_have_no_inversion() {
+        let (msgs, published) = ordered_batch();
+        // Another sender's message in between is no inversion: order is per sender.
+        let (n, named) = inversions(&msgs, &published, &arrived(&["h0", "m0", "m1", "m2", "m3"]));
+        assert_eq!((n, named.len()), (0, 0), "{named:?}");
+    }
+
+    #[test]
+    fn every_pair_out_of_publish_order_is_one_inversion_and_is_named() {
+        let (msgs, published) = ordered_batch();
+        // m3 overtakes m1 and m2: two pairs; m2 before m1: a third.
+        let (n, named) = inversions(&msgs, &published, &arrived(&["m0", "m3", "m2", "m1", "h0"]));
+        assert_eq!(n, 3, "{named:?}");
+        assert_eq!(
+            named,
+            [
+                "inversion: 82001 → 81001_async: m3 (published #5) arrived before m2 (published #4)",
+                "inversion: 82001 → 81001_async: m3 (published #5) arrived before m1 (published #2)",
+                "inversion: 82001 → 81001_async: m2 (published #4) arrived before m1 (published #2)",
+            ]
+        );
+        // The figures carry it, and it fails the run.
+        let confirmed = Confirmed::new(msgs.len());
+        for &i in &published {
+            confirmed.published(i);
+            confirmed.set_for_test(i);
+        }
+        let f = figures(&msgs, &confirmed, &arrived(&["m0", "m3", "m2", "m1", "h0"]));
+        assert_eq!((f.lost, f.inversions), (0, 3));
+        assert!(!f.ok());
+        assert!(f.tsv().ends_with("\t3"), "{}", f.tsv());
+    }
+
+    #[test]
+    fn a_duplicate_after_the_first_arrival_is_no_inversion() {
+        let (msgs, published) = ordered_batch();
+        // m1 again after m3 (a republish after a crash): allowed, it is the same MsgId.
+        let seen = arrived(&["m0", "m1", "m2", "m1", "m3", "m1", "h0"]);
+        assert_eq!(inversions(&msgs, &published, &seen).0, 0);
+        // But a duplicate that comes first still places that MsgId first.
+        let seen = arrived(&["m0", "m2", "m1", "m2", "m3"]);
+        assert_eq!(inversions(&msgs, &published, &seen).0, 1);
+    }
+
+    #[test]
+    fn retried_publishes_and_apprecs_are_not_ordered() {
+        let (msgs, _) = ordered_batch();
+        // m1 published twice (a lost confirm): its place in the intake is not known.
+        let published = vec![0, 1, 2, 1, 3, 4];
+        let seen = arrived(&["m0", "m2", "m3", "m1"]);
+        assert_eq!(inversions(&msgs, &published, &seen).0, 0);
+        // AppRecs and error-queue entries are the gateway's, not the sender's messages.
+        let mut seen = arrived(&["m2", "m0"]);
+        seen[0].msg_type = "APPREC".into();
+        assert_eq!(inversions(&msgs, &[0, 1, 2, 3, 4], &seen).0, 0);
     }
 
     #[test]

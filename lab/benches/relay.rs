@@ -1,10 +1,10 @@
 //! Baseline for the transport's throughput: a bare pass-through relay over the local RabbitMQ
-//! (the code is [`helsemelding::bench::relay`], shared with `helsemelding bench`).
+//! (the code is [`helsemelding_lab::bench::relay`], shared with `helsemelding-lab bench`).
 //!
-//! `cargo bench --bench relay -- [N] [PREFETCH] [SIZE]` (defaults 20000, 256, 4096);
+//! `cargo bench -p helsemelding-lab --bench relay -- [N] [PREFETCH] [SIZE]` (defaults 20000, 256, 4096);
 //! `HELSEMELDING_BENCH_AMQP_URL` overrides `amqp://guest:guest@127.0.0.1:5672/%2f`.
 
-use helsemelding::bench::{loadavg, relay};
+use helsemelding_lab::bench::{loadavg, relay};
 
 #[tokio::main]
 async fn main() {

@@ -21,16 +21,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::config::write_config;
 use super::disk::SmallDisk;
 use super::ledger::{figures, Drain, Figures, Ledger};
 use super::process::GatewayProcess;
 use super::traffic::{batch, send, Confirmed, Outgoing, SendPlan};
-use crate::amqp::testing::TestVhost;
-use crate::amqp::topology::{async_queue, error_queue, DEAD_LETTER_QUEUE, INBOUND_QUEUE};
-use crate::gateway::crash::CrashPoint;
+use helsemelding::amqp::testing::TestVhost;
+use helsemelding::amqp::topology::{async_queue, error_queue, DEAD_LETTER_QUEUE, INBOUND_QUEUE};
+use helsemelding::config::scratch::write_config;
+use helsemelding::gateway::crash::CrashPoint;
 
-/// A scenario of `helsemelding chaos`.
+/// A scenario of `helsemelding-lab chaos`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
     /// `kill -9` of the gateway, restarted each time: a third at random moments from outside, the
@@ -64,7 +64,7 @@ impl Scenario {
 /// What a run is made of.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The `helsemelding` binary to run as the gateway.
+    /// The binary whose `serve` runs the gateway (`helsemelding-lab`: crash points need it).
     pub exe: PathBuf,
     /// The repository root: `config/`, `fixtures/`.
     pub base: PathBuf,
@@ -113,6 +113,8 @@ pub struct Kills {
     pub outside: u32,
     /// Of those, how many came while messages were coming out.
     pub mid_flight: u32,
+    /// Dealt by the gateway itself after `Routed` was handed to the store, before publishing.
+    pub record_publish: u32,
     /// Dealt by the gateway itself after every copy was confirmed, before `Delivered` was recorded.
     pub publish_commit: u32,
     /// Dealt by the gateway itself after `Delivered` was recorded, before the ack.
@@ -125,7 +127,7 @@ pub struct Kills {
 }
 
 impl Report {
-    /// Nothing lost, no second AppRec, nothing misplaced, and a clean final stop.
+    /// Nothing lost, no second AppRec, nothing misplaced, no inversion, and a clean final stop.
     pub fn passed(&self) -> bool {
         self.figures.ok() && self.graceful_stop.is_ok()
     }
@@ -133,7 +135,7 @@ impl Report {
 
 /// Every queue the gateway can put something on: the parties' `_async` and `_error`, dead letters.
 pub fn output_queues(config: &Path) -> Result<Vec<String>, ChaosError> {
-    let (c, register) = crate::config::check(config).map_err(|ps| {
+    let (c, register) = helsemelding::config::check(config).map_err(|ps| {
         ChaosError::Setup(
             ps.iter()
                 .map(|p| p.to_string())
@@ -236,7 +238,7 @@ impl Run {
     /// Waits until the gateway has declared its queues (it is up and consuming).
     pub async fn wait_ready(&mut self, within: Duration) -> Result<(), ChaosError> {
         let deadline = Instant::now() + within;
-        let probe = async_queue(crate::ids::HerId(82001));
+        let probe = async_queue(helsemelding::ids::HerId(82001));
         loop {
             if let Some(status) = self.gateway.exited() {
                 return Err(ChaosError::Gateway(format!(
@@ -411,19 +413,22 @@ async fn limit_queue(
     queue: &str,
     max_length: u32,
 ) -> Result<(), ChaosError> {
-    let conn = crate::amqp::connection::connect(&crate::amqp::connection::AmqpSettings::new(
-        url.to_owned(),
-        "chaos-setup",
-    ))
+    let conn = helsemelding::amqp::connection::connect(
+        &helsemelding::amqp::connection::AmqpSettings::new(url.to_owned(), "chaos-setup"),
+    )
     .await
     .map_err(|e| ChaosError::Setup(e.to_string()))?;
     let ch = conn
         .create_channel()
         .await
         .map_err(|e| ChaosError::Setup(e.to_string()))?;
-    crate::amqp::topology::declare_quorum_queue(&ch, queue, lapin::types::FieldTable::default())
-        .await
-        .map_err(|e| ChaosError::Setup(e.to_string()))?;
+    helsemelding::amqp::topology::declare_quorum_queue(
+        &ch,
+        queue,
+        lapin::types::FieldTable::default(),
+    )
+    .await
+    .map_err(|e| ChaosError::Setup(e.to_string()))?;
     let _ = conn.close(200, "declared".into()).await;
     let definition = format!("{{\"max-length\":{max_length},\"overflow\":\"reject-publish\"}}");
     ctl(&[
@@ -589,11 +594,12 @@ async fn disturb(
 ) -> Result<(), ChaosError> {
     match scenario {
         Scenario::Kill9 => {
-            // Every third kill comes from outside at a random moment; the others are dealt by the
-            // gateway itself at one of the two crash windows of the protocol (gateway::crash),
-            // so both are hit in every run, not only when luck has it.
+            // Every fourth kill comes from outside at a random moment; the others are dealt by the
+            // gateway itself at one of the three crash points of the protocol (gateway::crash),
+            // so each is hit in every run, not only when luck has it.
             let cycle = [
                 None,
+                Some(CrashPoint::RecordPublish),
                 Some(CrashPoint::PublishCommit),
                 Some(CrashPoint::CommitAck),
             ];
@@ -621,6 +627,7 @@ async fn disturb(
                         }
                         if run.gateway.exited().is_some() {
                             match point {
+                                CrashPoint::RecordPublish => k.record_publish += 1,
                                 CrashPoint::PublishCommit => k.publish_commit += 1,
                                 CrashPoint::CommitAck => k.commit_ack += 1,
                             }
@@ -645,10 +652,11 @@ async fn disturb(
             }
             notes.push(format!(
                 "{} kill -9: {} from outside at random moments ({} while messages were coming out), \
-                 {} dealt between publish and commit, {} between commit and ack{}",
+                 {} dealt between record and publish, {} between publish and commit, {} between commit and ack{}",
                 o.faults,
                 k.outside,
                 k.mid_flight,
+                k.record_publish,
                 k.publish_commit,
                 k.commit_ack,
                 if k.missed > 0 { format!(", {} armed restart(s) never reached their point", k.missed) } else { String::new() }

@@ -6,24 +6,24 @@
 //! the store), and a restart finishes the rest.
 //!
 //! Each test runs the gateway as a child process in its own vhost and state directory
-//! (`helsemelding::chaos::scenario::Run`); the figures are printed.
+//! (`helsemelding_lab::chaos::scenario::Run`); the figures are printed.
 
-mod gateway_support;
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway_support::chaos_options;
-use helsemelding::chaos::ledger::{figures, Figures};
-use helsemelding::chaos::scenario::Run;
-use helsemelding::chaos::traffic::{batch, send, Confirmed, Outgoing, SendPlan};
 use helsemelding::gateway::decide::apprec_id_for;
 use helsemelding::ids::MsgId;
 use helsemelding::store::state::DeliveryState;
 use helsemelding::store::DeliveryStore;
+use helsemelding_lab::chaos::ledger::{figures, Figures};
+use helsemelding_lab::chaos::scenario::Run;
+use helsemelding_lab::chaos::traffic::{batch, send, Confirmed, Outgoing, SendPlan};
+use support::chaos_options;
 
 async fn signed_batch(n: usize, tag: &str) -> Arc<Vec<Outgoing>> {
-    let base = gateway_support::repo();
+    let base = support::repo();
     let tag = tag.to_owned();
     Arc::new(
         tokio::task::spawn_blocking(move || batch(&base, n, &tag, time::OffsetDateTime::now_utc()))
@@ -35,8 +35,8 @@ async fn signed_batch(n: usize, tag: &str) -> Arc<Vec<Outgoing>> {
 
 fn print(label: &str, f: &Figures) {
     println!(
-        "{label}: sent {} delivered {} lost {} duplicated {} apprecs {} second-apprecs {} misplaced {}",
-        f.sent, f.delivered, f.lost, f.duplicated, f.apprecs, f.second_apprecs, f.misplaced
+        "{label}: sent {} delivered {} lost {} duplicated {} apprecs {} second-apprecs {} misplaced {} inversions {}",
+        f.sent, f.delivered, f.lost, f.duplicated, f.apprecs, f.second_apprecs, f.misplaced, f.inversions
     );
 }
 
@@ -248,14 +248,14 @@ async fn sigterm_in_the_middle_of_a_batch_finishes_in_flight_messages_and_exits_
 
 /// SIGTERM at any moment of the start — while the configuration and schemas load, while it
 /// connects — is a clean stop with exit code 0 (before the fix it died by the signal when it came
-/// during loading: found by `helsemelding chaos`, a stop right after a restart).
+/// during loading: found by `helsemelding-lab chaos`, a stop right after a restart).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_while_starting_exits_0() {
-    use helsemelding::chaos::process::GatewayProcess;
+    use helsemelding_lab::chaos::process::GatewayProcess;
     let o = chaos_options(1, 0, 0);
     let dir = tempfile::tempdir().unwrap();
     // A vhost that does not exist: the gateway that gets past loading keeps trying to connect.
-    let config = gateway_support::write_config(
+    let config = support::write_config(
         dir.path(),
         "amqp://guest:guest@127.0.0.1:5672/hm-no-such-vhost",
     );

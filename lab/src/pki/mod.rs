@@ -1,4 +1,4 @@
-//! The test PKI generator behind `helsemelding dev-pki`: a root CA, an intermediate, one good
+//! The test PKI generator behind `helsemelding-lab dev-pki` ([`cli`]): a root CA, an intermediate, one good
 //! RSA-3072 signing certificate (with its PKCS#8 key) per test party named by HER-id, the gateway's
 //! own, and the bad ones each verification error needs, written in the trust-directory layout.
 //!
@@ -27,6 +27,8 @@
 //! are synthetic (999999xxx). RSA keys come from the RustCrypto `rsa` crate (ring cannot generate
 //! RSA keys); rcgen writes the certificates and CRLs, signing through ring. CA keys are not
 //! written: to change the PKI, regenerate all of it.
+
+pub mod cli;
 
 use std::path::PathBuf;
 

@@ -1,11 +1,13 @@
-//! A gateway configuration of its own for one chaos scenario or test.
+//! A gateway configuration of its own for one test, chaos scenario or benchmark run (test and lab
+//! support: the end-to-end tests, `helsemelding-lab chaos` and `bench` all start from it).
 //!
 //! Input: the shipped `config/gateway.toml` + `config/parties.toml` (under `base`, the repository
-//! root), a broker URL (a throw-away vhost), a directory for state, and the schema directory.
-//! Output: `<dir>/config/gateway.toml` and `<dir>/parties.toml`, identical to the shipped ones
-//! except the broker URL, the state and routing-log paths (inside `dir`), no HTTP endpoint (several
-//! gateways run at once on one machine), and absolute paths for everything else. Failure: an
-//! [`std::io::Error`] naming the file.
+//! root) and a [`Scratch`]: a broker URL (a throw-away vhost), the schema directory, and optionally
+//! the prefetch and a local metrics port. Output: `<dir>/config/gateway.toml` and
+//! `<dir>/parties.toml`, identical to the shipped ones except the broker URL, the state and
+//! routing-log paths (inside `dir`), the HTTP endpoint (none unless a port is given: several
+//! gateways run at once on one machine), the prefetch when given, and absolute paths for everything
+//! else. Failure: an [`std::io::Error`] naming the file.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -20,8 +22,36 @@ fn quoted_value(line: &str) -> Option<&str> {
     v.strip_prefix('"')?.split('"').next()
 }
 
-/// Writes the scenario's configuration (see the module comment) and returns its path.
+/// What differs from the shipped configuration, besides the paths inside the scratch directory.
+#[derive(Debug, Clone)]
+pub struct Scratch<'a> {
+    /// The broker URL (normally a throw-away vhost's).
+    pub url: &'a str,
+    /// The installed official schemas.
+    pub schemas: &'a Path,
+    /// Consumer prefetch instead of the shipped one.
+    pub prefetch: Option<u16>,
+    /// Serve metrics (and the console) on `127.0.0.1:<port>`; none when `None`.
+    pub metrics_port: Option<u16>,
+}
+
+/// Writes a configuration with the shipped prefetch and no HTTP endpoint; returns its path.
 pub fn write_config(base: &Path, dir: &Path, url: &str, schemas: &Path) -> io::Result<PathBuf> {
+    write(
+        base,
+        dir,
+        &Scratch {
+            url,
+            schemas,
+            prefetch: None,
+            metrics_port: None,
+        },
+    )
+}
+
+/// Writes the configuration of the module comment under `dir` and returns its path.
+pub fn write(base: &Path, dir: &Path, scratch: &Scratch<'_>) -> io::Result<PathBuf> {
+    let (url, schemas) = (scratch.url, scratch.schemas);
     let shipped_path = base.join("config/gateway.toml");
     let shipped =
         std::fs::read_to_string(&shipped_path).map_err(|e| with_path(e, &shipped_path))?;
@@ -51,7 +81,14 @@ pub fn write_config(base: &Path, dir: &Path, url: &str, schemas: &Path) -> io::R
                 "routing_log = {:?}",
                 dir.join("routing.jsonl").display().to_string()
             ),
-            ("http_listen", _) => "http_listen = \"\"".to_owned(),
+            ("http_listen", _) => match scratch.metrics_port {
+                Some(port) => format!("http_listen = \"127.0.0.1:{port}\""),
+                None => "http_listen = \"\"".to_owned(),
+            },
+            ("prefetch", _) => match scratch.prefetch {
+                Some(n) => format!("prefetch = {n}"),
+                None => line.to_owned(),
+            },
             _ => line.to_owned(),
         };
         out.push_str(&replaced);
@@ -77,8 +114,10 @@ mod tests {
     #[test]
     fn the_written_configuration_loads_and_points_into_dir() {
         let base = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let dir =
-            std::env::temp_dir().join(format!("hm-chaos-config-{}", uuid::Uuid::new_v4().simple()));
+        let dir = std::env::temp_dir().join(format!(
+            "hm-scratch-config-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
         let schemas = base.join("../shared/standards/xsd");
         let path = write_config(
             &base,
@@ -92,6 +131,23 @@ mod tests {
         assert_eq!(c.paths.state, dir.join("state"));
         assert_eq!(c.paths.http_listen, None);
         assert!(c.gateway.signing_key.is_absolute() && c.gateway.signing_key.exists());
+        let shipped = crate::config::GatewayConfig::load(&base.join("config/gateway.toml"))
+            .unwrap_or_else(|ps| panic!("{ps:?}"));
+        assert_eq!(c.amqp.prefetch, shipped.amqp.prefetch);
+        let path = write(
+            &base,
+            &dir,
+            &Scratch {
+                url: "amqp://guest:guest@127.0.0.1:5672/hm-x",
+                schemas: &schemas,
+                prefetch: Some(7),
+                metrics_port: Some(9),
+            },
+        )
+        .unwrap();
+        let c = crate::config::GatewayConfig::load(&path).unwrap_or_else(|ps| panic!("{ps:?}"));
+        assert_eq!(c.amqp.prefetch, 7);
+        assert_eq!(c.paths.http_listen, Some("127.0.0.1:9".parse().unwrap()));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -1,11 +1,11 @@
-//! Benchmarks: `helsemelding bench` — how close the gateway comes to what the broker itself can
+//! Benchmarks: `helsemelding-lab bench` — how close the gateway comes to what the broker itself can
 //! move (the figures of issue 6), printed as a table; never a timed assertion.
 //!
 //! | module     | job |
 //! |------------|-----|
 //! | `relay`    | the baseline: a bare consume → publish+confirm → ack relay (also `cargo bench --bench relay`) |
 //! | `messages` | synthetic signed dialogmeldinger and PLO messages of a chosen size, each with its own MsgId |
-//! | `gateway`  | the real daemon (`helsemelding serve` as a child) in its own vhost: throughput, latency, RSS, CPU per stage |
+//! | `gateway`  | the real daemon (`helsemelding-lab serve` as a child) in its own vhost: throughput, latency, RSS, CPU per stage |
 //! | `cli`      | the subcommand: runs relay and gateway for each size, prints the table with the load average |
 //!
 //! Every figure is printed with `/proc/loadavg`: the machine is shared, and a figure measured
@@ -17,7 +17,7 @@ pub mod gateway;
 pub mod messages;
 pub mod relay;
 
-use crate::amqp::{AmqpError, PublishError};
+use helsemelding::amqp::{AmqpError, PublishError};
 
 /// Why a benchmark run stopped without figures.
 #[derive(Debug, thiserror::Error)]

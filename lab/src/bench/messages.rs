@@ -13,9 +13,9 @@
 
 use std::path::Path;
 
-use crate::amqp::headers::{ContentType, MessageHeaders};
-use crate::cms::Signer;
-use crate::ids::{HerId, MsgId, Timestamp};
+use helsemelding::amqp::headers::{ContentType, MessageHeaders};
+use helsemelding::cms::Signer;
+use helsemelding::ids::{HerId, MsgId, Timestamp};
 
 use super::BenchError;
 
@@ -229,7 +229,7 @@ pub fn sign_many(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::msghead::MsgHead;
+    use helsemelding::msghead::MsgHead;
 
     #[test]
     fn messages_reach_the_size_and_keep_their_addresses() {

@@ -1,0 +1,469 @@
+//! `helsemelding-lab bench`: the bare relay and the full gateway against the same broker, each in a
+//! vhost of its own, for each message size; prints one table with the gateway/relay ratio and the
+//! load average, so a reader can judge figures taken on a shared machine — or, with `--json`, one
+//! JSON object on stdout for a program to read ([`json`]; progress then goes to stderr).
+//!
+//! Large sizes (up to 1 MiB and beyond) are bounded by `--max-mb`: each part of a size sends at
+//! most that many megabytes, so 1 MiB messages run with fewer messages instead of holding
+//! gigabytes in the broker and in this process; the counts used are printed and in the JSON.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::gateway::{self, GatewayBench, GatewayReport};
+use super::relay::{self, RelayLatency, RelayReport};
+use super::{loadavg, BenchError};
+use helsemelding::amqp::testing::TestVhost;
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Messages through the relay and the gateway per size (throughput part).
+    #[arg(long, default_value_t = 4000)]
+    pub messages: usize,
+    /// Messages published at half the measured rate for the latency part.
+    #[arg(long, default_value_t = 1500)]
+    pub latency_messages: usize,
+    /// Message sizes in bytes (XML before signing), comma separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [4096usize, 51200])]
+    pub sizes: Vec<usize>,
+    /// Consumer prefetch of the relay and the gateway (the shipped default is 256).
+    #[arg(long, default_value_t = 256)]
+    pub prefetch: u16,
+    /// Only the gateway part (no relay baseline).
+    #[arg(long)]
+    pub gateway_only: bool,
+    /// The official schemas (layout of ../shared/standards/xsd).
+    #[arg(long, default_value = "../shared/standards/xsd")]
+    pub schemas: PathBuf,
+    /// The repository root (config/, fixtures/gateway-pki/).
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+    /// At most this many MB of messages per part (throughput, latency) and size: large sizes get
+    /// fewer messages.
+    #[arg(long, default_value_t = 256)]
+    pub max_mb: usize,
+    /// Print one JSON object on stdout instead of the tables (progress goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl BenchArgs {
+    /// Messages per part for `size`: the asked number, bounded by `--max-mb` (at least 10, so a
+    /// p99 still means something).
+    pub fn messages_for(&self, asked: usize, size: usize) -> usize {
+        asked
+            .min((self.max_mb << 20) / size.max(1))
+            .max(10.min(asked))
+    }
+}
+
+/// Runs the benchmark and prints the table; exit 1 when a part failed.
+pub fn run(args: &BenchArgs) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("helsemelding-lab bench: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run_all(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("helsemelding-lab bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_all(args: &BenchArgs) -> Result<(), BenchError> {
+    // Progress for people: stdout with the tables, stderr when stdout is the JSON.
+    let say = |line: String| {
+        if args.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
+    let exe =
+        std::env::current_exe().map_err(|e| BenchError::Setup(format!("own executable: {e}")))?;
+    let abs = |p: &PathBuf| {
+        std::fs::canonicalize(p).map_err(|e| BenchError::Setup(format!("{}: {e}", p.display())))
+    };
+    let (repo, schemas) = (abs(&args.repo)?, abs(&args.schemas)?);
+    say(format!(
+        "helsemelding-lab bench: {} messages per size (+{} for latency; at most {} MB per part), prefetch {}, quorum queues, {} cores",
+        args.messages,
+        args.latency_messages,
+        args.max_mb,
+        args.prefetch,
+        std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1)
+    ));
+    let mut rows = Vec::new();
+    for &size in &args.sizes {
+        let messages = args.messages_for(args.messages, size);
+        let latency_messages = args.messages_for(args.latency_messages, size);
+        let relay = if args.gateway_only {
+            None
+        } else {
+            let load = loadavg();
+            let vhost = TestVhost::create()
+                .await
+                .map_err(|e| BenchError::Setup(format!("vhost: {e}")))?;
+            let r = relay::run(vhost.url(), messages as u64, size, args.prefetch).await;
+            let _ = vhost.delete().await;
+            let r = r?;
+            say(format!(
+                "  relay   {:>7} B: {:>7.0} msg/s   ({messages} messages; load {load})",
+                size, r.relay_rate
+            ));
+            Some((r, load))
+        };
+        let load = loadavg();
+        let b = GatewayBench {
+            exe: exe.clone(),
+            repo: repo.clone(),
+            schemas: schemas.clone(),
+            messages,
+            latency_messages,
+            size,
+            prefetch: args.prefetch,
+        };
+        let g = gateway::run(&b).await?;
+        say(format!(
+            "  gateway {:>7} B: {:>7.0} msg/s   ({messages} messages; load {load}; signing took {:.1} s)",
+            size, g.throughput, g.signing_seconds
+        ));
+        // The broker's share of that latency: the bare relay fed at the very same rate.
+        let relay_latency = if args.gateway_only {
+            None
+        } else {
+            let vhost = TestVhost::create()
+                .await
+                .map_err(|e| BenchError::Setup(format!("vhost: {e}")))?;
+            let l = relay::latency(
+                vhost.url(),
+                latency_messages as u64,
+                g.envelope_bytes,
+                args.prefetch,
+                g.latency_rate,
+            )
+            .await;
+            let _ = vhost.delete().await;
+            let l = l?;
+            say(format!(
+                "  relay   {:>7} B at {:.0} msg/s: p50 {:.1} ms, p99 {:.1} ms",
+                size, l.rate, l.p50_ms, l.p99_ms
+            ));
+            Some(l)
+        };
+        rows.push((relay, g, load, relay_latency));
+    }
+    if args.json {
+        println!("{}", json(args, &rows));
+    } else {
+        println!();
+        print!("{}", table(&rows));
+    }
+    Ok(())
+}
+
+/// The figures as one JSON object: `{"sizes": [{"xml_bytes", "relay_msgs_per_s",
+/// "gateway_msgs_per_s", "p50_ms", "p99_ms", "relay_p99_ms_same_rate", "cpu_us_per_msg": {"total",
+/// "verify", "validate", …}, "peak_rss_mb", …}], …}`; a part that was not run (`--gateway-only`)
+/// is `null`. Rates in messages per second, times in ms, CPU in µs per message.
+pub fn json(args: &BenchArgs, rows: &[Row]) -> serde_json::Value {
+    use serde_json::json;
+    let sizes: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|(relay, g, load, relay_latency)| {
+            let mut cpu = serde_json::Map::new();
+            cpu.insert("total".into(), json!(g.cpu.total_us));
+            for (name, us) in &g.cpu.stages {
+                cpu.insert((*name).into(), json!(us));
+            }
+            cpu.insert("store_commit".into(), json!(g.cpu.store_commit_us));
+            cpu.insert("rest".into(), json!(g.cpu.rest_us));
+            let phases: serde_json::Map<String, serde_json::Value> = g
+                .phase_ms
+                .iter()
+                .map(|(name, ms)| ((*name).to_owned(), json!(ms)))
+                .collect();
+            json!({
+                "xml_bytes": g.size,
+                "envelope_bytes": g.envelope_bytes,
+                "messages": g.messages,
+                "relay_msgs_per_s": relay.as_ref().map(|(r, _)| r.relay_rate),
+                "gateway_msgs_per_s": g.throughput,
+                "gateway_to_relay": relay.as_ref().map(|(r, _)| g.throughput / r.relay_rate),
+                "latency_msgs_per_s": g.latency_rate,
+                "latency_messages": g.latency_messages,
+                "p50_ms": g.p50_ms,
+                "p99_ms": g.p99_ms,
+                "max_ms": g.max_ms,
+                "inside_p50_ms": g.inside_p50_ms,
+                "inside_p99_ms": g.inside_p99_ms,
+                "relay_p50_ms_same_rate": relay_latency.as_ref().map(|l| l.p50_ms),
+                "relay_p99_ms_same_rate": relay_latency.as_ref().map(|l| l.p99_ms),
+                "cpu_us_per_msg": cpu,
+                "broker_cpu_us_per_msg": g.broker_cpu_us,
+                "client_cpu_us_per_msg": g.client_cpu_us,
+                "relay_broker_cpu_us_per_msg": relay.as_ref().and_then(|(r, _)| r.broker_cpu_us),
+                "relay_cpu_us_per_msg": relay.as_ref().map(|(r, _)| r.relay_cpu_us),
+                "phase_ms": phases,
+                "peak_rss_mb": g.peak_rss_kb as f64 / 1024.0,
+                "signing_seconds": g.signing_seconds,
+                "loadavg": {
+                    "relay": relay.as_ref().map(|(_, l)| l.as_str()),
+                    "gateway": load,
+                },
+            })
+        })
+        .collect();
+    json!({
+        "cores": std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1),
+        "prefetch": args.prefetch,
+        "max_mb": args.max_mb,
+        "sizes": sizes,
+    })
+}
+
+/// One size: the relay's report and load average (unless skipped), the gateway's, its load average,
+/// and the relay's latency at the gateway's half rate (unless skipped).
+pub type Row = (
+    Option<(RelayReport, String)>,
+    GatewayReport,
+    String,
+    Option<RelayLatency>,
+);
+
+fn table(rows: &[Row]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(s, "| size (XML / signed) | relay msg/s | gateway msg/s | gateway/relay | latency p50 / p99 / max ms (at msg/s) | of it inside the gateway p50 / p99 ms | bare relay at that rate p50 / p99 ms | peak RSS MB | load avg (relay; gateway) |");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+    for (relay, g, load, relay_latency) in rows {
+        let (rr, rl, ratio) = match relay {
+            Some((r, l)) => (
+                format!("{:.0}", r.relay_rate),
+                l.as_str(),
+                format!("{:.0} %", 100.0 * g.throughput / r.relay_rate),
+            ),
+            None => ("-".into(), "-", "-".into()),
+        };
+        let relay_lat = relay_latency
+            .as_ref()
+            .map_or("-".into(), |l| format!("{:.1} / {:.1}", l.p50_ms, l.p99_ms));
+        let _ = writeln!(
+            s,
+            "| {} / {} B | {rr} | {:.0} | {ratio} | {:.1} / {:.1} / {:.1} ({:.0}, n={}) | {:.1} / {:.1} | {relay_lat} | {:.1} | {rl}; {load} |",
+            g.size,
+            g.envelope_bytes,
+            g.throughput,
+            g.p50_ms,
+            g.p99_ms,
+            g.max_ms,
+            g.latency_rate,
+            g.latency_messages,
+            g.inside_p50_ms,
+            g.inside_p99_ms,
+            g.peak_rss_kb as f64 / 1024.0
+        );
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "CPU per message in the gateway process (µs), throughput part:"
+    );
+    let mut header = String::from("| size | total |");
+    let mut rule = String::from("|---|---|");
+    if let Some((_, g, _, _)) = rows.first() {
+        for (name, _) in &g.cpu.stages {
+            let _ = write!(header, " {name} |");
+            rule.push_str("---|");
+        }
+    }
+    let _ = writeln!(
+        s,
+        "{header} store commit (writer thread) | AMQP, store reads, runtime, log (rest) |"
+    );
+    let _ = writeln!(s, "{rule}---|---|");
+    for (_, g, _, _) in rows {
+        let mut line = format!("| {} B | {:.0} |", g.size, g.cpu.total_us);
+        for (_, us) in &g.cpu.stages {
+            let _ = write!(line, " {us:.0} |");
+        }
+        let _ = writeln!(
+            s,
+            "{line} {:.0} | {:.0} |",
+            g.cpu.store_commit_us, g.cpu.rest_us
+        );
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "Where the latency goes inside the gateway, mean wall ms per phase at half rate (waits included):");
+    if let Some((_, g, _, _)) = rows.first() {
+        let names: Vec<&str> = g.phase_ms.iter().map(|(n, _)| *n).collect();
+        let _ = writeln!(s, "| size | {} |", names.join(" | "));
+        let _ = writeln!(s, "|---|{}", "---|".repeat(names.len()));
+    }
+    for (_, g, _, _) in rows {
+        let cells: Vec<String> = g
+            .phase_ms
+            .iter()
+            .map(|(_, ms)| format!("{ms:.2}"))
+            .collect();
+        let _ = writeln!(s, "| {} B | {} |", g.size, cells.join(" | "));
+    }
+    let _ = writeln!(s);
+    let cores = std::thread::available_parallelism()
+        .map(|p| p.get())
+        .unwrap_or(1) as f64;
+    let _ = writeln!(
+        s,
+        "CPU budget per message (µs) on this {cores:.0}-core machine: what the broker, the forwarding process and the benchmark's own \
+         clients each spend; the ceiling is cores × 1 s / their sum, the rate if every core did nothing else:"
+    );
+    let _ = writeln!(s, "| size | path | broker | forwarding process | benchmark clients | sum | ceiling msg/s | measured msg/s |");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+    let fmt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
+    for (relay, g, _, _) in rows {
+        if let Some((r, _)) = relay {
+            let sum = r.broker_cpu_us.map(|b| b + r.relay_cpu_us);
+            let _ = writeln!(
+                s,
+                "| {} B | relay (relay + drain in one process) | {} | {:.0} | (included) | {} | {} | {:.0} |",
+                r.size,
+                fmt(r.broker_cpu_us),
+                r.relay_cpu_us,
+                fmt(sum),
+                fmt(sum.map(|t| cores * 1e6 / t)),
+                r.relay_rate
+            );
+        }
+        let sum = g
+            .broker_cpu_us
+            .map(|b| b + g.cpu.total_us + g.client_cpu_us);
+        let _ = writeln!(
+            s,
+            "| {} B | gateway | {} | {:.0} | {:.0} | {} | {} | {:.0} |",
+            g.size,
+            fmt(g.broker_cpu_us),
+            g.cpu.total_us,
+            g.client_cpu_us,
+            fmt(sum),
+            fmt(sum.map(|t| cores * 1e6 / t)),
+            g.throughput
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn args(extra: &[&str]) -> BenchArgs {
+        Cli::parse_from(std::iter::once("bench").chain(extra.iter().copied())).bench
+    }
+
+    fn gateway(size: usize) -> GatewayReport {
+        GatewayReport {
+            size,
+            envelope_bytes: size + 3000,
+            messages: 100,
+            fill_rate: 900.0,
+            throughput: 400.0,
+            cpu: super::super::gateway::CpuSplit {
+                total_us: 2000.0,
+                stages: vec![("verify", 700.0), ("validate", 300.0)],
+                store_commit_us: 100.0,
+                rest_us: 900.0,
+            },
+            broker_cpu_us: Some(800.0),
+            client_cpu_us: 50.0,
+            latency_rate: 200.0,
+            latency_messages: 50,
+            p50_ms: 4.0,
+            p99_ms: 20.0,
+            max_ms: 25.0,
+            inside_p50_ms: 3.0,
+            inside_p99_ms: 9.0,
+            phase_ms: vec![("assess", 1.5)],
+            peak_rss_kb: 40 * 1024,
+            signing_seconds: 0.5,
+        }
+    }
+
+    #[test]
+    fn sizes_up_to_a_mebibyte_are_accepted_and_bounded_in_bytes() {
+        let a = args(&["--sizes", "4096,1048576", "--json"]);
+        assert_eq!(a.sizes, [4096, 1048576]);
+        assert!(a.json);
+        assert_eq!(a.messages_for(4000, 4096), 4000);
+        assert_eq!(a.messages_for(4000, 1048576), 256, "256 MB per part");
+        let tight = args(&["--max-mb", "1"]);
+        assert_eq!(tight.messages_for(1500, 1048576), 10, "never fewer than 10");
+        assert_eq!(tight.messages_for(3, 1048576), 3);
+    }
+
+    #[test]
+    fn json_has_the_figures_a_program_reads_and_null_for_parts_not_run() {
+        let relay = RelayReport {
+            messages: 100,
+            size: 4096,
+            prefetch: 256,
+            fill_rate: 5000.0,
+            relay_rate: 800.0,
+            relay_seconds: 0.125,
+            broker_cpu_us: None,
+            relay_cpu_us: 90.0,
+        };
+        let lat = RelayLatency {
+            rate: 200.0,
+            messages: 50,
+            p50_ms: 1.0,
+            p99_ms: 6.5,
+            max_ms: 7.0,
+        };
+        let rows: Vec<Row> = vec![
+            (
+                Some((relay, "0.5 0.4 0.3".into())),
+                gateway(4096),
+                "0.6 0.4 0.3".into(),
+                Some(lat),
+            ),
+            (None, gateway(1048576), "1.0 0.5 0.3".into(), None),
+        ];
+        let v = json(&args(&[]), &rows);
+        let text = v.to_string();
+        let back: serde_json::Value = serde_json::from_str(&text).expect("one JSON object");
+        let s = &back["sizes"];
+        assert_eq!(s.as_array().map(Vec::len), Some(2));
+        assert_eq!(s[0]["xml_bytes"], 4096);
+        assert_eq!(s[0]["relay_msgs_per_s"], 800.0);
+        assert_eq!(s[0]["gateway_msgs_per_s"], 400.0);
+        assert_eq!(s[0]["gateway_to_relay"], 0.5);
+        assert_eq!(
+            (s[0]["p50_ms"].clone(), s[0]["p99_ms"].clone()),
+            (4.0.into(), 20.0.into())
+        );
+        assert_eq!(s[0]["relay_p99_ms_same_rate"], 6.5);
+        assert_eq!(s[0]["cpu_us_per_msg"]["total"], 2000.0);
+        assert_eq!(s[0]["cpu_us_per_msg"]["verify"], 700.0);
+        assert_eq!(s[0]["cpu_us_per_msg"]["validate"], 300.0);
+        assert_eq!(s[0]["peak_rss_mb"], 40.0);
+        assert!(s[0]["relay_broker_cpu_us_per_msg"].is_null());
+        assert_eq!(s[1]["xml_bytes"], 1048576);
+        assert!(s[1]["relay_msgs_per_s"].is_null() && s[1]["relay_p99_ms_same_rate"].is_null());
+        assert_eq!(back["prefetch"], 256);
+    }
+}

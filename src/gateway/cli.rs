@@ -150,6 +150,8 @@ fn resolve(base: &Path, p: &Path) -> PathBuf {
 pub fn settings(config: &GatewayConfig) -> Settings {
     let mut amqp = AmqpSettings::new(config.amqp.url.clone(), "serve");
     amqp.prefetch = config.amqp.prefetch;
+    amqp.max_inflight_bytes = config.amqp.max_inflight_bytes;
+    amqp.max_message_bytes = config.policy.max_message_bytes;
     amqp.heartbeat =
         std::time::Duration::from_secs(config.amqp.heartbeat.whole_seconds().max(0) as u64);
     let mut s = Settings::new(amqp, config.paths.state.clone());

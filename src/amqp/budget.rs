@@ -254,14 +254,20 @@ mod tests {
         drop(p2);
         assert_eq!(waiter.await.unwrap(), 70);
         let h = b.held();
-        assert_eq!((h.bytes, h.permits, h.peak_bytes, h.peak_permits), (0, 0, 100, 2));
+        assert_eq!(
+            (h.bytes, h.permits, h.peak_bytes, h.peak_permits),
+            (0, 0, 100, 2)
+        );
     }
 
     #[tokio::test]
     async fn a_message_larger_than_the_budget_passes_alone() {
         let b = ByteBudget::new(100);
         let small = b.acquire(1).await;
-        assert!(b.try_acquire(500).is_none(), "waits until nothing else is held");
+        assert!(
+            b.try_acquire(500).is_none(),
+            "waits until nothing else is held"
+        );
         drop(small);
         let big = b.acquire(500).await;
         assert_eq!(big.bytes(), 100, "charged the whole budget");
@@ -288,7 +294,11 @@ mod tests {
         // Small again: the large one is still in the recent blocks, so no growth yet.
         assert_eq!(w.observe(6_000), None);
         let grown = (0..70).find_map(|_| w.observe(6_000));
-        assert_eq!(grown, Some(256), "after the large message left the recent blocks");
+        assert_eq!(
+            grown,
+            Some(256),
+            "after the large message left the recent blocks"
+        );
         assert!(PrefetchWindow::new(64 * MIB, 256, 1000).current() == 256);
         assert_eq!(PrefetchWindow::new(10, 256, 35 * MIB).current(), 1);
     }

@@ -9,7 +9,8 @@
 use bytes::Bytes;
 use futures_lite::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    BasicRejectOptions,
 };
 use lapin::types::FieldTable;
 use lapin::Acker;
@@ -252,9 +253,9 @@ impl Consumer {
                 Ok(())
             }
             Ok(Err(e)) => Err(e),
-            Err(e) => Err(AmqpError::Shutdown).inspect_err(|_| {
-                warn!(generation = self.generation, error = %e, "consumer restart task failed")
-            }),
+            Err(e) => Err(AmqpError::Shutdown).inspect_err(
+                |_| warn!(generation = self.generation, error = %e, "consumer restart task failed"),
+            ),
         }
     }
 

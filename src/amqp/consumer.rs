@@ -172,6 +172,8 @@ pub struct Consumer {
     channel: lapin::Channel,
     queue: String,
     prefetch: u16,
+    /// The window last asked for (differs from `prefetch` while a restart is queued behind another).
+    wanted: u16,
     generation: u64,
     /// A window change under way: cancel of the live consumer, then a new one.
     restarting: Option<tokio::task::JoinHandle<Result<lapin::Consumer, AmqpError>>>,
@@ -194,6 +196,7 @@ impl Consumer {
             channel,
             queue: queue.to_owned(),
             prefetch,
+            wanted: prefetch,
             generation: 0,
             restarting: None,
         })
@@ -224,6 +227,8 @@ impl Consumer {
     /// caller that stops waiting half-way (a `select!`) cannot leave the queue without a consumer
     /// or lose one; [`Consumer::next`] finishes it first.
     pub fn request_prefetch(&mut self, prefetch: u16) {
+        self.wanted = prefetch;
+        // One restart at a time; the one under way is followed by another if still wanted.
         if prefetch == self.prefetch || self.restarting.is_some() {
             return;
         }
@@ -242,21 +247,22 @@ impl Consumer {
     }
 
     async fn finish_restart(&mut self) -> Result<(), AmqpError> {
-        let Some(task) = self.restarting.as_mut() else {
-            return Ok(());
-        };
-        let result = task.await;
-        self.restarting = None;
-        match result {
-            Ok(Ok(next)) => {
-                self.inner.push_back(next);
-                Ok(())
+        while let Some(task) = self.restarting.as_mut() {
+            let result = task.await;
+            self.restarting = None;
+            match result {
+                Ok(Ok(next)) => self.inner.push_back(next),
+                Ok(Err(e)) => return Err(e),
+                Err(e) => {
+                    warn!(generation = self.generation, error = %e, "AMQP consumer restart task failed");
+                    return Err(AmqpError::Shutdown);
+                }
             }
-            Ok(Err(e)) => Err(e),
-            Err(e) => Err(AmqpError::Shutdown).inspect_err(
-                |_| warn!(generation = self.generation, error = %e, "consumer restart task failed"),
-            ),
+            if self.wanted != self.prefetch {
+                self.request_prefetch(self.wanted);
+            }
         }
+        Ok(())
     }
 
     pub(crate) fn channel_status(&self) -> lapin::ChannelStatus {

@@ -13,10 +13,12 @@
 //! line carrying the attempt number and the delay.
 //!
 //! A session that consumes has two connections: one publishes (and declares), the other carries
-//! the deliveries and their acks. On one TCP connection, a large delivery on its way in and the
-//! confirms of our publishes share one byte stream and one lapin I/O thread, and the broker's
-//! reader for the connection stops reading (credit flow) while a quorum queue is behind on our
-//! publishes, which holds up the acks behind them too. Either connection lost ends the session.
+//! the deliveries and their acks. On one TCP connection both directions are single byte streams
+//! served by one lapin I/O thread and one broker reader: a 1 MB delivery coming in is ahead of the
+//! confirms behind it, a 1 MB publish going out is ahead of the acks behind it, and a broker that
+//! throttles the connection's publishes (credit flow, alarms) stops reading its acks too. Apart,
+//! a full byte budget (deliveries waiting) never holds up a publish. Either connection lost ends
+//! the session.
 
 use std::sync::Arc;
 use std::time::Duration;

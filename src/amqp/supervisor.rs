@@ -27,7 +27,7 @@ use futures_lite::StreamExt;
 use lapin::{Connection, Event};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::budget::{ByteBudget, Held, PrefetchWindow};
 use super::connection::{connect, AmqpSettings};
@@ -279,6 +279,12 @@ impl Deliveries {
             if let Some(c) = self.current.as_mut() {
                 if let Some(d) = c.next().await {
                     if let Some(w) = self.window.observe(d.body().len() as u64) {
+                        debug!(
+                            window = w,
+                            size = d.body().len(),
+                            budget = self.budget.limit(),
+                            "AMQP consumer window fitted to the in-flight byte budget"
+                        );
                         c.request_prefetch(w);
                     }
                     return Some(d);

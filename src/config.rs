@@ -53,6 +53,9 @@ pub struct AmqpConfig {
     pub prefetch: u16,
     /// AMQP heartbeat interval.
     pub heartbeat: time::Duration,
+    /// Bytes of inbound message bodies in flight at once: the gateway stops taking deliveries
+    /// rather than growing (never below `policy.max_message_bytes`).
+    pub max_inflight_bytes: u64,
 }
 
 impl fmt::Debug for AmqpConfig {
@@ -62,6 +65,7 @@ impl fmt::Debug for AmqpConfig {
             .field("url", &redact_url(&self.url))
             .field("prefetch", &self.prefetch)
             .field("heartbeat", &self.heartbeat)
+            .field("max_inflight_bytes", &self.max_inflight_bytes)
             .finish()
     }
 }
@@ -279,6 +283,12 @@ struct RawAmqp {
     prefetch: u16,
     #[serde(default = "default_heartbeat")]
     heartbeat: ConfigDuration,
+    #[serde(default = "default_max_inflight_bytes")]
+    max_inflight_bytes: u64,
+}
+
+fn default_max_inflight_bytes() -> u64 {
+    crate::amqp::connection::DEFAULT_MAX_INFLIGHT_BYTES
 }
 
 fn default_prefetch() -> u16 {
@@ -712,6 +722,18 @@ fn read_gateway(
             r.push(line("policy.retention"), Some("policy.retention".into()), ProblemKind::BadValue("retention is shorter than apprec_timeout: state would be pruned before a message can become overdue".into()));
         }
     }
+    if let Some(a) = amqp.as_ref() {
+        if a.max_inflight_bytes < policy_cfg.max_message_bytes {
+            r.push(
+                line("amqp.max_inflight_bytes"),
+                Some("amqp.max_inflight_bytes".into()),
+                ProblemKind::BadValue(format!(
+                    "{} is smaller than policy.max_message_bytes ({}): the largest message allowed could never be taken in",
+                    a.max_inflight_bytes, policy_cfg.max_message_bytes
+                )),
+            );
+        }
+    }
     let base = base_dir(config_path);
     let signing = gateway
         .as_ref()
@@ -748,6 +770,7 @@ fn read_gateway(
                 url,
                 prefetch: amqp.prefetch,
                 heartbeat: amqp.heartbeat.0,
+                max_inflight_bytes: amqp.max_inflight_bytes,
             },
             gateway: identity.clone(),
             paths: paths.clone(),

@@ -283,7 +283,10 @@ async fn supervisor_reconnects_after_close_connection_and_unacked_message_is_red
         .close_connections("helsemelding test ", "test: cut connection")
         .await
         .unwrap();
-    assert_eq!(closed, 1);
+    assert_eq!(
+        closed, 2,
+        "the session's publishing and consuming connections"
+    );
 
     // The dead channel's delivery cannot be acked: reported, not pretended.
     let outcome = within("ack on dead channel", d.ack()).await;
@@ -522,4 +525,167 @@ async fn confirms_and_nacks_resolve_the_publish_they_belong_to() {
         &wrong[..wrong.len().min(3)]
     );
     assert_eq!(kept, n / 2, "every confirmed message is in the open queue");
+}
+
+/// A supervisor consuming the intake with a byte budget of `budget`, sized for messages of up to
+/// `largest` bytes, and a publisher on a connection of its own.
+async fn budgeted(
+    vhost: &TestVhost,
+    prefetch: u16,
+    budget: u64,
+    largest: u64,
+) -> (Supervisor, helsemelding::amqp::Deliveries, Publisher) {
+    let mut settings = vhost.settings("test");
+    settings.prefetch = prefetch;
+    settings.max_inflight_bytes = budget;
+    settings.max_message_bytes = largest;
+    let mut sup = Supervisor::spawn(settings, SessionPlan::gateway(vec![]));
+    let deliveries = sup.deliveries.take().expect("plan consumes the intake");
+    within("session", sup.handle.session()).await.unwrap();
+    let conn = connect(&vhost.settings("test-feed")).await.unwrap();
+    let publisher = Publisher::open(&conn).await.unwrap();
+    (sup, deliveries, publisher)
+}
+
+/// Takes `n` deliveries and settles each in a task of its own a moment later (as the gateway's
+/// pipeline does), so that without the budget several would be held at once. Returns the sizes
+/// in arrival order and checks every delivery is fresh, held with its bytes, and acked; `check`
+/// sees each delivery with what was held right after it was taken.
+async fn take_and_settle(
+    deliveries: &mut helsemelding::amqp::Deliveries,
+    n: usize,
+    check: impl Fn(&helsemelding::amqp::Delivery, helsemelding::amqp::Held),
+) -> Vec<usize> {
+    let mut sizes = Vec::new();
+    let mut settling = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let d = within("budgeted delivery", deliveries.next())
+            .await
+            .unwrap();
+        assert!(
+            !d.redelivered(),
+            "a window change must not requeue anything"
+        );
+        assert_eq!(
+            d.budget_bytes(),
+            (d.body().len() as u64).min(deliveries.budget_limit())
+        );
+        let held = deliveries.held();
+        assert!(held.bytes <= deliveries.budget_limit(), "{held:?}");
+        check(&d, held);
+        sizes.push(d.body().len());
+        settling.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            d.ack().await
+        });
+    }
+    while let Some(r) = settling.join_next().await {
+        assert_eq!(r.unwrap(), Settlement::Settled);
+    }
+    sizes
+}
+
+#[tokio::test]
+async fn a_stream_larger_than_the_byte_budget_passes_one_at_a_time() {
+    let vhost = TestVhost::create().await.unwrap();
+    // 300 kB budget, sized for 100 kB messages (window 3), but 200 kB ones come: the broker sends
+    // up to 3 before the window shrinks to 1, and the budget lets the pipeline hold only one.
+    let (sup, mut deliveries, publisher) = budgeted(&vhost, 16, 300_000, 100_000).await;
+    assert_eq!(deliveries.window(), 3);
+    let body = vec![0x42u8; 200_000];
+    for i in 0..12 {
+        publisher
+            .publish(inbound(), &headers(i), &body)
+            .await
+            .unwrap();
+    }
+    let sizes = take_and_settle(&mut deliveries, 12, |_, _| {}).await;
+    assert_eq!(sizes, vec![200_000; 12]);
+    let held = deliveries.held();
+    assert_eq!(
+        held.peak_permits, 1,
+        "one 200 kB message at a time: {held:?}"
+    );
+    assert_eq!(held.peak_bytes, 200_000);
+    assert_eq!((held.bytes, held.permits), (0, 0), "all given back");
+    assert_eq!(deliveries.window(), 1, "300 kB / 200 kB");
+    assert_eq!(vhost.queue_len(INBOUND_QUEUE).await.unwrap(), Some(0));
+    sup.handle.shutdown();
+    vhost.delete().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_message_larger_than_the_whole_budget_passes_alone() {
+    let vhost = TestVhost::create().await.unwrap();
+    // Budget 100 kB; 250 kB messages between small ones.
+    let (sup, mut deliveries, publisher) = budgeted(&vhost, 16, 100_000, 100_000).await;
+    let (big, small) = (vec![1u8; 250_000], vec![2u8; 1_000]);
+    let mut expected = Vec::new();
+    for i in 0..10 {
+        let body = if i % 2 == 0 { &big } else { &small };
+        expected.push(body.len());
+        publisher
+            .publish(inbound(), &headers(i), body)
+            .await
+            .unwrap();
+    }
+    // A big one taken while a small one is still held would break the budget: it waits.
+    let sizes = take_and_settle(&mut deliveries, 10, |d, held| {
+        if d.body().len() > 100_000 {
+            assert_eq!(
+                held.permits, 1,
+                "an oversized message is held alone: {held:?}"
+            );
+            assert_eq!(d.budget_bytes(), 100_000, "charged the whole budget");
+        }
+    })
+    .await;
+    assert_eq!(sizes, expected, "queue order kept across window changes");
+    assert_eq!(deliveries.held().peak_bytes, 100_000);
+    sup.handle.shutdown();
+    vhost.delete().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_window_follows_the_sizes_and_prefetch_still_bounds_the_count() {
+    let vhost = TestVhost::create().await.unwrap();
+    // Budget 1 MB for messages of up to 1 MB: the first window is 1; small messages open it
+    // up to the prefetch of 8, never further.
+    let (sup, mut deliveries, publisher) = budgeted(&vhost, 8, 1_000_000, 1_000_000).await;
+    assert_eq!(deliveries.window(), 1);
+    for i in 0..40 {
+        publisher
+            .publish(inbound(), &headers(i), b"small")
+            .await
+            .unwrap();
+    }
+    take_and_settle(&mut deliveries, 20, |_, _| {}).await;
+    assert_eq!(deliveries.window(), 8, "grown to the prefetch, not beyond");
+    // Hold deliveries without settling: the broker sends no more than the window.
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(within("delivery", deliveries.next()).await.unwrap());
+    }
+    assert_eq!(deliveries.held().permits, 8);
+    assert_eq!(
+        vhost.queue_len(INBOUND_QUEUE).await.unwrap(),
+        Some(12),
+        "40 - 20 settled - 8 held in the window"
+    );
+    // A large message shrinks the window at once: 1 MB / 400 kB = 2.
+    for d in held.drain(..) {
+        assert_eq!(d.ack().await, Settlement::Settled);
+    }
+    let rest = take_and_settle(&mut deliveries, 12, |_, _| {}).await;
+    assert_eq!(rest.len(), 12);
+    publisher
+        .publish(inbound(), &headers(99), &vec![3u8; 400_000])
+        .await
+        .unwrap();
+    let d = within("large delivery", deliveries.next()).await.unwrap();
+    assert_eq!(d.body().len(), 400_000);
+    assert_eq!(deliveries.window(), 2);
+    assert_eq!(d.ack().await, Settlement::Settled);
+    sup.handle.shutdown();
+    vhost.delete().await.unwrap();
 }

@@ -17,6 +17,7 @@ use lapin::tcp::OwnedTLSConfig;
 use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{Connection, ConnectionProperties};
 
+use super::budget::PrefetchWindow;
 use super::error::AmqpError;
 
 /// How to reach the broker.
@@ -26,8 +27,14 @@ pub struct AmqpSettings {
     pub url: String,
     /// Heartbeat interval negotiated with the broker (whole seconds; 0 disables).
     pub heartbeat: Duration,
-    /// Consumer prefetch (basic.qos): how many unacked deliveries may be in flight.
+    /// Consumer prefetch (basic.qos): how many unacked deliveries may be in flight, at most.
     pub prefetch: u16,
+    /// Bytes of message bodies the pipeline may hold at once (the in-flight budget,
+    /// [`super::budget`]); the count window shrinks below `prefetch` to keep to it.
+    pub max_inflight_bytes: u64,
+    /// The largest body the pipeline accepts (`[policy] max_message_bytes`): the size the first
+    /// count window is fitted to, before any delivery has been seen.
+    pub max_message_bytes: u64,
     /// PEM file with the CA certificate(s) that sign the broker's TLS certificate (`amqps://`).
     pub tls_ca_file: Option<PathBuf>,
     /// Who connects (`serve`, `redrive`, `bench`, `test`): part of the connection name.
@@ -35,12 +42,15 @@ pub struct AmqpSettings {
 }
 
 impl AmqpSettings {
-    /// Settings with the defaults of DESIGN §4 (`prefetch = 256`, `heartbeat = "10s"`).
+    /// Settings with the defaults of DESIGN §4 (`prefetch = 256`, `heartbeat = "10s"`,
+    /// `max_inflight_bytes` = [`DEFAULT_MAX_INFLIGHT_BYTES`], `max_message_bytes` = 35 MiB).
     pub fn new(url: impl Into<String>, role: impl Into<String>) -> Self {
         Self {
             url: url.into(),
             heartbeat: Duration::from_secs(10),
             prefetch: 256,
+            max_inflight_bytes: DEFAULT_MAX_INFLIGHT_BYTES,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             tls_ca_file: None,
             role: role.into(),
         }
@@ -78,7 +88,29 @@ impl AmqpSettings {
     pub fn connection_name(&self) -> String {
         format!("helsemelding {} {}", self.role, hostname())
     }
+
+    /// The same settings for the session's consuming connection (named `<role> consume`).
+    pub fn for_consuming(&self) -> Self {
+        Self {
+            role: format!("{} consume", self.role),
+            ..self.clone()
+        }
+    }
+
+    /// The count window of a fresh consumer: fitted to the budget and the largest message.
+    pub fn initial_window(&self) -> PrefetchWindow {
+        PrefetchWindow::new(
+            self.max_inflight_bytes,
+            self.prefetch,
+            self.max_message_bytes,
+        )
+    }
 }
+
+/// Default in-flight budget: 64 MiB of message bodies.
+pub const DEFAULT_MAX_INFLIGHT_BYTES: u64 = 64 << 20;
+/// Default largest message (DESIGN §4, like NHN's): 35 MiB.
+pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 35 << 20;
 
 fn redact(url: &str) -> String {
     // scheme://user:pass@rest → scheme://user:***@rest

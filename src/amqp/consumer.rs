@@ -9,13 +9,15 @@
 use bytes::Bytes;
 use futures_lite::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    BasicRejectOptions,
 };
 use lapin::types::FieldTable;
 use lapin::Acker;
 use lapin::{BasicProperties, Connection};
 use tracing::warn;
 
+use super::budget::BudgetPermit;
 use super::error::AmqpError;
 use super::headers::{HeaderError, MessageHeaders};
 
@@ -48,6 +50,9 @@ pub struct Delivery {
     routing_key: String,
     generation: u64,
     acker: Acker,
+    /// The bytes of the in-flight budget this delivery holds; given back when the delivery is
+    /// settled or dropped (declared last: released after the settlement was sent).
+    permit: Option<BudgetPermit>,
 }
 
 impl Delivery {
@@ -62,7 +67,17 @@ impl Delivery {
             routing_key: d.routing_key.to_string(),
             generation,
             acker: d.acker,
+            permit: None,
         }
+    }
+
+    pub(crate) fn hold(&mut self, permit: BudgetPermit) {
+        self.permit = Some(permit);
+    }
+
+    /// Bytes of the in-flight budget this delivery holds (0 when taken outside a budget).
+    pub fn budget_bytes(&self) -> u64 {
+        self.permit.as_ref().map_or(0, BudgetPermit::bytes)
     }
 
     /// The body, shareable without copying.
@@ -145,12 +160,23 @@ impl Delivery {
     }
 }
 
-/// A consumer on its own channel, with `basic.qos(prefetch)` and manual acks.
+/// A consumer on its own channel, with `basic.qos(prefetch)` and manual acks. Its window can be
+/// changed ([`Consumer::set_prefetch`]): RabbitMQ applies `basic.qos` to consumers started after
+/// it, so that cancels the broker-side consumer and starts a new one on the same channel; the
+/// deliveries the old one already received are yielded first (queue order is kept) and stay
+/// ackable, since unacked deliveries belong to the channel, not to the consumer.
 #[derive(Debug)]
 pub struct Consumer {
-    inner: lapin::Consumer,
+    /// Oldest first: cancelled consumers still draining, then the live one (last).
+    inner: std::collections::VecDeque<lapin::Consumer>,
     channel: lapin::Channel,
+    queue: String,
+    prefetch: u16,
+    /// The window last asked for (differs from `prefetch` while a restart is queued behind another).
+    wanted: u16,
     generation: u64,
+    /// A window change under way: cancel of the live consumer, then a new one.
+    restarting: Option<tokio::task::JoinHandle<Result<lapin::Consumer, AmqpError>>>,
 }
 
 impl Consumer {
@@ -164,26 +190,15 @@ impl Consumer {
             .create_channel()
             .await
             .map_err(|e| AmqpError::classify("channel.open (consumer)", "", "", e))?;
-        channel
-            .basic_qos(prefetch, BasicQosOptions { global: false })
-            .await
-            .map_err(|e| AmqpError::classify("basic.qos", "", "", e))?;
-        let inner = channel
-            .basic_consume(
-                queue.into(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: false,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| AmqpError::classify("basic.consume", "", "", e))?;
+        let inner = start(&channel, queue, prefetch).await?;
         Ok(Self {
-            inner,
+            inner: std::collections::VecDeque::from([inner]),
             channel,
+            queue: queue.to_owned(),
+            prefetch,
+            wanted: prefetch,
             generation: 0,
+            restarting: None,
         })
     }
 
@@ -194,6 +209,60 @@ impl Consumer {
 
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// The prefetch (count window) of the live consumer.
+    pub fn prefetch(&self) -> u16 {
+        self.prefetch
+    }
+
+    /// Restart the broker-side consumer with a new prefetch (comment on [`Consumer`]) and wait
+    /// until the new one is started.
+    pub async fn set_prefetch(&mut self, prefetch: u16) -> Result<(), AmqpError> {
+        self.request_prefetch(prefetch);
+        self.finish_restart().await
+    }
+
+    /// Start changing the window without waiting: the restart runs as a task of its own, so a
+    /// caller that stops waiting half-way (a `select!`) cannot leave the queue without a consumer
+    /// or lose one; [`Consumer::next`] finishes it first.
+    pub fn request_prefetch(&mut self, prefetch: u16) {
+        self.wanted = prefetch;
+        // One restart at a time; the one under way is followed by another if still wanted.
+        if prefetch == self.prefetch || self.restarting.is_some() {
+            return;
+        }
+        let (channel, queue) = (self.channel.clone(), self.queue.clone());
+        let old = self.inner.back().map(lapin::Consumer::tag);
+        self.restarting = Some(tokio::spawn(async move {
+            if let Some(tag) = old {
+                channel
+                    .basic_cancel(tag, BasicCancelOptions::default())
+                    .await
+                    .map_err(|e| AmqpError::classify("basic.cancel", "", "", e))?;
+            }
+            start(&channel, &queue, prefetch).await
+        }));
+        self.prefetch = prefetch;
+    }
+
+    async fn finish_restart(&mut self) -> Result<(), AmqpError> {
+        while let Some(task) = self.restarting.as_mut() {
+            let result = task.await;
+            self.restarting = None;
+            match result {
+                Ok(Ok(next)) => self.inner.push_back(next),
+                Ok(Err(e)) => return Err(e),
+                Err(e) => {
+                    warn!(generation = self.generation, error = %e, "AMQP consumer restart task failed");
+                    return Err(AmqpError::Shutdown);
+                }
+            }
+            if self.wanted != self.prefetch {
+                self.request_prefetch(self.wanted);
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn channel_status(&self) -> lapin::ChannelStatus {
@@ -208,13 +277,24 @@ impl Consumer {
     /// The next delivery; `None` when the consumer ended (cancelled, channel or connection closed).
     /// Unacked deliveries of an ended consumer go back to the queue on the broker's side.
     pub async fn next(&mut self) -> Option<Delivery> {
-        match self.inner.next().await {
-            Some(Ok(d)) => Some(Delivery::from_lapin(d, self.generation)),
-            Some(Err(e)) => {
-                warn!(generation = self.generation, error = %e, "AMQP consumer ended");
-                None
+        if let Err(e) = self.finish_restart().await {
+            warn!(generation = self.generation, error = %e, "AMQP consumer could not change its window; it keeps the old one");
+        }
+        loop {
+            let draining = self.inner.len() > 1;
+            let current = self.inner.front_mut()?;
+            match current.next().await {
+                Some(Ok(d)) => return Some(Delivery::from_lapin(d, self.generation)),
+                // A consumer cancelled by a window change has yielded all it received.
+                None if draining => {
+                    self.inner.pop_front();
+                }
+                Some(Err(e)) => {
+                    warn!(generation = self.generation, error = %e, "AMQP consumer ended");
+                    return None;
+                }
+                None => return None,
             }
-            None => None,
         }
     }
 
@@ -222,4 +302,28 @@ impl Consumer {
     pub async fn close(&self) {
         let _ = self.channel.close(200, "consumer closed".into()).await;
     }
+}
+
+/// `basic.qos(prefetch)` then `basic.consume` with manual acks.
+async fn start(
+    channel: &lapin::Channel,
+    queue: &str,
+    prefetch: u16,
+) -> Result<lapin::Consumer, AmqpError> {
+    channel
+        .basic_qos(prefetch, BasicQosOptions { global: false })
+        .await
+        .map_err(|e| AmqpError::classify("basic.qos", "", "", e))?;
+    channel
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: false,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| AmqpError::classify("basic.consume", "", "", e))
 }

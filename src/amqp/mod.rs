@@ -9,7 +9,8 @@
 //! | `headers`     | [`MessageHeaders`] ↔ AMQP properties and header table |
 //! | `publisher`   | [`Publisher::publish`]: mandatory, persistent, awaited confirm; pipelined |
 //! | `consumer`    | [`Consumer`] / [`Delivery`]: manual ack, prefetch, [`Settlement`] of each ack |
-//! | `supervisor`  | [`Supervisor`]: reconnect with backoff, re-declare, fresh channels per generation |
+//! | `budget`      | [`ByteBudget`]: in-flight bytes held by deliveries; the count window fitted to it |
+//! | `supervisor`  | [`Supervisor`]: reconnect with backoff, re-declare, fresh channels per generation; publishing and consuming on separate connections |
 //! | `redrive`     | move `gateway_dead_letter` back to intake (CLI `helsemelding redrive`) |
 //! | `testing`     | [`testing::TestVhost`]: a throw-away vhost on the local broker for tests |
 //!
@@ -17,6 +18,7 @@
 //! which includes the body. Whoever installs the tracing subscriber must add
 //! [`LAPIN_LOG_DIRECTIVE`] so message content never reaches a log.
 
+pub mod budget;
 pub mod connection;
 pub mod consumer;
 pub mod error;
@@ -27,6 +29,7 @@ pub mod supervisor;
 pub mod testing;
 pub mod topology;
 
+pub use budget::{BudgetPermit, ByteBudget, Held, PrefetchWindow};
 pub use connection::{connect, AmqpSettings};
 pub use consumer::{Consumer, Delivery, Settlement};
 pub use error::{AmqpError, FaultKind, PublishError};

@@ -11,6 +11,14 @@
 //! logged as errors) → reconnect as generation n+1. Deliveries of a dead channel are never acked
 //! by us (their ack reports `NotSettled`); the broker redelivers them. Each transition is one log
 //! line carrying the attempt number and the delay.
+//!
+//! A session that consumes has two connections: one publishes (and declares), the other carries
+//! the deliveries and their acks. On one TCP connection both directions are single byte streams
+//! served by one lapin I/O thread and one broker reader: a 1 MB delivery coming in is ahead of the
+//! confirms behind it, a 1 MB publish going out is ahead of the acks behind it, and a broker that
+//! throttles the connection's publishes (credit flow, alarms) stops reading its acks too. Apart,
+//! a full byte budget (deliveries waiting) never holds up a publish. Either connection lost ends
+//! the session.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,8 +27,9 @@ use futures_lite::StreamExt;
 use lapin::{Connection, Event};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
+use super::budget::{ByteBudget, Held, PrefetchWindow};
 use super::connection::{connect, AmqpSettings};
 use super::consumer::{Consumer, Delivery};
 use super::error::{AmqpError, FaultKind};
@@ -93,7 +102,10 @@ impl SessionPlan {
 #[derive(Debug)]
 pub struct Session {
     pub generation: u64,
+    /// Publishes (and topology).
     connection: Connection,
+    /// Deliveries, when the plan consumes a queue.
+    consuming: Option<Connection>,
     publisher: Publisher,
 }
 
@@ -102,9 +114,26 @@ impl Session {
     pub fn publisher(&self) -> Publisher {
         self.publisher.clone()
     }
-    /// The underlying connection (e.g. to open an extra channel).
+    /// The publishing connection (e.g. to open an extra channel).
     pub fn connection(&self) -> &Connection {
         &self.connection
+    }
+
+    /// Both connections of the session: the publishing one, then the consuming one if any.
+    fn connections(&self) -> impl Iterator<Item = &Connection> {
+        std::iter::once(&self.connection).chain(self.consuming.as_ref())
+    }
+
+    fn all_connected(&self) -> bool {
+        self.connections().all(|c| c.status().connected())
+    }
+
+    async fn close(&self, code: u16, reason: &str) {
+        for c in self.connections() {
+            if c.status().connected() {
+                let _ = c.close(code, reason.into()).await;
+            }
+        }
     }
 }
 
@@ -194,20 +223,70 @@ impl ConsumerSlot {
 }
 
 /// Deliveries from the consumed queue, across reconnects. Not clonable: one pipeline owns it.
+///
+/// Every delivery it yields holds its bytes of the in-flight budget ([`super::budget`]) until it
+/// is settled or dropped, and the consumer's window follows the sizes seen.
 #[derive(Debug)]
 pub struct Deliveries {
     slot: Arc<ConsumerSlot>,
     current: Option<Consumer>,
     broken: mpsc::UnboundedSender<u64>,
     shutdown: watch::Receiver<bool>,
+    budget: ByteBudget,
+    window: PrefetchWindow,
+    /// Taken from the consumer, waiting for its bytes (kept here so that a caller who stops
+    /// waiting, e.g. in a `select!`, loses nothing: the next call yields it).
+    pending: Option<Delivery>,
 }
 
 impl Deliveries {
-    /// The next delivery, waiting through reconnects. `None` only after shutdown.
+    /// The next delivery, waiting through reconnects and until its bytes fit in the budget.
+    /// `None` only after shutdown. Cancel-safe.
     pub async fn next(&mut self) -> Option<Delivery> {
+        loop {
+            if self.pending.is_none() {
+                self.pending = Some(self.take().await?);
+            }
+            let size = self.pending.as_ref().map_or(0, |d| d.body().len() as u64);
+            tokio::select! {
+                permit = self.budget.acquire(size) => {
+                    let mut d = self.pending.take()?;
+                    d.hold(permit);
+                    return Some(d);
+                }
+                r = self.shutdown.changed() => if r.is_err() || *self.shutdown.borrow() { return None },
+            }
+        }
+    }
+
+    /// What the pipeline holds of the budget now, and the most it ever held.
+    pub fn held(&self) -> Held {
+        self.budget.held()
+    }
+
+    /// The budget's limit in bytes.
+    pub fn budget_limit(&self) -> u64 {
+        self.budget.limit()
+    }
+
+    /// The count window (prefetch) of the current consumer.
+    pub fn window(&self) -> u16 {
+        self.window.current()
+    }
+
+    async fn take(&mut self) -> Option<Delivery> {
         loop {
             if let Some(c) = self.current.as_mut() {
                 if let Some(d) = c.next().await {
+                    if let Some(w) = self.window.observe(d.body().len() as u64) {
+                        debug!(
+                            window = w,
+                            size = d.body().len(),
+                            budget = self.budget.limit(),
+                            "AMQP consumer window fitted to the in-flight byte budget"
+                        );
+                        c.request_prefetch(w);
+                    }
                     return Some(d);
                 }
                 // Consumer ended (channel or connection closed): make sure the supervisor knows,
@@ -215,7 +294,8 @@ impl Deliveries {
                 let _ = self.broken.send(c.generation());
                 self.current = None;
             }
-            if let Some(c) = self.slot.take() {
+            if let Some(mut c) = self.slot.take() {
+                c.request_prefetch(self.window.current());
                 self.current = Some(c);
                 continue;
             }
@@ -252,11 +332,15 @@ impl Supervisor {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (broken_tx, broken_rx) = mpsc::unbounded_channel();
         let slot = Arc::new(ConsumerSlot::default());
+        let window = settings.initial_window();
         let deliveries = plan.consume.as_ref().map(|_| Deliveries {
             slot: slot.clone(),
             current: None,
             broken: broken_tx.clone(),
             shutdown: shutdown_rx.clone(),
+            budget: ByteBudget::new(settings.max_inflight_bytes),
+            window: window.clone(),
+            pending: None,
         });
         let run = Run {
             settings,
@@ -295,10 +379,13 @@ struct Run {
     slot: Arc<ConsumerSlot>,
 }
 
+type EventStream = std::pin::Pin<Box<dyn futures_lite::Stream<Item = Event> + Send>>;
+
 struct Live {
     session: Arc<Session>,
     consumer_open: Option<lapin::ChannelStatus>,
-    events: std::pin::Pin<Box<dyn futures_lite::Stream<Item = Event> + Send>>,
+    /// Events of both connections, merged.
+    events: EventStream,
 }
 
 impl Run {
@@ -374,8 +461,25 @@ impl Run {
 
     async fn establish(&mut self, generation: u64) -> Result<Live, AmqpError> {
         let connection = connect(&self.settings).await?;
-        let events = Box::pin(connection.events_listener());
-        match self.open_channels(&connection, generation).await {
+        let mut events: EventStream = Box::pin(connection.events_listener());
+        let consuming = match &self.plan.consume {
+            // Deliveries get a connection of their own (module comment: why).
+            Some(_) => match connect(&self.settings.for_consuming()).await {
+                Ok(c) => {
+                    events = Box::pin(events.or(c.events_listener()));
+                    Some(c)
+                }
+                Err(e) => {
+                    let _ = connection.close(200, "setup failed".into()).await;
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
+        match self
+            .open_channels(&connection, consuming.as_ref(), generation)
+            .await
+        {
             Ok((publisher, consumer)) => {
                 // Drop "broken" notices from earlier generations.
                 while self.broken_rx.try_recv().is_ok() {}
@@ -383,6 +487,7 @@ impl Run {
                 let session = Arc::new(Session {
                     generation,
                     connection,
+                    consuming,
                     publisher,
                 });
                 let _ = self.sessions_tx.send(Some(session.clone()));
@@ -397,6 +502,9 @@ impl Run {
             }
             Err(e) => {
                 let _ = connection.close(200, "setup failed".into()).await;
+                if let Some(c) = &consuming {
+                    let _ = c.close(200, "setup failed".into()).await;
+                }
                 Err(e)
             }
         }
@@ -405,6 +513,7 @@ impl Run {
     async fn open_channels(
         &mut self,
         connection: &Connection,
+        consuming: Option<&Connection>,
         generation: u64,
     ) -> Result<(Publisher, Option<Consumer>), AmqpError> {
         let setup = connection
@@ -419,13 +528,13 @@ impl Run {
         let publisher = Publisher::open(connection)
             .await?
             .attach(generation, self.broken_tx.clone());
-        let consumer = match &self.plan.consume {
-            Some(queue) => Some(
-                Consumer::open(connection, queue, self.settings.prefetch)
+        let consumer = match (&self.plan.consume, consuming) {
+            (Some(queue), Some(consuming)) => Some(
+                Consumer::open(consuming, queue, self.settings.initial_window().current())
                     .await?
                     .with_generation(generation),
             ),
-            None => None,
+            _ => None,
         };
         Ok((publisher, consumer))
     }
@@ -436,7 +545,7 @@ impl Run {
         let reason = loop {
             tokio::select! {
                 _ = self.shutdown_rx.changed() => {
-                    let _ = live.session.connection.close(200, "helsemelding shutting down".into()).await;
+                    live.session.close(200, "helsemelding shutting down").await;
                     return None;
                 }
                 ev = live.events.next() => match ev {
@@ -448,7 +557,7 @@ impl Run {
                         info!(generation, "AMQP connection unblocked");
                         let _ = self.blocked_tx.send(None);
                     }
-                    Some(Event::Error(e)) if !live.session.connection.status().connected() => break format!("connection error: {e}"),
+                    Some(Event::Error(e)) if !live.session.all_connected() => break format!("connection error: {e}"),
                     Some(_) => {}
                     None => break "connection event stream ended".to_owned(),
                 },
@@ -458,7 +567,7 @@ impl Run {
                     }
                 }
                 _ = tick.tick() => {
-                    if !live.session.connection.status().connected() {
+                    if !live.session.all_connected() {
                         break "connection no longer connected".to_owned();
                     }
                     if let Some(st) = &live.consumer_open {
@@ -470,13 +579,9 @@ impl Run {
             }
         };
         let _ = self.sessions_tx.send(None);
-        if live.session.connection.status().connected() {
-            let _ = live
-                .session
-                .connection
-                .close(320, "helsemelding: session lost, reconnecting".into())
-                .await;
-        }
+        live.session
+            .close(320, "helsemelding: session lost, reconnecting")
+            .await;
         Some(reason)
     }
 }

@@ -444,3 +444,33 @@ fn urls_are_redacted() {
     assert_eq!(redact_url("amqp://host/vh"), "amqp://host/vh");
     assert_eq!(redact_url("not a url"), "not a url");
 }
+
+#[test]
+fn the_in_flight_byte_budget_defaults_and_is_never_below_the_largest_message() {
+    let (_root, path) = tree(GOOD_GATEWAY, GOOD_PARTIES);
+    let (cfg, _) = check(&path).unwrap();
+    assert_eq!(cfg.amqp.max_inflight_bytes, 64 << 20);
+
+    let set = GOOD_GATEWAY.replace("[gateway]", "max_inflight_bytes = 134217728\n\n[gateway]");
+    let (_root, path) = tree(&set, GOOD_PARTIES);
+    assert_eq!(check(&path).unwrap().0.amqp.max_inflight_bytes, 128 << 20);
+
+    // Below the default largest message (35 MiB): refused, naming both values.
+    let small = GOOD_GATEWAY.replace("[gateway]", "max_inflight_bytes = 1048576\n\n[gateway]");
+    let (_root, path) = tree(&small, GOOD_PARTIES);
+    let problems = check(&path).unwrap_err();
+    assert_eq!(
+        keys(&problems),
+        vec![(Some(5), "amqp.max_inflight_bytes".to_string())]
+    );
+    assert!(
+        problems[0].to_string().contains("36700160"),
+        "{}",
+        problems[0]
+    );
+
+    // …and fine once the largest message is as small.
+    let both = format!("{small}\n[policy]\nmax_message_bytes = 1048576\n");
+    let (_root, path) = tree(&both, GOOD_PARTIES);
+    assert!(check(&path).is_ok());
+}

@@ -66,6 +66,8 @@ pub fn load(config_path: &Path) -> Result<Loaded, Vec<String>> {
 pub fn settings(config: &GatewayConfig) -> Settings {
     let mut amqp = AmqpSettings::new(config.amqp.url.clone(), "serve");
     amqp.prefetch = config.amqp.prefetch;
+    amqp.max_inflight_bytes = config.amqp.max_inflight_bytes;
+    amqp.max_message_bytes = config.policy.max_message_bytes;
     amqp.heartbeat =
         std::time::Duration::from_secs(config.amqp.heartbeat.whole_seconds().max(0) as u64);
     let mut s = Settings::new(amqp, config.paths.state.clone());

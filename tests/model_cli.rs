@@ -1,6 +1,6 @@
 //! The CLI commands, run as the operator would: `inspect`, `install-schemas`, and `serve` refusing a bad fault-injection setting.
 
-mod model_support;
+mod support;
 
 use std::process::Command;
 
@@ -10,7 +10,7 @@ fn bin() -> Command {
 
 #[test]
 fn inspect_prints_one_line_per_file_without_patient_data() {
-    let c = model_support::shared().join("corpus");
+    let c = support::shared().join("corpus");
     let plo = c.join("plo-v1.5/sarepta-akseptansetest/Testcase-mottak-Pasientlogistikk_dodsfall-v1_5/Case1-19-Pasientlogistikk_dodsfall-v1_5.xml");
     let svar =
         c.join("dialogmelding-v1.0/sarepta-eksempel/Dialogmelding_svar_foresporsel_PLO_v1-0.xml");
@@ -58,7 +58,7 @@ fn inspect_prints_one_line_per_file_without_patient_data() {
 
 #[test]
 fn inspect_names_the_bad_file_and_fails() {
-    let bad = model_support::shared()
+    let bad = support::shared()
         .join("corpus/dialogmelding-v1.0/sarepta-akseptansetest-mottak/Case1-2.xml");
     let out = bin()
         .arg("inspect")
@@ -80,7 +80,7 @@ fn inspect_names_the_bad_file_and_fails() {
 fn install_schemas_command() {
     let tmp = tempfile::tempdir().unwrap();
     let to = tmp.path().join("xsd");
-    let from = model_support::shared().join("standards/xsd");
+    let from = support::shared().join("standards/xsd");
     let out = bin()
         .args(["install-schemas", "--from"])
         .arg(&from)

@@ -1,19 +1,16 @@
-//! Shared by the differential schema tests: finding the corpus, running libxml2's oracle
-//! (`../shared/tools/xsd-oracle`) in one batch, and comparing verdicts.
-
-#![allow(dead_code)]
+//! The differential schema tests' side of libxml2: running `../shared/tools/xsd-oracle` in one
+//! batch, reading its verdicts as libxml2's, and comparing them with ours.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use helsemelding::xml::XmlLimits;
 use helsemelding::xsd::{Schemas, Verdict};
 
-pub fn shared() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared")
-}
+use super::shared;
 
+/// The official schemas, loaded straight from ../shared.
 pub fn schemas() -> Schemas {
     let dir = shared().join("standards/xsd");
     match Schemas::load(&dir) {
@@ -22,55 +19,79 @@ pub fn schemas() -> Schemas {
     }
 }
 
-/// Every `.xml` file under `dir`, sorted.
-pub fn xml_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                todo.push(p);
-            } else if p.extension().is_some_and(|x| x == "xml") {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
+/// One verdict of the oracle on one file.
+#[derive(Debug, Clone)]
+pub struct OracleVerdict {
+    pub path: PathBuf,
+    /// `VALID`, `INVALID`, `NOT-WELL-FORMED` or `NO-SCHEMA`, as libxml2 sees it (see
+    /// [`libxml2_verdict`]).
+    pub verdict: String,
+    /// The schema the oracle chose (relative to the standards' xsd folder), `-` for none.
+    pub schema: String,
+    /// Its first error, if any.
+    pub error: String,
 }
 
-/// The oracle's verdict per file (`NO-SCHEMA` reported as `UNSUPPORTED`) and its first error.
-pub fn oracle(files: &[PathBuf]) -> BTreeMap<PathBuf, (String, String)> {
-    let mut out = BTreeMap::new();
-    // One python process per chunk (argument lists have a size limit).
+/// The oracle checks well-formedness with Python's expat and only then runs xmllint; when expat
+/// reads a file that libxml2's own parser refuses (a lone UTF-16 surrogate, UTF-16 without any
+/// mark: expat is laxer there), the oracle prints `INVALID` with libxml2's parser or encoding
+/// error. That is libxml2 saying the file is not well-formed, and that is its verdict here.
+pub fn libxml2_verdict(oracle_verdict: &str, error: &str) -> String {
+    let parse_failure = error.contains("parser error") || error.contains("encoding error");
+    if oracle_verdict == "INVALID" && parse_failure {
+        "NOT-WELL-FORMED".to_owned()
+    } else {
+        oracle_verdict.to_owned()
+    }
+}
+
+/// Asks the oracle about all `files` (one python process per few hundred files: argument lists
+/// have a size limit); one verdict per file, in order.
+pub fn oracle_verdicts(files: &[PathBuf]) -> Vec<OracleVerdict> {
+    let mut out = Vec::with_capacity(files.len());
     for chunk in files.chunks(400) {
         let res = Command::new(shared().join("tools/xsd-oracle"))
             .args(chunk)
             .output()
-            .expect("xsd-oracle runs (needs python3 and xmllint)");
+            .expect("run ../shared/tools/xsd-oracle (needs python3 and xmllint)");
+        assert!(
+            res.status.success(),
+            "xsd-oracle failed: {}",
+            String::from_utf8_lossy(&res.stderr)
+        );
         let text = String::from_utf8_lossy(&res.stdout);
-        for line in text.lines() {
-            let parts: Vec<&str> = line.split('\t').collect();
-            if parts.len() < 2 {
-                continue;
+        out.extend(text.lines().map(|l| {
+            let mut f = l.splitn(4, '\t');
+            let path = PathBuf::from(f.next().unwrap_or_default());
+            let verdict = f.next().unwrap_or_default();
+            let schema = f.next().unwrap_or_default().to_owned();
+            let error = f.next().unwrap_or_default().to_owned();
+            OracleVerdict {
+                path,
+                verdict: libxml2_verdict(verdict, &error),
+                schema,
+                error,
             }
-            let v = if parts[1] == "NO-SCHEMA" {
-                "UNSUPPORTED"
-            } else {
-                parts[1]
-            };
-            out.insert(
-                PathBuf::from(parts[0]),
-                (v.to_string(), parts.get(3).unwrap_or(&"").to_string()),
-            );
-        }
+        }));
     }
     assert_eq!(out.len(), files.len(), "the oracle answered for every file");
     out
+}
+
+/// The oracle's verdict per file (`NO-SCHEMA` reported as `UNSUPPORTED`, our label) and its
+/// first error.
+pub fn oracle(files: &[PathBuf]) -> BTreeMap<PathBuf, (String, String)> {
+    oracle_verdicts(files)
+        .into_iter()
+        .map(|v| {
+            let label = if v.verdict == "NO-SCHEMA" {
+                "UNSUPPORTED".to_owned()
+            } else {
+                v.verdict
+            };
+            (v.path, (label, v.error))
+        })
+        .collect()
 }
 
 /// Compares our verdicts with the oracle's; returns one description per disagreement.

@@ -58,6 +58,19 @@ fn plan(
     )
 }
 
+/// The plan for `xml` signed by the GP 82001 and addressed to the nursing home 81001.
+fn plan_signed_by_gp(ctx: &Context, xml: &[u8]) -> Plan {
+    let body = signer(82001)
+        .sign(xml, time::OffsetDateTime::now_utc())
+        .unwrap();
+    plan(
+        ctx,
+        &body,
+        Ok(headers(82001, 81001, ContentType::SignedCms)),
+        Some("guest"),
+    )
+}
+
 fn refused(p: Plan) -> (Option<HerId>, &'static str, String) {
     match p {
         Plan::Refuse(r) => (r.to, r.condition, r.description),
@@ -69,15 +82,7 @@ fn refused(p: Plan) -> (Option<HerId>, &'static str, String) {
 fn a_good_message_is_planned_for_delivery() {
     let ctx = context();
     let xml = fixture("delivered/foresporsel-with-copy-to-home-care.xml");
-    let body = signer(82001)
-        .sign(&xml, time::OffsetDateTime::now_utc())
-        .unwrap();
-    match plan(
-        &ctx,
-        &body,
-        Ok(headers(82001, 81001, ContentType::SignedCms)),
-        Some("guest"),
-    ) {
+    match plan_signed_by_gp(&ctx, &xml) {
         Plan::Message(m) => {
             assert_eq!(m.sender, HerId(82001));
             let to: Vec<_> = m
@@ -105,23 +110,8 @@ fn a_signed_utf16_message_is_delivered() {
         .unwrap()
         .replace(r#"encoding="UTF-8""#, r#"encoding="UTF-16""#);
     for (name, bom, big_endian) in [("LE", [0xFF, 0xFE], false), ("BE", [0xFE, 0xFF], true)] {
-        let mut xml = bom.to_vec();
-        for u in text.encode_utf16() {
-            xml.extend(if big_endian {
-                u.to_be_bytes()
-            } else {
-                u.to_le_bytes()
-            });
-        }
-        let body = signer(82001)
-            .sign(&xml, time::OffsetDateTime::now_utc())
-            .unwrap();
-        match plan(
-            &ctx,
-            &body,
-            Ok(headers(82001, 81001, ContentType::SignedCms)),
-            Some("guest"),
-        ) {
+        let xml = support::utf16(&text, big_endian, &bom);
+        match plan_signed_by_gp(&ctx, &xml) {
             Plan::Message(m) => {
                 assert_eq!(m.sender, HerId(82001), "{name}");
                 assert_eq!(m.msg_type, "DIALOG_FORESPORSEL", "{name}");

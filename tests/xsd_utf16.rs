@@ -10,25 +10,13 @@ use std::path::PathBuf;
 
 use helsemelding::msghead::MsgHead;
 use helsemelding::xml::XmlLimits;
+use support::utf16;
 
 const GOOD: &str = "fixtures/messages/delivered/foresporsel-gp-to-nursing-home.xml";
 const T02: &str = "fixtures/messages/rejected/T02-msgid-missing.xml";
 
 fn fixture_text(rel: &str) -> String {
     String::from_utf8(std::fs::read(support::repo().join(rel)).unwrap()).unwrap()
-}
-
-/// `text` in UTF-16 after `prefix` (a byte-order mark, or nothing).
-fn utf16(text: &str, big_endian: bool, prefix: &[u8]) -> Vec<u8> {
-    let mut out = prefix.to_vec();
-    for u in text.encode_utf16() {
-        out.extend(if big_endian {
-            u.to_be_bytes()
-        } else {
-            u.to_le_bytes()
-        });
-    }
-    out
 }
 
 const LE: &[u8] = &[0xFF, 0xFE];

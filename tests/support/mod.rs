@@ -49,3 +49,16 @@ pub fn xml_files(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// `text` encoded as UTF-16 (big- or little-endian) after `prefix` (a byte-order mark, or none).
+pub fn utf16(text: &str, big_endian: bool, prefix: &[u8]) -> Vec<u8> {
+    let mut out = prefix.to_vec();
+    for u in text.encode_utf16() {
+        out.extend(if big_endian {
+            u.to_be_bytes()
+        } else {
+            u.to_le_bytes()
+        });
+    }
+    out
+}

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-#[path = "../tests/support/store_batch.rs"]
+#[path = "../tests/support/store.rs"]
 mod store_batch;
 
 use helsemelding::store::{DeliveryStore, StoreHandle};

@@ -8,13 +8,13 @@
 //!   publishing takes long (its recipient queue refuses everything) shows as `Routed` in the store
 //!   while it waits, and as `Delivered` once the queue takes it.
 
-mod gateway_support;
+mod support;
 
 use std::collections::HashMap;
 
-use gateway_support::Harness;
 use helsemelding::gateway::cli::Overrides;
 use helsemelding::ids::{HerId, MsgId};
+use support::gateway::Harness;
 
 const GP: HerId = HerId(82001);
 const HOSPITAL: HerId = HerId(80001);

@@ -2,9 +2,8 @@
 //! the plan the gateway makes. The end-to-end tests (gateway_e2e.rs) show the same plans carried
 //! out over RabbitMQ; these cover the refusals that need no queue to observe.
 
-mod gateway_support;
+mod support;
 
-use gateway_support::*;
 use helsemelding::amqp::headers::{ContentType, HeaderError, MessageHeaders};
 use helsemelding::cms::Signer;
 use helsemelding::codes::ErrorCode;
@@ -12,6 +11,7 @@ use helsemelding::gateway::assess::{assess, condition, Context, Inbound, Plan, R
 use helsemelding::gateway::cli::load;
 use helsemelding::gateway::envelope_of;
 use helsemelding::ids::{HerId, MsgId};
+use support::gateway::*;
 
 fn context() -> Context {
     let dir = tempfile::tempdir().unwrap();
@@ -59,6 +59,19 @@ fn plan(
     )
 }
 
+/// The plan for `xml` signed by the GP 82001 and addressed to the nursing home 81001.
+fn plan_signed_by_gp(ctx: &Context, xml: &[u8]) -> Plan {
+    let body = signer(82001)
+        .sign(xml, time::OffsetDateTime::now_utc())
+        .unwrap();
+    plan(
+        ctx,
+        &body,
+        Ok(headers(82001, 81001, ContentType::SignedCms)),
+        Some("guest"),
+    )
+}
+
 fn refused(p: Plan) -> (Option<HerId>, &'static str, String) {
     match p {
         Plan::Refuse(r) => (r.to, r.condition, r.description),
@@ -70,15 +83,7 @@ fn refused(p: Plan) -> (Option<HerId>, &'static str, String) {
 fn a_good_message_is_planned_for_delivery() {
     let ctx = context();
     let xml = fixture("delivered/foresporsel-with-copy-to-home-care.xml");
-    let body = signer(82001)
-        .sign(&xml, time::OffsetDateTime::now_utc())
-        .unwrap();
-    match plan(
-        &ctx,
-        &body,
-        Ok(headers(82001, 81001, ContentType::SignedCms)),
-        Some("guest"),
-    ) {
+    match plan_signed_by_gp(&ctx, &xml) {
         Plan::Message(m) => {
             assert_eq!(m.sender, HerId(82001));
             let to: Vec<_> = m
@@ -92,6 +97,40 @@ fn a_good_message_is_planned_for_delivery() {
             assert_eq!(to, vec![HerId(81001), HerId(81002)]);
         }
         other => panic!("{other:?}"),
+    }
+}
+
+/// A signed UTF-16 document is well-formed (XML 1.0 §4.3.3: every processor reads UTF-16) and is
+/// delivered, not answered T01; its MsgHead is read through the transcoded text, and the content
+/// hash (duplicate detection) is over the bytes as signed, not over the transcoded text: a
+/// signature covers those bytes, so a resend of them is the same message.
+#[test]
+fn a_signed_utf16_message_is_delivered() {
+    let ctx = context();
+    let text = String::from_utf8(fixture("delivered/foresporsel-gp-to-nursing-home.xml"))
+        .unwrap()
+        .replace(r#"encoding="UTF-8""#, r#"encoding="UTF-16""#);
+    for (name, bom, big_endian) in [("LE", [0xFF, 0xFE], false), ("BE", [0xFE, 0xFF], true)] {
+        let xml = support::utf16(&text, big_endian, &bom);
+        match plan_signed_by_gp(&ctx, &xml) {
+            Plan::Message(m) => {
+                assert_eq!(m.sender, HerId(82001), "{name}");
+                assert_eq!(m.msg_type, "DIALOG_FORESPORSEL", "{name}");
+                assert_eq!(m.head.msg_type.dn.as_deref(), Some("Forespørsel"), "{name}");
+                assert!(m.msg_id.is_uuid(), "{name}");
+                assert!(
+                    matches!(m.recipients.as_slice(), [RecipientPlan::Deliver { her, .. }] if *her == HerId(81001)),
+                    "{name}: {:?}",
+                    m.recipients
+                );
+                assert_eq!(
+                    m.content_sha256,
+                    helsemelding::store::content_sha256(&xml),
+                    "{name}: hash over the signed bytes"
+                );
+            }
+            other => panic!("{name}: {other:?}"),
+        }
     }
 }
 

@@ -6,11 +6,10 @@
 //! signed envelope), the gateway's AppRecs (signature, code, OriginalMsgId, mirrored addresses),
 //! error-queue entries — and the delivery state in the store.
 
-mod gateway_support;
+mod support;
 
 use std::time::Duration;
 
-use gateway_support::*;
 use helsemelding::amqp::headers::ContentType;
 use helsemelding::apprec::{
     build_apprec, AppRecError, AppRecInput, AppRecVersion, PrimaryRoleV1_0,
@@ -21,6 +20,7 @@ use helsemelding::gateway::routing_log::Outcome;
 use helsemelding::ids::{HerId, MsgId};
 use helsemelding::msghead::MsgHead;
 use helsemelding::store::state::DeliveryState;
+use support::gateway::*;
 
 const GP: HerId = HerId(82001);
 const NURSING_HOME: HerId = HerId(81001);
@@ -289,11 +289,16 @@ async fn duplicates_are_routed_once_and_answered_once() {
     let first_body = h.sent_body(sent.message_id.as_str());
     let sent_first_body =
         |_: &Harness, _: &helsemelding::amqp::headers::MessageHeaders| first_body.clone();
+    let first_done = time::OffsetDateTime::now_utc();
     h.take(NURSING_HOME, 1).await;
     // The same signed envelope again (a resend), and a freshly signed copy of the same message.
     h.resend(&sent.message_id).await;
-    // Re-signed a second later, so the envelope (signingTime, signature) differs: still the same message.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Re-signed in a later second, so the envelope (signingTime, whole seconds; signature)
+    // differs: still the same message. The first was signed before `first_done`.
+    let later = first_done.unix_timestamp() + 1;
+    while time::OffsetDateTime::now_utc().unix_timestamp() < later {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let again = h
         .send_fixture("delivered/foresporsel-gp-to-nursing-home.xml", GP)
         .await;

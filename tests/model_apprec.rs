@@ -2,15 +2,16 @@
 //! schema (`../shared/tools/xsd-oracle`), and read back with `AppRec::parse`.
 //! Test names cite the Directorate's AppRec system tests (`standards/testcases/apprec-systemtest.tsv`).
 
-mod model_support;
+mod support;
 
 use helsemelding::address::{PartyAddress, RecipientRole};
 use helsemelding::apprec::*;
 use helsemelding::codes::{AppRecStatus, ErrorCode};
 use helsemelding::ids::{HerId, MsgId};
 use helsemelding::msghead::{MsgHead, Party};
-use model_support::*;
 use std::path::PathBuf;
+use support::model::*;
+use support::xsd::oracle_verdicts;
 
 const PLO_COP: &str = "plo-v1.5/sarepta-akseptansetest/Testcase-mottak-Pasientlogistikk_dodsfall-v1_5/Case1-19-Pasientlogistikk_dodsfall-v1_5.xml";
 const DIALOG_SVAR: &str =
@@ -62,7 +63,7 @@ fn assert_all_valid(docs: &[(String, String)]) {
             p
         })
         .collect();
-    for (v, (name, xml)) in oracle(&files).iter().zip(docs) {
+    for (v, (name, xml)) in oracle_verdicts(&files).iter().zip(docs) {
         assert_eq!(
             v.verdict, "VALID",
             "{name}: {} (schema {})\n{xml}",
@@ -82,7 +83,7 @@ fn e(code: ErrorCode, ot: Option<&str>) -> AppRecError {
 #[test]
 fn corpus_apprecs_parse() {
     let files = corpus_files(&["apprec-v1.0", "apprec-v1.1"]);
-    let verdicts = oracle(&files);
+    let verdicts = oracle_verdicts(&files);
     let mut n = 0;
     for v in verdicts.iter().filter(|v| v.verdict == "VALID") {
         let a = AppRec::parse(&std::fs::read(&v.path).unwrap())

@@ -1,7 +1,7 @@
 //! The CLI commands, run as the operator would: `inspect` and `install-schemas`. (`serve` ignoring
 //! `HELSEMELDING_CRASH_AT`: tests/serve_fault_injection.rs.)
 
-mod model_support;
+mod support;
 
 use std::process::Command;
 
@@ -11,7 +11,7 @@ fn bin() -> Command {
 
 #[test]
 fn inspect_prints_one_line_per_file_without_patient_data() {
-    let c = model_support::shared().join("corpus");
+    let c = support::shared().join("corpus");
     let plo = c.join("plo-v1.5/sarepta-akseptansetest/Testcase-mottak-Pasientlogistikk_dodsfall-v1_5/Case1-19-Pasientlogistikk_dodsfall-v1_5.xml");
     let svar =
         c.join("dialogmelding-v1.0/sarepta-eksempel/Dialogmelding_svar_foresporsel_PLO_v1-0.xml");
@@ -59,7 +59,7 @@ fn inspect_prints_one_line_per_file_without_patient_data() {
 
 #[test]
 fn inspect_names_the_bad_file_and_fails() {
-    let bad = model_support::shared()
+    let bad = support::shared()
         .join("corpus/dialogmelding-v1.0/sarepta-akseptansetest-mottak/Case1-2.xml");
     let out = bin()
         .arg("inspect")
@@ -81,7 +81,7 @@ fn inspect_names_the_bad_file_and_fails() {
 fn install_schemas_command() {
     let tmp = tempfile::tempdir().unwrap();
     let to = tmp.path().join("xsd");
-    let from = model_support::shared().join("standards/xsd");
+    let from = support::shared().join("standards/xsd");
     let out = bin()
         .args(["install-schemas", "--from"])
         .arg(&from)

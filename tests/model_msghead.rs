@@ -1,12 +1,13 @@
 //! MsgHead extraction over the real corpus (`../shared/corpus/`): every schema-valid MsgHead parses,
 //! and spot checks against the files' text.
 
-mod model_support;
+mod support;
 
 use helsemelding::address::RecipientRole;
 use helsemelding::ids::HerId;
 use helsemelding::msghead::{Ack, ModelError, MsgHead, Party, PayloadStandard};
-use model_support::*;
+use support::model::*;
+use support::xsd::oracle_verdicts;
 
 fn parse(rel: &str) -> MsgHead {
     MsgHead::parse(&corpus(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
@@ -21,7 +22,7 @@ fn every_schema_valid_msghead_in_the_corpus_parses() {
         "plo-v1.6",
         "nav-fellesformat",
     ]);
-    let verdicts = oracle(&files);
+    let verdicts = oracle_verdicts(&files);
     let valid: Vec<_> = verdicts
         .iter()
         .filter(|v| v.verdict == "VALID" && v.schema.starts_with("drivers/msghead"))

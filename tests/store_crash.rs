@@ -8,11 +8,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-#[path = "support/store_batch.rs"]
-mod store_batch;
+mod support;
 
 use helsemelding::store::{DeliveryState, DeliveryStore, StoreHandle};
-use store_batch::{delivered_batch, msg, SENDER};
+use support::store::{delivered_batch, msg, SENDER};
 
 const CHILD_DIR: &str = "HELSEMELDING_STORE_CRASH_CHILD_DIR";
 

@@ -3,7 +3,7 @@
 //! codes and numbers; wrong namespaces; truncation; whitespace in empty elements), writes them
 //! to a temporary directory and compares every verdict with libxml2's (one oracle batch).
 
-mod xsd_common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -330,7 +330,7 @@ fn mutate(text: &str, rng: &mut Rng) -> Option<(String, String)> {
 
 #[test]
 fn mutants_agree_with_libxml2() {
-    let corpus = xsd_common::xml_files(&xsd_common::shared().join("corpus"));
+    let corpus = support::xml_files(&support::shared().join("corpus"));
     let dir = tempfile::tempdir().expect("temp dir");
     let mut made: BTreeMap<PathBuf, String> = BTreeMap::new();
     let per_file = 5;
@@ -368,9 +368,9 @@ fn mutants_agree_with_libxml2() {
     }
     let files: Vec<PathBuf> = made.keys().cloned().collect();
     assert!(files.len() >= 1000, "only {} mutants", files.len());
-    let oracle = xsd_common::oracle(&files);
-    let schemas = xsd_common::schemas();
-    let bad = xsd_common::disagreements(&schemas, &files, &oracle);
+    let oracle = support::xsd::oracle(&files);
+    let schemas = support::xsd::schemas();
+    let bad = support::xsd::disagreements(&schemas, &files, &oracle);
     let bad: Vec<String> = bad
         .into_iter()
         .map(|b| {
@@ -381,7 +381,7 @@ fn mutants_agree_with_libxml2() {
             )
         })
         .collect();
-    xsd_common::report("mutants", &oracle, &bad);
+    support::xsd::report("mutants", &oracle, &bad);
 }
 
 /// libxml2 2.9 accepts a wrong value for an attribute whose `fixed` constraint is given on the
@@ -391,7 +391,7 @@ fn mutants_agree_with_libxml2() {
 /// verdicts on a real PLO 1.5 message, so the deviation stays visible and precise.
 #[test]
 fn libxml2_ignores_fixed_on_attribute_references() {
-    let src = xsd_common::shared()
+    let src = support::shared()
         .join("corpus/plo-v1.5/sarepta-akseptansetest/Testcase-mottak-Helseopplysninger_ved_soknad-v1_5/Case1-11c-Helseopplysninger_ved_soknad-v1_5.xml");
     let text = std::fs::read_to_string(&src).expect("corpus file");
     let fixed = "komponenttype=\"2.16.578.1.12.4.1.6.13.11009.0\"";
@@ -402,13 +402,13 @@ fn libxml2_ignores_fixed_on_attribute_references() {
     let dir = tempfile::tempdir().expect("temp dir");
     let p = dir.path().join("wrong-komponenttype.xml");
     std::fs::write(&p, text.replacen(fixed, "komponenttype=\"ZZZ\"", 1)).expect("write");
-    let oracle = xsd_common::oracle(std::slice::from_ref(&p));
+    let oracle = support::xsd::oracle(std::slice::from_ref(&p));
     assert_eq!(
         oracle[&p].0, "VALID",
         "libxml2 ignores the fixed value on the reference"
     );
     let v =
-        xsd_common::schemas().validate(&std::fs::read(&p).expect("read"), &XmlLimits::default());
+        support::xsd::schemas().validate(&std::fs::read(&p).expect("read"), &XmlLimits::default());
     let helsemelding::xsd::Verdict::Invalid { violation, .. } = &v else {
         panic!("expected INVALID, got {v:?}")
     };
@@ -422,7 +422,7 @@ fn libxml2_ignores_fixed_on_attribute_references() {
         violation.path.ends_with("/GenereltJournalnotat"),
         "{violation}"
     );
-    assert!(xsd_common::is_documented_libxml2_deviation(
+    assert!(support::xsd::is_documented_libxml2_deviation(
         &oracle[&p].0,
         &v
     ));

@@ -49,7 +49,10 @@ fn assert_nothing_lost_of(r: &Report, sent: usize, apprecs: usize) {
     // Each sender's messages reach each recipient in the order they were published (a duplicate
     // with the same MsgId is allowed, an overtaking message is not).
     assert_eq!(f.inversions, 0, "inversions: {:?}", f.problems);
-    assert_eq!(f.apprecs, apprecs, "one AppRec per rejected message (E21, E10)");
+    assert_eq!(
+        f.apprecs, apprecs,
+        "one AppRec per rejected message (E21, E10)"
+    );
     r.graceful_stop
         .as_ref()
         .expect("SIGTERM: exit 0, nothing left unacked");
@@ -108,7 +111,10 @@ async fn kill9_keeps_each_senders_order_over_a_thousand_messages() {
         .expect("scenario runs");
     print(&r);
     assert_nothing_lost_of(&r, 1500, 1500 * 75 / 200);
-    let k = r.kills.as_ref().expect("kill9 reports where the kills fell");
+    let k = r
+        .kills
+        .as_ref()
+        .expect("kill9 reports where the kills fell");
     assert_eq!(
         (k.outside, k.record_publish, k.publish_commit, k.commit_ack),
         (1, 1, 1, 1),

@@ -353,27 +353,14 @@ pub async fn replay_one(
     Ok(headers)
 }
 
-/// The user name in an AMQP URL (`amqp://user:pass@host/vhost`), percent-decoded.
+/// The user lapin authenticates as for this AMQP URL (`amqp://user:pass@host/vhost`): the URL's
+/// user, percent-decoded by lapin's own URI parser (so it is the name RabbitMQ compares `user_id`
+/// with), or lapin's default `guest` when the URL names none. `None` when lapin cannot parse the URL
+/// (a connection to it would have failed already).
 pub fn url_user(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split('/').next()?;
-    let userinfo = authority.rsplit_once('@')?.0;
-    let user = userinfo.split(':').next()?;
-    let mut out = Vec::new();
-    let b = user.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&user[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8(out).ok().filter(|u| !u.is_empty())
+    url.parse::<lapin::uri::AMQPUri>()
+        .ok()
+        .map(|uri| uri.authority.userinfo.username)
 }
 
 #[derive(clap::Args, Debug)]
@@ -566,13 +553,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn url_user_is_decoded() {
+    fn url_user_is_decoded_by_lapins_parser_without_panicking() {
         assert_eq!(
             url_user("amqp://guest:guest@127.0.0.1:5672/%2f").as_deref(),
             Some("guest")
         );
         assert_eq!(url_user("amqps://ehr%2Dx:p@h/v").as_deref(), Some("ehr-x"));
-        assert_eq!(url_user("amqp://127.0.0.1:5672/%2f"), None);
+        // No user in the URL: lapin logs in as its default user, and that is who RabbitMQ checks.
+        assert_eq!(
+            url_user("amqp://127.0.0.1:5672/%2f").as_deref(),
+            Some("guest")
+        );
+        // `%` followed by a non-ASCII character (the old hand decoder sliced inside it and panicked).
+        assert_eq!(
+            url_user("amqp://%x\u{e9}:p@h/v").as_deref(),
+            Some("%x\u{e9}")
+        );
+        assert_eq!(url_user("amqp://%\u{e9}:p@h/v").as_deref(), Some("%\u{e9}"));
+        // A truncated escape stays as it is.
+        assert_eq!(url_user("amqp://ab%4:p@h/v").as_deref(), Some("ab%4"));
+        // A percent escape that decodes to invalid UTF-8 and a URL that is no URL: no user, no panic.
+        assert_eq!(url_user("amqp://%ff:p@h/v"), None);
+        assert_eq!(url_user("not a url"), None);
     }
 
     #[test]

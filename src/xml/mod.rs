@@ -13,8 +13,9 @@
 //! - more than one root element, text outside the root, end of input with elements open,
 //!   mismatched end tags, undeclared namespace prefixes (Namespaces in XML 1.0 §5);
 //! - nesting deeper than [`XmlLimits::max_depth`], input larger than [`XmlLimits::max_bytes`];
-//! - bytes that are not valid in the declared encoding (UTF-8, ISO-8859-1, windows-1252) and
-//!   encodings it does not know.
+//! - bytes that are not valid in the document's encoding (UTF-8; UTF-16 LE or BE, told by its
+//!   byte-order mark or first bytes, XML 1.0 Appendix F; ISO-8859-1, windows-1252), a declaration
+//!   that names another encoding than the one the document is in, and encodings it does not know.
 //!
 //! Memory is bounded by the input size plus the open-element stack (which `max_depth` bounds).
 //!
@@ -30,7 +31,7 @@ use std::sync::Arc;
 use quick_xml::events::Event;
 use quick_xml::XmlVersion;
 
-pub use decode::{declared_encoding, decode, Encoding};
+pub use decode::{decode, detected_encoding, Encoding};
 
 /// The namespace of `xsi:` attributes (XML Schema Part 1 §3.2.7).
 pub const XSI_NS: &str = "http://www.w3.org/2001/XMLSchema-instance";
@@ -105,10 +106,21 @@ pub enum XmlErrorKind {
     MisplacedDeclaration,
     #[error("input is not valid UTF-8")]
     InvalidUtf8,
-    #[error("unknown or unsupported encoding '{0}' (accepted: UTF-8, ISO-8859-1, windows-1252)")]
+    #[error(
+        "unknown or unsupported encoding '{0}' (accepted: UTF-8, UTF-16, ISO-8859-1, windows-1252)"
+    )]
     UnknownEncoding(String),
+    #[error("the XML declaration names encoding '{declared}' but the document is {found} (XML 1.0 §4.3.3)")]
+    EncodingMismatch {
+        declared: String,
+        found: &'static str,
+    },
     #[error("byte 0x{byte:02X} is not defined in {encoding}")]
     UnmappableByte { byte: u8, encoding: &'static str },
+    #[error("UTF-16 code unit 0x{unit:04X} is half of a surrogate pair without its other half")]
+    UnpairedSurrogate { unit: u16 },
+    #[error("UTF-16 input of {bytes} bytes (after any byte-order mark) ends in half a code unit")]
+    Utf16OddLength { bytes: usize },
     #[error("malformed markup: {0}")]
     Syntax(String),
 }

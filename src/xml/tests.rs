@@ -190,6 +190,139 @@ fn encodings() {
     assert!(read_all(b"\xef\xbb\xbf<r/>").is_ok());
 }
 
+/// `text` in UTF-16 with the given byte order, after `prefix` (a byte-order mark or nothing).
+fn utf16(text: &str, big_endian: bool, prefix: &[u8]) -> Vec<u8> {
+    let mut out = prefix.to_vec();
+    for u in text.encode_utf16() {
+        out.extend(if big_endian {
+            u.to_be_bytes()
+        } else {
+            u.to_le_bytes()
+        });
+    }
+    out
+}
+
+const UTF16_DOC: &str =
+    "<?xml version=\"1.0\" encoding=\"UTF-16\"?>\n<r a=\"bl\u{e5}\">\n  \u{1F600} \u{e6}\u{f8}</r>";
+
+#[test]
+fn utf16_with_a_byte_order_mark_or_a_utf16_declaration_is_read() {
+    for (name, bytes) in [
+        ("LE, BOM", utf16(UTF16_DOC, false, &[0xFF, 0xFE])),
+        ("BE, BOM", utf16(UTF16_DOC, true, &[0xFE, 0xFF])),
+        ("LE, declaration only", utf16(UTF16_DOC, false, &[])),
+        ("BE, declaration only", utf16(UTF16_DOC, true, &[])),
+    ] {
+        let d = XmlDocument::new(&bytes, &XmlLimits::default())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(d.text(), UTF16_DOC, "{name}");
+        let as_utf8 = UTF16_DOC.replace("UTF-16", "UTF-8");
+        assert_eq!(read_all(&bytes), read_all(as_utf8.as_bytes()), "{name}");
+    }
+    // A byte-order mark and no declaration, or a declaration naming the byte order that is there.
+    for doc in [
+        "<r/>",
+        "<?xml version=\"1.0\"?><r/>",
+        "<?xml version='1.0' encoding='utf-16le'?><r/>",
+    ] {
+        assert!(read_all(&utf16(doc, false, &[0xFF, 0xFE])).is_ok(), "{doc}");
+    }
+    assert!(read_all(&utf16(
+        "<?xml version='1.0' encoding='UTF-16BE'?><r/>",
+        true,
+        &[0xFE, 0xFF]
+    ))
+    .is_ok());
+    assert_eq!(
+        detected_encoding(&utf16("<r/>", true, &[0xFE, 0xFF])),
+        Ok(Encoding::Utf16Be)
+    );
+}
+
+#[test]
+fn broken_utf16_is_refused_with_line_and_column() {
+    // A lone high surrogate: line 3, after two spaces.
+    let mut lone_high = utf16("<r>\n<a/>\n  ", false, &[0xFF, 0xFE]);
+    lone_high.extend([0x00, 0xD8, b'x', 0x00]);
+    lone_high.extend(utf16("</r>", false, &[]));
+    let e = read_all(&lone_high).unwrap_err();
+    assert_eq!(
+        (e.kind, e.line, e.column),
+        (XmlErrorKind::UnpairedSurrogate { unit: 0xD800 }, 3, 3)
+    );
+    // A lone low surrogate, big-endian: line 1, column 4.
+    let mut lone_low = utf16("<r>", true, &[0xFE, 0xFF]);
+    lone_low.extend([0xDC, 0x00]);
+    lone_low.extend(utf16("</r>", true, &[]));
+    let e = read_all(&lone_low).unwrap_err();
+    assert_eq!(
+        (e.kind, e.line, e.column),
+        (XmlErrorKind::UnpairedSurrogate { unit: 0xDC00 }, 1, 4)
+    );
+    // A high surrogate at the very end.
+    let mut cut_pair = utf16("<r/>", false, &[0xFF, 0xFE]);
+    cut_pair.extend([0x3D, 0xD8]);
+    assert!(matches!(
+        kind(&cut_pair),
+        XmlErrorKind::UnpairedSurrogate { unit: 0xD83D }
+    ));
+    // An odd byte count: half a code unit at the end, reported where the text ends.
+    let mut odd = utf16("<r>\n</r>", false, &[0xFF, 0xFE]);
+    odd.push(0x0A);
+    let e = read_all(&odd).unwrap_err();
+    assert_eq!(
+        (e.kind, e.line, e.column),
+        (XmlErrorKind::Utf16OddLength { bytes: 17 }, 2, 5)
+    );
+}
+
+#[test]
+fn a_declaration_that_contradicts_the_encoding_is_refused() {
+    for (doc, big_endian, prefix, declared) in [
+        (
+            "<?xml version='1.0' encoding='UTF-8'?><r/>",
+            false,
+            &[0xFF, 0xFE][..],
+            "utf-8",
+        ),
+        (
+            "<?xml version='1.0' encoding='ISO-8859-1'?><r/>",
+            false,
+            &[0xFF, 0xFE],
+            "iso-8859-1",
+        ),
+        (
+            "<?xml version='1.0' encoding='UTF-16LE'?><r/>",
+            true,
+            &[0xFE, 0xFF],
+            "utf-16le",
+        ),
+        (
+            "<?xml version='1.0' encoding='UTF-16BE'?><r/>",
+            false,
+            &[],
+            "utf-16be",
+        ),
+    ] {
+        match kind(&utf16(doc, big_endian, prefix)) {
+            XmlErrorKind::EncodingMismatch { declared: d, .. } => assert_eq!(d, declared, "{doc}"),
+            other => panic!("{doc}: {other:?}"),
+        }
+    }
+    // Single-byte text that calls itself UTF-16 (XML 1.0 §4.3.3: UTF-16 starts with a mark).
+    assert!(matches!(
+        kind(b"<?xml version=\"1.0\" encoding=\"UTF-16\"?><r/>"),
+        XmlErrorKind::EncodingMismatch { .. }
+    ));
+    // UTF-16 without a mark and without a declaration is not recognised: read as UTF-8, its NULs
+    // are not XML characters.
+    assert!(matches!(
+        kind(&utf16("<r/>", false, &[])),
+        XmlErrorKind::InvalidChar(0)
+    ));
+}
+
 #[test]
 fn namespaces_are_resolved_and_undeclared_prefixes_refused() {
     let d = XmlDocument::new(

@@ -322,7 +322,7 @@ mod tests {
         assert!(matches!(kind(b""), Err(XmlErrorKind::NoRoot)));
         assert!(matches!(
             kind(b"<?xml version=\"1.0\" encoding=\"UTF-16\"?><a/>"),
-            Err(XmlErrorKind::UnknownEncoding(_))
+            Err(XmlErrorKind::EncodingMismatch { .. })
         ));
         assert!(kind(b"<?xml version=\"1.0\" encoding=\"windows-1252\"?><a>\x80</a>").is_ok());
     }

@@ -1,4 +1,5 @@
-//! Shared by `tests/store_crash.rs` and `benches/store_commit.rs`: the changes the pipeline
+//! Shared by `tests/store_crash.rs` and `benches/store_commit.rs` (which includes this file by
+//! path, so it uses nothing else of the support tree): the changes the pipeline
 //! commits for one good message (a primary and a copy recipient, both routed and delivered).
 
 use helsemelding::address::RecipientRole;

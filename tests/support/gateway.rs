@@ -2,11 +2,10 @@
 //! built from the shipped configuration (`config/gateway.toml`, `config/parties.toml`) with only the
 //! broker URL, the state paths and the schema directory changed; a sender that signs like an EHR;
 //! and readers for the parties' queues.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,9 +24,7 @@ use helsemelding::store::MessageRecord;
 use lapin::options::BasicGetOptions;
 use lapin::BasicProperties;
 
-pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+pub use super::repo;
 
 pub fn fixture(rel: &str) -> Vec<u8> {
     std::fs::read(repo().join("fixtures/messages").join(rel))
@@ -95,6 +92,8 @@ pub struct Harness {
     publisher: Publisher,
     offset_secs: Arc<AtomicI64>,
     sent: Mutex<HashMap<String, (BasicProperties, Vec<u8>)>>,
+    /// Every confirmed publish into the intake, resends included.
+    published: AtomicU64,
     trust: TrustStore,
 }
 
@@ -170,6 +169,7 @@ impl Harness {
             publisher,
             offset_secs,
             sent: Mutex::new(HashMap::new()),
+            published: AtomicU64::new(0),
             trust,
         }
     }
@@ -261,6 +261,7 @@ impl Harness {
             )
             .await
             .expect("intake publish confirmed");
+        self.published.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Publishes exactly the same envelope and properties again.
@@ -341,26 +342,29 @@ impl Harness {
         );
     }
 
-    /// Waits until the intake queue has no ready and no unacked messages.
+    /// Waits until the gateway has settled every delivery it will get of what was published so
+    /// far: it has received each publish plus one redelivery per requeue or unsent ack, finished
+    /// (acked or requeued) every delivery it received, and the intake has nothing ready. Counting
+    /// deliveries rather than looking at the intake alone matters: a requeued message already
+    /// redelivered into the gateway's prefetch is neither ready in the queue nor received yet.
     pub async fn settle(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let m = self.gateway.metrics();
             let received = m.received.load(Ordering::Relaxed);
-            let done = m.acked.load(Ordering::Relaxed)
-                + m.ack_not_sent.load(Ordering::Relaxed)
-                + m.requeued.load(Ordering::Relaxed);
-            let sent = self.sent.lock().unwrap().len() as u64;
-            if received >= sent
+            let redelivered =
+                m.requeued.load(Ordering::Relaxed) + m.ack_not_sent.load(Ordering::Relaxed);
+            let done = m.acked.load(Ordering::Relaxed) + redelivered;
+            let deliveries = self.published.load(Ordering::Relaxed) + redelivered;
+            if received >= deliveries
                 && done >= received
                 && self.vhost.queue_len("gateway_inbound").await.ok().flatten() == Some(0)
             {
-                tokio::time::sleep(Duration::from_millis(300)).await;
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "gateway did not settle: received {received}, done {done}"
+                "gateway did not settle within 60 s: {deliveries} deliveries expected, received {received}, done {done}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -21,6 +21,7 @@
 //! | `apprec`   | AppRec 1.0/1.1: parse, and build one that mirrors the original's addresses |
 //! | `route`    | **route**: pure decisions per addressed recipient (deliver / E21 / T10 / not for us) |
 //! | `store`    | **commit**: delivery state per message and recipient (redb), group commit, `status` |
+//! | `console`  | the HTTP port: `/metrics`, `/health` and the read-only operator console (pages, credentials, redrive) |
 //! | `gateway`  | the daemon: assessment (pure) and effects in the order of DESIGN §3, routing log, metrics, `serve`/`replay`/`tail` |
 //! | `inspect`  | `helsemelding inspect`: one operator line per MsgHead/AppRec file, no patient data |
 //! | `bench`    | `helsemelding bench`: the gateway against a bare relay (throughput, latency, RSS, CPU per stage) |
@@ -36,6 +37,7 @@ pub mod chaos;
 pub mod cms;
 pub mod codes;
 pub mod config;
+pub mod console;
 pub mod gateway;
 pub mod ids;
 pub mod inspect;

@@ -213,6 +213,16 @@ impl Credentials {
         }))
     }
 
+    /// The `WWW-Authenticate` challenge of a 401: Basic when there are users (the browser then asks
+    /// for a name and password), else Bearer (which a browser shows as the refusal page).
+    pub fn challenge(&self) -> &'static str {
+        if self.users.is_empty() {
+            "Bearer realm=\"helsemelding console\""
+        } else {
+            "Basic realm=\"helsemelding console\", charset=\"UTF-8\""
+        }
+    }
+
     /// What is wrong with the configured credential files, as (config key, reason), for
     /// `check-config` and `serve`.
     pub fn problems(cfg: &ConsoleConfig) -> Vec<(&'static str, String)> {

@@ -62,8 +62,17 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-fn url_part(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+/// What is percent-encoded in a path segment: all but letters, digits and `-._~` (so a UUID
+/// MsgId reads as itself in the address bar).
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `s` as one path segment.
+pub fn url_part(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, PATH_SEGMENT).to_string()
 }
 
 /// A finished page: status and HTML.
@@ -251,10 +260,17 @@ pub async fn overview(c: &Console, metrics: &Metrics) -> Page {
                     let _ = write!(b, "<p class=\"err\">Broker: {}</p>", esc(&e));
                 }
                 Ok(depths) => {
+                    // The intake and the dead-letter queue always; a party's queues when they hold
+                    // something (or cannot be read), so a hub with many parties stays one screen.
                     b.push_str("<table><tr><th>queue</th><th>messages</th></tr>");
+                    let mut quiet = 0;
                     for (i, (name, d)) in names.iter().zip(depths).enumerate() {
                         let (class, text) = match d {
-                            Ok(0) => ("", "0".to_owned()),
+                            Ok(0) if i >= 2 => {
+                                quiet += 1;
+                                continue;
+                            }
+                            Ok(0) => ("ok", "0".to_owned()),
                             // The intake and party inboxes may hold some; the DLQ and error queues never should.
                             Ok(n) if i == 1 || name.ends_with("_error") => ("bad", n.to_string()),
                             Ok(n) => ("warn", n.to_string()),
@@ -268,6 +284,13 @@ pub async fn overview(c: &Console, metrics: &Metrics) -> Page {
                         );
                     }
                     b.push_str("</table>");
+                    if quiet > 0 {
+                        let _ = write!(
+                            b,
+                            "<p class=\"note\">The other {quiet} party queues ({{her}}_async, {{her}}_error of {} parties) are empty.</p>",
+                            c.parties.len()
+                        );
+                    }
                 }
             }
         }

@@ -86,12 +86,16 @@ fn http(
     };
     let head = String::from_utf8_lossy(&out[..head_end]).into_owned();
     assert!(
-        !head.to_ascii_lowercase().contains("transfer-encoding: chunked"),
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
         "this small client reads content-length bodies only: {head}"
     );
     let length = head.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
-        k.trim().eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok())?
+        k.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse::<usize>().ok())?
     });
     let mut body = out[head_end + 4..].to_vec();
     match length {
@@ -183,7 +187,10 @@ impl Browser {
     }
 
     fn title(&self) -> String {
-        self.s("GET", "/title", None).as_str().unwrap_or("").to_owned()
+        self.s("GET", "/title", None)
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
     }
 
     /// The element at `css`, or None.
@@ -242,9 +249,21 @@ impl Browser {
         );
     }
 
+    /// Clicks what navigates, and waits until the browser is on the new page and has loaded it.
     fn click(&self, css: &str) {
+        let before = self.s("GET", "/url", None);
         let id = self.element(css);
         self.s("POST", &format!("/element/{id}/click"), Some(json!({})));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.s("GET", "/url", None) == before
+            || self.eval("return document.readyState") != "complete"
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{css} did not lead to a new page"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Runs a script in the page (WebDriver's own channel, not the page's) and returns its value.
@@ -315,7 +334,9 @@ fn wait_healthy(port: u16, gateway: &mut Kill, dir: &Path) {
                 std::fs::read_to_string(dir.join("gateway.stderr")).unwrap_or_default()
             );
         }
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() && http(port, "GET", "/health", &[], b"").0 == 200 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && http(port, "GET", "/health", &[], b"").0 == 200
+        {
             return;
         }
         assert!(Instant::now() < deadline, "gateway not healthy in time");
@@ -377,7 +398,9 @@ async fn the_console_in_a_real_browser() {
             return;
         }
     };
-    let vhost = TestVhost::create().await.expect("test vhost (is RabbitMQ running?)");
+    let vhost = TestVhost::create()
+        .await
+        .expect("test vhost (is RabbitMQ running?)");
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = write_config(dir.path(), vhost.url(), &format!("127.0.0.1:{port}"), "");
@@ -406,7 +429,10 @@ async fn the_console_in_a_real_browser() {
         browser.go(&format!("{base}/console/"));
         assert_eq!(browser.title(), "Overview · helsemelding");
         let body = browser.text("main");
-        assert!(body.contains("connected") && body.contains("gateway_dead_letter"), "{body}");
+        assert!(
+            body.contains("connected") && body.contains("gateway_dead_letter"),
+            "{body}"
+        );
         assert!(body.contains("Decisions per minute"), "{body}");
         browser.screenshot("overview");
 
@@ -435,7 +461,8 @@ async fn the_console_in_a_real_browser() {
                 .unwrap_or_else(|| panic!("no row for recipient {to}: {rows:?}"));
             let role = if to == "81002" { "COP" } else { "PRIM" };
             assert!(
-                words(recipient).contains(&"Delivered".to_owned()) && words(recipient).contains(&role.to_owned()),
+                words(recipient).contains(&"Delivered".to_owned())
+                    && words(recipient).contains(&role.to_owned()),
                 "{recipient}"
             );
             let line = rows
@@ -453,17 +480,25 @@ async fn the_console_in_a_real_browser() {
         }
 
         // Markup and script in a search are shown as text, never executed.
-        let evil = "<script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\">";
+        let evil =
+            "<script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\">";
         browser.go(&format!("{base}/console/decisions"));
         browser.type_into("input[name=msg]", evil);
         browser.type_into("input[name=her]", "<b>81001</b>");
         browser.click("form[action='/console/decisions'] button");
         assert_eq!(browser.title(), "Decisions · helsemelding");
         let shown = browser.text("main");
-        assert!(shown.contains("HER-id \"<b>81001</b>\" is not a number"), "{shown}");
+        assert!(
+            shown.contains("HER-id \"<b>81001</b>\" is not a number"),
+            "{shown}"
+        );
         let value = browser.eval("return document.querySelector('input[name=msg]').value");
         assert_eq!(value, evil, "the search is kept as text in the form");
-        assert_eq!(browser.eval("return document.querySelectorAll('main script, main img, main b b').length"), 0);
+        assert_eq!(
+            browser
+                .eval("return document.querySelectorAll('main script, main img, main b b').length"),
+            0
+        );
         browser.screenshot("markup-search");
         // The MsgId box in the header goes to the message page, escaped there too.
         browser.type_into("input[name=id]", evil);
@@ -477,12 +512,21 @@ async fn the_console_in_a_real_browser() {
     drop(gateway);
     let refused = Command::new(env!("CARGO_BIN_EXE_helsemelding"))
         .args(["check-config", "--config"])
-        .arg(write_config(dir.path(), vhost.url(), &format!("0.0.0.0:{port}"), ""))
+        .arg(write_config(
+            dir.path(),
+            vhost.url(),
+            &format!("0.0.0.0:{port}"),
+            "",
+        ))
         .output()
         .unwrap();
-    let said = String::from_utf8_lossy(&refused.stdout).into_owned() + &String::from_utf8_lossy(&refused.stderr);
+    let said = String::from_utf8_lossy(&refused.stdout).into_owned()
+        + &String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "{said}");
-    assert!(said.contains("not a loopback address") && said.contains("token_file"), "{said}");
+    assert!(
+        said.contains("not a loopback address") && said.contains("token_file"),
+        "{said}"
+    );
 
     let token = "c0ffee".repeat(8);
     let token_file = dir.path().join("console-token");
@@ -502,20 +546,42 @@ async fn the_console_in_a_real_browser() {
     tokio::task::block_in_place(|| wait_healthy(port, &mut gateway, dir.path()));
     let bearer = format!("Bearer {token}");
     tokio::task::block_in_place(|| {
-        browser.go(&format!("http://127.0.0.1:{port}/console/"));
-        let text = browser.text("body");
-        assert!(text.contains("Credentials required") && !text.contains("Overview"), "{text}");
-        browser.screenshot("refused");
-
-        let (status, head, _) = http(port, "GET", "/console/", &[], b"");
+        let (status, head, body) = http(port, "GET", "/console/", &[], b"");
+        println!("refused without credentials: {head}\n{body}");
         assert_eq!(status, 401, "{head}");
-        assert!(head.to_ascii_lowercase().contains("www-authenticate: bearer"), "{head}");
-        assert_eq!(http(port, "GET", "/console/", &[("authorization", "Bearer nope")], b"").0, 401);
-        let (status, head, body) = http(port, "GET", "/console/", &[("authorization", &bearer)], b"");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("www-authenticate: bearer"),
+            "{head}"
+        );
+        assert_eq!(
+            http(
+                port,
+                "GET",
+                "/console/",
+                &[("authorization", "Bearer nope")],
+                b""
+            )
+            .0,
+            401
+        );
+        let (status, head, body) =
+            http(port, "GET", "/console/", &[("authorization", &bearer)], b"");
         assert_eq!(status, 200, "{body}");
-        assert!(head.contains("content-security-policy: default-src 'none'"), "{head}");
+        assert!(
+            head.contains("content-security-policy: default-src 'none'"),
+            "{head}"
+        );
         // Metrics and health stay as they were.
         assert_eq!(http(port, "GET", "/metrics", &[], b"").0, 200);
+        browser.go(&format!("http://127.0.0.1:{port}/console/"));
+        browser.screenshot("refused");
+        let source = browser.s("GET", "/source", None);
+        let source = source.as_str().unwrap_or("");
+        assert!(
+            source.contains("Credentials required") && !source.contains("Overview</h1>"),
+            "{source}"
+        );
     });
 
     // A dead letter, redriven from the console: confirmation first, logged with who.
@@ -539,21 +605,51 @@ async fn the_console_in_a_real_browser() {
         assert!(status == 200 && page.contains("1 message(s)"), "{page}");
         let (status, _, confirm) = http(port, "GET", "/console/redrive", &auth, b"");
         assert_eq!(status, 200, "{confirm}");
-        let token_at = confirm.find("name=\"token\" value=\"").expect("a one-time token") + 20;
+        let token_at = confirm
+            .find("name=\"token\" value=\"")
+            .expect("a one-time token")
+            + 20;
         let once = &confirm[token_at..token_at + 32];
-        let form = [("content-type", "application/x-www-form-urlencoded"), auth[0]];
+        let form = [
+            ("content-type", "application/x-www-form-urlencoded"),
+            auth[0],
+        ];
         // Not typed: nothing moves, and the token is used up.
-        let (status, _, _) = http(port, "POST", "/console/redrive", &form, format!("token={once}&limit=1&confirm=").as_bytes());
+        let (status, _, _) = http(
+            port,
+            "POST",
+            "/console/redrive",
+            &form,
+            format!("token={once}&limit=1&confirm=").as_bytes(),
+        );
         assert_eq!(status, 400);
-        let (status, _, _) = http(port, "POST", "/console/redrive", &form, format!("token={once}&limit=1&confirm=redrive").as_bytes());
+        let (status, _, _) = http(
+            port,
+            "POST",
+            "/console/redrive",
+            &form,
+            format!("token={once}&limit=1&confirm=redrive").as_bytes(),
+        );
         assert_eq!(status, 403, "a used confirmation does not work twice");
         let (_, _, confirm) = http(port, "GET", "/console/redrive", &auth, b"");
         let token_at = confirm.find("name=\"token\" value=\"").unwrap() + 20;
         let once = &confirm[token_at..token_at + 32];
-        let (status, _, done) = http(port, "POST", "/console/redrive", &form, format!("token={once}&limit=1&confirm=redrive").as_bytes());
-        assert!(status == 200 && done.contains("moved 1 message(s)"), "{done}");
+        let (status, _, done) = http(
+            port,
+            "POST",
+            "/console/redrive",
+            &form,
+            format!("token={once}&limit=1&confirm=redrive").as_bytes(),
+        );
+        assert!(
+            status == 200 && done.contains("moved 1 message(s)"),
+            "{done}"
+        );
         let logged = std::fs::read_to_string(&log).unwrap();
-        assert!(logged.contains("console-redrive by bearer-token: moved 1 message(s)"), "{logged}");
+        assert!(
+            logged.contains("console-redrive by bearer-token: moved 1 message(s)"),
+            "{logged}"
+        );
     });
     drop(browser);
     drop(gateway);

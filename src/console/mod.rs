@@ -262,9 +262,7 @@ async fn console(c: &Console, metrics: &Metrics, req: Request<Incoming>) -> Resp
                     let mut r = html(StatusCode::UNAUTHORIZED, pages::refused(refusal.text()));
                     r.headers_mut().insert(
                         header::WWW_AUTHENTICATE,
-                        HeaderValue::from_static(
-                            "Basic realm=\"helsemelding console\", charset=\"UTF-8\"",
-                        ),
+                        HeaderValue::from_static(creds.challenge()),
                     );
                     return r;
                 }

@@ -250,6 +250,15 @@ async fn handle(endpoints: &Endpoints, req: Request<Incoming>) -> Response<Body>
 }
 
 async fn console(c: &Console, metrics: &Metrics, req: Request<Incoming>) -> Response<Body> {
+    if req.method() == Method::GET && req.uri().path() == "/console/style.css" {
+        // Static and free of data: served without credentials, so the refusal page is styled too.
+        let mut r = respond(StatusCode::OK, "text/css; charset=utf-8", pages::STYLE);
+        r.headers_mut().insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        return r;
+    }
     let who = match &c.credentials {
         Some(creds) => {
             let header = req
@@ -277,14 +286,6 @@ async fn console(c: &Console, metrics: &Metrics, req: Request<Incoming>) -> Resp
         .collect();
     let method = req.method().clone();
     let page = match (&method, path.trim_end_matches('/')) {
-        (&Method::GET, "/console/style.css") => {
-            let mut r = respond(StatusCode::OK, "text/css; charset=utf-8", pages::STYLE);
-            r.headers_mut().insert(
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            );
-            return r;
-        }
         (&Method::GET, "/console") => pages::overview(c, metrics).await,
         (&Method::GET, "/console/decisions") => pages::decisions(c, &params).await,
         (&Method::GET, "/console/message") => match params.get("id") {

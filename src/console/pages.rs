@@ -205,7 +205,7 @@ pub async fn overview(c: &Console, metrics: &Metrics) -> Page {
     }
     match disk(&c.state_dir) {
         Some((free, total)) => {
-            let pct = if total > 0 { free * 100 / total } else { 0 };
+            let pct = (free * 100).checked_div(total).unwrap_or(0);
             let class = if pct < 5 {
                 "bad"
             } else if pct < 15 {
@@ -297,12 +297,12 @@ pub async fn overview(c: &Console, metrics: &Metrics) -> Page {
     }
 
     let minutes = c.recent.per_minute(OffsetDateTime::now_utc(), 10);
-    b.push_str("<h2>Decisions per minute (last 10 minutes, from the routing log)</h2><table><tr><th>minute (UTC)</th>");
+    b.push_str("<h2>Decisions per minute (last 10 minutes, newest first, from the routing log)</h2><table><tr><th>minute (UTC)</th>");
     for (_, name) in OUTCOMES {
         let _ = write!(b, "<th>{name}</th>");
     }
     b.push_str("</tr>");
-    for (m, counts) in &minutes {
+    for (m, counts) in minutes.iter().rev() {
         let label = OffsetDateTime::from_unix_timestamp(m * 60)
             .map(|t| format!("{:02}:{:02}", t.hour(), t.minute()))
             .unwrap_or_default();

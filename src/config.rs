@@ -163,6 +163,35 @@ pub struct GatewayConfig {
     pub gateway: GatewayIdentity,
     pub paths: PathsConfig,
     pub policy: PolicyConfig,
+    pub console: ConsoleConfig,
+}
+
+/// `[console]`: who may use the operator console on `paths.http_listen` (src/console).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleConfig {
+    /// A file holding one bearer token (at least 32 characters), for `Authorization: Bearer`.
+    pub token_file: Option<PathBuf>,
+    /// A file of `name:$argon2id$…` lines (PHC strings), for `Authorization: Basic`.
+    pub password_file: Option<PathBuf>,
+    /// How often the console's pages reload themselves.
+    pub refresh: time::Duration,
+}
+
+impl ConsoleConfig {
+    /// Whether any credentials are configured (required for a bind beyond loopback, and for redrive).
+    pub fn has_credentials(&self) -> bool {
+        self.token_file.is_some() || self.password_file.is_some()
+    }
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            token_file: None,
+            password_file: None,
+            refresh: time::Duration::seconds(5),
+        }
+    }
 }
 
 /// One thing wrong with the configuration.
@@ -272,6 +301,9 @@ struct RawGatewayFile {
     #[allow(dead_code)]
     #[serde(default)]
     policy: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    console: Option<IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -348,6 +380,14 @@ struct RawPolicy {
     retention: Option<ConfigDuration>,
     require_signature: Option<bool>,
     reject_unknown_level2: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawConsole {
+    token_file: Option<PathBuf>,
+    password_file: Option<PathBuf>,
+    refresh: Option<ConfigDuration>,
 }
 
 #[derive(Deserialize)]
@@ -584,6 +624,10 @@ fn read_gateway(
         Some(v) => r.read::<RawPolicy>("policy", v.clone()),
         None => Some(RawPolicy::default()),
     };
+    let console = match section(table, "console") {
+        Some(v) => r.read::<RawConsole>("console", v.clone()),
+        None => Some(RawConsole::default()),
+    };
     let line = |k: &str| lines.get(k).copied();
 
     let url = amqp.as_ref().and_then(|a| match (&a.url, &a.url_env) {
@@ -735,6 +779,36 @@ fn read_gateway(
         }
     }
     let base = base_dir(config_path);
+    let console = console.map(|c| ConsoleConfig {
+        token_file: c.token_file.map(|p| resolve(&base, &p)),
+        password_file: c.password_file.map(|p| resolve(&base, &p)),
+        refresh: c.refresh.map_or(ConsoleConfig::default().refresh, |d| d.0),
+    });
+    if let Some(c) = &console {
+        if c.refresh < time::Duration::seconds(1) {
+            r.push(
+                line("console.refresh"),
+                Some("console.refresh".into()),
+                ProblemKind::BadValue("must be at least 1s (pages reload this often)".into()),
+            );
+        }
+        let listen = paths
+            .as_ref()
+            .and_then(|p| p.http_listen.trim().parse::<std::net::SocketAddr>().ok());
+        if let Some(addr) = listen.filter(|a| !a.ip().is_loopback()) {
+            if !c.has_credentials() {
+                r.push(
+                    line("paths.http_listen"),
+                    Some("paths.http_listen".into()),
+                    ProblemKind::BadValue(format!(
+                        "{addr} is not a loopback address: the operator console there needs credentials; \
+                         set [console] token_file (a bearer token) and/or password_file (argon2 hashes), \
+                         or bind to 127.0.0.1"
+                    )),
+                );
+            }
+        }
+    }
     let signing = gateway
         .as_ref()
         .and_then(|g| Some((g.signing_key.as_ref()?, g.signing_cert.as_ref()?)));
@@ -762,20 +836,23 @@ fn read_gateway(
             },
         })
     });
-    let config = match (amqp, url, &identity, &paths) {
-        (Some(amqp), Some(url), Some(identity), Some(paths)) => Some(GatewayConfig {
-            config_path: config_path.to_path_buf(),
-            base_dir: base.clone(),
-            amqp: AmqpConfig {
-                url,
-                prefetch: amqp.prefetch,
-                heartbeat: amqp.heartbeat.0,
-                max_inflight_bytes: amqp.max_inflight_bytes,
-            },
-            gateway: identity.clone(),
-            paths: paths.clone(),
-            policy: policy_cfg,
-        }),
+    let config = match (amqp, url, &identity, &paths, console) {
+        (Some(amqp), Some(url), Some(identity), Some(paths), Some(console)) => {
+            Some(GatewayConfig {
+                config_path: config_path.to_path_buf(),
+                base_dir: base.clone(),
+                amqp: AmqpConfig {
+                    url,
+                    prefetch: amqp.prefetch,
+                    heartbeat: amqp.heartbeat.0,
+                    max_inflight_bytes: amqp.max_inflight_bytes,
+                },
+                gateway: identity.clone(),
+                paths: paths.clone(),
+                policy: policy_cfg,
+                console,
+            })
+        }
         _ => None,
     };
     Some(GatewayParts {
@@ -983,6 +1060,16 @@ pub fn check(config_path: &Path) -> Result<(GatewayConfig, Register), Vec<Config
                     ),
                 });
             }
+        }
+    }
+    if let Some(c) = parts.as_ref().and_then(|p| p.config.as_ref()) {
+        for (key, reason) in crate::console::auth::Credentials::problems(&c.console) {
+            problems.push(ConfigProblem {
+                file: config_path.to_path_buf(),
+                line: line(key),
+                key: Some(key.to_owned()),
+                kind: ProblemKind::BadValue(reason),
+            });
         }
     }
     problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));

@@ -23,6 +23,7 @@
 //! | `store`    | **commit**: delivery state per message and recipient (redb), group commit, `status` |
 //! | `setup`    | load and check everything the configuration names (what `check-config` prints, what `serve` needs) |
 //! | `gateway`  | the daemon: per-sender lanes, assessment (pure stages), decide (pure), effects in the order of DESIGN §3, routing log, metrics, `serve`/`replay`/`tail`; crash points (`crash`, real only with the `fault-injection` feature) — its own map in `gateway/mod.rs` |
+//! | `console`  | the HTTP port: `/metrics`, `/health` and the read-only operator console (pages, credentials, redrive) |
 //! | `inspect`  | `helsemelding inspect`: one operator line per MsgHead/AppRec file, no patient data |
 //!
 //! Not here: benchmarks (`bench`), the chaos rig (`chaos`) and the test-PKI generator (`dev-pki`)
@@ -38,6 +39,7 @@ pub mod certs;
 pub mod cms;
 pub mod codes;
 pub mod config;
+pub mod console;
 pub mod gateway;
 pub mod ids;
 pub mod inspect;

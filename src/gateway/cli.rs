@@ -146,6 +146,21 @@ pub fn run_serve(args: &ServeArgs) -> ExitCode {
             parties = loaded.context.register.parties().len(),
             "helsemelding starting"
         );
+        // The HTTP port (metrics, health and the console) is served here, not by Gateway::start,
+        // so that the console can be given the configuration it reads.
+        let http = match settings.metrics_addr.take() {
+            Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => Some((addr, l)),
+                Err(e) => {
+                    eprintln!("helsemelding: cannot start: http endpoint {addr}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            None => None,
+        };
+        let parties: Vec<HerId> = loaded.context.register.parties().iter().map(|p| p.her_id).collect();
+        let amqp = settings.amqp.clone();
+        let topology = settings.topology.clone();
         let gateway =
             match Gateway::start(settings, loaded.context, loaded.signer, Clock::system()).await {
                 Ok(g) => g,
@@ -154,8 +169,24 @@ pub fn run_serve(args: &ServeArgs) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+        let http_task = match http {
+            Some((addr, listener)) => {
+                match crate::console::start(addr, listener, &loaded.config, parties, amqp, topology, gateway.metrics()) {
+                    Ok(task) => Some(task),
+                    Err(e) => {
+                        eprintln!("helsemelding: cannot start: {e}");
+                        gateway.shutdown().await;
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            None => None,
+        };
         stop.wait().await;
         tracing::info!("signal received: stopping intake, finishing in-flight messages");
+        if let Some(t) = http_task {
+            t.abort();
+        }
         gateway.shutdown().await;
         ExitCode::SUCCESS
     })

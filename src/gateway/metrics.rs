@@ -1,22 +1,19 @@
 //! Counters for operators, served in the Prometheus text format with a health check on a local
 //! HTTP port (DESIGN §5): `GET /metrics` and `GET /health`.
 //!
-//! The HTTP side is deliberately tiny (one request per connection, GET only, 8 KiB request cap,
-//! 5 s read timeout): it is a local scrape target, not a web server. Health is 200 while the
+//! The HTTP server is [`crate::console::serve`] (which also serves the operator console). Health is 200 while the
 //! gateway holds a broker connection and can write its delivery store, and 503 with the reason
 //! otherwise, so a supervisor can tell "up but cut off" or "up but its disk is full".
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::routing_log::Outcome;
 
-const OUTCOMES: [(Outcome, &str); 10] = [
+/// Every outcome with its name in the metrics and the routing log, in the order pages show them.
+pub const OUTCOMES: [(Outcome, &str); 11] = [
     (Outcome::Delivered, "delivered"),
     (Outcome::Rejected, "rejected"),
     (Outcome::Duplicate, "duplicate"),
@@ -27,12 +24,13 @@ const OUTCOMES: [(Outcome, &str); 10] = [
     (Outcome::AppRecRefused, "apprec_refused"),
     (Outcome::Overdue, "overdue"),
     (Outcome::Retry, "retry"),
+    (Outcome::Redriven, "redriven"),
 ];
 
 /// Process-wide counters. Cheap to bump from any task.
 #[derive(Default)]
 pub struct Metrics {
-    outcomes: [AtomicU64; 10],
+    outcomes: [AtomicU64; 11],
     /// Inbound deliveries taken from `gateway_inbound`.
     pub received: AtomicU64,
     /// Negative AppRecs the gateway itself issued (confirmed by the broker).
@@ -384,63 +382,23 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics` and `/health` on `listener` until the task is dropped.
+/// Serves `/metrics` and `/health` on `listener` until the task is dropped (the HTTP server of
+/// [`crate::console`], without the console pages).
 pub async fn serve_http(listener: TcpListener, metrics: Arc<Metrics>) {
-    loop {
-        let (mut sock, _) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics endpoint: accept failed");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 8192];
-            let mut len = 0;
-            let read = tokio::time::timeout(Duration::from_secs(5), async {
-                while len < buf.len() {
-                    let n = sock.read(&mut buf[len..]).await?;
-                    if n == 0 {
-                        break;
-                    }
-                    len += n;
-                    if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-                        break;
-                    }
-                }
-                Ok::<_, std::io::Error>(())
-            })
-            .await;
-            if !matches!(read, Ok(Ok(()))) {
-                return;
-            }
-            let request = String::from_utf8_lossy(&buf[..len]);
-            let target = request.split_whitespace().nth(1).unwrap_or("");
-            let method = request.split_whitespace().next().unwrap_or("");
-            let (status, body) = match (method, target) {
-                ("GET", "/metrics") => ("200 OK", metrics.render()),
-                ("GET", "/health") => match metrics.health() {
-                    (true, text) => ("200 OK", text),
-                    (false, text) => ("503 Service Unavailable", text),
-                },
-                ("GET", _) => ("404 Not Found", "try /metrics or /health\n".to_owned()),
-                _ => ("405 Method Not Allowed", "GET only\n".to_owned()),
-            };
-            let response = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(response.as_bytes()).await;
-            let _ = sock.shutdown().await;
-        });
-    }
+    crate::console::serve(
+        listener,
+        Arc::new(crate::console::Endpoints {
+            metrics,
+            console: None,
+        }),
+    )
+    .await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn get(addr: std::net::SocketAddr, path: &str) -> String {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();

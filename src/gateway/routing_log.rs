@@ -41,6 +41,8 @@ pub enum Outcome {
     Overdue,
     /// An infrastructure fault: the delivery goes back to the broker for a later attempt.
     Retry,
+    /// An operator moved dead letters back to the intake (the reason says who and how many).
+    Redriven,
 }
 
 /// One routing decision. Every field is an identifier, a code or a measurement.

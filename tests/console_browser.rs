@@ -1,0 +1,657 @@
+//! The operator console in a real browser (issue 15): the real `helsemelding serve` binary routes
+//! real signed messages (published by `helsemelding replay`) in a vhost of its own, and Debian's
+//! Chromium, driven headless through chromedriver's WebDriver HTTP API, uses the console.
+//!
+//! Checked: the overview renders; a MsgId searched on the decisions page is followed to its page,
+//! whose recipients, states and timings equal the routing log's lines; a search containing markup
+//! and script is shown as text and never executed; bound to 0.0.0.0 with a token, the console
+//! refuses the browser (no credentials) and plain requests without or with a wrong token, answers
+//! the right one, and a confirmed redrive moves a dead letter and is logged with who did it.
+//! Screenshots (PNG): `target/console-screenshots/{overview,search,message,markup-search,refused}.png`.
+//!
+//! Needs `chromium` and `chromedriver` (`.ci/run` installs them). Without them the test prints why
+//! and passes — except under `CI=true`, where their absence fails it.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64ct::{Base64, Encoding};
+use helsemelding::amqp::publisher::{Publisher, Route};
+use helsemelding::amqp::testing::TestVhost;
+use serde_json::{json, Value};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed when the test ends, however it ends.
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One HTTP/1.1 exchange (connection closed after it): (status, headers, body).
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    // Read the head, then exactly content-length bytes (chromedriver keeps the connection open).
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed before the end of the head");
+        out.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&out[..head_end]).into_owned();
+    assert!(
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "this small client reads content-length bodies only: {head}"
+    );
+    let length = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse::<usize>().ok())?
+    });
+    let mut body = out[head_end + 4..].to_vec();
+    match length {
+        Some(len) => {
+            while body.len() < len {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "connection closed inside the body");
+                body.extend_from_slice(&buf[..n]);
+            }
+        }
+        None => {
+            s.read_to_end(&mut body).unwrap();
+        }
+    }
+    let body = String::from_utf8_lossy(&body).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head, body)
+}
+
+/// A WebDriver session on chromedriver.
+struct Browser {
+    port: u16,
+    session: String,
+    _driver: Kill,
+}
+
+impl Browser {
+    fn start(chromium: &Path, chromedriver: &Path) -> Browser {
+        let port = free_port();
+        let driver = Kill(
+            Command::new(chromedriver)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("chromedriver starts"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not listen");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium.display().to_string(),
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-dev-shm-usage", "--window-size=1400,1000"]
+            }
+        }}});
+        let mut b = Browser {
+            port,
+            session: String::new(),
+            _driver: driver,
+        };
+        let v = b.call("POST", "/session", Some(caps));
+        b.session = v["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {v}"))
+            .to_owned();
+        b
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let (status, _, text) = http(
+            self.port,
+            method,
+            path,
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        );
+        let v: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("webdriver {method} {path}: {status} {e}: {text}"));
+        v["value"].clone()
+    }
+
+    fn s(&self, method: &str, rest: &str, body: Option<Value>) -> Value {
+        let path = format!("/session/{}{rest}", self.session);
+        self.call(method, &path, body)
+    }
+
+    fn go(&self, url: &str) {
+        self.s("POST", "/url", Some(json!({ "url": url })));
+    }
+
+    fn title(&self) -> String {
+        self.s("GET", "/title", None)
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    }
+
+    /// The element at `css`, or None.
+    fn find(&self, css: &str) -> Option<String> {
+        let v = self.s(
+            "POST",
+            "/element",
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        v.as_object()
+            .and_then(|o| o.values().next())
+            .and_then(|id| id.as_str())
+            .map(str::to_owned)
+    }
+
+    fn element(&self, css: &str) -> String {
+        self.find(css)
+            .unwrap_or_else(|| panic!("no element {css} on {}", self.text("body")))
+    }
+
+    fn all_text(&self, css: &str) -> Vec<String> {
+        let v = self.s(
+            "POST",
+            "/elements",
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e.as_object()?.values().next()?.as_str().map(str::to_owned))
+                    .map(|id| self.s("GET", &format!("/element/{id}/text"), None))
+                    .map(|t| t.as_str().unwrap_or("").to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn text(&self, css: &str) -> String {
+        match self.find(css) {
+            Some(id) => self
+                .s("GET", &format!("/element/{id}/text"), None)
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+            None => String::new(),
+        }
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let id = self.element(css);
+        self.s("POST", &format!("/element/{id}/clear"), Some(json!({})));
+        self.s(
+            "POST",
+            &format!("/element/{id}/value"),
+            Some(json!({ "text": text })),
+        );
+    }
+
+    /// Clicks what navigates, and waits until the browser is on the new page and has loaded it.
+    fn click(&self, css: &str) {
+        let before = self.s("GET", "/url", None);
+        let id = self.element(css);
+        self.s("POST", &format!("/element/{id}/click"), Some(json!({})));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.s("GET", "/url", None) == before
+            || self.eval("return document.readyState") != "complete"
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{css} did not lead to a new page"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs a script in the page (WebDriver's own channel, not the page's) and returns its value.
+    fn eval(&self, script: &str) -> Value {
+        self.s(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+    }
+
+    fn screenshot(&self, name: &str) -> PathBuf {
+        let v = self.s("GET", "/screenshot", None);
+        let png = Base64::decode_vec(v.as_str().expect("screenshot is base64")).unwrap();
+        let dir = repo().join("target/console-screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, png).unwrap();
+        println!("screenshot: {}", path.display());
+        path
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let path = format!("/session/{}", self.session);
+            self.call("DELETE", &path, None);
+        }
+    }
+}
+
+/// The test's configuration: the shipped one, with this vhost, paths inside `dir`, and `listen`.
+fn write_config(dir: &Path, url: &str, listen: &str, extra_console: &str) -> PathBuf {
+    let schemas = std::env::var_os("HELSEMELDING_XSD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("xsd"));
+    let path = helsemelding::config::scratch::write_config(&repo(), dir, url, &schemas)
+        .expect("config written");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut text = text.replace("http_listen = \"\"", &format!("http_listen = {listen:?}"));
+    // [console] is the file's last section: keys appended land in it.
+    text.push_str(extra_console);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn serve(config: &Path, dir: &Path) -> Kill {
+    let stderr = std::fs::File::create(dir.join("gateway.stderr")).unwrap();
+    Kill(
+        Command::new(env!("CARGO_BIN_EXE_helsemelding"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("helsemelding serve starts"),
+    )
+}
+
+fn wait_healthy(port: u16, gateway: &mut Kill, dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Some(st) = gateway.0.try_wait().unwrap() {
+            panic!(
+                "gateway exited {st}: {}",
+                std::fs::read_to_string(dir.join("gateway.stderr")).unwrap_or_default()
+            );
+        }
+        if TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && http(port, "GET", "/health", &[], b"").0 == 200
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "gateway not healthy in time");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn replay(config: &Path, sender: u32, fixture: &str) {
+    let pki = repo().join("fixtures/gateway-pki/parties");
+    let out = Command::new(env!("CARGO_BIN_EXE_helsemelding"))
+        .args(["replay", "--config"])
+        .arg(config)
+        .arg("--key")
+        .arg(pki.join(format!("{sender}-sign.key")))
+        .arg("--cert")
+        .arg(pki.join(format!("{sender}-sign.pem")))
+        .arg(repo().join("fixtures/messages").join(fixture))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "replay {fixture}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The routing log's decisions, once it holds at least `n`.
+fn decisions(log: &Path, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let ds: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if ds.len() >= n {
+            return ds;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} decisions in the routing log",
+            ds.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_in_a_real_browser() {
+    let (chromium, chromedriver) = match (which("chromium"), which("chromedriver")) {
+        (Some(c), Some(d)) => (c, d),
+        _ => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but chromium or chromedriver is missing (.ci/run installs them)"
+            );
+            println!("SKIPPED: chromium and chromedriver are not installed (apt-get install chromium chromium-driver)");
+            return;
+        }
+    };
+    let vhost = TestVhost::create()
+        .await
+        .expect("test vhost (is RabbitMQ running?)");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), vhost.url(), &format!("127.0.0.1:{port}"), "");
+    let mut gateway = serve(&config, dir.path());
+    tokio::task::block_in_place(|| wait_healthy(port, &mut gateway, dir.path()));
+
+    // Real signed traffic: three deliveries (one with a copy recipient) and one E21 refusal.
+    let log = dir.path().join("routing.jsonl");
+    for (sender, f) in [
+        (82001, "delivered/foresporsel-gp-to-nursing-home.xml"),
+        (82001, "delivered/foresporsel-with-copy-to-home-care.xml"),
+        (81001, "delivered/notat-nursing-home-to-gp-person.xml"),
+        (82001, "rejected/E21-unknown-level2-service.xml"),
+    ] {
+        replay(&config, sender, f);
+    }
+    let all = tokio::task::block_in_place(|| decisions(&log, 5));
+    let wanted = "6a1f0c2e-0003-4d6e-9a51-000000000003"; // the one with a copy recipient
+    let of_it: Vec<&Value> = all.iter().filter(|d| d["msg_id"] == wanted).collect();
+    assert_eq!(of_it.len(), 2, "two recipients in the routing log: {all:?}");
+
+    let base = format!("http://127.0.0.1:{port}");
+    let browser = tokio::task::block_in_place(|| Browser::start(&chromium, &chromedriver));
+    tokio::task::block_in_place(|| {
+        // Overview: health, queues, per-minute counts.
+        browser.go(&format!("{base}/console/"));
+        assert_eq!(browser.title(), "Overview · helsemelding");
+        let body = browser.text("main");
+        assert!(
+            body.contains("connected") && body.contains("gateway_dead_letter"),
+            "{body}"
+        );
+        assert!(body.contains("Decisions per minute"), "{body}");
+        browser.screenshot("overview");
+
+        // Search the MsgId on the decisions page, follow it to its page.
+        browser.go(&format!("{base}/console/decisions"));
+        browser.type_into("input[name=msg]", wanted);
+        browser.click("form[action='/console/decisions'] button");
+        let rows = browser.all_text("main table tr");
+        assert_eq!(rows.len(), 3, "header + two decisions: {rows:?}");
+        browser.screenshot("search");
+        browser.click(&format!("a[href='/console/message/{wanted}']"));
+        assert_eq!(browser.title(), format!("Message {wanted} · helsemelding"));
+        browser.screenshot("message");
+
+        // The figures on the page equal the routing log's: per recipient, delivered → state
+        // Delivered; the decisions table shows each line's outcome and elapsed time.
+        let rows = browser.all_text("main table tr");
+        for d in &of_it {
+            let (from, to) = (d["from_her"].to_string(), d["to_her"].to_string());
+            let elapsed = format!("{:.1}", d["elapsed_ms"].as_f64().unwrap());
+            assert_eq!(d["outcome"], "delivered");
+            let words = |r: &String| r.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+            let recipient = rows
+                .iter()
+                .find(|r| words(r).first() == Some(&to))
+                .unwrap_or_else(|| panic!("no row for recipient {to}: {rows:?}"));
+            let role = if to == "81002" { "COP" } else { "PRIM" };
+            assert!(
+                words(recipient).contains(&"Delivered".to_owned())
+                    && words(recipient).contains(&role.to_owned()),
+                "{recipient}"
+            );
+            let line = rows
+                .iter()
+                .find(|r| {
+                    let w = words(r);
+                    w.contains(&"delivered".to_owned())
+                        && w.contains(&from)
+                        && w.contains(&to)
+                        && w.contains(&wanted.to_owned())
+                        && w.last() == Some(&elapsed)
+                })
+                .unwrap_or_else(|| panic!("routing-log line {d} not on the page: {rows:?}"));
+            println!("page row for {to}: {recipient} | {line}");
+        }
+
+        // Markup and script in a search are shown as text, never executed.
+        let evil =
+            "<script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\">";
+        browser.go(&format!("{base}/console/decisions"));
+        browser.type_into("input[name=msg]", evil);
+        browser.type_into("input[name=her]", "<b>81001</b>");
+        browser.click("form[action='/console/decisions'] button");
+        assert_eq!(browser.title(), "Decisions · helsemelding");
+        let shown = browser.text("main");
+        assert!(
+            shown.contains("HER-id \"<b>81001</b>\" is not a number"),
+            "{shown}"
+        );
+        let value = browser.eval("return document.querySelector('input[name=msg]').value");
+        assert_eq!(value, evil, "the search is kept as text in the form");
+        assert_eq!(
+            browser
+                .eval("return document.querySelectorAll('main script, main img, main b b').length"),
+            0
+        );
+        browser.screenshot("markup-search");
+        // The MsgId box in the header goes to the message page, escaped there too.
+        browser.type_into("input[name=id]", evil);
+        browser.click("header form button");
+        assert_eq!(browser.title(), format!("Message {evil} · helsemelding"));
+        assert!(browser.text("main").contains("Unknown MsgId <script>"));
+        assert_eq!(browser.eval("return document.scripts.length"), 0);
+    });
+
+    // Bound beyond localhost: credentials required.
+    drop(gateway);
+    let refused = Command::new(env!("CARGO_BIN_EXE_helsemelding"))
+        .args(["check-config", "--config"])
+        .arg(write_config(
+            dir.path(),
+            vhost.url(),
+            &format!("0.0.0.0:{port}"),
+            "",
+        ))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&refused.stdout).into_owned()
+        + &String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{said}");
+    assert!(
+        said.contains("not a loopback address") && said.contains("token_file"),
+        "{said}"
+    );
+
+    let token = "c0ffee".repeat(8);
+    let token_file = dir.path().join("console-token");
+    std::fs::write(&token_file, &token).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let port = free_port();
+    let config = write_config(
+        dir.path(),
+        vhost.url(),
+        &format!("0.0.0.0:{port}"),
+        &format!("token_file = {:?}\n", token_file.display().to_string()),
+    );
+    let mut gateway = serve(&config, dir.path());
+    tokio::task::block_in_place(|| wait_healthy(port, &mut gateway, dir.path()));
+    let bearer = format!("Bearer {token}");
+    tokio::task::block_in_place(|| {
+        let (status, head, body) = http(port, "GET", "/console/", &[], b"");
+        println!("refused without credentials: {head}\n{body}");
+        assert_eq!(status, 401, "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("www-authenticate: bearer"),
+            "{head}"
+        );
+        assert_eq!(
+            http(
+                port,
+                "GET",
+                "/console/",
+                &[("authorization", "Bearer nope")],
+                b""
+            )
+            .0,
+            401
+        );
+        let (status, head, body) =
+            http(port, "GET", "/console/", &[("authorization", &bearer)], b"");
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            head.contains("content-security-policy: default-src 'none'"),
+            "{head}"
+        );
+        // Metrics and health stay as they were.
+        assert_eq!(http(port, "GET", "/metrics", &[], b"").0, 200);
+        browser.go(&format!("http://127.0.0.1:{port}/console/"));
+        browser.screenshot("refused");
+        let source = browser.s("GET", "/source", None);
+        let source = source.as_str().unwrap_or("");
+        assert!(
+            source.contains("Credentials required") && !source.contains("Overview</h1>"),
+            "{source}"
+        );
+    });
+
+    // A dead letter, redriven from the console: confirmation first, logged with who.
+    let conn = helsemelding::amqp::connection::connect(&vhost.settings("console-test"))
+        .await
+        .unwrap();
+    let publisher = Publisher::open(&conn).await.unwrap();
+    publisher
+        .publish_with_properties(
+            Route::Queue("gateway_dead_letter"),
+            lapin::BasicProperties::default().with_message_id("dead-1".into()),
+            b"not a message",
+        )
+        .await
+        .expect("a dead letter, confirmed");
+    publisher.close().await;
+    let _ = conn.close(200, "done".into()).await;
+    tokio::task::block_in_place(|| {
+        let auth = [("authorization", bearer.as_str())];
+        let (status, _, page) = http(port, "GET", "/console/dead-letters", &auth, b"");
+        assert!(status == 200 && page.contains("1 message(s)"), "{page}");
+        let (status, _, confirm) = http(port, "GET", "/console/redrive", &auth, b"");
+        assert_eq!(status, 200, "{confirm}");
+        let token_at = confirm
+            .find("name=\"token\" value=\"")
+            .expect("a one-time token")
+            + 20;
+        let once = &confirm[token_at..token_at + 32];
+        let form = [
+            ("content-type", "application/x-www-form-urlencoded"),
+            auth[0],
+        ];
+        // Not typed: nothing moves, and the token is used up.
+        let (status, _, _) = http(
+            port,
+            "POST",
+            "/console/redrive",
+            &form,
+            format!("token={once}&limit=1&confirm=").as_bytes(),
+        );
+        assert_eq!(status, 400);
+        let (status, _, _) = http(
+            port,
+            "POST",
+            "/console/redrive",
+            &form,
+            format!("token={once}&limit=1&confirm=redrive").as_bytes(),
+        );
+        assert_eq!(status, 403, "a used confirmation does not work twice");
+        let (_, _, confirm) = http(port, "GET", "/console/redrive", &auth, b"");
+        let token_at = confirm.find("name=\"token\" value=\"").unwrap() + 20;
+        let once = &confirm[token_at..token_at + 32];
+        let (status, _, done) = http(
+            port,
+            "POST",
+            "/console/redrive",
+            &form,
+            format!("token={once}&limit=1&confirm=redrive").as_bytes(),
+        );
+        assert!(
+            status == 200 && done.contains("moved 1 message(s)"),
+            "{done}"
+        );
+        let logged = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            logged.contains("console-redrive by bearer-token: moved 1 message(s)"),
+            "{logged}"
+        );
+    });
+    drop(browser);
+    drop(gateway);
+    let _ = vhost.delete().await;
+}

@@ -47,45 +47,24 @@ fn the_inversion_check_sees_a_swap_and_nothing_else() {
 async fn one_senders_messages_reach_every_recipient_in_the_order_sent() {
     let h = Harness::start().await;
     let mut sent: HashMap<HerId, Vec<String>> = HashMap::new();
-    let mut send = |from: HerId, id: MsgId| {
-        sent.entry(from).or_default().push(id.as_str().to_owned());
-        id
-    };
     let n = 1000;
     for i in 0..n {
-        let id = send(GP, MsgId::random());
-        h.send_fixture_with(
-            "delivered/foresporsel-with-copy-to-home-care.xml",
-            GP,
-            &Overrides {
-                msg_id: Some(id),
-                ..Overrides::default()
-            },
-        )
-        .await;
+        // Every GP message; a hospital note after every fourth, a nursing-home note after every fifth.
+        let mut round = vec![(GP, "delivered/foresporsel-with-copy-to-home-care.xml")];
         if i % 4 == 0 {
-            let id = send(HOSPITAL, MsgId::random());
-            h.send_fixture_with(
-                "delivered/notat-hospital-to-nursing-home.xml",
-                HOSPITAL,
-                &Overrides {
-                    msg_id: Some(id),
-                    ..Overrides::default()
-                },
-            )
-            .await;
+            round.push((HOSPITAL, "delivered/notat-hospital-to-nursing-home.xml"));
         }
         if i % 5 == 0 {
-            let id = send(NURSING_HOME, MsgId::random());
-            h.send_fixture_with(
-                "delivered/notat-nursing-home-to-gp-person.xml",
-                NURSING_HOME,
-                &Overrides {
-                    msg_id: Some(id),
-                    ..Overrides::default()
-                },
-            )
-            .await;
+            round.push((NURSING_HOME, "delivered/notat-nursing-home-to-gp-person.xml"));
+        }
+        for (from, fixture) in round {
+            let id = MsgId::random();
+            sent.entry(from).or_default().push(id.as_str().to_owned());
+            let o = Overrides {
+                msg_id: Some(id),
+                ..Overrides::default()
+            };
+            h.send_fixture_with(fixture, from, &o).await;
         }
     }
     let expect = [

@@ -55,7 +55,10 @@ async fn one_senders_messages_reach_every_recipient_in_the_order_sent() {
             round.push((HOSPITAL, "delivered/notat-hospital-to-nursing-home.xml"));
         }
         if i % 5 == 0 {
-            round.push((NURSING_HOME, "delivered/notat-nursing-home-to-gp-person.xml"));
+            round.push((
+                NURSING_HOME,
+                "delivered/notat-nursing-home-to-gp-person.xml",
+            ));
         }
         for (from, fixture) in round {
             let id = MsgId::random();
@@ -112,19 +115,17 @@ fn ctl(args: &[&str]) {
 async fn a_message_still_being_published_shows_as_routed_then_delivered() {
     use helsemelding::store::state::DeliveryState;
     let h = Harness::start().await;
-    // The nursing home's queue holds one message and refuses more until the policy goes. (A quorum
-    // queue refuses only once it is *over* its limit, so the limit is 0 and one message is in it.)
-    let first = h
-        .send_fixture("delivered/foresporsel-gp-to-nursing-home.xml", GP)
-        .await;
+    let fixture = "delivered/foresporsel-gp-to-nursing-home.xml";
+    let filler = h.send_fixture(fixture, GP).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while h.vhost.queue_len("81001_async").await.ok().flatten() != Some(1) {
         assert!(
             std::time::Instant::now() < deadline,
-            "first message not delivered"
+            "the first message never arrived"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    // The nursing home's queue is limited to the one message it holds, refusing more.
     ctl(&[
         "set_policy",
         "-p",
@@ -133,7 +134,7 @@ async fn a_message_still_being_published_shows_as_routed_then_delivered() {
         "queues",
         "refuse-more",
         "^81001_async$",
-        r#"{"max-length":0,"overflow":"reject-publish"}"#,
+        r#"{"max-length":1,"overflow":"reject-publish"}"#,
     ]);
     // A policy reaches a queue asynchronously: wait until the queue says it has it.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -155,38 +156,45 @@ async fn a_message_still_being_published_shows_as_routed_then_delivered() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let id = MsgId::random();
-    h.send_fixture_with(
-        "delivered/foresporsel-gp-to-nursing-home.xml",
-        GP,
-        &Overrides {
+    // Three more: a quorum queue refuses once it is *over* its limit, which it may or may not be
+    // after the first of them; one of the three is held either way, and the lane keeps the rest
+    // behind it.
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let id = MsgId::random();
+        let o = Overrides {
             msg_id: Some(id.clone()),
             ..Overrides::default()
-        },
-    )
-    .await;
+        };
+        h.send_fixture_with(fixture, GP, &o).await;
+        ids.push(id);
+    }
     let state = |r: &helsemelding::store::MessageRecord| r.recipients[0].state;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let rec = h.gateway.record(GP, &id).await.expect("store readable");
-        match rec.as_ref().map(state) {
-            Some(DeliveryState::Routed) => break,
-            Some(other) => panic!("expected Routed while the queue refuses, got {other:?}"),
-            None => {}
+    'held: loop {
+        for id in &ids {
+            let rec = h.gateway.record(GP, id).await.expect("store readable");
+            if rec.as_ref().map(state) == Some(DeliveryState::Routed) {
+                break 'held;
+            }
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "the message in flight never showed in the store"
+            "no message in flight ever showed in the store"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    ctl(&["clear_policy", "-p", h.vhost.name(), "refuse-more"]);
-    let got = h.take(NURSING_HOME, 2).await;
-    assert_eq!(got[0].headers.message_id, first.message_id);
-    assert_eq!(got[1].headers.message_id, id);
-    assert_eq!(
-        state(&h.status(GP, id.as_str()).await),
-        DeliveryState::Delivered
-    );
+    // The receiver reads its queue: room again, and the held messages follow in order.
+    let got = h.take(NURSING_HOME, 4).await;
+    let got: Vec<&MsgId> = got.iter().map(|g| &g.headers.message_id).collect();
+    let mut expected = vec![&filler.message_id];
+    expected.extend(ids.iter());
+    assert_eq!(got, expected);
+    for id in &ids {
+        assert_eq!(
+            state(&h.status(GP, id.as_str()).await),
+            DeliveryState::Delivered
+        );
+    }
     h.stop().await;
 }

@@ -375,6 +375,18 @@ impl Drop for StoreHandle {
 
 fn write_loop(shared: &Shared, mut rx: mpsc::Receiver<Request>) {
     let mut outage: Option<Outage> = None;
+    // A timer for the writer thread's own waits (below); without one it cannot wait with a timeout.
+    let timer = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "delivery store writer cannot start its timer");
+            shared.health.send_replace(StoreHealth::Stopped);
+            return;
+        }
+    };
     while let Some(first) = rx.blocking_recv() {
         let mut group = Group::default();
         group.take(first);
@@ -388,17 +400,21 @@ fn write_loop(shared: &Shared, mut rx: mpsc::Receiver<Request>) {
         // commit that needs one — usually the same message's step 4, a few milliseconds later — and
         // share its flush. If none comes within RECORD_LINGER they are written anyway, so `status`
         // shows a message whose publishing takes long.
-        let lingering = Instant::now();
+        let until = Instant::now() + RECORD_LINGER;
         while !group.needs_flush
             && group.reopen.is_none()
             && group.prunes.is_empty()
             && group.commits.len() < MAX_GROUP
-            && lingering.elapsed() < RECORD_LINGER
         {
-            match rx.try_recv() {
-                Ok(req) => group.take(req),
-                Err(mpsc::error::TryRecvError::Empty) => std::thread::sleep(LINGER_POLL),
-                Err(mpsc::error::TryRecvError::Disconnected) => break,
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            // Sleeps until a request comes or the time is up (no polling: an idle writer costs
+            // nothing while records wait).
+            match timer.block_on(async { tokio::time::timeout(left, rx.recv()).await }) {
+                Ok(Some(req)) => group.take(req),
+                Ok(None) | Err(_) => break,
             }
         }
         let Group {
@@ -440,8 +456,6 @@ fn write_loop(shared: &Shared, mut rx: mpsc::Receiver<Request>) {
 
 /// How long step-2 records wait for a commit that needs a flush before they are written alone.
 const RECORD_LINGER: Duration = Duration::from_millis(100);
-/// How often the writer looks for that commit while records wait.
-const LINGER_POLL: Duration = Duration::from_micros(250);
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 

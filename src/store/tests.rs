@@ -678,3 +678,40 @@ mod encoding {
         );
     }
 }
+
+/// DESIGN §3 step 2 has no flush of its own: a record waits for the next commit and is written in
+/// its transaction (one flush for both); a record alone is written after the linger, visible to
+/// readers (`status` shows a message in flight).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_shares_the_next_commits_flush_or_is_written_alone_after_the_linger() {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = StoreHandle::start(DeliveryStore::open(dir.path()).unwrap(), 64).unwrap();
+    let before = handle.write_transactions();
+    let routed = vec![
+        Change::Create(record(3000, 1, T0)),
+        apply(3000, 1, 0, Event::Routed, T0),
+        apply(3000, 1, 1, Event::Routed, T0),
+    ];
+    let recorded = handle.record(routed).await.unwrap();
+    let delivered = vec![
+        apply(3000, 1, 0, Event::Delivered, T0),
+        apply(3000, 1, 1, Event::Delivered, T0),
+    ];
+    let (committed, recorded) = tokio::join!(handle.commit(delivered), recorded.outcome());
+    committed.unwrap();
+    recorded.unwrap();
+    assert_eq!(
+        handle.write_transactions() - before,
+        1,
+        "record and commit share one transaction"
+    );
+    let alone = handle
+        .record(vec![Change::Create(record(3000, 2, T0))])
+        .await
+        .unwrap();
+    alone.outcome().await.unwrap();
+    assert_eq!(handle.write_transactions() - before, 2);
+    let rec = handle.get(HerId(3000), msg(2)).await.unwrap();
+    assert!(rec.is_some(), "a record alone is written and readable");
+    handle.shutdown().await;
+}

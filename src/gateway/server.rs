@@ -71,7 +71,7 @@ pub struct Settings {
     pub retry_pause: Duration,
     /// How long shutdown waits for in-flight messages to reach a safe point.
     pub shutdown_grace: Duration,
-    /// Fault injection for `helsemelding chaos` (`HELSEMELDING_CRASH_AT`); None in production.
+    /// Fault injection for `helsemelding-lab chaos` (`HELSEMELDING_CRASH_AT`); None in production.
     pub crash_at: Option<CrashAt>,
     /// The certificates the hub depends on: warned about from 30 days before they expire.
     pub certificates: Vec<crate::certs::InUse>,

@@ -15,7 +15,7 @@ use super::recent::{outcome_name, outcome_named, Filter};
 use super::Console;
 use crate::address::RecipientRole;
 use crate::amqp::topology::{async_queue, error_queue};
-use crate::gateway::metrics::{Metrics, OUTCOMES};
+use crate::gateway::metrics::{Metrics, OUTCOMES, OUTCOME_COUNT};
 use crate::gateway::routing_log::{Decision, MessageRef, Outcome};
 use crate::ids::{HerId, MsgId, Timestamp};
 use crate::store::{DeliveryStore, MessageRecord, StoreError};
@@ -315,7 +315,7 @@ pub async fn overview(c: &Console, metrics: &Metrics) -> Page {
     }
     b.push_str("</table>");
 
-    let mut partners: HashMap<Option<HerId>, [u64; 10]> = HashMap::new();
+    let mut partners: HashMap<Option<HerId>, [u64; OUTCOME_COUNT]> = HashMap::new();
     for (_, m) in &minutes {
         for (p, counts) in &m.by_partner {
             let e = partners.entry(*p).or_default();

@@ -17,7 +17,7 @@ use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::gateway::metrics::OUTCOMES;
+use crate::gateway::metrics::{OUTCOMES, OUTCOME_COUNT};
 use crate::gateway::routing_log::{Decision, Outcome};
 use crate::ids::HerId;
 
@@ -49,9 +49,9 @@ pub fn outcome_named(s: &str) -> Option<Outcome> {
 /// Counts of one minute.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Minute {
-    pub by_outcome: [u64; 10],
+    pub by_outcome: [u64; OUTCOME_COUNT],
     /// Per sender HER-id (`None`: unknown sender, or more partners than [`PARTNERS_PER_MINUTE`]).
-    pub by_partner: HashMap<Option<HerId>, [u64; 10]>,
+    pub by_partner: HashMap<Option<HerId>, [u64; OUTCOME_COUNT]>,
 }
 
 fn slot(o: Outcome) -> usize {

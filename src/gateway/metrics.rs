@@ -13,7 +13,10 @@ use tokio::net::TcpListener;
 use super::routing_log::Outcome;
 
 /// Every outcome with its name in the metrics and the routing log, in the order pages show them.
-pub const OUTCOMES: [(Outcome, &str); 11] = [
+/// How many outcomes there are (the length of every per-outcome table).
+pub const OUTCOME_COUNT: usize = 11;
+
+pub const OUTCOMES: [(Outcome, &str); OUTCOME_COUNT] = [
     (Outcome::Delivered, "delivered"),
     (Outcome::Rejected, "rejected"),
     (Outcome::Duplicate, "duplicate"),
@@ -30,7 +33,7 @@ pub const OUTCOMES: [(Outcome, &str); 11] = [
 /// Process-wide counters. Cheap to bump from any task.
 #[derive(Default)]
 pub struct Metrics {
-    outcomes: [AtomicU64; 11],
+    outcomes: [AtomicU64; OUTCOME_COUNT],
     /// Inbound deliveries taken from `gateway_inbound`.
     pub received: AtomicU64,
     /// Negative AppRecs the gateway itself issued (confirmed by the broker).

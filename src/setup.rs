@@ -102,13 +102,12 @@ pub fn load(config_path: &Path) -> Result<Loaded, Vec<String>> {
             }
         }
     }
-    match std::fs::read(&config.gateway.signing_cert)
+    // An unreadable certificate is reported by the signer below.
+    if let Ok(c) = std::fs::read(&config.gateway.signing_cert)
         .map_err(|e| e.to_string())
         .and_then(|b| InUse::read(Role::GatewaySigning, &config.gateway.signing_cert, &b))
     {
-        Ok(c) => certificates.push(c),
-        // The signer below reports an unreadable certificate.
-        Err(_) => {}
+        certificates.push(c);
     }
     let signer =
         match Signer::from_pem_files(&config.gateway.signing_key, &config.gateway.signing_cert) {

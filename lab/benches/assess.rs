@@ -14,7 +14,7 @@
 //! assessment as the gateway does (`tokio::task::spawn_blocking` per delivery, N deliveries in
 //! flight, like the prefetch) instead of in a loop on one thread, to show what that costs.
 
-use helsemelding::gateway::assess::{assess_timed, Inbound, Plan, RecipientPlan};
+use helsemelding::gateway::assess::{assess_timed, Envelope, Inbound, Plan, RecipientPlan};
 use helsemelding::gateway::cli::load;
 use helsemelding::gateway::envelope_of;
 use helsemelding::gateway::metrics::{thread_cpu_nanos, Stage, StageTimes};
@@ -53,16 +53,7 @@ fn main() {
 
     // Every message must be planned for delivery, or the figures measure a refusal.
     for (m, h) in msgs.iter().zip(&headers) {
-        match assess_timed(
-            &Inbound {
-                body: &m.body,
-                envelope: h.as_ref().map_err(String::as_str),
-                user_id: Some("guest"),
-            },
-            &ctx,
-            now,
-            None,
-        ) {
+        match assess_timed(&inbound(&m.body, h), &ctx, now, None) {
             Plan::Message(p)
                 if p.recipients
                     .iter()
@@ -89,16 +80,7 @@ fn main() {
             break;
         }
         for (m, h) in msgs.iter().zip(&headers) {
-            let plan = assess_timed(
-                &Inbound {
-                    body: &m.body,
-                    envelope: h.as_ref().map_err(String::as_str),
-                    user_id: Some("guest"),
-                },
-                &ctx,
-                now,
-                Some(&stages),
-            );
+            let plan = assess_timed(&inbound(&m.body, h), &ctx, now, Some(&stages));
             done += usize::from(matches!(plan, Plan::Message(_)));
         }
         round += 1;
@@ -156,16 +138,7 @@ fn gateway_like(
                         let h = envelope_of(&Ok(m.headers.clone()));
                         let body = m.body.clone();
                         matches!(
-                            assess_timed(
-                                &Inbound {
-                                    body: &body,
-                                    envelope: h.as_ref().map_err(String::as_str),
-                                    user_id: Some("guest")
-                                },
-                                &ctx,
-                                now,
-                                Some(&stages)
-                            ),
+                            assess_timed(&inbound(&body, &h), &ctx, now, Some(&stages)),
                             Plan::Message(_)
                         )
                     })
@@ -198,5 +171,14 @@ fn gateway_like(
     for s in Stage::ALL {
         let (c, calls) = stages.get(s);
         println!("  {:<7} {:7.1} µs", s.name(), c * 1e6 / calls.max(1) as f64);
+    }
+}
+
+/// A benchmark message as the pipeline takes it (published by the broker-validated user `guest`).
+fn inbound<'a>(body: &'a [u8], envelope: &'a Result<Envelope, String>) -> Inbound<'a> {
+    Inbound {
+        body,
+        envelope: envelope.as_ref().map_err(String::as_str),
+        user_id: Some("guest"),
     }
 }

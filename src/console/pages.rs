@@ -714,11 +714,7 @@ pub async fn dead_letters(c: &Console) -> Page {
     }
     ds.sort_by(|a, b| b.ts.cmp(&a.ts));
     ds.truncate(200);
-    if ds.is_empty() {
-        b.push_str("<p class=\"note\">None among the recent decisions.</p>");
-    } else {
-        decision_table(&mut b, &ds);
-    }
+    recent_decisions(&mut b, &ds);
     Page::new(
         StatusCode::OK,
         "Dead letters",
@@ -726,6 +722,15 @@ pub async fn dead_letters(c: &Console) -> Page {
         refresh(c),
         &b,
     )
+}
+
+/// The recent decisions found, or a note that there are none.
+fn recent_decisions(b: &mut String, ds: &[Decision]) {
+    if ds.is_empty() {
+        b.push_str("<p class=\"note\">None among the recent decisions.</p>");
+    } else {
+        decision_table(b, ds);
+    }
 }
 
 /// `/console/overdue`: recipients without an AppRec past the timeout.
@@ -767,11 +772,7 @@ pub async fn overdue(c: &Console) -> Page {
     };
     let (ds, _) = c.recent.search(&f, 200);
     b.push_str("<h2>Marked overdue (recent routing log)</h2>");
-    if ds.is_empty() {
-        b.push_str("<p class=\"note\">None among the recent decisions.</p>");
-    } else {
-        decision_table(&mut b, &ds);
-    }
+    recent_decisions(&mut b, &ds);
     Page::new(
         StatusCode::OK,
         "Overdue AppRecs",

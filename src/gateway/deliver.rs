@@ -61,8 +61,8 @@ pub(super) enum Stepped {
     Published(Box<Finish>),
     /// The delivery's session is gone; drop it, the broker redelivers it.
     Abandon,
-    /// Step 2 could not be recorded (an infrastructure fault).
-    Retry(String),
+    /// Step 2 could not be recorded (an infrastructure fault): the delivery, to try again.
+    Retry(String, Delivery),
 }
 
 /// Steps 2 and 3 for one delivery: record, then publish every send at once (pipelined confirms).
@@ -73,7 +73,7 @@ pub(super) async fn publish(
     guard: Option<KeyGuard>,
     started: Instant,
     about: MessageRef,
-) -> (Stepped, Option<Delivery>) {
+) -> Stepped {
     let mut lap = Instant::now();
     let Carry {
         record,
@@ -85,12 +85,7 @@ pub(super) async fn publish(
     } else {
         match inner.store.record(record).await {
             Ok(r) => Some(r),
-            Err(e) => {
-                return (
-                    Stepped::Retry(format!("delivery state: {e}")),
-                    Some(delivery),
-                )
-            }
+            Err(e) => return Stepped::Retry(format!("delivery state: {e}"), delivery),
         }
     };
     inner.metrics.phases.lap(Phase::Record, &mut lap);
@@ -114,22 +109,19 @@ pub(super) async fn publish(
     .await;
     inner.metrics.phases.lap(Phase::Publish, &mut lap);
     if results.iter().any(|r| matches!(r, Published::SessionLost)) {
-        return (Stepped::Abandon, None);
+        return Stepped::Abandon;
     }
-    (
-        Stepped::Published(Box::new(Finish {
-            inner: Arc::clone(inner),
-            delivery,
-            sends,
-            results,
-            decisions,
-            recorded,
-            guard,
-            started,
-            about,
-        })),
-        None,
-    )
+    Stepped::Published(Box::new(Finish {
+        inner: Arc::clone(inner),
+        delivery,
+        sends,
+        results,
+        decisions,
+        recorded,
+        guard,
+        started,
+        about,
+    }))
 }
 
 impl Finish {
@@ -182,11 +174,12 @@ impl Finish {
         if !changes.is_empty() {
             inner.crash_point(CrashPoint::PublishCommit);
         }
+        let commits = !changes.is_empty();
         let committing = async {
-            if changes.is_empty() {
-                Ok(())
-            } else {
+            if commits {
                 inner.store.commit(changes).await
+            } else {
+                Ok(())
             }
         };
         let recording = async {
@@ -207,8 +200,10 @@ impl Finish {
             )
             .await;
         }
-        inner.metrics.store_commits.fetch_add(1, Ordering::Relaxed);
-        inner.metrics.phases.lap(Phase::Commit, &mut lap);
+        if commits {
+            inner.metrics.store_commits.fetch_add(1, Ordering::Relaxed);
+            inner.metrics.phases.lap(Phase::Commit, &mut lap);
+        }
         drop(guard);
         logged.append(&mut decisions);
         for d in logged {
@@ -281,7 +276,7 @@ pub(super) async fn requeue(
             .elapsed(started),
     );
     let count = delivery_count(delivery.properties());
-    if count + 2 >= inner.delivery_limit() {
+    if inner.attempts_exhausted(count) {
         let r = Refusal::new(
             None,
             condition::RETRIES_EXHAUSTED,
@@ -372,11 +367,14 @@ impl Inner {
             .min(Duration::from_secs(60))
     }
 
-    /// The intake's delivery limit (quorum queue `x-delivery-limit`).
-    pub(super) fn delivery_limit(&self) -> u64 {
-        u64::try_from(self.settings.topology.delivery_limit)
+    /// Whether a message that failed `count` times has had all the attempts the intake's delivery
+    /// limit (quorum queue `x-delivery-limit`) gives it: one more and the broker would dead-letter
+    /// it by that limit, without our reason, so the gateway dead-letters it itself, with the reason.
+    pub(super) fn attempts_exhausted(&self, count: u64) -> bool {
+        let limit = u64::try_from(self.settings.topology.delivery_limit)
             .unwrap_or(20)
-            .max(2)
+            .max(2);
+        count + 2 >= limit
     }
 }
 

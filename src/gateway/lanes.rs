@@ -237,16 +237,15 @@ async fn handle(
         let mut attempt = 0u64;
         loop {
             let reason = match step(inner, delivery, plan, started, &about).await {
-                (Stepped::Published(finish), _) => {
+                Stepped::Published(finish) => {
                     finishing.spawn(finish.run().in_current_span());
                     return;
                 }
-                (Stepped::Abandon, _) => return,
-                (Stepped::Retry(reason), Some(d)) => {
+                Stepped::Abandon => return,
+                Stepped::Retry(reason, d) => {
                     delivery = d;
                     reason
                 }
-                (Stepped::Retry(_), None) => return,
             };
             attempt += 1;
             let count = delivery_count(delivery.properties()) + attempt;
@@ -256,9 +255,8 @@ async fn handle(
                     .reason(reason.clone())
                     .elapsed(started),
             );
-            if count + 2 >= inner.delivery_limit() {
-                // As many attempts as the broker's delivery limit would give it: keep the message,
-                // with the reason, for an operator to act on and redrive.
+            if inner.attempts_exhausted(count) {
+                // Keep the message, with the reason, for an operator to act on and redrive.
                 let r = Refusal::new(
                     None,
                     condition::RETRIES_EXHAUSTED,
@@ -296,15 +294,14 @@ fn settle_assessment(result: Result<Plan, WorkerError>, about: &MessageRef) -> P
     ))
 }
 
-/// Lock the record's key, read it, decide, record and publish. Returns the delivery back when the
-/// step must be retried.
+/// Lock the record's key, read it, decide, record and publish.
 async fn step(
     inner: &Arc<Inner>,
     delivery: Delivery,
     plan: Plan,
     started: Instant,
     about: &MessageRef,
-) -> (Stepped, Option<Delivery>) {
+) -> Stepped {
     let mut lap = Instant::now();
     let now = inner.clock.now();
     let key = plan.record_key();
@@ -315,12 +312,7 @@ async fn step(
     let stored = match key {
         Some((sender, msg_id)) => match inner.store.get(sender, msg_id).await {
             Ok(r) => r,
-            Err(e) => {
-                return (
-                    Stepped::Retry(format!("delivery state: {e}")),
-                    Some(delivery),
-                )
-            }
+            Err(e) => return Stepped::Retry(format!("delivery state: {e}"), delivery),
         },
         None => None,
     };
@@ -339,7 +331,7 @@ async fn step(
         decide::decide(plan, stored, &inner.me, now)
     };
     match action {
-        Action::Retry(reason) => (Stepped::Retry(reason), Some(delivery)),
+        Action::Retry(reason) => Stepped::Retry(reason, delivery),
         Action::Carry(carry) => {
             deliver::publish(inner, delivery, carry, guard, started, about.clone()).await
         }

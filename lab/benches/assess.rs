@@ -18,7 +18,7 @@ use helsemelding::gateway::assess::{assess_timed, Envelope, Inbound, Plan, Recip
 use helsemelding::gateway::cli::load;
 use helsemelding::gateway::envelope_of;
 use helsemelding::gateway::metrics::{thread_cpu_nanos, Stage, StageTimes};
-use helsemelding_lab::bench::messages::{sign_many, signers};
+use helsemelding_lab::bench::messages::{senders, sign_many, signers};
 
 fn env<T: std::str::FromStr>(name: &str) -> Option<T> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
@@ -44,7 +44,7 @@ fn main() {
     let ctx = loaded.context;
     let now = time::OffsetDateTime::now_utc();
     let keys = signers(&repo.join("fixtures/gateway-pki")).unwrap_or_else(|e| panic!("{e}"));
-    let msgs = sign_many(&keys, n, size, now).unwrap_or_else(|e| panic!("{e}"));
+    let msgs = sign_many(&keys, &senders(2), n, size, now).unwrap_or_else(|e| panic!("{e}"));
     let headers: Vec<_> = msgs
         .iter()
         .map(|m| envelope_of(&Ok(m.headers.clone())))

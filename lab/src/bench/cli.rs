@@ -26,6 +26,12 @@ pub struct BenchArgs {
     /// Message sizes in bytes (XML before signing), comma separated.
     #[arg(long, value_delimiter = ',', default_values_t = [4096usize, 51200])]
     pub sizes: Vec<usize>,
+    /// Senders whose traffic the gateway part interleaves (dialogue and PLO alternating; beyond the
+    /// shipped register's two, extra GP persons and hospital services are registered for the run).
+    /// The gateway keeps each sender's order with one message in flight per sender, so this is how
+    /// much it may do at once; a hub serves hundreds.
+    #[arg(long, default_value_t = 16)]
+    pub senders: usize,
     /// Consumer prefetch of the relay and the gateway (the shipped default is 256).
     #[arg(long, default_value_t = 256)]
     pub prefetch: u16,
@@ -94,10 +100,11 @@ async fn run_all(args: &BenchArgs) -> Result<(), BenchError> {
     };
     let (repo, schemas) = (abs(&args.repo)?, abs(&args.schemas)?);
     say(format!(
-        "helsemelding-lab bench: {} messages per size (+{} for latency; at most {} MB per part), prefetch {}, quorum queues, {} cores",
+        "helsemelding-lab bench: {} messages per size (+{} for latency; at most {} MB per part) from {} senders, prefetch {}, quorum queues, {} cores",
         args.messages,
         args.latency_messages,
         args.max_mb,
+        args.senders.max(1),
         args.prefetch,
         std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1)
     ));
@@ -130,6 +137,7 @@ async fn run_all(args: &BenchArgs) -> Result<(), BenchError> {
             latency_messages,
             size,
             prefetch: args.prefetch,
+            senders: args.senders.max(1),
         };
         let g = gateway::run(&b).await?;
         say(format!(
@@ -225,6 +233,7 @@ pub fn json(args: &BenchArgs, rows: &[Row]) -> serde_json::Value {
     json!({
         "cores": std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1),
         "prefetch": args.prefetch,
+        "senders": args.senders.max(1),
         "max_mb": args.max_mb,
         "sizes": sizes,
     })

@@ -45,6 +45,8 @@ pub struct GatewayBench {
     pub latency_messages: usize,
     pub size: usize,
     pub prefetch: u16,
+    /// How many senders the traffic comes from ([`messages::senders`]).
+    pub senders: usize,
 }
 
 /// CPU per message of the gateway process, split where it can be told apart.
@@ -245,13 +247,28 @@ async fn run_in(
         },
     )
     .map_err(|e| BenchError::Setup(e.to_string()))?;
+    // The extra senders join the scratch register.
+    let pki = b.repo.join("fixtures/gateway-pki");
+    let register = dir.join("parties.toml");
+    let mut parties = std::fs::read_to_string(&register)
+        .map_err(|e| BenchError::Setup(format!("{}: {e}", register.display())))?;
+    parties.push_str(&messages::extra_parties(b.senders, &pki));
+    std::fs::write(&register, parties)
+        .map_err(|e| BenchError::Setup(format!("{}: {e}", register.display())))?;
 
     // 1. sign (not timed).
-    let signers = messages::signers(&b.repo.join("fixtures/gateway-pki"))?;
+    let signers = messages::signers(&pki)?;
+    let senders = messages::senders(b.senders);
     let started = Instant::now();
     let now = time::OffsetDateTime::now_utc();
     let all = tokio::task::block_in_place(|| {
-        messages::sign_many(&signers, b.messages + b.latency_messages, b.size, now)
+        messages::sign_many(
+            &signers,
+            &senders,
+            b.messages + b.latency_messages,
+            b.size,
+            now,
+        )
     })?;
     let signing_seconds = started.elapsed().as_secs_f64();
     let envelope_bytes = all.iter().map(|m| m.body.len()).sum::<usize>() / all.len().max(1);

@@ -1,12 +1,21 @@
-//! Synthetic benchmark messages: dialogmeldinger (Dialogmelding 1.0 forespørsel, GP person 82001 →
-//! nursing home 81001) and PLO messages (PLO 1.6 Pasientlogistikk "innlagt pasient", hospital
-//! service 80001 → nursing home 81001), in the shape of `fixtures/messages/delivered/`, grown to a
-//! chosen size with synthetic free text, each with its own MsgId and signed by its sender's key of
-//! the synthetic test PKI (`fixtures/gateway-pki/parties/`).
+//! Synthetic benchmark messages: dialogmeldinger (Dialogmelding 1.0 forespørsel, a GP person of the
+//! office 82000 → nursing home 81001) and PLO messages (PLO 1.6 Pasientlogistikk "innlagt pasient",
+//! a service of the hospital 80000 → nursing home 81001), in the shape of
+//! `fixtures/messages/delivered/`, grown to a chosen size with synthetic free text, each with its
+//! own MsgId and signed by its sender's key of the synthetic test PKI (`fixtures/gateway-pki/parties/`).
+//!
+//! The traffic comes from [`senders`]: the shipped register's fastlege 82001 and Medisinsk klinikk
+//! 80001 first, then as many more GP persons (830xx under 82000) and hospital services (801xx under
+//! 80000) as asked for. The extra ones are registered by [`extra_parties`] and sign with the
+//! certificate of their kind's shipped party, as every person and service of a Norwegian
+//! organisation signs with the organisation's enterprise certificate. A hub serves hundreds of
+//! senders; the gateway keeps each sender's order (one message in flight per sender), so the
+//! number of senders decides how much it can do at once.
 //!
 //! Both kinds are valid against the official schemas and route to a delivered recipient of the
-//! shipped register (`config/parties.toml`); the tests below hold that. Invented parties and an
-//! invented patient only (the identity number's check digit is deliberately invalid).
+//! shipped register (`config/parties.toml`) plus [`extra_parties`]; the tests below hold that.
+//! Invented parties and an invented patient only (the identity number's check digit is
+//! deliberately invalid).
 //!
 //! The MsgId is inside the signed content, so every message is signed on its own: signing
 //! (RSA-3072) is slow, and happens before any timed part, on all cores.
@@ -29,7 +38,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    /// The sending communication party (whose key signs it).
+    /// The shipped register's sending party of this kind (whose key signs every message of it).
     pub fn sender(self) -> HerId {
         match self {
             Kind::Dialog => HerId(82001),
@@ -48,6 +57,56 @@ impl Kind {
             Kind::Plo => "LOG_INNLAGT",
         }
     }
+
+    /// The organisation its senders belong to.
+    fn organisation(self) -> HerId {
+        match self {
+            Kind::Dialog => HerId(82000),
+            Kind::Plo => HerId(80000),
+        }
+    }
+
+    /// The first HER-id of the extra senders of this kind.
+    fn extra_base(self) -> u32 {
+        match self {
+            Kind::Dialog => 83000,
+            Kind::Plo => 80100,
+        }
+    }
+}
+
+/// The benchmark's `n` senders (at least one): dialogue and PLO alternating, the shipped
+/// register's two first, then the extra ones of [`extra_parties`].
+pub fn senders(n: usize) -> Vec<(Kind, HerId)> {
+    (0..n.max(1))
+        .map(|i| {
+            let kind = if i % 2 == 0 { Kind::Dialog } else { Kind::Plo };
+            let k = i / 2;
+            let her = if k == 0 {
+                kind.sender()
+            } else {
+                HerId(kind.extra_base() + k as u32)
+            };
+            (kind, her)
+        })
+        .collect()
+}
+
+/// `[[party]]` entries (TOML, for appending to a register) for the senders of [`senders`]`(n)`
+/// that the shipped register lacks; certificate paths under `pki` (the test PKI directory).
+pub fn extra_parties(n: usize, pki: &Path) -> String {
+    senders(n)
+        .into_iter()
+        .filter(|(kind, her)| *her != kind.sender())
+        .map(|(kind, her)| {
+            let cert = pki.join(format!("parties/{}-sign.pem", kind.sender()));
+            format!(
+                "\n[[party]]\nher_id = {her}\nname = \"Benchmark sender {her}\"\norganisation_her_id = {org}\naccepts = [\"APPREC\"]\ncertificates = [{cert:?}]\namqp_users = [\"guest\"]\n",
+                org = kind.organisation(),
+                cert = cert.display().to_string()
+            )
+        })
+        .collect()
 }
 
 const HER_OID: &str = "2.16.578.1.12.4.1.1.9051";
@@ -73,7 +132,7 @@ fn filler(bytes: usize) -> String {
 /// The XML of one message of `kind` with `msg_id` generated at `now` (its GenDate: the AppRec clock
 /// of HIS 80415:2012 §3.2 starts there, so a fixed date would make every message overdue at once
 /// some days later), grown with free text to about `size` bytes (never smaller than the bare message).
-pub fn xml(kind: Kind, msg_id: &MsgId, size: usize, now: Timestamp) -> String {
+pub fn xml(kind: Kind, sender: HerId, msg_id: &MsgId, size: usize, now: Timestamp) -> String {
     // A time that RFC 3339 cannot express (never one of this era) leaves GenDate empty: the message
     // is then refused by the schema, loudly, instead of carrying a made-up date.
     let gen_date = now
@@ -81,12 +140,12 @@ pub fn xml(kind: Kind, msg_id: &MsgId, size: usize, now: Timestamp) -> String {
         .unwrap_or(now)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
-    let bare = render(kind, msg_id, &gen_date, "");
+    let bare = render(kind, sender, msg_id, &gen_date, "");
     let text = filler(size.saturating_sub(bare.len()));
-    render(kind, msg_id, &gen_date, &text)
+    render(kind, sender, msg_id, &gen_date, &text)
 }
 
-fn render(kind: Kind, msg_id: &MsgId, gen_date: &str, text: &str) -> String {
+fn render(kind: Kind, sender: HerId, msg_id: &MsgId, gen_date: &str, text: &str) -> String {
     let patient = r#"<Patient><FamilyName>Testpasient</FamilyName><GivenName>Syntetisk</GivenName><Ident><Id>01019900000</Id><TypeId V="FNR" DN="Fødselsnummer" S="2.16.578.1.12.4.1.1.8116"/></Ident></Patient>"#;
     let nursing_home = format!(
         "<Organisation><OrganisationName>Testkommune</OrganisationName>{}<Organisation><OrganisationName>Testkommune, Sykehjemmet</OrganisationName>{}</Organisation></Organisation>",
@@ -99,7 +158,7 @@ fn render(kind: Kind, msg_id: &MsgId, gen_date: &str, text: &str) -> String {
             format!(
                 "<Organisation><OrganisationName>Testlegekontoret AS</OrganisationName>{}<HealthcareProfessional><FamilyName>Fastlege</FamilyName><GivenName>Test</GivenName>{}</HealthcareProfessional></Organisation>",
                 her(82000),
-                her(82001)
+                her(sender.0)
             ),
             format!(
                 r#"<Dialogmelding xmlns="http://www.kith.no/xmlstds/dialog/2006-10-11"><Foresporsel><TypeForesp V="99" DN="Annen henvendelse" S="2.16.578.1.12.4.1.1.9152"/><Sporsmal>Syntetisk testforespørsel: ber om oppdatert legemiddelliste. {text}</Sporsmal></Foresporsel></Dialogmelding>"#
@@ -110,7 +169,7 @@ fn render(kind: Kind, msg_id: &MsgId, gen_date: &str, text: &str) -> String {
             format!(
                 "<Organisation><OrganisationName>Testsykehuset HF</OrganisationName>{}<Organisation><OrganisationName>Testsykehuset HF, Medisinsk klinikk</OrganisationName>{}</Organisation></Organisation>",
                 her(80000),
-                her(80001)
+                her(sender.0)
             ),
             format!(
                 r#"<p1:Pasientlogistikk xmlns:p1="http://www.kith.no/xmlstds/po/Pasientlogistikk/2012-04-01" xmlns="http://www.kith.no/xmlstds/po/poKomponent/2012-04-01" xmlns:fk1="http://www.kith.no/xmlstds/felleskomponent1">
@@ -168,22 +227,30 @@ pub fn signers(pki: &Path) -> Result<[(Kind, Signer); 2], BenchError> {
     Ok([load(Kind::Dialog)?, load(Kind::Plo)?])
 }
 
-/// `n` messages of about `size` bytes, dialogmeldinger and PLO alternating, each with a fresh
+/// `n` messages of about `size` bytes, from `senders` in turn (see [`senders`]), each with a fresh
 /// MsgId, signed on all available cores.
 pub fn sign_many(
     signers: &[(Kind, Signer); 2],
+    senders: &[(Kind, HerId)],
     n: usize,
     size: usize,
     now: Timestamp,
 ) -> Result<Vec<Signed>, BenchError> {
+    if senders.is_empty() {
+        return Err(BenchError::Setup("no senders to sign for".into()));
+    }
     let one = |i: usize| -> Result<Signed, BenchError> {
-        let (kind, signer) = &signers[i % 2];
+        let (kind, from) = senders[i % senders.len()];
+        let signer = signers
+            .iter()
+            .find_map(|(k, s)| (*k == kind).then_some(s))
+            .ok_or_else(|| BenchError::Setup(format!("no signing key for {kind:?}")))?;
         let msg_id = MsgId::random();
         let body = signer
-            .sign(xml(*kind, &msg_id, size, now).as_bytes(), now)
+            .sign(xml(kind, from, &msg_id, size, now).as_bytes(), now)
             .map_err(|e| BenchError::Setup(format!("signing: {e}")))?;
         let headers = MessageHeaders {
-            from_her_id: kind.sender(),
+            from_her_id: from,
             to_her_id: kind.recipient(),
             msg_type: kind.msg_type().into(),
             message_id: msg_id,
@@ -194,7 +261,7 @@ pub fn sign_many(
             original_message_id: None,
         };
         Ok(Signed {
-            kind: *kind,
+            kind,
             headers,
             body,
         })
@@ -232,12 +299,32 @@ mod tests {
     use helsemelding::msghead::MsgHead;
 
     #[test]
+    fn senders_are_distinct_and_the_extra_ones_registered() {
+        let s = senders(5);
+        assert_eq!(
+            s,
+            vec![
+                (Kind::Dialog, HerId(82001)),
+                (Kind::Plo, HerId(80001)),
+                (Kind::Dialog, HerId(83001)),
+                (Kind::Plo, HerId(80101)),
+                (Kind::Dialog, HerId(83002)),
+            ]
+        );
+        assert_eq!(senders(0), vec![(Kind::Dialog, HerId(82001))]);
+        let toml = extra_parties(5, Path::new("/pki"));
+        assert_eq!(toml.matches("[[party]]").count(), 3, "{toml}");
+        assert!(toml.contains("organisation_her_id = 80000"));
+        assert!(toml.contains("\"/pki/parties/82001-sign.pem\""));
+    }
+
+    #[test]
     fn messages_reach_the_size_and_keep_their_addresses() {
         for kind in [Kind::Dialog, Kind::Plo] {
             for size in [4096, 51200] {
                 let id = MsgId::random();
                 let now = time::macros::datetime!(2026-12-02 16:30:00.25 UTC);
-                let x = xml(kind, &id, size, now);
+                let x = xml(kind, kind.sender(), &id, size, now);
                 assert!(
                     x.len() >= size && x.len() < size + 400,
                     "{kind:?} {size}: {} bytes",

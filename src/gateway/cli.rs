@@ -75,6 +75,9 @@ pub fn settings(config: &GatewayConfig) -> Settings {
     s.metrics_addr = config.paths.http_listen;
     s.apprec_timeout = config.policy.apprec_timeout;
     s.retention = config.policy.retention;
+    s.revocation = Some(crate::revocation::RevocationSettings::new(
+        crate::revocation::copies_dir(&config.paths.state),
+    ));
     s
 }
 

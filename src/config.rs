@@ -164,6 +164,36 @@ pub struct GatewayConfig {
     pub paths: PathsConfig,
     pub policy: PolicyConfig,
     pub console: ConsoleConfig,
+    pub revocation: RevocationConfig,
+}
+
+/// `[revocation]`: keeping CRLs current (`crate::revocation`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationConfig {
+    /// Fetch CRLs from the distribution points named in the trusted certificates.
+    pub fetch: bool,
+    /// At most this long between two fetches of a CA's CRL (sooner at half its validity window).
+    pub refresh: time::Duration,
+    /// First pause after a failed fetch; doubled per failure up to `retry_max`.
+    pub retry_min: time::Duration,
+    pub retry_max: time::Duration,
+    /// Longest a fetch may take.
+    pub timeout: time::Duration,
+    /// How often `crls/` of the trust directory is looked at for new files.
+    pub watch: time::Duration,
+}
+
+impl Default for RevocationConfig {
+    fn default() -> Self {
+        RevocationConfig {
+            fetch: true,
+            refresh: time::Duration::hours(1),
+            retry_min: time::Duration::seconds(30),
+            retry_max: time::Duration::minutes(15),
+            timeout: time::Duration::seconds(10),
+            watch: time::Duration::seconds(30),
+        }
+    }
 }
 
 /// `[console]`: who may use the operator console on `paths.http_listen` (src/console).
@@ -304,6 +334,9 @@ struct RawGatewayFile {
     #[allow(dead_code)]
     #[serde(default)]
     console: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    revocation: Option<IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -388,6 +421,17 @@ struct RawConsole {
     token_file: Option<PathBuf>,
     password_file: Option<PathBuf>,
     refresh: Option<ConfigDuration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawRevocation {
+    fetch: Option<bool>,
+    refresh: Option<ConfigDuration>,
+    retry_min: Option<ConfigDuration>,
+    retry_max: Option<ConfigDuration>,
+    timeout: Option<ConfigDuration>,
+    watch: Option<ConfigDuration>,
 }
 
 #[derive(Deserialize)]
@@ -628,7 +672,45 @@ fn read_gateway(
         Some(v) => r.read::<RawConsole>("console", v.clone()),
         None => Some(RawConsole::default()),
     };
+    let revocation = match section(table, "revocation") {
+        Some(v) => r.read::<RawRevocation>("revocation", v.clone()),
+        None => Some(RawRevocation::default()),
+    };
     let line = |k: &str| lines.get(k).copied();
+    let revocation = revocation.map(|v| {
+        let d = RevocationConfig::default();
+        let c = RevocationConfig {
+            fetch: v.fetch.unwrap_or(d.fetch),
+            refresh: v.refresh.map_or(d.refresh, |x| x.0),
+            retry_min: v.retry_min.map_or(d.retry_min, |x| x.0),
+            retry_max: v.retry_max.map_or(d.retry_max, |x| x.0),
+            timeout: v.timeout.map_or(d.timeout, |x| x.0),
+            watch: v.watch.map_or(d.watch, |x| x.0),
+        };
+        for (key, value) in [
+            ("revocation.refresh", c.refresh),
+            ("revocation.retry_min", c.retry_min),
+            ("revocation.retry_max", c.retry_max),
+            ("revocation.timeout", c.timeout),
+            ("revocation.watch", c.watch),
+        ] {
+            if value < time::Duration::milliseconds(100) {
+                r.push(
+                    line(key),
+                    Some(key.into()),
+                    ProblemKind::BadValue("must be at least 100ms".into()),
+                );
+            }
+        }
+        if c.retry_max < c.retry_min {
+            r.push(
+                line("revocation.retry_max"),
+                Some("revocation.retry_max".into()),
+                ProblemKind::BadValue("is shorter than revocation.retry_min".into()),
+            );
+        }
+        c
+    });
 
     let url = amqp.as_ref().and_then(|a| match (&a.url, &a.url_env) {
         (Some(u), None) => Some(u.clone()),
@@ -836,8 +918,8 @@ fn read_gateway(
             },
         })
     });
-    let config = match (amqp, url, &identity, &paths, console) {
-        (Some(amqp), Some(url), Some(identity), Some(paths), Some(console)) => {
+    let config = match (amqp, url, &identity, &paths, console, revocation) {
+        (Some(amqp), Some(url), Some(identity), Some(paths), Some(console), Some(revocation)) => {
             Some(GatewayConfig {
                 config_path: config_path.to_path_buf(),
                 base_dir: base.clone(),
@@ -851,6 +933,7 @@ fn read_gateway(
                 paths: paths.clone(),
                 policy: policy_cfg,
                 console,
+                revocation,
             })
         }
         _ => None,

@@ -21,6 +21,7 @@
 //! | `apprec`   | AppRec 1.0/1.1: parse, and build one that mirrors the original's addresses |
 //! | `route`    | **route**: pure decisions per addressed recipient (deliver / E21 / T10 / not for us) |
 //! | `store`    | **commit**: delivery state per message and recipient (redb), group commit, `status` |
+//! | `revocation` | CRLs kept current: fetched from distribution points, dropped into `crls/`, swapped in between messages |
 //! | `setup`    | load and check everything the configuration names (what `check-config` prints, what `serve` needs) |
 //! | `gateway`  | the daemon: per-sender lanes, assessment (pure stages), decide (pure), effects in the order of DESIGN §3, routing log, metrics, `serve`/`replay`/`tail`; crash points (`crash`, real only with the `fault-injection` feature) — its own map in `gateway/mod.rs` |
 //! | `console`  | the HTTP port: `/metrics`, `/health` and the read-only operator console (pages, credentials, redrive) |
@@ -46,6 +47,7 @@ pub mod inspect;
 pub mod msg_type;
 pub mod msghead;
 pub mod register;
+pub mod revocation;
 pub mod route;
 pub mod schemas;
 pub mod setup;

@@ -70,7 +70,10 @@ pub fn load(config_path: &Path) -> Result<Loaded, Vec<String>> {
     } else {
         None
     };
-    let trust = match TrustStore::load(&config.paths.trust_dir) {
+    // The last good CRLs fetched from distribution points (`revocation`) count as well: a restart
+    // without network starts with them.
+    let copies = crate::revocation::copies_dir(&config.paths.state);
+    let trust = match TrustStore::load_with_copies(&config.paths.trust_dir, Some(&copies)) {
         Ok(t) => Some(t),
         Err(e) if config.policy.require_signature => {
             problems.push(format!("trust store: {e}"));
@@ -117,6 +120,18 @@ pub fn load(config_path: &Path) -> Result<Loaded, Vec<String>> {
                 None
             }
         };
+    let mut trust = trust;
+    if let Some(t) = trust.as_mut() {
+        // Party certificates name where their CA publishes its CRL.
+        let ders: Vec<Vec<u8>> = certificates
+            .iter()
+            .filter_map(|c: &InUse| std::fs::read(&c.path).ok())
+            .filter_map(|b| cms::certificates_in(&b).ok())
+            .flatten()
+            .map(|c| c.to_vec())
+            .collect();
+        t.note_issued(ders.iter().map(Vec::as_slice));
+    }
     match (schemas, signer) {
         (Some(schemas), Some(signer)) if problems.is_empty() => Ok(Loaded {
             config,

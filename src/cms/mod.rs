@@ -51,7 +51,9 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 pub use error::{FingerprintError, SignError, TrustError, VerifyError};
 pub use sign::Signer;
-pub use trust::{TrustStore, CACHE_LIMIT, MAX_RSA_BITS, MIN_RSA_BITS};
+pub use trust::{
+    newest_per_issuer, Authority, Crl, TrustStore, CACHE_LIMIT, MAX_RSA_BITS, MIN_RSA_BITS,
+};
 
 use crate::ids::Timestamp;
 use der::Reader;

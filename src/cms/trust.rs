@@ -19,8 +19,8 @@
 //! Cache: a successful check is kept per (signer fingerprint, other certificates in the message)
 //! together with the window in which it stays true: the intersection of the validity of the
 //! certificates in the path and the `nextUpdate` of the CRLs used. Outside that window the full
-//! check runs again (and gives the precise error). CRLs are read at load: a new CRL means a new
-//! `TrustStore`, and so a fresh cache. The cache holds at most [`CACHE_LIMIT`] entries and is
+//! check runs again (and gives the precise error). A new CRL (fetched or dropped into `crls/`,
+//! `crate::revocation`) means a new `TrustStore` ([`TrustStore::with_crls`]), and so a fresh cache. The cache holds at most [`CACHE_LIMIT`] entries and is
 //! emptied when full (a gateway has a few hundred parties, so this is a safety bound, not a policy).
 
 use std::collections::HashMap;
@@ -85,7 +85,128 @@ struct LoadedCrl {
     crl: CertRevocationList<'static>,
     issuer_raw: Vec<u8>,
     issuer: String,
+    this_update: Timestamp,
     next_update: Option<Timestamp>,
+    /// The cRLNumber extension, big-endian without leading zeros (RFC 5280 §5.2.3), if present.
+    number: Option<Vec<u8>>,
+    der: Vec<u8>,
+}
+
+/// One certificate revocation list, parsed; cheap to clone and shared between trust stores.
+#[derive(Clone)]
+pub struct Crl(Arc<LoadedCrl>);
+
+impl std::fmt::Debug for Crl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Crl")
+            .field("issuer", &self.0.issuer)
+            .field("this_update", &rfc3339(&self.0.this_update))
+            .field("next_update", &self.0.next_update.map(|t| rfc3339(&t)))
+            .finish()
+    }
+}
+
+impl Crl {
+    /// Parses a CRL given as DER or PEM (`X509 CRL`). The signature is not checked here
+    /// ([`TrustStore::check_crl`] does that against the issuing CA).
+    pub fn parse(bytes: &[u8]) -> Result<Crl, String> {
+        let der = if bytes.first() == Some(&der::SEQUENCE) {
+            bytes.to_vec()
+        } else {
+            CertificateRevocationListDer::from_pem_slice(bytes)
+                .map_err(|e| format!("neither DER nor PEM X509 CRL: {e}"))?
+                .as_ref()
+                .to_vec()
+        };
+        let (_, parsed) = x509_parser::revocation_list::CertificateRevocationList::from_der(&der)
+            .map_err(|e| format!("not a CRL: {e}"))?;
+        let issuer_raw = parsed.tbs_cert_list.issuer.as_raw().to_vec();
+        let issuer = parsed.issuer().to_string();
+        let this_update = parsed.last_update().to_datetime();
+        let next_update = parsed.next_update().map(|t| t.to_datetime());
+        let number = parsed.crl_number().map(|n| n.to_bytes_be());
+        let crl = OwnedCertRevocationList::from_der(&der)
+            .map_err(|e| format!("CRL not usable: {e:?}"))?;
+        Ok(Crl(Arc::new(LoadedCrl {
+            crl: crl.into(),
+            issuer_raw,
+            issuer,
+            this_update,
+            next_update,
+            number,
+            der,
+        })))
+    }
+
+    /// The issuer's distinguished name, readable.
+    pub fn issuer(&self) -> &str {
+        &self.0.issuer
+    }
+    /// The issuer's distinguished name as encoded (what certificates' issuer fields are compared with).
+    pub fn issuer_raw(&self) -> &[u8] {
+        &self.0.issuer_raw
+    }
+    pub fn this_update(&self) -> Timestamp {
+        self.0.this_update
+    }
+    /// `nextUpdate`: after it the CRL is stale (revocation status unknown, a retryable fault).
+    pub fn next_update(&self) -> Option<Timestamp> {
+        self.0.next_update
+    }
+    /// The CRL as DER (what is written to the last-good copy on disk).
+    pub fn der(&self) -> &[u8] {
+        &self.0.der
+    }
+
+    /// Whether this CRL supersedes `other` from the same issuer: issued later (`thisUpdate`), or
+    /// at the same second with a higher cRLNumber (RFC 5280 §5.2.3: numbers increase).
+    pub fn supersedes(&self, other: &Crl) -> bool {
+        let num = |c: &Crl| {
+            c.0.number.as_ref().map(|n| {
+                let n = &n[n.iter().take_while(|b| **b == 0).count()..];
+                (n.len(), n.to_vec())
+            })
+        };
+        (self.0.this_update, num(self)) > (other.0.this_update, num(other))
+    }
+
+    /// Whether it is past `nextUpdate` at `now` (a CRL without one never turns stale).
+    pub fn is_stale(&self, now: Timestamp) -> bool {
+        self.0.next_update.is_some_and(|n| now >= n)
+    }
+}
+
+/// Keeps, per issuer, the CRL that supersedes the others (a fetched copy, a file dropped into
+/// `crls/` and an older file for the same CA may all be present).
+pub fn newest_per_issuer(crls: impl IntoIterator<Item = Crl>) -> Vec<Crl> {
+    let mut by_issuer: std::collections::BTreeMap<Vec<u8>, Crl> = Default::default();
+    for c in crls {
+        match by_issuer.entry(c.issuer_raw().to_vec()) {
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(c);
+            }
+            std::collections::btree_map::Entry::Occupied(mut o) => {
+                if c.supersedes(o.get()) {
+                    o.insert(c);
+                }
+            }
+        }
+    }
+    by_issuer.into_values().collect()
+}
+
+/// A certificate authority of the trust directory (an anchor or an intermediate) and where the
+/// certificates it trusts say its CRL is published.
+#[derive(Debug, Clone)]
+pub struct Authority {
+    /// Subject distinguished name, readable.
+    pub name: String,
+    /// Subject as encoded (a CRL's issuer must equal it).
+    pub subject_raw: Vec<u8>,
+    /// `http://` CRL distribution points (RFC 5280 §4.2.1.13) named in certificates this CA
+    /// issued — intermediates, party certificates — in the order first seen, without duplicates.
+    pub distribution_points: Vec<String>,
+    der: Vec<u8>,
 }
 
 /// Trust anchors, intermediates and CRLs from a trust directory:
@@ -99,7 +220,8 @@ pub struct TrustStore {
     dir: PathBuf,
     anchors: Vec<TrustAnchor<'static>>,
     intermediates: Vec<CertificateDer<'static>>,
-    crls: Vec<LoadedCrl>,
+    authorities: Vec<Authority>,
+    crls: Vec<Crl>,
     cache: RwLock<HashMap<[u8; 32], Arc<CheckedSigner>>>,
 }
 
@@ -187,33 +309,42 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TrustError> {
     Ok(certs)
 }
 
-fn load_crl(path: &Path) -> Result<LoadedCrl, TrustError> {
+fn load_crl(path: &Path) -> Result<Crl, TrustError> {
     let bytes = read_bounded(path)?;
-    let unreadable = |problem: String| TrustError::Unreadable {
+    Crl::parse(&bytes).map_err(|problem| TrustError::Unreadable {
         path: path.to_owned(),
         problem,
-    };
-    let der = if bytes.first() == Some(&der::SEQUENCE) {
-        bytes
-    } else {
-        CertificateRevocationListDer::from_pem_slice(&bytes)
-            .map_err(|e| unreadable(format!("neither DER nor PEM X509 CRL: {e}")))?
-            .as_ref()
-            .to_vec()
-    };
-    let (_, parsed) = x509_parser::revocation_list::CertificateRevocationList::from_der(&der)
-        .map_err(|e| unreadable(format!("not a CRL: {e}")))?;
-    let issuer_raw = parsed.tbs_cert_list.issuer.as_raw().to_vec();
-    let issuer = parsed.issuer().to_string();
-    let next_update = parsed.next_update().map(|t| t.to_datetime());
-    let crl = OwnedCertRevocationList::from_der(&der)
-        .map_err(|e| unreadable(format!("CRL not usable: {e:?}")))?;
-    Ok(LoadedCrl {
-        crl: crl.into(),
-        issuer_raw,
-        issuer,
-        next_update,
     })
+}
+
+/// The `http://` URIs of a certificate's CRL distribution points (full names only; points with a
+/// cRLIssuer — indirect CRLs, which webpki refuses — are left out).
+pub(crate) fn distribution_points(cert: &X509Certificate<'_>) -> Vec<String> {
+    use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
+    let mut out = Vec::new();
+    for ext in cert.extensions() {
+        let ParsedExtension::CRLDistributionPoints(points) = ext.parsed_extension() else {
+            continue;
+        };
+        for p in points.iter() {
+            if p.crl_issuer.is_some() {
+                continue;
+            }
+            if let Some(DistributionPointName::FullName(names)) = &p.distribution_point {
+                for n in names {
+                    if let GeneralName::URI(uri) = n {
+                        if uri
+                            .get(..7)
+                            .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+                        {
+                            out.push((*uri).to_owned());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Accepts any extended key usage: CMS signing is governed by the key usage bits, which
@@ -335,7 +466,15 @@ impl TrustStore {
     /// read or parsed, or when there is no anchor; a missing `intermediates/` or `crls/` is allowed
     /// at load (a missing CRL then shows up as a retryable error for the chains that need it).
     pub fn load(dir: &Path) -> Result<TrustStore, TrustError> {
+        Self::load_with_copies(dir, None)
+    }
+
+    /// [`TrustStore::load`], plus the last good CRLs fetched from distribution points, kept in
+    /// `copies` (`<state>/crls`): per CA the CRL that supersedes the others is used, wherever it
+    /// came from. Every CRL whose issuer is a CA of the directory must verify against that CA.
+    pub fn load_with_copies(dir: &Path, copies: Option<&Path>) -> Result<TrustStore, TrustError> {
         let mut anchors = Vec::new();
+        let mut ca_certs = Vec::new();
         for path in files_in(&dir.join("anchors"), "pem")? {
             for cert in load_certs(&path)? {
                 let anchor = webpki::anchor_from_trusted_cert(&cert)
@@ -345,6 +484,7 @@ impl TrustStore {
                     })?
                     .to_owned();
                 anchors.push(anchor);
+                ca_certs.push(cert);
             }
         }
         if anchors.is_empty() {
@@ -356,17 +496,118 @@ impl TrustStore {
         for path in files_in(&dir.join("intermediates"), "pem")? {
             intermediates.extend(load_certs(&path)?);
         }
-        let mut crls = Vec::new();
-        for path in files_in(&dir.join("crls"), "crl")? {
-            crls.push(load_crl(&path)?);
-        }
-        Ok(TrustStore {
+        ca_certs.extend(intermediates.iter().cloned());
+        let mut store = TrustStore {
             dir: dir.to_owned(),
             anchors,
             intermediates,
-            crls,
+            authorities: Vec::new(),
+            crls: Vec::new(),
             cache: RwLock::new(HashMap::new()),
-        })
+        };
+        for der in &ca_certs {
+            if let Ok((_, c)) = X509Certificate::from_der(der) {
+                if !store
+                    .authorities
+                    .iter()
+                    .any(|a| a.subject_raw == c.subject().as_raw())
+                {
+                    store.authorities.push(Authority {
+                        name: c.subject().to_string(),
+                        subject_raw: c.subject().as_raw().to_vec(),
+                        distribution_points: Vec::new(),
+                        der: der.to_vec(),
+                    });
+                }
+            }
+        }
+        store.note_issued(ca_certs.iter().map(|c| c.as_ref()));
+        let mut crls = Vec::new();
+        for crl_dir in std::iter::once(dir.join("crls")).chain(copies.map(Path::to_path_buf)) {
+            for path in files_in(&crl_dir, "crl")? {
+                let crl = load_crl(&path)?;
+                store
+                    .check_crl(&crl)
+                    .map_err(|problem| TrustError::Unreadable {
+                        path: path.clone(),
+                        problem,
+                    })?;
+                crls.push(crl);
+            }
+        }
+        store.crls = newest_per_issuer(crls);
+        Ok(store)
+    }
+
+    /// Records the CRL distribution points named in `certs` (DER; the party certificates of the
+    /// register, say) for the CAs that issued them. Unreadable certificates are skipped: they are
+    /// reported where they are loaded.
+    pub fn note_issued<'c>(&mut self, certs: impl IntoIterator<Item = &'c [u8]>) {
+        for der in certs {
+            let Ok((_, c)) = X509Certificate::from_der(der) else {
+                continue;
+            };
+            let points = distribution_points(&c);
+            if let Some(ca) = self
+                .authorities
+                .iter_mut()
+                .find(|a| a.subject_raw == c.issuer().as_raw())
+            {
+                for p in points {
+                    if !ca.distribution_points.contains(&p) {
+                        ca.distribution_points.push(p);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The CAs of the trust directory (anchors first), with their distribution points.
+    pub fn authorities(&self) -> &[Authority] {
+        &self.authorities
+    }
+
+    /// The CRLs in use, one per issuer.
+    pub fn crls(&self) -> &[Crl] {
+        &self.crls
+    }
+
+    /// The CRL in use for the CA with this subject, if any.
+    pub fn crl_of(&self, subject_raw: &[u8]) -> Option<&Crl> {
+        self.crls.iter().find(|c| c.issuer_raw() == subject_raw)
+    }
+
+    /// Checks that `crl` was issued and signed by one of the directory's CAs. A CRL from an issuer
+    /// that is not a CA here is accepted as it is (it can revoke nothing webpki looks at).
+    pub fn check_crl(&self, crl: &Crl) -> Result<(), String> {
+        let Some(ca) = self
+            .authorities
+            .iter()
+            .find(|a| a.subject_raw == crl.issuer_raw())
+        else {
+            return Ok(());
+        };
+        let (_, ca_cert) = X509Certificate::from_der(&ca.der)
+            .map_err(|e| format!("CA certificate of {}: {e}", ca.name))?;
+        let (_, parsed) =
+            x509_parser::revocation_list::CertificateRevocationList::from_der(crl.der())
+                .map_err(|e| format!("not a CRL: {e}"))?;
+        parsed
+            .verify_signature(ca_cert.public_key())
+            .map_err(|e| format!("signature does not verify against CA {}: {e}", ca.name))
+    }
+
+    /// A trust store with the same CAs and `crls` merged into the current ones (per issuer the one
+    /// that supersedes the others), and an empty cache: revocations take effect at once.
+    pub fn with_crls(&self, crls: impl IntoIterator<Item = Crl>) -> TrustStore {
+        TrustStore {
+            dir: self.dir.clone(),
+            anchors: self.anchors.clone(),
+            intermediates: self.intermediates.clone(),
+            authorities: self.authorities.clone(),
+            crls: newest_per_issuer(self.crls.iter().cloned().chain(crls)),
+            cache: RwLock::new(HashMap::new()),
+        }
     }
 
     /// The directory this store was loaded from.
@@ -438,7 +679,7 @@ impl TrustStore {
             return Err(VerifyError::RevocationMissing { subject });
         }
         let crl_refs: Vec<&CertRevocationList<'static>> =
-            self.crls.iter().map(|c| &c.crl).collect();
+            self.crls.iter().map(|c| &c.0.crl).collect();
         let revocation = RevocationOptionsBuilder::new(&crl_refs)
             .map_err(|_| VerifyError::RevocationMissing {
                 subject: subject.clone(),
@@ -484,8 +725,8 @@ impl TrustStore {
             }
         }
         for crl in &self.crls {
-            if issuers.contains(&crl.issuer_raw) {
-                if let Some(next) = crl.next_update {
+            if issuers.contains(&crl.0.issuer_raw) {
+                if let Some(next) = crl.0.next_update {
                     valid_until = valid_until.min(next);
                 }
             }
@@ -529,9 +770,9 @@ impl TrustStore {
                     .crls
                     .iter()
                     .find(|c| {
-                        c.next_update.map(|t| t.unix_timestamp()) == Some(next.unix_timestamp())
+                        c.0.next_update.map(|t| t.unix_timestamp()) == Some(next.unix_timestamp())
                     })
-                    .map(|c| c.issuer.clone())
+                    .map(|c| c.0.issuer.clone())
                     .unwrap_or_else(|| "(unknown issuer)".into());
                 VerifyError::RevocationStale {
                     issuer,

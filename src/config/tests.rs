@@ -474,3 +474,22 @@ fn the_in_flight_byte_budget_defaults_and_is_never_below_the_largest_message() {
     let (_root, path) = tree(&both, GOOD_PARTIES);
     assert!(check(&path).is_ok());
 }
+
+#[test]
+fn revocation_defaults_values_and_problems() {
+    let (_root, path) = tree(GOOD_GATEWAY, GOOD_PARTIES);
+    let (cfg, _) = check(&path).unwrap();
+    assert_eq!(cfg.revocation, super::RevocationConfig::default());
+    let gateway = format!("{GOOD_GATEWAY}\n[revocation]\nfetch = false\nrefresh = \"2s\"\n");
+    let (_root, path) = tree(&gateway, GOOD_PARTIES);
+    let (cfg, _) = check(&path).unwrap();
+    assert!(!cfg.revocation.fetch);
+    assert_eq!(cfg.revocation.refresh, time::Duration::seconds(2));
+    let gateway = format!(
+        "{GOOD_GATEWAY}\n[revocation]\nretry_min = \"10ms\"\nretry_max = \"5ms\"\nwtach = \"1s\"\n"
+    );
+    let (_root, path) = tree(&gateway, GOOD_PARTIES);
+    let problems = check(&path).unwrap_err();
+    let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert!(text.iter().any(|p| p.contains("wtach")), "{text:?}");
+}

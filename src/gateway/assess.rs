@@ -59,7 +59,9 @@ pub mod condition {
     pub const RETRIES_EXHAUSTED: &str = "transport:retries-exhausted";
 }
 
-/// What the gateway needs to know to assess a message: loaded once at startup.
+/// What the gateway needs to know to assess a message: loaded at startup, replaced as a whole
+/// between messages ([`ContextCell`]) when a CRL changes.
+#[derive(Clone)]
 pub struct Context {
     pub schemas: Arc<Schemas>,
     /// `None` only when the configuration allows unsigned traffic and no trust directory is set.
@@ -70,6 +72,57 @@ pub struct Context {
     pub policy: Policy,
     /// The gateway's own HER-id (answers for recipients whose HER-id is unknown).
     pub gateway_her: HerId,
+}
+
+/// The [`Context`] in use: each assessment takes one snapshot ([`ContextCell::load`]), so a
+/// change (a new CRL) takes effect between messages, never in the middle of one.
+pub struct ContextCell {
+    current: std::sync::RwLock<Arc<Context>>,
+    /// Serialises writers, so that two changes made at once are both kept.
+    writer: std::sync::Mutex<()>,
+}
+
+impl ContextCell {
+    pub fn new(ctx: Context) -> ContextCell {
+        ContextCell {
+            current: std::sync::RwLock::new(Arc::new(ctx)),
+            writer: std::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn load(&self) -> Arc<Context> {
+        match self.current.read() {
+            Ok(g) => Arc::clone(&g),
+            Err(p) => Arc::clone(&p.into_inner()),
+        }
+    }
+
+    /// Replaces the context with `derive(current)`, unless it returns `None`.
+    pub fn update(&self, derive: impl FnOnce(&Context) -> Option<Context>) {
+        let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let cur = self.load();
+        if let Some(new) = derive(&cur) {
+            match self.current.write() {
+                Ok(mut g) => *g = Arc::new(new),
+                Err(p) => *p.into_inner() = Arc::new(new),
+            }
+        }
+    }
+}
+
+impl crate::revocation::TrustHolder for ContextCell {
+    fn current(&self) -> Option<Arc<TrustStore>> {
+        self.load().trust.clone()
+    }
+    fn replace(&self, derive: &mut dyn FnMut(&TrustStore) -> Option<TrustStore>) {
+        self.update(|ctx| {
+            let trust = derive(ctx.trust.as_deref()?)?;
+            Some(Context {
+                trust: Some(Arc::new(trust)),
+                ..ctx.clone()
+            })
+        });
+    }
 }
 
 #[derive(Debug, Clone)]

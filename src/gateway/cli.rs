@@ -75,6 +75,18 @@ pub fn settings(config: &GatewayConfig) -> Settings {
     s.metrics_addr = config.paths.http_listen;
     s.apprec_timeout = config.policy.apprec_timeout;
     s.retention = config.policy.retention;
+    let r = &config.revocation;
+    let secs =
+        |d: time::Duration| std::time::Duration::from_millis(d.whole_milliseconds().max(0) as u64);
+    s.revocation = Some(crate::revocation::RevocationSettings {
+        fetch: r.fetch,
+        refresh: secs(r.refresh),
+        retry_min: secs(r.retry_min),
+        retry_max: secs(r.retry_max),
+        timeout: secs(r.timeout),
+        watch: secs(r.watch),
+        copies: crate::revocation::copies_dir(&config.paths.state),
+    });
     s
 }
 

@@ -182,7 +182,7 @@ fn assessment(
             envelope: envelope.as_ref().map_err(String::as_str),
             user_id: user.as_deref(),
         };
-        assess::assess_timed(&input, &job.ctx, now, Some(&job.metrics.stages))
+        assess::assess_timed(&input, &job.ctx.load(), now, Some(&job.metrics.stages))
     })
 }
 

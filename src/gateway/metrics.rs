@@ -59,6 +59,8 @@ pub struct Metrics {
     /// Days until each certificate the hub depends on expires: (what it is, days; negative once
     /// expired). Set by the housekeeping pass (issue 16).
     pub certificate_days: std::sync::Mutex<Vec<(String, i64)>>,
+    /// Per CA: its CRL's nextUpdate, staleness, fetches and failures (`crate::revocation`).
+    pub crls: Arc<crate::revocation::CrlStatus>,
 }
 
 /// A phase of handling a message that is delivered, timed by the wall clock (waiting included).
@@ -371,6 +373,7 @@ impl Metrics {
                 certificate.replace(['\\', '"', '\n'], "_")
             );
         }
+        self.crls.render(&mut s);
         let _ = writeln!(s, "# HELP helsemelding_stage_calls_total Messages that went through each assessment stage.");
         let _ = writeln!(s, "# TYPE helsemelding_stage_calls_total counter");
         for stage in Stage::ALL {

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::assess::Context;
+use super::assess::{Context, ContextCell};
 use super::crash::{CrashAt, CrashPoint};
 use super::decide::Identity;
 use super::keylock::KeyLocks;
@@ -75,6 +75,8 @@ pub struct Settings {
     pub crash_at: Option<CrashAt>,
     /// The certificates the hub depends on: warned about from 30 days before they expire.
     pub certificates: Vec<crate::certs::InUse>,
+    /// Keeping CRLs current (`crate::revocation`); `None`: the CRLs loaded at start only.
+    pub revocation: Option<crate::revocation::RevocationSettings>,
 }
 
 impl Settings {
@@ -95,6 +97,7 @@ impl Settings {
             shutdown_grace: Duration::from_secs(30),
             crash_at: None,
             certificates: Vec::new(),
+            revocation: None,
         }
     }
 }
@@ -120,7 +123,7 @@ pub enum GatewayError {
 
 /// What every part of a running gateway shares.
 pub(super) struct Inner {
-    pub(super) ctx: Context,
+    pub(super) ctx: Arc<ContextCell>,
     pub(super) me: Identity,
     pub(super) store: StoreHandle,
     pub(super) link: SupervisorHandle,
@@ -225,6 +228,19 @@ impl Gateway {
             signer,
             dead_letter: settings.topology.dead_letter.clone(),
         };
+        let ctx = Arc::new(ContextCell::new(ctx));
+        if let Some(r) = settings.revocation.clone() {
+            let clock = clock.clone();
+            background.push(tokio::spawn(
+                crate::revocation::Refresher {
+                    settings: r,
+                    holder: ctx.clone(),
+                    clock: Arc::new(move || clock.now()),
+                    status: metrics.crls.clone(),
+                }
+                .run(),
+            ));
+        }
         let inner = Arc::new(Inner {
             ctx,
             me,

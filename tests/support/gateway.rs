@@ -78,6 +78,21 @@ pub fn schemas() -> PathBuf {
     repo().join("../shared/standards/xsd")
 }
 
+/// Points `config` at another trust directory.
+pub fn set_trust_dir(config: &Path, trust: &Path) {
+    let text = std::fs::read_to_string(config).unwrap();
+    let from = format!(
+        "trust_dir = {:?}",
+        repo().join("fixtures/gateway-pki").display().to_string()
+    );
+    assert!(
+        text.contains(&from),
+        "the scratch configuration names the fixture PKI"
+    );
+    let to = format!("trust_dir = {:?}", trust.display().to_string());
+    std::fs::write(config, text.replace(&from, &to)).unwrap();
+}
+
 pub struct Got {
     pub headers: MessageHeaders,
     pub body: Vec<u8>,
@@ -107,27 +122,29 @@ impl Harness {
         trust_variant: Option<&str>,
         tweak: impl FnOnce(&mut Settings),
     ) -> Harness {
+        Self::start_configured(
+            |_, config| {
+                if let Some(v) = trust_variant {
+                    set_trust_dir(config, &repo().join("fixtures/gateway-pki").join(v));
+                }
+            },
+            tweak,
+        )
+        .await
+    }
+
+    /// A gateway whose scratch configuration (`<dir>/config/gateway.toml`, `<dir>/parties.toml`)
+    /// `edit` changes first.
+    pub async fn start_configured(
+        edit: impl FnOnce(&Path, &Path),
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Harness {
         let vhost = TestVhost::create()
             .await
             .expect("test vhost (is RabbitMQ running?)");
         let dir = tempfile::tempdir().unwrap();
         let config = write_config(dir.path(), vhost.url());
-        if let Some(v) = trust_variant {
-            let text = std::fs::read_to_string(&config).unwrap();
-            let from = format!(
-                "trust_dir = {:?}",
-                repo().join("fixtures/gateway-pki").display().to_string()
-            );
-            let to = format!(
-                "trust_dir = {:?}",
-                repo()
-                    .join("fixtures/gateway-pki")
-                    .join(v)
-                    .display()
-                    .to_string()
-            );
-            std::fs::write(&config, text.replace(&from, &to)).unwrap();
-        }
+        edit(dir.path(), &config);
         let loaded = load(&config).unwrap_or_else(|ps| panic!("config problems: {ps:#?}"));
         let mut s = settings(&loaded.config);
         s.routing_log_stdout = false;

@@ -343,6 +343,7 @@ pub fn headers_for(
         error_condition: None,
         error_description: None,
         original_message_id: None,
+        cpa_id: None,
     })
 }
 

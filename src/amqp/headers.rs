@@ -625,11 +625,14 @@ pub fn error_entry_properties(
     let original_id = original_id
         .map(|m| m.0.clone())
         .or_else(|| original.message_id().as_ref().map(|m| m.to_string()));
-    // An AMQP 1.0 sender's HER-ids become plain headers too, so a redriven dead letter reads the
-    // same whatever the sections say.
-    for (name, v) in [(FROM_HER_ID, from), (TO_HER_ID, to)] {
-        if let (Some(v), false) = (v, t.inner().contains_key(name)) {
-            t.insert(name.into(), AMQPValue::LongString(v.to_string().into()));
+    // An AMQP 1.0 sender's fields become plain headers too, so a redriven dead letter reads as it
+    // came whatever the (replaced) sections say.
+    for name in [FROM_HER_ID, TO_HER_ID, APPLICATION_TIMESTAMP, CPA_ID] {
+        if let (Some(v), false) = (
+            table.and_then(|w| w.inner().get(name)),
+            t.inner().contains_key(name),
+        ) {
+            t.insert(name.into(), v.clone());
         }
     }
     let mut plain = |name: &'static str, v: &str| {
@@ -893,5 +896,210 @@ mod tests {
         );
         assert!(ContentType::parse("application/pkcs7-mime").is_err());
         assert!(ContentType::parse("").is_err());
+    }
+
+    /// Properties as RabbitMQ 3.10's AMQP 1.0 plugin gives them to us for an HN.Msg sender: ids and
+    /// content type mapped, `type = "binary"`, everything else only in the two sections.
+    fn from_amqp10_client(app: &[(&str, String)], subject: &str) -> BasicProperties {
+        let mut t = FieldTable::default();
+        Amqp10Sections {
+            properties: Properties10 {
+                message_id: Some("3f2504e0-4f89-11d3-9a0c-0305e82c3301".into()),
+                subject: Some(subject.into()),
+                ..Properties10::default()
+            },
+            application_properties: app.iter().map(|(k, v)| (hn_name(k), v.clone())).collect(),
+        }
+        .insert_into(&mut t)
+        .unwrap();
+        BasicProperties::default()
+            .with_message_id("3f2504e0-4f89-11d3-9a0c-0305e82c3301".into())
+            .with_content_type("application/pkcs7-mime; smime-type=signed-data".into())
+            .with_type("binary".into())
+            .with_delivery_mode(1)
+            .with_headers(t)
+    }
+
+    fn hn_name(k: &str) -> &'static str {
+        [FROM_HER_ID, TO_HER_ID, APPLICATION_TIMESTAMP, CPA_ID]
+            .into_iter()
+            .find(|n| *n == k)
+            .unwrap()
+    }
+
+    #[test]
+    fn an_amqp10_clients_fields_come_from_its_sections() {
+        let p = from_amqp10_client(
+            &[
+                ("fromHerId", "81234".into()),
+                ("toHerId", "90000".into()),
+                ("applicationTimeStamp", "2026-11-23T15:00:00+01:00".into()),
+                ("cpaId", "c0ffee".into()),
+            ],
+            "DIALOG_FORESPORSEL",
+        );
+        let h = MessageHeaders::from_properties(&p).unwrap();
+        assert_eq!(h.from_her_id, HerId(81234));
+        assert_eq!(h.to_her_id, HerId(90000));
+        assert_eq!(h.msg_type, "DIALOG_FORESPORSEL");
+        assert_eq!(h.application_timestamp, datetime!(2026-11-23 14:00:00 UTC));
+        assert_eq!(h.cpa_id.as_deref(), Some("c0ffee"));
+        // A plain header wins over the section.
+        let mut t = p.headers().clone().unwrap();
+        t.insert(TO_HER_ID.into(), AMQPValue::LongString("81001".into()));
+        let h = MessageHeaders::from_properties(&p.clone().with_headers(t)).unwrap();
+        assert_eq!(h.to_her_id, HerId(81001));
+    }
+
+    #[test]
+    fn hnmsg_timestamp_forms() {
+        for (text, expect) in [
+            ("2026-11-23T14:00:00Z", datetime!(2026-11-23 14:00:00 UTC)),
+            ("2026-11-23T14:00:00", datetime!(2026-11-23 14:00:00 UTC)),
+            (
+                "2026-11-23T14:00:00.25",
+                datetime!(2026-11-23 14:00:00.25 UTC),
+            ),
+            ("11/23/2026 14:00:00", datetime!(2026-11-23 14:00:00 UTC)),
+        ] {
+            assert_eq!(parse_time_text(text), Some(expect), "{text}");
+        }
+        assert_eq!(parse_time_text("23.11.2026 14:00"), None);
+        assert_eq!(
+            hnmsg_timestamp(datetime!(2026-11-23 14:00:00.5 UTC)),
+            "2026-11-23T14:00:00Z"
+        );
+        assert_eq!(
+            hnmsg_receiver_timestamp(datetime!(2026-11-23 15:00:00 +1)),
+            "11/23/2026 14:00:00"
+        );
+    }
+
+    #[test]
+    fn a_section_missing_a_field_or_garbled_is_a_clear_error() {
+        let p = from_amqp10_client(&[("fromHerId", "81234".into())], "DIALOG_FORESPORSEL");
+        assert_eq!(
+            MessageHeaders::from_properties(&p).unwrap_err(),
+            HeaderError::Missing { header: TO_HER_ID }
+        );
+        let mut t = p.headers().clone().unwrap();
+        t.insert(
+            AMQP10_APP_PROPERTIES.into(),
+            AMQPValue::LongString(vec![0x00, 0x53, 0x74, 0xc1, 9].into()),
+        );
+        let e = MessageHeaders::from_properties(&p.clone().with_headers(t)).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                HeaderError::Invalid {
+                    header: AMQP10_APP_PROPERTIES,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        // "binary" is the plugin's marker, never a message function; without a subject it is missing.
+        let bare = p.clone().with_headers(FieldTable::default());
+        assert_eq!(
+            MessageHeaders::from_properties(&bare).unwrap_err(),
+            HeaderError::Missing { header: TYPE }
+        );
+    }
+
+    #[test]
+    fn everything_published_carries_the_amqp10_sections() {
+        let h = sample();
+        let p = h.to_properties().unwrap();
+        let t = p.headers().as_ref().unwrap();
+        let Some(AMQPValue::LongString(b)) = t.inner().get(AMQP10_PROPERTIES) else {
+            panic!("no {AMQP10_PROPERTIES}")
+        };
+        let props = Properties10::decode(b.as_bytes()).unwrap();
+        assert_eq!(props.subject.as_deref(), Some("DIALOG_FORESPORSEL"));
+        assert_eq!(props.message_id.as_deref(), Some(h.message_id.as_str()));
+        let Some(AMQPValue::LongString(b)) = t.inner().get(AMQP10_APP_PROPERTIES) else {
+            panic!("no {AMQP10_APP_PROPERTIES}")
+        };
+        let app = amqp10::decode_application_properties(b.as_bytes()).unwrap();
+        let get = |k: &str| app.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert_eq!(
+            get(FROM_HER_ID),
+            Some(amqp10::Value::String("81234".into()))
+        );
+        assert_eq!(get(TO_HER_ID), Some(amqp10::Value::String("90000".into())));
+        assert_eq!(
+            get(APPLICATION_TIMESTAMP),
+            Some(amqp10::Value::String("2026-11-23T14:00:00Z".into()))
+        );
+        assert_eq!(
+            get(ERROR_CONDITION),
+            Some(amqp10::Value::String(
+                "transport:not-well-formed-xml".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn error_entries_speak_hnmsg() {
+        let original = from_amqp10_client(
+            &[
+                ("fromHerId", "81234".into()),
+                ("toHerId", "90000".into()),
+                ("applicationTimeStamp", "2026-11-23T15:00:00+01:00".into()),
+            ],
+            "DIALOG_FORESPORSEL",
+        );
+        let now = datetime!(2026-11-23 14:05:00 UTC);
+        let p = error_entry_properties(
+            &original,
+            "transport:unknown-receiver",
+            "no such party",
+            None,
+            now,
+        );
+        let t = p.headers().as_ref().unwrap();
+        // Plain headers: the gateway's condition, and the original's HER-ids for a redrive.
+        assert_eq!(
+            text(t, ERROR_CONDITION).unwrap().as_deref(),
+            Some("transport:unknown-receiver")
+        );
+        assert_eq!(text(t, FROM_HER_ID).unwrap().as_deref(), Some("81234"));
+        let Some(AMQPValue::LongString(b)) = t.inner().get(AMQP10_APP_PROPERTIES) else {
+            panic!("no sections")
+        };
+        let app = amqp10::decode_application_properties(b.as_bytes()).unwrap();
+        let get = |k: &str| app.iter().find(|(n, _)| n == k).map(|(_, v)| v.to_string());
+        assert_eq!(get(FROM_HER_ID).as_deref(), Some("90000"));
+        assert_eq!(get(TO_HER_ID).as_deref(), Some("81234"));
+        assert_eq!(
+            get(ERROR_CONDITION).as_deref(),
+            Some("transport:invalid-field-value")
+        );
+        assert_eq!(
+            get(ERROR_CONDITION_DATA).as_deref(),
+            Some("transport:unknown-receiver;")
+        );
+        assert_eq!(
+            get(RECEIVER_TIMESTAMP).as_deref(),
+            Some("11/23/2026 14:05:00")
+        );
+        assert_eq!(
+            get(ORIGINAL_MESSAGE_ID).as_deref(),
+            Some("3f2504e0-4f89-11d3-9a0c-0305e82c3301")
+        );
+        // Still readable as the original (redrive): plain headers first, type from the subject.
+        let h = MessageHeaders::from_properties(&p).unwrap();
+        assert_eq!((h.from_her_id, h.to_her_id), (HerId(81234), HerId(90000)));
+        assert_eq!(h.msg_type, "DIALOG_FORESPORSEL");
+        // The same refusal gets the same entry id.
+        assert_eq!(
+            error_entry_properties(&original, "transport:unknown-receiver", "x", None, now)
+                .headers()
+                .as_ref()
+                .unwrap()
+                .inner()
+                .get(AMQP10_PROPERTIES),
+            t.inner().get(AMQP10_PROPERTIES)
+        );
     }
 }

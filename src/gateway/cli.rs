@@ -75,6 +75,7 @@ pub fn settings(config: &GatewayConfig) -> Settings {
     s.metrics_addr = config.paths.http_listen;
     s.apprec_timeout = config.policy.apprec_timeout;
     s.retention = config.policy.retention;
+    s.topology.hnmsg_exchange = config.amqp.hnmsg_exchange.clone();
     s
 }
 

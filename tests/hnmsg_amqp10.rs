@@ -132,7 +132,8 @@ async fn a_1_0_receiver_sees_an_error_entry_with_hnmsgs_property_list() {
     assert_eq!(m.prop("errorCondition"), "abuse:spoofing-attack");
     assert_eq!(m.prop("errorConditionData"), "abuse:spoofing-attack;");
     assert!(
-        m.prop("errorDescription").contains("not a certificate registered"),
+        m.prop("errorDescription")
+            .contains("not a certificate registered"),
         "{m:?}"
     );
     // MM/dd/yyyy HH:mm:ss
@@ -181,7 +182,13 @@ async fn a_namespace_sender_reaches_the_intake_through_the_hnmsg_exchange() {
     let got = hnmsg::receive(&vhost, &format!("/amq/queue/{NURSING_HOME}_async"), 1);
     assert_eq!(got[0].message_id.as_deref(), Some(id.as_str()));
     assert_eq!(got[0].subject.as_deref(), Some("DIALOG_FORESPORSEL"));
-    assert_eq!(h.gateway.metrics().received.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(
+        h.gateway
+            .metrics()
+            .received
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
 
     // The register loses the nursing home: its routing key no longer reaches the intake.
     let conn = helsemelding::amqp::connect(&h.vhost.settings("test-resync"))

@@ -166,11 +166,6 @@ struct Reader<'a> {
     at: usize,
 }
 
-/// Element counts can never exceed bytes, since every encoding takes at least one byte... except
-/// `null`, `true`, `false`, the zero forms and the empty list in lists/maps: one byte each. In an
-/// array a null/boolean-constant element takes zero bytes, so its count is bounded separately.
-const MAX_ZERO_WIDTH_ELEMENTS: usize = 1 << 16;
-
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], Amqp10Error> {
         let rest = self.bytes.len() - self.at;
@@ -366,7 +361,21 @@ impl<'a> Reader<'a> {
                 let mut ctor = self.u8()?;
                 let mut descriptor = None;
                 if ctor == 0x00 {
-                    descriptor = Some(self.value(depth + 1)?);
+                    // Every element carries a copy of the descriptor: only the small descriptors
+                    // AMQP defines (a ulong code or a symbol) keep that bounded.
+                    let d = self.value(depth + 1)?;
+                    match &d {
+                        Value::Ulong(_) => {}
+                        Value::Symbol(s) if s.len() <= 255 => {}
+                        other => {
+                            return Err(Amqp10Error::WrongType {
+                                field: format!("descriptor of the array at byte {at}"),
+                                found: other.type_name(),
+                                expected: "a ulong or a symbol of at most 255 bytes",
+                            })
+                        }
+                    }
+                    descriptor = Some(d);
                     ctor = self.u8()?;
                 }
                 if ctor == 0x00 {
@@ -375,15 +384,9 @@ impl<'a> Reader<'a> {
                         at: ctor_at,
                     });
                 }
-                // Zero-width elements (null, true, false, the zero forms) are bounded by a constant;
-                // all others take at least one byte each.
-                let zero_width = matches!(ctor, 0x40..=0x45);
-                let bound = if zero_width {
-                    MAX_ZERO_WIDTH_ELEMENTS
-                } else {
-                    size
-                };
-                if count > bound {
+                // Elements of most types take a byte or more each; zero-width ones (null, true,
+                // false, the zero forms) are held to the same bound, so memory follows input size.
+                if count > size {
                     return Err(Amqp10Error::BadCount {
                         what: "array",
                         at,
@@ -959,6 +962,19 @@ mod tests {
         assert!(matches!(
             encode(&Value::Array(vec![Value::Int(1), Value::Long(1)])),
             Err(Amqp10Error::MixedArray(..))
+        ));
+        // 200 nulls claimed in a 2-byte array: refused, as is a large descriptor every element
+        // would copy.
+        assert!(matches!(
+            decode(&[0xe0, 2, 200, 0x40]).unwrap_err(),
+            Amqp10Error::BadCount { .. }
+        ));
+        let mut big = vec![0xf0, 0, 0, 1, 9, 0, 0, 0, 1, 0x00, 0xb0, 0, 0, 0x01, 0x00];
+        big.extend([0u8; 256]);
+        big.push(0x40);
+        assert!(matches!(
+            decode(&big).unwrap_err(),
+            Amqp10Error::WrongType { .. }
         ));
     }
 

@@ -7,7 +7,7 @@ into target/venv).
                       [--prop NAME=VALUE ...] [--content-type T]
       One message as HN.Msg sends it: one data section with the bytes of FILE, string message-id,
       subject = message function, correlation-id = message-id, every application-property a
-      string, no header (so not durable), no user-id; waits for the outcome and prints it
+      string, no header (so not durable), no user-id unless --user-id; waits for the outcome and prints it
       ("accepted"), exit 1 otherwise.
   emulator.py receive --vhost V --address A --count N [--timeout SECONDS]
       Takes N messages with credit 25, accepting each, and prints one JSON object per message:
@@ -45,6 +45,9 @@ def send(a):
     m.reply_to = a.reply_to
     m.properties = props
     m.durable = False
+    if a.user_id:
+        # HN.Msg sets no user-id; the hub's register may require one (amqp_users), see the README.
+        m.user_id = a.user_id.encode()
     conn = connect(a.vhost)
     try:
         conn.create_sender(a.address).send(m, timeout=30)
@@ -102,6 +105,7 @@ def main():
     s.add_argument("--content-type", default="application/pkcs7-mime; smime-type=signed-data")
     s.add_argument("--reply-to", default=None)
     s.add_argument("--prop", action="append", default=[])
+    s.add_argument("--user-id", default=None)
     r = sub.add_parser("receive")
     r.add_argument("--vhost", required=True)
     r.add_argument("--address", required=True)

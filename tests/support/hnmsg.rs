@@ -55,6 +55,10 @@ pub fn send(vhost: &str, address: &str, body: &[u8], h: &MessageHeaders, dir: &s
         &format!("applicationTimeStamp={ts}"),
         "--prop",
         "cpaId=4f6c2b1e-0c1d-4b7a-9d7e-000000000001",
+        // The test parties are registered with amqp_users = ["guest"]; HN.Msg itself sets no
+        // user-id, so its parties must be registered without amqp_users (README).
+        "--user-id",
+        "guest",
     ]
     .iter()
     .map(|s| s.to_string())

@@ -14,7 +14,7 @@ cd "$(dirname "$0")"
 export RUSTC_BOOTSTRAP=1
 SECONDS_EACH="${FUZZ_SECONDS:-10}"
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(xml_reader xsd_validate model_parse cms_verify)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(xml_reader xsd_validate model_parse cms_verify amqp10)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "run-brief: cargo-fuzz is not installed (cargo install cargo-fuzz --locked)" >&2

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=..
-mkdir -p corpus/xml_reader corpus/xsd_validate corpus/model_parse corpus/cms_verify
+mkdir -p corpus/xml_reader corpus/xsd_validate corpus/model_parse corpus/cms_verify corpus/amqp10
 for f in "$ROOT"/fixtures/messages/*/*.xml; do
   n="$(basename "$(dirname "$f")")-$(basename "$f")"
   for t in xml_reader xsd_validate model_parse; do cp -f "$f" "corpus/$t/$n"; done

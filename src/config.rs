@@ -56,6 +56,9 @@ pub struct AmqpConfig {
     /// Bytes of inbound message bodies in flight at once: the gateway stops taking deliveries
     /// rather than growing (never below `policy.max_message_bytes`).
     pub max_inflight_bytes: u64,
+    /// `hnmsg_exchange`: the direct exchange through which Helsenorge.Messaging senders address a
+    /// receiver's queue by namespace (`/exchange/{name}/{herId}_async`); bound to the intake.
+    pub hnmsg_exchange: Option<String>,
 }
 
 impl fmt::Debug for AmqpConfig {
@@ -66,6 +69,7 @@ impl fmt::Debug for AmqpConfig {
             .field("prefetch", &self.prefetch)
             .field("heartbeat", &self.heartbeat)
             .field("max_inflight_bytes", &self.max_inflight_bytes)
+            .field("hnmsg_exchange", &self.hnmsg_exchange)
             .finish()
     }
 }
@@ -350,6 +354,31 @@ struct RawAmqp {
     heartbeat: ConfigDuration,
     #[serde(default = "default_max_inflight_bytes")]
     max_inflight_bytes: u64,
+    #[serde(default)]
+    hnmsg_exchange: Option<String>,
+}
+
+/// Why `name` cannot be the HN.Msg exchange: RabbitMQ's rules for exchange names (at most 255
+/// bytes; `amq.` is reserved), and it must differ from the gateway's own `helsemelding` exchange.
+fn bad_exchange_name(name: &str) -> Option<String> {
+    if name.is_empty() {
+        Some("empty: leave hnmsg_exchange out instead".into())
+    } else if name.len() > 255 {
+        Some(format!("{} bytes, RabbitMQ allows at most 255", name.len()))
+    } else if name.starts_with("amq.") {
+        Some(format!(
+            "{name:?}: names starting with amq. are reserved by RabbitMQ"
+        ))
+    } else if name == crate::amqp::topology::EXCHANGE {
+        Some(format!("{name:?} is the gateway's own intake exchange; use the HN.Msg namespace (the connection string's path, e.g. NHNTestServiceBus)"))
+    } else if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+    {
+        Some(format!("{name:?}: use letters, digits and - _ . : only (it is the last path segment of HN.Msg's connection string)"))
+    } else {
+        None
+    }
 }
 
 fn default_max_inflight_bytes() -> u64 {
@@ -849,6 +878,13 @@ fn read_gateway(
         }
     }
     if let Some(a) = amqp.as_ref() {
+        if let Some(why) = a.hnmsg_exchange.as_deref().and_then(bad_exchange_name) {
+            r.push(
+                line("amqp.hnmsg_exchange"),
+                Some("amqp.hnmsg_exchange".into()),
+                ProblemKind::BadValue(why),
+            );
+        }
         if a.max_inflight_bytes < policy_cfg.max_message_bytes {
             r.push(
                 line("amqp.max_inflight_bytes"),
@@ -928,6 +964,7 @@ fn read_gateway(
                     prefetch: amqp.prefetch,
                     heartbeat: amqp.heartbeat.0,
                     max_inflight_bytes: amqp.max_inflight_bytes,
+                    hnmsg_exchange: amqp.hnmsg_exchange.clone(),
                 },
                 gateway: identity.clone(),
                 paths: paths.clone(),

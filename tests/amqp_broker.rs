@@ -24,6 +24,7 @@ fn headers(n: u32) -> MessageHeaders {
         error_condition: None,
         error_description: None,
         original_message_id: None,
+        cpa_id: None,
     }
 }
 

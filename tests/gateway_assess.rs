@@ -39,6 +39,7 @@ fn headers(from: u32, to: u32, content_type: ContentType) -> MessageHeaders {
         error_condition: None,
         error_description: None,
         original_message_id: None,
+        cpa_id: None,
     }
 }
 

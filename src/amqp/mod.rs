@@ -7,6 +7,7 @@
 //! | `error`       | [`AmqpError`] / [`PublishError`]: transient (retry) or configuration (fix) |
 //! | `topology`    | exchange `helsemelding`, `gateway_inbound`, `gateway_dead_letter`, `{her}_async`, `{her}_error` |
 //! | `headers`     | [`MessageHeaders`] ↔ AMQP properties and header table |
+//! | `amqp10`      | the AMQP 1.0 type system: the `x-amqp-1.0-*` sections of 1.0 clients (Helsenorge.Messaging) |
 //! | `publisher`   | [`Publisher::publish`]: mandatory, persistent, awaited confirm; pipelined |
 //! | `consumer`    | [`Consumer`] / [`Delivery`]: manual ack, prefetch, [`Settlement`] of each ack |
 //! | `budget`      | [`ByteBudget`]: in-flight bytes held by deliveries; the count window fitted to it |
@@ -18,6 +19,7 @@
 //! which includes the body. Whoever installs the tracing subscriber must add
 //! [`LAPIN_LOG_DIRECTIVE`] so message content never reaches a log.
 
+pub mod amqp10;
 pub mod budget;
 pub mod connection;
 pub mod consumer;

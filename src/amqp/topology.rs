@@ -2,7 +2,9 @@
 //!
 //! Input: an open channel and the parties' HER-ids. Output: the broker holds exchange
 //! `helsemelding` (direct, durable), `gateway_inbound` (quorum, delivery limit, dead-lettering to
-//! `gateway_dead_letter`), `gateway_dead_letter`, and `{herId}_async` / `{herId}_error` per party.
+//! `gateway_dead_letter`), `gateway_dead_letter`, and `{herId}_async` / `{herId}_error` per party;
+//! with `hnmsg_exchange` set, that direct exchange with each party's `{herId}_async` bound to the
+//! intake (Helsenorge.Messaging senders address the receiver's queue through it).
 //! Failure: an existing queue with other arguments is [`AmqpError::QueueArgumentMismatch`] naming
 //! queue and argument (a configuration fault: never delete and recreate a queue that may hold
 //! patient messages). The broker closes the channel after a failed declare.
@@ -40,6 +42,10 @@ pub struct Topology {
     /// Deliveries of one inbound message before the broker dead-letters it (poison protection:
     /// a message that crashes the gateway cannot loop forever).
     pub delivery_limit: i64,
+    /// Helsenorge.Messaging addressing (DESIGN §1): a direct exchange named like the senders'
+    /// namespace, with every party's `{herId}_async` routing key bound to the intake, so a sender
+    /// addressing `/exchange/{name}/{herId}_async` goes through the gateway. `None`: not declared.
+    pub hnmsg_exchange: Option<String>,
 }
 
 impl Default for Topology {
@@ -49,6 +55,7 @@ impl Default for Topology {
             inbound: INBOUND_QUEUE.into(),
             dead_letter: DEAD_LETTER_QUEUE.into(),
             delivery_limit: 20,
+            hnmsg_exchange: None,
         }
     }
 }
@@ -143,7 +150,60 @@ impl Topology {
             )
             .await
             .map_err(|e| AmqpError::classify("queue.bind", "", "", e))?;
-        self.ensure_party_queues(channel, parties).await
+        self.ensure_party_queues(channel, parties).await?;
+        self.sync_hnmsg_bindings(channel, &[], parties).await
+    }
+
+    /// Makes the HN.Msg exchange's bindings follow the register: declares the exchange (durable,
+    /// direct), binds `{herId}_async` of every party in `current` to the intake and unbinds those
+    /// of parties in `previous` that are no longer in `current`. Idempotent; a no-op without
+    /// [`hnmsg_exchange`](Self::hnmsg_exchange). Called at start with no `previous`; whoever
+    /// reloads the register calls it with the old and the new party list.
+    pub async fn sync_hnmsg_bindings(
+        &self,
+        channel: &Channel,
+        previous: &[HerId],
+        current: &[HerId],
+    ) -> Result<(), AmqpError> {
+        let Some(exchange) = self.hnmsg_exchange.as_deref() else {
+            return Ok(());
+        };
+        channel
+            .exchange_declare(
+                exchange.into(),
+                ExchangeKind::Direct,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| AmqpError::classify("exchange.declare", "", "", e))?;
+        for her in current {
+            channel
+                .queue_bind(
+                    self.inbound.as_str().into(),
+                    exchange.into(),
+                    async_queue(*her).as_str().into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| AmqpError::classify("queue.bind", "", "", e))?;
+        }
+        for her in previous.iter().filter(|h| !current.contains(h)) {
+            channel
+                .queue_unbind(
+                    self.inbound.as_str().into(),
+                    exchange.into(),
+                    async_queue(*her).as_str().into(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| AmqpError::classify("queue.unbind", "", "", e))?;
+        }
+        Ok(())
     }
 
     /// Declare `{herId}_async` and `{herId}_error` for each party (e.g. after the register grew).

@@ -493,3 +493,43 @@ fn revocation_defaults_values_and_problems() {
     let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
     assert!(text.iter().any(|p| p.contains("wtach")), "{text:?}");
 }
+
+#[test]
+fn the_hnmsg_exchange_is_optional_and_must_be_a_usable_name() {
+    let (_root, path) = tree(GOOD_GATEWAY, GOOD_PARTIES);
+    assert_eq!(check(&path).unwrap().0.amqp.hnmsg_exchange, None);
+
+    let set = GOOD_GATEWAY.replace(
+        "[gateway]",
+        "hnmsg_exchange = \"NHNTestServiceBus\"\n\n[gateway]",
+    );
+    let (_root, path) = tree(&set, GOOD_PARTIES);
+    assert_eq!(
+        check(&path).unwrap().0.amqp.hnmsg_exchange.as_deref(),
+        Some("NHNTestServiceBus")
+    );
+
+    for (bad, says) in [
+        ("", "empty"),
+        ("amq.direct", "reserved"),
+        ("helsemelding", "own intake exchange"),
+        ("a b", "letters, digits"),
+    ] {
+        let set = GOOD_GATEWAY.replace(
+            "[gateway]",
+            &format!("hnmsg_exchange = {bad:?}\n\n[gateway]"),
+        );
+        let (_root, path) = tree(&set, GOOD_PARTIES);
+        let problems = check(&path).unwrap_err();
+        assert_eq!(
+            keys(&problems),
+            vec![(Some(5), "amqp.hnmsg_exchange".to_string())],
+            "{bad:?}"
+        );
+        assert!(
+            problems[0].to_string().contains(says),
+            "{bad:?}: {}",
+            problems[0]
+        );
+    }
+}

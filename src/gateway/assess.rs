@@ -153,6 +153,8 @@ pub struct Envelope {
     pub message_id: MsgId,
     pub application_timestamp: Timestamp,
     pub packaging: Packaging,
+    /// Helsenorge.Messaging's collaboration-agreement id, carried to the recipients.
+    pub cpa_id: Option<String>,
 }
 
 impl Envelope {

@@ -87,6 +87,7 @@ pub fn settings(config: &GatewayConfig) -> Settings {
         watch: secs(r.watch),
         copies: crate::revocation::copies_dir(&config.paths.state),
     });
+    s.topology.hnmsg_exchange = config.amqp.hnmsg_exchange.clone();
     s
 }
 
@@ -355,6 +356,7 @@ pub fn headers_for(
         error_condition: None,
         error_description: None,
         original_message_id: None,
+        cpa_id: None,
     })
 }
 

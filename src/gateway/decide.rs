@@ -228,13 +228,16 @@ fn message(p: MessagePlan, stored: Option<MessageRecord>, me: &Identity, now: Ti
             (RecipientPlan::Deliver { her, .. }, DeliveryState::Routed) => sends.push(Send {
                 kind: SendKind::Copy,
                 queue: async_queue(*her),
-                properties: headers(
-                    (p.sender, *her),
-                    &p.msg_type,
-                    &p.msg_id,
-                    p.envelope.application_timestamp,
-                    content_type(p.envelope.packaging),
-                    None,
+                properties: with_cpa_id(
+                    headers(
+                        (p.sender, *her),
+                        &p.msg_type,
+                        &p.msg_id,
+                        p.envelope.application_timestamp,
+                        content_type(p.envelope.packaging),
+                        None,
+                    ),
+                    &p.envelope.cpa_id,
                 ),
                 body: Body::Original,
                 confirmed: vec![Change::Apply(transition(&p, i, Event::Delivered, now))],
@@ -482,7 +485,16 @@ fn headers(
         error_condition: None,
         error_description: None,
         original_message_id: answers.cloned(),
+        cpa_id: None,
     })
+}
+
+/// A copy carries the sender's `cpaId` on (the recipient's HN.Msg looks its agreement up by it).
+fn with_cpa_id(mut props: Properties, cpa_id: &Option<String>) -> Properties {
+    if let Properties::Headers(h) = &mut props {
+        h.cpa_id.clone_from(cpa_id);
+    }
+    props
 }
 
 fn content_type(p: Packaging) -> ContentType {

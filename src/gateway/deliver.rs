@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::types::AMQPValue;
 use lapin::BasicProperties;
 use tracing::{error, warn};
 
@@ -27,8 +27,10 @@ use super::metrics::Phase;
 use super::routing_log::{Decision, MessageRef, Outcome};
 use super::server::Inner;
 use crate::amqp::consumer::Delivery;
+use crate::amqp::headers::error_entry_properties;
 use crate::amqp::publisher::Route;
 use crate::amqp::supervisor::Backoff;
+use crate::ids::Timestamp;
 use crate::store::Recorded;
 use std::sync::Arc;
 
@@ -92,8 +94,9 @@ pub(super) async fn publish(
     if sends.iter().any(|s| s.kind != SendKind::ErrorEntry) {
         inner.crash_point(CrashPoint::RecordPublish);
     }
+    let now = inner.clock.now();
     let results = join_all(sends.iter().map(|s| {
-        let props = properties(s, &delivery);
+        let props = properties(s, &delivery, now);
         let body = match &s.body {
             Body::Original => delivery.body().as_ref(),
             Body::Issued(b) => b.as_slice(),
@@ -233,8 +236,9 @@ pub(super) async fn refuse_then_settle(
     r: &Refusal,
     started: Instant,
 ) {
-    let send = decide::refusal(r, &inner.me, inner.clock.now());
-    let props = properties(&send, &delivery);
+    let now = inner.clock.now();
+    let send = decide::refusal(r, &inner.me, now);
+    let props = properties(&send, &delivery, now);
     match inner
         .publish(
             delivery.generation(),
@@ -379,7 +383,7 @@ impl Inner {
 }
 
 /// The AMQP properties of a send.
-fn properties(send: &Send, delivery: &Delivery) -> BasicProperties {
+fn properties(send: &Send, delivery: &Delivery, now: Timestamp) -> BasicProperties {
     match &send.properties {
         Properties::Headers(h) => h.to_properties().unwrap_or_else(|e| {
             // Our own headers are built from checked values; fall back to the bare minimum.
@@ -390,38 +394,12 @@ fn properties(send: &Send, delivery: &Delivery) -> BasicProperties {
             condition,
             description,
             original,
-        } => with_error(
-            delivery.properties().clone(),
+        } => error_entry_properties(
+            delivery.properties(),
             condition,
             description,
             original.as_ref(),
+            now,
         ),
     }
-}
-
-/// The original properties plus `errorCondition`, `errorDescription`, `originalMessageId`.
-fn with_error(
-    props: BasicProperties,
-    condition: &str,
-    description: &str,
-    original: Option<&crate::ids::MsgId>,
-) -> BasicProperties {
-    let mut t: FieldTable = props.headers().clone().unwrap_or_default();
-    t.insert(
-        "errorCondition".into(),
-        AMQPValue::LongString(condition.into()),
-    );
-    // Descriptions are the gateway's own texts; bounded so a header never grows without limit.
-    let d: String = description.chars().take(1000).collect();
-    t.insert(
-        "errorDescription".into(),
-        AMQPValue::LongString(d.as_str().into()),
-    );
-    if let Some(o) = original {
-        t.insert(
-            "originalMessageId".into(),
-            AMQPValue::LongString(o.as_str().into()),
-        );
-    }
-    props.with_headers(t).with_delivery_mode(2)
 }

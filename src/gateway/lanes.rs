@@ -50,6 +50,7 @@ impl From<&MessageHeaders> for Envelope {
                 ContentType::SignedCms => Packaging::Signed,
                 ContentType::Xml => Packaging::Plain,
             },
+            cpa_id: h.cpa_id.clone(),
         }
     }
 }

@@ -234,13 +234,9 @@ impl Harness {
         self.send_bytes(xml.as_bytes(), key_stem, o, tamper).await
     }
 
-    async fn send_bytes(
-        &self,
-        xml: &[u8],
-        key_stem: &str,
-        o: &Overrides,
-        tamper: Tamper<'_>,
-    ) -> MessageHeaders {
+    /// The headers an EHR would send `xml` with and the envelope signed with `key_stem`'s key
+    /// (relative to fixtures/gateway-pki), without sending it.
+    pub fn sign(xml: &[u8], key_stem: &str, o: &Overrides) -> (MessageHeaders, Vec<u8>) {
         let pki = repo().join("fixtures/gateway-pki");
         let signer = Signer::from_pem_files(
             &pki.join(format!("{key_stem}.key")),
@@ -249,7 +245,18 @@ impl Harness {
         .expect("signer");
         let now = time::OffsetDateTime::now_utc();
         let headers = headers_for("test", xml, o, true, now).expect("headers");
-        let mut body = signer.sign(xml, now).expect("sign");
+        let body = signer.sign(xml, now).expect("sign");
+        (headers, body)
+    }
+
+    async fn send_bytes(
+        &self,
+        xml: &[u8],
+        key_stem: &str,
+        o: &Overrides,
+        tamper: Tamper<'_>,
+    ) -> MessageHeaders {
+        let (headers, mut body) = Self::sign(xml, key_stem, o);
         if let Some(t) = tamper {
             t(&mut body);
         }

@@ -4,6 +4,7 @@
 //! - [`crl`]: a CA publishing its CRLs over HTTP on 127.0.0.1 (crl_refresh.rs);
 //! - [`gateway`]: a gateway in its own vhost and state directory, a signing sender, readers for
 //!   the parties' queues (gateway_*.rs, hostile.rs);
+//! - [`hnmsg`]: the Helsenorge.Messaging emulator, an AMQP 1.0 client (hnmsg_amqp10.rs);
 //! - [`xsd`]: libxml2's verdicts (`../shared/tools/xsd-oracle`) and the differential comparison
 //!   with ours (xsd_*.rs, model_*.rs);
 //! - [`model`]: corpus files for the message-model tests (model_*.rs);
@@ -15,6 +16,7 @@
 
 pub mod crl;
 pub mod gateway;
+pub mod hnmsg;
 pub mod model;
 pub mod store;
 pub mod xsd;

@@ -259,6 +259,7 @@ pub fn sign_many(
             error_condition: None,
             error_description: None,
             original_message_id: None,
+            cpa_id: None,
         };
         Ok(Signed {
             kind,

@@ -125,31 +125,12 @@ impl Topology {
 
     /// Declare exchange, intake, dead-letter queue and every party's queues. Idempotent.
     pub async fn declare(&self, channel: &Channel, parties: &[HerId]) -> Result<(), AmqpError> {
-        channel
-            .exchange_declare(
-                self.exchange.as_str().into(),
-                ExchangeKind::Direct,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..ExchangeDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| AmqpError::classify("exchange.declare", "", "", e))?;
+        declare_direct_exchange(channel, &self.exchange).await?;
         // Dead-letter target first, so the intake never points at a missing queue.
         declare_quorum_queue(channel, &self.dead_letter, FieldTable::default()).await?;
         declare_quorum_queue(channel, &self.inbound, self.inbound_arguments()).await?;
-        channel
-            .queue_bind(
-                self.inbound.as_str().into(),
-                self.exchange.as_str().into(),
-                self.inbound.as_str().into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| AmqpError::classify("queue.bind", "", "", e))?;
+        self.bind_intake(channel, &self.exchange, &self.inbound)
+            .await?;
         self.ensure_party_queues(channel, parties).await?;
         self.sync_hnmsg_bindings(channel, &[], parties).await
     }
@@ -168,29 +149,10 @@ impl Topology {
         let Some(exchange) = self.hnmsg_exchange.as_deref() else {
             return Ok(());
         };
-        channel
-            .exchange_declare(
-                exchange.into(),
-                ExchangeKind::Direct,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..ExchangeDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| AmqpError::classify("exchange.declare", "", "", e))?;
+        declare_direct_exchange(channel, exchange).await?;
         for her in current {
-            channel
-                .queue_bind(
-                    self.inbound.as_str().into(),
-                    exchange.into(),
-                    async_queue(*her).as_str().into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(|e| AmqpError::classify("queue.bind", "", "", e))?;
+            self.bind_intake(channel, exchange, &async_queue(*her))
+                .await?;
         }
         for her in previous.iter().filter(|h| !current.contains(h)) {
             channel
@@ -206,6 +168,26 @@ impl Topology {
         Ok(())
     }
 
+    /// Binds the intake to `exchange` with `routing_key`.
+    async fn bind_intake(
+        &self,
+        channel: &Channel,
+        exchange: &str,
+        routing_key: &str,
+    ) -> Result<(), AmqpError> {
+        channel
+            .queue_bind(
+                self.inbound.as_str().into(),
+                exchange.into(),
+                routing_key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| AmqpError::classify("queue.bind", "", "", e))
+            .map(|_| ())
+    }
+
     /// Declare `{herId}_async` and `{herId}_error` for each party (e.g. after the register grew).
     pub async fn ensure_party_queues(
         &self,
@@ -218,4 +200,20 @@ impl Topology {
         }
         Ok(())
     }
+}
+
+/// Declares a durable direct exchange (idempotent).
+async fn declare_direct_exchange(channel: &Channel, name: &str) -> Result<(), AmqpError> {
+    channel
+        .exchange_declare(
+            name.into(),
+            ExchangeKind::Direct,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| AmqpError::classify("exchange.declare", "", "", e))
 }

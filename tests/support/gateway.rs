@@ -427,7 +427,11 @@ impl Harness {
             .fetch_add(d.as_secs() as i64, Ordering::Relaxed);
     }
 
+    /// One housekeeping pass over settled state: every delivery received so far has reached its
+    /// safe point (step 4 committed, then acked) first, so a sweep never races a commit — a
+    /// receiver can take a copy before the gateway records it `Delivered`.
     pub async fn housekeep(&self) {
+        self.settle().await;
         self.gateway.housekeep_now().await;
     }
 

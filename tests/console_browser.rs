@@ -306,7 +306,10 @@ fn write_config(dir: &Path, url: &str, listen: &str, extra_console: &str) -> Pat
     let text = std::fs::read_to_string(&path).unwrap();
     let text = text.replace("http_listen = \"\"", &format!("http_listen = {listen:?}"));
     // Keys for [console] go right under its header, wherever the section sits in the file.
-    assert!(text.contains("\n[console]\n"), "the shipped config has a [console] section");
+    assert!(
+        text.contains("\n[console]\n"),
+        "the shipped config has a [console] section"
+    );
     let text = text.replacen("\n[console]\n", &format!("\n[console]\n{extra_console}"), 1);
     std::fs::write(&path, text).unwrap();
     path

@@ -568,69 +568,38 @@ fn parse_date_time(v: &str, kind: DtKind) -> bool {
             Some(r) => r,
             None => return false,
         },
-        DtKind::GYear => match parse_year(v) {
-            Some((_, r)) => r,
-            None => return false,
-        },
-        DtKind::GYearMonth => {
-            let Some((_, r)) = parse_year(v) else {
-                return false;
-            };
-            let Some(r) = r.strip_prefix('-') else {
-                return false;
-            };
-            let Some((mo, r)) = digits(r, 2) else {
-                return false;
-            };
-            if !(1..=12).contains(&mo) {
-                return false;
+        DtKind::GYear | DtKind::GYearMonth | DtKind::GMonth | DtKind::GDay | DtKind::GMonthDay => {
+            match gregorian(v, kind) {
+                Some(r) => r,
+                None => return false,
             }
-            r
-        }
-        DtKind::GMonth => {
-            let Some(r) = v.strip_prefix("--") else {
-                return false;
-            };
-            let Some((mo, r)) = digits(r, 2) else {
-                return false;
-            };
-            if !(1..=12).contains(&mo) {
-                return false;
-            }
-            r
-        }
-        DtKind::GDay => {
-            let Some(r) = v.strip_prefix("---") else {
-                return false;
-            };
-            let Some((d, r)) = digits(r, 2) else {
-                return false;
-            };
-            if !(1..=31).contains(&d) {
-                return false;
-            }
-            r
-        }
-        DtKind::GMonthDay => {
-            let Some(r) = v.strip_prefix("--") else {
-                return false;
-            };
-            let Some((mo, r)) = digits(r, 2) else {
-                return false;
-            };
-            let Some(r) = r.strip_prefix('-') else {
-                return false;
-            };
-            let Some((d, r)) = digits(r, 2) else {
-                return false;
-            };
-            if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(2000, mo) {
-                return false;
-            }
-            r
         }
     };
     parse_tz(rest)
+}
+
+/// gYear, gYearMonth, gMonth, gDay, gMonthDay (§3.2.9–3.2.13): what is left after the date part
+/// (the time zone), or None when the date part is not one.
+fn gregorian(v: &str, kind: DtKind) -> Option<&str> {
+    fn month(s: &str) -> Option<(u32, &str)> {
+        digits(s, 2).filter(|(mo, _)| (1..=12).contains(mo))
+    }
+    match kind {
+        DtKind::GYear => parse_year(v).map(|(_, r)| r),
+        DtKind::GYearMonth => month(parse_year(v)?.1.strip_prefix('-')?).map(|(_, r)| r),
+        DtKind::GMonth => month(v.strip_prefix("--")?).map(|(_, r)| r),
+        DtKind::GDay => {
+            let (d, r) = digits(v.strip_prefix("---")?, 2)?;
+            (1..=31).contains(&d).then_some(r)
+        }
+        DtKind::GMonthDay => {
+            let (mo, r) = month(v.strip_prefix("--")?)?;
+            let (d, r) = digits(r.strip_prefix('-')?, 2)?;
+            // A leap year, so --02-29 is allowed (§3.2.12).
+            (1..=days_in_month(2000, mo)).contains(&d).then_some(r)
+        }
+        DtKind::Date | DtKind::DateTime | DtKind::Time => None,
+    }
 }
 
 fn is_duration(v: &str) -> bool {
@@ -1059,6 +1028,42 @@ impl Facets {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The gregorian types, each case as libxml2 (xmllint --schema) judges it.
+    #[test]
+    fn gregorian_parts_agree_with_libxml2() {
+        let cases: [(Builtin, &[&str], &[&str]); 5] = [
+            (Builtin::GYear, &["2024", "2024Z"], &["24", "2024-"]),
+            (
+                Builtin::GYearMonth,
+                &["2024-12"],
+                &["2024-13", "2024-00+01:00"],
+            ),
+            (
+                Builtin::GMonth,
+                &["--12", "--12Z"],
+                &["--13", "--00", "-12"],
+            ),
+            (
+                Builtin::GDay,
+                &["---31", "---01-05:00"],
+                &["---32", "---00", "--01"],
+            ),
+            (
+                Builtin::GMonthDay,
+                &["--02-29", "--12-31Z"],
+                &["--02-30", "--04-31", "--13-01", "--1-01"],
+            ),
+        ];
+        for (t, good, bad) in cases {
+            for v in good {
+                assert!(t.check(v).is_ok(), "{v} is a valid {}", t.name());
+            }
+            for v in bad {
+                assert!(t.check(v).is_err(), "{v} is not a valid {}", t.name());
+            }
+        }
+    }
 
     #[test]
     fn dates_follow_the_lexical_rules_exactly() {

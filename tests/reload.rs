@@ -6,6 +6,8 @@
 //! - a broken register (a syntax error; a duplicate HER-id with an unreadable certificate) is
 //!   refused with every problem at `file:line`, the metrics say so, and the old register keeps
 //!   routing; the fixed register is then taken;
+//! - with `hnmsg_exchange`, a party added gets its HN.Msg binding and a party removed loses it,
+//!   while its queues stay (they may hold messages);
 //! - `helsemelding serve` holds a pid file, `helsemelding reload` sends it SIGHUP (the outcome and
 //!   every problem in the gateway's log), a second gateway on the same state directory is refused,
 //!   and without a running gateway `reload` says so (no pid file, stale pid file).
@@ -38,6 +40,16 @@ fn without_party(text: &str, her: HerId) -> String {
         .collect();
     assert_eq!(kept.len() + 1, entries.len(), "one entry for {her}");
     kept.join("[[party]]")
+}
+
+/// The shipped register as the scratch configuration has it (certificate paths made absolute).
+fn shipped_register() -> String {
+    std::fs::read_to_string(support::repo().join("config/parties.toml"))
+        .unwrap()
+        .replace(
+            "\"fixtures/",
+            &format!("\"{}/fixtures/", support::repo().display()),
+        )
 }
 
 /// 1-based line of the first `needle` in `text`.
@@ -91,12 +103,7 @@ async fn a_reload_adds_a_party_whose_messages_are_then_delivered_to_its_new_queu
     );
 
     // The operator adds the party and reloads.
-    let full = std::fs::read_to_string(support::repo().join("config/parties.toml"))
-        .unwrap()
-        .replace(
-            "\"fixtures/",
-            &format!("\"{}/fixtures/", support::repo().display()),
-        );
+    let full = shipped_register();
     std::fs::write(&parties, full).unwrap();
     let r = h.gateway.reload(&config).await.expect("reload applied");
     assert_eq!(r.added, [NURSING_HOME]);
@@ -114,8 +121,12 @@ async fn a_reload_adds_a_party_whose_messages_are_then_delivered_to_its_new_queu
     let m = h.gateway.metrics();
     assert!(m.reload.last_ok.load(Ordering::Relaxed));
     assert_eq!(m.reload.attempts.load(Ordering::Relaxed), 1);
-    assert!(m.render().contains("\nhelsemelding_reload_last_success 1\n"));
-    assert!(m.render().contains("\nhelsemelding_reload_failures_total 0\n"));
+    assert!(m
+        .render()
+        .contains("\nhelsemelding_reload_last_success 1\n"));
+    assert!(m
+        .render()
+        .contains("\nhelsemelding_reload_failures_total 0\n"));
     h.stop().await;
 }
 
@@ -141,8 +152,12 @@ async fn a_broken_register_is_refused_with_every_problem_and_the_old_one_keeps_r
     );
     let m = h.gateway.metrics();
     assert!(!m.reload.last_ok.load(Ordering::Relaxed));
-    assert!(m.render().contains("\nhelsemelding_reload_last_success 0\n"));
-    assert!(m.render().contains("\nhelsemelding_reload_failures_total 1\n"));
+    assert!(m
+        .render()
+        .contains("\nhelsemelding_reload_last_success 0\n"));
+    assert!(m
+        .render()
+        .contains("\nhelsemelding_reload_failures_total 1\n"));
     assert!(m.reload.last_at.load(Ordering::Relaxed) > 0);
 
     // The register in use is the old one: the nursing home still gets its messages.
@@ -165,8 +180,9 @@ async fn a_broken_register_is_refused_with_every_problem_and_the_old_one_keeps_r
         f.problems
     );
     assert!(
-        f.problems.iter().any(|p| p.starts_with(&at(cert_line))
-            && p.contains("/nonexistent/reload-test.pem")),
+        f.problems
+            .iter()
+            .any(|p| p.starts_with(&at(cert_line)) && p.contains("/nonexistent/reload-test.pem")),
         "{:#?}",
         f.problems
     );
@@ -242,20 +258,99 @@ async fn the_reload_command_signals_the_running_gateway_and_says_when_there_is_n
     assert!(log.contains("/nonexistent/reload-test.pem"), "{log}");
     assert_eq!(vhost.queue_len("81002_async").await.unwrap(), None);
 
-    // Fixed, with home care added: its queues are declared and the change logged.
+    // Fixed, with home care added: its queues are declared and the change logged. A setting only
+    // a restart applies is named, and its running value stays.
     std::fs::write(&parties, &good).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("\nprefetch = 256\n"));
+    std::fs::write(
+        &config,
+        text.replace("\nprefetch = 256\n", "\nprefetch = 16\n"),
+    )
+    .unwrap();
     assert!(helsemelding(&["reload"], &config).status.success());
     serve
         .wait_for_log("configuration reloaded: parties added: 81002", 1)
+        .await;
+    serve
+        .wait_for_log(
+            "changed, but only a restart applies them (the running values stay): amqp.prefetch",
+            1,
+        )
         .await;
     serve.wait_for_queue(&vhost, "81002_async").await;
     assert_eq!(vhost.queue_len("81002_error").await.unwrap(), Some(0));
 
     assert_eq!(serve.stop(), Some(0), "clean stop");
-    assert!(!pid_file.exists(), "the pid file is removed at a clean stop");
+    assert!(
+        !pid_file.exists(),
+        "the pid file is removed at a clean stop"
+    );
     reload_refused(&config, "no pid file at");
     // Left behind by a gateway that died: no process has this pid (above the kernel's pid_max).
     std::fs::write(&pid_file, "2147483632\n").unwrap();
-    reload_refused(&config, "names process 2147483632, which is not a running gateway");
+    reload_refused(
+        &config,
+        "names process 2147483632, which is not a running gateway",
+    );
     let _ = vhost.delete().await;
+}
+
+/// Publishes to the HN.Msg exchange with `routing_key`, mandatory: `false` when nothing is bound.
+async fn routed(publisher: &helsemelding::amqp::Publisher, routing_key: &str) -> bool {
+    publisher
+        .publish_with_properties(
+            helsemelding::amqp::Route::Exchange {
+                exchange: "NHNTestServiceBus",
+                routing_key,
+            },
+            lapin::BasicProperties::default(),
+            b"routing probe",
+        )
+        .await
+        .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_binds_added_parties_to_the_hnmsg_exchange_and_unbinds_removed_ones() {
+    let h = Harness::start_configured(
+        |dir, config| {
+            let text = std::fs::read_to_string(config).unwrap();
+            let commented = "# hnmsg_exchange = \"NHNTestServiceBus\"";
+            assert!(text.contains(commented), "the shipped config names it");
+            std::fs::write(config, text.replace(commented, &commented[2..])).unwrap();
+            let parties = dir.join("parties.toml");
+            let text = std::fs::read_to_string(&parties).unwrap();
+            std::fs::write(&parties, without_party(&text, NURSING_HOME)).unwrap();
+        },
+        |_| {},
+    )
+    .await;
+    let config = h.dir.path().join("config/gateway.toml");
+    let parties = h.dir.path().join("parties.toml");
+    let conn = helsemelding::amqp::connect(&h.vhost.settings("test-probe"))
+        .await
+        .unwrap();
+    let publisher = helsemelding::amqp::Publisher::open(&conn).await.unwrap();
+    // The session is up once the whole topology, bindings included, is declared.
+    h.wait_for(|m| m.broker_connected.load(Ordering::Relaxed))
+        .await;
+    assert!(!routed(&publisher, "81001_async").await);
+    assert!(routed(&publisher, "81002_async").await);
+
+    // The nursing home in, home care out.
+    let text = shipped_register();
+    std::fs::write(&parties, without_party(&text, HOME_CARE)).unwrap();
+    let r = h.gateway.reload(&config).await.expect("reload applied");
+    assert_eq!(
+        (r.added.as_slice(), r.removed.as_slice()),
+        (&[NURSING_HOME][..], &[HOME_CARE][..])
+    );
+    assert!(routed(&publisher, "81001_async").await);
+    assert!(!routed(&publisher, "81002_async").await);
+    // Home care's queues stay.
+    assert_eq!(h.vhost.queue_len("81002_async").await.unwrap(), Some(0));
+    assert_eq!(h.vhost.queue_len("81002_error").await.unwrap(), Some(0));
+    let _ = conn.close(200, "done".into()).await;
+    h.stop().await;
 }

@@ -105,6 +105,13 @@ pub struct ServeArgs {
 /// reloads the configuration, the register and the trust directory (`reload.rs`).
 pub fn run_serve(args: &ServeArgs) -> ExitCode {
     init_diagnostics();
+    // Once the pid file names this process, `reload` may send SIGHUP, whose default action ends
+    // the process: ignored until `Hangup::install` catches it (the files are read after that).
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to "ignore" runs no code in the signal's context.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
     // The pid file (one gateway per state directory; `reload` finds the process by it). A
     // configuration that cannot be read is reported in full by `load` below.
     let pid_file = match GatewayConfig::load(&args.config) {

@@ -36,6 +36,7 @@ enum Command {
     /// Run the gateway: consume gateway_inbound, verify, validate, route, deliver, answer (until SIGTERM).
     Serve(helsemelding::gateway::cli::ServeArgs),
     /// Make the running gateway re-read its configuration, register and trust directory (SIGHUP).
+    #[command(long_about = helsemelding::gateway::cli::RELOAD_HELP)]
     Reload(helsemelding::gateway::cli::ReloadArgs),
     /// Sign files as a sender would and publish them to the intake.
     Replay(helsemelding::gateway::cli::ReplayArgs),

@@ -275,10 +275,9 @@ impl Hangup {
     }
 }
 
-/// Arguments of `reload`.
-#[derive(clap::Args, Debug)]
-#[command(
-    long_about = "Tell the running gateway to re-read its configuration, the address register and the \
+/// `helsemelding reload --help`.
+pub const RELOAD_HELP: &str =
+    "Tell the running gateway to re-read its configuration, the address register and the \
 trust directory (it sends SIGHUP to the process named in <paths.state>/helsemelding.pid).\n\n\
 The gateway checks everything exactly as `helsemelding check-config` does. If all is well it \
 swaps the new set in between messages, declares the queues of new parties and logs one line \
@@ -290,8 +289,13 @@ Reloaded: the register (parties, certificates, message types, users), the trust 
 (anchors, intermediates, CRLs), paths.register, paths.trust_dir, paths.schemas, \
 policy.require_signature, policy.reject_unknown_level2. Everything else (broker URL, listen \
 address, state directory, signing key, …) needs a restart; the gateway logs which of those \
-differ and keeps their running values."
-)]
+differ and keeps their running values.\n\n\
+Exit status: 0 when the signal was sent; 1 when no gateway runs with this configuration (no pid \
+file, or one left behind by a gateway that did not stop cleanly) or the signal could not be sent; \
+2 when the configuration cannot be read.";
+
+/// Arguments of `reload`.
+#[derive(clap::Args, Debug)]
 pub struct ReloadArgs {
     /// The configuration the gateway was started with (its paths.state names the pid file).
     #[arg(long, default_value = "config/gateway.toml")]

@@ -35,6 +35,9 @@ enum Command {
     // ---- the gateway ----
     /// Run the gateway: consume gateway_inbound, verify, validate, route, deliver, answer (until SIGTERM).
     Serve(helsemelding::gateway::cli::ServeArgs),
+    /// Make the running gateway re-read its configuration, register and trust directory (SIGHUP).
+    #[command(long_about = helsemelding::gateway::cli::RELOAD_HELP)]
+    Reload(helsemelding::gateway::cli::ReloadArgs),
     /// Sign files as a sender would and publish them to the intake.
     Replay(helsemelding::gateway::cli::ReplayArgs),
     /// Follow the routing log in a readable form.
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
 
         // ---- the gateway ----
         Command::Serve(args) => helsemelding::gateway::cli::run_serve(&args),
+        Command::Reload(args) => helsemelding::gateway::cli::run_reload(&args),
         Command::Replay(args) => helsemelding::gateway::cli::run_replay(&args),
         Command::Tail(args) => helsemelding::gateway::cli::run_tail(&args),
         Command::Redrive(args) => helsemelding::amqp::redrive::run(args),

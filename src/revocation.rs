@@ -452,9 +452,12 @@ impl Refresher {
     fn install(&self, crls: Vec<Crl>, source: &str) {
         let mut changed: Vec<Crl> = Vec::new();
         self.holder.replace(&mut |t| {
+            // Checked again against the store it goes into: a reload (gateway/reload.rs) may have
+            // replaced the trust directory since the CRL was checked.
             changed = crls
                 .iter()
                 .filter(|c| t.crl_of(c.issuer_raw()).is_none_or(|old| c.supersedes(old)))
+                .filter(|c| t.check_crl(c).is_ok())
                 .cloned()
                 .collect();
             (!changed.is_empty()).then(|| t.with_crls(changed.iter().cloned()))

@@ -7,7 +7,9 @@
 //! - the CRL server goes down while the CRL turns stale: the GP's message is retried (never
 //!   rejected, never delivered), the failures are counted; once the server is back with a current
 //!   CRL the message is delivered;
-//! - the fetched CRL is kept on disk, and a CRL file dropped into `crls/` is picked up.
+//! - the fetched CRL is kept on disk, and a CRL file dropped into `crls/` is picked up;
+//! - a reload (SIGHUP, issue 16 item 2) re-reads the trust directory without undoing the refresher:
+//!   the CRL it fetched stays in use even where no file has it any more.
 
 mod support;
 
@@ -244,5 +246,40 @@ async fn a_crl_dropped_into_crls_is_picked_up_without_a_restart() {
         codes.contains(&ErrorCode::S03),
         "expected S03, got {codes:?}"
     );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_the_crl_the_refresher_fetched() {
+    let server = CrlServer::start().await;
+    let pki = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(&server.url());
+    server.publish(ca.crl(
+        &[],
+        now() - time::Duration::minutes(1),
+        now() + time::Duration::hours(1),
+    ));
+    let (h, gp) = start(&ca, pki.path()).await;
+    h.wait_for(|m| m.crls.get(CA_NAME).is_some_and(|f| f.updates >= 1))
+        .await;
+    // Nowhere to read it again: the server is down and the last-good copy is gone, so the trust
+    // directory as a reload reads it has no CRL for this CA.
+    server.go_down();
+    for copy in std::fs::read_dir(h.dir.path().join("state/crls"))
+        .unwrap()
+        .flatten()
+    {
+        std::fs::remove_file(copy.path()).unwrap();
+    }
+    let r = h
+        .gateway
+        .reload(&h.dir.path().join("config/gateway.toml"))
+        .await
+        .expect("reload applied");
+    assert_eq!(r.crls_changed, 0, "{r:?}");
+    // Without the fetched CRL the GP's message would be retried, never delivered.
+    let sent = send(&h, &gp, "6a1f0c2e-1605-4d6e-9a51-000000001605").await;
+    let got = h.take(NURSING_HOME, 1).await;
+    assert_eq!(got[0].headers.message_id, sent.message_id);
     h.stop().await;
 }

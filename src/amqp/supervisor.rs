@@ -159,9 +159,25 @@ pub struct SupervisorHandle {
     state: watch::Receiver<LinkState>,
     blocked: watch::Receiver<Option<String>>,
     shutdown: watch::Sender<bool>,
+    /// The parties whose queues every new session declares (a reload changes it).
+    parties: Arc<std::sync::Mutex<Vec<HerId>>>,
 }
 
 impl SupervisorHandle {
+    /// The parties whose queues the next session declares (the current one is not touched: a
+    /// reload declares what is new itself).
+    pub fn set_parties(&self, parties: Vec<HerId>) {
+        *self.parties.lock().unwrap_or_else(|e| e.into_inner()) = parties;
+    }
+
+    /// The parties whose queues a new session declares.
+    pub fn parties(&self) -> Vec<HerId> {
+        self.parties
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// The current session, if the link is up.
     pub fn current(&self) -> Option<Arc<Session>> {
         self.sessions.borrow().clone()
@@ -333,6 +349,7 @@ impl Supervisor {
         let (broken_tx, broken_rx) = mpsc::unbounded_channel();
         let slot = Arc::new(ConsumerSlot::default());
         let window = settings.initial_window();
+        let parties = Arc::new(std::sync::Mutex::new(plan.parties.clone()));
         let deliveries = plan.consume.as_ref().map(|_| Deliveries {
             slot: slot.clone(),
             current: None,
@@ -352,6 +369,7 @@ impl Supervisor {
             broken_tx,
             broken_rx,
             slot,
+            parties: parties.clone(),
         };
         let task = tokio::spawn(run.run());
         Self {
@@ -360,6 +378,7 @@ impl Supervisor {
                 state,
                 blocked,
                 shutdown,
+                parties,
             },
             deliveries,
             task,
@@ -377,6 +396,8 @@ struct Run {
     broken_tx: mpsc::UnboundedSender<u64>,
     broken_rx: mpsc::UnboundedReceiver<u64>,
     slot: Arc<ConsumerSlot>,
+    /// `plan.parties`, as a reload last set it.
+    parties: Arc<std::sync::Mutex<Vec<HerId>>>,
 }
 
 type EventStream = std::pin::Pin<Box<dyn futures_lite::Stream<Item = Event> + Send>>;
@@ -520,10 +541,12 @@ impl Run {
             .create_channel()
             .await
             .map_err(|e| AmqpError::classify("channel.open (topology)", "", "", e))?;
-        self.plan
-            .topology
-            .declare(&setup, &self.plan.parties)
-            .await?;
+        let parties = self
+            .parties
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        self.plan.topology.declare(&setup, &parties).await?;
         let _ = setup.close(200, "topology declared".into()).await;
         let publisher = Publisher::open(connection)
             .await?

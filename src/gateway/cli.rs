@@ -1,9 +1,11 @@
-//! Operator commands of the gateway: `serve`, `replay` and `tail`.
+//! Operator commands of the gateway: `serve`, `reload`, `replay` and `tail`.
 //!
 //! `serve` loads and checks everything before it touches the broker — configuration and register
 //! (every problem at once, as `check-config`), the installed schemas against `xsd/MANIFEST.toml`,
 //! the trust store, every party's certificates and the gateway's signing key — and refuses to start
-//! with any problem. `replay` signs files as a sender would and publishes them to the intake.
+//! with any problem. It holds `<state>/helsemelding.pid` while it runs (`pidfile.rs`), and on SIGHUP
+//! reloads (`reload.rs`). `reload` sends that SIGHUP. `replay` signs files as a sender would and
+//! publishes them to the intake.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -88,6 +90,7 @@ pub fn settings(config: &GatewayConfig) -> Settings {
         copies: crate::revocation::copies_dir(&config.paths.state),
     });
     s.topology.hnmsg_exchange = config.amqp.hnmsg_exchange.clone();
+    s.config = Some(config.clone());
     s
 }
 
@@ -98,9 +101,37 @@ pub struct ServeArgs {
     pub config: PathBuf,
 }
 
-/// `helsemelding serve`: runs until SIGTERM or SIGINT, then stops gracefully and exits 0.
+/// `helsemelding serve`: runs until SIGTERM or SIGINT, then stops gracefully and exits 0. SIGHUP
+/// reloads the configuration, the register and the trust directory (`reload.rs`).
 pub fn run_serve(args: &ServeArgs) -> ExitCode {
     init_diagnostics();
+    // Once the pid file names this process, `reload` may send SIGHUP, whose default action ends
+    // the process: ignored until `Hangup::install` catches it (the files are read after that).
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to "ignore" runs no code in the signal's context.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
+    // The pid file (one gateway per state directory; `reload` finds the process by it). A
+    // configuration that cannot be read is reported in full by `load` below.
+    let pid_file = match GatewayConfig::load(&args.config) {
+        Ok(c) => match super::pidfile::PidFile::acquire(&c.paths.state) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!("helsemelding: not starting: pid file: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        Err(_) => None,
+    };
+    let code = serve(args);
+    if let Some(p) = pid_file {
+        p.release();
+    }
+    code
+}
+
+fn serve(args: &ServeArgs) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -116,6 +147,9 @@ pub fn run_serve(args: &ServeArgs) -> ExitCode {
         // and schemas are still loading is a clean stop (exit 0), not death by the signal's
         // default action (found by `helsemelding chaos`: a SIGTERM right after a restart).
         let mut stop = StopSignal::install();
+        // SIGHUP's default action ends the process: caught from here on, a SIGHUP while starting
+        // is a reload once the gateway runs.
+        let mut hangup = Hangup::install();
         let loaded = match load(&args.config) {
             Ok(l) => l,
             Err(problems) => {
@@ -195,7 +229,13 @@ pub fn run_serve(args: &ServeArgs) -> ExitCode {
             }
             None => None,
         };
-        stop.wait().await;
+        loop {
+            tokio::select! {
+                _ = stop.wait() => break,
+                // Logged and counted in the metrics by `reload` itself.
+                _ = hangup.wait() => { let _ = gateway.reload(&args.config).await; }
+            }
+        }
         tracing::info!("signal received: stopping intake, finishing in-flight messages");
         if let Some(t) = http_task {
             t.abort();
@@ -203,6 +243,136 @@ pub fn run_serve(args: &ServeArgs) -> ExitCode {
         gateway.shutdown().await;
         ExitCode::SUCCESS
     })
+}
+
+/// SIGHUP, caught from the moment [`Hangup::install`] is called.
+struct Hangup {
+    #[cfg(unix)]
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangup {
+    fn install() -> Hangup {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let hup = signal(SignalKind::hangup()).ok();
+            if hup.is_none() {
+                tracing::warn!("cannot catch SIGHUP: reloading needs a restart");
+            }
+            Hangup { hup }
+        }
+        #[cfg(not(unix))]
+        Hangup {}
+    }
+
+    /// Waits for the next SIGHUP (forever where none can come). Cancel-safe.
+    async fn wait(&mut self) {
+        #[cfg(unix)]
+        recv(&mut self.hup).await;
+        #[cfg(not(unix))]
+        std::future::pending::<()>().await;
+    }
+}
+
+/// `helsemelding reload --help`.
+pub const RELOAD_HELP: &str =
+    "Tell the running gateway to re-read its configuration, the address register and the \
+trust directory (it sends SIGHUP to the process named in <paths.state>/helsemelding.pid).\n\n\
+The gateway checks everything exactly as `helsemelding check-config` does. If all is well it \
+swaps the new set in between messages, declares the queues of new parties and logs one line \
+saying what changed (\"configuration reloaded: …\"). If anything is wrong it keeps running with \
+the configuration it had, logs every problem (\"reload problem: file:line: …\") and /metrics \
+shows helsemelding_reload_last_success 0. Run `helsemelding check-config` first to see the \
+problems here instead of in the gateway's log.\n\n\
+Reloaded: the register (parties, certificates, message types, users), the trust directory \
+(anchors, intermediates, CRLs), paths.register, paths.trust_dir, paths.schemas, \
+policy.require_signature, policy.reject_unknown_level2. Everything else (broker URL, listen \
+address, state directory, signing key, …) needs a restart; the gateway logs which of those \
+differ and keeps their running values.\n\n\
+Exit status: 0 when the signal was sent; 1 when no gateway runs with this configuration (no pid \
+file, or one left behind by a gateway that did not stop cleanly) or the signal could not be sent; \
+2 when the configuration cannot be read.";
+
+/// Arguments of `reload`.
+#[derive(clap::Args, Debug)]
+pub struct ReloadArgs {
+    /// The configuration the gateway was started with (its paths.state names the pid file).
+    #[arg(long, default_value = "config/gateway.toml")]
+    pub config: PathBuf,
+}
+
+/// `helsemelding reload`: exit 0 once SIGHUP is sent; 1 when no gateway runs; 2 when the
+/// configuration cannot tell where its state directory is.
+pub fn run_reload(args: &ReloadArgs) -> ExitCode {
+    let config = match GatewayConfig::load(&args.config) {
+        Ok(c) => c,
+        Err(problems) => {
+            eprintln!(
+                "helsemelding reload: cannot read {} to find the gateway's state directory:",
+                args.config.display()
+            );
+            for p in problems {
+                eprintln!("  {p}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let path = super::pidfile::path_in(&config.paths.state);
+    match super::pidfile::read(&path) {
+        Ok(None) => {
+            eprintln!(
+                "helsemelding reload: no pid file at {}: no gateway is running with this configuration (paths.state = {}); start one with `helsemelding serve --config {}`",
+                path.display(),
+                config.paths.state.display(),
+                args.config.display()
+            );
+            ExitCode::FAILURE
+        }
+        Ok(Some(super::pidfile::Holder::Stale(pid))) => {
+            eprintln!(
+                "helsemelding reload: the pid file {} names process {pid}, which is not a running gateway (it did not stop cleanly); nothing to reload — start it with `helsemelding serve --config {}`",
+                path.display(),
+                args.config.display()
+            );
+            ExitCode::FAILURE
+        }
+        Ok(Some(super::pidfile::Holder::Running(pid))) => match send_hangup(pid) {
+            Ok(()) => {
+                println!(
+                    "sent SIGHUP to the gateway (pid {pid}); it logs the outcome (\"configuration reloaded: …\" or \"reload failed\" with every problem), and /metrics shows helsemelding_reload_last_success"
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!(
+                    "helsemelding reload: cannot signal process {pid} (from {}): {e}",
+                    path.display()
+                );
+                ExitCode::FAILURE
+            }
+        },
+        Err(e) => {
+            eprintln!("helsemelding reload: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(unix)]
+fn send_hangup(pid: u32) -> std::io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(std::io::Error::other)?;
+    // SAFETY: kill(2) with a pid read from the gateway's pid file and checked to be a gateway.
+    if unsafe { libc::kill(pid, libc::SIGHUP) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(unix))]
+fn send_hangup(_pid: u32) -> std::io::Result<()> {
+    Err(std::io::Error::other("signals are a Unix feature"))
 }
 
 /// SIGTERM and SIGINT, caught from the moment [`StopSignal::install`] is called.

@@ -61,6 +61,66 @@ pub struct Metrics {
     pub certificate_days: std::sync::Mutex<Vec<(String, i64)>>,
     /// Per CA: its CRL's nextUpdate, staleness, fetches and failures (`crate::revocation`).
     pub crls: Arc<crate::revocation::CrlStatus>,
+    /// Outcomes of `SIGHUP` reloads (`reload.rs`).
+    pub reload: ReloadStatus,
+}
+
+/// What `/metrics` says about reloads: whether the last one was applied, when, and how many failed.
+pub struct ReloadStatus {
+    /// `false` while the last reload failed (the configuration before it is still in use).
+    pub last_ok: AtomicBool,
+    /// When the last reload finished (unix seconds); 0 before the first.
+    pub last_at: std::sync::atomic::AtomicI64,
+    /// Reloads attempted, and those that failed.
+    pub attempts: AtomicU64,
+    pub failures: AtomicU64,
+}
+
+impl Default for ReloadStatus {
+    fn default() -> Self {
+        ReloadStatus {
+            // The configuration loaded at start is the last one applied.
+            last_ok: AtomicBool::new(true),
+            last_at: std::sync::atomic::AtomicI64::new(0),
+            attempts: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        }
+    }
+}
+
+impl ReloadStatus {
+    /// Records one finished reload.
+    pub fn record(&self, ok: bool, at: crate::ids::Timestamp) {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        self.last_ok.store(ok, Ordering::Relaxed);
+        self.last_at.store(at.unix_timestamp(), Ordering::Relaxed);
+    }
+
+    fn render(&self, s: &mut String) {
+        let _ = writeln!(
+            s,
+            "# HELP helsemelding_reload_last_success 0 while the last reload (SIGHUP) failed and the configuration before it stays in use; 1 otherwise.\n# TYPE helsemelding_reload_last_success gauge\nhelsemelding_reload_last_success {}",
+            u8::from(self.last_ok.load(Ordering::Relaxed))
+        );
+        let _ = writeln!(
+            s,
+            "# HELP helsemelding_reload_last_timestamp_seconds When the last reload finished (unix time; 0: none since start).\n# TYPE helsemelding_reload_last_timestamp_seconds gauge\nhelsemelding_reload_last_timestamp_seconds {}",
+            self.last_at.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP helsemelding_reloads_total Reloads attempted since start.\n# TYPE helsemelding_reloads_total counter\nhelsemelding_reloads_total {}",
+            self.attempts.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP helsemelding_reload_failures_total Reloads refused since start (problems logged; nothing changed).\n# TYPE helsemelding_reload_failures_total counter\nhelsemelding_reload_failures_total {}",
+            self.failures.load(Ordering::Relaxed)
+        );
+    }
 }
 
 /// A phase of handling a message that is delivered, timed by the wall clock (waiting included).
@@ -374,6 +434,7 @@ impl Metrics {
             );
         }
         self.crls.render(&mut s);
+        self.reload.render(&mut s);
         let _ = writeln!(s, "# HELP helsemelding_stage_calls_total Messages that went through each assessment stage.");
         let _ = writeln!(s, "# TYPE helsemelding_stage_calls_total counter");
         for stage in Stage::ALL {

@@ -11,8 +11,10 @@
 //! | `workers`     | the fixed pool of threads for CPU work |
 //! | `routing_log` | one JSON line per decision, `tail` |
 //! | `metrics`     | `/metrics`, `/health` |
+//! | `reload`      | SIGHUP: re-read and check the configuration, register and trust directory; swap them in between messages |
+//! | `pidfile`     | `<state>/helsemelding.pid`: one gateway per state directory; how `helsemelding reload` finds it |
 //! | `crash`       | fault injection for the chaos rig |
-//! | `cli`         | `serve`, `replay`, `tail` |
+//! | `cli`         | `serve`, `reload`, `replay`, `tail` |
 
 pub mod assess;
 pub mod cli;
@@ -22,6 +24,8 @@ mod deliver;
 mod keylock;
 mod lanes;
 pub mod metrics;
+pub mod pidfile;
+pub mod reload;
 pub mod routing_log;
 pub mod server;
 pub mod tail;

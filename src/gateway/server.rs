@@ -77,6 +77,9 @@ pub struct Settings {
     pub certificates: Vec<crate::certs::InUse>,
     /// Keeping CRLs current (`crate::revocation`); `None`: the CRLs loaded at start only.
     pub revocation: Option<crate::revocation::RevocationSettings>,
+    /// The configuration this gateway was started from: a reload (`reload.rs`) reports the
+    /// settings that differ from it and cannot change without a restart.
+    pub config: Option<crate::config::GatewayConfig>,
 }
 
 impl Settings {
@@ -98,6 +101,7 @@ impl Settings {
             crash_at: None,
             certificates: Vec::new(),
             revocation: None,
+            config: None,
         }
     }
 }
@@ -134,6 +138,8 @@ pub(super) struct Inner {
     /// The CPU-bound work runs here, one thread per core (`workers.rs`).
     pub(super) workers: Workers,
     pub(super) settings: Settings,
+    /// The certificates the hub depends on (those of `settings` until a reload replaces them).
+    certificates: std::sync::Mutex<Vec<crate::certs::InUse>>,
     /// The day certificate warnings were last logged.
     certificates_warned: std::sync::Mutex<Option<time::Date>>,
 }
@@ -143,6 +149,17 @@ impl Inner {
     pub(super) fn record(&self, d: Decision) {
         self.metrics.count(d.outcome);
         self.log.record(&d);
+    }
+
+    /// Replaces the certificates watched for expiry (a reload); their days left and warnings are
+    /// brought up to date at once.
+    pub(super) fn replace_certificates(&self, certs: Vec<crate::certs::InUse>) {
+        *self.certificates.lock().unwrap_or_else(|p| p.into_inner()) = certs;
+        *self
+            .certificates_warned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+        certificates(self, self.clock.now());
     }
 
     pub(super) fn crash_point(&self, point: CrashPoint) {
@@ -251,6 +268,7 @@ impl Gateway {
             clock,
             locks: KeyLocks::default(),
             workers,
+            certificates: std::sync::Mutex::new(settings.certificates.clone()),
             settings,
             certificates_warned: std::sync::Mutex::new(None),
         });
@@ -282,6 +300,16 @@ impl Gateway {
         msg_id: &MsgId,
     ) -> Result<Option<MessageRecord>, StoreError> {
         self.inner.store.get(sender, msg_id.clone()).await
+    }
+
+    /// Re-reads the configuration, the register and the trust directory and, when they check out
+    /// exactly as `check-config` checks them, swaps them in between messages (`reload.rs`; what
+    /// SIGHUP does in `serve`). On any problem the running set stays and every problem is returned.
+    pub async fn reload(
+        &self,
+        config: &std::path::Path,
+    ) -> Result<super::reload::Reloaded, super::reload::ReloadFailed> {
+        super::reload::reload(&self.inner, config).await
     }
 
     /// Runs one overdue/prune pass now (tests; the daemon does it every `housekeeping_every`).
@@ -425,9 +453,12 @@ async fn housekeeping_pass(inner: &Inner) {
 /// Days left for every certificate in `/metrics`; a warning for each one within 30 days of expiry
 /// (or expired), at start and then once a day.
 fn certificates(inner: &Inner, now: Timestamp) {
-    let days: Vec<(String, i64)> = inner
-        .settings
+    let certs = inner
         .certificates
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let days: Vec<(String, i64)> = certs
         .iter()
         .map(|c| {
             (
@@ -449,7 +480,7 @@ fn certificates(inner: &Inner, now: Timestamp) {
         return;
     }
     *warned = Some(today);
-    for c in inner.settings.certificates.iter().filter(|c| c.due(now)) {
+    for c in certs.iter().filter(|c| c.due(now)) {
         warn!("{}", c.warning(now));
     }
 }

@@ -12,12 +12,14 @@
 //! | `routing_log` | one JSON line per decision, `tail` |
 //! | `metrics`     | `/metrics`, `/health` |
 //! | `crash`       | fault injection for the chaos rig |
+//! | `fast_clock`  | a clock faster than the wall clock for the soak (same gate as `crash`) |
 //! | `cli`         | `serve`, `replay`, `tail` |
 
 pub mod assess;
 pub mod cli;
 pub mod crash;
 pub mod decide;
+pub mod fast_clock;
 mod deliver;
 mod keylock;
 mod lanes;

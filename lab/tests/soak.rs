@@ -1,6 +1,6 @@
 //! `helsemelding-lab soak`, short (issue 16, item 4): 20,000 messages through the real gateway
-//! (`helsemelding-lab serve`) with its clock 20,000 times faster than the wall clock, so the 96 h
-//! AppRec timeout and the 120 h retention pass within the test. Asserted is what holds at any
+//! (`helsemelding-lab serve`) with its clock 10,000 times faster than the wall clock, so the 96 h
+//! AppRec timeout and the 120 h retention pass within the test (35 and 43 s). Asserted is what holds at any
 //! length — nothing lost, no second AppRec, no inversion, nothing refused, every unanswered message
 //! overdue exactly once, pruning, nothing left in the store past retention, the soak CA's CRL
 //! stale and refreshed — never a rate or a time: the flatness figures of a run this short are
@@ -19,11 +19,11 @@ async fn a_short_soak_loses_nothing_overdues_prunes_and_refreshes_the_crl() {
         base: support::repo(),
         schemas: support::schemas(),
         messages: 20_000,
-        clock_speed: 20_000,
+        clock_speed: 10_000,
         sample_every: Duration::from_secs(2),
         senders: 32,
         size: 2048,
-        answer_every: 1,
+        answer_every: 4,
         stall: Duration::from_secs(300),
         keep: None,
     };
@@ -39,7 +39,7 @@ async fn a_short_soak_loses_nothing_overdues_prunes_and_refreshes_the_crl() {
     assert_eq!(v.second_apprecs, 0, "{:?}", v.problems);
     assert_eq!(v.inversions, 0, "{:?}", v.problems);
     assert_eq!((v.refused, v.misplaced), (0, 0), "{:?}", v.problems);
-    // Home care (every fourth round) never answers; the nursing home answers everything.
+    // Home care (every fourth round) never answers; the nursing home answers one in four.
     assert!(r.tally.apprecs_forwarded > 0 && v.unanswered > 0, "{:?}", r.tally);
     assert_eq!(v.overdue, v.unanswered, "{:?}", v.problems);
     assert_eq!(v.pruned, 20_000, "{:?}", v.problems);

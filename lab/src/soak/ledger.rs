@@ -165,6 +165,11 @@ impl Ledger {
         None
     }
 
+    /// Published and not yet arrived.
+    pub fn in_flight(&self) -> usize {
+        self.pending.len()
+    }
+
     pub fn tally(&self) -> Tally {
         let mut t = self.tally.clone();
         t.outstanding = self.pending.len() as u64;

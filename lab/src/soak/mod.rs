@@ -456,10 +456,10 @@ async fn run_in(
         answer_every: o.answer_every,
         clock,
     });
-    let (signed_tx, signed_rx) = mpsc::channel(4096);
+    let (signed_tx, signed_rx) = mpsc::channel(1024);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let signing = std::thread::spawn(move || traffic::sign(plan, threads, signed_tx));
-    let publishing = tokio::spawn(traffic::publish(publisher, signed_rx, ledger.clone(), 2048));
+    let publishing = tokio::spawn(traffic::publish(publisher, signed_rx, ledger.clone(), 1024, 4096));
 
     let loadavg_start = crate::bench::loadavg();
     let started = Instant::now();

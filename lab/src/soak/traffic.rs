@@ -181,16 +181,22 @@ fn publish_one(
 }
 
 /// Publishes what arrives on `signed` in that order (each into the ledger first), at most
-/// `window` unconfirmed.
+/// `window` unconfirmed and at most `ahead` published and not yet arrived: a steady stream at the
+/// gateway's pace, not a backlog in the intake (which would hold messages past their AppRec
+/// timeout and fill the broker's memory).
 pub async fn publish(
     publisher: Publisher,
     mut signed: mpsc::Receiver<Result<Outgoing, SoakError>>,
     ledger: Arc<Mutex<Ledger>>,
     window: usize,
+    ahead: usize,
 ) -> Result<(), SoakError> {
     let mut set: JoinSet<Result<(), PublishError>> = JoinSet::new();
     while let Some(m) = signed.recv().await {
         let m = m?;
+        while ledger.lock().unwrap_or_else(|p| p.into_inner()).in_flight() >= ahead {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
         while set.len() >= window {
             if let Some(r) = set.join_next().await {
                 r.map_err(|e| SoakError::Broker(format!("publish task: {e}")))??;

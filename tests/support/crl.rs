@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+// Every test binary compiles the support tree; only crl_refresh.rs uses these.
+#[allow(unused_imports)]
 pub use super::lab_crl::{CrlServer, TestCa, CA_NAME};
 
 /// A trust directory: the fixture PKI's anchors, intermediates and CRLs plus `ca` as an anchor.

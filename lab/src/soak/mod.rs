@@ -158,15 +158,18 @@ fn setup_err(what: &Path) -> impl Fn(std::io::Error) -> SoakError + '_ {
     move |e| SoakError::Setup(format!("{}: {e}", what.display()))
 }
 
-/// The configuration, trust directory and register of the soak under `dir`; returns the
-/// configuration's path and the signers (per kind, and the nursing home's).
+/// What [`prepare`] made: the configuration's path, the senders' signers per kind, the nursing
+/// home's signer.
+type Prepared = (PathBuf, Vec<(Kind, Arc<Signer>)>, Arc<Signer>);
+
+/// The configuration, trust directory and register of the soak under `dir`.
 fn prepare(
     o: &SoakOptions,
     dir: &Path,
     url: &str,
     port: u16,
     ca: &TestCa,
-) -> Result<(PathBuf, Vec<(Kind, Arc<Signer>)>, Arc<Signer>), SoakError> {
+) -> Result<Prepared, SoakError> {
     std::fs::create_dir_all(dir).map_err(setup_err(dir))?;
     let config = helsemelding::config::scratch::write(
         &o.base,
@@ -510,7 +513,7 @@ async fn run_in(
                 ));
                 break;
             }
-        } else if overdue >= tally.published - tally.apprecs_sent
+        } else if overdue >= tally.published.saturating_sub(tally.apprecs_sent)
             && pruned >= tally.published
             && stale_refreshed.load(Ordering::Relaxed) >= 1
         {
@@ -526,6 +529,10 @@ async fn run_in(
             ));
             break;
         }
+    }
+    if failure.is_some() {
+        // A stalled publisher may wait for ever; its end closes the signing threads' channel.
+        publishing.abort();
     }
     let published = match publishing.await {
         Ok(r) => r,

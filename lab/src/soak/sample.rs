@@ -161,6 +161,9 @@ pub fn flatness(samples: &[Sample], warm_up_s: f64, figure: &'static str, f: fn(
     })
 }
 
+/// A sampled figure by name.
+type Figure = (&'static str, fn(&Sample) -> u64);
+
 /// The verdict over the samples, the final tally and what else the run saw.
 pub fn verdict(
     samples: &[Sample],
@@ -171,7 +174,7 @@ pub fn verdict(
     mut problems: Vec<String>,
 ) -> Verdict {
     let last = samples.last().cloned().unwrap_or_default();
-    let figures: [(&'static str, fn(&Sample) -> u64); 4] = [
+    let figures: [Figure; 4] = [
         ("rss_kb", |s| s.rss_kb),
         ("fds", |s| s.fds),
         ("threads", |s| s.threads),

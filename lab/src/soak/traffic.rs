@@ -132,7 +132,7 @@ fn sign_share(
                     recipient,
                     seq: (i / n) as u64,
                     answer: recipient == ANSWERING
-                        && answered_so_far % plan.answer_every.max(1) == 0,
+                        && answered_so_far.is_multiple_of(plan.answer_every.max(1)),
                 },
                 headers: MessageHeaders {
                     from_her_id: sender,

@@ -24,7 +24,9 @@ enum Command {
     Chaos(helsemelding_lab::chaos::cli::ChaosArgs),
     /// Generate a test PKI (CAs, CRLs, party signers, bad certificates) in the trust layout.
     DevPki(helsemelding_lab::pki::cli::DevPkiArgs),
-    /// The gateway's `serve` with fault injection (HELSEMELDING_CRASH_AT) allowed: what bench and chaos run.
+    /// A long run with the gateway's clock sped up: overdue AppRecs, pruning, stale CRLs refreshed; RSS, open files, threads and store size over time (a table, and JSON to --report).
+    Soak(helsemelding_lab::soak::cli::SoakArgs),
+    /// The gateway's `serve` with fault injection (HELSEMELDING_CRASH_AT, HELSEMELDING_CLOCK_SPEED) allowed: what bench, chaos and soak run.
     Serve(helsemelding::gateway::cli::ServeArgs),
 }
 
@@ -33,6 +35,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => helsemelding_lab::bench::cli::run(&args),
         Command::Chaos(args) => helsemelding_lab::chaos::cli::run_chaos(&args),
         Command::DevPki(args) => helsemelding_lab::pki::cli::run_dev_pki(args),
+        Command::Soak(args) => helsemelding_lab::soak::cli::run_soak(&args),
         Command::Serve(args) => {
             helsemelding::gateway::crash::allow();
             helsemelding::gateway::cli::run_serve(&args)

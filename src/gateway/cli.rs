@@ -23,7 +23,7 @@ use crate::msghead::MsgHead;
 use crate::xml::XmlLimits;
 
 use super::assess::{Context, Policy};
-use super::server::{Clock, Gateway, Settings};
+use super::server::{Gateway, Settings};
 
 /// Everything `serve` needs, loaded and checked.
 pub struct Loaded {
@@ -186,6 +186,20 @@ fn serve(args: &ServeArgs) -> ExitCode {
                 return ExitCode::from(2);
             }
         }
+        let clock = match super::fast_clock::from_env() {
+            Ok((clock, 1)) => clock,
+            Ok((clock, factor)) => {
+                // Housekeeping every minute of the gateway's time, so that overdue and prune keep
+                // pace with a clock that runs `factor` times faster than the wall clock.
+                settings.housekeeping_every = (settings.housekeeping_every / factor)
+                    .max(std::time::Duration::from_millis(200));
+                clock
+            }
+            Err(e) => {
+                eprintln!("helsemelding: not starting: {e}");
+                return ExitCode::from(2);
+            }
+        };
         tracing::info!(
             config = %args.config.display(),
             broker = %config::redact_url(&loaded.config.amqp.url),
@@ -209,7 +223,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
         let amqp = settings.amqp.clone();
         let topology = settings.topology.clone();
         let gateway =
-            match Gateway::start(settings, loaded.context, loaded.signer, Clock::system()).await {
+            match Gateway::start(settings, loaded.context, loaded.signer, clock).await {
                 Ok(g) => g,
                 Err(e) => {
                     eprintln!("helsemelding: cannot start: {e}");

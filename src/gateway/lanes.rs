@@ -230,6 +230,13 @@ async fn handle(
     let mut stop = stop.clone();
     async {
         let mut plan = settle_assessment(first.await, &about);
+        // The first assessment was made when the delivery arrived; a lane with a backlog reaches
+        // it later. An infrastructure verdict from then (a CRL that was stale and has since been
+        // replaced) is taken again now instead of being paid for with a retry pause — found by
+        // `helsemelding-lab soak`: one stale CRL cost every held message of a busy lane a pause.
+        if matches!(plan, Plan::Retry { .. }) {
+            plan = settle_assessment(assessment(inner, &delivery, &envelope).await, &about);
+        }
         inner
             .metrics
             .phases

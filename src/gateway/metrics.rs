@@ -48,6 +48,8 @@ pub struct Metrics {
     pub reconnects: AtomicU64,
     /// Store group commits and the messages they carried.
     pub store_commits: AtomicU64,
+    /// Delivery records deleted past retention by the housekeeping pass.
+    pub pruned: AtomicU64,
     pub broker_connected: AtomicBool,
     pub broker_blocked: AtomicBool,
     /// Why the delivery store cannot be written (a full disk), while that lasts; `None` when it can.
@@ -353,6 +355,11 @@ impl Metrics {
                 "helsemelding_reconnects_total",
                 "Broker reconnects since start.",
                 &self.reconnects,
+            ),
+            (
+                "helsemelding_pruned_total",
+                "Delivery records deleted past retention (policy.retention).",
+                &self.pruned,
             ),
             (
                 "helsemelding_store_commits_total",

@@ -14,12 +14,14 @@
 //! | `reload`      | SIGHUP: re-read and check the configuration, register and trust directory; swap them in between messages |
 //! | `pidfile`     | `<state>/helsemelding.pid`: one gateway per state directory; how `helsemelding reload` finds it |
 //! | `crash`       | fault injection for the chaos rig |
+//! | `fast_clock`  | a clock faster than the wall clock for the soak (same gate as `crash`) |
 //! | `cli`         | `serve`, `reload`, `replay`, `tail` |
 
 pub mod assess;
 pub mod cli;
 pub mod crash;
 pub mod decide;
+pub mod fast_clock;
 mod deliver;
 mod keylock;
 mod lanes;

@@ -440,6 +440,14 @@ impl DeliveryStore {
         }
     }
 
+    /// How many message records the store holds (the soak checks that none outlive retention).
+    pub fn records(&self) -> Result<u64, StoreError> {
+        use redb::ReadableTableMetadata as _;
+        let txn = self.begin_read()?;
+        let table = txn.open_table(MESSAGES).map_err(db_err)?;
+        table.len().map_err(db_err)
+    }
+
     /// The record of one message.
     pub fn get(&self, sender: HerId, msg_id: &MsgId) -> Result<Option<MessageRecord>, StoreError> {
         let txn = self.begin_read()?;

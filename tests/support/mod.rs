@@ -16,6 +16,9 @@
 #![allow(dead_code)]
 
 pub mod crl;
+/// The lab's test CA and CRL server (`helsemelding-lab soak` runs the same), by path: no copy.
+#[path = "../../lab/src/pki/crl.rs"]
+mod lab_crl;
 pub mod gateway;
 pub mod hnmsg;
 pub mod model;

@@ -158,7 +158,7 @@ impl Drop for Daemon {
 }
 
 /// GET `/metrics` from the child.
-async fn scrape(port: u16) -> Result<String, BenchError> {
+pub(crate) async fn scrape(port: u16) -> Result<String, BenchError> {
     let err =
         |e: std::io::Error| BenchError::Gateway(format!("metrics endpoint 127.0.0.1:{port}: {e}"));
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))

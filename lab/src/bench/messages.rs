@@ -95,11 +95,18 @@ pub fn senders(n: usize) -> Vec<(Kind, HerId)> {
 /// `[[party]]` entries (TOML, for appending to a register) for the senders of [`senders`]`(n)`
 /// that the shipped register lacks; certificate paths under `pki` (the test PKI directory).
 pub fn extra_parties(n: usize, pki: &Path) -> String {
+    extra_parties_signing_with(n, |kind| {
+        pki.join(format!("parties/{}-sign.pem", kind.sender()))
+    })
+}
+
+/// [`extra_parties`] whose certificate per kind is `cert(kind)`.
+pub fn extra_parties_signing_with(n: usize, cert: impl Fn(Kind) -> std::path::PathBuf) -> String {
     senders(n)
         .into_iter()
         .filter(|(kind, her)| *her != kind.sender())
         .map(|(kind, her)| {
-            let cert = pki.join(format!("parties/{}-sign.pem", kind.sender()));
+            let cert = cert(kind);
             format!(
                 "\n[[party]]\nher_id = {her}\nname = \"Benchmark sender {her}\"\norganisation_her_id = {org}\naccepts = [\"APPREC\"]\ncertificates = [{cert:?}]\namqp_users = [\"guest\"]\n",
                 org = kind.organisation(),
@@ -133,6 +140,19 @@ fn filler(bytes: usize) -> String {
 /// of HIS 80415:2012 §3.2 starts there, so a fixed date would make every message overdue at once
 /// some days later), grown with free text to about `size` bytes (never smaller than the bare message).
 pub fn xml(kind: Kind, sender: HerId, msg_id: &MsgId, size: usize, now: Timestamp) -> String {
+    xml_to(kind, sender, kind.recipient(), msg_id, size, now)
+}
+
+/// [`xml`] addressed to `recipient`, a level-2 service of the municipality 81000 (the nursing home
+/// 81001 or the home care 81002 of the shipped register).
+pub fn xml_to(
+    kind: Kind,
+    sender: HerId,
+    recipient: HerId,
+    msg_id: &MsgId,
+    size: usize,
+    now: Timestamp,
+) -> String {
     // A time that RFC 3339 cannot express (never one of this era) leaves GenDate empty: the message
     // is then refused by the schema, loudly, instead of carrying a made-up date.
     let gen_date = now
@@ -140,17 +160,29 @@ pub fn xml(kind: Kind, sender: HerId, msg_id: &MsgId, size: usize, now: Timestam
         .unwrap_or(now)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
-    let bare = render(kind, sender, msg_id, &gen_date, "");
+    let bare = render(kind, sender, recipient, msg_id, &gen_date, "");
     let text = filler(size.saturating_sub(bare.len()));
-    render(kind, sender, msg_id, &gen_date, &text)
+    render(kind, sender, recipient, msg_id, &gen_date, &text)
 }
 
-fn render(kind: Kind, sender: HerId, msg_id: &MsgId, gen_date: &str, text: &str) -> String {
+fn render(
+    kind: Kind,
+    sender: HerId,
+    recipient: HerId,
+    msg_id: &MsgId,
+    gen_date: &str,
+    text: &str,
+) -> String {
     let patient = r#"<Patient><FamilyName>Testpasient</FamilyName><GivenName>Syntetisk</GivenName><Ident><Id>01019900000</Id><TypeId V="FNR" DN="Fødselsnummer" S="2.16.578.1.12.4.1.1.8116"/></Ident></Patient>"#;
+    let service = if recipient == HerId(81002) {
+        "Hjemmetjenesten"
+    } else {
+        "Sykehjemmet"
+    };
     let nursing_home = format!(
-        "<Organisation><OrganisationName>Testkommune</OrganisationName>{}<Organisation><OrganisationName>Testkommune, Sykehjemmet</OrganisationName>{}</Organisation></Organisation>",
+        "<Organisation><OrganisationName>Testkommune</OrganisationName>{}<Organisation><OrganisationName>Testkommune, {service}</OrganisationName>{}</Organisation></Organisation>",
         her(81000),
-        her(81001)
+        her(recipient.0)
     );
     let (type_dn, sender, payload) = match kind {
         Kind::Dialog => (

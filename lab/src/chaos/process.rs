@@ -33,17 +33,35 @@ pub struct GatewayProcess {
     child: Option<Child>,
     /// How many times it was started.
     pub starts: u32,
+    /// Environment of every start (the soak's `HELSEMELDING_CLOCK_SPEED`, `RUST_LOG`).
+    env: Vec<(String, String)>,
+    /// Keep stdout (the routing log) in `gateway.stdout`; otherwise it is discarded.
+    keep_stdout: bool,
 }
 
 impl GatewayProcess {
     /// Starts `exe serve --config config`.
     pub fn spawn(exe: &Path, config: &Path, out_dir: &Path) -> io::Result<GatewayProcess> {
+        GatewayProcess::spawn_with(exe, config, out_dir, Vec::new(), true)
+    }
+
+    /// [`Self::spawn`] with `env` set in the child and, unless `keep_stdout`, its stdout (the
+    /// routing log, a line per decision) discarded.
+    pub fn spawn_with(
+        exe: &Path,
+        config: &Path,
+        out_dir: &Path,
+        env: Vec<(String, String)>,
+        keep_stdout: bool,
+    ) -> io::Result<GatewayProcess> {
         let mut g = GatewayProcess {
             exe: exe.to_path_buf(),
             config: config.to_path_buf(),
             out_dir: out_dir.to_path_buf(),
             child: None,
             starts: 0,
+            env,
+            keep_stdout,
         };
         g.start(None)?;
         Ok(g)
@@ -65,12 +83,18 @@ impl GatewayProcess {
             Some(at) => cmd.env(helsemelding::gateway::crash::ENV, at),
             None => cmd.env_remove(helsemelding::gateway::crash::ENV),
         };
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        let stdout = if self.keep_stdout {
+            Stdio::from(open("gateway.stdout")?)
+        } else {
+            Stdio::null()
+        };
         let child = cmd
             .arg("serve")
             .arg("--config")
             .arg(&self.config)
             .stdin(Stdio::null())
-            .stdout(open("gateway.stdout")?)
+            .stdout(stdout)
             .stderr(open("gateway.stderr")?)
             .spawn()
             .map_err(|e| {

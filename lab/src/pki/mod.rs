@@ -27,8 +27,12 @@
 //! are synthetic (999999xxx). RSA keys come from the RustCrypto `rsa` crate (ring cannot generate
 //! RSA keys); rcgen writes the certificates and CRLs, signing through ring. CA keys are not
 //! written: to change the PKI, regenerate all of it.
+//!
+//! [`crl`] is the other half: a CA made on the spot whose certificates name a local HTTP server as
+//! their CRL distribution point, and that server (the soak and the CRL-refresh tests).
 
 pub mod cli;
+pub mod crl;
 
 use std::path::PathBuf;
 

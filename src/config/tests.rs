@@ -164,6 +164,7 @@ fn policy_values_are_read() {
             apprec_timeout: time::Duration::hours(48),
             retention: time::Duration::days(7),
             require_signature: false,
+            require_encryption: false,
             reject_unknown_level2: false,
         }
     );

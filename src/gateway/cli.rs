@@ -40,6 +40,7 @@ pub fn load(config_path: &Path) -> Result<Loaded, Vec<String>> {
     let policy = Policy {
         max_message_bytes: max_bytes,
         require_signature: l.config.policy.require_signature,
+        require_encryption: l.config.policy.require_encryption,
         route: l.config.policy.route_policy(),
         xml: XmlLimits {
             max_bytes,
@@ -51,6 +52,10 @@ pub fn load(config_path: &Path) -> Result<Loaded, Vec<String>> {
         trust: l.trust.map(Arc::new),
         register: Arc::new(l.register),
         fingerprints: l.fingerprints,
+        encryption: Arc::new(super::assess::Encryption {
+            hub: l.hub_keys,
+            recipients: Arc::new(l.recipient_certs),
+        }),
         policy,
         gateway_her: l.config.gateway.her_id,
     };

@@ -8,6 +8,7 @@
 //! - [`xsd`]: libxml2's verdicts (`../shared/tools/xsd-oracle`) and the differential comparison
 //!   with ours (xsd_*.rs, model_*.rs);
 //! - [`model`]: corpus files for the message-model tests (model_*.rs);
+//! - [`openssl`]: `openssl cms` encrypting, decrypting and verifying (encryption.rs);
 //! - [`store`]: the changes the pipeline commits for one good message (store_crash.rs, and
 //!   benches/store_commit.rs, which includes that file by path).
 //!
@@ -18,6 +19,7 @@ pub mod crl;
 pub mod gateway;
 pub mod hnmsg;
 pub mod model;
+pub mod openssl;
 pub mod store;
 pub mod xsd;
 

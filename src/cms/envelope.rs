@@ -756,9 +756,61 @@ fn encrypted_content<'a>(b: &mut Reader<'a>, auth: bool) -> Option<(&'a [u8], Co
 mod tests {
     use super::*;
 
+    fn enc(rel: &str) -> std::path::PathBuf {
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/gateway-pki/encryption")
+            .join(rel)
+    }
+
+    fn hub(stem: &str) -> HubKeys {
+        let (key, cert) = (enc(&format!("{stem}.key")), enc(&format!("{stem}.pem")));
+        HubKeys::load(&[(key.as_path(), cert.as_path())]).expect("hub key")
+    }
+
     #[test]
     fn oaep_defaults_are_sha1() {
-        assert!(std::ptr::eq(oaep_params(None).unwrap(), &OAEP_SHA1_MGF1SHA1));
+        assert_eq!(oaep_params(None).unwrap().id(), OAEP_SHA1_MGF1SHA1.id());
+    }
+
+    #[test]
+    fn what_is_sealed_opens_with_that_key_only_and_not_when_tampered() {
+        let signed = b"not really a SignedData, but carried byte for byte".to_vec();
+        let to_hub = RecipientCert::from_file(&enc("90000-enc.pem")).unwrap();
+        let sealed = to_hub.seal(&signed).unwrap();
+        assert!(is_enveloped(&sealed));
+        let opened = hub("90000-enc").open(&sealed).unwrap();
+        assert_eq!((opened.signed, opened.key_index), (signed, 0));
+        assert_eq!(
+            hub("90000-enc-previous").open(&sealed).unwrap_err(),
+            OpenError::NotForUs
+        );
+        for at in [sealed.len() - 1, sealed.len() - 20, sealed.len() / 2] {
+            let mut bad = sealed.clone();
+            bad[at] ^= 1;
+            assert_eq!(
+                hub("90000-enc").open(&bad).unwrap_err(),
+                OpenError::Undecryptable,
+                "bit flipped at {at}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_key_must_match_its_certificate() {
+        let (key, cert) = (enc("90000-enc-previous.key"), enc("90000-enc.pem"));
+        let e = HubKeys::load(&[(key.as_path(), cert.as_path())]).unwrap_err();
+        assert!(e.problem.contains("does not belong"), "{e}");
+    }
+
+    #[test]
+    fn usage_and_validity_are_checked() {
+        let now = time::OffsetDateTime::now_utc();
+        let good = EncryptionCertificate::from_file(&enc("80001-enc.pem")).unwrap();
+        assert_eq!(good.problem_at(now), None);
+        let sign_only = EncryptionCertificate::from_file(&enc("bad/sign-only-enc.pem")).unwrap();
+        assert!(sign_only.problem_at(now).unwrap().contains("keyEncipherment"));
+        let expired = EncryptionCertificate::from_file(&enc("bad/expired-enc.pem")).unwrap();
+        assert!(expired.problem_at(now).unwrap().contains("expired"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Certificates the hub depends on and when they expire (issue 16, item 3): the gateway's own
-//! signing certificate and every party's certificates in the register. A certificate that expires
+//! signing and encryption certificates and every party's certificates in the register. A certificate that expires
 //! stops messages — a party's, because its signatures are then answered S02; the hub's, because its
 //! AppRecs no longer verify — so operators are warned from [`WARN_BEFORE`] ahead: `check-config`
 //! lists them, `serve` logs a warning at start and once a day, and `/metrics` has the days left.
@@ -23,6 +23,12 @@ pub enum Role {
     GatewaySigning,
     /// A party's signing certificate (the register's `certificates`).
     PartySigning(HerId),
+    /// One of the gateway's encryption certificates (`[gateway] encryption_keys`): senders encrypt
+    /// to it, so once it expires they can no longer reach the hub.
+    GatewayEncryption,
+    /// A party's encryption certificate (the register's `encryption_certificate`): the gateway can
+    /// no longer encrypt to it once it expires.
+    PartyEncryption(HerId),
 }
 
 impl std::fmt::Display for Role {
@@ -30,6 +36,8 @@ impl std::fmt::Display for Role {
         match self {
             Role::GatewaySigning => f.write_str("gateway signing"),
             Role::PartySigning(her) => write!(f, "party {her} signing"),
+            Role::GatewayEncryption => f.write_str("gateway encryption"),
+            Role::PartyEncryption(her) => write!(f, "party {her} encryption"),
         }
     }
 }

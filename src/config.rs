@@ -104,6 +104,19 @@ pub struct GatewayIdentity {
     pub signing_key: PathBuf,
     /// PEM certificate file matching `signing_key`.
     pub signing_cert: PathBuf,
+    /// `encryption_keys`: the keys senders encrypt to (CMS EnvelopedData), each with its certificate;
+    /// several during a rotation (the RecipientInfo of a message names the one it used).
+    pub encryption_keys: Vec<EncryptionKeyFiles>,
+}
+
+/// One of the gateway's decryption keys and its certificate (`[gateway] encryption_keys`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionKeyFiles {
+    /// PEM (PKCS#8) RSA private key file (a path, never the key itself).
+    pub key: PathBuf,
+    /// PEM certificate of that key (keyUsage keyEncipherment); senders encrypt to it.
+    pub cert: PathBuf,
 }
 
 /// `[paths]`, resolved (see the module documentation).
@@ -130,6 +143,9 @@ pub struct PolicyConfig {
     pub retention: time::Duration,
     /// Refuse unsigned (`application/xml`) traffic.
     pub require_signature: bool,
+    /// Refuse unencrypted traffic (DESIGN §1 "Encryption"), and encrypt everything the gateway sends.
+    /// Default false (a configuration without the key keeps its behaviour); the shipped one says true.
+    pub require_encryption: bool,
     /// E21 for an unknown/missing level-2 party at a known organisation (KAN, "must be configurable
     /// by the customer", HIS 80415 / NOTES §7), else deliver to the organisation.
     pub reject_unknown_level2: bool,
@@ -151,6 +167,7 @@ impl Default for PolicyConfig {
             apprec_timeout: time::Duration::hours(96),
             retention: time::Duration::days(30),
             require_signature: true,
+            require_encryption: false,
             reject_unknown_level2: true,
         }
     }
@@ -400,6 +417,8 @@ struct RawGateway {
     her_id: Option<HerId>,
     signing_key: Option<PathBuf>,
     signing_cert: Option<PathBuf>,
+    #[serde(default)]
+    encryption_keys: Vec<EncryptionKeyFiles>,
 }
 
 #[derive(Deserialize)]
@@ -441,6 +460,7 @@ struct RawPolicy {
     apprec_timeout: Option<ConfigDuration>,
     retention: Option<ConfigDuration>,
     require_signature: Option<bool>,
+    require_encryption: Option<bool>,
     reject_unknown_level2: Option<bool>,
 }
 
@@ -869,6 +889,9 @@ fn read_gateway(
             apprec_timeout: p.apprec_timeout.map_or(policy_cfg.apprec_timeout, |d| d.0),
             retention: p.retention.map_or(policy_cfg.retention, |d| d.0),
             require_signature: p.require_signature.unwrap_or(policy_cfg.require_signature),
+            require_encryption: p
+                .require_encryption
+                .unwrap_or(policy_cfg.require_encryption),
             reject_unknown_level2: p
                 .reject_unknown_level2
                 .unwrap_or(policy_cfg.reject_unknown_level2),
@@ -931,6 +954,39 @@ fn read_gateway(
         .as_ref()
         .and_then(|g| Some((g.signing_key.as_ref()?, g.signing_cert.as_ref()?)));
     let signing = signing.map(|(k, c)| (resolve(&base, k), resolve(&base, c)));
+    let encryption_keys: Vec<EncryptionKeyFiles> = gateway
+        .as_ref()
+        .map(|g| {
+            g.encryption_keys
+                .iter()
+                .map(|k| EncryptionKeyFiles {
+                    key: resolve(&base, &k.key),
+                    cert: resolve(&base, &k.cert),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if policy_cfg.require_encryption && encryption_keys.is_empty() && gateway.is_some() {
+        r.push(
+            line("policy.require_encryption"),
+            Some("policy.require_encryption".into()),
+            ProblemKind::BadValue(
+                "require_encryption = true, but [gateway] has no encryption_keys: senders could not encrypt to the hub".into(),
+            ),
+        );
+    }
+    if encryption_keys
+        .iter()
+        .any(|k| k.key.to_string_lossy().contains("-----BEGIN"))
+    {
+        r.push(
+            line("gateway.encryption_keys"),
+            Some("gateway.encryption_keys".into()),
+            ProblemKind::InlineSecret(
+                "`encryption_keys` entries must name PEM files, not hold the key itself".into(),
+            ),
+        );
+    }
     let identity = gateway
         .as_ref()
         .and_then(|g| g.her_id)
@@ -939,6 +995,7 @@ fn read_gateway(
             her_id,
             signing_key,
             signing_cert,
+            encryption_keys: encryption_keys.clone(),
         });
     let paths = paths.and_then(|p| {
         Some(PathsConfig {
@@ -1026,6 +1083,9 @@ fn read_parties(
                 for c in &mut p.certificates {
                     *c = resolve(base, c);
                 }
+                if let Some(c) = p.encryption_certificate.as_mut() {
+                    *c = resolve(base, c);
+                }
                 parties.push(p);
                 places.push((i, r.line_of(item.span().start)));
             }
@@ -1071,6 +1131,39 @@ pub fn check(config_path: &Path) -> Result<(GatewayConfig, Register), Vec<Config
             reason,
         },
     };
+    for (i, k) in parts
+        .as_ref()
+        .and_then(|p| p.config.as_ref())
+        .map(|c| c.gateway.encryption_keys.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        if let Err(reason) = check_certificate(&k.cert) {
+            problems.push(ConfigProblem {
+                file: config_path.to_path_buf(),
+                line: line("gateway.encryption_keys"),
+                key: Some(format!("gateway.encryption_keys[{i}].cert")),
+                kind: ProblemKind::BadCertificate {
+                    path: k.cert.clone(),
+                    reason,
+                },
+            });
+        }
+        match std::fs::read_to_string(&k.key) {
+            Ok(s) if s.contains("PRIVATE KEY-----") => {}
+            Ok(_) => problems.push(file_problem(
+                "gateway.encryption_keys",
+                &k.key,
+                "no PEM PRIVATE KEY block found".into(),
+            )),
+            Err(e) => problems.push(file_problem(
+                "gateway.encryption_keys",
+                &k.key,
+                format!("cannot read: {e}"),
+            )),
+        }
+    }
     if let Some((signing_key, signing_cert)) = parts.as_ref().and_then(|p| p.signing.as_ref()) {
         if let Err(reason) = check_certificate(signing_cert) {
             problems.push(ConfigProblem {
@@ -1136,6 +1229,42 @@ pub fn check(config_path: &Path) -> Result<(GatewayConfig, Register), Vec<Config
                             },
                         });
                     }
+                }
+            }
+            let require_encryption = parts
+                .as_ref()
+                .and_then(|p| p.config.as_ref())
+                .is_some_and(|c| c.policy.require_encryption);
+            for (i, p) in parties.iter().enumerate() {
+                let (file_index, start) = places[i];
+                let key = format!("party[{file_index}].encryption_certificate");
+                let at = plines.get(&key).copied().or(Some(start));
+                match &p.encryption_certificate {
+                    Some(c) => {
+                        if let Err(reason) = check_certificate(c) {
+                            problems.push(ConfigProblem {
+                                file: reg_file.clone(),
+                                line: at,
+                                key: Some(key),
+                                kind: ProblemKind::BadCertificate {
+                                    path: c.clone(),
+                                    reason,
+                                },
+                            });
+                        }
+                    }
+                    None if require_encryption && Some(p.her_id) != gateway_her => {
+                        problems.push(ConfigProblem {
+                            file: reg_file.clone(),
+                            line: Some(start),
+                            key: Some(key),
+                            kind: ProblemKind::Missing(format!(
+                                "party {} has no encryption_certificate, but policy.require_encryption is on: the gateway could not encrypt its messages",
+                                p.her_id
+                            )),
+                        });
+                    }
+                    None => {}
                 }
             }
             match Register::from_parties(parties.clone()) {

@@ -39,6 +39,11 @@ pub struct Party {
     /// AMQP user names (RabbitMQ-validated `user_id`) allowed to publish as this party.
     #[serde(default)]
     pub amqp_users: Vec<String>,
+    /// The certificate (PEM, keyUsage keyEncipherment) the gateway encrypts this party's messages
+    /// to — its deliveries and the AppRecs it is sent (DESIGN §1 "Encryption"). Required for every
+    /// party but the gateway itself when `policy.require_encryption` is on.
+    #[serde(default)]
+    pub encryption_certificate: Option<PathBuf>,
 }
 
 /// An inconsistency in the register. All of them are configuration faults: the gateway must not
@@ -242,6 +247,7 @@ pub(crate) mod tests {
             accepts: accepts.iter().map(|s| s.to_string()).collect(),
             certificates: vec![PathBuf::from(format!("certs/{her}.pem"))],
             amqp_users: vec![format!("ehr-{her}")],
+            encryption_certificate: None,
         }
     }
 

@@ -1,16 +1,17 @@
 //! Loading and checking everything a gateway is configured with — configuration and register
 //! (every problem at once), the installed schemas against `xsd/MANIFEST.toml` (and that they
-//! compile), the trust store, every party's signing certificates and the gateway's own signing
-//! identity. `check-config` prints what this finds; `serve` refuses to start on any of it.
+//! compile), the trust store, every party's signing and encryption certificates and the gateway's
+//! own signing identity and encryption keys (key matches certificate, keyEncipherment, valid now). `check-config` prints what this finds; `serve` refuses to start on any of it.
 //!
 //! Input: the path of `gateway.toml`. Output: [`Loaded`], the checked parts, or every problem as a
 //! line an operator can act on (file, key, what is wrong, what to do).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::certs::{InUse, Role};
-use crate::cms::{self, Signer, TrustStore};
+use crate::cms::{self, EncryptionCertificate, HubKeys, RecipientCert, Signer, TrustStore};
 use crate::config::{self, GatewayConfig};
 use crate::ids::HerId;
 use crate::register::Register;
@@ -26,6 +27,10 @@ pub struct Loaded {
     /// SHA-256 fingerprints of the signing certificates each party may use.
     pub fingerprints: HashMap<HerId, HashSet<String>>,
     pub signer: Signer,
+    /// The gateway's decryption keys (`[gateway] encryption_keys`; empty when none are configured).
+    pub hub_keys: HubKeys,
+    /// Each party's encryption certificate (the register's `encryption_certificate`).
+    pub recipient_certs: HashMap<HerId, Arc<RecipientCert>>,
     /// Every certificate the hub depends on, with its expiry (`certs`).
     pub certificates: Vec<InUse>,
 }
@@ -120,6 +125,66 @@ pub fn load(config_path: &Path) -> Result<Loaded, Vec<String>> {
                 None
             }
         };
+    // Encryption (DESIGN §1): the hub's keys must match their certificates; every certificate used
+    // for encryption must allow keyEncipherment and be valid now (an expired one is refused here,
+    // one that expires soon is a warning of check-config and `serve`).
+    let now = time::OffsetDateTime::now_utc();
+    let pairs: Vec<(&Path, &Path)> = config
+        .gateway
+        .encryption_keys
+        .iter()
+        .map(|k| (k.key.as_path(), k.cert.as_path()))
+        .collect();
+    let hub_keys = match HubKeys::load(&pairs) {
+        Ok(keys) => {
+            for (c, files) in keys.certificates().zip(&config.gateway.encryption_keys) {
+                if let Some(p) = c.problem_at(now) {
+                    problems.push(format!(
+                        "gateway encryption key {}: {p}",
+                        files.cert.display()
+                    ));
+                }
+                if let Ok(u) = InUse::read(Role::GatewayEncryption, &files.cert, &c.der) {
+                    certificates.push(u);
+                }
+            }
+            Some(keys)
+        }
+        Err(e) => {
+            problems.push(format!("gateway encryption key: {e}"));
+            None
+        }
+    };
+    let mut recipient_certs = HashMap::new();
+    for party in register.parties() {
+        let Some(path) = &party.encryption_certificate else {
+            continue;
+        };
+        let path = resolve(&config.base_dir, path);
+        match EncryptionCertificate::from_file(&path)
+            .and_then(|c| RecipientCert::new(&path, c))
+        {
+            Ok(rc) => {
+                if let Some(p) = rc.certificate.problem_at(now) {
+                    problems.push(format!(
+                        "party {}: encryption certificate {}: {p}",
+                        party.her_id,
+                        path.display()
+                    ));
+                }
+                if let Ok(u) =
+                    InUse::read(Role::PartyEncryption(party.her_id), &path, &rc.certificate.der)
+                {
+                    certificates.push(u);
+                }
+                recipient_certs.insert(party.her_id, Arc::new(rc));
+            }
+            Err(e) => problems.push(format!(
+                "party {}: encryption certificate: {e}",
+                party.her_id
+            )),
+        }
+    }
     let mut trust = trust;
     if let Some(t) = trust.as_mut() {
         // Party certificates name where their CA publishes its CRL.
@@ -132,14 +197,16 @@ pub fn load(config_path: &Path) -> Result<Loaded, Vec<String>> {
             .collect();
         t.note_issued(ders.iter().map(Vec::as_slice));
     }
-    match (schemas, signer) {
-        (Some(schemas), Some(signer)) if problems.is_empty() => Ok(Loaded {
+    match (schemas, signer, hub_keys) {
+        (Some(schemas), Some(signer), Some(hub_keys)) if problems.is_empty() => Ok(Loaded {
             config,
             register,
             schemas,
             trust,
             fingerprints,
             signer,
+            hub_keys,
+            recipient_certs,
             certificates,
         }),
         _ => Err(problems),

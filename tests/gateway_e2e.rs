@@ -489,6 +489,9 @@ async fn a_silent_recipient_makes_the_message_overdue() {
         .send_xml_signed_by(&old, &key, &Overrides::default(), None)
         .await;
     h.take(NURSING_HOME, 1).await;
+    // The copy is taken once published; the sweep needs its Delivered commit (step 4), which
+    // follows the publish confirm: wait for the gateway to settle the delivery first.
+    h.settle().await;
     h.housekeep().await;
     assert_eq!(
         h.status(GP, late.message_id.as_str()).await.recipients[0].state,

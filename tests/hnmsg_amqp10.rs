@@ -10,15 +10,21 @@
 //! - an error-queue entry (spoofing) reaches a 1.0 receiver on `/amq/queue/{herId}_error` with
 //!   HN.Msg's property list and errorCondition.
 //!
+//! - under `require_encryption` (issue 12 item 6), a message signed, then encrypted as HN.Msg does
+//!   (AES-256-CBC, RSA PKCS#1 v1.5, to the hub's encryption certificate; encrypted here with
+//!   `openssl cms`) is delivered encrypted to the receiver's certificate, the gateway's AppRec comes
+//!   back encrypted to the sender, and plaintext is refused with HN.Msg's errorCondition.
+//!
 //! Needs the plugin (`rabbitmq-plugins enable rabbitmq_amqp1_0`) and `target/venv` (`.ci/run`).
 
 mod support;
 
+use helsemelding::amqp::headers::ContentType;
 use helsemelding::gateway::cli::Overrides;
 use helsemelding::ids::{HerId, MsgId};
 use sha2::{Digest, Sha256};
 use support::gateway::{fixture_with_msg_id, Harness};
-use support::hnmsg;
+use support::{hnmsg, openssl};
 
 const GP: HerId = HerId(82001);
 const NURSING_HOME: HerId = HerId(81001);
@@ -224,5 +230,66 @@ async fn a_namespace_sender_reaches_the_intake_through_the_hnmsg_exchange() {
     assert!(publish(to(NURSING_HOME)).await.is_err());
     assert!(publish(to(GP)).await.is_ok());
     let _ = conn.close(200, "done".into()).await;
+    h.stop().await;
+}
+
+/// What an HN.Msg sender under the shipped `require_encryption = true` sends: `xml` signed by the
+/// GP, then encrypted to the hub (AES-256-CBC, RSA PKCS#1 v1.5: `EnvelopedCms`'s defaults,
+/// research/hnmsg-interop.md §2). Returns its MsgId and the SignedData inside.
+fn send_encrypted(h: &Harness, rel: &str) -> (MsgId, Vec<u8>) {
+    let id = MsgId::random();
+    let xml = fixture_with_msg_id(rel, id.as_str());
+    let o = Overrides {
+        msg_id: Some(id.clone()),
+        ..Overrides::default()
+    };
+    let (mut headers, signed) = Harness::sign(xml.as_bytes(), "parties/82001-sign", &o);
+    headers.content_type = ContentType::EnvelopedCms;
+    let body = openssl::encrypt(&signed, &["-aes256"], "encryption/90000-enc.pem");
+    let vhost = h.vhost.name().to_owned();
+    hnmsg::send(&vhost, "/amq/queue/gateway_inbound", &body, &headers, h.dir.path());
+    (id, signed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypting_1_0_sender_is_delivered_answered_and_refused_encrypted() {
+    let h = Harness::start_encrypted().await;
+    let vhost = h.vhost.name().to_owned();
+    const ENVELOPED: &str = "application/pkcs7-mime; smime-type=signed-and-enveloped-data";
+
+    let (id, signed) = send_encrypted(&h, "delivered/foresporsel-gp-to-nursing-home.xml");
+    let got = hnmsg::receive(&vhost, &format!("/amq/queue/{NURSING_HOME}_async"), 1);
+    let m = &got[0];
+    assert_eq!(m.message_id.as_deref(), Some(id.as_str()));
+    assert_eq!(m.content_type.as_deref(), Some(ENVELOPED), "{m:?}");
+    let inner = openssl::decrypt(&m.body, "encryption/81001-enc")
+        .unwrap_or_else(|e| panic!("the receiver cannot open its copy: {e}"));
+    assert_eq!(inner, signed, "the sender's SignedData, byte for byte");
+
+    let (id, _) = send_encrypted(&h, "rejected/T10-type-not-accepted.xml");
+    let got = hnmsg::receive(&vhost, &format!("/amq/queue/{GP}_async"), 1);
+    let m = &got[0];
+    assert_eq!(m.subject.as_deref(), Some("APPREC"), "{m:?}");
+    assert_eq!(m.prop("originalMessageId"), id.as_str());
+    assert_eq!(m.content_type.as_deref(), Some(ENVELOPED), "{m:?}");
+    let apprec = openssl::decrypt(&m.body, "encryption/82001-enc")
+        .unwrap_or_else(|e| panic!("the sender cannot open the AppRec: {e}"));
+    openssl::verify(&apprec).unwrap_or_else(|e| panic!("the AppRec's signature: {e}"));
+
+    // Signed but not encrypted: refused, in HN.Msg's words.
+    let id = MsgId::random();
+    let xml = fixture_with_msg_id("delivered/foresporsel-gp-to-nursing-home.xml", id.as_str());
+    let o = Overrides {
+        msg_id: Some(id.clone()),
+        ..Overrides::default()
+    };
+    let (headers, body) = Harness::sign(xml.as_bytes(), "parties/82001-sign", &o);
+    hnmsg::send(&vhost, "/amq/queue/gateway_inbound", &body, &headers, h.dir.path());
+    let got = hnmsg::receive(&vhost, &format!("/amq/queue/{GP}_error"), 1);
+    let m = &got[0];
+    assert_eq!(m.prop("originalMessageId"), id.as_str());
+    assert_eq!(m.prop("errorCondition"), "transport:invalid-certificate");
+    assert_eq!(m.prop("errorConditionData"), "transport:unencrypted-message;");
+    h.assert_empty(NURSING_HOME).await;
     h.stop().await;
 }

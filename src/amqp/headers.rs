@@ -67,6 +67,11 @@ pub const PERSISTENT: u8 = 2;
 pub enum ContentType {
     /// DER CMS SignedData: `application/pkcs7-mime; smime-type=signed-data`.
     SignedCms,
+    /// DER CMS EnvelopedData around the SignedData (sign, then encrypt; DESIGN §1 "Encryption"):
+    /// `application/pkcs7-mime; smime-type=signed-and-enveloped-data`, as Helsenorge.Messaging
+    /// writes it (`research/hnmsg-interop.md` §1 "Message"). `enveloped-data` (RFC 8551 §3.2.2) and
+    /// `authEnveloped-data` (RFC 8551 §3.2.2, AES-GCM) are read as the same.
+    EnvelopedCms,
     /// Unsigned MsgHead XML, only where the config allows unsigned traffic.
     Xml,
 }
@@ -76,17 +81,19 @@ impl ContentType {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::SignedCms => "application/pkcs7-mime; smime-type=signed-data",
+            Self::EnvelopedCms => "application/pkcs7-mime; smime-type=signed-and-enveloped-data",
             Self::Xml => "application/xml",
         }
     }
 
     /// Parse a media type leniently in form (case, spaces, quotes, extra parameters such as
-    /// `charset`) but strictly in meaning: pkcs7-mime must say `smime-type=signed-data`.
+    /// `charset`) but strictly in meaning: pkcs7-mime must say `smime-type=signed-data` or one of
+    /// the enveloped types.
     pub fn parse(s: &str) -> Result<Self, HeaderError> {
         let bad = || HeaderError::Invalid {
             header: "content_type",
             value: s.to_owned(),
-            expected: "application/pkcs7-mime; smime-type=signed-data or application/xml",
+            expected: "application/pkcs7-mime; smime-type=signed-data|signed-and-enveloped-data|enveloped-data|authEnveloped-data, or application/xml",
         };
         let mut parts = s.split(';');
         let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
@@ -101,6 +108,14 @@ impl ContentType {
         match media.as_str() {
             "application/pkcs7-mime" if smime_type.as_deref() == Some("signed-data") => {
                 Ok(Self::SignedCms)
+            }
+            "application/pkcs7-mime"
+                if matches!(
+                    smime_type.as_deref(),
+                    Some("signed-and-enveloped-data" | "enveloped-data" | "authenveloped-data")
+                ) =>
+            {
+                Ok(Self::EnvelopedCms)
             }
             "application/xml" | "text/xml" => Ok(Self::Xml),
             _ => Err(bad()),
@@ -573,9 +588,13 @@ pub fn hnmsg_error_condition(condition: &str) -> &str {
         "transport:invalid-headers" | "transport:unknown-receiver" | "abuse:unknown-sender" => {
             "transport:invalid-field-value"
         }
-        "transport:invalid-signature" | "transport:unsigned-message" => {
-            "transport:invalid-certificate"
-        }
+        // Encryption faults too: HN.Msg's decryption failure is a security fault it has no closer
+        // word for (research/hnmsg-interop.md §1 "errorCondition"; not checked in its source).
+        "transport:invalid-signature"
+        | "transport:unsigned-message"
+        | "transport:unencrypted-message"
+        | "transport:undecryptable"
+        | "transport:wrong-recipient" => "transport:invalid-certificate",
         "transport:invalid-envelope" => "transport:unsupported-message",
         "transport:undeliverable" | "transport:retries-exhausted" => "transport:internal-error",
         same => same,
@@ -857,7 +876,7 @@ mod tests {
         assert!(matches!(e, HeaderError::Invalid { header: TYPE, .. }));
         let e = MessageHeaders::from_properties(
             &p.clone()
-                .with_content_type("application/pkcs7-mime; smime-type=enveloped-data".into()),
+                .with_content_type("application/pkcs7-mime; smime-type=compressed-data".into()),
         )
         .unwrap_err();
         assert!(matches!(
@@ -891,6 +910,16 @@ mod tests {
             ContentType::parse("Application/PKCS7-MIME;smime-type=\"signed-data\"").unwrap(),
             ContentType::SignedCms
         );
+        for enveloped in [
+            "application/pkcs7-mime; smime-type=signed-and-enveloped-data",
+            "application/pkcs7-mime; smime-type=enveloped-data",
+            "application/pkcs7-mime; smime-type=authEnveloped-data",
+        ] {
+            assert_eq!(
+                ContentType::parse(enveloped).unwrap(),
+                ContentType::EnvelopedCms
+            );
+        }
         assert_eq!(
             ContentType::parse("application/xml; charset=utf-8").unwrap(),
             ContentType::Xml

@@ -12,6 +12,8 @@
 //!   and the signature covers the attributes; without them it covers the content. RSA PKCS#1 v1.5
 //!   and PSS with SHA-256/384/512.
 //! - [`Signer`]: signs content into DER SignedData (attached, signed attributes, RSA-SHA256).
+//! - [`envelope`]: encrypted envelopes (EnvelopedData around the SignedData): the hub's
+//!   [`HubKeys`] open them, [`RecipientCert::seal`] makes them for a recipient.
 //! - [`certificate_fingerprint`]: the SHA-256 the address register compares with
 //!   [`SignerIdentity::fingerprint_sha256`].
 //!
@@ -38,6 +40,7 @@
 
 pub mod cli;
 mod der;
+pub mod envelope;
 mod error;
 mod sign;
 mod signed_data;
@@ -50,6 +53,10 @@ use std::fmt;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 pub use error::{FingerprintError, SignError, TrustError, VerifyError};
+pub use envelope::{
+    is_enveloped, EncryptionCertificate, HubKeys, KeyError, OpenError, Opened, RecipientCert,
+    SealError,
+};
 pub use sign::Signer;
 pub use trust::{
     newest_per_issuer, Authority, Crl, TrustStore, CACHE_LIMIT, MAX_RSA_BITS, MIN_RSA_BITS,

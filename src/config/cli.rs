@@ -4,9 +4,11 @@
 //!
 //! It checks exactly what `serve` checks before it starts (`setup::load`): beyond the files
 //! themselves, that the installed schemas match `xsd/MANIFEST.toml` and compile, that the trust
-//! store loads, that every party certificate parses, and that the gateway's signing key matches
-//! its certificate. Certificates that expire within 30 days (or have expired) are listed as
-//! warnings after the summary line.
+//! store loads, that every party certificate parses, that the gateway's signing key matches
+//! its certificate, and for encryption (DESIGN §1) that each of the hub's `encryption_keys` matches
+//! its certificate and that every encryption certificate (the hub's and the parties') allows
+//! keyEncipherment and is valid now. Certificates that expire within 30 days (or have expired) —
+//! signing and encryption alike — are listed as warnings after the summary line.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -7,7 +7,10 @@
 //! `<dir>/parties.toml`, identical to the shipped ones except the broker URL, the state and
 //! routing-log paths (inside `dir`), the HTTP endpoint (none unless a port is given: several
 //! gateways run at once on one machine), the prefetch when given, and absolute paths for everything
-//! else. Failure: an [`std::io::Error`] naming the file.
+//! else — and `require_encryption = false`: the tests and lab tools that start from here send signed
+//! plaintext, so they are tests of that policy; the encryption tests (tests/encryption.rs) turn the
+//! shipped `true` back on, with the shipped keys.
+//! Failure: an [`std::io::Error`] naming the file.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -85,6 +88,11 @@ pub fn write(base: &Path, dir: &Path, scratch: &Scratch<'_>) -> io::Result<PathB
                 Some(port) => format!("http_listen = \"127.0.0.1:{port}\""),
                 None => "http_listen = \"\"".to_owned(),
             },
+            ("require_encryption", _) => "require_encryption = false".to_owned(),
+            // `encryption_keys` entries: inline tables of paths relative to the repository root.
+            (k, _) if k.starts_with("{ key") => {
+                line.replace("\"fixtures/", &format!("\"{}/fixtures/", base.display()))
+            }
             ("prefetch", _) => match scratch.prefetch {
                 Some(n) => format!("prefetch = {n}"),
                 None => line.to_owned(),
@@ -131,6 +139,11 @@ mod tests {
         assert_eq!(c.paths.state, dir.join("state"));
         assert_eq!(c.paths.http_listen, None);
         assert!(c.gateway.signing_key.is_absolute() && c.gateway.signing_key.exists());
+        assert!(!c.policy.require_encryption);
+        assert!(!c.gateway.encryption_keys.is_empty());
+        for k in &c.gateway.encryption_keys {
+            assert!(k.key.is_absolute() && k.key.exists() && k.cert.exists(), "{k:?}");
+        }
         let shipped = crate::config::GatewayConfig::load(&base.join("config/gateway.toml"))
             .unwrap_or_else(|ps| panic!("{ps:?}"));
         assert_eq!(c.amqp.prefetch, shipped.amqp.prefetch);

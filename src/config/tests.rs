@@ -86,7 +86,20 @@ fn the_shipped_configuration_is_valid() {
     assert_eq!(cfg.paths.state, repo().join("var/state"));
     assert_eq!(cfg.amqp.prefetch, 256);
     assert_eq!(cfg.amqp.heartbeat, time::Duration::seconds(10));
-    assert_eq!(cfg.policy, PolicyConfig::default());
+    // The shipped policy is the default but for encryption, which it requires (issue 12), with the
+    // hub's current and previous key (a rotation) and a certificate for every other party.
+    assert_eq!(
+        cfg.policy,
+        PolicyConfig {
+            require_encryption: true,
+            ..PolicyConfig::default()
+        }
+    );
+    assert_eq!(cfg.gateway.encryption_keys.len(), 2);
+    assert!(register
+        .parties()
+        .iter()
+        .all(|p| p.her_id == cfg.gateway.her_id || p.encryption_certificate.is_some()));
     assert!(register.contains(cfg.gateway.her_id));
     // The example register has what the brief asks for: a hospital with level-2 services, a
     // municipality with nursing home and home care, a GP office with a person party.
@@ -104,7 +117,10 @@ fn every_key_of_the_shipped_gateway_file_is_documented() {
     let lines: Vec<&str> = text.lines().collect();
     for (i, line) in lines.iter().enumerate() {
         let t = line.trim();
-        if t.is_empty() || t.starts_with('#') || t.starts_with('[') {
+        // Entries of a multi-line array (`encryption_keys`) and its closing bracket are documented
+        // by the comment above the key.
+        if t.is_empty() || t.starts_with('#') || t.starts_with('[') || t.starts_with('{') || t == "]"
+        {
             continue;
         }
         assert!(
@@ -164,6 +180,7 @@ fn policy_values_are_read() {
             apprec_timeout: time::Duration::hours(48),
             retention: time::Duration::days(7),
             require_signature: false,
+            require_encryption: false,
             reject_unknown_level2: false,
         }
     );

@@ -15,6 +15,10 @@
 //!   with an AppRec, NOTES §5);
 //! - [`Plan::Retry`]: an infrastructure fault (stale revocation data); not the sender's fault.
 //!
+//! Encrypted envelopes are opened at the start of [`verify`] (DESIGN §1 "Encryption"): the SignedData
+//! inside is then verified exactly as an unencrypted one, and travels on in the plan's [`Seal`] so
+//! that each recipient gets it, byte for byte, encrypted to its own certificate.
+//!
 //! Nothing here performs I/O or reads the clock: `now` is passed in, so the same delivery always
 //! gives the same plan — which is what makes redelivery after a crash idempotent.
 
@@ -28,7 +32,7 @@ use super::metrics::{thread_cpu_nanos, Stage, StageTimes};
 use super::routing_log::MessageRef;
 use crate::address::{AddressedRecipient, RecipientRole};
 use crate::apprec::{AppRec, AppRecError, AppRecVersion};
-use crate::cms::{self, TrustStore};
+use crate::cms::{self, HubKeys, OpenError, RecipientCert, TrustStore};
 use crate::codes::{AppRecStatus, ErrorCode};
 use crate::ids::{HerId, MsgId, Timestamp};
 use crate::msghead::{Code, Ident, MsgHead, Organisation, Party, PatientSummary, PayloadStandard};
@@ -44,6 +48,13 @@ pub mod condition {
     pub const TOO_LARGE: &str = "transport:message-too-large";
     pub const INVALID_ENVELOPE: &str = "transport:invalid-envelope";
     pub const UNSIGNED: &str = "transport:unsigned-message";
+    /// Plaintext (SignedData or XML not inside an EnvelopedData) under `policy.require_encryption`.
+    pub const UNENCRYPTED: &str = "transport:unencrypted-message";
+    /// Encrypted to the hub but not decryptable: one condition for every reason (padding, key,
+    /// structure), so that the outcome says nothing about why (`cms::envelope`).
+    pub const UNDECRYPTABLE: &str = "transport:undecryptable";
+    /// Encrypted to a certificate that is none of the hub's encryption certificates.
+    pub const WRONG_RECIPIENT: &str = "transport:wrong-recipient";
     pub const NOT_WELL_FORMED: &str = "transport:not-well-formed-xml";
     pub const UNKNOWN_RECEIVER: &str = "transport:unknown-receiver";
     pub const UNKNOWN_SENDER: &str = "abuse:unknown-sender";
@@ -69,6 +80,8 @@ pub struct Context {
     pub register: Arc<Register>,
     /// SHA-256 fingerprints of the signing certificates each party may use.
     pub fingerprints: HashMap<HerId, HashSet<String>>,
+    /// The hub's decryption keys and the parties' encryption certificates.
+    pub encryption: Arc<Encryption>,
     pub policy: Policy,
     /// The gateway's own HER-id (answers for recipients whose HER-id is unknown).
     pub gateway_her: HerId,
@@ -125,10 +138,54 @@ impl crate::revocation::TrustHolder for ContextCell {
     }
 }
 
+/// What encryption needs (DESIGN §1 "Encryption"): the hub's keys, to open what senders encrypted
+/// to it, and each party's encryption certificate, to encrypt what the hub sends it.
+#[derive(Debug, Default)]
+pub struct Encryption {
+    pub hub: HubKeys,
+    pub recipients: Arc<HashMap<HerId, Arc<RecipientCert>>>,
+}
+
+/// How what the gateway sends about one message is packaged: the sender's SignedData (if it came
+/// encrypted, the hub opened it), and whether copies and AppRecs are encrypted to their recipients.
+#[derive(Clone)]
+pub struct Seal {
+    /// The sender's SignedData, byte for byte, when it arrived inside an EnvelopedData (the
+    /// delivery's body is then that EnvelopedData, which no recipient can open).
+    pub signed: Option<Arc<Vec<u8>>>,
+    /// Encrypt to each recipient's encryption certificate: under `policy.require_encryption`, and
+    /// whenever the sender encrypted (confidentiality it asked for is kept where a certificate allows).
+    pub encrypt: bool,
+    pub recipients: Arc<HashMap<HerId, Arc<RecipientCert>>>,
+}
+
+impl std::fmt::Debug for Seal {
+    // The SignedData is patient data: its size only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Seal")
+            .field("signed_len", &self.signed.as_ref().map(|s| s.len()))
+            .field("encrypt", &self.encrypt)
+            .finish()
+    }
+}
+
+impl Seal {
+    /// The encryption certificate to use for `her`, if what is sent to it is to be encrypted.
+    pub fn certificate_for(&self, her: HerId) -> Option<&RecipientCert> {
+        if self.encrypt {
+            self.recipients.get(&her).map(|c| c.as_ref())
+        } else {
+            None
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub max_message_bytes: usize,
     pub require_signature: bool,
+    /// Refuse what is not encrypted to the hub (`transport:unencrypted-message`).
+    pub require_encryption: bool,
     pub route: RoutePolicy,
     pub xml: XmlLimits,
 }
@@ -138,6 +195,8 @@ pub struct Policy {
 pub enum Packaging {
     /// DER CMS SignedData around the MsgHead XML.
     Signed,
+    /// DER CMS EnvelopedData (to the hub) around that SignedData.
+    Encrypted,
     /// Bare MsgHead XML (only where the configuration allows unsigned traffic).
     Plain,
 }
@@ -233,6 +292,8 @@ pub struct MessagePlan {
     pub content_sha256: [u8; 32],
     /// The envelope it came in (its time and packaging travel on with each copy).
     pub envelope: Envelope,
+    /// What copies and AppRecs are made of.
+    pub seal: Seal,
 }
 
 /// One addressed recipient's fate.
@@ -279,6 +340,8 @@ pub struct AppRecPlan {
     pub codes: Vec<ErrorCode>,
     /// The envelope it came in.
     pub envelope: Envelope,
+    /// What the forwarded AppRec is made of.
+    pub seal: Seal,
 }
 
 impl Plan {
@@ -396,6 +459,7 @@ pub struct Verified<'a> {
     pub signature_fault: Option<AppRecError>,
     /// SHA-256 of `content`.
     pub content_sha256: [u8; 32],
+    pub seal: Seal,
 }
 
 /// Stage 2, verify: the CMS signature, the signer's certificate, and that the signer is a
@@ -408,14 +472,59 @@ pub fn verify<'a>(
 ) -> Result<Verified<'a>, Plan> {
     let env = a.env;
     let from = env.from_her_id;
-    match env.packaging {
-        Packaging::Signed => {
+    // Sign, then encrypt (DESIGN §1): an EnvelopedData is opened first, whatever the header says.
+    let encrypted = env.packaging == Packaging::Encrypted
+        || (env.packaging == Packaging::Signed && cms::is_enveloped(a.body));
+    let mut seal = Seal {
+        signed: None,
+        encrypt: ctx.policy.require_encryption || encrypted,
+        recipients: Arc::clone(&ctx.encryption.recipients),
+    };
+    if encrypted {
+        let opened = ctx.encryption.hub.open(a.body);
+        clock.lap(Stage::Verify);
+        match opened {
+            Ok(o) => seal.signed = Some(Arc::new(o.signed)),
+            Err(OpenError::NotForUs) => {
+                return Err(Plan::refuse(
+                    Some(from),
+                    condition::WRONG_RECIPIENT,
+                    "encrypted to a certificate that is not one of the hub's encryption certificates",
+                    env,
+                ))
+            }
+            Err(OpenError::Undecryptable | OpenError::NotEnveloped) => {
+                return Err(Plan::refuse(
+                    Some(from),
+                    condition::UNDECRYPTABLE,
+                    "the encrypted content cannot be decrypted",
+                    env,
+                ))
+            }
+        }
+    } else if ctx.policy.require_encryption {
+        return Err(Plan::refuse(
+            Some(from),
+            condition::UNENCRYPTED,
+            "unencrypted message, but the gateway requires messages encrypted to its certificate (policy.require_encryption)",
+            env,
+        ));
+    }
+    let opened = seal.signed.clone();
+    let packaging = if encrypted {
+        Packaging::Signed
+    } else {
+        env.packaging
+    };
+    match packaging {
+        Packaging::Signed | Packaging::Encrypted => {
+            let body: &[u8] = opened.as_deref().map_or(a.body, |s| s.as_slice());
             let Some(trust) = ctx.trust.as_deref() else {
                 return Err(Plan::Retry {
                     reason: "a signed message arrived but no trust store is loaded".into(),
                 });
             };
-            let verified = cms::verify(a.body, trust, now);
+            let verified = cms::verify(body, trust, now);
             clock.lap(Stage::Verify);
             match verified {
                 Ok(v) => {
@@ -443,6 +552,7 @@ pub fn verify<'a>(
                         content: Cow::Owned(v.content),
                         signature_fault: None,
                         content_sha256,
+                        seal,
                     })
                 }
                 Err(e) if e.is_retryable() => Err(Plan::Retry {
@@ -452,7 +562,7 @@ pub fn verify<'a>(
                     let code = e.apprec_code().unwrap_or(ErrorCode::S99);
                     // S01–S03 are answered with an AppRec (SKAL, Systemtest #29–31) when the content
                     // can still be read to address it; an unreadable envelope cannot be answered.
-                    match cms::unverified_content(a.body) {
+                    match cms::unverified_content(body) {
                         Some(c) if code != ErrorCode::T01 => {
                             let content_sha256 = Sha256::digest(&c).into();
                             Ok(Verified {
@@ -463,6 +573,7 @@ pub fn verify<'a>(
                                     ot: Some(e.to_string()),
                                 }),
                                 content_sha256,
+                                seal,
                             })
                         }
                         _ => Err(Plan::refuse(
@@ -489,6 +600,7 @@ pub fn verify<'a>(
                 content: Cow::Borrowed(a.body),
                 signature_fault: None,
                 content_sha256: Sha256::digest(a.body).into(),
+                seal,
             })
         }
     }
@@ -502,6 +614,7 @@ pub struct Validated<'a> {
     pub msg_id: MsgId,
     pub faults: Vec<AppRecError>,
     pub content_sha256: [u8; 32],
+    pub seal: Seal,
 }
 
 /// Stage 3, validate: one reading pass — the validator's events also build the tree the MsgHead
@@ -545,7 +658,7 @@ pub fn validate<'a>(
                 ),
                 env,
             ),
-            None => assess_apprec(tree.as_ref(), env),
+            None => assess_apprec(tree.as_ref(), env, v.seal.clone()),
         });
     }
     if looks_like_apprec(&v.content) {
@@ -629,6 +742,7 @@ pub fn validate<'a>(
         msg_id,
         faults,
         content_sha256: v.content_sha256,
+        seal: v.seal.clone(),
     })
 }
 
@@ -642,6 +756,7 @@ pub fn route(v: Validated<'_>, ctx: &Context, clock: &mut StageClock<'_>) -> Pla
         msg_id,
         faults,
         content_sha256,
+        seal,
     } = v;
     let recipients = head.recipients();
     let addressed: Vec<AddressedRecipient> = recipients.iter().map(|(a, _)| *a).collect();
@@ -696,6 +811,7 @@ pub fn route(v: Validated<'_>, ctx: &Context, clock: &mut StageClock<'_>) -> Pla
         recipients: out,
         content_sha256,
         envelope: env.clone(),
+        seal,
     }))
 }
 
@@ -755,7 +871,7 @@ fn looks_like_apprec(content: &[u8]) -> bool {
     has(b"xmlstds/apprec/") && has(b"AppRec")
 }
 
-fn assess_apprec(tree: Option<&Tree<'_>>, h: &Envelope) -> Plan {
+fn assess_apprec(tree: Option<&Tree<'_>>, h: &Envelope, seal: Seal) -> Plan {
     // A valid AppRec always has its tree; `None` would be a bug, answered like an unreadable one.
     let rec = match tree.map(|t| AppRec::from_tree(t.root())) {
         Some(Ok(r)) => r,
@@ -818,6 +934,7 @@ fn assess_apprec(tree: Option<&Tree<'_>>, h: &Envelope) -> Plan {
         status,
         codes: rec.errors.iter().filter_map(|e| e.code()).collect(),
         envelope: h.clone(),
+        seal,
     }))
 }
 

@@ -16,7 +16,7 @@ use crate::amqp::headers::{ContentType, MessageHeaders};
 use crate::amqp::publisher::{Publisher, Route};
 use crate::amqp::topology::Topology;
 use crate::apprec::AppRec;
-use crate::cms::Signer;
+use crate::cms::{RecipientCert, Signer};
 use crate::config::{self, GatewayConfig};
 use crate::ids::{HerId, MsgId, Timestamp};
 use crate::msghead::MsgHead;
@@ -42,6 +42,7 @@ pub fn load(config_path: &Path) -> Result<Loaded, Vec<String>> {
     let policy = Policy {
         max_message_bytes: max_bytes,
         require_signature: l.config.policy.require_signature,
+        require_encryption: l.config.policy.require_encryption,
         route: l.config.policy.route_policy(),
         xml: XmlLimits {
             max_bytes,
@@ -53,6 +54,10 @@ pub fn load(config_path: &Path) -> Result<Loaded, Vec<String>> {
         trust: l.trust.map(Arc::new),
         register: Arc::new(l.register),
         fingerprints: l.fingerprints,
+        encryption: Arc::new(super::assess::Encryption {
+            hub: l.hub_keys,
+            recipients: Arc::new(l.recipient_certs),
+        }),
         policy,
         gateway_her: l.config.gateway.her_id,
     };
@@ -483,6 +488,8 @@ pub enum ReplayError {
     Missing(String, &'static str, &'static str),
     #[error("signing failed: {0}")]
     Sign(#[from] crate::cms::SignError),
+    #[error("{0}")]
+    Seal(crate::cms::SealError),
     #[error("publish failed: {0}")]
     Publish(#[from] crate::amqp::error::PublishError),
 }
@@ -544,25 +551,31 @@ pub fn headers_for(
     })
 }
 
-/// Signs (when a signer is given) and publishes one file's content to the intake exchange, as
-/// the AMQP user `user` (RabbitMQ checks it against the connection's user).
+/// Signs (when a signer is given), encrypts (when a certificate to encrypt to is given) and
+/// publishes one file's content to the intake exchange, as the AMQP user `user` (RabbitMQ checks
+/// it against the connection's user).
 // One caller (`replay`); each parameter is an independent input of the replay.
 #[allow(clippy::too_many_arguments)]
 pub async fn replay_one(
     publisher: &Publisher,
     topology: &Topology,
     signer: Option<&Signer>,
+    encrypt_to: Option<&RecipientCert>,
     name: &str,
     xml: &[u8],
     overrides: &Overrides,
     user: Option<&str>,
     now: Timestamp,
 ) -> Result<MessageHeaders, ReplayError> {
-    let headers = headers_for(name, xml, overrides, signer.is_some(), now)?;
-    let body = match signer {
+    let mut headers = headers_for(name, xml, overrides, signer.is_some(), now)?;
+    let mut body = match signer {
         Some(s) => s.sign(xml, now)?,
         None => xml.to_vec(),
     };
+    if let Some(cert) = encrypt_to {
+        body = cert.seal(&body).map_err(ReplayError::Seal)?;
+        headers.content_type = ContentType::EnvelopedCms;
+    }
     let mut props = headers
         .to_properties()
         .map_err(crate::amqp::error::PublishError::from)?;
@@ -609,6 +622,13 @@ pub struct ReplayArgs {
     /// Publish unsigned (application/xml); the gateway accepts this only with require_signature = false.
     #[arg(long, conflicts_with_all = ["key", "cert"])]
     pub unsigned: bool,
+    /// Encrypt (after signing) to this certificate, as HN.Msg does. Default: the configuration's
+    /// first `[gateway] encryption_keys` certificate when its `[policy] require_encryption` is on.
+    #[arg(long, conflicts_with = "plaintext")]
+    pub encrypt_to: Option<PathBuf>,
+    /// Do not encrypt, whatever the configuration requires (to see such a message refused).
+    #[arg(long)]
+    pub plaintext: bool,
     /// fromHerId when the file does not say (e.g. a not-well-formed fixture).
     #[arg(long)]
     pub from_her: Option<HerId>,
@@ -628,10 +648,11 @@ pub struct ReplayArgs {
 
 /// `helsemelding replay`: one line per file, `path<TAB>published|FAILED<TAB>detail`; exit 1 if any failed.
 pub fn run_replay(args: &ReplayArgs) -> ExitCode {
+    let config = GatewayConfig::load(&args.config);
     let url = match &args.url {
         Some(u) => u.clone(),
-        None => match GatewayConfig::load(&args.config) {
-            Ok(c) => c.amqp.url,
+        None => match &config {
+            Ok(c) => c.amqp.url.clone(),
             Err(ps) => {
                 eprintln!(
                     "helsemelding replay: cannot read {}:",
@@ -657,6 +678,22 @@ pub fn run_replay(args: &ReplayArgs) -> ExitCode {
             eprintln!(
                 "helsemelding replay: give --key and --cert of the sender identity, or --unsigned"
             );
+            return ExitCode::from(2);
+        }
+    };
+    let encrypt_to = match (&args.encrypt_to, args.plaintext, &config) {
+        (_, true, _) => None,
+        (Some(path), false, _) => Some(path.clone()),
+        (None, false, Ok(c)) if c.policy.require_encryption => {
+            c.gateway.encryption_keys.first().map(|k| k.cert.clone())
+        }
+        _ => None,
+    };
+    let encrypt_to = match encrypt_to.map(|p| RecipientCert::from_file(&p)) {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(e)) => {
+            eprintln!("helsemelding replay: certificate to encrypt to: {e}");
             return ExitCode::from(2);
         }
     };
@@ -702,6 +739,7 @@ pub fn run_replay(args: &ReplayArgs) -> ExitCode {
                     &publisher,
                     &topology,
                     signer.as_ref(),
+                    encrypt_to.as_ref(),
                     &name,
                     &xml,
                     &overrides,

@@ -5,8 +5,8 @@
 //!
 //! Input: the plan, the stored record of the message it concerns (`None`: never seen), the
 //! gateway's own [`Identity`] and `now`. Output: an [`Action`]. Failure: only the gateway's own
-//! signing can fail here, which is an infrastructure fault ([`Action::Retry`]), never the sender's.
-//! Runs on the assessment threads when it signs (RSA), inline otherwise.
+//! signing or encrypting can fail here, which is an infrastructure fault ([`Action::Retry`]), never
+//! the sender's. Runs on the assessment threads when it signs or encrypts, inline otherwise.
 //!
 //! Idempotence: a redelivery after a crash meets the record the first handling left, so it
 //! publishes only what is still owed; an AppRec the gateway issues has a deterministic Id and the
@@ -22,7 +22,9 @@ use crate::ids::{HerId, MsgId, Timestamp};
 use crate::store::state::{DeliveryState, Event};
 use crate::store::{Change, MessageRecord, Transition};
 
-use super::assess::{condition, AppRecPlan, MessagePlan, Packaging, Plan, RecipientPlan, Refusal};
+use super::assess::{
+    condition, AppRecPlan, MessagePlan, Packaging, Plan, RecipientPlan, Refusal, Seal,
+};
 use super::routing_log::{Decision, MessageRef, Outcome};
 
 /// What the gateway itself is, for what it sends in its own name.
@@ -118,10 +120,18 @@ impl Plan {
         }
     }
 
-    /// Whether deciding will sign an AppRec (then it belongs on the assessment threads).
+    /// Whether deciding will sign an AppRec or encrypt (then it belongs on the assessment threads).
     pub fn signs(&self) -> bool {
-        matches!(self, Plan::Message(p)
-            if p.recipients.iter().any(|r| matches!(r, RecipientPlan::Reject { .. })))
+        match self {
+            Plan::Message(p) => {
+                p.recipients
+                    .iter()
+                    .any(|r| matches!(r, RecipientPlan::Reject { .. }))
+                    || p.seal.encrypt
+            }
+            Plan::AppRec(p) => p.seal.encrypt,
+            Plan::Refuse(_) | Plan::Retry { .. } => false,
+        }
     }
 }
 
@@ -225,24 +235,30 @@ fn message(p: MessagePlan, stored: Option<MessageRecord>, me: &Identity, now: Ti
     let mut sends = Vec::new();
     for (i, (plan, state)) in ours.iter().zip(rec.recipients.iter()).enumerate() {
         match (plan, state.state) {
-            (RecipientPlan::Deliver { her, .. }, DeliveryState::Routed) => sends.push(Send {
-                kind: SendKind::Copy,
-                queue: async_queue(*her),
-                properties: with_cpa_id(
-                    headers(
-                        (p.sender, *her),
-                        &p.msg_type,
-                        &p.msg_id,
-                        p.envelope.application_timestamp,
-                        content_type(p.envelope.packaging),
-                        None,
+            (RecipientPlan::Deliver { her, .. }, DeliveryState::Routed) => {
+                let (body, content_type) = match sealed_copy(&p.seal, *her, p.envelope.packaging) {
+                    Ok(b) => b,
+                    Err(e) => return Action::Retry(format!("{e}: HER-id {her}")),
+                };
+                sends.push(Send {
+                    kind: SendKind::Copy,
+                    queue: async_queue(*her),
+                    properties: with_cpa_id(
+                        headers(
+                            (p.sender, *her),
+                            &p.msg_type,
+                            &p.msg_id,
+                            p.envelope.application_timestamp,
+                            content_type,
+                            None,
+                        ),
+                        &p.envelope.cpa_id,
                     ),
-                    &p.envelope.cpa_id,
-                ),
-                body: Body::Original,
-                confirmed: vec![Change::Apply(transition(&p, i, Event::Delivered, now))],
-                decision: Decision::new(now, Outcome::Delivered, &about).to(Some(*her)),
-            }),
+                    body,
+                    confirmed: vec![Change::Apply(transition(&p, i, Event::Delivered, now))],
+                    decision: Decision::new(now, Outcome::Delivered, &about).to(Some(*her)),
+                })
+            }
             (
                 RecipientPlan::Reject {
                     her,
@@ -271,6 +287,14 @@ fn message(p: MessagePlan, stored: Option<MessageRecord>, me: &Identity, now: Ti
                     Ok(s) => s,
                     Err(e) => return Action::Retry(format!("signing the AppRec failed: {e}")),
                 };
+                // Signed, then encrypted to the sender (DESIGN §1 "Encryption").
+                let (signed, apprec_type) = match p.seal.certificate_for(p.sender) {
+                    Some(cert) => match cert.seal(&signed) {
+                        Ok(e) => (e, ContentType::EnvelopedCms),
+                        Err(e) => return Action::Retry(format!("{e}: HER-id {}", p.sender)),
+                    },
+                    None => (signed, ContentType::SignedCms),
+                };
                 let code = errors.first().map(|e| e.code).unwrap_or(ErrorCode::X99);
                 let mut t = transition(&p, i, Event::Rejected(code), now);
                 t.apprec_id = Some(apprec_id.clone());
@@ -288,7 +312,7 @@ fn message(p: MessagePlan, stored: Option<MessageRecord>, me: &Identity, now: Ti
                         "APPREC",
                         &apprec_id,
                         rec.received_at,
-                        ContentType::SignedCms,
+                        apprec_type,
                         Some(&p.msg_id),
                     ),
                     body: Body::Issued(signed),
@@ -441,7 +465,13 @@ fn forward(
     t.apprec_id = Some(p.apprec_id.clone());
     t.codes = p.codes.clone();
     confirmed.push(Change::Apply(t));
-    // The receiver's signed AppRec travels on unchanged (DESIGN §2: the gateway forwards it).
+    // The receiver's signed AppRec travels on unchanged (DESIGN §2: the gateway forwards it),
+    // encrypted to the original sender where the seal says so.
+    let (body, content_type) = match sealed_copy(&p.seal, p.original_sender, p.envelope.packaging)
+    {
+        Ok(b) => b,
+        Err(e) => return Action::Retry(format!("{e}: HER-id {}", p.original_sender)),
+    };
     Action::Carry(Carry::sends(vec![Send {
         kind: SendKind::Forward,
         queue: async_queue(p.original_sender),
@@ -450,10 +480,10 @@ fn forward(
             "APPREC",
             &p.apprec_id,
             p.envelope.application_timestamp,
-            content_type(p.envelope.packaging),
+            content_type,
             Some(&p.original_msg_id),
         ),
-        body: Body::Original,
+        body,
         confirmed,
         decision: Decision::new(now, Outcome::AppRecForwarded, &about)
             .code(p.codes.first().copied())
@@ -500,8 +530,24 @@ fn with_cpa_id(mut props: Properties, cpa_id: &Option<String>) -> Properties {
 fn content_type(p: Packaging) -> ContentType {
     match p {
         Packaging::Signed => ContentType::SignedCms,
+        Packaging::Encrypted => ContentType::EnvelopedCms,
         Packaging::Plain => ContentType::Xml,
     }
+}
+
+/// What a recipient gets of the sender's SignedData (DESIGN §1 "Encryption"): encrypted to its
+/// certificate where the seal says so; else the SignedData the hub opened; else the delivery's body
+/// unchanged. The SignedData inside is the sender's, byte for byte, in every case.
+fn sealed_copy(
+    seal: &Seal,
+    her: HerId,
+    packaging: Packaging,
+) -> Result<(Body, ContentType), crate::cms::SealError> {
+    Ok(match (seal.certificate_for(her), &seal.signed) {
+        (Some(cert), Some(signed)) => (Body::Issued(cert.seal(signed)?), ContentType::EnvelopedCms),
+        (None, Some(signed)) => (Body::Issued(signed.to_vec()), ContentType::SignedCms),
+        (_, None) => (Body::Original, content_type(packaging)),
+    })
 }
 
 fn transition(p: &MessagePlan, recipient: usize, event: Event, at: Timestamp) -> Transition {

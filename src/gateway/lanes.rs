@@ -48,6 +48,7 @@ impl From<&MessageHeaders> for Envelope {
             application_timestamp: h.application_timestamp,
             packaging: match h.content_type {
                 ContentType::SignedCms => Packaging::Signed,
+                ContentType::EnvelopedCms => Packaging::Encrypted,
                 ContentType::Xml => Packaging::Plain,
             },
             cpa_id: h.cpa_id.clone(),

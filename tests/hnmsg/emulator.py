@@ -12,7 +12,8 @@ into target/venv).
   emulator.py receive --vhost V --address A --count N [--timeout SECONDS]
       Takes N messages with credit 25, accepting each, and prints one JSON object per message:
       subject, message_id, correlation_id, content_type, durable, application_properties (name →
-      [type, value]), body_sha256 and body_len. Exit 1 if fewer than N arrive in time.
+      [type, value]), body_sha256, body_len and body_hex (the data section, for decrypting an
+      encrypted delivery as the receiver would). Exit 1 if fewer than N arrive in time.
 """
 import argparse
 import hashlib
@@ -83,6 +84,7 @@ def receive(a):
                 "application_properties": {str(k): typed(v) for k, v in (m.properties or {}).items()},
                 "body_sha256": hashlib.sha256(body).hexdigest(),
                 "body_len": len(body),
+                "body_hex": body.hex(),
             }), flush=True)
             rcv.accept()
             got += 1

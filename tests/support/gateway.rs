@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use helsemelding::amqp::connection::connect;
-use helsemelding::amqp::headers::MessageHeaders;
+use helsemelding::amqp::headers::{ContentType, MessageHeaders};
 use helsemelding::amqp::publisher::{Publisher, Route};
 use helsemelding::amqp::testing::TestVhost;
 use helsemelding::amqp::topology::Topology;
@@ -113,8 +113,23 @@ pub struct Harness {
 }
 
 impl Harness {
+    /// A gateway of the scratch configuration: plaintext accepted (`require_encryption = false`).
     pub async fn start() -> Harness {
         Self::start_with(None, |_| {}).await
+    }
+
+    /// A gateway with the shipped policy `require_encryption = true` and the shipped keys.
+    pub async fn start_encrypted() -> Harness {
+        Self::start_configured(
+            |_, config| {
+                let text = std::fs::read_to_string(config).unwrap();
+                assert!(text.contains("require_encryption = false"));
+                let text = text.replace("require_encryption = false", "require_encryption = true");
+                std::fs::write(config, text).unwrap();
+            },
+            |_| {},
+        )
+        .await
     }
 
     /// A gateway with another trust directory (relative to fixtures/gateway-pki) and tweaked settings.
@@ -260,6 +275,29 @@ impl Harness {
         if let Some(t) = tamper {
             t(&mut body);
         }
+        self.publish_recorded(&headers, body).await;
+        headers
+    }
+
+    /// Signs `xml` with `key_stem`'s key like [`Self::sign`], hands the SignedData to `seal` (which
+    /// encrypts it, e.g. with `openssl cms -encrypt`) and publishes what it returns as
+    /// `signed-and-enveloped-data`. Returns the headers and the SignedData.
+    pub async fn send_sealed(
+        &self,
+        xml: &[u8],
+        key_stem: &str,
+        o: &Overrides,
+        seal: impl FnOnce(&[u8]) -> Vec<u8>,
+    ) -> (MessageHeaders, Vec<u8>) {
+        let (mut headers, signed) = Self::sign(xml, key_stem, o);
+        headers.content_type = ContentType::EnvelopedCms;
+        self.publish_recorded(&headers, seal(&signed)).await;
+        (headers, signed)
+    }
+
+    /// Publishes `body` with `headers` (as the broker-validated user "guest") and keeps both for
+    /// [`Self::resend`] and [`Self::sent_body`].
+    async fn publish_recorded(&self, headers: &MessageHeaders, body: Vec<u8>) {
         let props = headers
             .to_properties()
             .unwrap()
@@ -269,7 +307,6 @@ impl Harness {
             .lock()
             .unwrap()
             .insert(headers.message_id.as_str().to_owned(), (props, body));
-        headers
     }
 
     async fn publish(&self, props: &BasicProperties, body: &[u8]) {

@@ -80,6 +80,8 @@ pub struct Received {
     pub correlation_id: Option<String>,
     pub content_type: Option<String>,
     pub body_sha256: String,
+    /// The data section itself.
+    pub body: Vec<u8>,
     json: serde_json::Value,
 }
 
@@ -133,6 +135,7 @@ pub fn receive(vhost: &str, address: &str, count: usize) -> Vec<Received> {
                 correlation_id: s("correlation_id"),
                 content_type: s("content_type"),
                 body_sha256: s("body_sha256").unwrap_or_default(),
+                body: hex::decode(s("body_hex").unwrap_or_default()).expect("body_hex is hex"),
                 json,
             }
         })

@@ -8,6 +8,7 @@
 //! - [`xsd`]: libxml2's verdicts (`../shared/tools/xsd-oracle`) and the differential comparison
 //!   with ours (xsd_*.rs, model_*.rs);
 //! - [`model`]: corpus files for the message-model tests (model_*.rs);
+//! - [`openssl`]: `openssl cms` encrypting, decrypting and verifying (encryption.rs);
 //! - [`serve`]: `helsemelding serve` as a child process, its log in a file (reload.rs);
 //! - [`store`]: the changes the pipeline commits for one good message (store_crash.rs, and
 //!   benches/store_commit.rs, which includes that file by path).
@@ -22,6 +23,7 @@ mod lab_crl;
 pub mod gateway;
 pub mod hnmsg;
 pub mod model;
+pub mod openssl;
 pub mod serve;
 pub mod store;
 pub mod xsd;

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::{generate, DevPkiOptions};
+use super::{generate, generate_encryption, DevPkiOptions};
 
-/// `helsemelding-lab dev-pki --out DIR [--parties 81234,81235,…] [--gateway-her 90000]`
+/// `helsemelding-lab dev-pki --out DIR [--parties 81234,81235,…] [--gateway-her 90000] [--encryption-only]`
 #[derive(Debug, clap::Args)]
 pub struct DevPkiArgs {
     /// Output directory (trust layout plus parties/, bad/, legacy/, untrusted/, variants/).
@@ -18,14 +18,23 @@ pub struct DevPkiArgs {
     /// The gateway's own HER-id.
     #[arg(long, default_value_t = 90000)]
     pub gateway_her: u32,
+    /// Write only the encryption certificates (`encryption/`), leaving an existing PKI as it is.
+    #[arg(long)]
+    pub encryption_only: bool,
 }
 
 pub fn run_dev_pki(args: DevPkiArgs) -> ExitCode {
-    match generate(&DevPkiOptions {
+    let opts = DevPkiOptions {
         out: args.out,
         parties: args.parties,
         gateway_her: args.gateway_her,
-    }) {
+    };
+    let generated = if args.encryption_only {
+        generate_encryption(&opts)
+    } else {
+        generate(&opts)
+    };
+    match generated {
         Ok(files) => {
             for f in files {
                 println!("{}", f.display());

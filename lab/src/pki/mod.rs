@@ -20,6 +20,7 @@
 //! untrusted/untrusted-root-ca.pem               a CA that is not an anchor
 //! variants/stale-crl/{anchors,intermediates,crls}    same CAs, intermediate CRL stale since 2024-02-01
 //! variants/missing-crl/{anchors,intermediates,crls}  same CAs, no CRL for the intermediate
+//! encryption/…                                   encryption certificates, see [`generate_encryption`]
 //! ```
 //!
 //! Good certificates are valid 2024-01-01 to 2099-12-31 and the CRLs' `nextUpdate` is
@@ -433,5 +434,92 @@ pub fn generate(opts: &DevPkiOptions) -> Result<Vec<PathBuf>, PkiError> {
     w.write("bad/weak-rsa1024-sign.pem", weak_cert.pem().as_bytes())?;
     w.write("bad/weak-rsa1024-sign.key", weak_pem.as_bytes())?;
 
+    let mut written = w.written;
+    written.extend(generate_encryption(opts)?);
+    Ok(written)
+}
+
+/// The encryption certificates (keyUsage keyEncipherment) and their PKCS#8 keys, under
+/// `opts.out/encryption/` (`helsemelding-lab dev-pki --encryption-only` writes just these):
+///
+/// ```text
+/// encryption/helsemelding-test-encryption-ca.pem  their CA (its key is not kept)
+/// encryption/<her>-enc.pem|.key                   one per party and the gateway
+/// encryption/<gateway>-enc-previous.pem|.key      the gateway's previous key (rotation)
+/// encryption/bad/sign-only-enc.pem|.key           keyUsage nonRepudiation only (not for encryption)
+/// encryption/bad/expired-enc.pem|.key             valid 2015–2019
+/// ```
+///
+/// They have a CA of their own so that they can be added to an existing PKI without touching its
+/// signing certificates (the gateway does not chain-validate encryption certificates: the register
+/// names them; check-config checks usage, validity and that a key matches its certificate).
+pub fn generate_encryption(opts: &DevPkiOptions) -> Result<Vec<PathBuf>, PkiError> {
+    let mut w = Writer {
+        root: opts.out.join("encryption"),
+        written: Vec::new(),
+    };
+    let ca_key = signing_key(3072, "encryption CA key")?;
+    let ca_params = ca_params("Helsemelding Test Encryption CA", 0x50, Some(0));
+    let ca_cert = ca_params
+        .self_signed(&ca_key.signing)
+        .map_err(|e| gen_err("encryption CA")(e.to_string()))?;
+    let ca = Issuer::from_params(&ca_params, &ca_key.signing);
+    w.write("helsemelding-test-encryption-ca.pem", ca_cert.pem().as_bytes())?;
+    const ENCRYPT: &[KeyUsagePurpose] = &[KeyUsagePurpose::KeyEncipherment];
+    let mut issue = |rel: &str,
+                     cn: &str,
+                     serial: u64,
+                     usages: &[KeyUsagePurpose],
+                     until: OffsetDateTime|
+     -> Result<(), PkiError> {
+        let key = signing_key(2048, rel)?;
+        let leaf = Leaf {
+            cn,
+            org: "Helsemelding Test PKI",
+            orgnr: "999999997",
+            seid1: false,
+            serial,
+            from: if until == GOOD_UNTIL {
+                GOOD_FROM
+            } else {
+                datetime!(2015-01-01 00:00 UTC)
+            },
+            until,
+            usages: usages.to_vec(),
+        };
+        let cert = leaf_params(&leaf)
+            .signed_by(&key.signing, &ca)
+            .map_err(|err| gen_err(rel)(err.to_string()))?;
+        w.write(&format!("{rel}.pem"), cert.pem().as_bytes())?;
+        w.write(&format!("{rel}.key"), key.pkcs8_pem.as_bytes())
+    };
+    let mut hers = opts.parties.clone();
+    hers.push(opts.gateway_her);
+    for (i, her) in hers.iter().enumerate() {
+        let cn = format!("Encryption (HER {her})");
+        issue(&format!("{her}-enc"), &cn, 0x500 + i as u64, ENCRYPT, GOOD_UNTIL)?;
+    }
+    let gw = opts.gateway_her;
+    issue(
+        &format!("{gw}-enc-previous"),
+        &format!("Previous encryption (HER {gw})"),
+        0x5FF,
+        ENCRYPT,
+        GOOD_UNTIL,
+    )?;
+    issue(
+        "bad/sign-only-enc",
+        "Signing only, not for encryption",
+        0x601,
+        &[KeyUsagePurpose::ContentCommitment],
+        GOOD_UNTIL,
+    )?;
+    issue(
+        "bad/expired-enc",
+        "Expired encryption",
+        0x602,
+        ENCRYPT,
+        datetime!(2019-12-31 23:59:59 UTC),
+    )?;
     Ok(w.written)
 }

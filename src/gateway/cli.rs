@@ -88,7 +88,29 @@ pub fn settings(config: &GatewayConfig) -> Settings {
         copies: crate::revocation::copies_dir(&config.paths.state),
     });
     s.topology.hnmsg_exchange = config.amqp.hnmsg_exchange.clone();
+    s.insight = insight_settings(config);
     s
+}
+
+/// The recorder's settings when `[insight]` is enabled and its keys load (`check-config` has
+/// already refused a bad key file; a key file that went bad since is logged and insight stays off).
+fn insight_settings(config: &GatewayConfig) -> Option<crate::insight::InsightSettings> {
+    let i = &config.insight;
+    if !i.enabled {
+        return None;
+    }
+    match crate::insight::key::Keys::load(i.key_file.as_deref()?) {
+        Ok(keys) => Some(crate::insight::InsightSettings {
+            store_dir: config.paths.state.clone(),
+            keys,
+            retention: i.retention,
+            queue: crate::insight::QUEUE,
+        }),
+        Err(e) => {
+            tracing::error!(error = %e, "insight stays off");
+            None
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]

@@ -61,6 +61,8 @@ pub struct Metrics {
     pub certificate_days: std::sync::Mutex<Vec<(String, i64)>>,
     /// Per CA: its CRL's nextUpdate, staleness, fetches and failures (`crate::revocation`).
     pub crls: Arc<crate::revocation::CrlStatus>,
+    /// Messages delivered but not recorded for insight (queue full, recorder failed; src/insight).
+    pub insight_not_recorded: Arc<AtomicU64>,
 }
 
 /// A phase of handling a message that is delivered, timed by the wall clock (waiting included).
@@ -300,7 +302,12 @@ impl Metrics {
                 &self.store_commits,
             ),
         ];
-        for (name, help, v) in counters {
+        let insight = (
+            "helsemelding_insight_not_recorded_total",
+            "Messages delivered but not recorded for the insight report (queue full or recorder failed).",
+            &*self.insight_not_recorded,
+        );
+        for (name, help, v) in counters.into_iter().chain([insight]) {
             let _ = writeln!(
                 s,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",

@@ -196,6 +196,7 @@ pub fn run_serve(args: &ServeArgs) -> ExitCode {
         let parties: Vec<HerId> = loaded.context.register.parties().iter().map(|p| p.her_id).collect();
         let amqp = settings.amqp.clone();
         let topology = settings.topology.clone();
+        let register = loaded.context.register.clone();
         let gateway =
             match Gateway::start(settings, loaded.context, loaded.signer, Clock::system()).await {
                 Ok(g) => g,
@@ -206,7 +207,10 @@ pub fn run_serve(args: &ServeArgs) -> ExitCode {
             };
         let http_task = match http {
             Some((addr, listener)) => {
-                match crate::console::start(addr, listener, &loaded.config, parties, amqp, topology, gateway.metrics()) {
+                let report = gateway.insight().map(|r| {
+                    Arc::new(crate::insight::report::ReportView { store: r.store(), register })
+                });
+                match crate::console::start(addr, listener, &loaded.config, parties, amqp, topology, gateway.metrics(), report) {
                     Ok(task) => Some(task),
                     Err(e) => {
                         eprintln!("helsemelding: cannot start: {e}");

@@ -785,3 +785,162 @@ pub fn retention_plan(obs: &[Observation], now: OffsetDateTime, retention: time:
     }
     plan
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::insight::observation::{PloEvent, PloFacts, Unit};
+    use time::macros::date;
+
+    const KOMMUNE: u32 = 81000;
+
+    /// A PLO observation for patient `p`, sent at `gen` (zone-less, Oslo), with `events`.
+    fn plo(id: &str, p: &str, ty: &str, gen: &str, status: &str, events: &[(&str, &str)]) -> Observation {
+        Observation {
+            msg_id: id.into(),
+            from: 80001,
+            received: oslo::parse(gen).unwrap().unix_timestamp(),
+            gen_date: gen.into(),
+            msg_type: ty.into(),
+            sender: Unit { org: Some(80000), service: Some(80001) },
+            receiver: Unit { org: Some(KOMMUNE), service: Some(81001) },
+            ref_to_parent: None,
+            ref_to_conversation: None,
+            apprec: None,
+            plo: Some(PloFacts {
+                status: Some(status.into()),
+                events: events
+                    .iter()
+                    .map(|(c, t)| PloEvent { code: (*c).into(), time: (*t).into(), estimate: Some(false) })
+                    .collect(),
+                out_state: (ty == "LOG_UTSKREVET").then(|| "1".into()),
+                out_to: (ty == "LOG_UTSKREVET").then(|| "1".into()),
+            }),
+            type_foresp: None,
+            patient: Some(p.into()),
+        }
+    }
+
+    fn usk(id: &str, p: &str, gen: &str, date: &str) -> Observation {
+        plo(id, p, "LOG_UTSKRIVNINGSKLAR", gen, "N", &[("1", "2026-02-20"), ("3", date)])
+    }
+
+    fn out(id: &str, p: &str, gen: &str, date: &str) -> Observation {
+        plo(id, p, "LOG_UTSKREVET", gen, "N", &[("2", date)])
+    }
+
+    fn days_of(obs: &[Observation]) -> Vec<i64> {
+        let c = clean(obs);
+        let today = oslo::local(as_of(&c).unwrap()).date();
+        episodes(&c, today).iter().map(|e| e.usk_days(today)).collect()
+    }
+
+    #[test]
+    fn usk_days_are_calendar_days_and_same_day_discharge_is_zero() {
+        assert_eq!(
+            days_of(&[usk("a", "p1", "2026-03-01T09:00:00", "2026-03-01"), out("b", "p1", "2026-03-04T12:00:00", "2026-03-04")]),
+            vec![3]
+        );
+        assert_eq!(
+            days_of(&[usk("a", "p1", "2026-03-01T09:00:00", "2026-03-01"), out("b", "p1", "2026-03-01T15:00:00", "2026-03-01")]),
+            vec![0]
+        );
+    }
+
+    #[test]
+    fn a_cancellation_erases_what_it_points_to() {
+        let mut c = plo("c", "p1", "LOG_UTSKRIVNINGSKLAR", "2026-03-02T09:00:00", "C", &[]);
+        c.ref_to_parent = Some("a".into());
+        let obs = [usk("a", "p1", "2026-03-01T09:00:00", "2026-03-01"), c, out("b", "p1", "2026-03-04T12:00:00", "2026-03-04")];
+        assert!(clean(&obs).iter().all(|o| o.msg_id == "b"));
+        assert!(days_of(&obs).is_empty(), "no USK message is left, so no episode");
+    }
+
+    #[test]
+    fn an_update_replaces_its_parent() {
+        let mut m = plo("m", "p1", "LOG_UTSKRIVNINGSKLAR", "2026-03-02T09:00:00", "M", &[("3", "2026-03-02")]);
+        m.ref_to_parent = Some("a".into());
+        let obs = [usk("a", "p1", "2026-03-01T09:00:00", "2026-03-01"), m, out("b", "p1", "2026-03-04T12:00:00", "2026-03-04")];
+        let ids: Vec<String> = clean(&obs).into_iter().map(|o| o.msg_id).collect();
+        assert_eq!(ids, vec!["m", "b"]);
+        assert_eq!(days_of(&obs), vec![2]);
+    }
+
+    #[test]
+    fn a_future_dated_usk_starts_at_its_date_and_a_late_one_at_arrival() {
+        // Sent 1 March, USK estimated for 5 March: max(5 March, 1 March) = 5 March.
+        let future = [usk("a", "p1", "2026-03-01T09:00:00", "2026-03-05"), out("b", "p1", "2026-03-08T12:00:00", "2026-03-08")];
+        assert_eq!(days_of(&future), vec![3]);
+        // Sent 6 March about USK since 1 March: max(1 March, 6 March) = 6 March.
+        let late = [usk("a", "p1", "2026-03-06T09:00:00", "2026-03-01"), out("b", "p1", "2026-03-08T12:00:00", "2026-03-08")];
+        assert_eq!(days_of(&late), vec![2]);
+    }
+
+    #[test]
+    fn an_episode_without_utskrevet_closes_unresolved_after_90_days() {
+        let other = out("z", "p2", "2026-06-10T12:00:00", "2026-06-10");
+        let obs = [usk("a", "p1", "2026-03-01T09:00:00", "2026-03-01"), other.clone()];
+        let c = clean(&obs);
+        let eps = episodes(&c, date!(2026 - 06 - 10));
+        assert_eq!(eps.len(), 1);
+        assert_eq!(eps[0].outcome, Outcome::Unresolved);
+        assert_eq!(eps[0].closed, Some(date!(2026 - 05 - 30)));
+        // 89 days on it is still open.
+        let eps = episodes(&c, date!(2026 - 05 - 29));
+        assert_eq!(eps[0].outcome, Outcome::Open);
+        assert_eq!(eps[0].usk_days(date!(2026 - 05 - 29)), 89);
+    }
+
+    #[test]
+    fn duplicates_count_once() {
+        let a = usk("a", "p1", "2026-03-01T09:00:00", "2026-03-01");
+        let mut again = a.clone();
+        again.received += 600;
+        let obs = [a, again, out("b", "p1", "2026-03-04T12:00:00", "2026-03-04")];
+        assert_eq!(clean(&obs).len(), 2);
+        let cells = compute(&Input { observations: &obs, org_of: &|h| h }, &[Period::month(2026, Month::March)]);
+        let i12 = cells.iter().find(|c| c.indicator == "I12_LOG_UTSKRIVNINGSKLAR").unwrap();
+        assert_eq!(i12.value, Some(1.0));
+    }
+
+    #[test]
+    fn zone_less_times_are_read_as_oslo_time() {
+        // 23:30 Oslo on 31 March is 21:30 UTC: the message belongs to March, not April.
+        let a = usk("a", "p1", "2026-03-31T23:30:00", "2026-03-31");
+        assert_eq!(date_of_msg(&a), date!(2026 - 03 - 31));
+        let mut utc = a.clone();
+        utc.gen_date = "2026-03-31T22:30:00Z".into();
+        assert_eq!(date_of_msg(&utc), date!(2026 - 04 - 01));
+    }
+
+    #[test]
+    fn avmelding_ends_a_segment_and_the_days_before_it_count() {
+        let av = plo("v", "p1", "LOG_AVMELDING", "2026-03-03T09:00:00", "N", &[("4", "2026-03-03")]);
+        let again = usk("c", "p1", "2026-03-10T09:00:00", "2026-03-10");
+        let obs = [usk("a", "p1", "2026-03-01T09:00:00", "2026-03-01"), av, again, out("b", "p1", "2026-03-12T12:00:00", "2026-03-12")];
+        assert_eq!(days_of(&obs), vec![4]);
+        let cells = compute(&Input { observations: &obs, org_of: &|h| h }, &[Period::month(2026, Month::March)]);
+        let i6 = cells.iter().find(|c| c.indicator == "I6").unwrap();
+        assert_eq!((i6.numerator, i6.denominator), (Some(1.0), Some(1.0)));
+    }
+
+    #[test]
+    fn days_are_split_over_months() {
+        let obs = [usk("a", "p1", "2026-02-27T09:00:00", "2026-02-27"), out("b", "p1", "2026-03-03T12:00:00", "2026-03-03")];
+        let ps = Period::months("2026-02", "2026-03").unwrap();
+        let cells = compute(&Input { observations: &obs, org_of: &|h| h }, &ps);
+        let i2: Vec<(String, Option<f64>)> = cells
+            .iter()
+            .filter(|c| c.indicator == "I2")
+            .map(|c| (c.period.clone(), c.value))
+            .collect();
+        assert_eq!(i2, vec![("2026-02".into(), Some(2.0)), ("2026-03".into(), Some(2.0))]);
+    }
+
+    #[test]
+    fn quantiles_are_median_and_nearest_rank_p90() {
+        let (m, p) = median_p90((1..=10).map(f64::from).collect());
+        assert_eq!((m, p), (Some(5.5), Some(9.0)));
+        assert_eq!(median_p90(vec![]), (None, None));
+    }
+}

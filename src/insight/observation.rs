@@ -14,8 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::key::{Keys, Pseudonym};
 use crate::ids::{HerId, MsgId, Timestamp};
 use crate::msghead::{MsgHead, Party};
-use crate::xml::tree::{Element, Tree};
-use crate::xml::{XmlDocument, XmlLimits};
+use crate::xml::{XmlDocument, XmlEvent, XmlLimits};
 
 /// What the gateway hands to the recorder for one committed message.
 #[derive(Debug, Clone)]
@@ -273,100 +272,133 @@ pub fn observe(
     }
 }
 
-/// Reads the MsgHead content once more, off the hot path, for what the gateway does not keep.
+/// Reads the MsgHead document once more, off the hot path, for what the gateway does not keep.
+/// A streaming pass (the model's element tree keeps no payload content, by design): element names
+/// are matched by local name within the context the standards give them (HIS 80601 MsgInfo/Patient;
+/// HIS 1149 §3 Pasientlogistikk; Dialogmelding Foresporsel/TypeForesp). Text is looked at only for
+/// the patient's `Ident/Id` and `Anslag`; no other text is read.
 fn payload_facts(xml: &[u8]) -> PayloadFacts {
     let Ok(doc) = XmlDocument::new(xml, &LIMITS) else {
         return PayloadFacts::default();
     };
-    let Ok(tree) = Tree::read(&doc) else {
-        return PayloadFacts::default();
-    };
-    let root = tree.root();
+    let mut r = doc.reader();
     let mut out = PayloadFacts::default();
-    if let Some(p) = root.child("MsgInfo").and_then(|m| m.child("Patient")) {
-        // HIS 80601 MsgInfo/Patient/Ident; FNR before DNR when both are given.
-        let id_of = |kind: &str| {
-            p.children_named("Ident")
-                .find(|i| i.child("TypeId").and_then(|t| t.attr("V")) == Some(kind))
-                .and_then(|i| i.child_text("Id"))
-                .map(str::to_owned)
+    let mut path: Vec<String> = Vec::new();
+    // The patient idents: (TypeId V, Id).
+    let mut idents: Vec<(String, String)> = Vec::new();
+    let mut plo: Option<PloFacts> = None;
+    let mut event: Option<PloEvent> = None;
+    let mut content_seen = false;
+    loop {
+        let ev = match r.next_event() {
+            Ok(e) => e,
+            Err(_) => return PayloadFacts::default(),
         };
-        out.patient_id = id_of("FNR").or_else(|| id_of("DNR"));
-    }
-    let content = root
-        .children_named("Document")
-        .next()
-        .and_then(|d| d.child("RefDoc"))
-        .and_then(|r| r.child("Content"))
-        .and_then(|c| c.children().next());
-    if let Some(c) = content {
-        if c.local() == "Pasientlogistikk" {
-            out.plo = Some(plo_facts(c));
-        } else if c.local() == "Dialogmelding" {
-            out.type_foresp = c
-                .child("Foresporsel")
-                .and_then(|f| f.child("TypeForesp"))
-                .and_then(|t| t.attr("V"))
-                .map(|v| v.trim().to_owned());
-        } else if let Some(s) = find(c, "Forsendelsesstatus", 3) {
-            // Other PLO messages (Innleggelsesrapport, Utskrivningsrapport, …): their status
-            // decides cancellation and replacement too.
-            out.plo = Some(PloFacts {
-                status: s.attr("V").map(|v| v.trim().to_owned()),
-                ..PloFacts::default()
-            });
-        }
-    }
-    out
-}
-
-/// The first element named `local` at most `depth` levels below `el`.
-fn find<'t>(el: Element<'t>, local: &str, depth: usize) -> Option<Element<'t>> {
-    for c in el.children() {
-        if c.local() == local {
-            return Some(c);
-        }
-        if depth > 1 {
-            if let Some(f) = find(c, local, depth - 1) {
-                return Some(f);
+        match ev {
+            XmlEvent::Start(tag) => {
+                let local = tag.local;
+                let attr = |name: &str| {
+                    tag.attrs
+                        .iter()
+                        .find(|a| a.ns.is_empty() && a.local == name)
+                        .map(|a| a.value.trim().to_owned())
+                };
+                let parent = path.last().map(String::as_str).unwrap_or("");
+                let in_patient = path.len() >= 3 && path[1] == "MsgInfo" && path[2] == "Patient";
+                if in_patient && parent == "Ident" && local == "TypeId" {
+                    if let Some(last) = idents.last_mut() {
+                        last.0 = attr("V").unwrap_or_default();
+                    }
+                }
+                if in_patient && parent == "Patient" && local == "Ident" {
+                    idents.push((String::new(), String::new()));
+                }
+                if parent == "Content" && !content_seen {
+                    content_seen = true;
+                    if local == "Pasientlogistikk" {
+                        plo = Some(PloFacts::default());
+                    }
+                }
+                if content_seen {
+                    match (parent, local) {
+                        ("Foresporsel", "TypeForesp") if out.type_foresp.is_none() => {
+                            out.type_foresp = attr("V");
+                        }
+                        (_, "Forsendelsesstatus") => {
+                            let f = plo.get_or_insert_with(PloFacts::default);
+                            if f.status.is_none() {
+                                f.status = attr("V");
+                            }
+                        }
+                        (_, "TidsfestetHendelse") => {
+                            event = Some(PloEvent {
+                                code: String::new(),
+                                time: String::new(),
+                                estimate: None,
+                            });
+                        }
+                        ("TidsfestetHendelse", "Hendelsekode") => {
+                            if let Some(e) = event.as_mut() {
+                                e.code = attr("V").unwrap_or_default();
+                            }
+                        }
+                        ("TidsfestetHendelse", "TidspunktForHendelse") => {
+                            if let Some(e) = event.as_mut() {
+                                e.time = attr("V").unwrap_or_default();
+                            }
+                        }
+                        ("UtskrevetTil", "Uttilstand") => {
+                            if let Some(f) = plo.as_mut() {
+                                f.out_state = attr("V");
+                            }
+                        }
+                        ("UtskrevetTil", "UtTil") => {
+                            if let Some(f) = plo.as_mut() {
+                                f.out_to = attr("V");
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                path.push(local.to_owned());
             }
+            XmlEvent::Text(t) => {
+                let here = path.last().map(String::as_str).unwrap_or("");
+                let parent = path.len().checked_sub(2).map_or("", |i| path[i].as_str());
+                let in_patient = path.len() >= 3 && path[1] == "MsgInfo" && path[2] == "Patient";
+                if in_patient && here == "Id" && parent == "Ident" {
+                    if let Some(last) = idents.last_mut() {
+                        last.1.push_str(t.trim());
+                    }
+                }
+                if here == "Anslag" && parent == "TidsfestetHendelse" {
+                    if let Some(e) = event.as_mut() {
+                        e.estimate = Some(t.trim() == "true");
+                    }
+                }
+            }
+            XmlEvent::End => {
+                if path.pop().as_deref() == Some("TidsfestetHendelse") {
+                    if let (Some(e), Some(f)) = (event.take(), plo.as_mut()) {
+                        if !e.code.is_empty() && !e.time.is_empty() {
+                            f.events.push(e);
+                        }
+                    }
+                }
+            }
+            XmlEvent::Eof => break,
         }
     }
-    None
-}
-
-/// `p1:Pasientlogistikk`: Forsendelsesstatus, every TidsfestetHendelse, UtskrevetTil (HIS 1149 §3).
-fn plo_facts(root: Element<'_>) -> PloFacts {
-    let mut f = PloFacts {
-        status: find(root, "Forsendelsesstatus", 2)
-            .and_then(|s| s.attr("V"))
-            .map(|v| v.trim().to_owned()),
-        ..PloFacts::default()
+    let id_of = |kind: &str| {
+        idents
+            .iter()
+            .find(|(k, _)| k == kind)
+            .map(|(_, id)| id.clone())
     };
-    for msg in root.children() {
-        for ev in msg.children_named("TidsfestetHendelse") {
-            let code = ev.child("Hendelsekode").and_then(|c| c.attr("V"));
-            let at = ev.child("TidspunktForHendelse").and_then(|c| c.attr("V"));
-            if let (Some(code), Some(at)) = (code, at) {
-                f.events.push(PloEvent {
-                    code: code.trim().to_owned(),
-                    time: at.trim().to_owned(),
-                    estimate: ev.child_text("Anslag").map(|t| t.trim() == "true"),
-                });
-            }
-        }
-        if let Some(u) = msg.child("UtskrevetTil") {
-            f.out_state = u
-                .child("Uttilstand")
-                .and_then(|c| c.attr("V"))
-                .map(|v| v.trim().to_owned());
-            f.out_to = u
-                .child("UtTil")
-                .and_then(|c| c.attr("V"))
-                .map(|v| v.trim().to_owned());
-        }
-    }
-    f
+    // HIS 80601 MsgInfo/Patient/Ident; FNR before DNR when both are given.
+    out.patient_id = id_of("FNR").or_else(|| id_of("DNR"));
+    out.plo = plo;
+    out
 }
 
 #[cfg(test)]

@@ -583,37 +583,18 @@ fn flow_cells(clean: &[Observation], p: &Period, now: OffsetDateTime, input: &In
     }
     for unit in units {
         let mine: Vec<&Observation> = clean.iter().filter(|o| in_p(o) && org(o) == unit).collect();
-        // I9: Innleggelsesrapport within 24 h of LOG_INNLAGT (HIS 80704:2014 Table 1).
-        let innlagt: Vec<&&Observation> = mine.iter().filter(|o| o.msg_type == "LOG_INNLAGT").collect();
-        let answered = innlagt
-            .iter()
-            .filter(|o| {
-                clean.iter().any(|r| {
-                    r.msg_type == "INNLEGGELSESRAPPORT"
-                        && r.patient.is_some()
-                        && r.patient == o.patient
-                        && r.sender.org == o.receiver.org
-                        && r.time() >= o.time()
-                        && r.time() - o.time() <= Duration::hours(24)
-                })
-            })
-            .count();
-        out.push(Cell::share("I9_innleggelsesrapport", p, unit, answered as u64, innlagt.len() as u64));
-        // I9: Utskrivningsrapport on the day of LOG_UTSKREVET.
-        let ut: Vec<&&Observation> = mine.iter().filter(|o| o.msg_type == "LOG_UTSKREVET").collect();
-        let same_day = ut
-            .iter()
-            .filter(|o| {
-                clean.iter().any(|r| {
-                    r.msg_type == "UTSKRIVNINGSRAPPORT"
-                        && r.patient.is_some()
-                        && r.patient == o.patient
-                        && r.receiver.org == o.receiver.org
-                        && date_of_msg(r) == date_of_msg(o)
-                })
-            })
-            .count();
-        out.push(Cell::share("I9_utskrivningsrapport", p, unit, same_day as u64, ut.len() as u64));
+        // I9: Innleggelsesrapport within 24 h of LOG_INNLAGT (HIS 80704:2014 Table 1), and
+        // Utskrivningsrapport on the day of LOG_UTSKREVET (research note §6).
+        let (k, n) = followed(&mine, clean, "LOG_INNLAGT", "INNLEGGELSESRAPPORT", |o, r| {
+            r.sender.org == o.receiver.org
+                && r.time() >= o.time()
+                && r.time() - o.time() <= Duration::hours(24)
+        });
+        out.push(Cell::share("I9_innleggelsesrapport", p, unit, k, n));
+        let (k, n) = followed(&mine, clean, "LOG_UTSKREVET", "UTSKRIVNINGSRAPPORT", |o, r| {
+            r.receiver.org == o.receiver.org && date_of_msg(r) == date_of_msg(o)
+        });
+        out.push(Cell::share("I9_utskrivningsrapport", p, unit, k, n));
         // I10: FORESPORSEL → SVAR (RefToParent); the asked organisation is the unit.
         let asked: Vec<&&Observation> = mine.iter().filter(|o| o.msg_type == "DIALOG_FORESPORSEL").collect();
         let mut hours = Vec::new();
@@ -707,6 +688,27 @@ fn flow_cells(clean: &[Observation], p: &Period, now: OffsetDateTime, input: &In
             out.push(Cell::count(format!("I12_{t}"), p, unit, k));
         }
     }
+}
+
+/// Of `mine`'s messages of type `first`: how many have a `then` message about the same patient
+/// for which `fits(first, then)` holds, and how many there are.
+fn followed(
+    mine: &[&Observation],
+    clean: &[Observation],
+    first: &str,
+    then: &str,
+    fits: impl Fn(&Observation, &Observation) -> bool,
+) -> (u64, u64) {
+    let asked: Vec<&&Observation> = mine.iter().filter(|o| o.msg_type == first).collect();
+    let done = asked
+        .iter()
+        .filter(|o| {
+            clean.iter().any(|r| {
+                r.msg_type == then && r.patient.is_some() && r.patient == o.patient && fits(o, r)
+            })
+        })
+        .count();
+    (done as u64, asked.len() as u64)
 }
 
 /// What one retention pass deletes and keeps.
@@ -935,6 +937,66 @@ mod tests {
             .map(|c| (c.period.clone(), c.value))
             .collect();
         assert_eq!(i2, vec![("2026-02".into(), Some(2.0)), ("2026-03".into(), Some(2.0))]);
+    }
+
+    #[test]
+    fn retention_deletes_closed_episodes_only_and_freezes_their_months() {
+        let obs = [
+            usk("a", "p1", "2026-03-01T09:00:00", "2026-03-01"),
+            out("b", "p1", "2026-03-04T12:00:00", "2026-03-04"),
+            usk("c", "p2", "2026-04-01T09:00:00", "2026-04-01"),
+        ];
+        // 30 days after p1's discharge: kept; after 40 days: p1 goes, p2 (still open) stays.
+        let at = |s: &str| oslo::parse(s).unwrap();
+        let keep = retention_plan(&obs, at("2026-04-02T12:00:00"), Duration::days(30));
+        assert!(keep.observations.is_empty() && keep.frozen.is_empty());
+        let plan = retention_plan(&obs, at("2026-04-14T12:00:00"), Duration::days(30));
+        let gone: Vec<&str> = plan.observations.iter().map(|(_, m)| m.as_str()).collect();
+        assert_eq!(gone, vec!["a", "b"]);
+        assert_eq!(plan.patients, vec!["p1".to_owned()]);
+        assert_eq!(plan.frozen.len(), 1);
+        assert_eq!(plan.frozen[0].0, "2026-03");
+        let cells: Vec<Cell> = serde_json::from_slice(&plan.frozen[0].1).unwrap();
+        let i1 = cells.iter().find(|c| c.indicator == "I1").unwrap();
+        assert_eq!(i1.value, Some(1.0));
+    }
+
+    #[test]
+    fn dialogue_answers_and_receipts_are_timed_from_the_messages_own_times() {
+        let mut ask = plo("q", "p1", "DIALOG_FORESPORSEL", "2026-03-02T10:00:00", "N", &[]);
+        ask.plo = None;
+        let mut answer = ask.clone();
+        answer.msg_id = "s".into();
+        answer.msg_type = "DIALOG_SVAR".into();
+        answer.gen_date = "2026-03-03T16:00:00".into();
+        answer.ref_to_parent = Some("q".into());
+        let mut unanswered = ask.clone();
+        unanswered.msg_id = "q2".into();
+        let mut rec = ask.clone();
+        rec.msg_id = "r".into();
+        rec.msg_type = "APPREC".into();
+        rec.gen_date = "2026-03-02T12:00:00".into();
+        rec.apprec = Some(crate::insight::observation::AppRecFacts {
+            apprec_id: "r".into(),
+            from: 81001,
+            original_sender: 80001,
+            original_msg_id: "q".into(),
+            status: "2".into(),
+            codes: vec!["E21".into()],
+        });
+        let late = plo("x", "p9", "LOG_UTSKREVET", "2026-03-30T10:00:00", "N", &[("2", "2026-03-30")]);
+        let obs = [ask, answer, unanswered, rec, late];
+        let org = |h: u32| if h == 81001 { KOMMUNE } else { h };
+        let cells = compute(&Input { observations: &obs, org_of: &org }, &[Period::month(2026, Month::March)]);
+        let get = |i: &str| cells.iter().find(|c| c.indicator == i && c.unit == KOMMUNE).unwrap();
+        assert_eq!(get("I10_median_h").value, Some(30.0));
+        assert_eq!(get("I10_median_h").n, 1);
+        // Both asks are 28 days old at as_of: one answered within 5 working days, one never.
+        assert_eq!((get("I10_within_5d").numerator, get("I10_within_5d").denominator), (Some(1.0), Some(2.0)));
+        assert_eq!(get("I10_unanswered_14d").numerator, Some(1.0));
+        assert_eq!(get("I11_rejected").value, Some(1.0));
+        assert_eq!(get("I11_rejected_E21").numerator, Some(1.0));
+        assert_eq!(get("I11_median_h").value, Some(2.0));
     }
 
     #[test]

@@ -484,9 +484,6 @@ fn usk_cells(eps: &[Episode], clean: &[Observation], p: &Period, today: Date, ou
         // I2: days falling in the period, from the episodes that contributed any.
         let mut days = 0i64;
         let mut contributed = 0u64;
-        // I5: episodes USK at 08:00 each day, averaged over the period's days so far.
-        let mut daily = 0i64;
-        let mut present = 0u64;
         for e in &mine {
             let mut d_e = 0;
             for (s, x) in e.days() {
@@ -498,20 +495,21 @@ fn usk_cells(eps: &[Episode], clean: &[Observation], p: &Period, today: Date, ou
             }
             days += d_e;
             contributed += u64::from(d_e > 0);
-            daily += d_e;
-            present += u64::from(d_e > 0);
         }
         let mut i2 = Cell::new("I2", p, unit, Kind::Sum);
         i2.value = Some(days as f64);
         i2.numerator = Some(days as f64);
         i2.n = contributed;
         out.push(i2);
+        // I5: episodes USK at 08:00 each day, averaged over the period's days so far. A day of a
+        // segment [start, end) is a day the patient is in hospital as USK at 08:00, so the sum of
+        // those counts over the days is I2's sum of days.
         let span = (end - p.from).whole_days().max(0);
         let mut i5 = Cell::new("I5", p, unit, Kind::Mean);
-        i5.value = (span > 0).then(|| daily as f64 / span as f64);
-        i5.numerator = Some(daily as f64);
+        i5.value = (span > 0).then(|| days as f64 / span as f64);
+        i5.numerator = Some(days as f64);
         i5.denominator = Some(span as f64);
-        i5.n = present;
+        i5.n = contributed;
         out.push(i5);
         // I3, I7, I8: episodes closed in the period.
         let closed: Vec<&Episode> = mine

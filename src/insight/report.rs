@@ -450,6 +450,38 @@ mod tests {
     }
 
     #[test]
+    fn the_served_page_reads_the_recorders_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(dir.path()).unwrap();
+        let o = crate::insight::observation::Observation {
+            msg_id: "m1".into(),
+            from: 80001,
+            received: 0,
+            gen_date: "2026-03-02T10:00:00".into(),
+            msg_type: "DIALOG_NOTAT".into(),
+            sender: Default::default(),
+            receiver: crate::insight::observation::Unit { org: Some(81000), service: None },
+            ref_to_parent: None,
+            ref_to_conversation: None,
+            apprec: None,
+            plo: None,
+            type_foresp: None,
+            patient: None,
+        };
+        store.put(&[o]).unwrap();
+        store.add_gap("2026-03", 2).unwrap();
+        let register = crate::register::Register::from_parties(vec![]).unwrap();
+        let view = ReportView {
+            store: std::sync::Arc::new(store),
+            register: std::sync::Arc::new(register),
+        };
+        let page = view.page(Some("2026-02"), Some("2026-03")).unwrap();
+        assert!(page.contains("HER-id 81000"));
+        assert!(page.contains("<td>2026-03</td><td>1</td><td>2</td>"), "coverage with the gap");
+        assert!(matches!(view.page(Some("2026-13"), None), Err(ReportError::Period(_))));
+    }
+
+    #[test]
     fn numbers_are_written_plainly() {
         assert_eq!(fmt_num(3.0), "3");
         assert_eq!(fmt_num(0.25), "0.25");

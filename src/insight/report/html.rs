@@ -225,7 +225,11 @@ fn trend(s: &mut String, r: &Report, ind: &str, units: &[u32]) {
         let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
         for (i, m) in months.iter().enumerate() {
             match r.cell(ind, m, u).and_then(plotted) {
-                Some(v) => runs.last_mut().map(|run| run.push((x(i), y(v)))).unwrap_or(()),
+                Some(v) => {
+                    if let Some(run) = runs.last_mut() {
+                        run.push((x(i), y(v)));
+                    }
+                }
                 None => runs.push(Vec::new()),
             }
         }

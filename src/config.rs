@@ -186,6 +186,28 @@ pub struct GatewayConfig {
     pub policy: PolicyConfig,
     pub console: ConsoleConfig,
     pub revocation: RevocationConfig,
+    pub insight: InsightConfig,
+}
+
+/// `[insight]`: what the health community learns from the traffic (src/insight, DESIGN §7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InsightConfig {
+    /// Record observations after each commit (off unless configured).
+    pub enabled: bool,
+    /// The pseudonymisation keys, lines `insight HEX` (0600; the last line is the newest).
+    pub key_file: Option<PathBuf>,
+    /// Observations and pseudonyms of episodes closed longer than this are deleted.
+    pub retention: time::Duration,
+}
+
+impl Default for InsightConfig {
+    fn default() -> Self {
+        InsightConfig {
+            enabled: false,
+            key_file: None,
+            retention: time::Duration::days(30),
+        }
+    }
 }
 
 /// `[revocation]`: keeping CRLs current (`crate::revocation`).
@@ -358,6 +380,9 @@ struct RawGatewayFile {
     #[allow(dead_code)]
     #[serde(default)]
     revocation: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    insight: Option<IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -470,6 +495,14 @@ struct RawConsole {
     token_file: Option<PathBuf>,
     password_file: Option<PathBuf>,
     refresh: Option<ConfigDuration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawInsight {
+    enabled: Option<bool>,
+    key_file: Option<PathBuf>,
+    retention: Option<ConfigDuration>,
 }
 
 #[derive(Deserialize, Default)]
@@ -724,6 +757,10 @@ fn read_gateway(
     let revocation = match section(table, "revocation") {
         Some(v) => r.read::<RawRevocation>("revocation", v.clone()),
         None => Some(RawRevocation::default()),
+    };
+    let insight = match section(table, "insight") {
+        Some(v) => r.read::<RawInsight>("insight", v.clone()),
+        None => Some(RawInsight::default()),
     };
     let line = |k: &str| lines.get(k).copied();
     let revocation = revocation.map(|v| {
@@ -1011,6 +1048,24 @@ fn read_gateway(
             },
         })
     });
+    let insight = insight.map(|i| InsightConfig {
+        enabled: i.enabled.unwrap_or(false),
+        key_file: i.key_file.map(|p| resolve(&base, &p)),
+        retention: i
+            .retention
+            .map_or(InsightConfig::default().retention, |d| d.0),
+    });
+    if let Some(i) = &insight {
+        if i.enabled && i.key_file.is_none() {
+            r.push(
+                line("insight.enabled"),
+                Some("insight.key_file".into()),
+                ProblemKind::Missing(
+                    "[insight] enabled needs key_file (the pseudonymisation keys)".into(),
+                ),
+            );
+        }
+    }
     let config = match (amqp, url, &identity, &paths, console, revocation) {
         (Some(amqp), Some(url), Some(identity), Some(paths), Some(console), Some(revocation)) => {
             Some(GatewayConfig {
@@ -1028,6 +1083,7 @@ fn read_gateway(
                 policy: policy_cfg,
                 console,
                 revocation,
+                insight: insight.unwrap_or_default(),
             })
         }
         _ => None,
@@ -1319,6 +1375,18 @@ pub fn check(config_path: &Path) -> Result<(GatewayConfig, Register), Vec<Config
                 key: Some(key.to_owned()),
                 kind: ProblemKind::BadValue(reason),
             });
+        }
+    }
+    if let Some(c) = parts.as_ref().and_then(|p| p.config.as_ref()) {
+        if let (true, Some(k)) = (c.insight.enabled, &c.insight.key_file) {
+            for reason in crate::insight::key::Keys::problems(k) {
+                problems.push(ConfigProblem {
+                    file: config_path.to_path_buf(),
+                    line: line("insight.key_file"),
+                    key: Some("insight.key_file".into()),
+                    kind: ProblemKind::BadValue(reason),
+                });
+            }
         }
     }
     problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));

@@ -26,6 +26,7 @@
 //! | `gateway`  | the daemon: per-sender lanes, assessment (pure stages), decide (pure), effects in the order of DESIGN §3, routing log, metrics, `serve`/`replay`/`tail`; crash points (`crash`, real only with the `fault-injection` feature) — its own map in `gateway/mod.rs` |
 //! | `console`  | the HTTP port: `/metrics`, `/health` and the read-only operator console (pages, credentials, redrive) |
 //! | `inspect`  | `helsemelding inspect`: one operator line per MsgHead/AppRec file, no patient data |
+//! | `insight`  | what the health community learns: observations after each commit (off the hot path), indicators I1–I12 with small-number suppression, `helsemelding report` and `/report` — its own map in `insight/mod.rs` |
 //!
 //! Not here: benchmarks (`bench`), the chaos rig (`chaos`) and the test-PKI generator (`dev-pki`)
 //! are the workspace member `lab/` (package and binary `helsemelding-lab`), which uses this library
@@ -43,6 +44,7 @@ pub mod config;
 pub mod console;
 pub mod gateway;
 pub mod ids;
+pub mod insight;
 pub mod inspect;
 pub mod msg_type;
 pub mod msghead;

@@ -44,6 +44,10 @@ pub struct Party {
     /// party but the gateway itself when `policy.require_encryption` is on.
     #[serde(default)]
     pub encryption_certificate: Option<PathBuf>,
+    /// Kommunenummer (4 digits) of an organisation: the unit of the insight indicators
+    /// (src/insight; DESIGN §4, §7). Optional.
+    #[serde(default)]
+    pub municipality: Option<String>,
 }
 
 /// An inconsistency in the register. All of them are configuration faults: the gateway must not
@@ -73,6 +77,12 @@ pub enum RegisterError {
     OwnOrganisation { index: usize, party: HerId },
     #[error("party {party}: `accepts` is empty; a party that accepts nothing could only ever be answered with T10")]
     NoAccepts { index: usize, party: HerId },
+    #[error("party {party}: municipality {value:?} is not a kommunenummer (4 digits)")]
+    BadMunicipality {
+        index: usize,
+        party: HerId,
+        value: String,
+    },
     #[error("party {party}: accepts {code:?}, which is not a message function of code list 8279")]
     UnknownMessageType {
         index: usize,
@@ -91,6 +101,7 @@ impl RegisterError {
             | Self::OrganisationNotLevel1 { index, .. }
             | Self::OwnOrganisation { index, .. }
             | Self::NoAccepts { index, .. }
+            | Self::BadMunicipality { index, .. }
             | Self::UnknownMessageType { index, .. } => *index,
         }
     }
@@ -134,6 +145,15 @@ impl Register {
                         index,
                         party: p.her_id,
                         code: code.clone(),
+                    });
+                }
+            }
+            if let Some(m) = &p.municipality {
+                if m.len() != 4 || !m.bytes().all(|b| b.is_ascii_digit()) {
+                    problems.push(RegisterError::BadMunicipality {
+                        index,
+                        party: p.her_id,
+                        value: m.clone(),
                     });
                 }
             }
@@ -248,6 +268,7 @@ pub(crate) mod tests {
             certificates: vec![PathBuf::from(format!("certs/{her}.pem"))],
             amqp_users: vec![format!("ehr-{her}")],
             encryption_certificate: None,
+            municipality: None,
         }
     }
 
@@ -271,6 +292,16 @@ pub(crate) mod tests {
             party(3000, None, &["DIALOG_FORESPORSEL", "APPREC"]),
         ])
         .expect("the sample register is consistent")
+    }
+
+    #[test]
+    fn a_municipality_is_four_digits() {
+        let mut p = party(1000, None, &["APPREC"]);
+        p.municipality = Some("5501".into());
+        assert!(Register::from_parties(vec![p.clone()]).is_ok());
+        p.municipality = Some("551".into());
+        let e = Register::from_parties(vec![p]).unwrap_err();
+        assert!(matches!(e[0], RegisterError::BadMunicipality { .. }));
     }
 
     #[test]

@@ -550,3 +550,40 @@ fn the_hnmsg_exchange_is_optional_and_must_be_a_usable_name() {
         );
     }
 }
+
+#[test]
+fn insight_is_off_by_default_and_its_key_file_is_checked() {
+    let (_root, path) = tree(GOOD_GATEWAY, GOOD_PARTIES);
+    let (cfg, _) = check(&path).unwrap();
+    assert_eq!(cfg.insight, super::InsightConfig::default());
+    assert!(!cfg.insight.enabled);
+    // Enabled without a key file.
+    let gateway = format!("{GOOD_GATEWAY}\n[insight]\nenabled = true\n");
+    let (_root, path) = tree(&gateway, GOOD_PARTIES);
+    let problems = check(&path).unwrap_err();
+    assert!(keys(&problems).iter().any(|(_, k)| k == "insight.key_file"), "{problems:?}");
+    // A key file others can read, then a good one.
+    let gateway = format!(
+        "{GOOD_GATEWAY}\n[insight]\nenabled = true\nkey_file = \"config/insight.key\"\nretention = \"40d\"\n"
+    );
+    let (root, path) = tree(&gateway, GOOD_PARTIES);
+    let key = root.path().join("config/insight.key");
+    std::fs::write(&key, format!("insight {}\n", "ab".repeat(32))).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let text: Vec<String> = check(&path).unwrap_err().iter().map(ToString::to_string).collect();
+        assert!(text.iter().any(|p| p.contains("0600")), "{text:?}");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let (cfg, _) = check(&path).unwrap();
+    assert!(cfg.insight.enabled);
+    assert_eq!(cfg.insight.key_file.as_deref(), Some(key.as_path()));
+    assert_eq!(cfg.insight.retention, time::Duration::days(40));
+    // Unknown keys are errors, as everywhere.
+    let gateway = format!("{GOOD_GATEWAY}\n[insight]\nenabeld = true\n");
+    let (_root, path) = tree(&gateway, GOOD_PARTIES);
+    let text: Vec<String> = check(&path).unwrap_err().iter().map(ToString::to_string).collect();
+    assert!(text.iter().any(|p| p.contains("enabeld")), "{text:?}");
+}

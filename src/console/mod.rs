@@ -79,6 +79,9 @@ pub struct Console {
     pub audit: Option<RoutingLog>,
     /// One-time redrive confirmations: token → (who, issued).
     confirmations: Mutex<HashMap<String, (String, Instant)>>,
+    /// The health community's report at `/report` (same credentials as the console); `None`:
+    /// `[insight]` is off.
+    pub report: Option<Arc<crate::insight::report::ReportView>>,
 }
 
 impl Console {
@@ -110,6 +113,7 @@ impl Console {
             credentials: credentials.map(Arc::new),
             audit,
             confirmations: Mutex::new(HashMap::new()),
+            report: None,
         })
     }
 
@@ -234,7 +238,7 @@ async fn handle(endpoints: &Endpoints, req: Request<Incoming>) -> Response<Body>
             (true, text) => plain(StatusCode::OK, text),
             (false, text) => plain(StatusCode::SERVICE_UNAVAILABLE, text),
         },
-        (_, p) if p == "/console" || p.starts_with("/console/") => match &endpoints.console {
+        (_, p) if p == "/console" || p.starts_with("/console/") || p == "/report" => match &endpoints.console {
             Some(c) => console(c, &endpoints.metrics, req).await,
             None => plain(
                 StatusCode::NOT_FOUND,
@@ -285,6 +289,9 @@ async fn console(c: &Console, metrics: &Metrics, req: Request<Incoming>) -> Resp
         .into_owned()
         .collect();
     let method = req.method().clone();
+    if path == "/report" {
+        return report(c, &method, &params).await;
+    }
     let page = match (&method, path.trim_end_matches('/')) {
         (&Method::GET, "/console") => pages::overview(c, metrics).await,
         (&Method::GET, "/console/decisions") => pages::decisions(c, &params).await,
@@ -354,6 +361,45 @@ async fn console(c: &Console, metrics: &Metrics, req: Request<Incoming>) -> Resp
     html(page.0, page.1)
 }
 
+/// `/report`: the insight report's HTML, read-only, months from `from`/`to` (`YYYY-MM`) or the
+/// last 12. Its own CSP: the page carries its styles inline and no script at all.
+async fn report(c: &Console, method: &Method, params: &HashMap<String, String>) -> Response<Body> {
+    if method != Method::GET {
+        let p = pages::Page::error(StatusCode::METHOD_NOT_ALLOWED, "Not allowed", "GET only");
+        return html(p.0, p.1);
+    }
+    let Some(view) = c.report.clone() else {
+        let p = pages::Page::error(
+            StatusCode::NOT_FOUND,
+            "Report",
+            "the insight report is off: set [insight] enabled = true",
+        );
+        return html(p.0, p.1);
+    };
+    let (from, to) = (params.get("from").cloned(), params.get("to").cloned());
+    let made = tokio::task::spawn_blocking(move || view.page(from.as_deref(), to.as_deref())).await;
+    match made {
+        Ok(Ok(page)) => {
+            let mut r = html(StatusCode::OK, page);
+            r.headers_mut().insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(
+                    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+                ),
+            );
+            r
+        }
+        Ok(Err(e)) => {
+            let p = pages::Page::error(StatusCode::BAD_REQUEST, "Report", &e.to_string());
+            html(p.0, p.1)
+        }
+        Err(e) => {
+            let p = pages::Page::error(StatusCode::INTERNAL_SERVER_ERROR, "Report", &e.to_string());
+            html(p.0, p.1)
+        }
+    }
+}
+
 /// Starts the HTTP port of `serve` with the console: follows the routing log, opens the console's
 /// own broker link lazily, and serves `listener` until the returned task is aborted. This is the
 /// whole wiring the daemon needs (called from `helsemelding serve`).
@@ -365,6 +411,7 @@ pub fn start(
     mut amqp: crate::amqp::connection::AmqpSettings,
     topology: crate::amqp::topology::Topology,
     metrics: Arc<Metrics>,
+    report: Option<Arc<crate::insight::report::ReportView>>,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     let credentials = Credentials::load(&config.console).map_err(|ps| ps.join("; "))?;
     if !parties.contains(&config.gateway.her_id) {
@@ -375,7 +422,7 @@ pub fn start(
     let recent = Arc::new(Recent::new(config.paths.routing_log.clone()));
     let audit = RoutingLog::open(Some(&config.paths.routing_log), false)
         .map_err(|e| format!("routing log {}: {e}", config.paths.routing_log.display()))?;
-    let console = Console::new(
+    let mut console = Console::new(
         bind,
         recent.clone(),
         config.paths.state.clone(),
@@ -386,6 +433,7 @@ pub fn start(
         credentials,
         Some(audit),
     )?;
+    console.report = report;
     tracing::info!(%bind, credentials = console.credentials.is_some(), "metrics, health and console listening (/console/)");
     let endpoints = Arc::new(Endpoints {
         metrics,

@@ -96,7 +96,29 @@ pub fn settings(config: &GatewayConfig) -> Settings {
     });
     s.topology.hnmsg_exchange = config.amqp.hnmsg_exchange.clone();
     s.config = Some(config.clone());
+    s.insight = insight_settings(config);
     s
+}
+
+/// The recorder's settings when `[insight]` is enabled and its keys load (`check-config` has
+/// already refused a bad key file; a key file that went bad since is logged and insight stays off).
+fn insight_settings(config: &GatewayConfig) -> Option<crate::insight::InsightSettings> {
+    let i = &config.insight;
+    if !i.enabled {
+        return None;
+    }
+    match crate::insight::key::Keys::load(i.key_file.as_deref()?) {
+        Ok(keys) => Some(crate::insight::InsightSettings {
+            store_dir: config.paths.state.clone(),
+            keys,
+            retention: i.retention,
+            queue: crate::insight::QUEUE,
+        }),
+        Err(e) => {
+            tracing::error!(error = %e, "insight stays off");
+            None
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -227,6 +249,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
         let parties: Vec<HerId> = loaded.context.register.parties().iter().map(|p| p.her_id).collect();
         let amqp = settings.amqp.clone();
         let topology = settings.topology.clone();
+        let register = loaded.context.register.clone();
         let gateway =
             match Gateway::start(settings, loaded.context, loaded.signer, clock).await {
                 Ok(g) => g,
@@ -237,7 +260,10 @@ fn serve(args: &ServeArgs) -> ExitCode {
             };
         let http_task = match http {
             Some((addr, listener)) => {
-                match crate::console::start(addr, listener, &loaded.config, parties, amqp, topology, gateway.metrics()) {
+                let report = gateway.insight().map(|r| {
+                    Arc::new(crate::insight::report::ReportView { store: r.store(), register })
+                });
+                match crate::console::start(addr, listener, &loaded.config, parties, amqp, topology, gateway.metrics(), report) {
                     Ok(task) => Some(task),
                     Err(e) => {
                         eprintln!("helsemelding: cannot start: {e}");

@@ -56,6 +56,8 @@ pub(super) struct Finish {
     pub started: Instant,
     /// What the delivery is about, for a refusal made here.
     pub about: MessageRef,
+    /// Offered to the insight recorder once committed (`crate::insight`).
+    pub observed: Option<crate::insight::observation::Seed>,
 }
 
 /// What steps 2–3 came to.
@@ -75,6 +77,7 @@ pub(super) async fn publish(
     guard: Option<KeyGuard>,
     started: Instant,
     about: MessageRef,
+    observed: Option<crate::insight::observation::Seed>,
 ) -> Stepped {
     let mut lap = Instant::now();
     let Carry {
@@ -124,6 +127,7 @@ pub(super) async fn publish(
         guard,
         started,
         about,
+        observed,
     }))
 }
 
@@ -140,6 +144,7 @@ impl Finish {
             guard,
             started,
             about,
+            observed,
         } = self;
         let mut lap = Instant::now();
         let mut changes = Vec::new();
@@ -223,6 +228,10 @@ impl Finish {
         }
         if carried {
             inner.crash_point(CrashPoint::CommitAck);
+            // Committed (step 4): offered without waiting; a full queue is a counted gap.
+            if let (Some(r), Some(seed)) = (&inner.insight, observed) {
+                r.offer(seed);
+            }
         }
         ack(&inner, delivery).await;
     }

@@ -326,6 +326,11 @@ async fn step(
         None => None,
     };
     inner.metrics.phases.lap(Phase::Lookup, &mut lap);
+    // What the insight recorder will be offered once the outcome is committed (`crate::insight`).
+    let observed = inner
+        .insight
+        .as_ref()
+        .and_then(|_| crate::insight::observation::Seed::of_plan(&plan, delivery.body(), now));
     let action = if plan.signs() {
         let job = Arc::clone(inner);
         match inner
@@ -342,7 +347,7 @@ async fn step(
     match action {
         Action::Retry(reason) => Stepped::Retry(reason, delivery),
         Action::Carry(carry) => {
-            deliver::publish(inner, delivery, carry, guard, started, about.clone()).await
+            deliver::publish(inner, delivery, carry, guard, started, about.clone(), observed).await
         }
     }
 }

@@ -65,6 +65,8 @@ pub struct Metrics {
     pub crls: Arc<crate::revocation::CrlStatus>,
     /// Outcomes of `SIGHUP` reloads (`reload.rs`).
     pub reload: ReloadStatus,
+    /// Messages delivered but not recorded for insight (queue full, recorder failed; src/insight).
+    pub insight_not_recorded: Arc<AtomicU64>,
 }
 
 /// What `/metrics` says about reloads: whether the last one was applied, when, and how many failed.
@@ -367,7 +369,12 @@ impl Metrics {
                 &self.store_commits,
             ),
         ];
-        for (name, help, v) in counters {
+        let insight = (
+            "helsemelding_insight_not_recorded_total",
+            "Messages delivered but not recorded for the insight report (queue full or recorder failed).",
+            &*self.insight_not_recorded,
+        );
+        for (name, help, v) in counters.into_iter().chain([insight]) {
             let _ = writeln!(
                 s,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",

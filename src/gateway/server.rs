@@ -81,6 +81,8 @@ pub struct Settings {
     /// The configuration this gateway was started from: a reload (`reload.rs`) reports the
     /// settings that differ from it and cannot change without a restart.
     pub config: Option<crate::config::GatewayConfig>,
+    /// Recording observations for the health community's report (`crate::insight`); `None`: off.
+    pub insight: Option<crate::insight::InsightSettings>,
 }
 
 impl Settings {
@@ -103,6 +105,7 @@ impl Settings {
             certificates: Vec::new(),
             revocation: None,
             config: None,
+            insight: None,
         }
     }
 }
@@ -124,6 +127,8 @@ pub enum GatewayError {
     },
     #[error("starting the assessment threads: {0}")]
     Workers(std::io::Error),
+    #[error("insight: {0}")]
+    Insight(#[from] crate::insight::store::InsightError),
 }
 
 /// What every part of a running gateway shares.
@@ -143,6 +148,8 @@ pub(super) struct Inner {
     certificates: std::sync::Mutex<Vec<crate::certs::InUse>>,
     /// The day certificate warnings were last logged.
     certificates_warned: std::sync::Mutex<Option<time::Date>>,
+    /// Where committed messages are offered as observations (`crate::insight`); `None`: off.
+    pub(super) insight: Option<Arc<crate::insight::Recorder>>,
 }
 
 impl Inner {
@@ -182,7 +189,7 @@ pub struct Gateway {
 impl Gateway {
     /// Opens the store, starts the broker supervisor and begins consuming the intake.
     pub async fn start(
-        settings: Settings,
+        mut settings: Settings,
         ctx: Context,
         signer: Signer,
         clock: Clock,
@@ -213,6 +220,13 @@ impl Gateway {
             })?,
         };
         let metrics = Arc::new(Metrics::default());
+        let insight = match settings.insight.take() {
+            Some(i) => Some(Arc::new(crate::insight::Recorder::start(
+                i,
+                metrics.insight_not_recorded.clone(),
+            )?)),
+            None => None,
+        };
         let mut background = Vec::new();
         if let Some(addr) = settings.metrics_addr {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -272,6 +286,7 @@ impl Gateway {
             certificates: std::sync::Mutex::new(settings.certificates.clone()),
             settings,
             certificates_warned: std::sync::Mutex::new(None),
+            insight,
         });
         background.push(tokio::spawn(watch_link(inner.clone())));
         background.push(tokio::spawn(watch_store(inner.clone())));
@@ -292,6 +307,11 @@ impl Gateway {
 
     pub fn metrics(&self) -> Arc<Metrics> {
         self.inner.metrics.clone()
+    }
+
+    /// The insight recorder, when `[insight]` is enabled (its store serves `/report`).
+    pub fn insight(&self) -> Option<Arc<crate::insight::Recorder>> {
+        self.inner.insight.clone()
     }
 
     /// The delivery record of a message, from the store (what `helsemelding status` shows).
@@ -336,6 +356,10 @@ impl Gateway {
             match Arc::try_unwrap(inner) {
                 Ok(i) => {
                     i.store.shutdown().await;
+                    if let Some(r) = &i.insight {
+                        let r = r.clone();
+                        let _ = tokio::task::spawn_blocking(move || r.shutdown()).await;
+                    }
                     info!("gateway stopped");
                     return;
                 }

@@ -473,8 +473,15 @@ impl Harness {
     }
 
     pub async fn stop(self) {
+        self.stop_keeping_dir().await;
+    }
+
+    /// Stops like [`Harness::stop`] but hands back the state directory (the gateway's files are
+    /// closed), for a test that reads them afterwards.
+    pub async fn stop_keeping_dir(self) -> tempfile::TempDir {
         self.gateway.shutdown().await;
         let _ = self.conn.close(200, "test done".into()).await;
         let _ = self.vhost.delete().await;
+        self.dir
     }
 }

@@ -1,0 +1,1006 @@
+//! Pure functions from observations to indicator cells: I1–I12 of the research note
+//! (`../shared/research/health-community-indicators.md` §6), per unit and period.
+//!
+//! The order is the note's: (1) clean the traffic — duplicates once (same sender and MsgId), a
+//! cancellation (Forsendelsesstatus C, list 7309) erases the message its RefToParent names and
+//! itself, an update (M Endring, O Oppdatert og erstatter) replaces the message it names; (2) build
+//! USK episodes per patient pseudonym (§3); (3) count.
+//!
+//! Episodes (§3): an episode opens at the first `LOG_UTSKRIVNINGSKLAR` (Hendelsekode 3) of a
+//! patient with none open; its unit is that message's receiving organisation (level-1 HER-id).
+//! A USK segment starts at `max(USK date, arrival date)` — payment runs from the day the
+//! municipality was notified, and a future-dated estimate starts on its date, not before
+//! (forskrift om kommunal betaling for utskrivningsklare pasienter §11; note §3 pitfalls). A later
+//! USK message while a segment runs moves its start ("code 3 of the latest non-cancelled USK
+//! message"); after an avmelding one starts a new segment. A segment ends at Hendelsekode 4
+//! (avmelding; the days before it count) or 2 (utskrevet, which closes the episode with its
+//! outcome from UtskrevetTil). Days are calendar days, `end − start` (same day = 0, SSB
+//! *liggedager*), each attributed to the month it falls in. An episode with no `LOG_UTSKREVET` for
+//! 90 days after its last message is closed as *unresolved* on that 90th day; its running segment is
+//! ended at its last message (no days are counted without evidence). Times are the messages' own
+//! (GenDate, event dates; zone-less = Europe/Oslo), so replayed traffic gives the same cells; the
+//! "now" of an open episode is `as_of`, the latest message time in the data.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+use time::{Date, Duration, Month, OffsetDateTime};
+
+use super::observation::Observation;
+use super::oslo;
+
+/// How a cell's value was formed, which decides its suppression rule (`suppress`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Kind {
+    /// A count of episodes or messages.
+    Count,
+    /// numerator ÷ denominator.
+    Share,
+    /// A sum of days over episodes (n = episodes that contributed).
+    Sum,
+    /// A mean over days of a count of episodes (n = episodes that contributed).
+    Mean,
+    /// A median or p90 (n = observations).
+    Quantile,
+}
+
+/// One figure of one indicator for one unit and period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cell {
+    /// `I1` … `I12`, with a suffix where an indicator has several figures (`I4_median`).
+    pub indicator: String,
+    /// `YYYY-MM`, `YYYY-Qn` or `YYYY-MM/12m` (the 12 months ending there).
+    pub period: String,
+    /// The unit's level-1 HER-id (a municipality's organisation, a GP office, a hospital trust).
+    pub unit: u32,
+    pub kind: Kind,
+    pub value: Option<f64>,
+    pub numerator: Option<f64>,
+    pub denominator: Option<f64>,
+    pub n: u64,
+    pub suppressed: bool,
+}
+
+impl Cell {
+    fn new(indicator: impl Into<String>, p: &Period, unit: u32, kind: Kind) -> Cell {
+        Cell {
+            indicator: indicator.into(),
+            period: p.label.clone(),
+            unit,
+            kind,
+            value: None,
+            numerator: None,
+            denominator: None,
+            n: 0,
+            suppressed: false,
+        }
+    }
+
+    fn count(indicator: impl Into<String>, p: &Period, unit: u32, n: u64) -> Cell {
+        let mut c = Cell::new(indicator, p, unit, Kind::Count);
+        c.value = Some(n as f64);
+        c.numerator = Some(n as f64);
+        c.n = n;
+        c
+    }
+
+    fn share(indicator: impl Into<String>, p: &Period, unit: u32, num: u64, den: u64) -> Cell {
+        let mut c = Cell::new(indicator, p, unit, Kind::Share);
+        c.numerator = Some(num as f64);
+        c.denominator = Some(den as f64);
+        c.value = (den > 0).then(|| num as f64 / den as f64);
+        c.n = den;
+        c
+    }
+
+    fn quantile(indicator: impl Into<String>, p: &Period, unit: u32, v: Option<f64>, n: u64) -> Cell {
+        let mut c = Cell::new(indicator, p, unit, Kind::Quantile);
+        c.value = v;
+        c.n = n;
+        c
+    }
+}
+
+/// A reporting period: `[from, to)` in Oslo calendar dates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Period {
+    pub label: String,
+    pub from: Date,
+    pub to: Date,
+    /// I4 looks back over the two months before a month as well ("rolling 3 months").
+    pub rolling3: bool,
+}
+
+fn first_of(y: i32, m: Month) -> Date {
+    Date::from_calendar_date(y, m, 1).unwrap_or(Date::MIN)
+}
+
+fn add_months(d: Date, n: i32) -> Date {
+    let idx = d.year() * 12 + (d.month() as i32 - 1) + n;
+    let (y, m) = (idx.div_euclid(12), idx.rem_euclid(12) as u8 + 1);
+    first_of(y, Month::try_from(m).unwrap_or(Month::January))
+}
+
+impl Period {
+    /// The month `YYYY-MM`.
+    pub fn month(y: i32, m: Month) -> Period {
+        let from = first_of(y, m);
+        Period {
+            label: format!("{y:04}-{:02}", m as u8),
+            from,
+            to: add_months(from, 1),
+            rolling3: true,
+        }
+    }
+
+    /// The quarter containing month `m`.
+    pub fn quarter(y: i32, m: Month) -> Period {
+        let q = (m as u8 - 1) / 3;
+        let from = first_of(y, Month::try_from(q * 3 + 1).unwrap_or(Month::January));
+        Period {
+            label: format!("{y:04}-Q{}", q + 1),
+            from,
+            to: add_months(from, 3),
+            rolling3: false,
+        }
+    }
+
+    /// The 12 months ending with month `m`.
+    pub fn twelve(y: i32, m: Month) -> Period {
+        let to = add_months(first_of(y, m), 1);
+        Period {
+            label: format!("{y:04}-{:02}/12m", m as u8),
+            from: add_months(to, -12),
+            to,
+            rolling3: false,
+        }
+    }
+
+    /// Every month from `from` to `to` inclusive (`YYYY-MM` each); `None` if either is malformed.
+    pub fn months(from: &str, to: &str) -> Option<Vec<Period>> {
+        let (a, b) = (parse_month(from)?, parse_month(to)?);
+        let mut out = Vec::new();
+        let mut d = a;
+        while d <= b && out.len() < 1200 {
+            out.push(Period::month(d.year(), d.month()));
+            d = add_months(d, 1);
+        }
+        Some(out)
+    }
+
+    fn contains(&self, d: Date) -> bool {
+        d >= self.from && d < self.to
+    }
+
+    /// The window I4 uses: the period, or the three months ending with it.
+    fn i4_window(&self) -> (Date, Date) {
+        if self.rolling3 {
+            (add_months(self.from, -2), self.to)
+        } else {
+            (self.from, self.to)
+        }
+    }
+}
+
+/// `YYYY-MM` → its first day.
+pub fn parse_month(s: &str) -> Option<Date> {
+    let (y, m) = s.trim().split_once('-')?;
+    if y.len() != 4 || m.len() != 2 {
+        return None;
+    }
+    let m = Month::try_from(m.parse::<u8>().ok()?).ok()?;
+    Some(first_of(y.parse().ok()?, m))
+}
+
+/// `YYYY-MM` of an instant, in Oslo.
+pub fn month_of(t: OffsetDateTime) -> String {
+    let d = oslo::local(t).date();
+    format!("{:04}-{:02}", d.year(), d.month() as u8)
+}
+
+/// How an episode ended (lists 8431 Uttilstand and 8408 UtTil).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Open,
+    /// Alive, to home (UtTil 1).
+    Home,
+    /// Alive, to a nursing home (11) or KAD (21).
+    Institution,
+    /// Alive, to another hospital trust or another unit of the own (3, 7, 8).
+    OtherHf,
+    /// Uttilstand 2 (dead) or 3 (suicide).
+    Dead,
+    /// Any other UtTil, or none given.
+    Other,
+    /// No `LOG_UTSKREVET` within 90 days of the last message.
+    Unresolved,
+}
+
+impl Outcome {
+    fn of(state: Option<&str>, to: Option<&str>) -> Outcome {
+        if matches!(state, Some("2") | Some("3")) {
+            return Outcome::Dead;
+        }
+        match to {
+            Some("1") => Outcome::Home,
+            Some("11") | Some("21") => Outcome::Institution,
+            Some("3") | Some("7") | Some("8") => Outcome::OtherHf,
+            _ => Outcome::Other,
+        }
+    }
+}
+
+/// One USK episode of one patient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Episode {
+    pub patient: String,
+    pub unit: u32,
+    /// The start of its first segment (I1's month).
+    pub opened: Date,
+    /// Ended segments `[start, end)`.
+    pub segments: Vec<(Date, Date)>,
+    /// The start of the segment still running, if any.
+    pub running: Option<Date>,
+    pub avmeldt: bool,
+    pub closed: Option<Date>,
+    pub outcome: Outcome,
+    /// Date of its last message.
+    pub last: Date,
+}
+
+impl Episode {
+    /// USK days, counting a running segment up to `until`.
+    pub fn usk_days(&self, until: Date) -> i64 {
+        self.days().map(|(s, e)| segment_days(s, e, until)).sum()
+    }
+
+    fn days(&self) -> impl Iterator<Item = (Date, Date)> + '_ {
+        self.segments
+            .iter()
+            .copied()
+            .chain(self.running.map(|s| (s, Date::MAX)))
+    }
+
+    fn is_closed_resolved(&self) -> bool {
+        self.closed.is_some() && self.outcome != Outcome::Unresolved
+    }
+}
+
+fn segment_days(s: Date, e: Date, until: Date) -> i64 {
+    let e = e.min(until);
+    (e - s).whole_days().max(0)
+}
+
+/// Whether a message is of one of the PLO status values that replace their parent (list 7309).
+fn replaces(o: &Observation) -> bool {
+    matches!(
+        o.plo.as_ref().and_then(|p| p.status.as_deref()),
+        Some("M") | Some("O")
+    )
+}
+
+fn cancels(o: &Observation) -> bool {
+    o.plo.as_ref().and_then(|p| p.status.as_deref()) == Some("C")
+}
+
+/// Step 1: duplicates once, cancellations erase, updates replace. Sorted by the messages' times.
+pub fn clean(obs: &[Observation]) -> Vec<Observation> {
+    let mut seen = HashSet::new();
+    let mut unique: Vec<&Observation> = Vec::new();
+    let mut sorted: Vec<&Observation> = obs.iter().collect();
+    sorted.sort_by_key(|o| (o.received, o.time()));
+    for o in sorted {
+        if seen.insert((o.from, o.msg_id.as_str())) {
+            unique.push(o);
+        }
+    }
+    let mut erased: HashSet<&str> = HashSet::new();
+    for o in &unique {
+        if let Some(parent) = o.ref_to_parent.as_deref() {
+            if cancels(o) {
+                erased.insert(parent);
+                erased.insert(o.msg_id.as_str());
+            } else if replaces(o) {
+                erased.insert(parent);
+            }
+        }
+    }
+    let mut out: Vec<Observation> = unique
+        .into_iter()
+        .filter(|o| !erased.contains(o.msg_id.as_str()))
+        .cloned()
+        .collect();
+    out.sort_by_key(|o| (o.time(), o.received));
+    out
+}
+
+fn event<'a>(o: &'a Observation, code: &str) -> Option<&'a str> {
+    o.plo
+        .as_ref()?
+        .events
+        .iter()
+        .find(|e| e.code == code)
+        .map(|e| e.time.as_str())
+}
+
+fn date_of_msg(o: &Observation) -> Date {
+    oslo::local(o.time()).date()
+}
+
+/// The latest message time in the data (the "now" of open episodes), or `None` when empty.
+pub fn as_of(obs: &[Observation]) -> Option<OffsetDateTime> {
+    obs.iter().map(Observation::time).max()
+}
+
+/// Step 2: USK episodes from cleaned observations (see the module documentation).
+pub fn episodes(clean: &[Observation], as_of: Date) -> Vec<Episode> {
+    let mut by_patient: BTreeMap<&str, Vec<&Observation>> = BTreeMap::new();
+    for o in clean {
+        if let (Some(p), Some(_)) = (o.patient.as_deref(), o.plo.as_ref()) {
+            by_patient.entry(p).or_default().push(o);
+        }
+    }
+    let mut out = Vec::new();
+    for (patient, msgs) in by_patient {
+        let mut open: Option<Episode> = None;
+        for o in msgs {
+            let arrival = date_of_msg(o);
+            // An episode silent for 90 days is closed as unresolved before anything new is read.
+            if open
+                .as_ref()
+                .is_some_and(|e| arrival >= e.last + Duration::days(90))
+            {
+                out.extend(close_unresolved(open.take()));
+            }
+            match o.msg_type.as_str() {
+                "LOG_UTSKRIVNINGSKLAR" => {
+                    let Some(usk) = event(o, "3").and_then(oslo::date_of) else {
+                        continue;
+                    };
+                    let start = usk.max(arrival);
+                    match open.as_mut() {
+                        Some(e) => {
+                            // The latest USK message decides where the running segment starts;
+                            // after an avmelding it starts a new one.
+                            e.running = Some(start);
+                            e.last = arrival;
+                        }
+                        None => {
+                            open = Some(Episode {
+                                patient: patient.to_owned(),
+                                unit: o.receiver.org.unwrap_or(0),
+                                opened: start,
+                                segments: Vec::new(),
+                                running: Some(start),
+                                avmeldt: false,
+                                closed: None,
+                                outcome: Outcome::Open,
+                                last: arrival,
+                            })
+                        }
+                    }
+                }
+                "LOG_AVMELDING" => {
+                    if let Some(e) = open.as_mut() {
+                        let at = event(o, "4").and_then(oslo::date_of).unwrap_or(arrival);
+                        if let Some(s) = e.running.take() {
+                            e.segments.push((s, at.max(s)));
+                        }
+                        e.avmeldt = true;
+                        e.last = arrival;
+                    }
+                }
+                "LOG_UTSKREVET" => {
+                    if let Some(mut e) = open.take() {
+                        let at = event(o, "2").and_then(oslo::date_of).unwrap_or(arrival);
+                        if let Some(s) = e.running.take() {
+                            e.segments.push((s, at.max(s)));
+                        }
+                        let plo = o.plo.as_ref();
+                        e.outcome = Outcome::of(
+                            plo.and_then(|p| p.out_state.as_deref()),
+                            plo.and_then(|p| p.out_to.as_deref()),
+                        );
+                        e.closed = Some(at);
+                        e.last = arrival;
+                        out.push(e);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(e) = open {
+            if as_of >= e.last + Duration::days(90) {
+                out.extend(close_unresolved(Some(e)));
+            } else {
+                out.push(e);
+            }
+        }
+    }
+    out
+}
+
+fn close_unresolved(e: Option<Episode>) -> Option<Episode> {
+    let mut e = e?;
+    if let Some(s) = e.running.take() {
+        e.segments.push((s, e.last.max(s)));
+    }
+    e.closed = Some(e.last + Duration::days(90));
+    e.outcome = Outcome::Unresolved;
+    Some(e)
+}
+
+/// Median (mean of the two middle values for even n) and p90 (nearest rank: the ⌈0.9·n⌉-th value).
+pub fn median_p90(mut v: Vec<f64>) -> (Option<f64>, Option<f64>) {
+    if v.is_empty() {
+        return (None, None);
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    let rank = ((0.9 * n as f64).ceil() as usize).clamp(1, n);
+    (Some(median), Some(v[rank - 1]))
+}
+
+/// Everything the indicators are computed from.
+pub struct Input<'a> {
+    pub observations: &'a [Observation],
+    /// A communication party's level-1 organisation (the register); itself when it is one.
+    pub org_of: &'a dyn Fn(u32) -> u32,
+}
+
+/// Step 3: every cell of I1–I12 for `periods`, before suppression.
+pub fn compute(input: &Input<'_>, periods: &[Period]) -> Vec<Cell> {
+    let clean = clean(input.observations);
+    let Some(now) = as_of(&clean) else {
+        return Vec::new();
+    };
+    let today = oslo::local(now).date();
+    let eps = episodes(&clean, today);
+    let mut cells = Vec::new();
+    for p in periods {
+        usk_cells(&eps, &clean, p, today, &mut cells);
+        flow_cells(&clean, p, now, input, &mut cells);
+    }
+    cells
+}
+
+fn units_of(eps: &[Episode]) -> BTreeSet<u32> {
+    eps.iter().map(|e| e.unit).collect()
+}
+
+/// I1–I8.
+fn usk_cells(eps: &[Episode], clean: &[Observation], p: &Period, today: Date, out: &mut Vec<Cell>) {
+    let end = p.to.min(today + Duration::days(1));
+    for unit in units_of(eps) {
+        let mine: Vec<&Episode> = eps.iter().filter(|e| e.unit == unit).collect();
+        // I1: opened in the period.
+        let opened: Vec<&Episode> = mine.iter().copied().filter(|e| p.contains(e.opened)).collect();
+        out.push(Cell::count("I1", p, unit, opened.len() as u64));
+        // I2: days falling in the period, from the episodes that contributed any.
+        let mut days = 0i64;
+        let mut contributed = 0u64;
+        for e in &mine {
+            let mut d_e = 0;
+            for (s, x) in e.days() {
+                let s2 = s.max(p.from);
+                let x2 = x.min(end);
+                if x2 > s2 {
+                    d_e += (x2 - s2).whole_days();
+                }
+            }
+            days += d_e;
+            contributed += u64::from(d_e > 0);
+        }
+        let mut i2 = Cell::new("I2", p, unit, Kind::Sum);
+        i2.value = Some(days as f64);
+        i2.numerator = Some(days as f64);
+        i2.n = contributed;
+        out.push(i2);
+        // I5: episodes USK at 08:00 each day, averaged over the period's days so far. A day of a
+        // segment [start, end) is a day the patient is in hospital as USK at 08:00, so the sum of
+        // those counts over the days is I2's sum of days.
+        let span = (end - p.from).whole_days().max(0);
+        let mut i5 = Cell::new("I5", p, unit, Kind::Mean);
+        i5.value = (span > 0).then(|| days as f64 / span as f64);
+        i5.numerator = Some(days as f64);
+        i5.denominator = Some(span as f64);
+        i5.n = contributed;
+        out.push(i5);
+        // I3, I7, I8: episodes closed in the period.
+        let closed: Vec<&Episode> = mine
+            .iter()
+            .copied()
+            .filter(|e| e.closed.is_some_and(|c| p.contains(c)))
+            .collect();
+        let resolved: Vec<&Episode> = closed.iter().copied().filter(|e| e.is_closed_resolved()).collect();
+        let zero = resolved.iter().filter(|e| e.usk_days(today) == 0).count();
+        out.push(Cell::share("I3", p, unit, zero as u64, resolved.len() as u64));
+        // I4: resolved episodes closed in the window (three months for a month).
+        let (w0, w1) = p.i4_window();
+        let v: Vec<f64> = mine
+            .iter()
+            .filter(|e| e.is_closed_resolved() && e.closed.is_some_and(|c| c >= w0 && c < w1))
+            .map(|e| e.usk_days(today) as f64)
+            .collect();
+        let n = v.len() as u64;
+        let (med, p90) = median_p90(v);
+        out.push(Cell::quantile("I4_median", p, unit, med, n));
+        out.push(Cell::quantile("I4_p90", p, unit, p90, n));
+        // I6: opened in the period with at least one avmelding.
+        let av = opened.iter().filter(|e| e.avmeldt).count();
+        out.push(Cell::share("I6", p, unit, av as u64, opened.len() as u64));
+        // I7: outcomes of the episodes closed in the period.
+        let all = closed.len() as u64;
+        for (name, outcome) in [
+            ("I7_home", Outcome::Home),
+            ("I7_institution", Outcome::Institution),
+            ("I7_other_hf", Outcome::OtherHf),
+            ("I7_dead", Outcome::Dead),
+            ("I7_other", Outcome::Other),
+            ("I7_unresolved", Outcome::Unresolved),
+        ] {
+            let k = closed.iter().filter(|e| e.outcome == outcome).count() as u64;
+            out.push(Cell::share(name, p, unit, k, all));
+        }
+        // I8: admitted again 1–30 days after a discharge alive (all admissions, not only ø-hjelp).
+        let alive: Vec<&Episode> = resolved
+            .iter()
+            .copied()
+            .filter(|e| e.outcome != Outcome::Dead)
+            .collect();
+        let back = alive
+            .iter()
+            .filter(|e| {
+                let Some(c) = e.closed else { return false };
+                clean.iter().any(|o| {
+                    o.msg_type == "LOG_INNLAGT"
+                        && o.patient.as_deref() == Some(e.patient.as_str())
+                        && event(o, "1")
+                            .and_then(oslo::date_of)
+                            .or(Some(date_of_msg(o)))
+                            .is_some_and(|d| d >= c + Duration::days(1) && d <= c + Duration::days(30))
+                })
+            })
+            .count();
+        out.push(Cell::share("I8", p, unit, back as u64, alive.len() as u64));
+    }
+}
+
+/// I9–I12: message flows, per receiving (I9, I11 receipts, I12) or asked (I10) organisation.
+fn flow_cells(clean: &[Observation], p: &Period, now: OffsetDateTime, input: &Input<'_>, out: &mut Vec<Cell>) {
+    let org = |o: &Observation| (input.org_of)(o.receiver.org.unwrap_or(o.from));
+    let in_p = |o: &Observation| p.contains(date_of_msg(o));
+    let mut units: BTreeSet<u32> = BTreeSet::new();
+    for o in clean.iter().filter(|o| in_p(o)) {
+        units.insert(org(o));
+    }
+    for unit in units {
+        let mine: Vec<&Observation> = clean.iter().filter(|o| in_p(o) && org(o) == unit).collect();
+        // I9: Innleggelsesrapport within 24 h of LOG_INNLAGT (HIS 80704:2014 Table 1), and
+        // Utskrivningsrapport on the day of LOG_UTSKREVET (research note §6).
+        let (k, n) = followed(&mine, clean, "LOG_INNLAGT", "INNLEGGELSESRAPPORT", |o, r| {
+            r.sender.org == o.receiver.org
+                && r.time() >= o.time()
+                && r.time() - o.time() <= Duration::hours(24)
+        });
+        out.push(Cell::share("I9_innleggelsesrapport", p, unit, k, n));
+        let (k, n) = followed(&mine, clean, "LOG_UTSKREVET", "UTSKRIVNINGSRAPPORT", |o, r| {
+            r.receiver.org == o.receiver.org && date_of_msg(r) == date_of_msg(o)
+        });
+        out.push(Cell::share("I9_utskrivningsrapport", p, unit, k, n));
+        // I10: FORESPORSEL → SVAR (RefToParent); the asked organisation is the unit.
+        let asked: Vec<&&Observation> = mine.iter().filter(|o| o.msg_type == "DIALOG_FORESPORSEL").collect();
+        let mut hours = Vec::new();
+        let (mut within, mut mature5, mut unanswered, mut mature14) = (0u64, 0u64, 0u64, 0u64);
+        for q in &asked {
+            let answer = clean
+                .iter()
+                .filter(|a| a.msg_type == "DIALOG_SVAR" && a.ref_to_parent.as_deref() == Some(q.msg_id.as_str()))
+                .map(Observation::time)
+                .min();
+            let t = q.time();
+            let deadline = oslo::add_working_days(t, 5);
+            if let Some(a) = answer {
+                hours.push((a - t).as_seconds_f64() / 3600.0);
+            }
+            if answer.is_some_and(|a| a <= deadline) {
+                within += 1;
+                mature5 += 1;
+            } else if now >= deadline {
+                mature5 += 1;
+            }
+            if now >= t + Duration::days(14) {
+                mature14 += 1;
+                if answer.is_none_or(|a| a > t + Duration::days(14)) {
+                    unanswered += 1;
+                }
+            }
+        }
+        let n = hours.len() as u64;
+        let (med, p90) = median_p90(hours);
+        out.push(Cell::quantile("I10_median_h", p, unit, med, n));
+        out.push(Cell::quantile("I10_p90_h", p, unit, p90, n));
+        out.push(Cell::share("I10_within_5d", p, unit, within, mature5));
+        out.push(Cell::share("I10_unanswered_14d", p, unit, unanswered, mature14));
+        // I11: receipts for the messages this unit received (HIS 80415:2012 §3.2: within 4 days).
+        let fag: Vec<&&Observation> = mine.iter().filter(|o| o.apprec.is_none()).collect();
+        let mut latency = Vec::new();
+        let (mut missing, mut mature) = (0u64, 0u64);
+        for m in &fag {
+            let rec = clean
+                .iter()
+                .filter(|a| {
+                    a.apprec.as_ref().is_some_and(|r| {
+                        r.original_msg_id == m.msg_id && r.original_sender == m.from
+                    })
+                })
+                .map(Observation::time)
+                .min();
+            if let Some(r) = rec {
+                latency.push((r - m.time()).as_seconds_f64() / 3600.0);
+            }
+            if now >= m.time() + Duration::days(4) {
+                mature += 1;
+                if rec.is_none_or(|r| r > m.time() + Duration::days(4)) {
+                    missing += 1;
+                }
+            }
+        }
+        out.push(Cell::share("I11_missing_4d", p, unit, missing, mature));
+        let n = latency.len() as u64;
+        let (med, _) = median_p90(latency);
+        out.push(Cell::quantile("I11_median_h", p, unit, med, n));
+        // AppRecs sent by this unit's parties: share rejected, and by error code (list 8221).
+        let recs: Vec<&Observation> = clean
+            .iter()
+            .filter(|o| in_p(o) && o.apprec.as_ref().is_some_and(|a| (input.org_of)(a.from) == unit))
+            .collect();
+        let rejected = recs
+            .iter()
+            .filter(|o| o.apprec.as_ref().is_some_and(|a| a.status == "2"))
+            .count();
+        out.push(Cell::share("I11_rejected", p, unit, rejected as u64, recs.len() as u64));
+        let mut codes: BTreeMap<&str, u64> = BTreeMap::new();
+        for r in &recs {
+            if let Some(a) = &r.apprec {
+                for c in a.codes.iter().collect::<BTreeSet<_>>() {
+                    *codes.entry(c.as_str()).or_default() += 1;
+                }
+            }
+        }
+        for (code, k) in codes {
+            out.push(Cell::share(format!("I11_rejected_{code}"), p, unit, k, recs.len() as u64));
+        }
+        // I12: volumes by message function (list 8279), DIALOG_AVVIK among them.
+        let mut types: BTreeMap<&str, u64> = BTreeMap::new();
+        for o in &mine {
+            *types.entry(o.msg_type.as_str()).or_default() += 1;
+        }
+        out.push(Cell::count("I12_total", p, unit, mine.len() as u64));
+        for (t, k) in types {
+            out.push(Cell::count(format!("I12_{t}"), p, unit, k));
+        }
+    }
+}
+
+/// Of `mine`'s messages of type `first`: how many have a `then` message about the same patient
+/// for which `fits(first, then)` holds, and how many there are.
+fn followed(
+    mine: &[&Observation],
+    clean: &[Observation],
+    first: &str,
+    then: &str,
+    fits: impl Fn(&Observation, &Observation) -> bool,
+) -> (u64, u64) {
+    let asked: Vec<&&Observation> = mine.iter().filter(|o| o.msg_type == first).collect();
+    let done = asked
+        .iter()
+        .filter(|o| {
+            clean.iter().any(|r| {
+                r.msg_type == then && r.patient.is_some() && r.patient == o.patient && fits(o, r)
+            })
+        })
+        .count();
+    (done as u64, asked.len() as u64)
+}
+
+/// What one retention pass deletes and keeps.
+#[derive(Debug, Default)]
+pub struct RetentionPlan {
+    /// Months (`YYYY-MM`) whose cells are frozen now, as JSON `Vec<Cell>`.
+    pub frozen: Vec<(String, Vec<u8>)>,
+    /// Observations to delete: (sender, MsgId).
+    pub observations: Vec<(u32, String)>,
+    /// Pseudonyms to delete.
+    pub patients: Vec<String>,
+}
+
+/// Retention (DESIGN §7): a patient's observations and pseudonym go once none of its episodes is
+/// open and the last closed more than `retention` ago (and none of its messages is younger than
+/// that); messages without a patient go `retention` + 90 days after they were sent. Months that
+/// ended before the oldest deleted message are frozen first, so their aggregates stay.
+pub fn retention_plan(obs: &[Observation], now: OffsetDateTime, retention: time::Duration) -> RetentionPlan {
+    let cut = oslo::local(now - retention).date();
+    let today = oslo::local(now).date();
+    let cleaned = clean(obs);
+    let eps = episodes(&cleaned, today);
+    let mut last_of: HashMap<&str, Date> = HashMap::new();
+    for o in obs {
+        if let Some(p) = o.patient.as_deref() {
+            let d = date_of_msg(o);
+            let e = last_of.entry(p).or_insert(d);
+            *e = (*e).max(d);
+        }
+    }
+    let mut gone: HashSet<&str> = HashSet::new();
+    for (p, last) in &last_of {
+        let mine: Vec<&Episode> = eps.iter().filter(|e| e.patient == *p).collect();
+        let all_closed = mine.iter().all(|e| e.closed.is_some_and(|c| c < cut));
+        if all_closed && *last < cut {
+            gone.insert(p);
+        }
+    }
+    let mut plan = RetentionPlan::default();
+    let loose_cut = cut - Duration::days(90);
+    for o in obs {
+        let delete = match o.patient.as_deref() {
+            Some(p) => gone.contains(p),
+            None => date_of_msg(o) < loose_cut,
+        };
+        if delete {
+            plan.observations.push((o.from, o.msg_id.clone()));
+        }
+    }
+    plan.patients = gone.iter().map(|p| (*p).to_owned()).collect();
+    if let Some(oldest) = obs
+        .iter()
+        .filter(|o| plan.observations.iter().any(|(f, m)| *f == o.from && *m == o.msg_id))
+        .map(date_of_msg)
+        .max()
+    {
+        // Freeze every month up to the one holding the latest deleted message.
+        let first = obs.iter().map(date_of_msg).min().unwrap_or(oldest);
+        let months = Period::months(
+            &format!("{:04}-{:02}", first.year(), first.month() as u8),
+            &format!("{:04}-{:02}", oldest.year(), oldest.month() as u8),
+        )
+        .unwrap_or_default();
+        let identity = |h: u32| h;
+        let input = Input {
+            observations: obs,
+            org_of: &identity,
+        };
+        let cells = compute(&input, &months);
+        for m in &months {
+            let mine: Vec<&Cell> = cells.iter().filter(|c| c.period == m.label).collect();
+            if let Ok(json) = serde_json::to_vec(&mine) {
+                plan.frozen.push((m.label.clone(), json));
+            }
+        }
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::insight::observation::{PloEvent, PloFacts, Unit};
+    use time::macros::date;
+
+    const KOMMUNE: u32 = 81000;
+
+    /// A PLO observation for patient `p`, sent at `gen` (zone-less, Oslo), with `events`.
+    fn plo(id: &str, p: &str, ty: &str, gen: &str, status: &str, events: &[(&str, &str)]) -> Observation {
+        Observation {
+            msg_id: id.into(),
+            from: 80001,
+            received: oslo::parse(gen).unwrap().unix_timestamp(),
+            gen_date: gen.into(),
+            msg_type: ty.into(),
+            sender: Unit { org: Some(80000), service: Some(80001) },
+            receiver: Unit { org: Some(KOMMUNE), service: Some(81001) },
+            ref_to_parent: None,
+            ref_to_conversation: None,
+            apprec: None,
+            plo: Some(PloFacts {
+                status: Some(status.into()),
+                events: events
+                    .iter()
+                    .map(|(c, t)| PloEvent { code: (*c).into(), time: (*t).into(), estimate: Some(false) })
+                    .collect(),
+                out_state: (ty == "LOG_UTSKREVET").then(|| "1".into()),
+                out_to: (ty == "LOG_UTSKREVET").then(|| "1".into()),
+            }),
+            type_foresp: None,
+            patient: Some(p.into()),
+        }
+    }
+
+    fn usk(id: &str, p: &str, gen: &str, date: &str) -> Observation {
+        plo(id, p, "LOG_UTSKRIVNINGSKLAR", gen, "N", &[("1", "2026-02-20"), ("3", date)])
+    }
+
+    fn out(id: &str, p: &str, gen: &str, date: &str) -> Observation {
+        plo(id, p, "LOG_UTSKREVET", gen, "N", &[("2", date)])
+    }
+
+    fn days_of(obs: &[Observation]) -> Vec<i64> {
+        let c = clean(obs);
+        let today = oslo::local(as_of(&c).unwrap()).date();
+        episodes(&c, today).iter().map(|e| e.usk_days(today)).collect()
+    }
+
+    #[test]
+    fn usk_days_are_calendar_days_and_same_day_discharge_is_zero() {
+        assert_eq!(
+            days_of(&[usk("a", "p1", "2026-03-01T09:00:00", "2026-03-01"), out("b", "p1", "2026-03-04T12:00:00", "2026-03-04")]),
+            vec![3]
+        );
+        assert_eq!(
+            days_of(&[usk("a", "p1", "2026-03-01T09:00:00", "2026-03-01"), out("b", "p1", "2026-03-01T15:00:00", "2026-03-01")]),
+            vec![0]
+        );
+    }
+
+    #[test]
+    fn a_cancellation_erases_what_it_points_to() {
+        let mut c = plo("c", "p1", "LOG_UTSKRIVNINGSKLAR", "2026-03-02T09:00:00", "C", &[]);
+        c.ref_to_parent = Some("a".into());
+        let obs = [usk("a", "p1", "2026-03-01T09:00:00", "2026-03-01"), c, out("b", "p1", "2026-03-04T12:00:00", "2026-03-04")];
+        assert!(clean(&obs).iter().all(|o| o.msg_id == "b"));
+        assert!(days_of(&obs).is_empty(), "no USK message is left, so no episode");
+    }
+
+    #[test]
+    fn an_update_replaces_its_parent() {
+        let mut m = plo("m", "p1", "LOG_UTSKRIVNINGSKLAR", "2026-03-02T09:00:00", "M", &[("3", "2026-03-02")]);
+        m.ref_to_parent = Some("a".into());
+        let obs = [usk("a", "p1", "2026-03-01T09:00:00", "2026-03-01"), m, out("b", "p1", "2026-03-04T12:00:00", "2026-03-04")];
+        let ids: Vec<String> = clean(&obs).into_iter().map(|o| o.msg_id).collect();
+        assert_eq!(ids, vec!["m", "b"]);
+        assert_eq!(days_of(&obs), vec![2]);
+    }
+
+    #[test]
+    fn a_future_dated_usk_starts_at_its_date_and_a_late_one_at_arrival() {
+        // Sent 1 March, USK estimated for 5 March: max(5 March, 1 March) = 5 March.
+        let future = [usk("a", "p1", "2026-03-01T09:00:00", "2026-03-05"), out("b", "p1", "2026-03-08T12:00:00", "2026-03-08")];
+        assert_eq!(days_of(&future), vec![3]);
+        // Sent 6 March about USK since 1 March: max(1 March, 6 March) = 6 March.
+        let late = [usk("a", "p1", "2026-03-06T09:00:00", "2026-03-01"), out("b", "p1", "2026-03-08T12:00:00", "2026-03-08")];
+        assert_eq!(days_of(&late), vec![2]);
+    }
+
+    #[test]
+    fn an_episode_without_utskrevet_closes_unresolved_after_90_days() {
+        let other = out("z", "p2", "2026-06-10T12:00:00", "2026-06-10");
+        let obs = [usk("a", "p1", "2026-03-01T09:00:00", "2026-03-01"), other.clone()];
+        let c = clean(&obs);
+        let eps = episodes(&c, date!(2026 - 06 - 10));
+        assert_eq!(eps.len(), 1);
+        assert_eq!(eps[0].outcome, Outcome::Unresolved);
+        assert_eq!(eps[0].closed, Some(date!(2026 - 05 - 30)));
+        // 89 days on it is still open.
+        let eps = episodes(&c, date!(2026 - 05 - 29));
+        assert_eq!(eps[0].outcome, Outcome::Open);
+        assert_eq!(eps[0].usk_days(date!(2026 - 05 - 29)), 89);
+    }
+
+    #[test]
+    fn duplicates_count_once() {
+        let a = usk("a", "p1", "2026-03-01T09:00:00", "2026-03-01");
+        let mut again = a.clone();
+        again.received += 600;
+        let obs = [a, again, out("b", "p1", "2026-03-04T12:00:00", "2026-03-04")];
+        assert_eq!(clean(&obs).len(), 2);
+        let cells = compute(&Input { observations: &obs, org_of: &|h| h }, &[Period::month(2026, Month::March)]);
+        let i12 = cells.iter().find(|c| c.indicator == "I12_LOG_UTSKRIVNINGSKLAR").unwrap();
+        assert_eq!(i12.value, Some(1.0));
+    }
+
+    #[test]
+    fn zone_less_times_are_read_as_oslo_time() {
+        // 23:30 Oslo on 31 March is 21:30 UTC: the message belongs to March, not April.
+        let a = usk("a", "p1", "2026-03-31T23:30:00", "2026-03-31");
+        assert_eq!(date_of_msg(&a), date!(2026 - 03 - 31));
+        let mut utc = a.clone();
+        utc.gen_date = "2026-03-31T22:30:00Z".into();
+        assert_eq!(date_of_msg(&utc), date!(2026 - 04 - 01));
+    }
+
+    #[test]
+    fn avmelding_ends_a_segment_and_the_days_before_it_count() {
+        let av = plo("v", "p1", "LOG_AVMELDING", "2026-03-03T09:00:00", "N", &[("4", "2026-03-03")]);
+        let again = usk("c", "p1", "2026-03-10T09:00:00", "2026-03-10");
+        let obs = [usk("a", "p1", "2026-03-01T09:00:00", "2026-03-01"), av, again, out("b", "p1", "2026-03-12T12:00:00", "2026-03-12")];
+        assert_eq!(days_of(&obs), vec![4]);
+        let cells = compute(&Input { observations: &obs, org_of: &|h| h }, &[Period::month(2026, Month::March)]);
+        let i6 = cells.iter().find(|c| c.indicator == "I6").unwrap();
+        assert_eq!((i6.numerator, i6.denominator), (Some(1.0), Some(1.0)));
+    }
+
+    #[test]
+    fn days_are_split_over_months() {
+        let obs = [usk("a", "p1", "2026-02-27T09:00:00", "2026-02-27"), out("b", "p1", "2026-03-03T12:00:00", "2026-03-03")];
+        let ps = Period::months("2026-02", "2026-03").unwrap();
+        let cells = compute(&Input { observations: &obs, org_of: &|h| h }, &ps);
+        let i2: Vec<(String, Option<f64>)> = cells
+            .iter()
+            .filter(|c| c.indicator == "I2")
+            .map(|c| (c.period.clone(), c.value))
+            .collect();
+        assert_eq!(i2, vec![("2026-02".into(), Some(2.0)), ("2026-03".into(), Some(2.0))]);
+    }
+
+    #[test]
+    fn retention_deletes_closed_episodes_only_and_freezes_their_months() {
+        let obs = [
+            usk("a", "p1", "2026-03-01T09:00:00", "2026-03-01"),
+            out("b", "p1", "2026-03-04T12:00:00", "2026-03-04"),
+            usk("c", "p2", "2026-04-01T09:00:00", "2026-04-01"),
+        ];
+        // 30 days after p1's discharge: kept; after 40 days: p1 goes, p2 (still open) stays.
+        let at = |s: &str| oslo::parse(s).unwrap();
+        let keep = retention_plan(&obs, at("2026-04-02T12:00:00"), Duration::days(30));
+        assert!(keep.observations.is_empty() && keep.frozen.is_empty());
+        let plan = retention_plan(&obs, at("2026-04-14T12:00:00"), Duration::days(30));
+        let gone: Vec<&str> = plan.observations.iter().map(|(_, m)| m.as_str()).collect();
+        assert_eq!(gone, vec!["a", "b"]);
+        assert_eq!(plan.patients, vec!["p1".to_owned()]);
+        assert_eq!(plan.frozen.len(), 1);
+        assert_eq!(plan.frozen[0].0, "2026-03");
+        let cells: Vec<Cell> = serde_json::from_slice(&plan.frozen[0].1).unwrap();
+        let i1 = cells.iter().find(|c| c.indicator == "I1").unwrap();
+        assert_eq!(i1.value, Some(1.0));
+    }
+
+    #[test]
+    fn dialogue_answers_and_receipts_are_timed_from_the_messages_own_times() {
+        let mut ask = plo("q", "p1", "DIALOG_FORESPORSEL", "2026-03-02T10:00:00", "N", &[]);
+        ask.plo = None;
+        let mut answer = ask.clone();
+        answer.msg_id = "s".into();
+        answer.msg_type = "DIALOG_SVAR".into();
+        answer.gen_date = "2026-03-03T16:00:00".into();
+        answer.ref_to_parent = Some("q".into());
+        let mut unanswered = ask.clone();
+        unanswered.msg_id = "q2".into();
+        let mut rec = ask.clone();
+        rec.msg_id = "r".into();
+        rec.msg_type = "APPREC".into();
+        rec.gen_date = "2026-03-02T12:00:00".into();
+        rec.apprec = Some(crate::insight::observation::AppRecFacts {
+            apprec_id: "r".into(),
+            from: 81001,
+            original_sender: 80001,
+            original_msg_id: "q".into(),
+            status: "2".into(),
+            codes: vec!["E21".into()],
+        });
+        let late = plo("x", "p9", "LOG_UTSKREVET", "2026-03-30T10:00:00", "N", &[("2", "2026-03-30")]);
+        let obs = [ask, answer, unanswered, rec, late];
+        let org = |h: u32| if h == 81001 { KOMMUNE } else { h };
+        let cells = compute(&Input { observations: &obs, org_of: &org }, &[Period::month(2026, Month::March)]);
+        let get = |i: &str| cells.iter().find(|c| c.indicator == i && c.unit == KOMMUNE).unwrap();
+        assert_eq!(get("I10_median_h").value, Some(30.0));
+        assert_eq!(get("I10_median_h").n, 1);
+        // Both asks are 28 days old at as_of: one answered within 5 working days, one never.
+        assert_eq!((get("I10_within_5d").numerator, get("I10_within_5d").denominator), (Some(1.0), Some(2.0)));
+        assert_eq!(get("I10_unanswered_14d").numerator, Some(1.0));
+        assert_eq!(get("I11_rejected").value, Some(1.0));
+        assert_eq!(get("I11_rejected_E21").numerator, Some(1.0));
+        assert_eq!(get("I11_median_h").value, Some(2.0));
+    }
+
+    #[test]
+    fn quantiles_are_median_and_nearest_rank_p90() {
+        let (m, p) = median_p90((1..=10).map(f64::from).collect());
+        assert_eq!((m, p), (Some(5.5), Some(9.0)));
+        assert_eq!(median_p90(vec![]), (None, None));
+    }
+}

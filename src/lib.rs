@@ -13,7 +13,7 @@
 //! | `config`   | `gateway.toml` + `parties.toml`: strict parsing, `check` reports every problem; `scratch` copies for tests and the lab |
 //! | `register` | the address register: parties, levels, accepted types, certificates, AMQP users |
 //! | `amqp`     | RabbitMQ transport: topology, headers, confirmed publish, consume/ack, reconnect, redrive |
-//! | `cms`      | **verify**: CMS SignedData signatures, certificate chains, CRLs; signing |
+//! | `cms`      | **verify**: CMS SignedData signatures, certificate chains, CRLs; signing; EnvelopedData (decrypt, encrypt) |
 //! | `xml`      | **decode**: the hardened XML reader (no DTD/entities, bounded depth and size, encodings), and the element tree the model reads through it |
 //! | `schemas`  | the official XSD files pinned by `xsd/MANIFEST.toml`; install and verify them |
 //! | `xsd`      | **validate**: official XSDs compiled at startup; streaming validation agreeing with libxml2 |

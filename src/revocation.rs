@@ -309,7 +309,7 @@ pub fn fetch_due(
 
 /// The last-good copy's file name for a CA: a digest of its subject, so that two CAs never share one.
 fn copy_name(subject_raw: &[u8]) -> String {
-    let d = ring::digest::digest(&ring::digest::SHA256, subject_raw);
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, subject_raw);
     format!("{}.crl", hex::encode(&d.as_ref()[..12]))
 }
 

@@ -10,8 +10,7 @@ mod support;
 use helsemelding::amqp::headers::ContentType;
 use helsemelding::apprec::AppRec;
 use helsemelding::codes::{AppRecStatus, ErrorCode};
-use helsemelding::gateway::cli::Overrides;
-use helsemelding::ids::{HerId, MsgId};
+use helsemelding::ids::HerId;
 use support::gateway::*;
 use support::openssl;
 
@@ -19,17 +18,6 @@ const GP: HerId = HerId(82001);
 const NURSING_HOME: HerId = HerId(81001);
 const HUB_CERT: &str = "encryption/90000-enc.pem";
 const TO_NURSING_HOME: &str = "delivered/foresporsel-gp-to-nursing-home.xml";
-
-/// The fixture `rel` with a fresh MsgId, and the overrides that carry it into the headers.
-fn fresh(rel: &str) -> (String, Overrides) {
-    let id = MsgId::random();
-    let xml = fixture_with_msg_id(rel, id.as_str());
-    let o = Overrides {
-        msg_id: Some(id),
-        ..Overrides::default()
-    };
-    (xml, o)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_openssl_encrypts_to_the_hub_is_delivered_encrypted_to_the_recipient() {
@@ -59,7 +47,7 @@ async fn what_openssl_encrypts_to_the_hub_is_delivered_encrypted_to_the_recipien
     ];
     let mut sent = Vec::new();
     for (options, cert) in variants {
-        let (xml, o) = fresh(TO_NURSING_HOME);
+        let (xml, o) = fresh_fixture(TO_NURSING_HOME);
         let (headers, signed) = h
             .send_sealed(xml.as_bytes(), "parties/82001-sign", &o, |s| {
                 openssl::encrypt(s, options, cert)
@@ -92,7 +80,7 @@ async fn what_openssl_encrypts_to_the_hub_is_delivered_encrypted_to_the_recipien
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hubs_apprecs_are_signed_then_encrypted_to_the_sender() {
     let h = Harness::start_encrypted().await;
-    let (xml, o) = fresh("rejected/E21-unknown-level2-service.xml");
+    let (xml, o) = fresh_fixture("rejected/E21-unknown-level2-service.xml");
     let (headers, _) = h
         .send_sealed(xml.as_bytes(), "parties/82001-sign", &o, |s| {
             openssl::encrypt(s, &["-aes256"], HUB_CERT)
@@ -176,14 +164,14 @@ async fn tampered_misaddressed_and_plaintext_messages_go_to_the_senders_error_qu
     ];
     let mut expected = Vec::new();
     for (what, seal, condition) in &cases {
-        let (xml, o) = fresh(TO_NURSING_HOME);
+        let (xml, o) = fresh_fixture(TO_NURSING_HOME);
         let (headers, _) = h
             .send_sealed(xml.as_bytes(), "parties/82001-sign", &o, seal)
             .await;
         expected.push((headers.message_id, *what, *condition));
     }
     // Plaintext under require_encryption, labelled as what it is.
-    let (xml, o) = fresh(TO_NURSING_HOME);
+    let (xml, o) = fresh_fixture(TO_NURSING_HOME);
     let plain = h
         .send_xml_signed_by(&xml, "parties/82001-sign", &o, None)
         .await;

@@ -23,7 +23,7 @@ use helsemelding::amqp::headers::ContentType;
 use helsemelding::gateway::cli::Overrides;
 use helsemelding::ids::{HerId, MsgId};
 use sha2::{Digest, Sha256};
-use support::gateway::{fixture_with_msg_id, Harness};
+use support::gateway::{fixture_with_msg_id, fresh_fixture, Harness};
 use support::{hnmsg, openssl};
 
 const GP: HerId = HerId(82001);
@@ -237,18 +237,13 @@ async fn a_namespace_sender_reaches_the_intake_through_the_hnmsg_exchange() {
 /// GP, then encrypted to the hub (AES-256-CBC, RSA PKCS#1 v1.5: `EnvelopedCms`'s defaults,
 /// research/hnmsg-interop.md §2). Returns its MsgId and the SignedData inside.
 fn send_encrypted(h: &Harness, rel: &str) -> (MsgId, Vec<u8>) {
-    let id = MsgId::random();
-    let xml = fixture_with_msg_id(rel, id.as_str());
-    let o = Overrides {
-        msg_id: Some(id.clone()),
-        ..Overrides::default()
-    };
+    let (xml, o) = fresh_fixture(rel);
     let (mut headers, signed) = Harness::sign(xml.as_bytes(), "parties/82001-sign", &o);
     headers.content_type = ContentType::EnvelopedCms;
     let body = openssl::encrypt(&signed, &["-aes256"], "encryption/90000-enc.pem");
     let vhost = h.vhost.name().to_owned();
     hnmsg::send(&vhost, "/amq/queue/gateway_inbound", &body, &headers, h.dir.path());
-    (id, signed)
+    (headers.message_id, signed)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,17 +272,12 @@ async fn an_encrypting_1_0_sender_is_delivered_answered_and_refused_encrypted() 
     openssl::verify(&apprec).unwrap_or_else(|e| panic!("the AppRec's signature: {e}"));
 
     // Signed but not encrypted: refused, in HN.Msg's words.
-    let id = MsgId::random();
-    let xml = fixture_with_msg_id("delivered/foresporsel-gp-to-nursing-home.xml", id.as_str());
-    let o = Overrides {
-        msg_id: Some(id.clone()),
-        ..Overrides::default()
-    };
+    let (xml, o) = fresh_fixture("delivered/foresporsel-gp-to-nursing-home.xml");
     let (headers, body) = Harness::sign(xml.as_bytes(), "parties/82001-sign", &o);
     hnmsg::send(&vhost, "/amq/queue/gateway_inbound", &body, &headers, h.dir.path());
     let got = hnmsg::receive(&vhost, &format!("/amq/queue/{GP}_error"), 1);
     let m = &got[0];
-    assert_eq!(m.prop("originalMessageId"), id.as_str());
+    assert_eq!(m.prop("originalMessageId"), headers.message_id.as_str());
     assert_eq!(m.prop("errorCondition"), "transport:invalid-certificate");
     assert_eq!(m.prop("errorConditionData"), "transport:unencrypted-message;");
     h.assert_empty(NURSING_HOME).await;

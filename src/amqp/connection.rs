@@ -6,7 +6,7 @@
 //! Failure: [`AmqpError`], classified as transient (unreachable) or configuration (bad URL,
 //! refused login, unknown vhost, unreadable CA file).
 //!
-//! TLS is rustls on ring with no built-in root store: an `amqps://` broker is trusted through the
+//! TLS is rustls on aws-lc-rs with no built-in root store: an `amqps://` broker is trusted through the
 //! CA certificate(s) in `tls_ca_file` (PEM). This is deliberate: the gateway trusts the bus it was
 //! configured for, not any public CA.
 

@@ -96,7 +96,7 @@ pub struct Verified {
 impl fmt::Debug for Verified {
     // Content is patient data: print its size and hash only (CONVENTIONS.md, logs).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let hash = ring::digest::digest(&ring::digest::SHA256, &self.content);
+        let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &self.content);
         f.debug_struct("Verified")
             .field("content_len", &self.content.len())
             .field("content_sha256", &hex::encode(&hash.as_ref()[..8]))
@@ -209,11 +209,11 @@ impl Hash {
             _ => None,
         }
     }
-    fn ring(self) -> &'static ring::digest::Algorithm {
+    fn digest(self) -> &'static aws_lc_rs::digest::Algorithm {
         match self {
-            Hash::Sha256 => &ring::digest::SHA256,
-            Hash::Sha384 => &ring::digest::SHA384,
-            Hash::Sha512 => &ring::digest::SHA512,
+            Hash::Sha256 => &aws_lc_rs::digest::SHA256,
+            Hash::Sha384 => &aws_lc_rs::digest::SHA384,
+            Hash::Sha512 => &aws_lc_rs::digest::SHA512,
         }
     }
 }
@@ -307,7 +307,7 @@ fn check_signed_attributes(
             problem: "not an OCTET STRING".into(),
         });
     }
-    let computed = ring::digest::digest(hash.ring(), content);
+    let computed = aws_lc_rs::digest::digest(hash.digest(), content);
     if computed.as_ref() != digest.value {
         return Err(VerifyError::DigestMismatch);
     }
@@ -419,8 +419,8 @@ fn verify_signature(
     }
 }
 
-/// RSASSA-PSS with any salt length (OpenSSL signs with the maximum by default; ring only verifies
-/// salt = hash length), so PSS goes through the RustCrypto `rsa` crate (public-key operation only).
+/// RSASSA-PSS with any salt length (OpenSSL signs with the maximum by default; the ready-made
+/// parameters verify only salt = hash length): aws-lc-rs with the salt the parameters name.
 fn verify_pss(
     hash: Hash,
     salt: usize,
@@ -428,15 +428,16 @@ fn verify_pss(
     message: &[u8],
     signature: &[u8],
 ) -> Result<(), ()> {
-    use rsa::pkcs1::DecodeRsaPublicKey;
-    let key = rsa::RsaPublicKey::from_pkcs1_der(rsa_public_key).map_err(|_| ())?;
-    let hashed = ring::digest::digest(hash.ring(), message);
-    let scheme = match hash {
-        Hash::Sha256 => rsa::Pss::new_with_salt::<sha2::Sha256>(salt),
-        Hash::Sha384 => rsa::Pss::new_with_salt::<sha2::Sha384>(salt),
-        Hash::Sha512 => rsa::Pss::new_with_salt::<sha2::Sha512>(salt),
-    };
-    key.verify(scheme, hashed.as_ref(), signature)
+    use aws_lc_rs::signature::{self as sig, RsaPssSaltLength, VerificationAlgorithm};
+    let salt = RsaPssSaltLength::Custom(u16::try_from(salt).map_err(|_| ())?);
+    let params = match hash {
+        Hash::Sha256 => sig::RSA_PSS_2048_8192_SHA256,
+        Hash::Sha384 => sig::RSA_PSS_2048_8192_SHA384,
+        Hash::Sha512 => sig::RSA_PSS_2048_8192_SHA512,
+    }
+    .with_pss_salt_length(salt);
+    params
+        .verify_sig(rsa_public_key, message, signature)
         .map_err(|_| ())
 }
 

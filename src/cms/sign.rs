@@ -18,11 +18,11 @@ use crate::ids::Timestamp;
 
 /// Signs envelopes with one key and certificate.
 pub struct Signer {
-    key: ring::signature::RsaKeyPair,
+    key: aws_lc_rs::signature::RsaKeyPair,
     cert: Vec<u8>,
     issuer: Vec<u8>,
     serial: Vec<u8>,
-    rng: ring::rand::SystemRandom,
+    rng: aws_lc_rs::rand::SystemRandom,
 }
 
 impl std::fmt::Debug for Signer {
@@ -55,7 +55,7 @@ impl Signer {
                 problem: format!("not a PEM PKCS#8 PRIVATE KEY: {e}"),
             })?;
         let key_pair =
-            ring::signature::RsaKeyPair::from_pkcs8(pkcs8.secret_pkcs8_der()).map_err(|e| {
+            aws_lc_rs::signature::RsaKeyPair::from_pkcs8(pkcs8.secret_pkcs8_der()).map_err(|e| {
                 SignError::Unreadable {
                     path: key.to_owned(),
                     problem: format!("not a usable RSA key: {e}"),
@@ -77,7 +77,7 @@ impl Signer {
                 path: cert.to_owned(),
                 problem: e.to_string(),
             })?;
-        use ring::signature::KeyPair;
+        use aws_lc_rs::signature::KeyPair;
         if parsed
             .tbs_certificate
             .subject_pki
@@ -94,7 +94,7 @@ impl Signer {
         Ok(signer)
     }
 
-    fn new(key: ring::signature::RsaKeyPair, cert: Vec<u8>) -> Result<Signer, String> {
+    fn new(key: aws_lc_rs::signature::RsaKeyPair, cert: Vec<u8>) -> Result<Signer, String> {
         let (_, parsed) = X509Certificate::from_der(&cert)
             .map_err(|e| format!("not an X.509 certificate: {e}"))?;
         let issuer = parsed.tbs_certificate.issuer.as_raw().to_vec();
@@ -104,7 +104,7 @@ impl Signer {
             cert,
             issuer,
             serial,
-            rng: ring::rand::SystemRandom::new(),
+            rng: aws_lc_rs::rand::SystemRandom::new(),
         })
     }
 
@@ -116,7 +116,7 @@ impl Signer {
     /// Signs `content` at time `now` (the signingTime attribute) into a DER ContentInfo.
     pub fn sign(&self, content: &[u8], now: Timestamp) -> Result<Vec<u8>, SignError> {
         let sha256 = constructed(der::SEQUENCE, &[&tlv(der::OID, oid::SHA256)]);
-        let digest = ring::digest::digest(&ring::digest::SHA256, content);
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, content);
         let attribute = |attr_oid: &[u8], value: Vec<u8>| {
             constructed(
                 der::SEQUENCE,
@@ -129,10 +129,10 @@ impl Signer {
             attribute(oid::MESSAGE_DIGEST, tlv(der::OCTET_STRING, digest.as_ref())),
         ]);
         // RFC 5652 §5.4: the signature is over the SET OF encoding; the SignerInfo carries it as [0].
-        let mut signature = vec![0u8; self.key.public().modulus_len()];
+        let mut signature = vec![0u8; self.key.public_modulus_len()];
         self.key
             .sign(
-                &ring::signature::RSA_PKCS1_SHA256,
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
                 &self.rng,
                 &attrs,
                 &mut signature,

@@ -367,7 +367,7 @@ fn unix_text(t: UnixTime) -> String {
 
 /// Lowercase hex SHA-256 of a certificate's DER.
 pub(crate) fn fingerprint_of(der: &[u8]) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, der))
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der))
 }
 
 /// The organisation number: `organizationIdentifier` (2.5.4.97) `NTRNO-<orgnr>` (SEID 2.0), else a
@@ -450,7 +450,7 @@ fn cache_key(fingerprint: &[u8], other_certs: &[&[u8]]) -> [u8; 32] {
     if other_certs.is_empty() {
         key.copy_from_slice(fingerprint);
     } else {
-        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
         ctx.update(fingerprint);
         for c in other_certs {
             ctx.update(&(c.len() as u64).to_be_bytes());
@@ -623,7 +623,7 @@ impl TrustStore {
         other_certs: &[&[u8]],
         now: Timestamp,
     ) -> Result<Arc<CheckedSigner>, VerifyError> {
-        let fingerprint = ring::digest::digest(&ring::digest::SHA256, cert_der);
+        let fingerprint = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cert_der);
         let key = cache_key(fingerprint.as_ref(), other_certs);
         if let Ok(cache) = self.cache.read() {
             if let Some(hit) = cache.get(&key) {

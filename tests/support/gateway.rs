@@ -47,6 +47,17 @@ pub fn fixture_with_msg_id(rel: &str, msg_id: &str) -> String {
     with_element_text(&String::from_utf8(fixture(rel)).unwrap(), "MsgId", msg_id)
 }
 
+/// The fixture `rel` with a fresh MsgId, and the overrides that carry that id into the headers.
+pub fn fresh_fixture(rel: &str) -> (String, helsemelding::gateway::cli::Overrides) {
+    let id = MsgId::random();
+    let xml = fixture_with_msg_id(rel, id.as_str());
+    let o = helsemelding::gateway::cli::Overrides {
+        msg_id: Some(id),
+        ..Default::default()
+    };
+    (xml, o)
+}
+
 /// `xml` with its MsgHead GenDate replaced by `gen_date` (RFC 3339): a fixture's fixed date ages, and
 /// the AppRec clock (HIS 80415:2012 §3.2, 96 hours) starts at GenDate.
 pub fn with_gen_date(xml: &str, gen_date: time::OffsetDateTime) -> String {

@@ -20,7 +20,6 @@ use rcgen::{
     DistinguishedName, DnType, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
     RevokedCertParams, SerialNumber,
 };
-use rsa::pkcs8::{EncodePrivateKey, LineEnding};
 use time::OffsetDateTime;
 
 /// The CA's common name; its subject as x509-parser prints it is [`CA_NAME`].
@@ -64,12 +63,14 @@ impl TestCa {
     /// Issues a signing certificate with serial `serial` for `cn`; writes `<stem>.pem` and
     /// `<stem>.key` and returns `stem` (what the harness signs with).
     pub fn issue(&self, dir: &Path, name: &str, cn: &str, serial: u64) -> PathBuf {
-        let rsa = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).expect("RSA key");
-        let der = rsa.to_pkcs8_der().expect("PKCS#8");
-        let pem = rsa.to_pkcs8_pem(LineEnding::LF).expect("PEM").to_string();
-        let pkcs8 = rustls_pki_types::PrivatePkcs8KeyDer::from(der.as_bytes().to_vec());
+        use aws_lc_rs::encoding::AsDer;
+        let rsa = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+            .expect("RSA key");
+        let der = rsa.as_der().expect("PKCS#8");
+        let pkcs8 = rustls_pki_types::PrivatePkcs8KeyDer::from(der.as_ref().to_vec());
         let key = KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, &rcgen::PKCS_RSA_SHA256)
             .expect("key pair");
+        let pem = key.serialize_pem();
         let mut p = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CountryName, "NO");

@@ -403,6 +403,7 @@ async fn report(c: &Console, method: &Method, params: &HashMap<String, String>) 
 /// Starts the HTTP port of `serve` with the console: follows the routing log, opens the console's
 /// own broker link lazily, and serves `listener` until the returned task is aborted. This is the
 /// whole wiring the daemon needs (called from `helsemelding serve`).
+#[allow(clippy::too_many_arguments)]
 pub fn start(
     bind: SocketAddr,
     listener: TcpListener,

@@ -155,8 +155,8 @@ impl Report {
                 }
             }
         }
-        rows.sort_by(|a, b| order(a).cmp(&order(b)));
-        extra.sort_by(|a, b| order(a).cmp(&order(b)));
+        rows.sort_by_key(|c| order(c));
+        extra.sort_by_key(|c| order(c));
         rows.extend(extra);
         rows
     }

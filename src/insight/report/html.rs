@@ -170,7 +170,7 @@ fn bars(s: &mut String, r: &Report, ind: &str, month: &str, units: &[u32]) {
                     "<rect x=\"170\" y=\"{y}\" width=\"{w:.1}\" height=\"16\" fill=\"#1f5f8b\"></rect><text x=\"{:.1}\" y=\"{}\">{}</text>",
                     175.0 + w,
                     y + 13,
-                    esc(&shown)
+                    esc(shown)
                 );
             }
             None => {

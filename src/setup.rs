@@ -161,9 +161,7 @@ pub fn load(config_path: &Path) -> Result<Loaded, Vec<String>> {
             continue;
         };
         let path = resolve(&config.base_dir, path);
-        match EncryptionCertificate::from_file(&path)
-            .and_then(|c| RecipientCert::new(&path, c))
-        {
+        match EncryptionCertificate::from_file(&path).and_then(|c| RecipientCert::new(&path, c)) {
             Ok(rc) => {
                 if let Some(p) = rc.certificate.problem_at(now) {
                     problems.push(format!(
@@ -172,9 +170,11 @@ pub fn load(config_path: &Path) -> Result<Loaded, Vec<String>> {
                         path.display()
                     ));
                 }
-                if let Ok(u) =
-                    InUse::read(Role::PartyEncryption(party.her_id), &path, &rc.certificate.der)
-                {
+                if let Ok(u) = InUse::read(
+                    Role::PartyEncryption(party.her_id),
+                    &path,
+                    &rc.certificate.der,
+                ) {
                     certificates.push(u);
                 }
                 recipient_certs.insert(party.her_id, Arc::new(rc));

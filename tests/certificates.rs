@@ -103,11 +103,14 @@ fn check_config_refuses_encryption_certificates_and_keys_that_cannot_work() {
             )
         },
         |p| {
-            p.replace(GP_ENCRYPTION, "gateway-pki/encryption/bad/sign-only-enc.pem")
-                .replace(
-                    "gateway-pki/encryption/81001-enc.pem",
-                    "gateway-pki/encryption/bad/expired-enc.pem",
-                )
+            p.replace(
+                GP_ENCRYPTION,
+                "gateway-pki/encryption/bad/sign-only-enc.pem",
+            )
+            .replace(
+                "gateway-pki/encryption/81001-enc.pem",
+                "gateway-pki/encryption/bad/expired-enc.pem",
+            )
         },
     );
     let (ok, out) = check_config(&config);
@@ -128,7 +131,9 @@ fn check_config_warns_of_an_encryption_certificate_that_expires_within_30_days()
     let root = tempfile::tempdir().unwrap();
     let (key, cert) = (root.path().join("soon.key"), root.path().join("soon.pem"));
     let made = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "10"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "10",
+        ])
         .args(["-subj", "/CN=Expiring encryption certificate"])
         .args(["-addext", "keyUsage=critical,keyEncipherment"])
         .arg("-keyout")
@@ -137,10 +142,17 @@ fn check_config_warns_of_an_encryption_certificate_that_expires_within_30_days()
         .arg(&cert)
         .output()
         .expect("openssl runs");
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     let cert = cert.display().to_string();
     let config = config_in(root.path(), |p| {
-        p.replace(&format!("\"{}/fixtures/{GP_ENCRYPTION}\"", repo().display()), &format!("{cert:?}"))
+        p.replace(
+            &format!("\"{}/fixtures/{GP_ENCRYPTION}\"", repo().display()),
+            &format!("{cert:?}"),
+        )
     });
     let (ok, out) = check_config(&config);
     assert!(ok, "{out}");

@@ -62,10 +62,16 @@ async fn what_openssl_encrypts_to_the_hub_is_delivered_encrypted_to_the_recipien
             .find(|m| &m.headers.message_id == id)
             .unwrap_or_else(|| panic!("{options:?} to {cert}: not delivered"));
         assert_eq!(m.headers.content_type, ContentType::EnvelopedCms);
-        assert_eq!((m.headers.from_her_id, m.headers.to_her_id), (GP, NURSING_HOME));
+        assert_eq!(
+            (m.headers.from_her_id, m.headers.to_her_id),
+            (GP, NURSING_HOME)
+        );
         let inner = openssl::decrypt(&m.body, "encryption/81001-enc")
             .unwrap_or_else(|e| panic!("{options:?}: the nursing home cannot open its copy: {e}"));
-        assert_eq!(&inner, signed, "{options:?}: the sender's SignedData, byte for byte");
+        assert_eq!(
+            &inner, signed,
+            "{options:?}: the sender's SignedData, byte for byte"
+        );
         openssl::verify(&inner)
             .unwrap_or_else(|e| panic!("{options:?}: openssl rejects the signature: {e}"));
         assert!(
@@ -180,9 +186,7 @@ async fn tampered_misaddressed_and_plaintext_messages_go_to_the_senders_error_qu
         "a signed message that is not encrypted",
         "transport:unencrypted-message",
     ));
-    let errs = h
-        .take_queue(&format!("{GP}_error"), expected.len())
-        .await;
+    let errs = h.take_queue(&format!("{GP}_error"), expected.len()).await;
     for (id, what, condition) in &expected {
         let e = errs
             .iter()

@@ -236,23 +236,44 @@ async fn a_namespace_sender_reaches_the_intake_through_the_hnmsg_exchange() {
 /// What an HN.Msg sender under the shipped `require_encryption = true` sends: `xml` signed by the
 /// GP, then encrypted to the hub (AES-256-CBC, RSA PKCS#1 v1.5: `EnvelopedCms`'s defaults,
 /// research/hnmsg-interop.md §2). Returns its MsgId and the SignedData inside.
-fn send_encrypted(h: &Harness, rel: &str) -> (MsgId, Vec<u8>) {
+/// Signs `rel` as the GP, encrypts it to the hub with openssl and sends it as HN.Msg does, to
+/// `address` (the intake's queue, or the HN.Msg exchange with the receiver's queue name).
+fn send_encrypted(h: &Harness, rel: &str, address: &str) -> (MsgId, Vec<u8>) {
     let (xml, o) = fresh_fixture(rel);
     let (mut headers, signed) = Harness::sign(xml.as_bytes(), "parties/82001-sign", &o);
     headers.content_type = ContentType::EnvelopedCms;
     let body = openssl::encrypt(&signed, &["-aes256"], "encryption/90000-enc.pem");
     let vhost = h.vhost.name().to_owned();
-    hnmsg::send(&vhost, "/amq/queue/gateway_inbound", &body, &headers, h.dir.path());
+    hnmsg::send(&vhost, address, &body, &headers, h.dir.path());
     (headers.message_id, signed)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_encrypting_1_0_sender_is_delivered_answered_and_refused_encrypted() {
-    let h = Harness::start_encrypted().await;
+    let h = Harness::start_configured(
+        |_, config| {
+            let text = std::fs::read_to_string(config).unwrap();
+            assert!(text.contains("require_encryption = false"));
+            let text = text.replace("require_encryption = false", "require_encryption = true");
+            std::fs::write(config, text).unwrap();
+        },
+        |s| s.topology.hnmsg_exchange = Some("NHNTestServiceBus".into()),
+    )
+    .await;
+    // The HN.Msg bindings are declared once the gateway's broker session is up.
+    h.wait_for(|m| {
+        m.broker_connected
+            .load(std::sync::atomic::Ordering::Relaxed)
+    })
+    .await;
     let vhost = h.vhost.name().to_owned();
     const ENVELOPED: &str = "application/pkcs7-mime; smime-type=signed-and-enveloped-data";
 
-    let (id, signed) = send_encrypted(&h, "delivered/foresporsel-gp-to-nursing-home.xml");
+    let (id, signed) = send_encrypted(
+        &h,
+        "delivered/foresporsel-gp-to-nursing-home.xml",
+        "/amq/queue/gateway_inbound",
+    );
     let got = hnmsg::receive(&vhost, &format!("/amq/queue/{NURSING_HOME}_async"), 1);
     let m = &got[0];
     assert_eq!(m.message_id.as_deref(), Some(id.as_str()));
@@ -261,7 +282,26 @@ async fn an_encrypting_1_0_sender_is_delivered_answered_and_refused_encrypted() 
         .unwrap_or_else(|e| panic!("the receiver cannot open its copy: {e}"));
     assert_eq!(inner, signed, "the sender's SignedData, byte for byte");
 
-    let (id, _) = send_encrypted(&h, "rejected/T10-type-not-accepted.xml");
+    // The same through the HN.Msg exchange, addressed by the receiver's queue name.
+    let (id, signed) = send_encrypted(
+        &h,
+        "delivered/foresporsel-gp-to-nursing-home.xml",
+        &format!("/exchange/NHNTestServiceBus/{NURSING_HOME}_async"),
+    );
+    let got = hnmsg::receive(&vhost, &format!("/amq/queue/{NURSING_HOME}_async"), 1);
+    assert_eq!(got[0].message_id.as_deref(), Some(id.as_str()));
+    let inner = openssl::decrypt(&got[0].body, "encryption/81001-enc")
+        .unwrap_or_else(|e| panic!("the receiver cannot open its copy: {e}"));
+    assert_eq!(
+        inner, signed,
+        "through the exchange too: the SignedData, byte for byte"
+    );
+
+    let (id, _) = send_encrypted(
+        &h,
+        "rejected/T10-type-not-accepted.xml",
+        "/amq/queue/gateway_inbound",
+    );
     let got = hnmsg::receive(&vhost, &format!("/amq/queue/{GP}_async"), 1);
     let m = &got[0];
     assert_eq!(m.subject.as_deref(), Some("APPREC"), "{m:?}");
@@ -274,12 +314,21 @@ async fn an_encrypting_1_0_sender_is_delivered_answered_and_refused_encrypted() 
     // Signed but not encrypted: refused, in HN.Msg's words.
     let (xml, o) = fresh_fixture("delivered/foresporsel-gp-to-nursing-home.xml");
     let (headers, body) = Harness::sign(xml.as_bytes(), "parties/82001-sign", &o);
-    hnmsg::send(&vhost, "/amq/queue/gateway_inbound", &body, &headers, h.dir.path());
+    hnmsg::send(
+        &vhost,
+        "/amq/queue/gateway_inbound",
+        &body,
+        &headers,
+        h.dir.path(),
+    );
     let got = hnmsg::receive(&vhost, &format!("/amq/queue/{GP}_error"), 1);
     let m = &got[0];
     assert_eq!(m.prop("originalMessageId"), headers.message_id.as_str());
     assert_eq!(m.prop("errorCondition"), "transport:invalid-certificate");
-    assert_eq!(m.prop("errorConditionData"), "transport:unencrypted-message;");
+    assert_eq!(
+        m.prop("errorConditionData"),
+        "transport:unencrypted-message;"
+    );
     h.assert_empty(NURSING_HOME).await;
     h.stop().await;
 }

@@ -58,10 +58,16 @@ fn enable_insight(dir: &std::path::Path, config: &std::path::Path) {
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
     let text = std::fs::read_to_string(config).unwrap();
-    assert!(text.contains("\nenabled = false\n"), "the shipped [insight] section");
+    assert!(
+        text.contains("\nenabled = false\n"),
+        "the shipped [insight] section"
+    );
     let text = text.replace(
         "\nenabled = false\n",
-        &format!("\nenabled = true\nkey_file = {:?}\n", key.display().to_string()),
+        &format!(
+            "\nenabled = true\nkey_file = {:?}\n",
+            key.display().to_string()
+        ),
     );
     std::fs::write(config, text).unwrap();
 }
@@ -69,9 +75,16 @@ fn enable_insight(dir: &std::path::Path, config: &std::path::Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn plo_traffic_is_recorded_pseudonymised_and_reported() {
     let h = Harness::start_configured(enable_insight, |_| {}).await;
-    let recorder = h.gateway.insight().expect("[insight] enabled starts the recorder");
+    let recorder = h
+        .gateway
+        .insight()
+        .expect("[insight] enabled starts the recorder");
     let files = insight_fixtures();
-    assert_eq!(files.len(), 14, "fixtures/insight: run fixtures/make_insight.py");
+    assert_eq!(
+        files.len(),
+        14,
+        "fixtures/insight: run fixtures/make_insight.py"
+    );
     let mut fnrs = Vec::new();
     for (_, xml) in &files {
         h.send_xml_signed_by(xml, "parties/80001-sign", &Overrides::default(), None)
@@ -102,12 +115,13 @@ async fn plo_traffic_is_recorded_pseudonymised_and_reported() {
     patients.dedup();
     assert_eq!(patients.len(), 6);
     for o in &observations {
-        let p = o.patient.as_deref().expect("every PLO message names its patient");
+        let p = o
+            .patient
+            .as_deref()
+            .expect("every PLO message names its patient");
         // Written with the newest key.
         assert!(
-            patients
-                .iter()
-                .any(|f| keys.pseudonyms(f).unwrap()[0] == p),
+            patients.iter().any(|f| keys.pseudonyms(f).unwrap()[0] == p),
             "{} is not HMAC(newest key, an FNR of the case)",
             o.msg_id
         );
@@ -115,17 +129,26 @@ async fn plo_traffic_is_recorded_pseudonymised_and_reported() {
         assert!(o.plo.is_some(), "{}: PLO facts read", o.msg_id);
     }
     let metrics = h.gateway.metrics().render();
-    assert!(metrics.contains("helsemelding_insight_not_recorded_total 0"), "{metrics}");
+    assert!(
+        metrics.contains("helsemelding_insight_not_recorded_total 0"),
+        "{metrics}"
+    );
     drop(recorder);
     let dir = h.stop_keeping_dir().await;
 
     // Nothing that identifies the patient is in the file, in any form.
     let bytes = std::fs::read(dir.path().join("state/insight.redb")).unwrap();
     for f in &patients {
-        assert!(find(&bytes, f.as_bytes()).is_none(), "identity number in insight.redb");
+        assert!(
+            find(&bytes, f.as_bytes()).is_none(),
+            "identity number in insight.redb"
+        );
     }
     for text in ["Testpasient", "Syntetisk", "fritekst"] {
-        assert!(find(&bytes, text.as_bytes()).is_none(), "{text:?} in insight.redb");
+        assert!(
+            find(&bytes, text.as_bytes()).is_none(),
+            "{text:?} in insight.redb"
+        );
     }
 
     // The report CLI turns the planted case into its cells.
@@ -151,11 +174,62 @@ async fn plo_traffic_is_recorded_pseudonymised_and_reported() {
     ] {
         assert!(csv.lines().any(|l| l == want), "missing {want:?} in\n{csv}");
     }
-    assert!(
-        csv.starts_with("indicator,period,unit_her_id,unit_name,value,numerator,denominator,n,suppressed\n")
-    );
+    assert!(csv.starts_with(
+        "indicator,period,unit_her_id,unit_name,value,numerator,denominator,n,suppressed\n"
+    ));
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("Testkommune (5501)"));
     let xlsx = std::fs::read(out.join("indicators.xlsx")).unwrap();
     assert!(xlsx.starts_with(b"PK"), "indicators.xlsx is a zip package");
+}
+
+/// An encrypted message is observed from the SignedData the hub opened: its patient is linked
+/// exactly as a plaintext one's (the delivery's body, an EnvelopedData, holds nothing readable).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_encrypted_message_is_observed_from_what_the_hub_opened() {
+    let h = Harness::start_configured(
+        |dir, config| {
+            enable_insight(dir, config);
+            let text = std::fs::read_to_string(config).unwrap();
+            assert!(text.contains("require_encryption = false"));
+            std::fs::write(
+                config,
+                text.replace("require_encryption = false", "require_encryption = true"),
+            )
+            .unwrap();
+        },
+        |_| {},
+    )
+    .await;
+    let recorder = h
+        .gateway
+        .insight()
+        .expect("[insight] enabled starts the recorder");
+    let files = insight_fixtures();
+    let (_, xml) = &files[0];
+    let fnr = element(&xml[xml.find("<Patient>").unwrap()..], "Id").to_owned();
+    h.send_sealed(
+        xml.as_bytes(),
+        "parties/80001-sign",
+        &Overrides::default(),
+        |s| support::openssl::encrypt(s, &["-aes256"], "encryption/90000-enc.pem"),
+    )
+    .await;
+    assert_eq!(h.take(NURSING_HOME, 1).await.len(), 1);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let observations = loop {
+        let obs = recorder.store().observations().unwrap();
+        if !obs.is_empty() {
+            break obs;
+        }
+        assert!(Instant::now() < deadline, "nothing recorded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let keys = Keys::from_bytes(&[&OLD_KEY, &NEW_KEY]);
+    assert_eq!(
+        observations[0].patient.as_deref(),
+        Some(keys.pseudonyms(&fnr).unwrap()[0].as_str()),
+        "the patient of the encrypted message is linked"
+    );
+    h.stop().await;
 }

@@ -40,7 +40,11 @@ async fn a_short_soak_loses_nothing_overdues_prunes_and_refreshes_the_crl() {
     assert_eq!(v.inversions, 0, "{:?}", v.problems);
     assert_eq!((v.refused, v.misplaced), (0, 0), "{:?}", v.problems);
     // Home care (every fourth round) never answers; the nursing home answers one in four.
-    assert!(r.tally.apprecs_forwarded > 0 && v.unanswered > 0, "{:?}", r.tally);
+    assert!(
+        r.tally.apprecs_forwarded > 0 && v.unanswered > 0,
+        "{:?}",
+        r.tally
+    );
     // At least every unanswered one: on a loaded machine an AppRec may come after the timeout.
     assert!(v.overdue >= v.unanswered, "{:?}", v.problems);
     assert_eq!(v.pruned, 20_000, "{:?}", v.problems);

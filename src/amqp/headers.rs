@@ -90,10 +90,12 @@ impl ContentType {
     /// `charset`) but strictly in meaning: pkcs7-mime must say `smime-type=signed-data` or one of
     /// the enveloped types.
     pub fn parse(s: &str) -> Result<Self, HeaderError> {
-        let bad = || HeaderError::Invalid {
+        let bad = || {
+            HeaderError::Invalid {
             header: "content_type",
             value: s.to_owned(),
             expected: "application/pkcs7-mime; smime-type=signed-data|signed-and-enveloped-data|enveloped-data|authEnveloped-data, or application/xml",
+        }
         };
         let mut parts = s.split(';');
         let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();

@@ -153,12 +153,15 @@ impl EncryptionCertificate {
         let der = certs[0].as_ref().to_vec();
         let (_, cert) = X509Certificate::from_der(&der)
             .map_err(|e| key_error(path, format!("not X.509: {e}")))?;
-        let ski = cert.extensions().iter().find_map(|ext| match ext.parsed_extension() {
-            x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) => {
-                Some(k.0.to_vec())
-            }
-            _ => None,
-        });
+        let ski = cert
+            .extensions()
+            .iter()
+            .find_map(|ext| match ext.parsed_extension() {
+                x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) => {
+                    Some(k.0.to_vec())
+                }
+                _ => None,
+            });
         let key_encipherment = match cert.key_usage() {
             Ok(Some(ku)) => ku.value.key_encipherment(),
             Ok(None) => true,
@@ -379,12 +382,17 @@ impl HubKeys {
         };
         let key_len = content.cipher.key_len();
         let cek = unwrap_key(&self.keys[key_index].key, ri, key_len);
-        let plain = content.decrypt(&cek[..key_len]).ok_or(OpenError::Undecryptable)?;
+        let plain = content
+            .decrypt(&cek[..key_len])
+            .ok_or(OpenError::Undecryptable)?;
         let signed = if parsed.content_type == oid::SIGNED_DATA {
             // S/MIME nesting proper: the content is the SignedData itself, not a ContentInfo.
             constructed(
                 der::SEQUENCE,
-                &[&tlv(der::OID, oid::SIGNED_DATA), &tlv(der::context(0), &plain)],
+                &[
+                    &tlv(der::OID, oid::SIGNED_DATA),
+                    &tlv(der::context(0), &plain),
+                ],
             )
         } else if parsed.content_type == oid::DATA {
             // HN.Msg and `openssl cms -encrypt` encrypt the whole SignedData ContentInfo as data.
@@ -399,9 +407,8 @@ impl HubKeys {
 /// Whether `bytes` is a ContentInfo of EnvelopedData or AuthEnvelopedData (the content type of the
 /// DER, whatever the transport's header says).
 pub fn is_enveloped(bytes: &[u8]) -> bool {
-    content_info_type(bytes).is_some_and(|t| {
-        t == enc_oid::ENVELOPED_DATA || t == enc_oid::AUTH_ENVELOPED_DATA
-    })
+    content_info_type(bytes)
+        .is_some_and(|t| t == enc_oid::ENVELOPED_DATA || t == enc_oid::AUTH_ENVELOPED_DATA)
 }
 
 fn content_info_type(bytes: &[u8]) -> Option<&[u8]> {
@@ -658,8 +665,7 @@ fn oaep_params(params: Option<Tlv<'_>>) -> Option<&'static OaepAlgorithm> {
         if let Some(s) = r.read_optional(der::context(2)).ok()? {
             let mut c = s.contents();
             let src = read_algorithm(&mut c, "pSourceFunc").ok()?;
-            if src.oid != enc_oid::P_SPECIFIED || src.params.is_some_and(|l| !l.value.is_empty())
-            {
+            if src.oid != enc_oid::P_SPECIFIED || src.params.is_some_and(|l| !l.value.is_empty()) {
                 return None;
             }
         }
@@ -718,7 +724,12 @@ fn encrypted_content<'a>(b: &mut Reader<'a>, auth: bool) -> Option<(&'a [u8], Co
             // GCMParameters (RFC 5084 §3.2): a 12-byte nonce; the ICV length must be 16 (the only
             // tag length aws-lc-rs checks, and what OpenSSL writes).
             let mut p = params.contents();
-            let nonce: [u8; 12] = p.read(der::OCTET_STRING, "aes-nonce").ok()?.value.try_into().ok()?;
+            let nonce: [u8; 12] = p
+                .read(der::OCTET_STRING, "aes-nonce")
+                .ok()?
+                .value
+                .try_into()
+                .ok()?;
             let icv = p.read(der::INTEGER, "aes-ICVlen").ok()?.value;
             if icv != [16] || !p.is_empty() {
                 return None;
@@ -808,7 +819,10 @@ mod tests {
         let good = EncryptionCertificate::from_file(&enc("80001-enc.pem")).unwrap();
         assert_eq!(good.problem_at(now), None);
         let sign_only = EncryptionCertificate::from_file(&enc("bad/sign-only-enc.pem")).unwrap();
-        assert!(sign_only.problem_at(now).unwrap().contains("keyEncipherment"));
+        assert!(sign_only
+            .problem_at(now)
+            .unwrap()
+            .contains("keyEncipherment"));
         let expired = EncryptionCertificate::from_file(&enc("bad/expired-enc.pem")).unwrap();
         assert!(expired.problem_at(now).unwrap().contains("expired"));
     }
@@ -817,7 +831,10 @@ mod tests {
     fn other_content_is_not_enveloped() {
         let signed = constructed(
             der::SEQUENCE,
-            &[&tlv(der::OID, oid::SIGNED_DATA), &tlv(der::context(0), &[0x30, 0])],
+            &[
+                &tlv(der::OID, oid::SIGNED_DATA),
+                &tlv(der::context(0), &[0x30, 0]),
+            ],
         );
         assert!(!is_enveloped(&signed));
         let keys = HubKeys::default();

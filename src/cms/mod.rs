@@ -52,11 +52,11 @@ use std::fmt;
 
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-pub use error::{FingerprintError, SignError, TrustError, VerifyError};
 pub use envelope::{
     is_enveloped, EncryptionCertificate, HubKeys, KeyError, OpenError, Opened, RecipientCert,
     SealError,
 };
+pub use error::{FingerprintError, SignError, TrustError, VerifyError};
 pub use sign::Signer;
 pub use trust::{
     newest_per_issuer, Authority, Crl, TrustStore, CACHE_LIMIT, MAX_RSA_BITS, MIN_RSA_BITS,

@@ -54,12 +54,10 @@ impl Signer {
                 path: key.to_owned(),
                 problem: format!("not a PEM PKCS#8 PRIVATE KEY: {e}"),
             })?;
-        let key_pair =
-            aws_lc_rs::signature::RsaKeyPair::from_pkcs8(pkcs8.secret_pkcs8_der()).map_err(|e| {
-                SignError::Unreadable {
-                    path: key.to_owned(),
-                    problem: format!("not a usable RSA key: {e}"),
-                }
+        let key_pair = aws_lc_rs::signature::RsaKeyPair::from_pkcs8(pkcs8.secret_pkcs8_der())
+            .map_err(|e| SignError::Unreadable {
+                path: key.to_owned(),
+                problem: format!("not a usable RSA key: {e}"),
             })?;
         let certs = super::trust::certificates_in(&cert_bytes).map_err(|problem| {
             SignError::Unreadable {

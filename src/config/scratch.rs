@@ -142,7 +142,10 @@ mod tests {
         assert!(!c.policy.require_encryption);
         assert!(!c.gateway.encryption_keys.is_empty());
         for k in &c.gateway.encryption_keys {
-            assert!(k.key.is_absolute() && k.key.exists() && k.cert.exists(), "{k:?}");
+            assert!(
+                k.key.is_absolute() && k.key.exists() && k.cert.exists(),
+                "{k:?}"
+            );
         }
         let shipped = crate::config::GatewayConfig::load(&base.join("config/gateway.toml"))
             .unwrap_or_else(|ps| panic!("{ps:?}"));

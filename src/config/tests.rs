@@ -119,7 +119,11 @@ fn every_key_of_the_shipped_gateway_file_is_documented() {
         let t = line.trim();
         // Entries of a multi-line array (`encryption_keys`) and its closing bracket are documented
         // by the comment above the key.
-        if t.is_empty() || t.starts_with('#') || t.starts_with('[') || t.starts_with('{') || t == "]"
+        if t.is_empty()
+            || t.starts_with('#')
+            || t.starts_with('[')
+            || t.starts_with('{')
+            || t == "]"
         {
             continue;
         }
@@ -561,7 +565,10 @@ fn insight_is_off_by_default_and_its_key_file_is_checked() {
     let gateway = format!("{GOOD_GATEWAY}\n[insight]\nenabled = true\n");
     let (_root, path) = tree(&gateway, GOOD_PARTIES);
     let problems = check(&path).unwrap_err();
-    assert!(keys(&problems).iter().any(|(_, k)| k == "insight.key_file"), "{problems:?}");
+    assert!(
+        keys(&problems).iter().any(|(_, k)| k == "insight.key_file"),
+        "{problems:?}"
+    );
     // A key file others can read, then a good one.
     let gateway = format!(
         "{GOOD_GATEWAY}\n[insight]\nenabled = true\nkey_file = \"config/insight.key\"\nretention = \"40d\"\n"
@@ -573,7 +580,11 @@ fn insight_is_off_by_default_and_its_key_file_is_checked() {
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let text: Vec<String> = check(&path).unwrap_err().iter().map(ToString::to_string).collect();
+        let text: Vec<String> = check(&path)
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert!(text.iter().any(|p| p.contains("0600")), "{text:?}");
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
@@ -584,6 +595,10 @@ fn insight_is_off_by_default_and_its_key_file_is_checked() {
     // Unknown keys are errors, as everywhere.
     let gateway = format!("{GOOD_GATEWAY}\n[insight]\nenabeld = true\n");
     let (_root, path) = tree(&gateway, GOOD_PARTIES);
-    let text: Vec<String> = check(&path).unwrap_err().iter().map(ToString::to_string).collect();
+    let text: Vec<String> = check(&path)
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     assert!(text.iter().any(|p| p.contains("enabeld")), "{text:?}");
 }

@@ -238,13 +238,15 @@ async fn handle(endpoints: &Endpoints, req: Request<Incoming>) -> Response<Body>
             (true, text) => plain(StatusCode::OK, text),
             (false, text) => plain(StatusCode::SERVICE_UNAVAILABLE, text),
         },
-        (_, p) if p == "/console" || p.starts_with("/console/") || p == "/report" => match &endpoints.console {
-            Some(c) => console(c, &endpoints.metrics, req).await,
-            None => plain(
-                StatusCode::NOT_FOUND,
-                "the console is not enabled on this port\n".into(),
-            ),
-        },
+        (_, p) if p == "/console" || p.starts_with("/console/") || p == "/report" => {
+            match &endpoints.console {
+                Some(c) => console(c, &endpoints.metrics, req).await,
+                None => plain(
+                    StatusCode::NOT_FOUND,
+                    "the console is not enabled on this port\n".into(),
+                ),
+            }
+        }
         (&Method::GET, _) => plain(
             StatusCode::NOT_FOUND,
             "try /metrics, /health or /console/\n".into(),

@@ -485,14 +485,12 @@ pub fn verify<'a>(
         clock.lap(Stage::Verify);
         match opened {
             Ok(o) => seal.signed = Some(Arc::new(o.signed)),
-            Err(OpenError::NotForUs) => {
-                return Err(Plan::refuse(
-                    Some(from),
-                    condition::WRONG_RECIPIENT,
-                    "encrypted to a certificate that is not one of the hub's encryption certificates",
-                    env,
-                ))
-            }
+            Err(OpenError::NotForUs) => return Err(Plan::refuse(
+                Some(from),
+                condition::WRONG_RECIPIENT,
+                "encrypted to a certificate that is not one of the hub's encryption certificates",
+                env,
+            )),
             Err(OpenError::Undecryptable | OpenError::NotEnveloped) => {
                 return Err(Plan::refuse(
                     Some(from),

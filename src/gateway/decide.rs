@@ -467,8 +467,7 @@ fn forward(
     confirmed.push(Change::Apply(t));
     // The receiver's signed AppRec travels on unchanged (DESIGN §2: the gateway forwards it),
     // encrypted to the original sender where the seal says so.
-    let (body, content_type) = match sealed_copy(&p.seal, p.original_sender, p.envelope.packaging)
-    {
+    let (body, content_type) = match sealed_copy(&p.seal, p.original_sender, p.envelope.packaging) {
         Ok(b) => b,
         Err(e) => return Action::Retry(format!("{e}: HER-id {}", p.original_sender)),
     };

@@ -47,7 +47,9 @@ impl FastClock {
                 .parse::<i64>()
                 .ok()
                 .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
-                .ok_or_else(|| format!("{ENV}={value}: the origin after '@' must be unix seconds"))?,
+                .ok_or_else(|| {
+                    format!("{ENV}={value}: the origin after '@' must be unix seconds")
+                })?,
         };
         Ok(FastClock { factor, origin })
     }
@@ -113,11 +115,16 @@ mod tests {
         use super::FastClock;
         let t0 = time::macros::datetime!(2026-12-04 12:00 UTC);
         let c = FastClock::parse("60", t0).unwrap();
-        assert_eq!(c.at(t0 + time::Duration::seconds(2)), t0 + time::Duration::minutes(2));
+        assert_eq!(
+            c.at(t0 + time::Duration::seconds(2)),
+            t0 + time::Duration::minutes(2)
+        );
         let c = FastClock::parse("1440@1796385600", t0).unwrap();
         assert_eq!(c.origin.unix_timestamp(), 1796385600);
         assert_eq!(FastClock::parse(&c.env_value(), t0).unwrap(), c);
         assert!(FastClock::parse("0", t0).unwrap_err().contains("from 1"));
-        assert!(FastClock::parse("2@soon", t0).unwrap_err().contains("unix seconds"));
+        assert!(FastClock::parse("2@soon", t0)
+            .unwrap_err()
+            .contains("unix seconds"));
     }
 }

@@ -347,7 +347,16 @@ async fn step(
     match action {
         Action::Retry(reason) => Stepped::Retry(reason, delivery),
         Action::Carry(carry) => {
-            deliver::publish(inner, delivery, carry, guard, started, about.clone(), observed).await
+            deliver::publish(
+                inner,
+                delivery,
+                carry,
+                guard,
+                started,
+                about.clone(),
+                observed,
+            )
+            .await
         }
     }
 }

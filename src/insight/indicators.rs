@@ -93,7 +93,13 @@ impl Cell {
         c
     }
 
-    fn quantile(indicator: impl Into<String>, p: &Period, unit: u32, v: Option<f64>, n: u64) -> Cell {
+    fn quantile(
+        indicator: impl Into<String>,
+        p: &Period,
+        unit: u32,
+        v: Option<f64>,
+        n: u64,
+    ) -> Cell {
         let mut c = Cell::new(indicator, p, unit, Kind::Quantile);
         c.value = v;
         c.n = n;
@@ -479,7 +485,11 @@ fn usk_cells(eps: &[Episode], clean: &[Observation], p: &Period, today: Date, ou
     for unit in units_of(eps) {
         let mine: Vec<&Episode> = eps.iter().filter(|e| e.unit == unit).collect();
         // I1: opened in the period.
-        let opened: Vec<&Episode> = mine.iter().copied().filter(|e| p.contains(e.opened)).collect();
+        let opened: Vec<&Episode> = mine
+            .iter()
+            .copied()
+            .filter(|e| p.contains(e.opened))
+            .collect();
         out.push(Cell::count("I1", p, unit, opened.len() as u64));
         // I2: days falling in the period, from the episodes that contributed any.
         let mut days = 0i64;
@@ -517,9 +527,19 @@ fn usk_cells(eps: &[Episode], clean: &[Observation], p: &Period, today: Date, ou
             .copied()
             .filter(|e| e.closed.is_some_and(|c| p.contains(c)))
             .collect();
-        let resolved: Vec<&Episode> = closed.iter().copied().filter(|e| e.is_closed_resolved()).collect();
+        let resolved: Vec<&Episode> = closed
+            .iter()
+            .copied()
+            .filter(|e| e.is_closed_resolved())
+            .collect();
         let zero = resolved.iter().filter(|e| e.usk_days(today) == 0).count();
-        out.push(Cell::share("I3", p, unit, zero as u64, resolved.len() as u64));
+        out.push(Cell::share(
+            "I3",
+            p,
+            unit,
+            zero as u64,
+            resolved.len() as u64,
+        ));
         // I4: resolved episodes closed in the window (three months for a month).
         let (w0, w1) = p.i4_window();
         let v: Vec<f64> = mine
@@ -563,7 +583,9 @@ fn usk_cells(eps: &[Episode], clean: &[Observation], p: &Period, today: Date, ou
                         && event(o, "1")
                             .and_then(oslo::date_of)
                             .or(Some(date_of_msg(o)))
-                            .is_some_and(|d| d >= c + Duration::days(1) && d <= c + Duration::days(30))
+                            .is_some_and(|d| {
+                                d >= c + Duration::days(1) && d <= c + Duration::days(30)
+                            })
                 })
             })
             .count();
@@ -572,7 +594,13 @@ fn usk_cells(eps: &[Episode], clean: &[Observation], p: &Period, today: Date, ou
 }
 
 /// I9–I12: message flows, per receiving (I9, I11 receipts, I12) or asked (I10) organisation.
-fn flow_cells(clean: &[Observation], p: &Period, now: OffsetDateTime, input: &Input<'_>, out: &mut Vec<Cell>) {
+fn flow_cells(
+    clean: &[Observation],
+    p: &Period,
+    now: OffsetDateTime,
+    input: &Input<'_>,
+    out: &mut Vec<Cell>,
+) {
     let org = |o: &Observation| (input.org_of)(o.receiver.org.unwrap_or(o.from));
     let in_p = |o: &Observation| p.contains(date_of_msg(o));
     let mut units: BTreeSet<u32> = BTreeSet::new();
@@ -583,24 +611,40 @@ fn flow_cells(clean: &[Observation], p: &Period, now: OffsetDateTime, input: &In
         let mine: Vec<&Observation> = clean.iter().filter(|o| in_p(o) && org(o) == unit).collect();
         // I9: Innleggelsesrapport within 24 h of LOG_INNLAGT (HIS 80704:2014 Table 1), and
         // Utskrivningsrapport on the day of LOG_UTSKREVET (research note §6).
-        let (k, n) = followed(&mine, clean, "LOG_INNLAGT", "INNLEGGELSESRAPPORT", |o, r| {
-            r.sender.org == o.receiver.org
-                && r.time() >= o.time()
-                && r.time() - o.time() <= Duration::hours(24)
-        });
+        let (k, n) = followed(
+            &mine,
+            clean,
+            "LOG_INNLAGT",
+            "INNLEGGELSESRAPPORT",
+            |o, r| {
+                r.sender.org == o.receiver.org
+                    && r.time() >= o.time()
+                    && r.time() - o.time() <= Duration::hours(24)
+            },
+        );
         out.push(Cell::share("I9_innleggelsesrapport", p, unit, k, n));
-        let (k, n) = followed(&mine, clean, "LOG_UTSKREVET", "UTSKRIVNINGSRAPPORT", |o, r| {
-            r.receiver.org == o.receiver.org && date_of_msg(r) == date_of_msg(o)
-        });
+        let (k, n) = followed(
+            &mine,
+            clean,
+            "LOG_UTSKREVET",
+            "UTSKRIVNINGSRAPPORT",
+            |o, r| r.receiver.org == o.receiver.org && date_of_msg(r) == date_of_msg(o),
+        );
         out.push(Cell::share("I9_utskrivningsrapport", p, unit, k, n));
         // I10: FORESPORSEL → SVAR (RefToParent); the asked organisation is the unit.
-        let asked: Vec<&&Observation> = mine.iter().filter(|o| o.msg_type == "DIALOG_FORESPORSEL").collect();
+        let asked: Vec<&&Observation> = mine
+            .iter()
+            .filter(|o| o.msg_type == "DIALOG_FORESPORSEL")
+            .collect();
         let mut hours = Vec::new();
         let (mut within, mut mature5, mut unanswered, mut mature14) = (0u64, 0u64, 0u64, 0u64);
         for q in &asked {
             let answer = clean
                 .iter()
-                .filter(|a| a.msg_type == "DIALOG_SVAR" && a.ref_to_parent.as_deref() == Some(q.msg_id.as_str()))
+                .filter(|a| {
+                    a.msg_type == "DIALOG_SVAR"
+                        && a.ref_to_parent.as_deref() == Some(q.msg_id.as_str())
+                })
                 .map(Observation::time)
                 .min();
             let t = q.time();
@@ -626,7 +670,13 @@ fn flow_cells(clean: &[Observation], p: &Period, now: OffsetDateTime, input: &In
         out.push(Cell::quantile("I10_median_h", p, unit, med, n));
         out.push(Cell::quantile("I10_p90_h", p, unit, p90, n));
         out.push(Cell::share("I10_within_5d", p, unit, within, mature5));
-        out.push(Cell::share("I10_unanswered_14d", p, unit, unanswered, mature14));
+        out.push(Cell::share(
+            "I10_unanswered_14d",
+            p,
+            unit,
+            unanswered,
+            mature14,
+        ));
         // I11: receipts for the messages this unit received (HIS 80415:2012 §3.2: within 4 days).
         let fag: Vec<&&Observation> = mine.iter().filter(|o| o.apprec.is_none()).collect();
         let mut latency = Vec::new();
@@ -658,13 +708,24 @@ fn flow_cells(clean: &[Observation], p: &Period, now: OffsetDateTime, input: &In
         // AppRecs sent by this unit's parties: share rejected, and by error code (list 8221).
         let recs: Vec<&Observation> = clean
             .iter()
-            .filter(|o| in_p(o) && o.apprec.as_ref().is_some_and(|a| (input.org_of)(a.from) == unit))
+            .filter(|o| {
+                in_p(o)
+                    && o.apprec
+                        .as_ref()
+                        .is_some_and(|a| (input.org_of)(a.from) == unit)
+            })
             .collect();
         let rejected = recs
             .iter()
             .filter(|o| o.apprec.as_ref().is_some_and(|a| a.status == "2"))
             .count();
-        out.push(Cell::share("I11_rejected", p, unit, rejected as u64, recs.len() as u64));
+        out.push(Cell::share(
+            "I11_rejected",
+            p,
+            unit,
+            rejected as u64,
+            recs.len() as u64,
+        ));
         let mut codes: BTreeMap<&str, u64> = BTreeMap::new();
         for r in &recs {
             if let Some(a) = &r.apprec {
@@ -674,7 +735,13 @@ fn flow_cells(clean: &[Observation], p: &Period, now: OffsetDateTime, input: &In
             }
         }
         for (code, k) in codes {
-            out.push(Cell::share(format!("I11_rejected_{code}"), p, unit, k, recs.len() as u64));
+            out.push(Cell::share(
+                format!("I11_rejected_{code}"),
+                p,
+                unit,
+                k,
+                recs.len() as u64,
+            ));
         }
         // I12: volumes by message function (list 8279), DIALOG_AVVIK among them.
         let mut types: BTreeMap<&str, u64> = BTreeMap::new();
@@ -724,7 +791,11 @@ pub struct RetentionPlan {
 /// open and the last closed more than `retention` ago (and none of its messages is younger than
 /// that); messages without a patient go `retention` + 90 days after they were sent. Months that
 /// ended before the oldest deleted message are frozen first, so their aggregates stay.
-pub fn retention_plan(obs: &[Observation], now: OffsetDateTime, retention: time::Duration) -> RetentionPlan {
+pub fn retention_plan(
+    obs: &[Observation],
+    now: OffsetDateTime,
+    retention: time::Duration,
+) -> RetentionPlan {
     let cut = oslo::local(now - retention).date();
     let today = oslo::local(now).date();
     let cleaned = clean(obs);
@@ -759,7 +830,11 @@ pub fn retention_plan(obs: &[Observation], now: OffsetDateTime, retention: time:
     plan.patients = gone.iter().map(|p| (*p).to_owned()).collect();
     if let Some(oldest) = obs
         .iter()
-        .filter(|o| plan.observations.iter().any(|(f, m)| *f == o.from && *m == o.msg_id))
+        .filter(|o| {
+            plan.observations
+                .iter()
+                .any(|(f, m)| *f == o.from && *m == o.msg_id)
+        })
         .map(date_of_msg)
         .max()
     {
@@ -795,15 +870,28 @@ mod tests {
     const KOMMUNE: u32 = 81000;
 
     /// A PLO observation for patient `p`, sent at `gen` (zone-less, Oslo), with `events`.
-    fn plo(id: &str, p: &str, ty: &str, gen: &str, status: &str, events: &[(&str, &str)]) -> Observation {
+    fn plo(
+        id: &str,
+        p: &str,
+        ty: &str,
+        gen: &str,
+        status: &str,
+        events: &[(&str, &str)],
+    ) -> Observation {
         Observation {
             msg_id: id.into(),
             from: 80001,
             received: oslo::parse(gen).unwrap().unix_timestamp(),
             gen_date: gen.into(),
             msg_type: ty.into(),
-            sender: Unit { org: Some(80000), service: Some(80001) },
-            receiver: Unit { org: Some(KOMMUNE), service: Some(81001) },
+            sender: Unit {
+                org: Some(80000),
+                service: Some(80001),
+            },
+            receiver: Unit {
+                org: Some(KOMMUNE),
+                service: Some(81001),
+            },
             ref_to_parent: None,
             ref_to_conversation: None,
             apprec: None,
@@ -811,7 +899,11 @@ mod tests {
                 status: Some(status.into()),
                 events: events
                     .iter()
-                    .map(|(c, t)| PloEvent { code: (*c).into(), time: (*t).into(), estimate: Some(false) })
+                    .map(|(c, t)| PloEvent {
+                        code: (*c).into(),
+                        time: (*t).into(),
+                        estimate: Some(false),
+                    })
                     .collect(),
                 out_state: (ty == "LOG_UTSKREVET").then(|| "1".into()),
                 out_to: (ty == "LOG_UTSKREVET").then(|| "1".into()),
@@ -822,7 +914,14 @@ mod tests {
     }
 
     fn usk(id: &str, p: &str, gen: &str, date: &str) -> Observation {
-        plo(id, p, "LOG_UTSKRIVNINGSKLAR", gen, "N", &[("1", "2026-02-20"), ("3", date)])
+        plo(
+            id,
+            p,
+            "LOG_UTSKRIVNINGSKLAR",
+            gen,
+            "N",
+            &[("1", "2026-02-20"), ("3", date)],
+        )
     }
 
     fn out(id: &str, p: &str, gen: &str, date: &str) -> Observation {
@@ -832,35 +931,69 @@ mod tests {
     fn days_of(obs: &[Observation]) -> Vec<i64> {
         let c = clean(obs);
         let today = oslo::local(as_of(&c).unwrap()).date();
-        episodes(&c, today).iter().map(|e| e.usk_days(today)).collect()
+        episodes(&c, today)
+            .iter()
+            .map(|e| e.usk_days(today))
+            .collect()
     }
 
     #[test]
     fn usk_days_are_calendar_days_and_same_day_discharge_is_zero() {
         assert_eq!(
-            days_of(&[usk("a", "p1", "2026-03-01T09:00:00", "2026-03-01"), out("b", "p1", "2026-03-04T12:00:00", "2026-03-04")]),
+            days_of(&[
+                usk("a", "p1", "2026-03-01T09:00:00", "2026-03-01"),
+                out("b", "p1", "2026-03-04T12:00:00", "2026-03-04")
+            ]),
             vec![3]
         );
         assert_eq!(
-            days_of(&[usk("a", "p1", "2026-03-01T09:00:00", "2026-03-01"), out("b", "p1", "2026-03-01T15:00:00", "2026-03-01")]),
+            days_of(&[
+                usk("a", "p1", "2026-03-01T09:00:00", "2026-03-01"),
+                out("b", "p1", "2026-03-01T15:00:00", "2026-03-01")
+            ]),
             vec![0]
         );
     }
 
     #[test]
     fn a_cancellation_erases_what_it_points_to() {
-        let mut c = plo("c", "p1", "LOG_UTSKRIVNINGSKLAR", "2026-03-02T09:00:00", "C", &[]);
+        let mut c = plo(
+            "c",
+            "p1",
+            "LOG_UTSKRIVNINGSKLAR",
+            "2026-03-02T09:00:00",
+            "C",
+            &[],
+        );
         c.ref_to_parent = Some("a".into());
-        let obs = [usk("a", "p1", "2026-03-01T09:00:00", "2026-03-01"), c, out("b", "p1", "2026-03-04T12:00:00", "2026-03-04")];
+        let obs = [
+            usk("a", "p1", "2026-03-01T09:00:00", "2026-03-01"),
+            c,
+            out("b", "p1", "2026-03-04T12:00:00", "2026-03-04"),
+        ];
         assert!(clean(&obs).iter().all(|o| o.msg_id == "b"));
-        assert!(days_of(&obs).is_empty(), "no USK message is left, so no episode");
+        assert!(
+            days_of(&obs).is_empty(),
+            "no USK message is left, so no episode"
+        );
     }
 
     #[test]
     fn an_update_replaces_its_parent() {
-        let mut m = plo("m", "p1", "LOG_UTSKRIVNINGSKLAR", "2026-03-02T09:00:00", "M", &[("3", "2026-03-02")]);
+        let mut m = plo(
+            "m",
+            "p1",
+            "LOG_UTSKRIVNINGSKLAR",
+            "2026-03-02T09:00:00",
+            "M",
+            &[("3", "2026-03-02")],
+        );
         m.ref_to_parent = Some("a".into());
-        let obs = [usk("a", "p1", "2026-03-01T09:00:00", "2026-03-01"), m, out("b", "p1", "2026-03-04T12:00:00", "2026-03-04")];
+        let obs = [
+            usk("a", "p1", "2026-03-01T09:00:00", "2026-03-01"),
+            m,
+            out("b", "p1", "2026-03-04T12:00:00", "2026-03-04"),
+        ];
         let ids: Vec<String> = clean(&obs).into_iter().map(|o| o.msg_id).collect();
         assert_eq!(ids, vec!["m", "b"]);
         assert_eq!(days_of(&obs), vec![2]);
@@ -869,17 +1002,26 @@ mod tests {
     #[test]
     fn a_future_dated_usk_starts_at_its_date_and_a_late_one_at_arrival() {
         // Sent 1 March, USK estimated for 5 March: max(5 March, 1 March) = 5 March.
-        let future = [usk("a", "p1", "2026-03-01T09:00:00", "2026-03-05"), out("b", "p1", "2026-03-08T12:00:00", "2026-03-08")];
+        let future = [
+            usk("a", "p1", "2026-03-01T09:00:00", "2026-03-05"),
+            out("b", "p1", "2026-03-08T12:00:00", "2026-03-08"),
+        ];
         assert_eq!(days_of(&future), vec![3]);
         // Sent 6 March about USK since 1 March: max(1 March, 6 March) = 6 March.
-        let late = [usk("a", "p1", "2026-03-06T09:00:00", "2026-03-01"), out("b", "p1", "2026-03-08T12:00:00", "2026-03-08")];
+        let late = [
+            usk("a", "p1", "2026-03-06T09:00:00", "2026-03-01"),
+            out("b", "p1", "2026-03-08T12:00:00", "2026-03-08"),
+        ];
         assert_eq!(days_of(&late), vec![2]);
     }
 
     #[test]
     fn an_episode_without_utskrevet_closes_unresolved_after_90_days() {
         let other = out("z", "p2", "2026-06-10T12:00:00", "2026-06-10");
-        let obs = [usk("a", "p1", "2026-03-01T09:00:00", "2026-03-01"), other.clone()];
+        let obs = [
+            usk("a", "p1", "2026-03-01T09:00:00", "2026-03-01"),
+            other.clone(),
+        ];
         let c = clean(&obs);
         let eps = episodes(&c, date!(2026 - 06 - 10));
         assert_eq!(eps.len(), 1);
@@ -896,10 +1038,23 @@ mod tests {
         let a = usk("a", "p1", "2026-03-01T09:00:00", "2026-03-01");
         let mut again = a.clone();
         again.received += 600;
-        let obs = [a, again, out("b", "p1", "2026-03-04T12:00:00", "2026-03-04")];
+        let obs = [
+            a,
+            again,
+            out("b", "p1", "2026-03-04T12:00:00", "2026-03-04"),
+        ];
         assert_eq!(clean(&obs).len(), 2);
-        let cells = compute(&Input { observations: &obs, org_of: &|h| h }, &[Period::month(2026, Month::March)]);
-        let i12 = cells.iter().find(|c| c.indicator == "I12_LOG_UTSKRIVNINGSKLAR").unwrap();
+        let cells = compute(
+            &Input {
+                observations: &obs,
+                org_of: &|h| h,
+            },
+            &[Period::month(2026, Month::March)],
+        );
+        let i12 = cells
+            .iter()
+            .find(|c| c.indicator == "I12_LOG_UTSKRIVNINGSKLAR")
+            .unwrap();
         assert_eq!(i12.value, Some(1.0));
     }
 
@@ -915,26 +1070,56 @@ mod tests {
 
     #[test]
     fn avmelding_ends_a_segment_and_the_days_before_it_count() {
-        let av = plo("v", "p1", "LOG_AVMELDING", "2026-03-03T09:00:00", "N", &[("4", "2026-03-03")]);
+        let av = plo(
+            "v",
+            "p1",
+            "LOG_AVMELDING",
+            "2026-03-03T09:00:00",
+            "N",
+            &[("4", "2026-03-03")],
+        );
         let again = usk("c", "p1", "2026-03-10T09:00:00", "2026-03-10");
-        let obs = [usk("a", "p1", "2026-03-01T09:00:00", "2026-03-01"), av, again, out("b", "p1", "2026-03-12T12:00:00", "2026-03-12")];
+        let obs = [
+            usk("a", "p1", "2026-03-01T09:00:00", "2026-03-01"),
+            av,
+            again,
+            out("b", "p1", "2026-03-12T12:00:00", "2026-03-12"),
+        ];
         assert_eq!(days_of(&obs), vec![4]);
-        let cells = compute(&Input { observations: &obs, org_of: &|h| h }, &[Period::month(2026, Month::March)]);
+        let cells = compute(
+            &Input {
+                observations: &obs,
+                org_of: &|h| h,
+            },
+            &[Period::month(2026, Month::March)],
+        );
         let i6 = cells.iter().find(|c| c.indicator == "I6").unwrap();
         assert_eq!((i6.numerator, i6.denominator), (Some(1.0), Some(1.0)));
     }
 
     #[test]
     fn days_are_split_over_months() {
-        let obs = [usk("a", "p1", "2026-02-27T09:00:00", "2026-02-27"), out("b", "p1", "2026-03-03T12:00:00", "2026-03-03")];
+        let obs = [
+            usk("a", "p1", "2026-02-27T09:00:00", "2026-02-27"),
+            out("b", "p1", "2026-03-03T12:00:00", "2026-03-03"),
+        ];
         let ps = Period::months("2026-02", "2026-03").unwrap();
-        let cells = compute(&Input { observations: &obs, org_of: &|h| h }, &ps);
+        let cells = compute(
+            &Input {
+                observations: &obs,
+                org_of: &|h| h,
+            },
+            &ps,
+        );
         let i2: Vec<(String, Option<f64>)> = cells
             .iter()
             .filter(|c| c.indicator == "I2")
             .map(|c| (c.period.clone(), c.value))
             .collect();
-        assert_eq!(i2, vec![("2026-02".into(), Some(2.0)), ("2026-03".into(), Some(2.0))]);
+        assert_eq!(
+            i2,
+            vec![("2026-02".into(), Some(2.0)), ("2026-03".into(), Some(2.0))]
+        );
     }
 
     #[test]
@@ -961,7 +1146,14 @@ mod tests {
 
     #[test]
     fn dialogue_answers_and_receipts_are_timed_from_the_messages_own_times() {
-        let mut ask = plo("q", "p1", "DIALOG_FORESPORSEL", "2026-03-02T10:00:00", "N", &[]);
+        let mut ask = plo(
+            "q",
+            "p1",
+            "DIALOG_FORESPORSEL",
+            "2026-03-02T10:00:00",
+            "N",
+            &[],
+        );
         ask.plo = None;
         let mut answer = ask.clone();
         answer.msg_id = "s".into();
@@ -982,15 +1174,39 @@ mod tests {
             status: "2".into(),
             codes: vec!["E21".into()],
         });
-        let late = plo("x", "p9", "LOG_UTSKREVET", "2026-03-30T10:00:00", "N", &[("2", "2026-03-30")]);
+        let late = plo(
+            "x",
+            "p9",
+            "LOG_UTSKREVET",
+            "2026-03-30T10:00:00",
+            "N",
+            &[("2", "2026-03-30")],
+        );
         let obs = [ask, answer, unanswered, rec, late];
         let org = |h: u32| if h == 81001 { KOMMUNE } else { h };
-        let cells = compute(&Input { observations: &obs, org_of: &org }, &[Period::month(2026, Month::March)]);
-        let get = |i: &str| cells.iter().find(|c| c.indicator == i && c.unit == KOMMUNE).unwrap();
+        let cells = compute(
+            &Input {
+                observations: &obs,
+                org_of: &org,
+            },
+            &[Period::month(2026, Month::March)],
+        );
+        let get = |i: &str| {
+            cells
+                .iter()
+                .find(|c| c.indicator == i && c.unit == KOMMUNE)
+                .unwrap()
+        };
         assert_eq!(get("I10_median_h").value, Some(30.0));
         assert_eq!(get("I10_median_h").n, 1);
         // Both asks are 28 days old at as_of: one answered within 5 working days, one never.
-        assert_eq!((get("I10_within_5d").numerator, get("I10_within_5d").denominator), (Some(1.0), Some(2.0)));
+        assert_eq!(
+            (
+                get("I10_within_5d").numerator,
+                get("I10_within_5d").denominator
+            ),
+            (Some(1.0), Some(2.0))
+        );
         assert_eq!(get("I10_unanswered_14d").numerator, Some(1.0));
         assert_eq!(get("I11_rejected").value, Some(1.0));
         assert_eq!(get("I11_rejected_E21").numerator, Some(1.0));

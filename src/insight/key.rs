@@ -15,7 +15,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ring::hmac;
+use aws_lc_rs::hmac;
 
 /// The shortest key accepted (bytes): the HMAC-SHA256 block strength.
 pub const MIN_KEY_BYTES: usize = 32;
@@ -25,7 +25,9 @@ pub const MIN_KEY_BYTES: usize = 32;
 pub enum KeyError {
     #[error("insight key file {path}: {reason}")]
     Unreadable { path: PathBuf, reason: String },
-    #[error("insight key file {path} has mode {mode:o}; it must be 0600 (readable by its owner only)")]
+    #[error(
+        "insight key file {path} has mode {mode:o}; it must be 0600 (readable by its owner only)"
+    )]
     Permissions { path: PathBuf, mode: u32 },
     #[error("insight key file {path}, line {line}: {problem}")]
     Malformed {

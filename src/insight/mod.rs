@@ -219,7 +219,8 @@ impl Worker {
             .collect();
         if let Err(e) = self.store.put(&obs) {
             warn!(error = %e, "insight: cannot write observations");
-            self.gaps.count(obs.len() as u64, "the insight store failed");
+            self.gaps
+                .count(obs.len() as u64, "the insight store failed");
         }
     }
 

@@ -42,7 +42,11 @@ pub enum SeedKind {
 impl Seed {
     /// The seed of a plan, when it is one the indicators use: a fagmelding delivered to at least
     /// one recipient, or a receiver's AppRec. Only small clones; the body is shared, not copied.
-    pub fn of_plan(plan: &crate::gateway::assess::Plan, body: &Bytes, now: Timestamp) -> Option<Seed> {
+    pub fn of_plan(
+        plan: &crate::gateway::assess::Plan,
+        body: &Bytes,
+        now: Timestamp,
+    ) -> Option<Seed> {
         use crate::gateway::assess::{Packaging, Plan, RecipientPlan};
         let kind = match plan {
             Plan::Message(p)
@@ -50,11 +54,17 @@ impl Seed {
                     .iter()
                     .any(|r| matches!(r, RecipientPlan::Deliver { .. })) =>
             {
+                // An encrypted message's facts are in the SignedData the hub opened, not in the
+                // delivery's body (an EnvelopedData only the hub can read).
+                let (body, signed) = match &p.seal.signed {
+                    Some(opened) => (Bytes::from(opened.as_ref().clone()), true),
+                    None => (body.clone(), p.envelope.packaging == Packaging::Signed),
+                };
                 SeedKind::Message {
                     sender: p.sender,
                     head: Box::new(HeadFacts::of(&p.head)),
-                    body: body.clone(),
-                    signed: p.envelope.packaging == Packaging::Signed,
+                    body,
+                    signed,
                 }
             }
             Plan::AppRec(a) => SeedKind::AppRec {
@@ -455,7 +465,10 @@ mod tests {
         assert!(!json.contains("01019900000"));
         assert!(!json.contains("Syntetisk"));
         assert!(!json.contains("fri tekst"));
-        assert_eq!(o.patient, keys.pseudonyms("01019900000").map(|p| p[0].clone()));
+        assert_eq!(
+            o.patient,
+            keys.pseudonyms("01019900000").map(|p| p[0].clone())
+        );
     }
 
     #[test]

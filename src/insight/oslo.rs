@@ -22,7 +22,10 @@ fn switch(year: i32, month: Month) -> Option<OffsetDateTime> {
 /// Oslo's offset from UTC at instant `t`.
 pub fn offset_at(t: OffsetDateTime) -> UtcOffset {
     let t = t.to_offset(UtcOffset::UTC);
-    let summer = match (switch(t.year(), Month::March), switch(t.year(), Month::October)) {
+    let summer = match (
+        switch(t.year(), Month::March),
+        switch(t.year(), Month::October),
+    ) {
         (Some(start), Some(end)) => t >= start && t < end,
         _ => false,
     };
@@ -145,9 +148,6 @@ mod tests {
     fn working_days_skip_weekends() {
         // Friday 4 Dec 2026 + 5 working days = Friday 11 Dec.
         let t = parse("2026-12-04T12:00:00").unwrap();
-        assert_eq!(
-            local(add_working_days(t, 5)),
-            datetime!(2026-12-11 12:00)
-        );
+        assert_eq!(local(add_working_days(t, 5)), datetime!(2026-12-11 12:00));
     }
 }

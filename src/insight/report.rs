@@ -65,7 +65,11 @@ pub fn build(
 ) -> Result<Report, ReportError> {
     let months = Period::months(from, to)
         .filter(|m| !m.is_empty())
-        .ok_or_else(|| ReportError::Period(format!("--from {from} --to {to}: expected YYYY-MM, from ≤ to")))?;
+        .ok_or_else(|| {
+            ReportError::Period(format!(
+                "--from {from} --to {to}: expected YYYY-MM, from ≤ to"
+            ))
+        })?;
     let obs = store.observations()?;
     let org_of = |h: u32| {
         register
@@ -193,11 +197,20 @@ impl Report {
         let sheet = wb.add_worksheet();
         sheet.set_name("Indikatorer").map_err(err)?;
         let head = [
-            "indicator", "period", "unit_her_id", "unit_name", "value", "numerator",
-            "denominator", "n", "suppressed",
+            "indicator",
+            "period",
+            "unit_her_id",
+            "unit_name",
+            "value",
+            "numerator",
+            "denominator",
+            "n",
+            "suppressed",
         ];
         for (i, h) in head.iter().enumerate() {
-            sheet.write_with_format(0, i as u16, *h, &bold).map_err(err)?;
+            sheet
+                .write_with_format(0, i as u16, *h, &bold)
+                .map_err(err)?;
         }
         for (r, c) in self.rows().into_iter().enumerate() {
             let r = r as u32 + 1;
@@ -223,8 +236,10 @@ impl Report {
         for (r, m) in self.months.iter().enumerate() {
             let r = r as u32 + 1;
             cov.write(r, 0, m.as_str()).map_err(err)?;
-            cov.write(r, 1, *self.observed.get(m).unwrap_or(&0) as f64).map_err(err)?;
-            cov.write(r, 2, *self.gaps.get(m).unwrap_or(&0) as f64).map_err(err)?;
+            cov.write(r, 1, *self.observed.get(m).unwrap_or(&0) as f64)
+                .map_err(err)?;
+            cov.write(r, 2, *self.gaps.get(m).unwrap_or(&0) as f64)
+                .map_err(err)?;
         }
         wb.save(path).map_err(err)
     }
@@ -242,7 +257,12 @@ impl Report {
 }
 
 fn order(c: &Cell) -> (u32, String, String, u32) {
-    (indicator_number(&c.indicator), c.indicator.clone(), c.period.clone(), c.unit)
+    (
+        indicator_number(&c.indicator),
+        c.indicator.clone(),
+        c.period.clone(),
+        c.unit,
+    )
 }
 
 /// `I10_median_h` → 10, so I10 sorts after I9.
@@ -260,7 +280,12 @@ fn fields(c: &Cell) -> [String; 4] {
         return Default::default();
     }
     let num = |v: Option<f64>| v.map(fmt_num).unwrap_or_default();
-    [num(c.value), num(c.numerator), num(c.denominator), c.n.to_string()]
+    [
+        num(c.value),
+        num(c.numerator),
+        num(c.denominator),
+        c.n.to_string(),
+    ]
 }
 
 /// A number without needless decimals (shares keep four).
@@ -305,7 +330,11 @@ pub fn run(args: &ReportArgs) -> ExitCode {
     let (config, register) = match crate::config::check(&args.config) {
         Ok(c) => c,
         Err(problems) => {
-            eprintln!("helsemelding report: {} problem(s) with {}:", problems.len(), args.config.display());
+            eprintln!(
+                "helsemelding report: {} problem(s) with {}:",
+                problems.len(),
+                args.config.display()
+            );
             for p in problems {
                 eprintln!("  {p}");
             }
@@ -427,20 +456,32 @@ mod tests {
 
     #[test]
     fn csv_has_exactly_the_columns_and_suppressed_cells_print_nothing() {
-        let r = report(vec![cell("I1", 81000, 7.0, false), cell("I12_total", 81000, 3.0, true)]);
+        let r = report(vec![
+            cell("I1", 81000, 7.0, false),
+            cell("I12_total", 81000, 3.0, true),
+        ]);
         let csv = r.csv();
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(
             lines[0],
             "indicator,period,unit_her_id,unit_name,value,numerator,denominator,n,suppressed"
         );
-        assert_eq!(lines[1], "I1,2026-03,81000,\"Testkommune, \"\"sør\"\" (5501)\",7,7,,7,false");
-        assert_eq!(lines[2], "I12_total,2026-03,81000,\"Testkommune, \"\"sør\"\" (5501)\",,,,,true");
+        assert_eq!(
+            lines[1],
+            "I1,2026-03,81000,\"Testkommune, \"\"sør\"\" (5501)\",7,7,,7,false"
+        );
+        assert_eq!(
+            lines[2],
+            "I12_total,2026-03,81000,\"Testkommune, \"\"sør\"\" (5501)\",,,,,true"
+        );
     }
 
     #[test]
     fn html_is_self_contained_and_marks_suppressed_cells() {
-        let r = report(vec![cell("I1", 81000, 7.0, false), cell("I12_total", 81000, 3.0, true)]);
+        let r = report(vec![
+            cell("I1", 81000, 7.0, false),
+            cell("I12_total", 81000, 3.0, true),
+        ]);
         let h = r.html();
         assert!(h.contains("<svg"));
         assert!(h.contains("skjult"));
@@ -460,7 +501,10 @@ mod tests {
             gen_date: "2026-03-02T10:00:00".into(),
             msg_type: "DIALOG_NOTAT".into(),
             sender: Default::default(),
-            receiver: crate::insight::observation::Unit { org: Some(81000), service: None },
+            receiver: crate::insight::observation::Unit {
+                org: Some(81000),
+                service: None,
+            },
             ref_to_parent: None,
             ref_to_conversation: None,
             apprec: None,
@@ -477,8 +521,14 @@ mod tests {
         };
         let page = view.page(Some("2026-02"), Some("2026-03")).unwrap();
         assert!(page.contains("HER-id 81000"));
-        assert!(page.contains("<td>2026-03</td><td>1</td><td>2</td>"), "coverage with the gap");
-        assert!(matches!(view.page(Some("2026-13"), None), Err(ReportError::Period(_))));
+        assert!(
+            page.contains("<td>2026-03</td><td>1</td><td>2</td>"),
+            "coverage with the gap"
+        );
+        assert!(matches!(
+            view.page(Some("2026-13"), None),
+            Err(ReportError::Period(_))
+        ));
     }
 
     #[test]

@@ -24,9 +24,7 @@ use super::indicators::{Cell, Kind};
 pub fn primary(c: &Cell) -> bool {
     let small = |x: f64| x > 0.0 && x < 5.0;
     match c.kind {
-        Kind::Share => {
-            c.denominator.is_none_or(|d| d < 5.0) || c.numerator.is_none_or(small)
-        }
+        Kind::Share => c.denominator.is_none_or(|d| d < 5.0) || c.numerator.is_none_or(small),
         Kind::Count => c.value.is_none_or(small),
         Kind::Sum | Kind::Mean => c.n < 5,
         Kind::Quantile => c.n < 10 || c.value.is_none(),
@@ -42,11 +40,10 @@ pub fn apply(cells: &mut [Cell]) {
     let mut rows: BTreeMap<(String, String, u32), Vec<usize>> = BTreeMap::new();
     for (i, c) in cells.iter().enumerate() {
         match c.kind {
-            Kind::Count | Kind::Sum => {
-                rows.entry((c.indicator.clone(), c.period.clone(), 0))
-                    .or_default()
-                    .push(i)
-            }
+            Kind::Count | Kind::Sum => rows
+                .entry((c.indicator.clone(), c.period.clone(), 0))
+                .or_default()
+                .push(i),
             Kind::Share if c.indicator.starts_with("I7_") => rows
                 .entry(("I7".into(), c.period.clone(), c.unit))
                 .or_default()
@@ -78,7 +75,12 @@ fn secondary(cells: &mut [Cell], row: &[usize]) {
 
 /// Rule 5: for a suppressed monthly cell, the first visible cell of the same indicator and unit
 /// among its quarter's and its 12 months' cells.
-pub fn fallback<'a>(month_cell: &Cell, wider: &'a [Cell], quarter: &str, twelve: &str) -> Option<&'a Cell> {
+pub fn fallback<'a>(
+    month_cell: &Cell,
+    wider: &'a [Cell],
+    quarter: &str,
+    twelve: &str,
+) -> Option<&'a Cell> {
     [quarter, twelve].into_iter().find_map(|period| {
         wider.iter().find(|c| {
             c.period == period
@@ -113,11 +115,46 @@ mod tests {
 
     #[test]
     fn rule1_share_needs_five_in_the_denominator_and_zero_or_five_in_the_numerator() {
-        assert!(primary(&cell("I3", 1, Kind::Share, Some(0.0), Some(4.0), 4)));
-        assert!(!primary(&cell("I3", 1, Kind::Share, Some(0.0), Some(5.0), 5)));
-        assert!(primary(&cell("I3", 1, Kind::Share, Some(1.0), Some(20.0), 20)));
-        assert!(primary(&cell("I3", 1, Kind::Share, Some(4.0), Some(20.0), 20)));
-        assert!(!primary(&cell("I3", 1, Kind::Share, Some(5.0), Some(20.0), 20)));
+        assert!(primary(&cell(
+            "I3",
+            1,
+            Kind::Share,
+            Some(0.0),
+            Some(4.0),
+            4
+        )));
+        assert!(!primary(&cell(
+            "I3",
+            1,
+            Kind::Share,
+            Some(0.0),
+            Some(5.0),
+            5
+        )));
+        assert!(primary(&cell(
+            "I3",
+            1,
+            Kind::Share,
+            Some(1.0),
+            Some(20.0),
+            20
+        )));
+        assert!(primary(&cell(
+            "I3",
+            1,
+            Kind::Share,
+            Some(4.0),
+            Some(20.0),
+            20
+        )));
+        assert!(!primary(&cell(
+            "I3",
+            1,
+            Kind::Share,
+            Some(5.0),
+            Some(20.0),
+            20
+        )));
     }
 
     #[test]
@@ -131,13 +168,34 @@ mod tests {
     fn rule2_sums_of_days_need_five_episodes() {
         assert!(primary(&cell("I2", 1, Kind::Sum, Some(40.0), None, 4)));
         assert!(!primary(&cell("I2", 1, Kind::Sum, Some(40.0), None, 5)));
-        assert!(primary(&cell("I5", 1, Kind::Mean, Some(40.0), Some(31.0), 4)));
+        assert!(primary(&cell(
+            "I5",
+            1,
+            Kind::Mean,
+            Some(40.0),
+            Some(31.0),
+            4
+        )));
     }
 
     #[test]
     fn rule3_quantiles_need_ten() {
-        assert!(primary(&cell("I4_median", 1, Kind::Quantile, None, None, 9)));
-        assert!(!primary(&cell("I4_median", 1, Kind::Quantile, None, None, 10)));
+        assert!(primary(&cell(
+            "I4_median",
+            1,
+            Kind::Quantile,
+            None,
+            None,
+            9
+        )));
+        assert!(!primary(&cell(
+            "I4_median",
+            1,
+            Kind::Quantile,
+            None,
+            None,
+            10
+        )));
     }
 
     #[test]
@@ -149,7 +207,11 @@ mod tests {
             cell("I1", 4, Kind::Count, Some(30.0), None, 30),
         ];
         apply(&mut cells);
-        let hidden: Vec<u32> = cells.iter().filter(|c| c.suppressed).map(|c| c.unit).collect();
+        let hidden: Vec<u32> = cells
+            .iter()
+            .filter(|c| c.suppressed)
+            .map(|c| c.unit)
+            .collect();
         assert_eq!(hidden, vec![1, 3]);
     }
 

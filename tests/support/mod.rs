@@ -17,11 +17,11 @@
 #![allow(dead_code)]
 
 pub mod crl;
+pub mod gateway;
+pub mod hnmsg;
 /// The lab's test CA and CRL server (`helsemelding-lab soak` runs the same), by path: no copy.
 #[path = "../../lab/src/pki/crl.rs"]
 mod lab_crl;
-pub mod gateway;
-pub mod hnmsg;
 pub mod model;
 pub mod openssl;
 pub mod serve;

@@ -93,7 +93,9 @@ pub fn verify(der: &[u8]) -> Result<Vec<u8>, String> {
     std::fs::write(&ca, pem).expect("CA file");
     let ca = ca.display().to_string();
     cms(
-        &["-verify", "-binary", "-inform", "DER", "-CAfile", &ca, "-purpose", "any"],
+        &[
+            "-verify", "-binary", "-inform", "DER", "-CAfile", &ca, "-purpose", "any",
+        ],
         der,
     )
 }

@@ -64,8 +64,8 @@ impl TestCa {
     /// `<stem>.key` and returns `stem` (what the harness signs with).
     pub fn issue(&self, dir: &Path, name: &str, cn: &str, serial: u64) -> PathBuf {
         use aws_lc_rs::encoding::AsDer;
-        let rsa = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
-            .expect("RSA key");
+        let rsa =
+            aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("RSA key");
         let der = rsa.as_der().expect("PKCS#8");
         let pkcs8 = rustls_pki_types::PrivatePkcs8KeyDer::from(der.as_ref().to_vec());
         let key = KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, &rcgen::PKCS_RSA_SHA256)

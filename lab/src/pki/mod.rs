@@ -464,7 +464,10 @@ pub fn generate_encryption(opts: &DevPkiOptions) -> Result<Vec<PathBuf>, PkiErro
         .self_signed(&ca_key.signing)
         .map_err(|e| gen_err("encryption CA")(e.to_string()))?;
     let ca = Issuer::from_params(&ca_params, &ca_key.signing);
-    w.write("helsemelding-test-encryption-ca.pem", ca_cert.pem().as_bytes())?;
+    w.write(
+        "helsemelding-test-encryption-ca.pem",
+        ca_cert.pem().as_bytes(),
+    )?;
     const ENCRYPT: &[KeyUsagePurpose] = &[KeyUsagePurpose::KeyEncipherment];
     let mut issue = |rel: &str,
                      cn: &str,
@@ -497,7 +500,13 @@ pub fn generate_encryption(opts: &DevPkiOptions) -> Result<Vec<PathBuf>, PkiErro
     hers.push(opts.gateway_her);
     for (i, her) in hers.iter().enumerate() {
         let cn = format!("Encryption (HER {her})");
-        issue(&format!("{her}-enc"), &cn, 0x500 + i as u64, ENCRYPT, GOOD_UNTIL)?;
+        issue(
+            &format!("{her}-enc"),
+            &cn,
+            0x500 + i as u64,
+            ENCRYPT,
+            GOOD_UNTIL,
+        )?;
     }
     let gw = opts.gateway_her;
     issue(

@@ -53,7 +53,10 @@ pub fn run_soak(args: &SoakArgs) -> ExitCode {
         Err(e) => return fail(format!("{}: {e}", args.config.display())),
     };
     let Some(base) = config.parent().and_then(|p| p.parent()).map(PathBuf::from) else {
-        return fail(format!("{}: expected <root>/config/gateway.toml", config.display()));
+        return fail(format!(
+            "{}: expected <root>/config/gateway.toml",
+            config.display()
+        ));
     };
     let schemas = match &args.schemas {
         Some(s) => s.clone(),
@@ -83,7 +86,10 @@ pub fn run_soak(args: &SoakArgs) -> ExitCode {
         stall: Duration::from_secs(300),
         keep: args.keep.clone(),
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return fail(format!("runtime: {e}")),
     };
@@ -102,9 +108,16 @@ pub fn run_soak(args: &SoakArgs) -> ExitCode {
     let v = &report.verdict;
     println!(
         "# {} messages in {:.0} s ({:.0} msg/s), load {} → {}",
-        report.tally.delivered, report.load_s, report.rate, report.loadavg_start, report.loadavg_end
+        report.tally.delivered,
+        report.load_s,
+        report.rate,
+        report.loadavg_start,
+        report.loadavg_end
     );
-    println!("# tally: {}", serde_json::to_string(&report.tally).unwrap_or_default());
+    println!(
+        "# tally: {}",
+        serde_json::to_string(&report.tally).unwrap_or_default()
+    );
     for f in &v.flatness {
         println!(
             "# {:<12} at warm-up {:>10}  max {:>10}  end {:>10}  growth {:>6.1} %  {}",

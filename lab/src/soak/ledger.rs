@@ -192,7 +192,15 @@ mod tests {
         let mut l = Ledger::default();
         for seq in 1..=3u64 {
             let answer = seq == 1;
-            l.expect(seq as u128, Expected { sender: gp, recipient: home, seq, answer });
+            l.expect(
+                seq as u128,
+                Expected {
+                    sender: gp,
+                    recipient: home,
+                    seq,
+                    answer,
+                },
+            );
         }
         assert!(l.seen(Queue::Inbox(home), &id(1)).is_some_and(|e| e.answer));
         assert!(l.seen(Queue::Inbox(home), &id(3)).is_some());
@@ -210,9 +218,16 @@ mod tests {
             (t.published, t.delivered, t.outstanding, t.inversions),
             (3, 3, 0, 1)
         );
-        assert_eq!((t.duplicated, t.second_apprecs, t.apprecs_forwarded), (2, 1, 1));
+        assert_eq!(
+            (t.duplicated, t.second_apprecs, t.apprecs_forwarded),
+            (2, 1, 1)
+        );
         assert_eq!((t.apprecs_sent, t.apprecs_outstanding), (2, 1));
         assert_eq!((t.misplaced, t.refused), (1, 1));
-        assert!(l.problems.iter().any(|p| p.starts_with("inversion")), "{:?}", l.problems);
+        assert!(
+            l.problems.iter().any(|p| p.starts_with("inversion")),
+            "{:?}",
+            l.problems
+        );
     }
 }

@@ -140,7 +140,10 @@ fn set_key(toml: &str, section: &str, key: &str, value: &str) -> Result<String, 
         if t.starts_with('[') {
             current = t.trim_matches(['[', ']']).to_owned();
         }
-        if current == section && t.split('=').next().map(str::trim) == Some(key) && !t.starts_with('#') {
+        if current == section
+            && t.split('=').next().map(str::trim) == Some(key)
+            && !t.starts_with('#')
+        {
             out.push_str(&format!("{key} = {value}\n"));
             done = true;
         } else {
@@ -149,7 +152,9 @@ fn set_key(toml: &str, section: &str, key: &str, value: &str) -> Result<String, 
         }
     }
     if !done {
-        return Err(SoakError::Setup(format!("no {section}.{key} in the shipped configuration")));
+        return Err(SoakError::Setup(format!(
+            "no {section}.{key} in the shipped configuration"
+        )));
     }
     Ok(out)
 }
@@ -182,7 +187,8 @@ fn prepare(
         },
     )
     .map_err(|e| SoakError::Setup(e.to_string()))?;
-    let trust = trust_dir_with(&o.base.join("fixtures/gateway-pki"), dir, ca).map_err(setup_err(dir))?;
+    let trust =
+        trust_dir_with(&o.base.join("fixtures/gateway-pki"), dir, ca).map_err(setup_err(dir))?;
     let pki = dir.join("soak-pki");
     let issue = |name: &str, cn: &str, serial: u64| {
         let stem = ca.issue(&pki, name, cn, serial);
@@ -198,8 +204,16 @@ fn prepare(
     let quoted = |p: &Path| format!("{:?}", p.display().to_string());
     for (section, key, value) in [
         ("paths", "trust_dir", quoted(&trust)),
-        ("policy", "apprec_timeout", format!("\"{}h\"", APPREC_TIMEOUT.whole_hours())),
-        ("policy", "retention", format!("\"{}h\"", RETENTION.whole_hours())),
+        (
+            "policy",
+            "apprec_timeout",
+            format!("\"{}h\"", APPREC_TIMEOUT.whole_hours()),
+        ),
+        (
+            "policy",
+            "retention",
+            format!("\"{}h\"", RETENTION.whole_hours()),
+        ),
         ("revocation", "retry_min", "\"1s\"".to_owned()),
         ("revocation", "retry_max", "\"4s\"".to_owned()),
         ("revocation", "timeout", "\"5s\"".to_owned()),
@@ -215,22 +229,33 @@ fn prepare(
     let mut parties = std::fs::read_to_string(&register).map_err(setup_err(&register))?;
     let shipped_home = "parties/81001-sign.pem\"]";
     if !parties.contains(shipped_home) {
-        return Err(SoakError::Setup(format!("no 81001 certificate in {}", register.display())));
+        return Err(SoakError::Setup(format!(
+            "no 81001 certificate in {}",
+            register.display()
+        )));
     }
     parties = parties.replace(
         shipped_home,
         &format!("parties/81001-sign.pem\", {}]", quoted(&home_cert)),
     );
-    parties.push_str(&messages::extra_parties_signing_with(o.senders + 2, |k| match k {
-        Kind::Dialog => dialog_cert.clone(),
-        Kind::Plo => plo_cert.clone(),
-    }));
+    parties.push_str(&messages::extra_parties_signing_with(
+        o.senders + 2,
+        |k| match k {
+            Kind::Dialog => dialog_cert.clone(),
+            Kind::Plo => plo_cert.clone(),
+        },
+    ));
     std::fs::write(&register, parties).map_err(setup_err(&register))?;
     Ok((config, vec![(Kind::Dialog, dialog), (Kind::Plo, plo)], home))
 }
 
 /// Publishes a CRL valid from a minute ago (the gateway's time) for `window`.
-fn publish_crl(server: &CrlServer, ca: &TestCa, clock: &FastClock, window: time::Duration) -> time::OffsetDateTime {
+fn publish_crl(
+    server: &CrlServer,
+    ca: &TestCa,
+    clock: &FastClock,
+    window: time::Duration,
+) -> time::OffsetDateTime {
     let this = traffic::gateway_now(clock) - time::Duration::minutes(1);
     let next = this + window;
     server.publish(ca.crl(&[], this, next));
@@ -248,7 +273,8 @@ async fn rotate_crls(
     stale_refreshed: Arc<AtomicU64>,
     problems: Arc<Mutex<Vec<String>>>,
 ) {
-    let window = time::Duration::try_from(CRL_WINDOW_WALL).unwrap_or(time::Duration::seconds(20)) * clock.factor;
+    let window = time::Duration::try_from(CRL_WINDOW_WALL).unwrap_or(time::Duration::seconds(20))
+        * clock.factor;
     let stale_metric = format!("helsemelding_crl_stale{{ca=\"{CA_NAME}\"}}");
     for cycle in 1u64.. {
         loop {
@@ -260,7 +286,9 @@ async fn rotate_crls(
                     break;
                 }
             } else if now >= next {
-                let m = crate::bench::gateway::scrape(port).await.unwrap_or_default();
+                let m = crate::bench::gateway::scrape(port)
+                    .await
+                    .unwrap_or_default();
                 if sample::metric(&m, &stale_metric) == 1 {
                     stale_refreshed.fetch_add(1, Ordering::Relaxed);
                     break;
@@ -269,7 +297,9 @@ async fn rotate_crls(
                     problems
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .push(format!("the gateway did not report the CRL stale within a window past {next}"));
+                        .push(format!(
+                            "the gateway did not report the CRL stale within a window past {next}"
+                        ));
                     break;
                 }
             }
@@ -295,7 +325,10 @@ async fn drain(
     let mut acks = JoinSet::new();
     while let Some(d) = consumer.next().await {
         let id = d.message_id().unwrap_or("").to_owned();
-        let first = ledger.lock().unwrap_or_else(|p| p.into_inner()).seen(kind, &id);
+        let first = ledger
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .seen(kind, &id);
         if let Some(e) = first.filter(|e| e.answer) {
             let _ = answer.send(ToAnswer {
                 msg_id: id,
@@ -322,7 +355,9 @@ async fn wait_ready(gateway: &mut GatewayProcess, port: u16) -> Result<(), SoakE
                 gateway.stderr_tail(20)
             )));
         }
-        let m = crate::bench::gateway::scrape(port).await.unwrap_or_default();
+        let m = crate::bench::gateway::scrape(port)
+            .await
+            .unwrap_or_default();
         if sample::metric(&m, "helsemelding_broker_connected") == 1 {
             return Ok(());
         }
@@ -343,7 +378,9 @@ async fn run_in(
     mut progress: impl FnMut(&Sample),
 ) -> Result<SoakReport, SoakError> {
     if o.clock_speed == 0 || o.senders == 0 || o.messages == 0 {
-        return Err(SoakError::Setup("messages, senders and clock speed must be at least 1".into()));
+        return Err(SoakError::Setup(
+            "messages, senders and clock speed must be at least 1".into(),
+        ));
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -364,7 +401,8 @@ async fn run_in(
             .await
             .map_err(|e| SoakError::Setup(format!("preparing: {e}")))??
     };
-    let window = time::Duration::try_from(CRL_WINDOW_WALL).unwrap_or(time::Duration::seconds(20)) * clock.factor;
+    let window = time::Duration::try_from(CRL_WINDOW_WALL).unwrap_or(time::Duration::seconds(20))
+        * clock.factor;
     let first_next = publish_crl(&server, &ca, &clock, window);
 
     // Every queue something can come out on, declared before the gateway runs.
@@ -396,7 +434,10 @@ async fn run_in(
         vec![
             (CLOCK_ENV.to_owned(), clock.env_value()),
             // The per-message overdue warnings would be most of the log; the counts are in /metrics.
-            ("RUST_LOG".to_owned(), "info,helsemelding::gateway::server=error".to_owned()),
+            (
+                "RUST_LOG".to_owned(),
+                "info,helsemelding::gateway::server=error".to_owned(),
+            ),
         ],
         false,
     )
@@ -462,7 +503,13 @@ async fn run_in(
     let (signed_tx, signed_rx) = mpsc::channel(1024);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let signing = std::thread::spawn(move || traffic::sign(plan, threads, signed_tx));
-    let publishing = tokio::spawn(traffic::publish(publisher, signed_rx, ledger.clone(), 1024, 4096));
+    let publishing = tokio::spawn(traffic::publish(
+        publisher,
+        signed_rx,
+        ledger.clone(),
+        1024,
+        4096,
+    ));
 
     let loadavg_start = crate::bench::loadavg();
     let started = Instant::now();
@@ -480,11 +527,16 @@ async fn run_in(
         }
         next_sample += o.sample_every;
         if let Some(status) = gateway.exited() {
-            failure = Some(format!("the gateway exited with {status}:\n{}", gateway.stderr_tail(20)));
+            failure = Some(format!(
+                "the gateway exited with {status}:\n{}",
+                gateway.stderr_tail(20)
+            ));
             break;
         }
         let tally = ledger.lock().unwrap_or_else(|p| p.into_inner()).tally();
-        let metrics = crate::bench::gateway::scrape(port).await.unwrap_or_default();
+        let metrics = crate::bench::gateway::scrape(port)
+            .await
+            .unwrap_or_default();
         let mut s = Sample {
             t: started.elapsed().as_secs_f64(),
             gateway_time: helsemelding::ids::rfc3339(traffic::gateway_now(&clock)),
@@ -525,7 +577,11 @@ async fn run_in(
             failure = Some(format!(
                 "no progress for {:?} ({})",
                 o.stall,
-                if load_end.is_none() { "load" } else { "overdue, pruning or the CRL cycle" }
+                if load_end.is_none() {
+                    "load"
+                } else {
+                    "overdue, pruning or the CRL cycle"
+                }
             ));
             break;
         }
@@ -552,8 +608,19 @@ async fn run_in(
         .and_then(|r| r.ok())
     };
     let tally = ledger.lock().unwrap_or_else(|p| p.into_inner()).tally();
-    let mut found: Vec<String> = ledger.lock().unwrap_or_else(|p| p.into_inner()).problems.clone();
-    found.extend(problems.lock().unwrap_or_else(|p| p.into_inner()).iter().take(20).cloned());
+    let mut found: Vec<String> = ledger
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .problems
+        .clone();
+    found.extend(
+        problems
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .take(20)
+            .cloned(),
+    );
     if let Some(f) = failure {
         found.push(f);
     }
@@ -596,9 +663,13 @@ mod tests {
 
     #[test]
     fn keys_are_set_in_their_own_section_only() {
-        let toml = "[console]\nrefresh = \"5s\"\n[revocation]\n# refresh = \"x\"\nrefresh = \"1h\"\n";
+        let toml =
+            "[console]\nrefresh = \"5s\"\n[revocation]\n# refresh = \"x\"\nrefresh = \"1h\"\n";
         let out = set_key(toml, "revocation", "refresh", "\"2s\"").unwrap();
-        assert_eq!(out, "[console]\nrefresh = \"5s\"\n[revocation]\n# refresh = \"x\"\nrefresh = \"2s\"\n");
+        assert_eq!(
+            out,
+            "[console]\nrefresh = \"5s\"\n[revocation]\n# refresh = \"x\"\nrefresh = \"2s\"\n"
+        );
         assert!(set_key(toml, "policy", "retention", "\"1d\"").is_err());
     }
 }

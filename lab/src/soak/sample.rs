@@ -67,7 +67,13 @@ pub fn dir_bytes(dir: &Path) -> u64 {
 /// The value of the sample line `name value` in Prometheus text (labels part of `name`), or 0.
 pub fn metric(text: &str, name: &str) -> u64 {
     text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
+        .find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
         .map_or(0, |v| v.max(0.0) as u64)
 }
 
@@ -81,7 +87,10 @@ pub fn fill(s: &mut Sample, pid: u32, state: &Path, metrics: &str, tally: &Tally
     s.overdue = metric(metrics, "helsemelding_decisions_total{outcome=\"overdue\"}");
     s.pruned = metric(metrics, "helsemelding_pruned_total");
     s.requeued = metric(metrics, "helsemelding_requeued_total");
-    s.crl_updates = metric(metrics, &format!("helsemelding_crl_updates_total{{ca=\"{ca}\"}}"));
+    s.crl_updates = metric(
+        metrics,
+        &format!("helsemelding_crl_updates_total{{ca=\"{ca}\"}}"),
+    );
     s.crl_stale = metric(metrics, &format!("helsemelding_crl_stale{{ca=\"{ca}\"}}")) == 1;
     s.published = tally.published;
     s.delivered = tally.delivered;
@@ -134,7 +143,12 @@ pub struct Verdict {
 }
 
 /// Flatness of `figure` over the load samples from `warm_up_s` on.
-pub fn flatness(samples: &[Sample], warm_up_s: f64, figure: &'static str, f: fn(&Sample) -> u64) -> Option<Flatness> {
+pub fn flatness(
+    samples: &[Sample],
+    warm_up_s: f64,
+    figure: &'static str,
+    f: fn(&Sample) -> u64,
+) -> Option<Flatness> {
     let after: Vec<u64> = samples
         .iter()
         .filter(|s| s.load && s.t >= warm_up_s)
@@ -146,7 +160,11 @@ pub fn flatness(samples: &[Sample], warm_up_s: f64, figure: &'static str, f: fn(
     }
     let max = after.iter().copied().max().unwrap_or(first);
     let growth_pct = if first == 0 {
-        if max == 0 { 0.0 } else { f64::INFINITY }
+        if max == 0 {
+            0.0
+        } else {
+            f64::INFINITY
+        }
     } else {
         (max as f64 - first as f64) * 100.0 / first as f64
     };
@@ -189,13 +207,37 @@ pub fn verdict(
     let unanswered = tally.published.saturating_sub(tally.apprecs_sent);
     let checks = [
         (lost == 0, format!("{lost} message(s) lost")),
-        (tally.apprecs_outstanding == 0, format!("{} AppRec(s) not forwarded", tally.apprecs_outstanding)),
-        (tally.second_apprecs == 0, format!("{} second AppRec(s)", tally.second_apprecs)),
-        (tally.inversions == 0, format!("{} inversion(s)", tally.inversions)),
-        (tally.refused == 0, format!("{} refused or dead-lettered", tally.refused)),
-        (tally.misplaced == 0, format!("{} misplaced", tally.misplaced)),
-        (last.crl_updates >= 2, format!("the CRL was taken into use {} time(s), not refreshed", last.crl_updates)),
-        (crl_stale_refreshed >= 1, "the CRL never turned stale and was refreshed".to_owned()),
+        (
+            tally.apprecs_outstanding == 0,
+            format!("{} AppRec(s) not forwarded", tally.apprecs_outstanding),
+        ),
+        (
+            tally.second_apprecs == 0,
+            format!("{} second AppRec(s)", tally.second_apprecs),
+        ),
+        (
+            tally.inversions == 0,
+            format!("{} inversion(s)", tally.inversions),
+        ),
+        (
+            tally.refused == 0,
+            format!("{} refused or dead-lettered", tally.refused),
+        ),
+        (
+            tally.misplaced == 0,
+            format!("{} misplaced", tally.misplaced),
+        ),
+        (
+            last.crl_updates >= 2,
+            format!(
+                "the CRL was taken into use {} time(s), not refreshed",
+                last.crl_updates
+            ),
+        ),
+        (
+            crl_stale_refreshed >= 1,
+            "the CRL never turned stale and was refreshed".to_owned(),
+        ),
         // At least: an AppRec later than the timeout (a loaded machine, a fast clock) makes an
         // answered message overdue too, which is right.
         (
@@ -203,7 +245,10 @@ pub fn verdict(
             format!("{} overdue of {unanswered} unanswered", last.overdue),
         ),
         (last.pruned >= 1, "nothing was pruned".to_owned()),
-        (records_left == Some(0), format!("records left past retention: {records_left:?}")),
+        (
+            records_left == Some(0),
+            format!("records left past retention: {records_left:?}"),
+        ),
     ];
     let mut invariants_hold = true;
     for (ok, why) in checks {
@@ -213,7 +258,10 @@ pub fn verdict(
         }
     }
     for f in flatness.iter().filter(|f| !f.flat) {
-        problems.push(format!("{} grew {:.1} % after warm-up", f.figure, f.growth_pct));
+        problems.push(format!(
+            "{} grew {:.1} % after warm-up",
+            f.figure, f.growth_pct
+        ));
     }
     Verdict {
         lost,
@@ -241,7 +289,18 @@ pub fn verdict(
 pub fn table_header() -> String {
     format!(
         "{:>7} {:>20} {:>9} {:>9} {:>8} {:>5} {:>4} {:>10} {:>8} {:>8} {:>5} {:>5}",
-        "t_s", "gateway_time", "published", "delivered", "rss_mb", "fds", "thr", "store_kb", "overdue", "pruned", "crl", "stale"
+        "t_s",
+        "gateway_time",
+        "published",
+        "delivered",
+        "rss_mb",
+        "fds",
+        "thr",
+        "store_kb",
+        "overdue",
+        "pruned",
+        "crl",
+        "stale"
     )
 }
 
@@ -268,7 +327,15 @@ mod tests {
     use super::*;
 
     fn s(t: f64, rss: u64) -> Sample {
-        Sample { t, rss_kb: rss, fds: 20, threads: 9, store_bytes: 1000, load: true, ..Sample::default() }
+        Sample {
+            t,
+            rss_kb: rss,
+            fds: 20,
+            threads: 9,
+            store_bytes: 1000,
+            load: true,
+            ..Sample::default()
+        }
     }
 
     #[test]
@@ -278,9 +345,17 @@ mod tests {
         assert_eq!((f.at_warm_up, f.max, f.end), (100, 105, 80));
         assert!(f.flat, "{f:?}");
         let samples = vec![s(10.0, 9), s(20.0, 10)];
-        assert!(flatness(&samples, 10.0, "threads", |s| s.rss_kb).unwrap().flat);
+        assert!(
+            flatness(&samples, 10.0, "threads", |s| s.rss_kb)
+                .unwrap()
+                .flat
+        );
         let samples = vec![s(10.0, 100), s(20.0, 111)];
-        assert!(!flatness(&samples, 10.0, "rss_kb", |s| s.rss_kb).unwrap().flat);
+        assert!(
+            !flatness(&samples, 10.0, "rss_kb", |s| s.rss_kb)
+                .unwrap()
+                .flat
+        );
         assert!(flatness(&samples, 50.0, "rss_kb", |s| s.rss_kb).is_none());
     }
 

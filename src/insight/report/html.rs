@@ -61,8 +61,16 @@ fn norm(ind: &str) -> Option<(f64, &'static str)> {
 }
 
 const CHARTS: &[&str] = &[
-    "I1", "I2", "I3", "I4_median", "I5", "I6", "I8", "I9_innleggelsesrapport",
-    "I10_within_5d", "I11_missing_4d",
+    "I1",
+    "I2",
+    "I3",
+    "I4_median",
+    "I5",
+    "I6",
+    "I8",
+    "I9_innleggelsesrapport",
+    "I10_within_5d",
+    "I11_missing_4d",
 ];
 
 fn esc(s: &str) -> String {
@@ -89,7 +97,8 @@ fn plotted(c: &Cell) -> Option<f64> {
     if c.suppressed {
         return None;
     }
-    c.value.map(|v| if c.kind == Kind::Share { v * 100.0 } else { v })
+    c.value
+        .map(|v| if c.kind == Kind::Share { v * 100.0 } else { v })
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:70em}\
@@ -100,7 +109,9 @@ th:first-child,td:first-child{text-align:left}td.s{color:#888;font-style:italic}
 svg text{font-size:11px;fill:#222}.note{font-size:.85em;color:#444}\
 @media print{body{margin:0;max-width:none}section{break-inside:avoid}.charts{display:block}figure{break-inside:avoid}}";
 
-const COLOURS: &[&str] = &["#1f5f8b", "#c0392b", "#27ae60", "#8e44ad", "#d35400", "#16a085", "#7f8c8d", "#2c3e50"];
+const COLOURS: &[&str] = &[
+    "#1f5f8b", "#c0392b", "#27ae60", "#8e44ad", "#d35400", "#16a085", "#7f8c8d", "#2c3e50",
+];
 
 /// The whole page.
 pub fn page(r: &Report) -> String {
@@ -149,10 +160,17 @@ pub fn page(r: &Report) -> String {
 fn bars(s: &mut String, r: &Report, ind: &str, month: &str, units: &[u32]) {
     let mut rows: Vec<(String, Option<f64>, String)> = units
         .iter()
-        .filter_map(|&u| r.cell(ind, month, u).map(|c| (r.name(u), plotted(c), show(c))))
+        .filter_map(|&u| {
+            r.cell(ind, month, u)
+                .map(|c| (r.name(u), plotted(c), show(c)))
+        })
         .collect();
     rows.sort_by(|a, b| b.1.unwrap_or(f64::MIN).total_cmp(&a.1.unwrap_or(f64::MIN)));
-    let max = rows.iter().filter_map(|r| r.1).fold(0.0f64, f64::max).max(1e-9);
+    let max = rows
+        .iter()
+        .filter_map(|r| r.1)
+        .fold(0.0f64, f64::max)
+        .max(1e-9);
     let h = 22 * rows.len().max(1) + 10;
     let _ = write!(
         s,
@@ -161,7 +179,12 @@ fn bars(s: &mut String, r: &Report, ind: &str, month: &str, units: &[u32]) {
     );
     for (i, (name, v, shown)) in rows.iter().enumerate() {
         let y = 5 + i * 22;
-        let _ = write!(s, "<text x=\"0\" y=\"{}\">{}</text>", y + 14, esc(&truncate(name, 26)));
+        let _ = write!(
+            s,
+            "<text x=\"0\" y=\"{}\">{}</text>",
+            y + 14,
+            esc(&truncate(name, 26))
+        );
         match v {
             Some(v) => {
                 let w = (v / max * 200.0).max(1.0);
@@ -174,11 +197,19 @@ fn bars(s: &mut String, r: &Report, ind: &str, month: &str, units: &[u32]) {
                 );
             }
             None => {
-                let _ = write!(s, "<text x=\"170\" y=\"{}\" font-style=\"italic\">skjult</text>", y + 13);
+                let _ = write!(
+                    s,
+                    "<text x=\"170\" y=\"{}\" font-style=\"italic\">skjult</text>",
+                    y + 13
+                );
             }
         }
     }
-    let _ = write!(s, "</svg><figcaption>{} – {month}, rangert</figcaption></figure>", esc(&label(ind)));
+    let _ = write!(
+        s,
+        "</svg><figcaption>{} – {month}, rangert</figcaption></figure>",
+        esc(&label(ind))
+    );
 }
 
 /// Trend lines per unit over the report's months (at most the last 12), with the norm.
@@ -187,14 +218,23 @@ fn trend(s: &mut String, r: &Report, ind: &str, units: &[u32]) {
     let (w, h, left, top, bottom) = (420.0, 200.0, 40.0, 10.0, 30.0);
     let mut max: f64 = units
         .iter()
-        .flat_map(|&u| months.iter().filter_map(move |m| r.cell(ind, m, u)).filter_map(plotted))
+        .flat_map(|&u| {
+            months
+                .iter()
+                .filter_map(move |m| r.cell(ind, m, u))
+                .filter_map(plotted)
+        })
         .fold(0.0, f64::max);
     let n = norm(ind);
     if let Some((v, _)) = n {
         max = max.max(v * 100.0);
     }
     let max = if max <= 0.0 { 1.0 } else { max * 1.1 };
-    let step = if months.len() > 1 { (w - left - 10.0) / (months.len() - 1) as f64 } else { 0.0 };
+    let step = if months.len() > 1 {
+        (w - left - 10.0) / (months.len() - 1) as f64
+    } else {
+        0.0
+    };
     let x = |i: usize| left + step * i as f64;
     let y = |v: f64| top + (h - top - bottom) * (1.0 - v / max);
     let _ = write!(
@@ -209,7 +249,12 @@ fn trend(s: &mut String, r: &Report, ind: &str, units: &[u32]) {
     );
     for (i, m) in months.iter().enumerate() {
         if i == 0 || i + 1 == months.len() {
-            let _ = write!(s, "<text x=\"{:.1}\" y=\"{}\">{m}</text>", (x(i) - 20.0).max(0.0), h - 8.0);
+            let _ = write!(
+                s,
+                "<text x=\"{:.1}\" y=\"{}\">{m}</text>",
+                (x(i) - 20.0).max(0.0),
+                h - 8.0
+            );
         }
     }
     if let Some((v, what)) = n {
@@ -241,26 +286,49 @@ fn trend(s: &mut String, r: &Report, ind: &str, units: &[u32]) {
                 pts.join(" ")
             );
             for (a, b) in run {
-                let _ = write!(s, "<circle cx=\"{a:.1}\" cy=\"{b:.1}\" r=\"2.5\" fill=\"{colour}\"></circle>");
+                let _ = write!(
+                    s,
+                    "<circle cx=\"{a:.1}\" cy=\"{b:.1}\" r=\"2.5\" fill=\"{colour}\"></circle>"
+                );
             }
         }
     }
     let legend: Vec<String> = units
         .iter()
         .enumerate()
-        .map(|(k, &u)| format!("<span style=\"color:{}\">■</span> {}", COLOURS[k % COLOURS.len()], esc(&r.name(u))))
+        .map(|(k, &u)| {
+            format!(
+                "<span style=\"color:{}\">■</span> {}",
+                COLOURS[k % COLOURS.len()],
+                esc(&r.name(u))
+            )
+        })
         .collect();
     let _ = write!(
         s,
         "</svg><figcaption>{} – utvikling{}<br>{}</figcaption></figure>",
         esc(&label(ind)),
-        if ind.starts_with("I3") || ind.starts_with("I6") || ind.starts_with("I8") || ind.starts_with("I9") || ind.contains("within") || ind.contains("missing") { " (prosent)" } else { "" },
+        if ind.starts_with("I3")
+            || ind.starts_with("I6")
+            || ind.starts_with("I8")
+            || ind.starts_with("I9")
+            || ind.contains("within")
+            || ind.contains("missing")
+        {
+            " (prosent)"
+        } else {
+            ""
+        },
         legend.join(" ")
     );
 }
 
 fn fmt_axis(v: f64) -> String {
-    if v >= 10.0 { format!("{v:.0}") } else { format!("{v:.1}").replace('.', ",") }
+    if v >= 10.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}").replace('.', ",")
+    }
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -274,7 +342,11 @@ fn truncate(s: &str, n: usize) -> String {
 
 /// One table: units × months, suppressed cells marked.
 fn table(s: &mut String, r: &Report, ind: &str, units: &[u32]) {
-    let _ = write!(s, "<section><h2>{}</h2><table><thead><tr><th>Enhet</th>", esc(&label(ind)));
+    let _ = write!(
+        s,
+        "<section><h2>{}</h2><table><thead><tr><th>Enhet</th>",
+        esc(&label(ind))
+    );
     for m in &r.months {
         let _ = write!(s, "<th>{m}</th>");
     }
@@ -297,7 +369,9 @@ fn table(s: &mut String, r: &Report, ind: &str, units: &[u32]) {
                         Some(f) => {
                             let _ = write!(s, "<td class=\"s\" title=\"skjult for måneden; vist for {0}\">skjult • {1} ({0})</td>", esc(&f.period), esc(&show(f)));
                         }
-                        None => s.push_str("<td class=\"s\" title=\"for få til å vises\">skjult</td>"),
+                        None => {
+                            s.push_str("<td class=\"s\" title=\"for få til å vises\">skjult</td>")
+                        }
                     }
                 }
                 Some(c) => {
@@ -319,7 +393,11 @@ fn coverage(s: &mut String, r: &Report) {
             "<tr><td>{m}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             r.observed.get(m).copied().unwrap_or(0),
             r.gaps.get(m).copied().unwrap_or(0),
-            if r.frozen.contains(m) { "lagrede aggregater" } else { "observasjoner" }
+            if r.frozen.contains(m) {
+                "lagrede aggregater"
+            } else {
+                "observasjoner"
+            }
         );
     }
     s.push_str("</tbody></table><p class=\"note\">Meldinger som ikke går gjennom dette knutepunktet, er usynlige \

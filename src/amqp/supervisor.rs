@@ -501,7 +501,7 @@ impl Run {
             .open_channels(&connection, consuming.as_ref(), generation)
             .await
         {
-            Ok((publisher, consumer)) => {
+            Ok((publisher, consumer, declared)) => {
                 // Drop "broken" notices from earlier generations.
                 while self.broken_rx.try_recv().is_ok() {}
                 let consumer_open = consumer.as_ref().map(|c| c.channel_status());
@@ -512,6 +512,7 @@ impl Run {
                     publisher,
                 });
                 let _ = self.sessions_tx.send(Some(session.clone()));
+                self.declare_since(&session.connection, &declared).await;
                 if let Some(c) = consumer {
                     self.slot.put(c);
                 }
@@ -536,7 +537,7 @@ impl Run {
         connection: &Connection,
         consuming: Option<&Connection>,
         generation: u64,
-    ) -> Result<(Publisher, Option<Consumer>), AmqpError> {
+    ) -> Result<(Publisher, Option<Consumer>, Vec<HerId>), AmqpError> {
         let setup = connection
             .create_channel()
             .await
@@ -559,7 +560,47 @@ impl Run {
             ),
             _ => None,
         };
-        Ok((publisher, consumer))
+        Ok((publisher, consumer, parties))
+    }
+
+    /// Declares what a reload added to the party list while this session was being set up: such
+    /// a reload found no session to declare on, and the list this session declared is older.
+    /// Called once the session is visible to reloads, so every later reload declares on it itself.
+    async fn declare_since(&self, connection: &Connection, declared: &[HerId]) {
+        let now = self
+            .parties
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if now == declared {
+            return;
+        }
+        let added: Vec<HerId> = now
+            .iter()
+            .filter(|h| !declared.contains(h))
+            .copied()
+            .collect();
+        let result = async {
+            let channel = connection
+                .create_channel()
+                .await
+                .map_err(|e| AmqpError::classify("channel.open (topology)", "", "", e))?;
+            self.plan
+                .topology
+                .ensure_party_queues(&channel, &added)
+                .await?;
+            self.plan
+                .topology
+                .sync_hnmsg_bindings(&channel, declared, &now)
+                .await?;
+            let _ = channel.close(200, "topology declared".into()).await;
+            Ok::<(), AmqpError>(())
+        }
+        .await;
+        if let Err(e) = result {
+            // The next session declares every party's queues before it consumes.
+            warn!(error = %e, "declaring the parties a reload added during session setup failed");
+        }
     }
 
     /// Wait until the session is lost (`Some(reason)`) or shutdown is requested (`None`).

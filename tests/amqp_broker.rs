@@ -14,18 +14,13 @@ use lapin::types::{AMQPValue, FieldTable};
 use time::macros::datetime;
 
 fn headers(n: u32) -> MessageHeaders {
-    MessageHeaders {
-        from_her_id: HerId(81234),
-        to_her_id: HerId(90000 + n),
-        msg_type: "DIALOG_NOTAT".into(),
-        message_id: MsgId::random(),
-        application_timestamp: datetime!(2026-11-23 14:00:00 UTC),
-        content_type: ContentType::SignedCms,
-        error_condition: None,
-        error_description: None,
-        original_message_id: None,
-        cpa_id: None,
-    }
+    MessageHeaders::new(
+        (HerId(81234), HerId(90000 + n)),
+        "DIALOG_NOTAT",
+        MsgId::random(),
+        datetime!(2026-11-23 14:00:00 UTC),
+        ContentType::SignedCms,
+    )
 }
 
 const TIMEOUT: Duration = Duration::from_secs(20);

@@ -29,18 +29,13 @@ fn signer(her: u32) -> Signer {
 }
 
 fn headers(from: u32, to: u32, content_type: ContentType) -> MessageHeaders {
-    MessageHeaders {
-        from_her_id: HerId(from),
-        to_her_id: HerId(to),
-        msg_type: "DIALOG_FORESPORSEL".into(),
-        message_id: MsgId::new("6a1f0c2e-0001-4d6e-9a51-000000000001"),
-        application_timestamp: time::OffsetDateTime::now_utc(),
+    MessageHeaders::new(
+        (HerId(from), HerId(to)),
+        "DIALOG_FORESPORSEL",
+        MsgId::new("6a1f0c2e-0001-4d6e-9a51-000000000001"),
+        time::OffsetDateTime::now_utc(),
         content_type,
-        error_condition: None,
-        error_description: None,
-        original_message_id: None,
-        cpa_id: None,
-    }
+    )
 }
 
 fn plan(

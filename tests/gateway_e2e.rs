@@ -8,6 +8,8 @@
 
 mod support;
 
+use std::sync::atomic::Ordering;
+
 use std::time::Duration;
 
 use helsemelding::amqp::headers::ContentType;
@@ -509,6 +511,16 @@ async fn a_silent_recipient_makes_the_message_overdue() {
         DeliveryState::Overdue
     );
     assert_eq!(h.gateway.metrics().outcome(Outcome::Overdue), 2);
+
+    // The store's size in /metrics, as of the last pass; past retention both records go.
+    let m = h.gateway.metrics();
+    assert_eq!(m.store_records.load(Ordering::Relaxed), 2);
+    assert!(m.store_file_bytes.load(Ordering::Relaxed) > 0);
+    assert!(m.render().contains("\nhelsemelding_store_records 2\n"));
+    h.advance(Duration::from_secs(31 * 24 * 3600));
+    h.housekeep().await;
+    assert_eq!(m.pruned.load(Ordering::Relaxed), 2);
+    assert_eq!(m.store_records.load(Ordering::Relaxed), 0);
     h.stop().await;
 }
 

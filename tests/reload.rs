@@ -102,6 +102,10 @@ async fn a_reload_adds_a_party_whose_messages_are_then_delivered_to_its_new_queu
         rec.errors
     );
 
+    // The console's party list (its queue table) follows the gateway's.
+    let console_parties = h.gateway.party_list();
+    assert!(!console_parties().contains(&NURSING_HOME));
+
     // The operator adds the party and reloads.
     let full = shipped_register();
     std::fs::write(&parties, full).unwrap();
@@ -113,6 +117,7 @@ async fn a_reload_adds_a_party_whose_messages_are_then_delivered_to_its_new_queu
         Some(0),
         "the reload declared the new party's queue"
     );
+    assert!(console_parties().contains(&NURSING_HOME));
 
     send(&h, "6a1f0c2e-1602-4d6e-9a51-000000000002").await;
     let got = h.take(NURSING_HOME, 1).await;

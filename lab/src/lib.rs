@@ -17,10 +17,59 @@ pub mod chaos;
 pub mod pki;
 pub mod soak;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The repository root (where `config/`, `fixtures/` and `xsd/` are): the lab crate's parent.
 pub fn repo_root() -> PathBuf {
     let lab = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     lab.parent().map(PathBuf::from).unwrap_or(lab)
+}
+
+/// The paths a lab run starts from: the shipped configuration, the repository root it lives in
+/// (`<root>/config/gateway.toml`; where `fixtures/` is) and the installed schemas.
+pub struct RunPaths {
+    pub config: PathBuf,
+    pub base: PathBuf,
+    pub schemas: PathBuf,
+}
+
+impl RunPaths {
+    /// Resolves `config` and `schemas` (default: the configuration's `paths.schemas`) to absolute
+    /// paths, or says which one is wrong and why.
+    pub fn resolve(config: &Path, schemas: Option<&Path>) -> Result<RunPaths, String> {
+        let config = config
+            .canonicalize()
+            .map_err(|e| format!("{}: {e}", config.display()))?;
+        let base = config
+            .parent()
+            .and_then(|p| p.parent())
+            .map(PathBuf::from)
+            .ok_or_else(|| format!("{}: expected <root>/config/gateway.toml", config.display()))?;
+        let schemas = match schemas {
+            Some(s) => s.to_path_buf(),
+            None => {
+                helsemelding::config::GatewayConfig::load(&config)
+                    .map_err(|ps| {
+                        format!(
+                            "{}: {}",
+                            config.display(),
+                            ps.iter()
+                                .map(|p| p.to_string())
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        )
+                    })?
+                    .paths
+                    .schemas
+            }
+        };
+        let schemas = schemas
+            .canonicalize()
+            .map_err(|e| format!("schemas {}: {e}", schemas.display()))?;
+        Ok(RunPaths {
+            config,
+            base,
+            schemas,
+        })
+    }
 }

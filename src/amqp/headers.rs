@@ -233,6 +233,29 @@ impl Amqp10Sections {
 }
 
 impl MessageHeaders {
+    /// The headers of an ordinary message (no error condition, no original message, no cpaId): what
+    /// a sender gives the intake and the gateway gives each copy.
+    pub fn new(
+        (from_her_id, to_her_id): (HerId, HerId),
+        msg_type: impl Into<String>,
+        message_id: MsgId,
+        application_timestamp: Timestamp,
+        content_type: ContentType,
+    ) -> MessageHeaders {
+        MessageHeaders {
+            from_her_id,
+            to_her_id,
+            msg_type: msg_type.into(),
+            message_id,
+            application_timestamp,
+            content_type,
+            error_condition: None,
+            error_description: None,
+            original_message_id: None,
+            cpa_id: None,
+        }
+    }
+
     /// What an AMQP 1.0 receiver sees: subject = the message function, message-id, content-type,
     /// correlation-id (the message answered, else the message itself), and as application-properties
     /// fromHerId, toHerId, applicationTimeStamp, and those of cpaId, originalMessageId,

@@ -62,6 +62,10 @@ pub struct Endpoints {
     pub console: Option<Console>,
 }
 
+/// The parties whose queues the console shows, read at each page (the gateway's list, which a
+/// reload changes).
+pub type PartyList = Arc<dyn Fn() -> Vec<HerId> + Send + Sync>;
+
 /// Everything the console reads, as handles the gateway already has.
 pub struct Console {
     pub recent: Arc<Recent>,
@@ -69,8 +73,9 @@ pub struct Console {
     pub state_dir: PathBuf,
     /// Depths and redrive; `None` shows "no broker link" where the depths would be.
     pub broker: Option<BrokerView>,
-    /// Every party whose queues are shown (the register's parties and the gateway itself).
-    pub parties: Vec<HerId>,
+    /// Every party whose queues are shown (the register's parties and the gateway itself), as of
+    /// now: a reload that adds a party shows its queues.
+    pub parties: PartyList,
     pub apprec_timeout: time::Duration,
     pub refresh: Duration,
     /// `None`: no credentials (loopback only; redrive disabled).
@@ -92,7 +97,7 @@ impl Console {
         recent: Arc<Recent>,
         state_dir: PathBuf,
         broker: Option<BrokerView>,
-        parties: Vec<HerId>,
+        parties: PartyList,
         apprec_timeout: time::Duration,
         refresh: Duration,
         credentials: Option<Credentials>,
@@ -410,17 +415,22 @@ pub fn start(
     bind: SocketAddr,
     listener: TcpListener,
     config: &crate::config::GatewayConfig,
-    mut parties: Vec<HerId>,
+    parties: PartyList,
     mut amqp: crate::amqp::connection::AmqpSettings,
     topology: crate::amqp::topology::Topology,
     metrics: Arc<Metrics>,
     report: Option<Arc<crate::insight::report::ReportView>>,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     let credentials = Credentials::load(&config.console).map_err(|ps| ps.join("; "))?;
-    if !parties.contains(&config.gateway.her_id) {
-        parties.push(config.gateway.her_id);
-    }
-    parties.sort();
+    let gateway_her = config.gateway.her_id;
+    let parties: PartyList = Arc::new(move || {
+        let mut list = parties();
+        if !list.contains(&gateway_her) {
+            list.push(gateway_her);
+        }
+        list.sort();
+        list
+    });
     amqp.role = "console".into();
     let recent = Arc::new(Recent::new(config.paths.routing_log.clone()));
     let audit = RoutingLog::open(Some(&config.paths.routing_log), false)

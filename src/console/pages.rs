@@ -251,7 +251,8 @@ pub async fn overview(c: &Console, metrics: &Metrics) -> Page {
         None => b.push_str("<p class=\"err\">No broker link for the console.</p>"),
         Some(br) => {
             let mut names = vec![br.topology.inbound.clone(), br.topology.dead_letter.clone()];
-            for p in &c.parties {
+            let parties = (c.parties)();
+            for p in &parties {
                 names.push(async_queue(*p));
                 names.push(error_queue(*p));
             }
@@ -288,7 +289,7 @@ pub async fn overview(c: &Console, metrics: &Metrics) -> Page {
                         let _ = write!(
                             b,
                             "<p class=\"note\">The other {quiet} party queues ({{her}}_async, {{her}}_error of {} parties) are empty.</p>",
-                            c.parties.len()
+                            parties.len()
                         );
                     }
                 }

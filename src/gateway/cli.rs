@@ -246,7 +246,6 @@ fn serve(args: &ServeArgs) -> ExitCode {
             },
             None => None,
         };
-        let parties: Vec<HerId> = loaded.context.register.parties().iter().map(|p| p.her_id).collect();
         let amqp = settings.amqp.clone();
         let topology = settings.topology.clone();
         let register = loaded.context.register.clone();
@@ -263,7 +262,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
                 let report = gateway.insight().map(|r| {
                     Arc::new(crate::insight::report::ReportView { store: r.store(), register })
                 });
-                match crate::console::start(addr, listener, &loaded.config, parties, amqp, topology, gateway.metrics(), report) {
+                match crate::console::start(addr, listener, &loaded.config, gateway.party_list(), amqp, topology, gateway.metrics(), report) {
                     Ok(task) => Some(task),
                     Err(e) => {
                         eprintln!("helsemelding: cannot start: {e}");
@@ -559,22 +558,18 @@ pub fn headers_for(
         .clone()
         .or(id)
         .unwrap_or_else(MsgId::random);
-    Ok(MessageHeaders {
-        from_her_id: from,
-        to_her_id: to,
+    let content_type = if signed {
+        ContentType::SignedCms
+    } else {
+        ContentType::Xml
+    };
+    Ok(MessageHeaders::new(
+        (from, to),
         msg_type,
         message_id,
-        application_timestamp: now,
-        content_type: if signed {
-            ContentType::SignedCms
-        } else {
-            ContentType::Xml
-        },
-        error_condition: None,
-        error_description: None,
-        original_message_id: None,
-        cpa_id: None,
-    })
+        now,
+        content_type,
+    ))
 }
 
 /// Signs (when a signer is given), encrypts (when a certificate to encrypt to is given) and

@@ -505,16 +505,14 @@ fn headers(
     answers: Option<&MsgId>,
 ) -> Properties {
     Properties::Headers(MessageHeaders {
-        from_her_id: from,
-        to_her_id: to,
-        msg_type: msg_type.to_owned(),
-        message_id: message_id.clone(),
-        application_timestamp,
-        content_type,
-        error_condition: None,
-        error_description: None,
         original_message_id: answers.cloned(),
-        cpa_id: None,
+        ..MessageHeaders::new(
+            (from, to),
+            msg_type,
+            message_id.clone(),
+            application_timestamp,
+            content_type,
+        )
     })
 }
 

@@ -50,6 +50,9 @@ pub struct Metrics {
     pub store_commits: AtomicU64,
     /// Delivery records deleted past retention by the housekeeping pass.
     pub pruned: AtomicU64,
+    /// Records in the delivery store and its file's size, as of the last housekeeping pass.
+    pub store_records: AtomicU64,
+    pub store_file_bytes: AtomicU64,
     pub broker_connected: AtomicBool,
     pub broker_blocked: AtomicBool,
     /// Why the delivery store cannot be written (a full disk), while that lasts; `None` when it can.
@@ -399,6 +402,24 @@ impl Metrics {
             "# HELP helsemelding_store_available 0 while the delivery store cannot be written (messages are held unacked).\n# TYPE helsemelding_store_available gauge\nhelsemelding_store_available {}",
             u8::from(store_ok)
         );
+        for (name, help, v) in [
+            (
+                "helsemelding_store_records",
+                "Message records in the delivery store (bounded by policy.retention), as of the last housekeeping pass.",
+                &self.store_records,
+            ),
+            (
+                "helsemelding_store_file_bytes",
+                "Size of the delivery store's file; redb grows it by doubling and trims a free tail, so it moves in steps.",
+                &self.store_file_bytes,
+            ),
+        ] {
+            let _ = writeln!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
         for (name, help, v) in gauges {
             let _ = writeln!(
                 s,

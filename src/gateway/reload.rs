@@ -308,79 +308,55 @@ fn trust_changes(
 
 /// The settings of `new` that differ from `running` and that only a restart applies, by key.
 pub fn needs_restart(running: &GatewayConfig, new: &GatewayConfig) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut note = |key: &str, differs: bool| {
-        if differs {
-            out.push(key.to_owned());
-        }
-    };
     let (r, n) = (running, new);
-    note("amqp.url", r.amqp.url != n.amqp.url);
-    note("amqp.prefetch", r.amqp.prefetch != n.amqp.prefetch);
-    note("amqp.heartbeat", r.amqp.heartbeat != n.amqp.heartbeat);
-    note(
-        "amqp.max_inflight_bytes",
-        r.amqp.max_inflight_bytes != n.amqp.max_inflight_bytes,
-    );
-    note(
-        "amqp.hnmsg_exchange",
-        r.amqp.hnmsg_exchange != n.amqp.hnmsg_exchange,
-    );
-    note("gateway.her_id", r.gateway.her_id != n.gateway.her_id);
-    note(
-        "gateway.signing_key",
-        r.gateway.signing_key != n.gateway.signing_key,
-    );
-    note(
-        "gateway.signing_cert",
-        r.gateway.signing_cert != n.gateway.signing_cert,
-    );
-    note("paths.state", r.paths.state != n.paths.state);
-    note(
-        "paths.routing_log",
-        r.paths.routing_log != n.paths.routing_log,
-    );
-    note(
-        "paths.http_listen",
-        r.paths.http_listen != n.paths.http_listen,
-    );
-    note(
-        "policy.max_message_bytes",
-        r.policy.max_message_bytes != n.policy.max_message_bytes,
-    );
-    note(
-        "policy.apprec_timeout",
-        r.policy.apprec_timeout != n.policy.apprec_timeout,
-    );
-    note("policy.retention", r.policy.retention != n.policy.retention);
-    note("[console]", r.console != n.console);
-    note("[revocation]", r.revocation != n.revocation);
+    let mut out: Vec<String> = Vec::new();
     // Whatever else differs (a key added to the configuration later) is not silently dropped
-    // either: with every key above and every reloadable one made equal, the rest must match.
+    // either: `rest` is the new configuration with every key listed below taken from the running
+    // one, so what still differs is a key neither list knows.
     let mut rest = n.clone();
-    rest.config_path = r.config_path.clone();
-    rest.base_dir = r.base_dir.clone();
-    rest.amqp.url = r.amqp.url.clone();
-    rest.amqp.prefetch = r.amqp.prefetch;
-    rest.amqp.heartbeat = r.amqp.heartbeat;
-    rest.amqp.max_inflight_bytes = r.amqp.max_inflight_bytes;
-    rest.amqp.hnmsg_exchange = r.amqp.hnmsg_exchange.clone();
-    rest.gateway.her_id = r.gateway.her_id;
-    rest.gateway.signing_key = r.gateway.signing_key.clone();
-    rest.gateway.signing_cert = r.gateway.signing_cert.clone();
-    rest.paths.register = r.paths.register.clone();
-    rest.paths.trust_dir = r.paths.trust_dir.clone();
-    rest.paths.schemas = r.paths.schemas.clone();
-    rest.paths.state = r.paths.state.clone();
-    rest.paths.routing_log = r.paths.routing_log.clone();
-    rest.paths.http_listen = r.paths.http_listen;
-    rest.policy.max_message_bytes = r.policy.max_message_bytes;
-    rest.policy.apprec_timeout = r.policy.apprec_timeout;
-    rest.policy.retention = r.policy.retention;
-    rest.policy.require_signature = r.policy.require_signature;
-    rest.policy.reject_unknown_level2 = r.policy.reject_unknown_level2;
-    rest.console = r.console.clone();
-    rest.revocation = r.revocation.clone();
+    // Keys a reload does not apply: named when they differ. Each key is listed once.
+    macro_rules! restart_only {
+        ($($name:literal => $($field:ident).+;)*) => {$(
+            if r.$($field).+ != n.$($field).+ {
+                out.push($name.to_owned());
+            }
+            rest.$($field).+ = r.$($field).+.clone();
+        )*};
+    }
+    // Keys a reload applies (read again into the new context).
+    macro_rules! reloadable {
+        ($($($field:ident).+;)*) => {$( rest.$($field).+ = r.$($field).+.clone(); )*};
+    }
+    restart_only! {
+        "amqp.url" => amqp.url;
+        "amqp.prefetch" => amqp.prefetch;
+        "amqp.heartbeat" => amqp.heartbeat;
+        "amqp.max_inflight_bytes" => amqp.max_inflight_bytes;
+        "amqp.hnmsg_exchange" => amqp.hnmsg_exchange;
+        "gateway.her_id" => gateway.her_id;
+        "gateway.signing_key" => gateway.signing_key;
+        "gateway.signing_cert" => gateway.signing_cert;
+        "paths.state" => paths.state;
+        "paths.routing_log" => paths.routing_log;
+        "paths.http_listen" => paths.http_listen;
+        "policy.max_message_bytes" => policy.max_message_bytes;
+        "policy.apprec_timeout" => policy.apprec_timeout;
+        "policy.retention" => policy.retention;
+        "[console]" => console;
+        "[revocation]" => revocation;
+        "[insight]" => insight;
+    }
+    reloadable! {
+        config_path;
+        base_dir;
+        gateway.encryption_keys;
+        paths.register;
+        paths.trust_dir;
+        paths.schemas;
+        policy.require_signature;
+        policy.require_encryption;
+        policy.reject_unknown_level2;
+    }
     if rest != *r {
         out.push("other settings".into());
     }
@@ -415,6 +391,18 @@ mod tests {
             needs_restart(&running, &new),
             ["amqp.url", "paths.state", "[revocation]"]
         );
+    }
+
+    #[test]
+    fn encryption_settings_reload_and_insight_needs_a_restart() {
+        let running = shipped();
+        let mut new = running.clone();
+        new.gateway.encryption_keys.reverse();
+        new.gateway.encryption_keys.pop();
+        new.policy.require_encryption = !new.policy.require_encryption;
+        assert!(needs_restart(&running, &new).is_empty());
+        new.insight.enabled = !new.insight.enabled;
+        assert_eq!(needs_restart(&running, &new), ["[insight]"]);
     }
 
     #[test]

@@ -309,6 +309,12 @@ impl Gateway {
         self.inner.metrics.clone()
     }
 
+    /// The parties whose queues the gateway declares, as of each call (a reload changes them).
+    pub fn party_list(&self) -> crate::console::PartyList {
+        let link = self.inner.link.clone();
+        Arc::new(move || link.parties())
+    }
+
     /// The insight recorder, when `[insight]` is enabled (its store serves `/report`).
     pub fn insight(&self) -> Option<Arc<crate::insight::Recorder>> {
         self.inner.insight.clone()
@@ -451,6 +457,19 @@ async fn housekeeping_pass(inner: &Inner) {
             info!(pruned = n, "pruned delivery records past retention");
         }
         Err(e) => warn!(error = %e, "prune failed; will try again"),
+    }
+    match inner.store.size().await {
+        Ok(size) => {
+            inner
+                .metrics
+                .store_records
+                .store(size.records, Ordering::Relaxed);
+            inner
+                .metrics
+                .store_file_bytes
+                .store(size.file_bytes, Ordering::Relaxed);
+        }
+        Err(e) => warn!(error = %e, "reading the delivery store's size failed; will try again"),
     }
 }
 

@@ -8,6 +8,8 @@
 //! Output: an [`Observation`]. Never kept: names, identity numbers, free text (BeskrivelseAvHendelse,
 //! Merknad, Sporsmal, …). A payload that cannot be read gives an observation without those facts.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +41,16 @@ pub enum SeedKind {
     AppRec { facts: AppRecFacts, sent: Timestamp },
 }
 
+/// The SignedData the hub opened, shared with the plan rather than copied (it may be as large as
+/// the size limit).
+struct Opened(Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for Opened {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_slice()
+    }
+}
+
 impl Seed {
     /// The seed of a plan, when it is one the indicators use: a fagmelding delivered to at least
     /// one recipient, or a receiver's AppRec. Only small clones; the body is shared, not copied.
@@ -57,7 +69,7 @@ impl Seed {
                 // An encrypted message's facts are in the SignedData the hub opened, not in the
                 // delivery's body (an EnvelopedData only the hub can read).
                 let (body, signed) = match &p.seal.signed {
-                    Some(opened) => (Bytes::from(opened.as_ref().clone()), true),
+                    Some(opened) => (Bytes::from_owner(Opened(Arc::clone(opened))), true),
                     None => (body.clone(), p.envelope.packaging == Packaging::Signed),
                 };
                 SeedKind::Message {

@@ -171,6 +171,13 @@ struct Outage {
     attempts: u32,
 }
 
+/// The store's size (`StoreHandle::size`, `/metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreSize {
+    pub records: u64,
+    pub file_bytes: u64,
+}
+
 /// Async access to the store, with group-committed writes. Share it as `Arc<StoreHandle>`; dropping
 /// it lets the writer finish the queue and stop, [`StoreHandle::shutdown`] also waits for that.
 pub struct StoreHandle {
@@ -274,6 +281,23 @@ impl StoreHandle {
     ) -> Result<Vec<OverdueRecipient>, StoreError> {
         self.read_with(Blocking, move |s| s.overdue(now, timeout))
             .await
+    }
+
+    /// How big the store is: records in it (an O(1) count) and the size of its file on disk. redb
+    /// grows its file by doubling and trims it only when the tail is free, so the file size moves in
+    /// steps; the record count is what retention bounds.
+    pub async fn size(&self) -> Result<StoreSize, StoreError> {
+        let records = self.read_with(Inline, |s| s.records()).await?;
+        let file_bytes = std::fs::metadata(&self.shared.path)
+            .map(|m| m.len())
+            .map_err(|e| StoreError::Directory {
+                path: self.shared.path.clone(),
+                source: Arc::new(e),
+            })?;
+        Ok(StoreSize {
+            records,
+            file_bytes,
+        })
     }
 
     /// Write transactions committed so far (a group commit counts once).

@@ -49,7 +49,7 @@ use crate::codes::ErrorCode;
 use crate::ids::{HerId, MsgId, Timestamp};
 
 pub use cli::{render as render_status, run_status, StatusArgs};
-pub use handle::{Recorded, StoreHandle, StoreHealth};
+pub use handle::{Recorded, StoreHandle, StoreHealth, StoreSize};
 pub use state::{DeliveryState, Event, IllegalTransition};
 
 /// The database file inside the state directory.

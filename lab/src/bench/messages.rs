@@ -281,18 +281,13 @@ pub fn sign_many(
         let body = signer
             .sign(xml(kind, from, &msg_id, size, now).as_bytes(), now)
             .map_err(|e| BenchError::Setup(format!("signing: {e}")))?;
-        let headers = MessageHeaders {
-            from_her_id: from,
-            to_her_id: kind.recipient(),
-            msg_type: kind.msg_type().into(),
-            message_id: msg_id,
-            application_timestamp: now,
-            content_type: ContentType::SignedCms,
-            error_condition: None,
-            error_description: None,
-            original_message_id: None,
-            cpa_id: None,
-        };
+        let headers = MessageHeaders::new(
+            (from, kind.recipient()),
+            kind.msg_type(),
+            msg_id,
+            now,
+            ContentType::SignedCms,
+        );
         Ok(Signed {
             kind,
             headers,

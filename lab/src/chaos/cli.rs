@@ -46,37 +46,11 @@ pub fn run_chaos(args: &ChaosArgs) -> ExitCode {
         eprintln!("helsemelding-lab chaos: {what}");
         ExitCode::from(2)
     };
-    let config = match args.config.canonicalize() {
-        Ok(c) => c,
-        Err(e) => return fail(format!("{}: {e}", args.config.display())),
-    };
-    // config/gateway.toml → the repository root (where config/ and fixtures/ are).
-    let Some(base) = config.parent().and_then(|p| p.parent()).map(PathBuf::from) else {
-        return fail(format!(
-            "{}: expected <root>/config/gateway.toml",
-            config.display()
-        ));
-    };
-    let schemas = match &args.schemas {
-        Some(s) => s.clone(),
-        None => match helsemelding::config::GatewayConfig::load(&config) {
-            Ok(c) => c.paths.schemas,
-            Err(ps) => {
-                return fail(format!(
-                    "{}: {}",
-                    config.display(),
-                    ps.iter()
-                        .map(|p| p.to_string())
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                ))
-            }
-        },
-    };
-    let schemas = match schemas.canonicalize() {
-        Ok(s) => s,
-        Err(e) => return fail(format!("schemas {}: {e}", schemas.display())),
-    };
+    let crate::RunPaths { base, schemas, .. } =
+        match crate::RunPaths::resolve(&args.config, args.schemas.as_deref()) {
+            Ok(p) => p,
+            Err(e) => return fail(e),
+        };
     let exe = match args
         .gateway
         .clone()

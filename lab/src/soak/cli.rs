@@ -48,27 +48,11 @@ pub fn run_soak(args: &SoakArgs) -> ExitCode {
         eprintln!("helsemelding-lab soak: {what}");
         ExitCode::from(2)
     };
-    let config = match args.config.canonicalize() {
-        Ok(c) => c,
-        Err(e) => return fail(format!("{}: {e}", args.config.display())),
-    };
-    let Some(base) = config.parent().and_then(|p| p.parent()).map(PathBuf::from) else {
-        return fail(format!(
-            "{}: expected <root>/config/gateway.toml",
-            config.display()
-        ));
-    };
-    let schemas = match &args.schemas {
-        Some(s) => s.clone(),
-        None => match helsemelding::config::GatewayConfig::load(&config) {
-            Ok(c) => c.paths.schemas,
-            Err(ps) => return fail(format!("{}: {} problem(s)", config.display(), ps.len())),
-        },
-    };
-    let schemas = match schemas.canonicalize() {
-        Ok(s) => s,
-        Err(e) => return fail(format!("schemas {}: {e}", schemas.display())),
-    };
+    let crate::RunPaths { base, schemas, .. } =
+        match crate::RunPaths::resolve(&args.config, args.schemas.as_deref()) {
+            Ok(p) => p,
+            Err(e) => return fail(e),
+        };
     let exe = match std::env::current_exe() {
         Ok(e) => e,
         Err(e) => return fail(format!("cannot find this executable: {e}")),
@@ -129,6 +113,17 @@ pub fn run_soak(args: &SoakArgs) -> ExitCode {
             if f.flat { "flat" } else { "GROWS" }
         );
     }
+    let b = &v.store;
+    println!(
+        "# store        records at most {} (received within retention then: {}), over the bound at {} of {} samples; file at most {} then {} bytes (first/second half)  {}",
+        b.max_records,
+        b.allowed_at_max,
+        b.over_bound,
+        b.samples,
+        b.file_first_half_max,
+        b.file_second_half_max,
+        if b.bounded { "bounded" } else { "NOT BOUNDED" }
+    );
     println!(
         "# verdict: {} (invariants {}, flat {}); lost {}, second AppRecs {}, inversions {}, CRL updates {} (stale→refreshed {}), overdue {}, pruned {}, records left {:?}",
         if v.passed { "PASS" } else { "FAIL" },

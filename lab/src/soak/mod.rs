@@ -637,7 +637,7 @@ async fn run_in(
         &tally,
         stale_refreshed.load(Ordering::Relaxed),
         records_left,
-        warm_up,
+        (warm_up, retention_wall),
         found,
     );
     Ok(SoakReport {

@@ -134,18 +134,13 @@ fn sign_share(
                     answer: recipient == ANSWERING
                         && answered_so_far.is_multiple_of(plan.answer_every.max(1)),
                 },
-                headers: MessageHeaders {
-                    from_her_id: sender,
-                    to_her_id: recipient,
-                    msg_type: kind.msg_type().into(),
-                    message_id: msg_id,
-                    application_timestamp: now,
-                    content_type: ContentType::SignedCms,
-                    error_condition: None,
-                    error_description: None,
-                    original_message_id: None,
-                    cpa_id: None,
-                },
+                headers: MessageHeaders::new(
+                    (sender, recipient),
+                    kind.msg_type(),
+                    msg_id,
+                    now,
+                    ContentType::SignedCms,
+                ),
                 body,
             })
         })();
@@ -323,16 +318,14 @@ fn apprec_for(a: &ToAnswer, signer: &Signer, clock: &FastClock) -> Result<Built,
         key(&a.msg_id).ok_or("MsgId is not a UUID")?,
     );
     let headers = MessageHeaders {
-        from_her_id: ANSWERING,
-        to_her_id: a.sender,
-        msg_type: "APPREC".into(),
-        message_id: id,
-        application_timestamp: now,
-        content_type: ContentType::SignedCms,
-        error_condition: None,
-        error_description: None,
         original_message_id: Some(MsgId::new(a.msg_id.clone())),
-        cpa_id: None,
+        ..MessageHeaders::new(
+            (ANSWERING, a.sender),
+            "APPREC",
+            id,
+            now,
+            ContentType::SignedCms,
+        )
     };
     Ok((apprec, orig, a.sender, headers, body))
 }

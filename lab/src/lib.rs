@@ -4,6 +4,7 @@
 //! | module  | job |
 //! |---------|-----|
 //! | `bench` | `helsemelding-lab bench`: the gateway against a bare relay (throughput, latency, RSS, CPU per stage; a table, or one JSON object with `--json`) |
+//! | `community` | `helsemelding-lab community`: a synthetic health community (hospital trust, municipalities, GP offices) through the real gateway with insight on, and the truth file of the indicators it planted |
 //! | `chaos` | `helsemelding-lab chaos`: reliability proofs — the real gateway under kill -9, closed connections, full queues, broker restarts, a full state disk; nothing lost, no second AppRec, no inversion |
 //! | `pki`   | `helsemelding-lab dev-pki`: the synthetic test PKI (CAs, CRLs, party signers, bad certificates) in the trust layout; a CA serving its CRL over HTTP |
 //! | `soak`  | `helsemelding-lab soak`: a long run with the gateway's clock sped up (overdue, pruning, stale CRLs refreshed); RSS, files, threads and store size over time; lost 0 |
@@ -14,6 +15,7 @@
 
 pub mod bench;
 pub mod chaos;
+pub mod community;
 pub mod pki;
 pub mod soak;
 

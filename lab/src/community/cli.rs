@@ -109,6 +109,7 @@ pub fn run_community(a: &CommunityArgs) -> ExitCode {
         schemas: repo.join("../shared/standards/xsd"),
         dir: a.out.clone(),
         stall: Duration::from_secs(180),
+        reversed: false,
     };
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -38,6 +38,10 @@ pub struct RunOptions {
     pub dir: PathBuf,
     /// Give up when nothing has been recorded or refused for this long.
     pub stall: Duration,
+    /// Publish the messages in reverse order (a replay that reaches the hub in another order
+    /// than the messages were written: answers before questions, cancellations before what
+    /// they cancel).
+    pub reversed: bool,
 }
 
 /// What a run did.
@@ -373,7 +377,13 @@ async fn drive(
     let publisher = Publisher::open(&conn)
         .await
         .map_err(|e| CommunityError::Broker(e.to_string()))?;
-    publish_all(&publisher, &signed).await?;
+    if o.reversed {
+        let mut signed = signed;
+        signed.reverse();
+        publish_all(&publisher, &signed).await?;
+    } else {
+        publish_all(&publisher, &signed).await?;
+    }
 
     let (want, want_refused) = (expected(c), expected_refused(c));
     let metrics = gateway.metrics();

@@ -26,3 +26,36 @@ pub fn repo_root() -> PathBuf {
     let lab = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     lab.parent().map(PathBuf::from).unwrap_or(lab)
 }
+
+/// `one(i)` for every `i` in `0..n`, on all available cores, in order; the first error is
+/// returned, and `panicked()` if a thread panicked. (Signing is RSA and slow: the benchmark and
+/// the community generator sign thousands of messages this way before anything is timed.)
+pub fn on_all_cores<T: Send, E: Send>(
+    n: usize,
+    one: impl Fn(usize) -> Result<T, E> + Sync,
+    panicked: impl Fn() -> E,
+) -> Result<Vec<T>, E> {
+    let threads = std::thread::available_parallelism()
+        .map(|p| p.get())
+        .unwrap_or(1)
+        .clamp(1, n.max(1));
+    let chunk = n.div_ceil(threads).max(1);
+    let one = &one;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .step_by(chunk)
+            .map(|start| {
+                scope.spawn(move || {
+                    (start..(start + chunk).min(n))
+                        .map(one)
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(n);
+        for h in handles {
+            out.extend(h.join().map_err(|_| panicked())??);
+        }
+        Ok(out)
+    })
+}

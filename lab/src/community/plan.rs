@@ -397,6 +397,31 @@ impl Maker {
         }
     }
 
+    /// A new `LOG_UTSKRIVNINGSKLAR` (Ny) declaring `patient` ready on `day`, sent that day; its
+    /// time, or `None` past the horizon.
+    fn declare_again(
+        &mut self,
+        day: Date,
+        dept: u32,
+        service: u32,
+        patient: usize,
+        admitted: &(&'static str, String, bool),
+    ) -> Option<Local> {
+        let t = at(day, self.hour(9, 15), self.rng.u8(0..60));
+        let events = vec![admitted.clone(), ("3", date_text(day), false)];
+        self.send(
+            "LOG_UTSKRIVNINGSKLAR",
+            dept,
+            service,
+            t,
+            patient,
+            None,
+            Self::plo("N", events),
+            Fate::Counted,
+        )
+        .map(|_| t)
+    }
+
     /// One hospital stay of `patient`, admitted at `admit`; may plan a readmission.
     fn stay(&mut self, patient: usize, admit: Local, home: usize, readmission: bool) {
         let m = self.c.municipalities[home].clone();
@@ -541,19 +566,8 @@ impl Maker {
                     // Declared again some days later, or not at all.
                     if self.chance(0.6) {
                         let again = declared + Duration::days(self.rng.i64(2..=5));
-                        let t = at(again, self.hour(9, 15), self.rng.u8(0..60));
-                        if self
-                            .send(
-                                "LOG_UTSKRIVNINGSKLAR",
-                                dept,
-                                service,
-                                t,
-                                patient,
-                                None,
-                                Self::plo("N", usk_events(again, false)),
-                                Fate::Counted,
-                            )
-                            .is_some()
+                        if let Some(t) =
+                            self.declare_again(again, dept, service, patient, &admitted)
                         {
                             open = true;
                             start = again;
@@ -621,19 +635,8 @@ impl Maker {
                         e.last = av;
                         last_time = t;
                         let again = av + Duration::days(self.rng.i64(2..=6));
-                        let t = at(again, self.hour(9, 15), self.rng.u8(0..60));
-                        if self
-                            .send(
-                                "LOG_UTSKRIVNINGSKLAR",
-                                dept,
-                                service,
-                                t,
-                                patient,
-                                None,
-                                Self::plo("N", usk_events(again, false)),
-                                Fate::Counted,
-                            )
-                            .is_some()
+                        if let Some(t) =
+                            self.declare_again(again, dept, service, patient, &admitted)
                         {
                             e.running = Some(again);
                             e.last = again;
@@ -1026,7 +1029,7 @@ pub fn make(shape: &Shape) -> Community {
             mk.refused(d);
         }
     }
-    mk.c.messages.sort_by(|a, b| a.at.cmp(&b.at));
+    mk.c.messages.sort_by_key(|m| m.at);
     mk.c
 }
 

@@ -200,31 +200,8 @@ fn sign_all(c: &Community, pki: &Path) -> Result<Vec<Outgoing>, CommunityError> 
             again: m.again,
         })
     };
-    let n = c.messages.len();
-    let threads = std::thread::available_parallelism()
-        .map(|p| p.get())
-        .unwrap_or(1)
-        .clamp(1, n.max(1));
-    let chunk = n.div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..n)
-            .step_by(chunk)
-            .map(|start| {
-                scope.spawn(move || {
-                    (start..(start + chunk).min(n))
-                        .map(one)
-                        .collect::<Result<Vec<_>, _>>()
-                })
-            })
-            .collect();
-        let mut out = Vec::with_capacity(n);
-        for h in handles {
-            out.extend(
-                h.join()
-                    .map_err(|_| CommunityError::Setup("a signing thread panicked".into()))??,
-            );
-        }
-        Ok(out)
+    crate::on_all_cores(c.messages.len(), one, || {
+        CommunityError::Setup("a signing thread panicked".into())
     })
 }
 

@@ -4,6 +4,7 @@
 //! | module  | job |
 //! |---------|-----|
 //! | `bench` | `helsemelding-lab bench`: the gateway against a bare relay (throughput, latency, RSS, CPU per stage; a table, or one JSON object with `--json`) |
+//! | `community` | `helsemelding-lab community`: a synthetic health community (hospital trust, municipalities, GP offices) through the real gateway with insight on, and the truth file of the indicators it planted |
 //! | `chaos` | `helsemelding-lab chaos`: reliability proofs — the real gateway under kill -9, closed connections, full queues, broker restarts, a full state disk; nothing lost, no second AppRec, no inversion |
 //! | `pki`   | `helsemelding-lab dev-pki`: the synthetic test PKI (CAs, CRLs, party signers, bad certificates) in the trust layout; a CA serving its CRL over HTTP |
 //! | `soak`  | `helsemelding-lab soak`: a long run with the gateway's clock sped up (overdue, pruning, stale CRLs refreshed); RSS, files, threads and store size over time; lost 0 |
@@ -14,6 +15,7 @@
 
 pub mod bench;
 pub mod chaos;
+pub mod community;
 pub mod pki;
 pub mod soak;
 
@@ -72,4 +74,35 @@ impl RunPaths {
             schemas,
         })
     }
+/// `one(i)` for every `i` in `0..n`, on all available cores, in order; the first error is
+/// returned, and `panicked()` if a thread panicked. (Signing is RSA and slow: the benchmark and
+/// the community generator sign thousands of messages this way before anything is timed.)
+pub fn on_all_cores<T: Send, E: Send>(
+    n: usize,
+    one: impl Fn(usize) -> Result<T, E> + Sync,
+    panicked: impl Fn() -> E,
+) -> Result<Vec<T>, E> {
+    let threads = std::thread::available_parallelism()
+        .map(|p| p.get())
+        .unwrap_or(1)
+        .clamp(1, n.max(1));
+    let chunk = n.div_ceil(threads).max(1);
+    let one = &one;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .step_by(chunk)
+            .map(|start| {
+                scope.spawn(move || {
+                    (start..(start + chunk).min(n))
+                        .map(one)
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(n);
+        for h in handles {
+            out.extend(h.join().map_err(|_| panicked())??);
+        }
+        Ok(out)
+    })
 }

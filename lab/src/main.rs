@@ -22,6 +22,8 @@ enum Command {
     Bench(helsemelding_lab::bench::cli::BenchArgs),
     /// Prove the gateway loses nothing and keeps each sender's order: kill -9, closed connections, full queues, broker restarts and alarms, a full state disk (one TSV line per scenario).
     Chaos(helsemelding_lab::chaos::cli::ChaosArgs),
+    /// A synthetic health community through the real gateway with insight on: truth.csv (the planted indicators), the report, and whether they agree in every cell.
+    Community(helsemelding_lab::community::cli::CommunityArgs),
     /// Generate a test PKI (CAs, CRLs, party signers, bad certificates) in the trust layout.
     DevPki(helsemelding_lab::pki::cli::DevPkiArgs),
     /// A long run with the gateway's clock sped up: overdue AppRecs, pruning, stale CRLs refreshed; RSS, open files, threads and store size over time (a table, and JSON to --report).
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Bench(args) => helsemelding_lab::bench::cli::run(&args),
         Command::Chaos(args) => helsemelding_lab::chaos::cli::run_chaos(&args),
+        Command::Community(args) => helsemelding_lab::community::cli::run_community(&args),
         Command::DevPki(args) => helsemelding_lab::pki::cli::run_dev_pki(args),
         Command::Soak(args) => helsemelding_lab::soak::cli::run_soak(&args),
         Command::Serve(args) => {

@@ -1059,6 +1059,62 @@ mod tests {
     }
 
     #[test]
+    fn replayed_traffic_gives_the_same_cells() {
+        // Live: as sent. Replayed: the same messages 40 days later, in reverse order (a
+        // cancellation and an update before what they point to), one of them twice.
+        let mut c = plo(
+            "c",
+            "p2",
+            "LOG_UTSKRIVNINGSKLAR",
+            "2026-03-03T11:00:00",
+            "C",
+            &[],
+        );
+        c.ref_to_parent = Some("u2".into());
+        let mut m = plo(
+            "m",
+            "p1",
+            "LOG_UTSKRIVNINGSKLAR",
+            "2026-03-02T09:00:00",
+            "M",
+            &[("3", "2026-03-03")],
+        );
+        m.ref_to_parent = Some("a".into());
+        let live = vec![
+            usk("a", "p1", "2026-03-01T09:00:00", "2026-03-01"),
+            m,
+            out("b", "p1", "2026-03-09T12:00:00", "2026-03-09"),
+            usk("u2", "p2", "2026-03-03T09:00:00", "2026-03-05"),
+            c,
+            usk("u3", "p2", "2026-03-06T09:00:00", "2026-03-06"),
+            out("d", "p2", "2026-04-02T12:00:00", "2026-04-02"),
+        ];
+        let mut replayed: Vec<Observation> = live
+            .iter()
+            .rev()
+            .cloned()
+            .map(|mut o| {
+                o.received += 40 * 86_400;
+                o
+            })
+            .collect();
+        replayed.push(replayed[2].clone());
+        let periods = Period::months("2026-02", "2026-05").unwrap();
+        let cells = |obs: &[Observation]| {
+            compute(
+                &Input {
+                    observations: obs,
+                    org_of: &|h| h,
+                },
+                &periods,
+            )
+        };
+        let (a, b) = (cells(&live), cells(&replayed));
+        assert!(!a.is_empty());
+        assert_eq!(a, b);
+    }
+
+    #[test]
     fn zone_less_times_are_read_as_oslo_time() {
         // 23:30 Oslo on 31 March is 21:30 UTC: the message belongs to March, not April.
         let a = usk("a", "p1", "2026-03-31T23:30:00", "2026-03-31");

@@ -294,30 +294,8 @@ pub fn sign_many(
             body,
         })
     };
-    let threads = std::thread::available_parallelism()
-        .map(|p| p.get())
-        .unwrap_or(1)
-        .min(n.max(1));
-    let chunk = n.div_ceil(threads.max(1)).max(1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..n)
-            .step_by(chunk)
-            .map(|start| {
-                scope.spawn(move || {
-                    (start..(start + chunk).min(n))
-                        .map(one)
-                        .collect::<Result<Vec<_>, _>>()
-                })
-            })
-            .collect();
-        let mut out = Vec::with_capacity(n);
-        for h in handles {
-            out.extend(
-                h.join()
-                    .map_err(|_| BenchError::Setup("a signing thread panicked".into()))??,
-            );
-        }
-        Ok(out)
+    crate::on_all_cores(n, one, || {
+        BenchError::Setup("a signing thread panicked".into())
     })
 }
 

@@ -1,0 +1,148 @@
+//! Issue 13 item 5: a synthetic health community (`helsemelding-lab community`) through the real
+//! gateway (own vhost, real RabbitMQ, `[insight]` on with a key file), then `helsemelding report`:
+//! its `indicators.csv` must equal the truth the generator planted in every cell — the same set
+//! of cells, the same values, numerators, denominators and n, the same suppression marks.
+//!
+//! The truth is computed from the generator's plan (`community::truth`), not from the messages
+//! and not with the report's indicator code, so a wrong report (or a wrong generator) fails here.
+//! The same traffic replayed in another order through a fresh gateway gives the same report (the
+//! research note's pitfall "replay gives the same report", end to end).
+//! Smaller than the CLI's default (fewer stays a day) for test time, but the same 120 days, six
+//! municipalities and twenty GP offices.
+
+mod support;
+
+use std::time::Duration;
+
+use helsemelding_lab::community::plan::{make, Fate, Shape};
+use helsemelding_lab::community::run::{through_gateway, RunOptions};
+use helsemelding_lab::community::{differences, truth};
+
+fn shape() -> Shape {
+    Shape {
+        seed: 13,
+        days: 120,
+        last_day: time::macros::date!(2026 - 11 - 30),
+        municipalities: 6,
+        gp_offices: 20,
+        admissions_per_day: 4.0,
+        questions_per_day: 4.0,
+    }
+}
+
+#[test]
+fn the_plan_has_what_the_issue_asks_for() {
+    let c = make(&shape());
+    assert_eq!(c.municipalities.len(), 6);
+    assert_eq!(c.gp_offices.len(), 20);
+    assert!(c.departments.len() >= 2);
+    for id in &c.patients {
+        assert!(
+            !helsemelding_lab::community::plan::second_check_digit_valid(id),
+            "{id} could be a real identity number"
+        );
+    }
+    let has = |t: &str| c.messages.iter().any(|m| m.msg_type == t);
+    for t in [
+        "LOG_INNLAGT",
+        "INNLEGGELSESRAPPORT",
+        "LOG_UTSKRIVNINGSKLAR",
+        "LOG_AVMELDING",
+        "LOG_UTSKREVET",
+        "UTSKRIVNINGSRAPPORT",
+        "DIALOG_FORESPORSEL",
+        "DIALOG_SVAR",
+    ] {
+        assert!(has(t), "no {t}");
+    }
+    let status = |s: &str| {
+        c.messages.iter().any(|m| {
+            matches!(&m.body, helsemelding_lab::community::plan::Body::Plo { status, .. } if *status == s)
+        })
+    };
+    assert!(status("C") && status("M"), "cancellations and updates");
+    assert!(c.messages.iter().any(|m| m.fate == Fate::Spoofed));
+    assert!(c.messages.iter().any(|m| m.fate == Fate::Invalid));
+    assert!(c.messages.iter().any(|m| m.again), "a sender's retry");
+    assert!(c.questions.iter().any(|q| q.answered.is_none()));
+    assert!(c.episodes.iter().any(|e| e.discharged.is_none()));
+    assert!(c.episodes.iter().any(|e| e.avmeldt));
+    let first = c.messages.first().unwrap().at.date();
+    let last = c.messages.last().unwrap().at.date();
+    assert!((last - first).whole_days() >= 119, "{first} … {last}");
+    // Same seed, same community.
+    assert_eq!(truth::csv(&c), truth::csv(&make(&shape())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_of_a_synthetic_community_equals_its_truth_in_every_cell() {
+    let c = make(&shape());
+    let dir = tempfile::tempdir().unwrap();
+    let o = RunOptions {
+        repo: support::repo(),
+        schemas: support::schemas(),
+        dir: dir.path().to_path_buf(),
+        stall: Duration::from_secs(120),
+        reversed: false,
+    };
+    let r = through_gateway(&c, &o).await.expect("the community runs");
+    assert_eq!(
+        r.observed, r.expected,
+        "one observation per delivered message"
+    );
+    assert_eq!(
+        r.refused, r.expected_refused,
+        "the refused messages were refused"
+    );
+    let want = truth::csv(&c);
+    let d = differences(&want, &r.report_csv);
+    assert!(
+        d.is_empty(),
+        "{} of {} cells differ:\n{}",
+        d.len(),
+        want.lines().count() - 1,
+        d.join("\n")
+    );
+    // Not vacuous: shown and suppressed cells of every indicator family are in it.
+    for ind in [
+        "I1,",
+        "I2,",
+        "I3,",
+        "I4_median,",
+        "I5,",
+        "I6,",
+        "I7_home,",
+        "I8,",
+        "I9_innleggelsesrapport,",
+        "I10_median_h,",
+        "I11_missing_4d,",
+        "I12_total,",
+    ] {
+        assert!(
+            want.lines()
+                .any(|l| l.starts_with(ind) && l.ends_with(",false")),
+            "no shown {ind} cell"
+        );
+    }
+    assert!(want.lines().any(|l| l.ends_with(",true")));
+
+    // Replayed: the same messages through a fresh gateway, published in reverse order (answers
+    // before questions, updates and cancellations before what they point to), at another time.
+    // Indicators use the messages' own times, so the report is the same, byte for byte.
+    let again = tempfile::tempdir().unwrap();
+    let replay = through_gateway(
+        &c,
+        &RunOptions {
+            dir: again.path().to_path_buf(),
+            reversed: true,
+            ..o
+        },
+    )
+    .await
+    .expect("the replay runs");
+    assert_eq!(replay.observed, replay.expected);
+    assert_eq!(
+        replay.report_csv, r.report_csv,
+        "a replay gives the same report"
+    );
+}

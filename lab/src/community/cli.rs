@@ -54,6 +54,17 @@ pub fn shape(a: &CommunityArgs) -> Result<Shape, String> {
             .map_err(|e| format!("--last-day {s:?}: expected YYYY-MM-DD ({e})"))?,
         None => (time::OffsetDateTime::now_utc() - time::Duration::days(1)).date(),
     };
+    // The truth counts I10's working days with its own table of public holidays; a question's
+    // five working days may run a few weeks past the last day.
+    let years = super::truth::HOLIDAY_YEARS;
+    let first_day = last_day - time::Duration::days(i64::from(a.days));
+    if !years.contains(&first_day.year()) || !years.contains(&(last_day + time::Duration::days(31)).year()) {
+        return Err(format!(
+            "--days/--last-day: the community must lie within {}–{} less a month (the truth's table of Norwegian public holidays); got {first_day} to {last_day}",
+            years.start(),
+            years.end()
+        ));
+    }
     Ok(Shape {
         seed: a.seed,
         days: a.days,

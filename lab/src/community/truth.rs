@@ -167,13 +167,41 @@ fn median_p90(mut v: Vec<f64>) -> (Option<f64>, Option<f64>) {
     (Some(median), Some(v[rank - 1]))
 }
 
-/// `t` plus five working days (Monday–Friday), same wall-clock time.
+/// Norwegian public holidays (helligdager and the two statutory days, 1 and 17 May) that fall on a
+/// weekday, 2024–2028, written out from the calendar rather than computed: the report computes them
+/// from Easter (`helsemelding::insight::oslo`), and the truth must not share that code.
+const HOLIDAYS: &[(i32, u8, u8)] = &[
+    (2024, 1, 1), (2024, 3, 28), (2024, 3, 29), (2024, 4, 1), (2024, 5, 1), (2024, 5, 9),
+    (2024, 5, 17), (2024, 5, 20), (2024, 12, 25), (2024, 12, 26),
+    (2025, 1, 1), (2025, 4, 17), (2025, 4, 18), (2025, 4, 21), (2025, 5, 1), (2025, 5, 29),
+    (2025, 6, 9), (2025, 12, 25), (2025, 12, 26),
+    (2026, 1, 1), (2026, 4, 2), (2026, 4, 3), (2026, 4, 6), (2026, 5, 1), (2026, 5, 14),
+    (2026, 5, 25), (2026, 12, 25),
+    (2027, 1, 1), (2027, 3, 25), (2027, 3, 26), (2027, 3, 29), (2027, 5, 6), (2027, 5, 17),
+    (2028, 4, 13), (2028, 4, 14), (2028, 4, 17), (2028, 5, 1), (2028, 5, 17), (2028, 5, 25),
+    (2028, 6, 5), (2028, 12, 25), (2028, 12, 26),
+];
+
+/// Years [`HOLIDAYS`] covers.
+pub const HOLIDAY_YEARS: std::ops::RangeInclusive<i32> = 2024..=2028;
+
+/// Whether `d` is a working day for I10's "within 5 virkedager": Monday–Friday and not a holiday.
+fn is_working_day(d: Date) -> bool {
+    assert!(
+        HOLIDAY_YEARS.contains(&d.year()),
+        "the community's truth knows Norwegian public holidays for {HOLIDAY_YEARS:?} only, not {d}"
+    );
+    !matches!(d.weekday(), Weekday::Saturday | Weekday::Sunday)
+        && !HOLIDAYS.contains(&(d.year(), u8::from(d.month()), d.day()))
+}
+
+/// `t` plus five working days, same wall-clock time.
 fn five_working_days_after(t: Local) -> Local {
     let mut d = t.date();
     let mut left = 5;
     while left > 0 {
         d = d.next_day().unwrap_or(d);
-        if !matches!(d.weekday(), Weekday::Saturday | Weekday::Sunday) {
+        if is_working_day(d) {
             left -= 1;
         }
     }

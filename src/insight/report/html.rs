@@ -106,7 +106,7 @@ fn plotted(c: &Cell) -> Option<f64> {
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:70em}\
 h1{font-size:1.6em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ccc}\
 table{border-collapse:collapse;margin:.5em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.2em .5em;text-align:right}\
-th:first-child,td:first-child{text-align:left}td.s{color:#888;font-style:italic}.fb{font-size:.85em;white-space:nowrap}\
+th:first-child,td:first-child{text-align:left}td.s{color:#888;font-style:italic}.fb,.lg{white-space:nowrap}.fb{font-size:.85em}\
 .charts{display:flex;flex-wrap:wrap;gap:1.5em}figure{margin:0;max-width:420px}figcaption{font-size:.85em;color:#444}\
 svg text{font-size:11px;fill:#222}.note{font-size:.85em;color:#444}\
 @media print{body{margin:0;max-width:none;font-size:10pt}h2{break-after:avoid}.charts{display:block}\
@@ -317,7 +317,7 @@ fn trend(s: &mut String, r: &Report, ind: &str, units: &[u32]) {
         .enumerate()
         .map(|(k, &u)| {
             format!(
-                "<span style=\"color:{}\">■</span> {}",
+                "<span class=\"lg\"><span style=\"color:{}\">■</span> {}</span>",
                 COLOURS[k % COLOURS.len()],
                 esc(&r.name(u))
             )

@@ -198,6 +198,9 @@ pub struct InsightConfig {
     pub key_file: Option<PathBuf>,
     /// Observations and pseudonyms of episodes closed longer than this are deleted.
     pub retention: time::Duration,
+    /// Inhabitants per municipality and year (CSV `kommunenummer,year,population`), for I2 per
+    /// 1,000 inhabitants (`insight::population`); optional.
+    pub population_file: Option<PathBuf>,
 }
 
 impl Default for InsightConfig {
@@ -206,6 +209,7 @@ impl Default for InsightConfig {
             enabled: false,
             key_file: None,
             retention: time::Duration::days(30),
+            population_file: None,
         }
     }
 }
@@ -503,6 +507,7 @@ struct RawInsight {
     enabled: Option<bool>,
     key_file: Option<PathBuf>,
     retention: Option<ConfigDuration>,
+    population_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1054,6 +1059,7 @@ fn read_gateway(
         retention: i
             .retention
             .map_or(InsightConfig::default().retention, |d| d.0),
+        population_file: i.population_file.map(|p| resolve(&base, &p)),
     });
     if let Some(i) = &insight {
         if i.enabled && i.key_file.is_none() {
@@ -1387,6 +1393,20 @@ pub fn check(config_path: &Path) -> Result<(GatewayConfig, Register), Vec<Config
                     kind: ProblemKind::BadValue(reason),
                 });
             }
+        }
+    }
+    if let Some(path) = parts
+        .as_ref()
+        .and_then(|p| p.config.as_ref())
+        .and_then(|c| c.insight.population_file.as_ref())
+    {
+        for reason in crate::insight::population::Population::problems(path) {
+            problems.push(ConfigProblem {
+                file: config_path.to_path_buf(),
+                line: line("insight.population_file"),
+                key: Some("insight.population_file".into()),
+                kind: ProblemKind::BadValue(reason),
+            });
         }
     }
     problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));

@@ -12,289 +12,18 @@
 //! Needs `chromium` and `chromedriver` (`.ci/run` installs them). Without them the test prints why
 //! and passes — except under `CI=true`, where their absence fails it.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod support;
+
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64ct::{Base64, Encoding};
 use helsemelding::amqp::publisher::{Publisher, Route};
 use helsemelding::amqp::testing::TestVhost;
-use serde_json::{json, Value};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    })
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process killed when the test ends, however it ends.
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// One HTTP/1.1 exchange (connection closed after it): (status, headers, body).
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, String, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nconnection: close\r\ncontent-length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    // Read the head, then exactly content-length bytes (chromedriver keeps the connection open).
-    let mut out = Vec::new();
-    let mut buf = [0u8; 8192];
-    let head_end = loop {
-        if let Some(i) = out.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        let n = s.read(&mut buf).unwrap();
-        assert!(n > 0, "connection closed before the end of the head");
-        out.extend_from_slice(&buf[..n]);
-    };
-    let head = String::from_utf8_lossy(&out[..head_end]).into_owned();
-    assert!(
-        !head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked"),
-        "this small client reads content-length bodies only: {head}"
-    );
-    let length = head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim()
-            .eq_ignore_ascii_case("content-length")
-            .then(|| v.trim().parse::<usize>().ok())?
-    });
-    let mut body = out[head_end + 4..].to_vec();
-    match length {
-        Some(len) => {
-            while body.len() < len {
-                let n = s.read(&mut buf).unwrap();
-                assert!(n > 0, "connection closed inside the body");
-                body.extend_from_slice(&buf[..n]);
-            }
-        }
-        None => {
-            s.read_to_end(&mut body).unwrap();
-        }
-    }
-    let body = String::from_utf8_lossy(&body).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, head, body)
-}
-
-/// A WebDriver session on chromedriver.
-struct Browser {
-    port: u16,
-    session: String,
-    _driver: Kill,
-}
-
-impl Browser {
-    fn start(chromium: &Path, chromedriver: &Path) -> Browser {
-        let port = free_port();
-        let driver = Kill(
-            Command::new(chromedriver)
-                .arg(format!("--port={port}"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("chromedriver starts"),
-        );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not listen");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let caps = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": chromium.display().to_string(),
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--window-size=1400,1000"]
-            }
-        }}});
-        let mut b = Browser {
-            port,
-            session: String::new(),
-            _driver: driver,
-        };
-        let v = b.call("POST", "/session", Some(caps));
-        b.session = v["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no session: {v}"))
-            .to_owned();
-        b
-    }
-
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let (status, _, text) = http(
-            self.port,
-            method,
-            path,
-            &[("content-type", "application/json")],
-            body.as_bytes(),
-        );
-        let v: Value = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("webdriver {method} {path}: {status} {e}: {text}"));
-        v["value"].clone()
-    }
-
-    fn s(&self, method: &str, rest: &str, body: Option<Value>) -> Value {
-        let path = format!("/session/{}{rest}", self.session);
-        self.call(method, &path, body)
-    }
-
-    fn go(&self, url: &str) {
-        self.s("POST", "/url", Some(json!({ "url": url })));
-    }
-
-    fn title(&self) -> String {
-        self.s("GET", "/title", None)
-            .as_str()
-            .unwrap_or("")
-            .to_owned()
-    }
-
-    /// The element at `css`, or None.
-    fn find(&self, css: &str) -> Option<String> {
-        let v = self.s(
-            "POST",
-            "/element",
-            Some(json!({"using": "css selector", "value": css})),
-        );
-        v.as_object()
-            .and_then(|o| o.values().next())
-            .and_then(|id| id.as_str())
-            .map(str::to_owned)
-    }
-
-    fn element(&self, css: &str) -> String {
-        self.find(css)
-            .unwrap_or_else(|| panic!("no element {css} on {}", self.text("body")))
-    }
-
-    fn all_text(&self, css: &str) -> Vec<String> {
-        let v = self.s(
-            "POST",
-            "/elements",
-            Some(json!({"using": "css selector", "value": css})),
-        );
-        v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|e| e.as_object()?.values().next()?.as_str().map(str::to_owned))
-                    .map(|id| self.s("GET", &format!("/element/{id}/text"), None))
-                    .map(|t| t.as_str().unwrap_or("").to_owned())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    fn text(&self, css: &str) -> String {
-        match self.find(css) {
-            Some(id) => self
-                .s("GET", &format!("/element/{id}/text"), None)
-                .as_str()
-                .unwrap_or("")
-                .to_owned(),
-            None => String::new(),
-        }
-    }
-
-    fn type_into(&self, css: &str, text: &str) {
-        let id = self.element(css);
-        self.s("POST", &format!("/element/{id}/clear"), Some(json!({})));
-        self.s(
-            "POST",
-            &format!("/element/{id}/value"),
-            Some(json!({ "text": text })),
-        );
-    }
-
-    /// Clicks what navigates, and waits until the browser is on the new page and has loaded it.
-    fn click(&self, css: &str) {
-        let before = self.s("GET", "/url", None);
-        let id = self.element(css);
-        self.s("POST", &format!("/element/{id}/click"), Some(json!({})));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.s("GET", "/url", None) == before
-            || self.eval("return document.readyState") != "complete"
-        {
-            assert!(
-                Instant::now() < deadline,
-                "{css} did not lead to a new page"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Runs a script in the page (WebDriver's own channel, not the page's) and returns its value.
-    fn eval(&self, script: &str) -> Value {
-        self.s(
-            "POST",
-            "/execute/sync",
-            Some(json!({"script": script, "args": []})),
-        )
-    }
-
-    fn screenshot(&self, name: &str) -> PathBuf {
-        let v = self.s("GET", "/screenshot", None);
-        let png = Base64::decode_vec(v.as_str().expect("screenshot is base64")).unwrap();
-        let dir = repo().join("target/console-screenshots");
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("{name}.png"));
-        std::fs::write(&path, png).unwrap();
-        println!("screenshot: {}", path.display());
-        path
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        if !self.session.is_empty() {
-            let path = format!("/session/{}", self.session);
-            self.call("DELETE", &path, None);
-        }
-    }
-}
+use serde_json::Value;
+use support::browser::{free_port, http, tools, Browser, Kill};
+use support::repo;
 
 /// The test's configuration: the shipped one, with this vhost, paths inside `dir`, and `listen`.
 fn write_config(dir: &Path, url: &str, listen: &str, extra_console: &str) -> PathBuf {
@@ -391,16 +120,8 @@ fn decisions(log: &Path, n: usize) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_in_a_real_browser() {
-    let (chromium, chromedriver) = match (which("chromium"), which("chromedriver")) {
-        (Some(c), Some(d)) => (c, d),
-        _ => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true but chromium or chromedriver is missing (.ci/run installs them)"
-            );
-            println!("SKIPPED: chromium and chromedriver are not installed (apt-get install chromium chromium-driver)");
-            return;
-        }
+    let Some((chromium, chromedriver)) = tools() else {
+        return;
     };
     let vhost = TestVhost::create()
         .await
@@ -427,7 +148,13 @@ async fn the_console_in_a_real_browser() {
     assert_eq!(of_it.len(), 2, "two recipients in the routing log: {all:?}");
 
     let base = format!("http://127.0.0.1:{port}");
-    let browser = tokio::task::block_in_place(|| Browser::start(&chromium, &chromedriver));
+    let browser = tokio::task::block_in_place(|| {
+        Browser::start(
+            &chromium,
+            &chromedriver,
+            &repo().join("target/console-screenshots"),
+        )
+    });
     tokio::task::block_in_place(|| {
         // Overview: health, queues, per-minute counts.
         browser.go(&format!("{base}/console/"));

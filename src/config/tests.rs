@@ -602,3 +602,52 @@ fn insight_is_off_by_default_and_its_key_file_is_checked() {
         .collect();
     assert!(text.iter().any(|p| p.contains("enabeld")), "{text:?}");
 }
+
+#[test]
+fn the_population_file_is_checked_and_resolved() {
+    let gateway =
+        format!("{GOOD_GATEWAY}\n[insight]\npopulation_file = \"config/population.csv\"\n");
+    // Missing: said so, with the key.
+    let (root, path) = tree(&gateway, GOOD_PARTIES);
+    let problems = check(&path).unwrap_err();
+    let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert!(
+        keys(&problems)
+            .iter()
+            .any(|(_, k)| k == "insight.population_file")
+            && text.iter().any(|t| t.contains("cannot read")),
+        "{text:?}"
+    );
+    // Every bad row is named.
+    let file = root.path().join("config/population.csv");
+    std::fs::write(
+        &file,
+        "kommunenummer,year,population\n5501,2026,many\n301,2026,700000\n",
+    )
+    .unwrap();
+    let text: Vec<String> = check(&path)
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        text.iter()
+            .any(|t| t.contains("line 2: population \"many\""))
+            && text
+                .iter()
+                .any(|t| t.contains("line 3: kommunenummer \"301\"")),
+        "{text:?}"
+    );
+    // A good table: the path is resolved against the configuration's base.
+    std::fs::write(
+        &file,
+        "kommunenummer,year,population\n5501,2026,80000\n0301,2026,717000\n",
+    )
+    .unwrap();
+    let (cfg, _) = check(&path).unwrap();
+    assert_eq!(cfg.insight.population_file.as_deref(), Some(file.as_path()));
+    assert!(
+        !cfg.insight.enabled,
+        "a population table alone enables nothing"
+    );
+}

@@ -246,6 +246,16 @@ fn serve(args: &ServeArgs) -> ExitCode {
             },
             None => None,
         };
+        let population = match &loaded.config.insight.population_file {
+            Some(path) => match crate::insight::population::Population::load(path) {
+                Ok(p) => Some(p),
+                Err(problems) => {
+                    eprintln!("helsemelding: not starting: [insight] population_file {}: {}", path.display(), problems.join("; "));
+                    return ExitCode::from(2);
+                }
+            },
+            None => None,
+        };
         let amqp = settings.amqp.clone();
         let topology = settings.topology.clone();
         let register = loaded.context.register.clone();
@@ -260,7 +270,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
         let http_task = match http {
             Some((addr, listener)) => {
                 let report = gateway.insight().map(|r| {
-                    Arc::new(crate::insight::report::ReportView { store: r.store(), register })
+                    Arc::new(crate::insight::report::ReportView { store: r.store(), register, population: population.clone() })
                 });
                 match crate::console::start(addr, listener, &loaded.config, gateway.party_list(), amqp, topology, gateway.metrics(), report) {
                     Ok(task) => Some(task),

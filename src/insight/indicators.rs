@@ -42,6 +42,8 @@ pub enum Kind {
     Mean,
     /// A median or p90 (n = observations).
     Quantile,
+    /// A sum of days per 1,000 inhabitants (n = episodes that contributed; `population`).
+    Rate,
 }
 
 /// One figure of one indicator for one unit and period.
@@ -482,6 +484,13 @@ fn units_of(eps: &[Episode]) -> BTreeSet<u32> {
 /// I1–I8.
 fn usk_cells(eps: &[Episode], clean: &[Observation], p: &Period, today: Date, out: &mut Vec<Cell>) {
     let end = p.to.min(today + Duration::days(1));
+    // LOG_INNLAGT by patient, for I8 (a probe per episode instead of a scan of all traffic).
+    let mut admissions: HashMap<&str, Vec<&Observation>> = HashMap::new();
+    for o in clean.iter().filter(|o| o.msg_type == "LOG_INNLAGT") {
+        if let Some(patient) = o.patient.as_deref() {
+            admissions.entry(patient).or_default().push(o);
+        }
+    }
     for unit in units_of(eps) {
         let mine: Vec<&Episode> = eps.iter().filter(|e| e.unit == unit).collect();
         // I1: opened in the period.
@@ -577,15 +586,15 @@ fn usk_cells(eps: &[Episode], clean: &[Observation], p: &Period, today: Date, ou
             .iter()
             .filter(|e| {
                 let Some(c) = e.closed else { return false };
-                clean.iter().any(|o| {
-                    o.msg_type == "LOG_INNLAGT"
-                        && o.patient.as_deref() == Some(e.patient.as_str())
-                        && event(o, "1")
+                admissions.get(e.patient.as_str()).is_some_and(|adm| {
+                    adm.iter().any(|o| {
+                        event(o, "1")
                             .and_then(oslo::date_of)
                             .or(Some(date_of_msg(o)))
                             .is_some_and(|d| {
                                 d >= c + Duration::days(1) && d <= c + Duration::days(30)
                             })
+                    })
                 })
             })
             .count();
@@ -603,6 +612,33 @@ fn flow_cells(
 ) {
     let org = |o: &Observation| (input.org_of)(o.receiver.org.unwrap_or(o.from));
     let in_p = |o: &Observation| p.contains(date_of_msg(o));
+    // Indexes over the whole traffic, so that each lookup below is a probe, not a scan of every
+    // message (a year of a health community is 10⁵ messages; scanning made the report quadratic).
+    let mut answers: HashMap<&str, OffsetDateTime> = HashMap::new();
+    let mut receipts: HashMap<(&str, u32), OffsetDateTime> = HashMap::new();
+    let mut by_patient: PatientIndex<'_> = HashMap::new();
+    let earliest = |slot: &mut OffsetDateTime, t: OffsetDateTime| *slot = (*slot).min(t);
+    for o in clean {
+        let t = o.time();
+        if let (true, Some(parent)) = (o.msg_type == "DIALOG_SVAR", o.ref_to_parent.as_deref()) {
+            answers
+                .entry(parent)
+                .and_modify(|x| earliest(x, t))
+                .or_insert(t);
+        }
+        if let Some(r) = &o.apprec {
+            receipts
+                .entry((r.original_msg_id.as_str(), r.original_sender))
+                .and_modify(|x| earliest(x, t))
+                .or_insert(t);
+        }
+        if let Some(patient) = o.patient.as_deref() {
+            by_patient
+                .entry((o.msg_type.as_str(), patient))
+                .or_default()
+                .push(o);
+        }
+    }
     let mut units: BTreeSet<u32> = BTreeSet::new();
     for o in clean.iter().filter(|o| in_p(o)) {
         units.insert(org(o));
@@ -613,7 +649,7 @@ fn flow_cells(
         // Utskrivningsrapport on the day of LOG_UTSKREVET (research note §6).
         let (k, n) = followed(
             &mine,
-            clean,
+            &by_patient,
             "LOG_INNLAGT",
             "INNLEGGELSESRAPPORT",
             |o, r| {
@@ -625,7 +661,7 @@ fn flow_cells(
         out.push(Cell::share("I9_innleggelsesrapport", p, unit, k, n));
         let (k, n) = followed(
             &mine,
-            clean,
+            &by_patient,
             "LOG_UTSKREVET",
             "UTSKRIVNINGSRAPPORT",
             |o, r| r.receiver.org == o.receiver.org && date_of_msg(r) == date_of_msg(o),
@@ -639,14 +675,7 @@ fn flow_cells(
         let mut hours = Vec::new();
         let (mut within, mut mature5, mut unanswered, mut mature14) = (0u64, 0u64, 0u64, 0u64);
         for q in &asked {
-            let answer = clean
-                .iter()
-                .filter(|a| {
-                    a.msg_type == "DIALOG_SVAR"
-                        && a.ref_to_parent.as_deref() == Some(q.msg_id.as_str())
-                })
-                .map(Observation::time)
-                .min();
+            let answer = answers.get(q.msg_id.as_str()).copied();
             let t = q.time();
             let deadline = oslo::add_working_days(t, 5);
             if let Some(a) = answer {
@@ -682,15 +711,7 @@ fn flow_cells(
         let mut latency = Vec::new();
         let (mut missing, mut mature) = (0u64, 0u64);
         for m in &fag {
-            let rec = clean
-                .iter()
-                .filter(|a| {
-                    a.apprec.as_ref().is_some_and(|r| {
-                        r.original_msg_id == m.msg_id && r.original_sender == m.from
-                    })
-                })
-                .map(Observation::time)
-                .min();
+            let rec = receipts.get(&(m.msg_id.as_str(), m.from)).copied();
             if let Some(r) = rec {
                 latency.push((r - m.time()).as_seconds_f64() / 3600.0);
             }
@@ -755,11 +776,14 @@ fn flow_cells(
     }
 }
 
+/// Messages by (message function, patient pseudonym).
+type PatientIndex<'a> = HashMap<(&'a str, &'a str), Vec<&'a Observation>>;
+
 /// Of `mine`'s messages of type `first`: how many have a `then` message about the same patient
 /// for which `fits(first, then)` holds, and how many there are.
 fn followed(
     mine: &[&Observation],
-    clean: &[Observation],
+    by_patient: &PatientIndex<'_>,
     first: &str,
     then: &str,
     fits: impl Fn(&Observation, &Observation) -> bool,
@@ -768,9 +792,10 @@ fn followed(
     let done = asked
         .iter()
         .filter(|o| {
-            clean.iter().any(|r| {
-                r.msg_type == then && r.patient.is_some() && r.patient == o.patient && fits(o, r)
-            })
+            o.patient
+                .as_deref()
+                .and_then(|p| by_patient.get(&(then, p)))
+                .is_some_and(|rs| rs.iter().any(|r| fits(o, r)))
         })
         .count();
     (done as u64, asked.len() as u64)

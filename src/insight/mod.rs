@@ -4,11 +4,12 @@
 //! | module        | job |
 //! |---------------|-----|
 //! | `key`         | the patient pseudonym: HMAC-SHA256 under rotated keys from `[insight] key_file` |
-//! | `oslo`        | message times placed in Europe/Oslo; working days |
+//! | `oslo`        | message times placed in Europe/Oslo; working days and public holidays |
 //! | `observation` | one committed message → an [`observation::Observation`] (no names, identity numbers, free text) |
 //! | `store`       | `insight.redb` behind the [`store::ObservationStore`] trait |
 //! | `indicators`  | pure: observations → episodes → indicator cells I1–I12 per unit and month |
 //! | `suppress`    | pure: the small-number rule applied to cells |
+//! | `population`  | the optional population table: I2 per 1,000 inhabitants |
 //! | `report`      | `helsemelding report`: HTML, CSV, XLSX; the same HTML at `/report` |
 //!
 //! This file is the [`Recorder`]: after the commit (DESIGN §3 step 4) the gateway offers a
@@ -22,6 +23,7 @@ pub mod indicators;
 pub mod key;
 pub mod observation;
 pub mod oslo;
+pub mod population;
 pub mod report;
 pub mod store;
 pub mod suppress;

@@ -80,10 +80,52 @@ fn parse_date(s: &str) -> Option<Date> {
     Date::parse(d, fmt).ok()
 }
 
-/// Whether `d` is a working day (Monday–Friday). Public holidays are not known here and count as
-/// working days (a stated limitation of I10's "within 5 virkedager").
-pub fn is_weekday(d: Date) -> bool {
-    !matches!(d.weekday(), Weekday::Saturday | Weekday::Sunday)
+/// Easter Sunday of `year` in the Gregorian calendar (the computus as Gauss and later Meeus/Jones/
+/// Butcher wrote it out; valid for every Gregorian year). `None` only outside `time`'s range.
+pub fn easter_sunday(year: i32) -> Option<Date> {
+    let (a, b, c) = (year % 19, year / 100, year % 100);
+    let (d, e) = (b / 4, b % 4);
+    let f = (b + 8) / 25;
+    let g = (b - f + 1) / 3;
+    let h = (19 * a + b - d - g + 15) % 30;
+    let (i, k) = (c / 4, c % 4);
+    let l = (32 + 2 * e + 2 * i - h - k) % 7;
+    let m = (a + 11 * h + 22 * l) / 451;
+    let month = (h + l - 7 * m + 114) / 31;
+    let day = (h + l - 7 * m + 114) % 31 + 1;
+    Date::from_calendar_date(year, Month::try_from(month as u8).ok()?, day as u8).ok()
+}
+
+/// Whether `d` is a Norwegian public holiday (lov om helligdager og helligdagsfred §1 with
+/// lov om 1. og 17. mai som høgtidsdager): 1 January, Skjærtorsdag, Langfredag, 1. and 2. påskedag,
+/// 1 May, 17 May, Kristi himmelfartsdag, 1. and 2. pinsedag, 25 and 26 December. Every Sunday is a
+/// holiday too; [`is_working_day`] already excludes it.
+pub fn is_public_holiday(d: Date) -> bool {
+    let fixed = matches!(
+        (d.month(), d.day()),
+        (Month::January, 1)
+            | (Month::May, 1)
+            | (Month::May, 17)
+            | (Month::December, 25)
+            | (Month::December, 26)
+    );
+    if fixed {
+        return true;
+    }
+    let Some(easter) = easter_sunday(d.year()) else {
+        return false;
+    };
+    // Skjærtorsdag −3, Langfredag −2, påskedag 0, 2. påskedag +1, Kristi himmelfart +39,
+    // pinsedag +49, 2. pinsedag +50.
+    let from_easter = (d - easter).whole_days();
+    matches!(from_easter, -3 | -2 | 0 | 1 | 39 | 49 | 50)
+}
+
+/// Whether `d` is a working day (virkedag): Monday–Friday and not a public holiday. Saturday is
+/// not counted although the Sunday-and-holiday act calls it a virkedag, because the dialogue
+/// reply norm is about offices' working days (kjøreregler for dialogmeldinger).
+pub fn is_working_day(d: Date) -> bool {
+    !matches!(d.weekday(), Weekday::Saturday | Weekday::Sunday) && !is_public_holiday(d)
 }
 
 /// The instant `n` working days after `t` (same wall-clock time, Oslo).
@@ -93,7 +135,7 @@ pub fn add_working_days(t: OffsetDateTime, n: u32) -> OffsetDateTime {
     let mut left = n;
     while left > 0 {
         d = d.next_day().unwrap_or(d);
-        if is_weekday(d) {
+        if is_working_day(d) {
             left -= 1;
         }
     }
@@ -142,6 +184,91 @@ mod tests {
             date_of("2026-06-30T23:30:00"),
             Some(time::macros::date!(2026 - 06 - 30))
         );
+    }
+
+    #[test]
+    fn easter_sunday_in_known_years() {
+        // Published church calendars.
+        for (y, m, d) in [
+            (2000, Month::April, 23),
+            (2008, Month::March, 23),
+            (2011, Month::April, 24),
+            (2019, Month::April, 21),
+            (2024, Month::March, 31),
+            (2025, Month::April, 20),
+            (2026, Month::April, 5),
+            (2027, Month::March, 28),
+            (2038, Month::April, 25),
+        ] {
+            assert_eq!(
+                easter_sunday(y),
+                Date::from_calendar_date(y, m, d).ok(),
+                "{y}"
+            );
+        }
+    }
+
+    #[test]
+    fn norwegian_public_holidays_of_2026_and_2024() {
+        use time::macros::date;
+        let holidays_2026 = [
+            date!(2026 - 01 - 01),
+            date!(2026 - 04 - 02), // Skjærtorsdag
+            date!(2026 - 04 - 03), // Langfredag
+            date!(2026 - 04 - 05), // 1. påskedag
+            date!(2026 - 04 - 06), // 2. påskedag
+            date!(2026 - 05 - 01),
+            date!(2026 - 05 - 14), // Kristi himmelfartsdag
+            date!(2026 - 05 - 17),
+            date!(2026 - 05 - 24), // 1. pinsedag
+            date!(2026 - 05 - 25), // 2. pinsedag
+            date!(2026 - 12 - 25),
+            date!(2026 - 12 - 26),
+        ];
+        let mut d = date!(2026 - 01 - 01);
+        let mut found = Vec::new();
+        while d.year() == 2026 {
+            if is_public_holiday(d) {
+                found.push(d);
+            }
+            d = d.next_day().unwrap();
+        }
+        assert_eq!(found, holidays_2026);
+        // 2024: an early Easter, and Kristi himmelfart on 9 May.
+        for h in [
+            date!(2024 - 03 - 28),
+            date!(2024 - 03 - 29),
+            date!(2024 - 04 - 01),
+            date!(2024 - 05 - 09),
+            date!(2024 - 05 - 20),
+        ] {
+            assert!(is_public_holiday(h), "{h}");
+            assert!(!is_working_day(h), "{h}");
+        }
+        assert!(!is_public_holiday(date!(2024 - 04 - 02)));
+        assert!(is_working_day(date!(2024 - 04 - 02)));
+        // Christmas Eve and New Year's Eve are ordinary days in the act.
+        assert!(is_working_day(date!(2025 - 12 - 24)));
+        assert!(is_working_day(date!(2025 - 12 - 31)));
+    }
+
+    #[test]
+    fn working_days_skip_public_holidays() {
+        // Wednesday 1 April 2026 + 5 working days: Thu 2 (Skjærtorsdag), Fri 3 (Langfredag),
+        // Mon 6 (2. påskedag) are skipped → 7, 8, 9, 10, 13 April.
+        let t = parse("2026-04-01T09:30:00").unwrap();
+        assert_eq!(local(add_working_days(t, 5)), datetime!(2026-04-13 09:30));
+        // Friday 15 May 2026: 17 May is a Sunday, 25 May is 2. pinsedag →
+        // 18, 19, 20, 21, 22 May.
+        let t = parse("2026-05-15T12:00:00").unwrap();
+        assert_eq!(local(add_working_days(t, 5)), datetime!(2026-05-22 12:00));
+        // Monday 21 Dec 2026: 25 Dec (Fri) is a holiday, 26 Dec a Saturday →
+        // 22, 23, 24, 28, 29 Dec.
+        let t = parse("2026-12-21T08:00:00").unwrap();
+        assert_eq!(local(add_working_days(t, 5)), datetime!(2026-12-29 08:00));
+        // 2027: 17 May is a Monday, and Kristi himmelfart 6 May a Thursday.
+        let t = parse("2027-05-05T10:00:00").unwrap();
+        assert_eq!(local(add_working_days(t, 5)), datetime!(2027-05-13 10:00));
     }
 
     #[test]

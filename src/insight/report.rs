@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::indicators::{self, Cell, Input, Kind, Period};
+use super::population::Population;
 use super::store::{InsightError, ObservationStore, RedbStore};
 use super::suppress;
 use crate::register::Register;
@@ -132,6 +133,18 @@ pub fn build(
 }
 
 impl Report {
+    /// Adds `I2_per_1000` (USK days per 1,000 inhabitants of the unit's municipality) to the
+    /// months and the quarter and 12-month fallbacks, from the optional population table. A unit
+    /// without a kommunenummer in the register, or a municipality without a row, gets none.
+    pub fn add_rates(&mut self, population: &Population) {
+        let units = &self.units;
+        let municipality = |u: u32| units.get(&u).and_then(|i| i.municipality.clone());
+        let monthly = population.rates(&self.cells, municipality);
+        let wider = population.rates(&self.wider, municipality);
+        self.cells.extend(monthly);
+        self.wider.extend(wider);
+    }
+
     fn name(&self, unit: u32) -> String {
         match self.units.get(&unit) {
             Some(u) => match &u.municipality {
@@ -348,7 +361,19 @@ pub fn run(args: &ReportArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let report = match build(&store, &register, &args.from, &args.to) {
+    let population = match &config.insight.population_file {
+        Some(path) => match Population::load(path) {
+            Ok(p) => Some(p),
+            Err(problems) => {
+                for p in problems {
+                    eprintln!("helsemelding report: {}: {p}", path.display());
+                }
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    let mut report = match build(&store, &register, &args.from, &args.to) {
         Ok(r) => r,
         Err(e @ ReportError::Period(_)) => {
             eprintln!("helsemelding report: {e}");
@@ -359,6 +384,9 @@ pub fn run(args: &ReportArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(p) = &population {
+        report.add_rates(p);
+    }
     match write_all(&report, &args.out) {
         Ok(()) => {
             println!(
@@ -398,6 +426,8 @@ pub fn write_all(report: &Report, dir: &Path) -> Result<(), ReportError> {
 pub struct ReportView {
     pub store: std::sync::Arc<RedbStore>,
     pub register: std::sync::Arc<Register>,
+    /// `[insight] population_file`, read at start.
+    pub population: Option<Population>,
 }
 
 impl ReportView {
@@ -414,7 +444,11 @@ impl ReportView {
                 format!("{:04}-{:02}", first.year(), first.month() as u8)
             }
         };
-        Ok(build(self.store.as_ref(), &self.register, &from, &to)?.html())
+        let mut report = build(self.store.as_ref(), &self.register, &from, &to)?;
+        if let Some(p) = &self.population {
+            report.add_rates(p);
+        }
+        Ok(report.html())
     }
 }
 
@@ -518,6 +552,7 @@ mod tests {
         let view = ReportView {
             store: std::sync::Arc::new(store),
             register: std::sync::Arc::new(register),
+            population: None,
         };
         let page = view.page(Some("2026-02"), Some("2026-03")).unwrap();
         assert!(page.contains("HER-id 81000"));

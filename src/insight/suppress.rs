@@ -4,7 +4,8 @@
 //!
 //! 1. a share is shown only if its denominator is ≥ 5 and its numerator is 0 or ≥ 5; a count
 //!    (a numerator without a denominator) only if it is 0 or ≥ 5;
-//! 2. a sum of days (and I5's mean of daily counts) only if ≥ 5 episodes contributed;
+//! 2. a sum of days (and I5's mean of daily counts, and I2 per 1,000 inhabitants) only if ≥ 5
+//!    episodes contributed;
 //! 3. a median or p90 only if n ≥ 10 (a minimum or maximum is never computed at all);
 //! 4. secondary suppression: where the cells of a row add up to a total someone can see (the
 //!    counts and sums of one indicator over the units of a period; the I7 outcome shares of one
@@ -26,7 +27,7 @@ pub fn primary(c: &Cell) -> bool {
     match c.kind {
         Kind::Share => c.denominator.is_none_or(|d| d < 5.0) || c.numerator.is_none_or(small),
         Kind::Count => c.value.is_none_or(small),
-        Kind::Sum | Kind::Mean => c.n < 5,
+        Kind::Sum | Kind::Mean | Kind::Rate => c.n < 5,
         Kind::Quantile => c.n < 10 || c.value.is_none(),
     }
 }

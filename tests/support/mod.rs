@@ -1,6 +1,8 @@
 //! The one support tree of the integration tests; every test file that needs it says
 //! `mod support;` and uses the part it needs:
 //!
+//! - [`browser`]: headless Chromium through chromedriver, a small HTTP client (console_browser.rs,
+//!   insight_browser.rs);
 //! - [`crl`]: a CA publishing its CRLs over HTTP on 127.0.0.1 (crl_refresh.rs);
 //! - [`gateway`]: a gateway in its own vhost and state directory, a signing sender, readers for
 //!   the parties' queues (gateway_*.rs, hostile.rs);
@@ -16,6 +18,7 @@
 //! A test binary uses only some of it, hence `dead_code` is allowed here.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod crl;
 pub mod gateway;
 pub mod hnmsg;

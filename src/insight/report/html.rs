@@ -12,6 +12,7 @@ fn label(ind: &str) -> String {
     let l = match ind {
         "I1" => "I1 USK-episoder startet (antall)",
         "I2" => "I2 USK-døgn i måneden (sum)",
+        "I2_per_1000" => "I2 USK-døgn per 1 000 innbyggere",
         "I3" => "I3 Avsluttede episoder uten USK-døgn (andel)",
         "I4_median" => "I4 USK-døgn per avsluttet episode, median (3 mnd)",
         "I4_p90" => "I4 USK-døgn per avsluttet episode, 90-persentil (3 mnd)",
@@ -63,6 +64,7 @@ fn norm(ind: &str) -> Option<(f64, &'static str)> {
 const CHARTS: &[&str] = &[
     "I1",
     "I2",
+    "I2_per_1000",
     "I3",
     "I4_median",
     "I5",
@@ -87,7 +89,7 @@ fn show(c: &Cell) -> String {
     };
     match c.kind {
         Kind::Share => format!("{:.0} %", v * 100.0),
-        Kind::Count => format!("{v:.0}"),
+        Kind::Count | Kind::Sum => format!("{v:.0}"),
         _ => format!("{v:.1}").replace('.', ","),
     }
 }
@@ -104,10 +106,17 @@ fn plotted(c: &Cell) -> Option<f64> {
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:70em}\
 h1{font-size:1.6em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ccc}\
 table{border-collapse:collapse;margin:.5em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.2em .5em;text-align:right}\
-th:first-child,td:first-child{text-align:left}td.s{color:#888;font-style:italic}\
-.charts{display:flex;flex-wrap:wrap;gap:1.5em}figure{margin:0}figcaption{font-size:.85em;color:#444}\
+th:first-child,td:first-child{text-align:left}td.s{color:#888;font-style:italic}.fb,.lg{white-space:nowrap}.fb{font-size:.85em}\
+.charts{display:flex;flex-wrap:wrap;gap:1.5em}figure{margin:0;max-width:420px}figcaption{font-size:.85em;color:#444}\
 svg text{font-size:11px;fill:#222}.note{font-size:.85em;color:#444}\
-@media print{body{margin:0;max-width:none}section{break-inside:avoid}.charts{display:block}figure{break-inside:avoid}}";
+@media print{body{margin:0;max-width:none;font-size:10pt}h2{break-after:avoid}.charts{display:block}\
+figure{break-inside:avoid;margin-bottom:1em}table{font-size:7pt;width:100%}th,td{padding:.1em .2em}\
+tr{break-inside:avoid}thead{display:table-header-group}}";
+
+/// The page's own policy, so that a saved copy opened from disk fetches nothing either: no
+/// script, no request of any kind; only its inline styles. `/report` sends the same as a header.
+pub const CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'";
 
 const COLOURS: &[&str] = &[
     "#1f5f8b", "#c0392b", "#27ae60", "#8e44ad", "#d35400", "#16a085", "#7f8c8d", "#2c3e50",
@@ -120,7 +129,7 @@ pub fn page(r: &Report) -> String {
     let last = r.months.last().cloned().unwrap_or_default();
     let _ = write!(
         s,
-        "<!DOCTYPE html><html lang=\"nb\"><head><meta charset=\"utf-8\"><title>Helsefellesskapet: indikatorer {first} – {last}</title><style>{STYLE}</style></head><body>"
+        "<!DOCTYPE html><html lang=\"nb\"><head><meta charset=\"utf-8\"><meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\"><meta name=\"viewport\" content=\"width=device-width\"><title>Helsefellesskapet: indikatorer {first} – {last}</title><style>{STYLE}</style></head><body>"
     );
     let _ = write!(
         s,
@@ -174,7 +183,7 @@ fn bars(s: &mut String, r: &Report, ind: &str, month: &str, units: &[u32]) {
     let h = 22 * rows.len().max(1) + 10;
     let _ = write!(
         s,
-        "<figure data-chart=\"bars\"><svg role=\"img\" width=\"420\" height=\"{h}\" viewBox=\"0 0 420 {h}\"><title>{} – {month}</title>",
+        "<figure data-chart=\"bars\" data-indicator=\"{ind}\"><svg role=\"img\" width=\"420\" height=\"{h}\" viewBox=\"0 0 420 {h}\"><title>{} – {month}</title>",
         esc(&label(ind))
     );
     for (i, (name, v, shown)) in rows.iter().enumerate() {
@@ -215,6 +224,12 @@ fn bars(s: &mut String, r: &Report, ind: &str, month: &str, units: &[u32]) {
 /// Trend lines per unit over the report's months (at most the last 12), with the norm.
 fn trend(s: &mut String, r: &Report, ind: &str, units: &[u32]) {
     let months: Vec<&String> = r.months.iter().rev().take(12).rev().collect();
+    // Lines and legend for the units this indicator has cells for, coloured in that order.
+    let units: Vec<u32> = units
+        .iter()
+        .copied()
+        .filter(|&u| months.iter().any(|m| r.cell(ind, m, u).is_some()))
+        .collect();
     let (w, h, left, top, bottom) = (420.0, 200.0, 40.0, 10.0, 30.0);
     let mut max: f64 = units
         .iter()
@@ -239,7 +254,7 @@ fn trend(s: &mut String, r: &Report, ind: &str, units: &[u32]) {
     let y = |v: f64| top + (h - top - bottom) * (1.0 - v / max);
     let _ = write!(
         s,
-        "<figure data-chart=\"trend\"><svg role=\"img\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\"><title>{} – utvikling</title>",
+        "<figure data-chart=\"trend\" data-indicator=\"{ind}\"><svg role=\"img\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\"><title>{} – utvikling</title>",
         esc(&label(ind))
     );
     let _ = write!(
@@ -248,11 +263,15 @@ fn trend(s: &mut String, r: &Report, ind: &str, units: &[u32]) {
         y(0.0), w - 10.0, y(0.0), top + 10.0, fmt_axis(max), y(0.0)
     );
     for (i, m) in months.iter().enumerate() {
-        if i == 0 || i + 1 == months.len() {
+        // The first month's label starts at its point, the last one's ends there: both stay
+        // inside the drawing.
+        if i == 0 {
+            let _ = write!(s, "<text x=\"{:.1}\" y=\"{}\">{m}</text>", x(i), h - 8.0);
+        } else if i + 1 == months.len() {
             let _ = write!(
                 s,
-                "<text x=\"{:.1}\" y=\"{}\">{m}</text>",
-                (x(i) - 20.0).max(0.0),
+                "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"end\">{m}</text>",
+                x(i),
                 h - 8.0
             );
         }
@@ -298,7 +317,7 @@ fn trend(s: &mut String, r: &Report, ind: &str, units: &[u32]) {
         .enumerate()
         .map(|(k, &u)| {
             format!(
-                "<span style=\"color:{}\">■</span> {}",
+                "<span class=\"lg\"><span style=\"color:{}\">■</span> {}</span>",
                 COLOURS[k % COLOURS.len()],
                 esc(&r.name(u))
             )
@@ -344,13 +363,15 @@ fn truncate(s: &str, n: usize) -> String {
 fn table(s: &mut String, r: &Report, ind: &str, units: &[u32]) {
     let _ = write!(
         s,
-        "<section><h2>{}</h2><table><thead><tr><th>Enhet</th>",
+        "<section data-indicator=\"{}\"><h2>{}</h2><table><thead><tr><th>Enhet</th>",
+        esc(ind),
         esc(&label(ind))
     );
     for m in &r.months {
         let _ = write!(s, "<th>{m}</th>");
     }
     s.push_str("</tr></thead><tbody>");
+    let mut has_fallback = false;
     for &u in units {
         if !r.months.iter().any(|m| r.cell(ind, m, u).is_some()) {
             continue;
@@ -365,9 +386,15 @@ fn table(s: &mut String, r: &Report, ind: &str, units: &[u32]) {
                         let t = super::Period::twelve(d.year(), d.month()).label;
                         super::suppress::fallback(c, &r.wider, &q, &t)
                     });
+                    has_fallback |= fb.is_some();
                     match fb {
                         Some(f) => {
-                            let _ = write!(s, "<td class=\"s\" title=\"skjult for måneden; vist for {0}\">skjult • {1} ({0})</td>", esc(&f.period), esc(&show(f)));
+                            let wider = if f.period.contains('Q') {
+                                "kv."
+                            } else {
+                                "12 mnd"
+                            };
+                            let _ = write!(s, "<td class=\"s\" title=\"skjult for måneden; vist for {0}\">skjult<br><span class=\"fb\">{wider} {1}</span></td>", esc(&f.period), esc(&show(f)));
                         }
                         None => {
                             s.push_str("<td class=\"s\" title=\"for få til å vises\">skjult</td>")
@@ -381,7 +408,11 @@ fn table(s: &mut String, r: &Report, ind: &str, units: &[u32]) {
         }
         s.push_str("</tr>");
     }
-    s.push_str("</tbody></table></section>");
+    s.push_str("</tbody></table>");
+    if has_fallback {
+        s.push_str("<p class=\"note\">«kv.»: kvartalet måneden hører til; «12 mnd»: de 12 månedene som ender med måneden — vist der måneden alene er skjult.</p>");
+    }
+    s.push_str("</section>");
 }
 
 /// What the report covers and what it cannot see.

@@ -588,14 +588,7 @@ async fn hostile_corpus_gets_its_expected_answers_and_the_gateway_stays_up() {
         let lines_before = count_lines(&routing_log);
         let t0 = Instant::now();
         publisher
-            .publish_with_properties(
-                Route::Exchange {
-                    exchange: &t.exchange,
-                    routing_key: &t.inbound,
-                },
-                props.clone(),
-                &body,
-            )
+            .publish_with_properties(Route::intake(&t), props.clone(), &body)
             .await
             .unwrap_or_else(|e| panic!("{}: intake publish not confirmed: {e}", case.name));
         // Settled = the gateway wrote its routing-log line for it, which it does after the broker

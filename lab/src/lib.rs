@@ -74,6 +74,8 @@ impl RunPaths {
             schemas,
         })
     }
+}
+
 /// `one(i)` for every `i` in `0..n`, on all available cores, in order; the first error is
 /// returned, and `panicked()` if a thread panicked. (Signing is RSA and slow: the benchmark and
 /// the community generator sign thousands of messages this way before anything is timed.)

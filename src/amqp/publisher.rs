@@ -45,6 +45,17 @@ pub enum Route<'a> {
     },
 }
 
+impl<'a> Route<'a> {
+    /// The gateway's intake: the intake exchange, routed to `gateway_inbound` (what a sender, a
+    /// replay, a redrive and the lab's traffic publish to).
+    pub fn intake(topology: &'a super::topology::Topology) -> Route<'a> {
+        Route::Exchange {
+            exchange: &topology.exchange,
+            routing_key: &topology.inbound,
+        }
+    }
+}
+
 impl Route<'_> {
     fn parts(&self) -> (&str, &str) {
         match *self {

@@ -614,14 +614,7 @@ pub async fn replay_one(
         props = props.with_user_id(u.into());
     }
     publisher
-        .publish_with_properties(
-            Route::Exchange {
-                exchange: &topology.exchange,
-                routing_key: &topology.inbound,
-            },
-            props,
-            &body,
-        )
+        .publish_with_properties(Route::intake(&topology), props, &body)
         .await?;
     Ok(headers)
 }

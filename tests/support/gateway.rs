@@ -323,14 +323,7 @@ impl Harness {
     async fn publish(&self, props: &BasicProperties, body: &[u8]) {
         let t = Topology::default();
         self.publisher
-            .publish_with_properties(
-                Route::Exchange {
-                    exchange: &t.exchange,
-                    routing_key: &t.inbound,
-                },
-                props.clone(),
-                body,
-            )
+            .publish_with_properties(Route::intake(&t), props.clone(), body)
             .await
             .expect("intake publish confirmed");
         self.published.fetch_add(1, Ordering::Relaxed);

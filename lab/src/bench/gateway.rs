@@ -195,15 +195,8 @@ fn publish_signed(
         .with_user_id("guest".into());
     let (p, body, t) = (publisher.clone(), m.body.clone(), t.clone());
     Ok(async move {
-        p.publish_with_properties(
-            Route::Exchange {
-                exchange: &t.exchange,
-                routing_key: &t.inbound,
-            },
-            props,
-            &body,
-        )
-        .await
+        p.publish_with_properties(Route::intake(&t), props, &body)
+            .await
     })
 }
 

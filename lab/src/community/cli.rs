@@ -58,7 +58,9 @@ pub fn shape(a: &CommunityArgs) -> Result<Shape, String> {
     // five working days may run a few weeks past the last day.
     let years = super::truth::HOLIDAY_YEARS;
     let first_day = last_day - time::Duration::days(i64::from(a.days));
-    if !years.contains(&first_day.year()) || !years.contains(&(last_day + time::Duration::days(31)).year()) {
+    if !years.contains(&first_day.year())
+        || !years.contains(&(last_day + time::Duration::days(31)).year())
+    {
         return Err(format!(
             "--days/--last-day: the community must lie within {}–{} less a month (the truth's table of Norwegian public holidays); got {first_day} to {last_day}",
             years.start(),

@@ -222,15 +222,8 @@ async fn publish_all(publisher: &Publisher, msgs: &[Outgoing]) -> Result<(), Com
             }
             let (p, t, props, body) = (publisher.clone(), t.clone(), props.clone(), m.body.clone());
             set.spawn(async move {
-                p.publish_with_properties(
-                    Route::Exchange {
-                        exchange: &t.exchange,
-                        routing_key: &t.inbound,
-                    },
-                    props,
-                    &body,
-                )
-                .await
+                p.publish_with_properties(Route::intake(&t), props, &body)
+                    .await
             });
         }
     }

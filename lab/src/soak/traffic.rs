@@ -163,15 +163,8 @@ fn publish_one(
         .with_user_id("guest".into());
     let (p, t) = (publisher.clone(), Topology::default());
     Ok(async move {
-        p.publish_with_properties(
-            Route::Exchange {
-                exchange: &t.exchange,
-                routing_key: &t.inbound,
-            },
-            props,
-            &body,
-        )
-        .await
+        p.publish_with_properties(Route::intake(&t), props, &body)
+            .await
     })
 }
 

@@ -8,7 +8,7 @@
 //! The same traffic replayed in another order through a fresh gateway gives the same report (the
 //! research note's pitfall "replay gives the same report", end to end).
 //! Smaller than the CLI's default (fewer stays a day) for test time, but the same 120 days, six
-//! municipalities and twenty GP offices.
+//! municipalities and twenty GP offices, over the spring's public holidays.
 
 mod support;
 
@@ -20,13 +20,16 @@ use helsemelding_lab::community::{differences, truth};
 
 fn shape() -> Shape {
     Shape {
-        seed: 13,
+        seed: 7,
         days: 120,
-        last_day: time::macros::date!(2026 - 11 - 30),
+        // March to June: Easter, 1 May, Ascension and Whit Monday fall inside, so I10's "within
+        // 5 working days" is checked across public holidays (the report computes them from Easter,
+        // the truth has them written out).
+        last_day: time::macros::date!(2026 - 06 - 30),
         municipalities: 6,
         gp_offices: 20,
         admissions_per_day: 4.0,
-        questions_per_day: 4.0,
+        questions_per_day: 8.0,
     }
 }
 
@@ -65,6 +68,12 @@ fn the_plan_has_what_the_issue_asks_for() {
     assert!(c.messages.iter().any(|m| m.fate == Fate::Invalid));
     assert!(c.messages.iter().any(|m| m.again), "a sender's retry");
     assert!(c.questions.iter().any(|q| q.answered.is_none()));
+    // Questions whose five working days run across Easter 2026 (2, 3 and 6 April).
+    let before_easter = time::macros::date!(2026 - 03 - 27)..=time::macros::date!(2026 - 04 - 01);
+    assert!(c
+        .questions
+        .iter()
+        .any(|q| before_easter.contains(&q.asked.date())));
     assert!(c.episodes.iter().any(|e| e.discharged.is_none()));
     assert!(c.episodes.iter().any(|e| e.avmeldt));
     let first = c.messages.first().unwrap().at.date();

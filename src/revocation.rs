@@ -92,6 +92,14 @@ pub struct CaFigures {
 #[derive(Debug, Default)]
 pub struct CrlStatus(Mutex<BTreeMap<String, CaFigures>>);
 
+/// A metric family of the CRL status: name, Prometheus type, help, and its figure of one CA.
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&CaFigures) -> Option<i64>,
+);
+
 impl CrlStatus {
     fn with(&self, ca: &str, f: impl FnOnce(&mut CaFigures)) {
         let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
@@ -125,7 +133,7 @@ impl CrlStatus {
         use std::fmt::Write as _;
         let g = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let label = |ca: &str| ca.replace(['\\', '"', '\n'], "_");
-        let families: [(&str, &str, &str, fn(&CaFigures) -> Option<i64>); 6] = [
+        let families: [Family; 6] = [
             (
                 "helsemelding_crl_next_update_timestamp_seconds",
                 "gauge",

@@ -100,7 +100,7 @@ pub async fn redrive(
         let count = redriven_count(props.headers()) + 1;
         headers.insert(REDRIVEN_HEADER.into(), AMQPValue::LongLongInt(count));
         props = props.with_headers(headers).with_delivery_mode(PERSISTENT);
-        let route = Route::intake(&topology);
+        let route = Route::intake(topology);
         if let Err(e) = publisher
             .publish_with_properties(route, props, delivery.body())
             .await

@@ -614,7 +614,7 @@ pub async fn replay_one(
         props = props.with_user_id(u.into());
     }
     publisher
-        .publish_with_properties(Route::intake(&topology), props, &body)
+        .publish_with_properties(Route::intake(topology), props, &body)
         .await?;
     Ok(headers)
 }

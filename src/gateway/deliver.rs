@@ -65,8 +65,9 @@ pub(super) enum Stepped {
     Published(Box<Finish>),
     /// The delivery's session is gone; drop it, the broker redelivers it.
     Abandon,
-    /// Step 2 could not be recorded (an infrastructure fault): the delivery, to try again.
-    Retry(String, Delivery),
+    /// Step 2 could not be recorded (an infrastructure fault): the delivery, to try again (boxed:
+    /// rare, and the other variants are small).
+    Retry(String, Box<Delivery>),
 }
 
 /// Steps 2 and 3 for one delivery: record, then publish every send at once (pipelined confirms).
@@ -90,7 +91,7 @@ pub(super) async fn publish(
     } else {
         match inner.store.record(record).await {
             Ok(r) => Some(r),
-            Err(e) => return Stepped::Retry(format!("delivery state: {e}"), delivery),
+            Err(e) => return Stepped::Retry(format!("delivery state: {e}"), Box::new(delivery)),
         }
     };
     inner.metrics.phases.lap(Phase::Record, &mut lap);

@@ -252,7 +252,7 @@ async fn handle(
                 }
                 Stepped::Abandon => return,
                 Stepped::Retry(reason, d) => {
-                    delivery = d;
+                    delivery = *d;
                     reason
                 }
             };
@@ -321,7 +321,7 @@ async fn step(
     let stored = match key {
         Some((sender, msg_id)) => match inner.store.get(sender, msg_id).await {
             Ok(r) => r,
-            Err(e) => return Stepped::Retry(format!("delivery state: {e}"), delivery),
+            Err(e) => return Stepped::Retry(format!("delivery state: {e}"), Box::new(delivery)),
         },
         None => None,
     };
@@ -345,7 +345,7 @@ async fn step(
         decide::decide(plan, stored, &inner.me, now)
     };
     match action {
-        Action::Retry(reason) => Stepped::Retry(reason, delivery),
+        Action::Retry(reason) => Stepped::Retry(reason, Box::new(delivery)),
         Action::Carry(carry) => {
             deliver::publish(
                 inner,

@@ -20,9 +20,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use helsemelding::amqp::publisher::{Publisher, Route};
-use helsemelding::amqp::testing::TestVhost;
 use serde_json::Value;
-use support::browser::{free_port, http, tools, Browser, Kill};
+use support::browser::{browser_test, free_port, http, Browser, BrowserTest, Kill};
 use support::repo;
 
 /// The test's configuration: the shipped one, with this vhost, paths inside `dir`, and `listen`.
@@ -120,14 +119,16 @@ fn decisions(log: &Path, n: usize) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_in_a_real_browser() {
-    let Some((chromium, chromedriver)) = tools() else {
+    let Some(BrowserTest {
+        chromium,
+        chromedriver,
+        vhost,
+        dir,
+        port,
+    }) = browser_test().await
+    else {
         return;
     };
-    let vhost = TestVhost::create()
-        .await
-        .expect("test vhost (is RabbitMQ running?)");
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let config = write_config(dir.path(), vhost.url(), &format!("127.0.0.1:{port}"), "");
     let mut gateway = serve(&config, dir.path());
     tokio::task::block_in_place(|| wait_healthy(port, &mut gateway, dir.path()));

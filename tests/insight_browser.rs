@@ -24,11 +24,10 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use helsemelding::amqp::testing::TestVhost;
 use helsemelding::insight::observation::{AppRecFacts, Observation, PloEvent, PloFacts, Unit};
 use helsemelding::insight::store::{ObservationStore, RedbStore};
 use serde_json::Value;
-use support::browser::{free_port, http, tools, Browser};
+use support::browser::{browser_test, http, Browser, BrowserTest};
 use support::repo;
 use support::serve::Serve;
 use time::{Duration as Span, PrimitiveDateTime};
@@ -708,14 +707,16 @@ return {inner, wide, avoid, scroll: document.documentElement.scrollWidth};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_report_in_a_real_browser() {
-    let Some((chromium, chromedriver)) = tools() else {
+    let Some(BrowserTest {
+        chromium,
+        chromedriver,
+        vhost,
+        dir,
+        port,
+    }) = browser_test().await
+    else {
         return;
     };
-    let vhost = TestVhost::create()
-        .await
-        .expect("test vhost (is RabbitMQ running?)");
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let config = write_config(dir.path(), vhost.url(), port);
 
     // A year of a health community's traffic in the store the gateway would have written.

@@ -353,3 +353,28 @@ impl Drop for Browser {
         }
     }
 }
+
+/// What a browser test starts from: Debian's Chromium and chromedriver, a vhost of its own, a
+/// directory and a free port for `serve`.
+pub struct BrowserTest {
+    pub chromium: PathBuf,
+    pub chromedriver: PathBuf,
+    pub vhost: helsemelding::amqp::testing::TestVhost,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+/// `None` when the browser is missing ([`tools`] says why).
+pub async fn browser_test() -> Option<BrowserTest> {
+    let (chromium, chromedriver) = tools()?;
+    let vhost = helsemelding::amqp::testing::TestVhost::create()
+        .await
+        .expect("test vhost (is RabbitMQ running?)");
+    Some(BrowserTest {
+        chromium,
+        chromedriver,
+        vhost,
+        dir: tempfile::tempdir().unwrap(),
+        port: free_port(),
+    })
+}

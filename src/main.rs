@@ -5,11 +5,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc instead of glibc's malloc: allocation and freeing were ~20 % of the async workers' CPU
-/// per message (issue 11's profile: `_int_malloc`, `_int_free`, `malloc_consolidate`).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "helsemelding",

@@ -77,9 +77,15 @@ pub fn build(
             .organisation_of(crate::ids::HerId(h))
             .map_or(h, |o| o.0)
     };
+    let kind_of = |h: u32| {
+        register
+            .kind_of(crate::ids::HerId(h))
+            .map_or("other", crate::register::OrgKind::token)
+    };
     let input = Input {
         observations: &obs,
         org_of: &org_of,
+        kind_of: &kind_of,
     };
     let mut cells = indicators::compute(&input, &months);
     let aggregates = store.aggregates()?;
@@ -106,11 +112,16 @@ pub fn build(
     let mut wider = indicators::compute(&input, &wider_periods);
     suppress::apply(&mut wider);
     let mut units = BTreeMap::new();
-    for c in cells.iter().chain(&wider) {
-        units.entry(c.unit).or_insert_with(|| {
-            let p = register.get(crate::ids::HerId(c.unit));
+    // The units, and the sending organisations I12's pairs name (`I12_from_{her}`).
+    let senders = cells
+        .iter()
+        .chain(&wider)
+        .filter_map(|c| c.indicator.strip_prefix("I12_from_")?.parse::<u32>().ok());
+    for her in cells.iter().chain(&wider).map(|c| c.unit).chain(senders) {
+        units.entry(her).or_insert_with(|| {
+            let p = register.get(crate::ids::HerId(her));
             UnitInfo {
-                name: p.map_or_else(|| format!("HER-id {}", c.unit), |p| p.name.clone()),
+                name: p.map_or_else(|| format!("HER-id {her}"), |p| p.name.clone()),
                 municipality: p.and_then(|p| p.municipality.clone()),
             }
         });

@@ -578,6 +578,28 @@ mod tests {
     }
 
     #[test]
+    fn split_cells_are_tables_with_norwegian_labels_not_charts() {
+        let mut within = cell("I10_within_5d_dir_gp_municipality", 81000, 0.8, false);
+        within.kind = Kind::Share;
+        let r = report(vec![
+            cell("I1", 81000, 7.0, false),
+            within,
+            cell("I10_median_h_T8", 81000, 30.0, true),
+            cell("I12_from_80000", 81000, 12.0, false),
+        ]);
+        let h = r.html();
+        assert!(h.contains("<section data-split=\"I10_within_5d_dir\">"));
+        assert!(h.contains("fra legekontor til kommune"));
+        assert!(h.contains("<section data-split=\"I10_median_h_type\">"));
+        assert!(h.contains("forespørselstype 8"));
+        assert!(h.contains("<section data-split=\"I12_total_from\">"));
+        assert!(h.contains("<tr data-indicator=\"I12_from_80000\""));
+        assert!(!h.contains("data-indicator=\"I10_within_5d_dir_gp_municipality\"><svg"));
+        assert!(!h.contains("<figure data-chart=\"bars\" data-indicator=\"I12_from"));
+        assert!(!h.contains("<section data-indicator=\"I12_from_80000\""));
+    }
+
+    #[test]
     fn numbers_are_written_plainly() {
         assert_eq!(fmt_num(3.0), "3");
         assert_eq!(fmt_num(0.25), "0.25");

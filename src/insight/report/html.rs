@@ -97,7 +97,7 @@ fn label(ind: &str) -> String {
     if let Some((figure, split, value)) = split_of(ind) {
         return match split {
             Split::Direction => format!("{}, {}", label(figure), direction_label(value)),
-            Split::Type => format!("{}, forespørsel{}", label(figure), type_label(value)),
+            Split::Type => format!("{}, forespørsels{}", label(figure), type_label(value)),
             Split::Sender => format!("I12 Meldinger mottatt fra HER-id {value} (antall)"),
         };
     }
@@ -521,8 +521,9 @@ fn split_table(s: &mut String, r: &Report, figure: &str, how: Split, inds: &[&st
             };
             let _ = write!(
                 s,
-                "<tr data-indicator=\"{}\"><td>{}<br><span class=\"k\">{}</span></td>",
+                "<tr data-indicator=\"{}\" title=\"{}\"><td>{}<br><span class=\"k\">{}</span></td>",
                 esc(ind),
+                esc(&label(ind)),
                 esc(&r.name(u)),
                 esc(&what)
             );

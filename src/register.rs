@@ -48,6 +48,37 @@ pub struct Party {
     /// (src/insight; DESIGN §4, §7). Optional.
     #[serde(default)]
     pub municipality: Option<String>,
+    /// What kind of organisation a level-1 party is (`hospital`, `municipality`, `gp_office`,
+    /// `other`): the direction of the insight report's dialogue figures (I10 "hospital →
+    /// municipality", src/insight). Optional; only on organisations.
+    #[serde(default)]
+    pub kind: Option<OrgKind>,
+}
+
+/// The kind of a level-1 organisation, as the insight report names directions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrgKind {
+    /// A hospital trust (helseforetak) or a private hospital.
+    Hospital,
+    /// A municipality's organisation (its nursing homes, home care, KAD are its services).
+    Municipality,
+    /// A GP office (legekontor); its doctors are level-2 persons.
+    GpOffice,
+    /// Anything else (a pharmacy, a laboratory, a specialist outside a hospital).
+    Other,
+}
+
+impl OrgKind {
+    /// The word an indicator name uses for it (`I10_within_5d_dir_gp_municipality`).
+    pub fn token(self) -> &'static str {
+        match self {
+            OrgKind::Hospital => "hospital",
+            OrgKind::Municipality => "municipality",
+            OrgKind::GpOffice => "gp",
+            OrgKind::Other => "other",
+        }
+    }
 }
 
 /// An inconsistency in the register. All of them are configuration faults: the gateway must not
@@ -83,6 +114,12 @@ pub enum RegisterError {
         party: HerId,
         value: String,
     },
+    #[error("party {party}: `kind` is set on a level-2 party (of {organisation}); it belongs on the organisation")]
+    KindOnService {
+        index: usize,
+        party: HerId,
+        organisation: HerId,
+    },
     #[error("party {party}: accepts {code:?}, which is not a message function of code list 8279")]
     UnknownMessageType {
         index: usize,
@@ -102,6 +139,7 @@ impl RegisterError {
             | Self::OwnOrganisation { index, .. }
             | Self::NoAccepts { index, .. }
             | Self::BadMunicipality { index, .. }
+            | Self::KindOnService { index, .. }
             | Self::UnknownMessageType { index, .. } => *index,
         }
     }
@@ -160,6 +198,13 @@ impl Register {
             let Some(org) = p.organisation_her_id else {
                 continue;
             };
+            if p.kind.is_some() && org != p.her_id {
+                problems.push(RegisterError::KindOnService {
+                    index,
+                    party: p.her_id,
+                    organisation: org,
+                });
+            }
             if org == p.her_id {
                 problems.push(RegisterError::OwnOrganisation {
                     index,
@@ -226,6 +271,12 @@ impl Register {
         self.get(her).and_then(|p| p.organisation_her_id)
     }
 
+    /// The kind of the organisation `her` is or belongs to, when the register says (`kind`).
+    pub fn kind_of(&self, her: HerId) -> Option<OrgKind> {
+        let org = self.organisation_of(her).unwrap_or(her);
+        self.get(org).and_then(|p| p.kind)
+    }
+
     /// The level-2 services and persons registered under an organisation, in file order.
     pub fn children(&self, organisation: HerId) -> &[HerId] {
         self.children
@@ -269,6 +320,7 @@ pub(crate) mod tests {
             amqp_users: vec![format!("ehr-{her}")],
             encryption_certificate: None,
             municipality: None,
+            kind: None,
         }
     }
 
@@ -302,6 +354,24 @@ pub(crate) mod tests {
         p.municipality = Some("551".into());
         let e = Register::from_parties(vec![p]).unwrap_err();
         assert!(matches!(e[0], RegisterError::BadMunicipality { .. }));
+    }
+
+    #[test]
+    fn a_kind_is_read_on_the_organisation_and_refused_on_a_service() {
+        let toml = "her_id = 1000\nname = \"HF\"\naccepts = [\"APPREC\"]\nkind = \"gp_office\"\n";
+        let mut org: Party = toml::from_str(toml).unwrap();
+        assert_eq!(org.kind, Some(OrgKind::GpOffice));
+        let service = party(1001, Some(1000), &["APPREC"]);
+        let r = Register::from_parties(vec![org.clone(), service.clone()]).unwrap();
+        assert_eq!(r.kind_of(HerId(1001)), Some(OrgKind::GpOffice));
+        assert_eq!(r.kind_of(HerId(1000)).map(OrgKind::token), Some("gp"));
+        assert_eq!(r.kind_of(HerId(9999)), None);
+        org.kind = None;
+        let mut wrong = service;
+        wrong.kind = Some(OrgKind::Hospital);
+        let e = Register::from_parties(vec![org, wrong]).unwrap_err();
+        assert!(matches!(e[0], RegisterError::KindOnService { .. }));
+        assert!(toml::from_str::<Party>(&toml.replace("gp_office", "legekontor")).is_err());
     }
 
     #[test]

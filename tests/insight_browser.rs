@@ -377,7 +377,7 @@ fn extra_parties() -> String {
     let mut s = String::new();
     for &(her, name, kommune, _) in MUNICIPALITIES.iter().skip(1) {
         s.push_str(&format!(
-            "\n[[party]]\nher_id = {her}\nname = {name:?}\nmunicipality = {kommune:?}\n\
+            "\n[[party]]\nher_id = {her}\nname = {name:?}\nmunicipality = {kommune:?}\nkind = \"municipality\"\n\
              accepts = [\"APPREC\"]\ncertificates = [{cert}]\namqp_users = []\n\
              \n[[party]]\nher_id = {}\nname = \"{name}, sykehjemmet\"\norganisation_her_id = {her}\n\
              accepts = [\"LOG_INNLAGT\", \"APPREC\"]\ncertificates = [{cert}]\namqp_users = []\n",
@@ -495,8 +495,13 @@ const tables = [...document.querySelectorAll('section[data-indicator]')].map(s =
   hidden: s.querySelectorAll('td.s').length,
   cells: s.querySelectorAll('tbody td').length,
 }));
+const splitTables = document.querySelectorAll('section[data-split]').length;
+const splitRows = [...document.querySelectorAll('section[data-split] tr[data-indicator]')].map(r => ({
+  indicator: r.dataset.indicator,
+  hidden: r.querySelectorAll('td.s').length,
+}));
 return {
-  figs, tables,
+  figs, tables, splitTables, splitRows,
   lang: document.documentElement.lang,
   title: document.title,
   h1: document.querySelector('h1').textContent,
@@ -625,12 +630,52 @@ fn check_page(browser: &Browser, rows: &[Row], months: &[String], what: &str) ->
         );
     }
 
-    // One table per indicator, its hidden cells exactly the CSV's hidden monthly cells.
+    // One table per indicator, its hidden cells exactly the CSV's hidden monthly cells; the
+    // splits (I10 by direction and TypeForesp, I12 by sender) as rows of a table per figure
+    // and split, their hidden cells exactly the CSV's too.
+    let split = |ind: &str| {
+        ind.starts_with("I12_from_")
+            || (ind.starts_with("I10_") && (ind.contains("_dir_") || ind.contains("_T")))
+    };
     let tables = page["tables"].as_array().unwrap();
     assert_eq!(
         tables.len(),
-        indicators_in_csv.len(),
+        indicators_in_csv.iter().filter(|i| !split(i)).count(),
         "{what}: a table per indicator"
+    );
+    let split_rows = page["splitRows"].as_array().unwrap();
+    let split_in_csv: Vec<&str> = indicators_in_csv
+        .iter()
+        .copied()
+        .filter(|i| split(i))
+        .collect();
+    for kind in ["_dir_", "_T", "I12_from_"] {
+        assert!(
+            split_in_csv.iter().any(|i| i.contains(kind)),
+            "the community gives the {kind} split data"
+        );
+    }
+    for ind in &split_in_csv {
+        let rows_of: Vec<&Value> = split_rows
+            .iter()
+            .filter(|r| r["indicator"] == *ind)
+            .collect();
+        assert!(!rows_of.is_empty(), "{what}: no row of {ind}");
+        let hidden_shown: u64 = rows_of.iter().map(|r| r["hidden"].as_u64().unwrap()).sum();
+        let hidden = rows
+            .iter()
+            .filter(monthly)
+            .filter(|r| r.indicator == *ind && r.suppressed)
+            .count();
+        assert_eq!(
+            hidden_shown as usize, hidden,
+            "{what}: hidden cells of {ind}"
+        );
+    }
+    assert!(
+        page["splitTables"].as_u64().unwrap() >= 9,
+        "{what}: four I10 figures by direction and by TypeForesp, I12 by sender: {}",
+        page["splitTables"]
     );
     let mut any_hidden = 0;
     for t in tables {
@@ -675,7 +720,8 @@ fn check_print(browser: &Browser) {
 const inner = document.documentElement.clientWidth;
 const wide = [...document.querySelectorAll('body *')]
   .filter(e => e.getBoundingClientRect().right > inner + 0.5)
-  .slice(0, 5).map(e => e.tagName + ' ' + (e.dataset.indicator || '') + ' ' + Math.round(e.getBoundingClientRect().right));
+  .slice(0, 5).map(e => { const s = e.closest('section'); const where = s ? (s.dataset.indicator || s.dataset.split || '') : '';
+    return e.tagName + ' ' + (e.dataset.indicator || where) + ' ' + Math.round(e.getBoundingClientRect().right); });
 const avoid = [...document.querySelectorAll('figure')]
   .every(f => getComputedStyle(f).breakInside === 'avoid');
 return {inner, wide, avoid, scroll: document.documentElement.scrollWidth};

@@ -8,7 +8,9 @@
 //! The same traffic replayed in another order through a fresh gateway gives the same report (the
 //! research note's pitfall "replay gives the same report", end to end).
 //! Smaller than the CLI's default (fewer stays a day) for test time, but the same 120 days, six
-//! municipalities and twenty GP offices, over the spring's public holidays.
+//! municipalities and twenty GP offices, over the spring's public holidays. The cells include I10
+//! by direction and by TypeForesp and I12 by sending organisation, with their own secondary
+//! suppression.
 
 mod support;
 
@@ -74,6 +76,16 @@ fn the_plan_has_what_the_issue_asks_for() {
         .questions
         .iter()
         .any(|q| before_easter.contains(&q.asked.date())));
+    // Dialogue in four directions, with several TypeForesp codes (I10's splits).
+    let side = |her: u32| c.party(her).map(|p| format!("{:?}", p.side));
+    let directions: std::collections::BTreeSet<_> = c
+        .questions
+        .iter()
+        .map(|q| (side(q.asker), side(q.unit)))
+        .collect();
+    assert_eq!(directions.len(), 4, "{directions:?}");
+    let codes: std::collections::BTreeSet<_> = c.questions.iter().map(|q| q.type_foresp).collect();
+    assert!(codes.len() >= 4, "{codes:?}");
     assert!(c.episodes.iter().any(|e| e.discharged.is_none()));
     assert!(c.episodes.iter().any(|e| e.avmeldt));
     let first = c.messages.first().unwrap().at.date();
@@ -126,6 +138,11 @@ async fn the_report_of_a_synthetic_community_equals_its_truth_in_every_cell() {
         "I10_median_h,",
         "I11_missing_4d,",
         "I12_total,",
+        "I10_within_5d_dir_gp_municipality,",
+        "I10_median_h_dir_",
+        "I10_unanswered_14d_T",
+        "I10_p90_h_T",
+        "I12_from_",
     ] {
         assert!(
             want.lines()
@@ -134,6 +151,31 @@ async fn the_report_of_a_synthetic_community_equals_its_truth_in_every_cell() {
         );
     }
     assert!(want.lines().any(|l| l.ends_with(",true")));
+    // The splits' own suppression: hidden cells of each, and cells hidden only because a partner
+    // in their row was (secondary suppression: large enough on their own).
+    for split in ["_dir_", "_T", "I12_from_"] {
+        assert!(
+            want.lines()
+                .any(|l| l.contains(split) && l.starts_with('I') && l.ends_with(",true")),
+            "no hidden {split} cell"
+        );
+    }
+    let planted = truth::rows(&c);
+    // Shown by rule 1 alone: a count 0 or ≥ 5, a share's denominator ≥ 5 and numerator 0 or ≥ 5.
+    let large = |r: &&truth::Row| {
+        r.suppressed
+            && r.numerator.is_some_and(|k| k == 0.0 || k >= 5.0)
+            && r.denominator.is_none_or(|d| d >= 5.0)
+    };
+    for split in ["I10_within_5d_dir_", "I10_within_5d_T", "I12_from_"] {
+        assert!(
+            planted
+                .iter()
+                .filter(|r| r.indicator.starts_with(split))
+                .any(|r| large(&r)),
+            "no {split} cell hidden by secondary suppression"
+        );
+    }
 
     // Replayed: the same messages through a fresh gateway, published in reverse order (answers
     // before questions, updates and cancellations before what they point to), at another time.

@@ -459,6 +459,9 @@ pub struct Input<'a> {
     pub observations: &'a [Observation],
     /// A communication party's level-1 organisation (the register); itself when it is one.
     pub org_of: &'a dyn Fn(u32) -> u32,
+    /// An organisation's kind as I10's directions name it (`hospital`, `municipality`, `gp`,
+    /// `other`; the register's `kind`, `other` where it has none).
+    pub kind_of: &'a dyn Fn(u32) -> &'static str,
 }
 
 /// Step 3: every cell of I1–I12 for `periods`, before suppression.
@@ -603,6 +606,13 @@ fn usk_cells(eps: &[Episode], clean: &[Observation], p: &Period, today: Date, ou
 }
 
 /// I9–I12: message flows, per receiving (I9, I11 receipts, I12) or asked (I10) organisation.
+///
+/// The splits the research note asks for (§6: I10 "by direction and TypeForesp", I12 "by
+/// organisation pair") keep the cell's unit and name the split in the indicator:
+/// `I10_{figure}_dir_{asker}_{asked}` with the organisations' kinds (`hospital`, `municipality`,
+/// `gp`, `other`; [`Input::kind_of`]), `I10_{figure}_T{code}` with the question's TypeForesp
+/// ([`type_token`]), and `I12_from_{her}` with the sending organisation's level-1 HER-id (a
+/// doctor's messages count for the office: rule 6).
 fn flow_cells(
     clean: &[Observation],
     p: &Period,
@@ -667,45 +677,40 @@ fn flow_cells(
             |o, r| r.receiver.org == o.receiver.org && date_of_msg(r) == date_of_msg(o),
         );
         out.push(Cell::share("I9_utskrivningsrapport", p, unit, k, n));
-        // I10: FORESPORSEL → SVAR (RefToParent); the asked organisation is the unit.
-        let asked: Vec<&&Observation> = mine
+        // I10: FORESPORSEL → SVAR (RefToParent); the asked organisation is the unit. Overall,
+        // then by direction (the kinds of the asking and the asked organisation), then by
+        // TypeForesp.
+        let asked: Vec<&Observation> = mine
             .iter()
+            .copied()
             .filter(|o| o.msg_type == "DIALOG_FORESPORSEL")
             .collect();
-        let mut hours = Vec::new();
-        let (mut within, mut mature5, mut unanswered, mut mature14) = (0u64, 0u64, 0u64, 0u64);
-        for q in &asked {
-            let answer = answers.get(q.msg_id.as_str()).copied();
-            let t = q.time();
-            let deadline = oslo::add_working_days(t, 5);
-            if let Some(a) = answer {
-                hours.push((a - t).as_seconds_f64() / 3600.0);
-            }
-            if answer.is_some_and(|a| a <= deadline) {
-                within += 1;
-                mature5 += 1;
-            } else if now >= deadline {
-                mature5 += 1;
-            }
-            if now >= t + Duration::days(14) {
-                mature14 += 1;
-                if answer.is_none_or(|a| a > t + Duration::days(14)) {
-                    unanswered += 1;
-                }
-            }
+        dialogue_cells("", &asked, &answers, now, p, unit, out);
+        let mut by_direction: BTreeMap<String, Vec<&Observation>> = BTreeMap::new();
+        let mut by_type: BTreeMap<String, Vec<&Observation>> = BTreeMap::new();
+        for &q in &asked {
+            let asker = (input.org_of)(q.sender.org.unwrap_or(q.from));
+            let direction = format!("{}_{}", (input.kind_of)(asker), (input.kind_of)(unit));
+            by_direction.entry(direction).or_default().push(q);
+            by_type
+                .entry(type_token(q.type_foresp.as_deref()))
+                .or_default()
+                .push(q);
         }
-        let n = hours.len() as u64;
-        let (med, p90) = median_p90(hours);
-        out.push(Cell::quantile("I10_median_h", p, unit, med, n));
-        out.push(Cell::quantile("I10_p90_h", p, unit, p90, n));
-        out.push(Cell::share("I10_within_5d", p, unit, within, mature5));
-        out.push(Cell::share(
-            "I10_unanswered_14d",
-            p,
-            unit,
-            unanswered,
-            mature14,
-        ));
+        for (direction, qs) in &by_direction {
+            dialogue_cells(
+                &format!("_dir_{direction}"),
+                qs,
+                &answers,
+                now,
+                p,
+                unit,
+                out,
+            );
+        }
+        for (code, qs) in &by_type {
+            dialogue_cells(&format!("_T{code}"), qs, &answers, now, p, unit, out);
+        }
         // I11: receipts for the messages this unit received (HIS 80415:2012 §3.2: within 4 days).
         let fag: Vec<&&Observation> = mine.iter().filter(|o| o.apprec.is_none()).collect();
         let mut latency = Vec::new();
@@ -773,6 +778,95 @@ fn flow_cells(
         for (t, k) in types {
             out.push(Cell::count(format!("I12_{t}"), p, unit, k));
         }
+        // I12 by organisation pair: from each sending organisation (never a single doctor: a
+        // GP's messages count for the office, research note §6 rule 6).
+        let mut senders: BTreeMap<u32, u64> = BTreeMap::new();
+        for o in &mine {
+            *senders
+                .entry((input.org_of)(o.sender.org.unwrap_or(o.from)))
+                .or_default() += 1;
+        }
+        for (from, k) in senders {
+            out.push(Cell::count(format!("I12_from_{from}"), p, unit, k));
+        }
+    }
+}
+
+/// I10's four figures for the questions `asked` of one unit, named `I10_{figure}{suffix}`: median
+/// and p90 of the hours to the first answer, the share answered within 5 working days (of those
+/// answered or 5 working days old), the share unanswered after 14 days (of those 14 days old).
+fn dialogue_cells(
+    suffix: &str,
+    asked: &[&Observation],
+    answers: &HashMap<&str, OffsetDateTime>,
+    now: OffsetDateTime,
+    p: &Period,
+    unit: u32,
+    out: &mut Vec<Cell>,
+) {
+    let mut hours = Vec::new();
+    let (mut within, mut mature5, mut unanswered, mut mature14) = (0u64, 0u64, 0u64, 0u64);
+    for q in asked {
+        let answer = answers.get(q.msg_id.as_str()).copied();
+        let t = q.time();
+        let deadline = oslo::add_working_days(t, 5);
+        if let Some(a) = answer {
+            hours.push((a - t).as_seconds_f64() / 3600.0);
+        }
+        if answer.is_some_and(|a| a <= deadline) {
+            within += 1;
+            mature5 += 1;
+        } else if now >= deadline {
+            mature5 += 1;
+        }
+        if now >= t + Duration::days(14) {
+            mature14 += 1;
+            if answer.is_none_or(|a| a > t + Duration::days(14)) {
+                unanswered += 1;
+            }
+        }
+    }
+    let n = hours.len() as u64;
+    let (med, p90) = median_p90(hours);
+    out.push(Cell::quantile(
+        format!("I10_median_h{suffix}"),
+        p,
+        unit,
+        med,
+        n,
+    ));
+    out.push(Cell::quantile(
+        format!("I10_p90_h{suffix}"),
+        p,
+        unit,
+        p90,
+        n,
+    ));
+    out.push(Cell::share(
+        format!("I10_within_5d{suffix}"),
+        p,
+        unit,
+        within,
+        mature5,
+    ));
+    out.push(Cell::share(
+        format!("I10_unanswered_14d{suffix}"),
+        p,
+        unit,
+        unanswered,
+        mature14,
+    ));
+}
+
+/// TypeForesp as an indicator name carries it: the code when it is 1–8 ASCII letters or digits
+/// (lists 9152, 9065, 7601, … give such codes), otherwise `none` (not given, or not a plain
+/// code: nothing from outside goes into a CSV field unchecked).
+pub fn type_token(code: Option<&str>) -> String {
+    match code.map(str::trim) {
+        Some(c) if (1..=8).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+            c.to_owned()
+        }
+        _ => "none".to_owned(),
     }
 }
 
@@ -874,6 +968,7 @@ pub fn retention_plan(
         let input = Input {
             observations: obs,
             org_of: &identity,
+            kind_of: &|_| "other",
         };
         let cells = compute(&input, &months);
         for m in &months {
@@ -1073,6 +1168,7 @@ mod tests {
             &Input {
                 observations: &obs,
                 org_of: &|h| h,
+                kind_of: &|_| "other",
             },
             &[Period::month(2026, Month::March)],
         );
@@ -1130,6 +1226,7 @@ mod tests {
                 &Input {
                     observations: obs,
                     org_of: &|h| h,
+                    kind_of: &|_| "other",
                 },
                 &periods,
             )
@@ -1171,6 +1268,7 @@ mod tests {
             &Input {
                 observations: &obs,
                 org_of: &|h| h,
+                kind_of: &|_| "other",
             },
             &[Period::month(2026, Month::March)],
         );
@@ -1189,6 +1287,7 @@ mod tests {
             &Input {
                 observations: &obs,
                 org_of: &|h| h,
+                kind_of: &|_| "other",
             },
             &ps,
         );
@@ -1269,6 +1368,7 @@ mod tests {
             &Input {
                 observations: &obs,
                 org_of: &org,
+                kind_of: &|_| "other",
             },
             &[Period::month(2026, Month::March)],
         );
@@ -1292,6 +1392,175 @@ mod tests {
         assert_eq!(get("I11_rejected").value, Some(1.0));
         assert_eq!(get("I11_rejected_E21").numerator, Some(1.0));
         assert_eq!(get("I11_median_h").value, Some(2.0));
+    }
+
+    /// A dialogue message of type `ty` from `(org, service)` to `(org, service)`.
+    fn dialog(
+        id: &str,
+        ty: &str,
+        (from, to): ((u32, u32), (u32, u32)),
+        gen: &str,
+        parent: Option<&str>,
+    ) -> Observation {
+        let mut o = plo(id, "p1", ty, gen, "N", &[]);
+        o.plo = None;
+        o.from = from.1;
+        o.sender = Unit {
+            org: Some(from.0),
+            service: Some(from.1),
+        };
+        o.receiver = Unit {
+            org: Some(to.0),
+            service: Some(to.1),
+        };
+        o.ref_to_parent = parent.map(str::to_owned);
+        o
+    }
+
+    /// Questions to the municipality: 6 from GP office 82000's doctor (TypeForesp 8 and 99), 3 from
+    /// the hospital (TypeForesp 8), each answered by the nursing home 26 hours later, and one more
+    /// from the hospital never answered.
+    fn asked_by_two_kinds() -> Vec<Observation> {
+        let (gp, hf, home) = ((82000, 82001), (80000, 80001), (KOMMUNE, 81001));
+        let asker = |k: usize| if k < 6 { gp } else { hf };
+        let mut obs = Vec::new();
+        for k in 0..10 {
+            let mut q = dialog(
+                &format!("q{k}"),
+                "DIALOG_FORESPORSEL",
+                (asker(k), home),
+                &format!("2026-03-{:02}T10:00:00", 2 + k),
+                None,
+            );
+            q.type_foresp = Some(if k == 4 || k == 5 { "99" } else { "8" }.into());
+            obs.push(q);
+        }
+        for k in 0..9 {
+            obs.push(dialog(
+                &format!("s{k}"),
+                "DIALOG_SVAR",
+                (home, asker(k)),
+                &format!("2026-03-{:02}T12:00:00", 3 + k),
+                Some(&format!("q{k}")),
+            ));
+        }
+        // Something late in the month, so every question is 14 days old.
+        obs.push(out("x", "p9", "2026-03-30T10:00:00", "2026-03-30"));
+        obs
+    }
+
+    fn kinds(h: u32) -> &'static str {
+        match h {
+            80000 => "hospital",
+            KOMMUNE => "municipality",
+            82000 => "gp",
+            _ => "other",
+        }
+    }
+
+    fn split_cells(obs: &[Observation]) -> Vec<Cell> {
+        let org = |h: u32| match h {
+            81001 => KOMMUNE,
+            80001 => 80000,
+            82001 => 82000,
+            h => h,
+        };
+        compute(
+            &Input {
+                observations: obs,
+                org_of: &org,
+                kind_of: &kinds,
+            },
+            &[Period::month(2026, Month::March)],
+        )
+    }
+
+    fn find<'a>(cells: &'a [Cell], ind: &str, unit: u32) -> &'a Cell {
+        cells
+            .iter()
+            .find(|c| c.indicator == ind && c.unit == unit)
+            .unwrap_or_else(|| panic!("no {ind} for {unit}"))
+    }
+
+    #[test]
+    fn i10_is_split_by_direction_from_the_organisations_kinds() {
+        let cells = split_cells(&asked_by_two_kinds());
+        let gp = find(&cells, "I10_within_5d_dir_gp_municipality", KOMMUNE);
+        assert_eq!((gp.numerator, gp.denominator), (Some(6.0), Some(6.0)));
+        let hf = find(&cells, "I10_within_5d_dir_hospital_municipality", KOMMUNE);
+        assert_eq!((hf.numerator, hf.denominator), (Some(3.0), Some(4.0)));
+        let hf14 = find(
+            &cells,
+            "I10_unanswered_14d_dir_hospital_municipality",
+            KOMMUNE,
+        );
+        assert_eq!((hf14.numerator, hf14.denominator), (Some(1.0), Some(4.0)));
+        let med = find(&cells, "I10_median_h_dir_gp_municipality", KOMMUNE);
+        assert_eq!((med.value, med.n), (Some(26.0), 6));
+        // The parts add up to the whole.
+        let all = find(&cells, "I10_within_5d", KOMMUNE);
+        assert_eq!((all.numerator, all.denominator), (Some(9.0), Some(10.0)));
+        assert!(!cells.iter().any(|c| c.indicator.contains("_dir_other")));
+    }
+
+    #[test]
+    fn i10_is_split_by_typeforesp_and_odd_codes_are_not_written() {
+        let mut obs = asked_by_two_kinds();
+        obs[5].type_foresp = Some("9,9".into());
+        let cells = split_cells(&obs);
+        let t8 = find(&cells, "I10_within_5d_T8", KOMMUNE);
+        assert_eq!((t8.numerator, t8.denominator), (Some(7.0), Some(8.0)));
+        let t99 = find(&cells, "I10_median_h_T99", KOMMUNE);
+        assert_eq!((t99.value, t99.n), (Some(26.0), 1));
+        let none = find(&cells, "I10_within_5d_Tnone", KOMMUNE);
+        assert_eq!(none.denominator, Some(1.0));
+        assert!(!cells.iter().any(|c| c.indicator.contains(',')));
+        assert_eq!(type_token(Some(" 99 ")), "99");
+        assert_eq!(type_token(Some("KT")), "KT");
+        assert_eq!(type_token(Some("")), "none");
+        assert_eq!(type_token(Some("123456789")), "none");
+        assert_eq!(type_token(None), "none");
+    }
+
+    #[test]
+    fn i12_counts_per_sending_organisation_never_per_doctor() {
+        let cells = split_cells(&asked_by_two_kinds());
+        assert_eq!(find(&cells, "I12_from_82000", KOMMUNE).value, Some(6.0));
+        assert_eq!(find(&cells, "I12_from_80000", KOMMUNE).value, Some(5.0));
+        // The answers go the other way: to the GP office and the hospital, from the municipality.
+        assert_eq!(find(&cells, "I12_from_81000", 82000).value, Some(6.0));
+        assert_eq!(find(&cells, "I12_from_81000", 80000).value, Some(3.0));
+        assert!(!cells.iter().any(|c| c.indicator == "I12_from_82001"));
+        let total: f64 = cells
+            .iter()
+            .filter(|c| c.unit == KOMMUNE && c.indicator.starts_with("I12_from_"))
+            .filter_map(|c| c.value)
+            .sum();
+        assert_eq!(Some(total), find(&cells, "I12_total", KOMMUNE).value);
+    }
+
+    #[test]
+    fn split_cells_are_suppressed_by_the_rule_and_hide_a_partner() {
+        let mut cells = split_cells(&asked_by_two_kinds());
+        crate::insight::suppress::apply(&mut cells);
+        let hidden = |ind: &str, unit: u32| find(&cells, ind, unit).suppressed;
+        // Hospital → municipality: 3 of 4 (denominator under 5); GP → municipality (6 of 6)
+        // is shown alone, but the overall 9 of 10 minus it would give the hospital's away.
+        assert!(hidden("I10_within_5d_dir_hospital_municipality", KOMMUNE));
+        assert!(hidden("I10_within_5d_dir_gp_municipality", KOMMUNE));
+        assert!(!hidden("I10_within_5d", KOMMUNE));
+        // TypeForesp 99: 2 questions (hidden), so TypeForesp 8 (8 questions) goes too.
+        assert!(hidden("I10_within_5d_T99", KOMMUNE));
+        assert!(hidden("I10_within_5d_T8", KOMMUNE));
+        // Medians need 10: the split ones have 6 and 3.
+        assert!(hidden("I10_median_h_dir_gp_municipality", KOMMUNE));
+        // I12 by sender: 6 from the GP office, 5 from the hospital — both shown. The hospital
+        // got 3 answers from the municipality (hidden); the GP office's 6 go with them, or what
+        // the municipality sent would give the 3 away.
+        assert!(!hidden("I12_from_82000", KOMMUNE));
+        assert!(!hidden("I12_from_80000", KOMMUNE));
+        assert!(hidden("I12_from_81000", 80000));
+        assert!(hidden("I12_from_81000", 82000));
     }
 
     #[test]

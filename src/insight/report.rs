@@ -77,9 +77,15 @@ pub fn build(
             .organisation_of(crate::ids::HerId(h))
             .map_or(h, |o| o.0)
     };
+    let kind_of = |h: u32| {
+        register
+            .kind_of(crate::ids::HerId(h))
+            .map_or("other", crate::register::OrgKind::token)
+    };
     let input = Input {
         observations: &obs,
         org_of: &org_of,
+        kind_of: &kind_of,
     };
     let mut cells = indicators::compute(&input, &months);
     let aggregates = store.aggregates()?;
@@ -106,11 +112,16 @@ pub fn build(
     let mut wider = indicators::compute(&input, &wider_periods);
     suppress::apply(&mut wider);
     let mut units = BTreeMap::new();
-    for c in cells.iter().chain(&wider) {
-        units.entry(c.unit).or_insert_with(|| {
-            let p = register.get(crate::ids::HerId(c.unit));
+    // The units, and the sending organisations I12's pairs name (`I12_from_{her}`).
+    let senders = cells
+        .iter()
+        .chain(&wider)
+        .filter_map(|c| c.indicator.strip_prefix("I12_from_")?.parse::<u32>().ok());
+    for her in cells.iter().chain(&wider).map(|c| c.unit).chain(senders) {
+        units.entry(her).or_insert_with(|| {
+            let p = register.get(crate::ids::HerId(her));
             UnitInfo {
-                name: p.map_or_else(|| format!("HER-id {}", c.unit), |p| p.name.clone()),
+                name: p.map_or_else(|| format!("HER-id {her}"), |p| p.name.clone()),
                 municipality: p.and_then(|p| p.municipality.clone()),
             }
         });
@@ -564,6 +575,28 @@ mod tests {
             view.page(Some("2026-13"), None),
             Err(ReportError::Period(_))
         ));
+    }
+
+    #[test]
+    fn split_cells_are_tables_with_norwegian_labels_not_charts() {
+        let mut within = cell("I10_within_5d_dir_gp_municipality", 81000, 0.8, false);
+        within.kind = Kind::Share;
+        let r = report(vec![
+            cell("I1", 81000, 7.0, false),
+            within,
+            cell("I10_median_h_T8", 81000, 30.0, true),
+            cell("I12_from_80000", 81000, 12.0, false),
+        ]);
+        let h = r.html();
+        assert!(h.contains("<section data-split=\"I10_within_5d_dir\">"));
+        assert!(h.contains("fra legekontor til kommune"));
+        assert!(h.contains("<section data-split=\"I10_median_h_type\">"));
+        assert!(h.contains("forespørselstype 8"));
+        assert!(h.contains("<section data-split=\"I12_total_from\">"));
+        assert!(h.contains("<tr data-indicator=\"I12_from_80000\""));
+        assert!(!h.contains("data-indicator=\"I10_within_5d_dir_gp_municipality\"><svg"));
+        assert!(!h.contains("<figure data-chart=\"bars\" data-indicator=\"I12_from"));
+        assert!(!h.contains("<section data-indicator=\"I12_from_80000\""));
     }
 
     #[test]

@@ -9,7 +9,13 @@
 //! 3. a median or p90 only if n ≥ 10 (a minimum or maximum is never computed at all);
 //! 4. secondary suppression: where the cells of a row add up to a total someone can see (the
 //!    counts and sums of one indicator over the units of a period; the I7 outcome shares of one
-//!    unit), one hidden cell would be recoverable, so the next-smallest visible one is hidden too;
+//!    unit; a unit's I10 shares split by direction, or by TypeForesp, whose numerators and
+//!    denominators add up to the unit's overall I10 share; a unit's I12 counts by sending
+//!    organisation, which add up to I12_total), one hidden cell would be recoverable, so the
+//!    next-smallest visible one is hidden too — smallest by numerator, for an I10 split by
+//!    denominator (the questions behind it). A cell can be in two rows (an `I12_from_*` count is
+//!    in its indicator's row over units and in its unit's row over senders), so the rows are
+//!    passed over, in the order of their keys, until a pass hides nothing more;
 //! 5. fall back to the quarter, then to the 12 months ending with the month (`fallback`);
 //! 6. units are organisations (level-1 HER-ids), never a single doctor — by construction in
 //!    `indicators`.
@@ -32,38 +38,71 @@ pub fn primary(c: &Cell) -> bool {
     }
 }
 
+/// The row of a split cell within its unit (rule 4): `I10_within_5d_dir_gp_municipality` →
+/// `I10_within_5d_dir`, `I10_unanswered_14d_T8` → `I10_unanswered_14d_T`, `I12_from_70000` →
+/// `I12_from`; `None` for any other indicator.
+pub fn split_row(indicator: &str) -> Option<String> {
+    if indicator.starts_with("I12_from_") {
+        return Some("I12_from".into());
+    }
+    for share in ["I10_within_5d", "I10_unanswered_14d"] {
+        let Some(rest) = indicator.strip_prefix(share) else {
+            continue;
+        };
+        if rest.starts_with("_dir_") {
+            return Some(format!("{share}_dir"));
+        }
+        if rest.starts_with("_T") {
+            return Some(format!("{share}_T"));
+        }
+    }
+    None
+}
+
 /// Rules 1–4 over a whole set of cells.
 pub fn apply(cells: &mut [Cell]) {
     for c in cells.iter_mut() {
         c.suppressed = primary(c);
     }
-    // Rule 4 rows: (indicator, period) over units for additive kinds; (period, unit) for I7.
+    // Rule 4 rows: (indicator, period) over units for additive kinds; (period, unit) for I7 and
+    // for each split of a unit's I10 shares and I12 counts.
     let mut rows: BTreeMap<(String, String, u32), Vec<usize>> = BTreeMap::new();
     for (i, c) in cells.iter().enumerate() {
-        match c.kind {
-            Kind::Count | Kind::Sum => rows
-                .entry((c.indicator.clone(), c.period.clone(), 0))
+        if matches!(c.kind, Kind::Count | Kind::Sum) {
+            rows.entry((c.indicator.clone(), c.period.clone(), 0))
                 .or_default()
-                .push(i),
-            Kind::Share if c.indicator.starts_with("I7_") => rows
-                .entry(("I7".into(), c.period.clone(), c.unit))
+                .push(i);
+        }
+        let within_unit = if c.kind == Kind::Share && c.indicator.starts_with("I7_") {
+            Some("I7".to_owned())
+        } else {
+            split_row(&c.indicator)
+        };
+        if let Some(row) = within_unit {
+            rows.entry((row, c.period.clone(), c.unit))
                 .or_default()
-                .push(i),
-            _ => {}
+                .push(i);
         }
     }
-    for idx in rows.values() {
-        secondary(cells, idx);
-    }
+    while rows.iter().fold(false, |hid, ((row, _, _), idx)| {
+        secondary(cells, idx, row.starts_with("I10_")) || hid
+    }) {}
 }
 
-/// Rule 4 in one row: a single hidden cell takes the next-smallest visible one with it.
-fn secondary(cells: &mut [Cell], row: &[usize]) {
+/// Rule 4 in one row: a single hidden cell takes the next-smallest visible one with it (by its
+/// denominator when `by_denominator`, else by its numerator or value). Whether it hid one.
+fn secondary(cells: &mut [Cell], row: &[usize], by_denominator: bool) -> bool {
     let hidden = row.iter().filter(|&&i| cells[i].suppressed).count();
     if hidden != 1 {
-        return;
+        return false;
     }
-    let size = |c: &Cell| c.numerator.or(c.value).unwrap_or(0.0);
+    let size = |c: &Cell| {
+        if by_denominator {
+            c.denominator.unwrap_or(0.0)
+        } else {
+            c.numerator.or(c.value).unwrap_or(0.0)
+        }
+    };
     let next = row
         .iter()
         .copied()
@@ -72,6 +111,7 @@ fn secondary(cells: &mut [Cell], row: &[usize]) {
     if let Some(i) = next {
         cells[i].suppressed = true;
     }
+    next.is_some()
 }
 
 /// Rule 5: for a suppressed monthly cell, the first visible cell of the same indicator and unit
@@ -231,6 +271,106 @@ mod tests {
             .map(|c| c.indicator.as_str())
             .collect();
         assert_eq!(hidden, vec!["I7_dead", "I7_institution"]);
+    }
+
+    #[test]
+    fn rule4_an_i10_split_of_one_unit_forms_a_row_by_its_questions() {
+        // Direction gp→municipality has 3 questions (hidden); the next-smallest direction by
+        // questions (8, though its numerator is the largest) goes too, or the overall share
+        // minus the visible ones would give it away. Quantiles are not additive: no row.
+        let mut cells = vec![
+            cell(
+                "I10_within_5d_dir_gp_municipality",
+                1,
+                Kind::Share,
+                Some(3.0),
+                Some(3.0),
+                3,
+            ),
+            cell(
+                "I10_within_5d_dir_hospital_municipality",
+                1,
+                Kind::Share,
+                Some(8.0),
+                Some(8.0),
+                8,
+            ),
+            cell(
+                "I10_within_5d_dir_other_municipality",
+                1,
+                Kind::Share,
+                Some(5.0),
+                Some(30.0),
+                30,
+            ),
+            cell(
+                "I10_within_5d_dir_gp_municipality",
+                2,
+                Kind::Share,
+                Some(6.0),
+                Some(9.0),
+                9,
+            ),
+            cell("I10_within_5d_T8", 1, Kind::Share, Some(0.0), Some(2.0), 2),
+            cell("I10_within_5d_T99", 1, Kind::Share, Some(5.0), Some(6.0), 6),
+            cell(
+                "I10_within_5d_T1",
+                1,
+                Kind::Share,
+                Some(30.0),
+                Some(40.0),
+                40,
+            ),
+            cell("I10_median_h_T8", 1, Kind::Quantile, None, None, 9),
+            cell("I10_median_h_T1", 1, Kind::Quantile, None, None, 12),
+        ];
+        apply(&mut cells);
+        let hidden: Vec<(&str, u32)> = cells
+            .iter()
+            .filter(|c| c.suppressed)
+            .map(|c| (c.indicator.as_str(), c.unit))
+            .collect();
+        assert_eq!(
+            hidden,
+            vec![
+                ("I10_within_5d_dir_gp_municipality", 1),
+                ("I10_within_5d_dir_hospital_municipality", 1),
+                ("I10_within_5d_T8", 1),
+                ("I10_within_5d_T99", 1),
+                ("I10_median_h_T8", 1),
+            ]
+        );
+        assert_eq!(
+            split_row("I10_unanswered_14d_Tnone").as_deref(),
+            Some("I10_unanswered_14d_T")
+        );
+        assert_eq!(split_row("I10_within_5d"), None);
+        assert_eq!(split_row("I10_median_h_dir_gp_municipality"), None);
+        assert_eq!(split_row("I12_from_70000").as_deref(), Some("I12_from"));
+    }
+
+    #[test]
+    fn rule4_rows_are_passed_over_until_nothing_more_is_hidden() {
+        // I12 by sender: unit 1 gets 3 from A (hidden), 6 from B, 9 from C; unit 2 gets 0 from
+        // A, 20 from B, 30 from C. Unit 1's row hides B@1; the row of B over units then hides
+        // B@2, which leaves unit 2's row — already passed — with one hidden cell: a second pass
+        // hides C@2, and the row of C over units then C@1.
+        let (a, b, c) = ("I12_from_70000", "I12_from_71000", "I12_from_72000");
+        let mut cells = vec![
+            cell(a, 1, Kind::Count, Some(3.0), None, 3),
+            cell(b, 1, Kind::Count, Some(6.0), None, 6),
+            cell(c, 1, Kind::Count, Some(9.0), None, 9),
+            cell(a, 2, Kind::Count, Some(0.0), None, 0),
+            cell(b, 2, Kind::Count, Some(20.0), None, 20),
+            cell(c, 2, Kind::Count, Some(30.0), None, 30),
+        ];
+        apply(&mut cells);
+        let visible: Vec<(&str, u32)> = cells
+            .iter()
+            .filter(|c| !c.suppressed)
+            .map(|c| (c.indicator.as_str(), c.unit))
+            .collect();
+        assert_eq!(visible, vec![(a, 2)]);
     }
 
     #[test]

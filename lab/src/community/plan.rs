@@ -138,6 +138,10 @@ pub struct Question {
     pub asked: Local,
     /// The asked organisation.
     pub unit: u32,
+    /// The asking organisation (a GP's office, a municipality, the hospital trust).
+    pub asker: u32,
+    /// Its TypeForesp (list 9152).
+    pub type_foresp: &'static str,
     pub answered: Option<Local>,
 }
 
@@ -863,9 +867,12 @@ impl Maker {
                 .map(|_| t)
             });
         let unit = self.c.org_of(to);
+        let asker = self.c.org_of(from);
         self.c.questions.push(Question {
             asked,
             unit,
+            asker,
+            type_foresp: ty,
             answered,
         });
     }

@@ -107,6 +107,14 @@ pub fn register_toml(c: &Community, pki: &Path) -> String {
         if let Some(m) = &p.municipality {
             s.push_str(&format!("municipality = {m:?}\n"));
         }
+        if p.org.is_none() {
+            let kind = match p.side {
+                Side::Hospital => "hospital",
+                Side::Municipality => "municipality",
+                Side::Gp => "gp_office",
+            };
+            s.push_str(&format!("kind = {kind:?}\n"));
+        }
         s.push_str(&format!(
             "accepts = {}\ncertificates = [{:?}]\namqp_users = [\"guest\"]\n",
             accepts(c, p.her),

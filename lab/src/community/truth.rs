@@ -8,12 +8,16 @@
 //! `max(USK date, arrival)`; avmelding ends one and the days before it count; no `LOG_UTSKREVET`
 //! for 90 days after the last message closes the episode as unresolved, its running segment ended
 //! at that last message) and §6 (I1–I12 per receiving municipality or asked organisation, per
-//! month; I4 over the three months ending with the month). The "now" is the latest message sent.
+//! month; I4 over the three months ending with the month; I10 also by direction — the planned
+//! sides of the asking and the asked organisation — and by the planned TypeForesp; I12 also by
+//! sending organisation). The "now" is the latest message sent.
 //! The suppression rule is the note's, applied here on its own terms: a share needs a denominator
 //! ≥ 5 and a numerator 0 or ≥ 5, a count 0 or ≥ 5, a sum (and a mean of daily counts) ≥ 5
 //! contributing episodes, a median or p90 n ≥ 10; one hidden cell in a row that adds up (the units
-//! of a count or sum; a unit's I7 outcomes) hides the next-smallest visible one (the first of
-//! equals); a hidden month falls back to its quarter, then to its 12 months, where those show.
+//! of a count or sum; a unit's I7 outcomes; a unit's I10 shares by direction or by TypeForesp,
+//! smallest by questions; a unit's I12 counts by sender) hides the next-smallest visible one (the
+//! first of equals), again until nothing changes; a hidden month falls back to its quarter, then
+//! to its 12 months, where those show.
 //!
 //! Output: rows with the columns of `indicators.csv`, the same number formatting (integers bare,
 //! other values with at most four decimals) and an empty value, numerator, denominator and n where
@@ -23,7 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use time::{Date, Duration, Month, OffsetDateTime, Weekday};
 
-use super::plan::{Community, Episode, Fate, Leaves, Local};
+use super::plan::{Community, Episode, Fate, Leaves, Local, Question, Side};
 
 /// How a figure is formed (decides its suppression rule).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -465,45 +469,34 @@ fn cells(c: &Community, p: &Span, now: OffsetDateTime, today: Date, out: &mut Ve
             same_day,
             outs.len(),
         ));
-        let asked: Vec<_> = c
+        // I10 overall, then by direction (asking side → asked side), then by TypeForesp.
+        let asked: Vec<&Question> = c
             .questions
             .iter()
             .filter(|q| q.unit == unit && p.has(q.asked.date()))
             .collect();
-        let mut hours = Vec::new();
-        let (mut within, mut mature5, mut unanswered, mut mature14) = (0, 0, 0, 0);
-        for q in &asked {
-            let t = instant(q.asked);
-            let a = q.answered.map(instant);
-            let deadline = instant(five_working_days_after(q.asked));
-            if let Some(a) = a {
-                hours.push((a - t).as_seconds_f64() / 3600.0);
-            }
-            if a.is_some_and(|a| a <= deadline) {
-                within += 1;
-                mature5 += 1;
-            } else if now >= deadline {
-                mature5 += 1;
-            }
-            if now >= t + Duration::days(14) {
-                mature14 += 1;
-                if a.is_none_or(|a| a > t + Duration::days(14)) {
-                    unanswered += 1;
-                }
-            }
+        answer_rows("", &asked, now, p, unit, out);
+        let side = |her: u32| match c.party(her).map(|p| p.side) {
+            Some(Side::Hospital) => "hospital",
+            Some(Side::Municipality) => "municipality",
+            Some(Side::Gp) => "gp",
+            None => "other",
+        };
+        let mut directions: BTreeMap<String, Vec<&Question>> = BTreeMap::new();
+        let mut kinds: BTreeMap<&str, Vec<&Question>> = BTreeMap::new();
+        for &q in &asked {
+            directions
+                .entry(format!("{}_{}", side(q.asker), side(q.unit)))
+                .or_default()
+                .push(q);
+            kinds.entry(q.type_foresp).or_default().push(q);
         }
-        let n = hours.len();
-        let (med, p90) = median_p90(hours);
-        out.push(Row::quantile("I10_median_h", p, unit, med, n));
-        out.push(Row::quantile("I10_p90_h", p, unit, p90, n));
-        out.push(Row::share("I10_within_5d", p, unit, within, mature5));
-        out.push(Row::share(
-            "I10_unanswered_14d",
-            p,
-            unit,
-            unanswered,
-            mature14,
-        ));
+        for (d, qs) in &directions {
+            answer_rows(&format!("_dir_{d}"), qs, now, p, unit, out);
+        }
+        for (t, qs) in &kinds {
+            answer_rows(&format!("_T{t}"), qs, now, p, unit, out);
+        }
         // No receiver of this community sends AppRecs: every message four days old lacks one.
         let mine: Vec<_> = counted.iter().filter(|m| c.org_of(m.to) == unit).collect();
         let mature = mine
@@ -521,7 +514,71 @@ fn cells(c: &Community, p: &Span, now: OffsetDateTime, today: Date, out: &mut Ve
         for (t, k) in types {
             out.push(Row::count(format!("I12_{t}"), p, unit, k));
         }
+        let mut from: BTreeMap<u32, usize> = BTreeMap::new();
+        for m in &mine {
+            *from.entry(c.org_of(m.from)).or_default() += 1;
+        }
+        for (org, k) in from {
+            out.push(Row::count(format!("I12_from_{org}"), p, unit, k));
+        }
     }
+}
+
+/// I10's four rows (`I10_median_h{suffix}`, …) for the questions `asked` of one unit.
+fn answer_rows(
+    suffix: &str,
+    asked: &[&Question],
+    now: OffsetDateTime,
+    p: &Span,
+    unit: u32,
+    out: &mut Vec<Row>,
+) {
+    let mut hours = Vec::new();
+    let (mut within, mut mature5, mut unanswered, mut mature14) = (0, 0, 0, 0);
+    for q in asked {
+        let t = instant(q.asked);
+        let a = q.answered.map(instant);
+        let deadline = instant(five_working_days_after(q.asked));
+        if let Some(a) = a {
+            hours.push((a - t).as_seconds_f64() / 3600.0);
+        }
+        if a.is_some_and(|a| a <= deadline) {
+            within += 1;
+            mature5 += 1;
+        } else if now >= deadline {
+            mature5 += 1;
+        }
+        if now >= t + Duration::days(14) {
+            mature14 += 1;
+            if a.is_none_or(|a| a > t + Duration::days(14)) {
+                unanswered += 1;
+            }
+        }
+    }
+    let n = hours.len();
+    let (med, p90) = median_p90(hours);
+    out.push(Row::quantile(
+        format!("I10_median_h{suffix}"),
+        p,
+        unit,
+        med,
+        n,
+    ));
+    out.push(Row::quantile(format!("I10_p90_h{suffix}"), p, unit, p90, n));
+    out.push(Row::share(
+        format!("I10_within_5d{suffix}"),
+        p,
+        unit,
+        within,
+        mature5,
+    ));
+    out.push(Row::share(
+        format!("I10_unanswered_14d{suffix}"),
+        p,
+        unit,
+        unanswered,
+        mature14,
+    ));
 }
 
 /// Rules 1–3.
@@ -535,38 +592,82 @@ fn primary(r: &Row) -> bool {
     }
 }
 
-/// Rules 1–4 over the cells of one set of periods.
+/// The group a split row of one unit adds up in, and whether its size is the denominator:
+/// a unit's I10 shares by direction (`I10_within_5d_dir_…`) or by TypeForesp (`…_T8`), sized by
+/// their questions; a unit's I12 counts by sending organisation, sized by their count.
+fn unit_group(ind: &str) -> Option<(String, bool)> {
+    if ind.starts_with("I12_from_") {
+        return Some(("I12_from".to_owned(), false));
+    }
+    for figure in ["I10_within_5d_", "I10_unanswered_14d_"] {
+        if let Some(rest) = ind.strip_prefix(figure) {
+            if rest.starts_with("dir_") {
+                return Some((format!("{figure}dir"), true));
+            }
+            if rest.starts_with('T') {
+                return Some((format!("{figure}T"), true));
+            }
+        }
+    }
+    None
+}
+
+/// Rules 1–4 over the cells of one set of periods. Rule 4's groups: one indicator's counts or
+/// sums over the units of a period; a unit's I7 outcomes; a unit's I10 splits and I12 senders.
+/// A cell may sit in two groups, so the groups are gone through again until nothing changes.
 fn suppress(rows: &mut [Row]) {
     for r in rows.iter_mut() {
         r.suppressed = primary(r);
     }
-    let mut groups: BTreeMap<(String, String, u32), Vec<usize>> = BTreeMap::new();
+    let mut groups: BTreeMap<(String, String, u32), (Vec<usize>, bool)> = BTreeMap::new();
     for (i, r) in rows.iter().enumerate() {
-        let key = match r.form {
-            Form::Count | Form::Sum => (r.indicator.clone(), r.period.clone(), 0),
-            Form::Share if r.indicator.starts_with("I7_") => {
-                ("I7".to_owned(), r.period.clone(), r.unit)
-            }
-            _ => continue,
-        };
-        groups.entry(key).or_default().push(i);
-    }
-    for idx in groups.values() {
-        if idx.iter().filter(|&&i| rows[i].suppressed).count() != 1 {
-            continue;
+        if matches!(r.form, Form::Count | Form::Sum) {
+            groups
+                .entry((r.indicator.clone(), r.period.clone(), 0))
+                .or_default()
+                .0
+                .push(i);
         }
-        let size = |r: &Row| r.numerator.or(r.value).unwrap_or(0.0);
-        let mut best: Option<usize> = None;
-        for &i in idx {
-            if rows[i].suppressed || size(&rows[i]) <= 0.0 {
+        let own = if r.form == Form::Share && r.indicator.starts_with("I7_") {
+            Some(("I7".to_owned(), false))
+        } else {
+            unit_group(&r.indicator)
+        };
+        if let Some((g, by_den)) = own {
+            let e = groups.entry((g, r.period.clone(), r.unit)).or_default();
+            e.0.push(i);
+            e.1 = by_den;
+        }
+    }
+    loop {
+        let mut changed = false;
+        for (idx, by_den) in groups.values() {
+            if idx.iter().filter(|&&i| rows[i].suppressed).count() != 1 {
                 continue;
             }
-            if best.is_none_or(|b| size(&rows[i]) < size(&rows[b])) {
-                best = Some(i);
+            let size = |r: &Row| {
+                if *by_den {
+                    r.denominator.unwrap_or(0.0)
+                } else {
+                    r.numerator.or(r.value).unwrap_or(0.0)
+                }
+            };
+            let mut best: Option<usize> = None;
+            for &i in idx {
+                if rows[i].suppressed || size(&rows[i]) <= 0.0 {
+                    continue;
+                }
+                if best.is_none_or(|b| size(&rows[i]) < size(&rows[b])) {
+                    best = Some(i);
+                }
+            }
+            if let Some(i) = best {
+                rows[i].suppressed = true;
+                changed = true;
             }
         }
-        if let Some(i) = best {
-            rows[i].suppressed = true;
+        if !changed {
+            break;
         }
     }
 }

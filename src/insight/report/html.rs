@@ -1,14 +1,106 @@
 //! `report.html`: one self-contained page (inline CSS and SVG, no script, no external reference)
 //! with Norwegian labels — per chart indicator a ranked bar chart of the units for the last month
 //! and a trend line per unit over the months (the norm as a dashed line where one exists), then a
-//! table per indicator with suppressed cells marked, then the coverage.
+//! table per indicator with suppressed cells marked; the splits (I10 by direction and by
+//! TypeForesp, I12 by sending organisation) as one table per figure and split, a row per unit and
+//! split value (`<tr data-indicator>`), not as charts; then the coverage.
 
 use std::fmt::Write as _;
 
 use super::{Cell, Kind, Report};
 
+/// Norwegian name of an organisation kind as I10's directions name it.
+fn kind_label(token: &str) -> &str {
+    match token {
+        "hospital" => "sykehus",
+        "municipality" => "kommune",
+        "gp" => "legekontor",
+        "other" => "annen/ukjent",
+        t => t,
+    }
+}
+
+/// `gp_municipality` → "fra fastlegekontor til kommune".
+fn direction_label(dir: &str) -> String {
+    match dir.split_once('_') {
+        Some((a, b)) => format!("fra {} til {}", kind_label(a), kind_label(b)),
+        None => dir.to_owned(),
+    }
+}
+
+/// `8` → "type 8"; `none` → "type ikke oppgitt" (TypeForesp; short, so the table fits A4).
+fn type_label(code: &str) -> String {
+    if code == "none" {
+        "type ikke oppgitt".into()
+    } else {
+        format!("type {code}")
+    }
+}
+
+/// A split indicator: (the figure's indicator, which split, the split value).
+/// `I10_within_5d_dir_gp_municipality` → (`I10_within_5d`, Direction, `gp_municipality`);
+/// `I10_median_h_T8` → (`I10_median_h`, Type, `8`); `I12_from_70000` → (`I12_total`, Sender,
+/// `70000`).
+fn split_of(ind: &str) -> Option<(&'static str, Split, &str)> {
+    if let Some(her) = ind.strip_prefix("I12_from_") {
+        return Some(("I12_total", Split::Sender, her));
+    }
+    for figure in I10_FIGURES {
+        let Some(rest) = ind.strip_prefix(figure) else {
+            continue;
+        };
+        if let Some(dir) = rest.strip_prefix("_dir_") {
+            return Some((figure, Split::Direction, dir));
+        }
+        if let Some(code) = rest.strip_prefix("_T") {
+            return Some((figure, Split::Type, code));
+        }
+    }
+    None
+}
+
+const I10_FIGURES: [&str; 4] = [
+    "I10_median_h",
+    "I10_p90_h",
+    "I10_within_5d",
+    "I10_unanswered_14d",
+];
+
+/// How a figure is split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Split {
+    Direction,
+    Type,
+    Sender,
+}
+
+impl Split {
+    fn title(self) -> &'static str {
+        match self {
+            Split::Direction => "etter retning (hvem spør hvem)",
+            Split::Type => "etter forespørselstype (TypeForesp)",
+            Split::Sender => "etter avsenderorganisasjon",
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Split::Direction => "dir",
+            Split::Type => "type",
+            Split::Sender => "from",
+        }
+    }
+}
+
 /// Norwegian label of an indicator.
 fn label(ind: &str) -> String {
+    if let Some((figure, split, value)) = split_of(ind) {
+        return match split {
+            Split::Direction => format!("{}, {}", label(figure), direction_label(value)),
+            Split::Type => format!("{}, forespørsels{}", label(figure), type_label(value)),
+            Split::Sender => format!("I12 Meldinger mottatt fra HER-id {value} (antall)"),
+        };
+    }
     let l = match ind {
         "I1" => "I1 USK-episoder startet (antall)",
         "I2" => "I2 USK-døgn i måneden (sum)",
@@ -106,7 +198,7 @@ fn plotted(c: &Cell) -> Option<f64> {
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:70em}\
 h1{font-size:1.6em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ccc}\
 table{border-collapse:collapse;margin:.5em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.2em .5em;text-align:right}\
-th:first-child,td:first-child{text-align:left}td.s{color:#888;font-style:italic}.fb,.lg{white-space:nowrap}.fb{font-size:.85em}\
+th:first-child,td:first-child{text-align:left}td.s{color:#888;font-style:italic}.fb,.lg{white-space:nowrap}.fb,.k{font-size:.85em}\
 .charts{display:flex;flex-wrap:wrap;gap:1.5em}figure{margin:0;max-width:420px}figcaption{font-size:.85em;color:#444}\
 svg text{font-size:11px;fill:#222}.note{font-size:.85em;color:#444}\
 @media print{body{margin:0;max-width:none;font-size:10pt}h2{break-after:avoid}.charts{display:block}\
@@ -157,8 +249,24 @@ pub fn page(r: &Report) -> String {
         trend(&mut s, r, ind, &units);
     }
     s.push_str("</div></section>");
-    for ind in &indicators {
+    let (split, whole): (Vec<&String>, Vec<&String>) =
+        indicators.iter().partition(|i| split_of(i).is_some());
+    for ind in whole {
         table(&mut s, r, ind, &units);
+    }
+    // One table per figure and split: (figure, split) → its indicators.
+    let mut groups: std::collections::BTreeMap<(u32, &str, Split), Vec<&str>> =
+        std::collections::BTreeMap::new();
+    for ind in split {
+        if let Some((figure, how, _)) = split_of(ind) {
+            groups
+                .entry((super::indicator_number(figure), figure, how))
+                .or_default()
+                .push(ind.as_str());
+        }
+    }
+    for ((_, figure, how), inds) in groups {
+        split_table(&mut s, r, figure, how, &inds, &units);
     }
     coverage(&mut s, r);
     s.push_str("</body></html>\n");
@@ -367,52 +475,111 @@ fn table(s: &mut String, r: &Report, ind: &str, units: &[u32]) {
         esc(ind),
         esc(&label(ind))
     );
-    for m in &r.months {
-        let _ = write!(s, "<th>{m}</th>");
-    }
-    s.push_str("</tr></thead><tbody>");
+    month_heads(s, r);
     let mut has_fallback = false;
     for &u in units {
         if !r.months.iter().any(|m| r.cell(ind, m, u).is_some()) {
             continue;
         }
         let _ = write!(s, "<tr><td>{}</td>", esc(&r.name(u)));
-        for m in &r.months {
-            match r.cell(ind, m, u) {
-                None => s.push_str("<td>–</td>"),
-                Some(c) if c.suppressed => {
-                    let fb = super::indicators::parse_month(m).and_then(|d| {
-                        let q = super::Period::quarter(d.year(), d.month()).label;
-                        let t = super::Period::twelve(d.year(), d.month()).label;
-                        super::suppress::fallback(c, &r.wider, &q, &t)
-                    });
-                    has_fallback |= fb.is_some();
-                    match fb {
-                        Some(f) => {
-                            let wider = if f.period.contains('Q') {
-                                "kv."
-                            } else {
-                                "12 mnd"
-                            };
-                            let _ = write!(s, "<td class=\"s\" title=\"skjult for måneden; vist for {0}\">skjult<br><span class=\"fb\">{wider} {1}</span></td>", esc(&f.period), esc(&show(f)));
-                        }
-                        None => {
-                            s.push_str("<td class=\"s\" title=\"for få til å vises\">skjult</td>")
-                        }
-                    }
-                }
-                Some(c) => {
-                    let _ = write!(s, "<td>{}</td>", esc(&show(c)));
-                }
-            }
-        }
+        has_fallback |= month_cells(s, r, ind, u);
         s.push_str("</tr>");
     }
+    table_end(s, has_fallback);
+}
+
+/// One figure split by direction, TypeForesp or sender: a row per unit and split value, the split
+/// value under the unit's name (a column of its own would not fit A4 beside 12 months).
+fn split_table(s: &mut String, r: &Report, figure: &str, how: Split, inds: &[&str], units: &[u32]) {
+    let _ = write!(
+        s,
+        "<section data-split=\"{}_{}\"><h2>{}, {}</h2><table><thead><tr><th>Enhet — {}</th>",
+        esc(figure),
+        how.key(),
+        esc(&label(figure)),
+        how.title(),
+        match how {
+            Split::Direction => "retning",
+            Split::Type => "type",
+            Split::Sender => "fra",
+        }
+    );
+    month_heads(s, r);
+    let mut has_fallback = false;
+    for &u in units {
+        for &ind in inds {
+            if !r.months.iter().any(|m| r.cell(ind, m, u).is_some()) {
+                continue;
+            }
+            let value = split_of(ind).map_or("", |(_, _, v)| v);
+            let what = match how {
+                Split::Direction => direction_label(value),
+                Split::Type => type_label(value),
+                Split::Sender => value
+                    .parse()
+                    .map_or_else(|_| value.to_owned(), |h| r.name(h)),
+            };
+            let _ = write!(
+                s,
+                "<tr data-indicator=\"{}\" title=\"{}\"><td>{}<br><span class=\"k\">{}</span></td>",
+                esc(ind),
+                esc(&label(ind)),
+                esc(&r.name(u)),
+                esc(&what)
+            );
+            has_fallback |= month_cells(s, r, ind, u);
+            s.push_str("</tr>");
+        }
+    }
+    table_end(s, has_fallback);
+}
+
+fn month_heads(s: &mut String, r: &Report) {
+    for m in &r.months {
+        let _ = write!(s, "<th>{m}</th>");
+    }
+    s.push_str("</tr></thead><tbody>");
+}
+
+fn table_end(s: &mut String, has_fallback: bool) {
     s.push_str("</tbody></table>");
     if has_fallback {
         s.push_str("<p class=\"note\">«kv.»: kvartalet måneden hører til; «12 mnd»: de 12 månedene som ender med måneden — vist der måneden alene er skjult.</p>");
     }
     s.push_str("</section>");
+}
+
+/// The month cells of one indicator and unit; whether a fallback was shown.
+fn month_cells(s: &mut String, r: &Report, ind: &str, u: u32) -> bool {
+    let mut has_fallback = false;
+    for m in &r.months {
+        match r.cell(ind, m, u) {
+            None => s.push_str("<td>–</td>"),
+            Some(c) if c.suppressed => {
+                let fb = super::indicators::parse_month(m).and_then(|d| {
+                    let q = super::Period::quarter(d.year(), d.month()).label;
+                    let t = super::Period::twelve(d.year(), d.month()).label;
+                    super::suppress::fallback(c, &r.wider, &q, &t)
+                });
+                has_fallback |= fb.is_some();
+                match fb {
+                    Some(f) => {
+                        let wider = if f.period.contains('Q') {
+                            "kv."
+                        } else {
+                            "12 mnd"
+                        };
+                        let _ = write!(s, "<td class=\"s\" title=\"skjult for måneden; vist for {0}\">skjult<br><span class=\"fb\">{wider} {1}</span></td>", esc(&f.period), esc(&show(f)));
+                    }
+                    None => s.push_str("<td class=\"s\" title=\"for få til å vises\">skjult</td>"),
+                }
+            }
+            Some(c) => {
+                let _ = write!(s, "<td>{}</td>", esc(&show(c)));
+            }
+        }
+    }
+    has_fallback
 }
 
 /// What the report covers and what it cannot see.

@@ -349,4 +349,20 @@ fn migrate_store_copies_into_postgres_and_status_and_check_config_read_it() {
     let (code, out, _) = run(&["check-config"], Some(&path));
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("store.backend") && out.contains("\"sqlite\""), "{out}");
+    // postgres needs a url; redb takes none.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let no_url: String = text
+        .lines()
+        .filter(|l| !l.starts_with("url = \"postgres://"))
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        .replace("backend = \"sqlite\"", "backend = \"postgres\"");
+    std::fs::write(&path, no_url).unwrap();
+    let (code, out, _) = run(&["check-config"], Some(&path));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("store.url") && out.contains("needs url"), "{out}");
+    std::fs::write(&path, text.replace("backend = \"sqlite\"", "backend = \"redb\"")).unwrap();
+    let (code, out, _) = run(&["check-config"], Some(&path));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("store.url") && out.contains("only for backend"), "{out}");
 }

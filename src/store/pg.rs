@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, Statement};
 
 use super::{
     record, stage, Change, MessageRecord, OverdueRecipient, StoreError,
@@ -273,8 +273,15 @@ async fn migrate(client: &mut Client) -> Result<Vec<i32>, StoreError> {
 /// one for reads: a transaction on a connection would otherwise hold the readers).
 pub struct PgStore {
     client: Client,
+    /// The point reads of the hot path, prepared once per connection (an unprepared query costs a
+    /// second round trip for every message).
+    get: Statement,
+    find: Statement,
     write_transactions: AtomicU64,
 }
+
+const GET: &str = "SELECT record FROM delivery_messages WHERE sender = $1 AND msg_id = $2";
+const FIND: &str = "SELECT sender, record FROM delivery_messages WHERE msg_id = $1 ORDER BY sender";
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -292,10 +299,7 @@ impl PgStore {
         if !applied.is_empty() {
             tracing::info!(?applied, "delivery store: PostgreSQL schema migrations applied");
         }
-        Ok(PgStore {
-            client,
-            write_transactions: AtomicU64::new(0),
-        })
+        PgStore::prepared(client).await
     }
 
     /// Connects to a database whose schema must already be current (`status`, `migrate-store`
@@ -308,8 +312,16 @@ impl PgStore {
                 "{status}: the database has no current delivery store (start the gateway once, or run migrate-store)"
             )));
         }
+        PgStore::prepared(client).await
+    }
+
+    async fn prepared(client: Client) -> Result<PgStore, StoreError> {
+        let get = client.prepare(GET).await.map_err(pg("preparing a statement"))?;
+        let find = client.prepare(FIND).await.map_err(pg("preparing a statement"))?;
         Ok(PgStore {
             client,
+            get,
+            find,
             write_transactions: AtomicU64::new(0),
         })
     }
@@ -366,10 +378,7 @@ impl PgStore {
     ) -> Result<Option<MessageRecord>, StoreError> {
         let row = self
             .client
-            .query_opt(
-                "SELECT record FROM delivery_messages WHERE sender = $1 AND msg_id = $2",
-                &[&i64::from(sender.0), &msg_id.as_str()],
-            )
+            .query_opt(&self.get, &[&i64::from(sender.0), &msg_id.as_str()])
             .await
             .map_err(pg("reading a record"))?;
         row.map(|r| decode(sender, msg_id, r.get(0))).transpose()
@@ -379,10 +388,7 @@ impl PgStore {
     pub async fn find(&self, msg_id: &MsgId) -> Result<Vec<MessageRecord>, StoreError> {
         let rows = self
             .client
-            .query(
-                "SELECT sender, record FROM delivery_messages WHERE msg_id = $1 ORDER BY sender",
-                &[&msg_id.as_str()],
-            )
+            .query(&self.find, &[&msg_id.as_str()])
             .await
             .map_err(pg("finding a MsgId"))?;
         rows.iter()

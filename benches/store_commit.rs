@@ -50,7 +50,9 @@ fn main() {
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let postgres = std::env::var("HELSEMELDING_BENCH_POSTGRES").ok();
-    let bench_db = postgres.as_deref().map(|admin| rt.block_on(BenchDb::create(admin)));
+    let bench_db = postgres
+        .as_deref()
+        .map(|admin| rt.block_on(BenchDb::create(admin)));
     let mut backends = vec![None];
     backends.extend(bench_db.as_ref().map(Some));
     for db in backends {
@@ -61,9 +63,15 @@ fn main() {
                     .expect("start"),
                 Some(db) => rt.block_on(async {
                     db.empty().await;
-                    StoreHandle::open(&StoreBackend::Postgres { url: db.url.clone() }, d.path(), 1024)
-                        .await
-                        .expect("PostgreSQL store")
+                    StoreHandle::open(
+                        &StoreBackend::Postgres {
+                            url: db.url.clone(),
+                        },
+                        d.path(),
+                        1024,
+                    )
+                    .await
+                    .expect("PostgreSQL store")
                 }),
             };
             let handle = Arc::new(handle);
@@ -203,7 +211,8 @@ impl BenchDb {
                 // 12th and 13th of them.
                 let rest = stat.rsplit_once(')')?.1;
                 let f: Vec<&str> = rest.split_whitespace().collect();
-                let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+                let ticks: f64 =
+                    f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
                 Some(ticks / tick)
             })
             .sum()

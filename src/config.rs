@@ -1167,26 +1167,24 @@ fn read_gateway(
             Some(console),
             Some(revocation),
             Some(store),
-        ) => {
-            Some(GatewayConfig {
-                config_path: config_path.to_path_buf(),
-                base_dir: base.clone(),
-                amqp: AmqpConfig {
-                    url,
-                    prefetch: amqp.prefetch,
-                    heartbeat: amqp.heartbeat.0,
-                    max_inflight_bytes: amqp.max_inflight_bytes,
-                    hnmsg_exchange: amqp.hnmsg_exchange.clone(),
-                },
-                gateway: identity.clone(),
-                paths: paths.clone(),
-                policy: policy_cfg,
-                console,
-                revocation,
-                insight: insight.unwrap_or_default(),
-                store,
-            })
-        }
+        ) => Some(GatewayConfig {
+            config_path: config_path.to_path_buf(),
+            base_dir: base.clone(),
+            amqp: AmqpConfig {
+                url,
+                prefetch: amqp.prefetch,
+                heartbeat: amqp.heartbeat.0,
+                max_inflight_bytes: amqp.max_inflight_bytes,
+                hnmsg_exchange: amqp.hnmsg_exchange.clone(),
+            },
+            gateway: identity.clone(),
+            paths: paths.clone(),
+            policy: policy_cfg,
+            console,
+            revocation,
+            insight: insight.unwrap_or_default(),
+            store,
+        }),
         _ => None,
     };
     Some(GatewayParts {

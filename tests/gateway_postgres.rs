@@ -55,8 +55,12 @@ impl Drop for ScratchDb {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gateways_share_state_and_report_overdue_once() {
     let db = ScratchDb::create().await;
-    let backend = StoreBackend::Postgres { url: db.url.clone() };
-    let on_pg = |b: StoreBackend| move |s: &mut helsemelding::gateway::server::Settings| s.store_backend = b;
+    let backend = StoreBackend::Postgres {
+        url: db.url.clone(),
+    };
+    let on_pg = |b: StoreBackend| {
+        move |s: &mut helsemelding::gateway::server::Settings| s.store_backend = b
+    };
     let a = Harness::start_with(None, on_pg(backend.clone())).await;
     // `a` takes the periodic-work lease before `b` exists (every pass asks for it).
     a.housekeep().await;
@@ -98,7 +102,8 @@ async fn two_gateways_share_state_and_report_overdue_once() {
     b.housekeep().await;
     a.housekeep().await;
     assert_eq!(
-        a.gateway.metrics().outcome(Outcome::Overdue) + b.gateway.metrics().outcome(Outcome::Overdue),
+        a.gateway.metrics().outcome(Outcome::Overdue)
+            + b.gateway.metrics().outcome(Outcome::Overdue),
         1,
         "reported once across both gateways"
     );
@@ -118,10 +123,18 @@ async fn two_gateways_share_state_and_report_overdue_once() {
     b.advance(Duration::from_secs(31 * 24 * 3600));
     b.housekeep().await;
     a.housekeep().await;
-    let pruned = |h: &Harness| h.gateway.metrics().pruned.load(std::sync::atomic::Ordering::Relaxed);
+    let pruned = |h: &Harness| {
+        h.gateway
+            .metrics()
+            .pruned
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
     assert_eq!((pruned(&a), pruned(&b)), (1, 0));
     assert_eq!(
-        a.gateway.metrics().store_records.load(std::sync::atomic::Ordering::Relaxed),
+        a.gateway
+            .metrics()
+            .store_records
+            .load(std::sync::atomic::Ordering::Relaxed),
         0
     );
     a.stop().await;

@@ -135,7 +135,6 @@ fn status_shows_each_recipient_and_fails_for_unknown_ids() {
     let root = tempfile::tempdir().unwrap();
     let path = config_in(root.path());
     let id = MsgId::new("3f2504e0-4f89-41d3-9a0c-0305e82c3301");
-    let at = datetime!(2026-01-05 10:00 UTC);
     seed(&root.path().join("var/state"), &id);
     let out = bin()
         .args(["status", "--config"])
@@ -248,7 +247,9 @@ impl ScratchDb {
             .build()
             .unwrap();
         let (name, url) = rt
-            .block_on(helsemelding::store::pg::create_scratch_database(ADMIN_URL, "hm_test"))
+            .block_on(helsemelding::store::pg::create_scratch_database(
+                ADMIN_URL, "hm_test",
+            ))
             .expect("PostgreSQL on 127.0.0.1:5432 (user postgres, database test)");
         ScratchDb { rt, name, url }
     }
@@ -256,9 +257,11 @@ impl ScratchDb {
 
 impl Drop for ScratchDb {
     fn drop(&mut self) {
-        let _ = self.rt.block_on(helsemelding::store::pg::drop_scratch_database(
-            ADMIN_URL, &self.name,
-        ));
+        let _ = self
+            .rt
+            .block_on(helsemelding::store::pg::drop_scratch_database(
+                ADMIN_URL, &self.name,
+            ));
     }
 }
 
@@ -310,7 +313,10 @@ fn migrate_store_copies_into_postgres_and_status_and_check_config_read_it() {
     // A whole configuration on PostgreSQL: check-config reports the schema, status reads it.
     let parties = std::fs::read_to_string(repo().join("config/parties.toml"))
         .unwrap()
-        .replace("\"fixtures/", &format!("\"{}/", repo().join("fixtures").display()));
+        .replace(
+            "\"fixtures/",
+            &format!("\"{}/", repo().join("fixtures").display()),
+        );
     std::fs::write(root.path().join("config/parties.toml"), parties).unwrap();
     let text = std::fs::read_to_string(&path)
         .unwrap()
@@ -326,7 +332,8 @@ fn migrate_store_copies_into_postgres_and_status_and_check_config_read_it() {
     let (code, out, err) = run(&["check-config"], Some(&path));
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(
-        out.contains("store postgres") && out.contains("schema version 1 of 1, no pending migrations"),
+        out.contains("store postgres")
+            && out.contains("schema version 1 of 1, no pending migrations"),
         "{out}"
     );
     let (code, on_configured, err) = run(&["status", id.as_str()], Some(&path));
@@ -340,7 +347,10 @@ fn migrate_store_copies_into_postgres_and_status_and_check_config_read_it() {
     std::fs::write(&path, text).unwrap();
     let (code, out, _) = run(&["check-config"], Some(&path));
     assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("store.url") && out.contains("connecting"), "{out}");
+    assert!(
+        out.contains("store.url") && out.contains("connecting"),
+        "{out}"
+    );
     // And a bad [store] section is reported like any other key.
     let text = std::fs::read_to_string(&path)
         .unwrap()
@@ -348,7 +358,10 @@ fn migrate_store_copies_into_postgres_and_status_and_check_config_read_it() {
     std::fs::write(&path, text).unwrap();
     let (code, out, _) = run(&["check-config"], Some(&path));
     assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("store.backend") && out.contains("\"sqlite\""), "{out}");
+    assert!(
+        out.contains("store.backend") && out.contains("\"sqlite\""),
+        "{out}"
+    );
     // postgres needs a url; redb takes none.
     let text = std::fs::read_to_string(&path).unwrap();
     let no_url: String = text
@@ -360,9 +373,19 @@ fn migrate_store_copies_into_postgres_and_status_and_check_config_read_it() {
     std::fs::write(&path, no_url).unwrap();
     let (code, out, _) = run(&["check-config"], Some(&path));
     assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("store.url") && out.contains("needs url"), "{out}");
-    std::fs::write(&path, text.replace("backend = \"sqlite\"", "backend = \"redb\"")).unwrap();
+    assert!(
+        out.contains("store.url") && out.contains("needs url"),
+        "{out}"
+    );
+    std::fs::write(
+        &path,
+        text.replace("backend = \"sqlite\"", "backend = \"redb\""),
+    )
+    .unwrap();
     let (code, out, _) = run(&["check-config"], Some(&path));
     assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("store.url") && out.contains("only for backend"), "{out}");
+    assert!(
+        out.contains("store.url") && out.contains("only for backend"),
+        "{out}"
+    );
 }

@@ -81,10 +81,7 @@ fn check_store(backend: &StoreBackend) -> Result<String, String> {
         StoreBackend::Postgres { url } => url,
     };
     let config = crate::store::pg::parse_url(url)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let runtime = crate::store::command_runtime()?;
     let status = runtime
         .block_on(crate::store::pg::schema_status(&config))
         .map_err(|e| e.to_string())?;

@@ -33,9 +33,7 @@ use crate::amqp::topology::Topology;
 use crate::cms::Signer;
 use crate::ids::{HerId, MsgId, Timestamp};
 use crate::store::state::Event;
-use crate::store::{
-    Change, MessageRecord, StoreError, StoreHandle, StoreHealth, Transition,
-};
+use crate::store::{Change, MessageRecord, StoreError, StoreHandle, StoreHealth, Transition};
 
 /// Where "now" comes from. Injected so that overdue and certificate checks are testable.
 #[derive(Clone)]
@@ -197,8 +195,7 @@ impl Gateway {
         signer: Signer,
         clock: Clock,
     ) -> Result<Gateway, GatewayError> {
-        let store =
-            StoreHandle::open(&settings.store_backend, &settings.store_dir, 4096).await?;
+        let store = StoreHandle::open(&settings.store_backend, &settings.store_dir, 4096).await?;
         let log = match &settings.routing_log {
             Some(p) => {
                 RoutingLog::open(Some(p), settings.routing_log_stdout).map_err(|source| {

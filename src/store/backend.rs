@@ -15,7 +15,7 @@ use std::path::Path;
 
 use tokio::sync::watch;
 
-use super::handle::{RedbHandle, Recorded, StoreHealth, StoreSize};
+use super::handle::{Recorded, RedbHandle, StoreHealth, StoreSize};
 use super::pg_handle::PgHandle;
 use super::{Change, DeliveryStore, MessageRecord, OverdueRecipient, StoreError};
 use crate::config::StoreBackend;
@@ -53,7 +53,9 @@ impl StoreHandle {
                 let dir = state_dir.to_path_buf();
                 let store = tokio::task::spawn_blocking(move || DeliveryStore::open(&dir))
                     .await
-                    .map_err(|e| StoreError::Schema(format!("opening the store panicked: {e}")))??;
+                    .map_err(|e| {
+                        StoreError::Schema(format!("opening the store panicked: {e}"))
+                    })??;
                 StoreHandle::start(store, queue)
             }
             StoreBackend::Postgres { url } => {

@@ -75,13 +75,10 @@ fn status_postgres(url: &str, msg_id: &MsgId) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::command_runtime() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
+            eprintln!("{e}");
             return ExitCode::FAILURE;
         }
     };

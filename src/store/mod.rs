@@ -53,13 +53,22 @@ use crate::address::RecipientRole;
 use crate::codes::ErrorCode;
 use crate::ids::{HerId, MsgId, Timestamp};
 
-pub use cli::{render as render_status, run_status, StatusArgs};
 pub use backend::StoreHandle;
+pub use cli::{render as render_status, run_status, StatusArgs};
 pub use handle::{Recorded, RedbHandle, StoreHealth, StoreSize};
 pub use migrate::{run_migrate_store, MigrateStoreArgs};
 pub use pg::PgStore;
 pub use pg_handle::PgHandle;
 pub use state::{DeliveryState, Event, IllegalTransition};
+
+/// A runtime for a command that talks to PostgreSQL once (`status`, `check-config`,
+/// `migrate-store`); its error is the message to print.
+pub fn command_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
 
 /// The database file inside the state directory.
 pub const FILE_NAME: &str = "delivery.redb";
@@ -215,6 +224,21 @@ impl MessageRecord {
             r.apprec_id = tr.apprec_id.clone();
         }
         Ok(())
+    }
+
+    /// The recipients still waiting for their AppRec, as [`DeliveryStore::overdue`] lists them.
+    fn awaiting_recipients(&self) -> impl Iterator<Item = OverdueRecipient> + '_ {
+        self.recipients
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.state.awaits_apprec())
+            .map(|(i, r)| OverdueRecipient {
+                sender: self.sender,
+                msg_id: self.msg_id.clone(),
+                recipient: i,
+                her: r.her,
+                clock_start: self.clock_start(),
+            })
     }
 
     fn awaits_apprec(&self) -> bool {
@@ -568,17 +592,7 @@ impl DeliveryStore {
                     continue;
                 };
                 let rec = decode(sender, &msg_id, v.value())?;
-                for (i, r) in rec.recipients.iter().enumerate() {
-                    if r.state.awaits_apprec() {
-                        out.push(OverdueRecipient {
-                            sender,
-                            msg_id: msg_id.clone(),
-                            recipient: i,
-                            her: r.her,
-                            clock_start: rec.clock_start(),
-                        });
-                    }
-                }
+                out.extend(rec.awaiting_recipients());
             }
         }
         Ok(out)
@@ -671,13 +685,13 @@ struct Stored {
 /// Per key: the record as stored (None = new) and as it will be.
 type Staged = BTreeMap<Key, (Option<Stored>, MessageRecord)>;
 
+/// Reads a record as stored (by the backend staging a batch).
+type Loader<'a> = dyn FnMut(HerId, &MsgId) -> Result<Option<MessageRecord>, StoreError> + 'a;
+
 /// Checks one batch against the records as stored (`load`) and returns them as they will be; the
 /// first refused change refuses the batch. Both backends stage through here, so they accept and
 /// refuse exactly the same changes.
-fn stage(
-    load: &mut dyn FnMut(HerId, &MsgId) -> Result<Option<MessageRecord>, StoreError>,
-    batch: &[Change],
-) -> Result<Staged, StoreError> {
+fn stage(load: &mut Loader<'_>, batch: &[Change]) -> Result<Staged, StoreError> {
     let mut staged: Staged = BTreeMap::new();
     for change in batch {
         match change {

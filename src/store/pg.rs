@@ -36,9 +36,7 @@ use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls, Statement};
 
-use super::{
-    record, stage, Change, MessageRecord, OverdueRecipient, StoreError,
-};
+use super::{record, stage, Change, MessageRecord, OverdueRecipient, StoreError};
 use crate::ids::{HerId, MsgId, Timestamp};
 
 /// The key of the session-level advisory lock that makes one instance do the periodic work
@@ -197,24 +195,11 @@ async fn status_of(client: &Client) -> Result<SchemaStatus, StoreError> {
         .await
         .map_err(pg("reading the schema version"))?
         .get(0);
-    let applied: i32 = if exists {
-        client
-            .query_one(
-                "SELECT coalesce(max(version), 0) FROM helsemelding_schema_migrations",
-                &[],
-            )
-            .await
-            .map_err(pg("reading the schema version"))?
-            .get(0)
+    let applied = if exists {
+        applied_version(client).await?
     } else {
         0
     };
-    if applied > known_version() {
-        return Err(StoreError::Schema(format!(
-            "schema version {applied} is newer than this helsemelding knows ({}): upgrade helsemelding",
-            known_version()
-        )));
-    }
     Ok(SchemaStatus {
         applied,
         pending: MIGRATIONS
@@ -223,6 +208,25 @@ async fn status_of(client: &Client) -> Result<SchemaStatus, StoreError> {
             .map(|m| (m.version, m.description))
             .collect(),
     })
+}
+
+/// The newest applied migration; a schema newer than this program knows is refused.
+async fn applied_version(client: &impl tokio_postgres::GenericClient) -> Result<i32, StoreError> {
+    let applied: i32 = client
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM helsemelding_schema_migrations",
+            &[],
+        )
+        .await
+        .map_err(pg("reading the schema version"))?
+        .get(0);
+    if applied > known_version() {
+        return Err(StoreError::Schema(format!(
+            "schema version {applied} is newer than this helsemelding knows ({}): upgrade helsemelding",
+            known_version()
+        )));
+    }
+    Ok(applied)
 }
 
 /// Applies the pending migrations, each in its own transaction with its version row, under an
@@ -239,20 +243,7 @@ async fn migrate(client: &mut Client) -> Result<Vec<i32>, StoreError> {
     txn.batch_execute(MIGRATIONS_TABLE)
         .await
         .map_err(pg("creating the migrations table"))?;
-    let current: i32 = txn
-        .query_one(
-            "SELECT coalesce(max(version), 0) FROM helsemelding_schema_migrations",
-            &[],
-        )
-        .await
-        .map_err(pg("reading the schema version"))?
-        .get(0);
-    if current > known_version() {
-        return Err(StoreError::Schema(format!(
-            "schema version {current} is newer than this helsemelding knows ({}): upgrade helsemelding",
-            known_version()
-        )));
-    }
+    let current = applied_version(&txn).await?;
     for m in MIGRATIONS.iter().filter(|m| m.version > current) {
         txn.batch_execute(m.sql)
             .await
@@ -297,7 +288,10 @@ impl PgStore {
         let mut client = connect(config).await?;
         let applied = migrate(&mut client).await?;
         if !applied.is_empty() {
-            tracing::info!(?applied, "delivery store: PostgreSQL schema migrations applied");
+            tracing::info!(
+                ?applied,
+                "delivery store: PostgreSQL schema migrations applied"
+            );
         }
         PgStore::prepared(client).await
     }
@@ -316,8 +310,14 @@ impl PgStore {
     }
 
     async fn prepared(client: Client) -> Result<PgStore, StoreError> {
-        let get = client.prepare(GET).await.map_err(pg("preparing a statement"))?;
-        let find = client.prepare(FIND).await.map_err(pg("preparing a statement"))?;
+        let get = client
+            .prepare(GET)
+            .await
+            .map_err(pg("preparing a statement"))?;
+        let find = client
+            .prepare(FIND)
+            .await
+            .map_err(pg("preparing a statement"))?;
         Ok(PgStore {
             client,
             get,
@@ -360,10 +360,7 @@ impl PgStore {
     pub async fn total_bytes(&self) -> Result<u64, StoreError> {
         let n: i64 = self
             .client
-            .query_one(
-                "SELECT pg_total_relation_size('delivery_messages')",
-                &[],
-            )
+            .query_one("SELECT pg_total_relation_size('delivery_messages')", &[])
             .await
             .map_err(pg("reading the table size"))?
             .get(0);
@@ -419,24 +416,18 @@ impl PgStore {
             let sender = her(row.get(0))?;
             let msg_id = MsgId(row.get::<_, String>(1));
             let rec = decode(sender, &msg_id, row.get(2))?;
-            for (i, r) in rec.recipients.iter().enumerate() {
-                if r.state.awaits_apprec() {
-                    out.push(OverdueRecipient {
-                        sender,
-                        msg_id: msg_id.clone(),
-                        recipient: i,
-                        her: r.her,
-                        clock_start: rec.clock_start(),
-                    });
-                }
-            }
+            out.extend(rec.awaiting_recipients());
         }
         Ok(out)
     }
 
     /// See [`super::DeliveryStore::prune`]. One statement: two instances pruning at once delete
     /// each row once, and each counts only its own.
-    pub async fn prune(&self, now: Timestamp, retention: time::Duration) -> Result<usize, StoreError> {
+    pub async fn prune(
+        &self,
+        now: Timestamp,
+        retention: time::Duration,
+    ) -> Result<usize, StoreError> {
         let cutoff = (now - retention).unix_timestamp();
         let n = self
             .client
@@ -483,7 +474,10 @@ impl PgStore {
                     return Ok(results);
                 }
                 None if attempt < CONFLICT_RETRIES => {
-                    tracing::debug!(attempt, "delivery store: concurrent insert, staging the group again");
+                    tracing::debug!(
+                        attempt,
+                        "delivery store: concurrent insert, staging the group again"
+                    );
                 }
                 None => {
                     return Err(StoreError::Schema(format!(
@@ -689,11 +683,13 @@ impl Columns {
 }
 
 fn her(v: i64) -> Result<HerId, StoreError> {
-    u32::try_from(v).map(HerId).map_err(|_| StoreError::Corrupt {
-        sender: HerId(0),
-        msg_id: MsgId::new("-"),
-        reason: format!("sender {v} is not a HER-id"),
-    })
+    u32::try_from(v)
+        .map(HerId)
+        .map_err(|_| StoreError::Corrupt {
+            sender: HerId(0),
+            msg_id: MsgId::new("-"),
+            reason: format!("sender {v} is not a HER-id"),
+        })
 }
 
 fn decode(sender: HerId, msg_id: &MsgId, bytes: &[u8]) -> Result<MessageRecord, StoreError> {

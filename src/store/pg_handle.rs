@@ -63,7 +63,10 @@ pub struct PgHandle {
 impl PgHandle {
     /// Connects, applies pending migrations and starts the writer task. `queue` bounds the
     /// requests waiting for it.
-    pub async fn start(config: tokio_postgres::Config, queue: usize) -> Result<PgHandle, StoreError> {
+    pub async fn start(
+        config: tokio_postgres::Config,
+        queue: usize,
+    ) -> Result<PgHandle, StoreError> {
         let store = PgStore::open(&config).await?;
         let reader = PgStore::open_existing(&config).await?;
         let shared = Arc::new(Shared {
@@ -106,7 +109,11 @@ impl PgHandle {
     }
 
     /// Deletes records past retention (in the writer, between group commits).
-    pub async fn prune(&self, now: Timestamp, retention: time::Duration) -> Result<usize, StoreError> {
+    pub async fn prune(
+        &self,
+        now: Timestamp,
+        retention: time::Duration,
+    ) -> Result<usize, StoreError> {
         let (tx, rx) = oneshot::channel();
         self.requests
             .send(Request::Prune(now, retention, tx))
@@ -115,7 +122,11 @@ impl PgHandle {
         rx.await.map_err(|_| StoreError::Stopped)?
     }
 
-    pub async fn get(&self, sender: HerId, msg_id: MsgId) -> Result<Option<MessageRecord>, StoreError> {
+    pub async fn get(
+        &self,
+        sender: HerId,
+        msg_id: MsgId,
+    ) -> Result<Option<MessageRecord>, StoreError> {
         let s = self.reader().await?;
         self.read_result(s.get(sender, &msg_id).await).await
     }

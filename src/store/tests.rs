@@ -77,10 +77,15 @@ async fn records_round_trip_and_are_found_by_msg_id(store: &mut Under) {
     store.commit_batch(&delivered(3000, 1, T0)).await.unwrap();
     // Another sender reusing the same MsgId is a different message.
     store
-        .commit_batch(&[Change::Create(record(4000, 1, T0))]).await
+        .commit_batch(&[Change::Create(record(4000, 1, T0))])
+        .await
         .unwrap();
 
-    let got = store.get(HerId(3000), &msg(1)).await.unwrap().expect("recorded");
+    let got = store
+        .get(HerId(3000), &msg(1))
+        .await
+        .unwrap()
+        .expect("recorded");
     assert_eq!(got.recipients[0].state, DeliveryState::Delivered);
     assert_eq!(got.recipients[1].events.len(), 2);
     assert_eq!(got.recipients[1].since(), Some(T0));
@@ -122,7 +127,8 @@ async fn refused_changes_say_why(store: &mut Under) {
     store.commit_batch(&delivered(3000, 1, T0)).await.unwrap();
 
     let same = store
-        .commit_batch(&[Change::Create(record(3000, 1, T0))]).await
+        .commit_batch(&[Change::Create(record(3000, 1, T0))])
+        .await
         .unwrap_err();
     assert!(
         matches!(
@@ -136,7 +142,10 @@ async fn refused_changes_say_why(store: &mut Under) {
     );
     let mut other = record(3000, 1, T0);
     other.content_sha256 = content_sha256(b"another body");
-    let different = store.commit_batch(&[Change::Create(other)]).await.unwrap_err();
+    let different = store
+        .commit_batch(&[Change::Create(other)])
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             different,
@@ -150,14 +159,16 @@ async fn refused_changes_say_why(store: &mut Under) {
     assert!(different.to_string().contains("DIFFERENT content"));
 
     let unknown = store
-        .commit_batch(&[apply(3000, 2, 0, Event::Routed, T0)]).await
+        .commit_batch(&[apply(3000, 2, 0, Event::Routed, T0)])
+        .await
         .unwrap_err();
     assert!(
         matches!(unknown, StoreError::UnknownMessage { .. }),
         "{unknown}"
     );
     let no_such = store
-        .commit_batch(&[apply(3000, 1, 5, Event::AppRecOk, T0)]).await
+        .commit_batch(&[apply(3000, 1, 5, Event::AppRecOk, T0)])
+        .await
         .unwrap_err();
     assert!(
         matches!(
@@ -173,7 +184,10 @@ async fn refused_changes_say_why(store: &mut Under) {
 
     let mut stale = record(3000, 3, T0);
     stale.recipients[0].state = DeliveryState::Delivered;
-    let err = store.commit_batch(&[Change::Create(stale)]).await.unwrap_err();
+    let err = store
+        .commit_batch(&[Change::Create(stale)])
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::NotFresh { .. }), "{err}");
 
     // A second AppRec for the same recipient is refused (HIS 80415:2012 §3.2, Systemtest #41).
@@ -240,11 +254,13 @@ async fn overdue_reads_only_what_waits_too_long(store: &mut Under) {
     let timeout = Duration::hours(96);
     store.commit_batch(&delivered(3000, 1, T0)).await.unwrap();
     store
-        .commit_batch(&delivered(3000, 2, T0 + Duration::hours(10))).await
+        .commit_batch(&delivered(3000, 2, T0 + Duration::hours(10)))
+        .await
         .unwrap();
     // Message 3: only received, never delivered: not awaiting an AppRec.
     store
-        .commit_batch(&[Change::Create(record(3000, 3, T0))]).await
+        .commit_batch(&[Change::Create(record(3000, 3, T0))])
+        .await
         .unwrap();
     // Message 4: the primary answered already, the copy still waits.
     let mut m4 = delivered(3000, 4, T0);
@@ -252,12 +268,14 @@ async fn overdue_reads_only_what_waits_too_long(store: &mut Under) {
     store.commit_batch(&m4).await.unwrap();
 
     assert!(store
-        .overdue(T0 + Duration::hours(95), timeout).await
+        .overdue(T0 + Duration::hours(95), timeout)
+        .await
         .unwrap()
         .is_empty());
     // The clock starts at GenDate (one minute before receipt), HIS 80415:2012 §3.2.
     let due = store
-        .overdue(T0 + timeout - Duration::minutes(1), timeout).await
+        .overdue(T0 + timeout - Duration::minutes(1), timeout)
+        .await
         .unwrap();
     let keys: Vec<_> = due
         .iter()
@@ -285,7 +303,10 @@ async fn overdue_reads_only_what_waits_too_long(store: &mut Under) {
         })
         .collect();
     store.commit_batch(&marks).await.unwrap();
-    let later = store.overdue(T0 + Duration::hours(200), timeout).await.unwrap();
+    let later = store
+        .overdue(T0 + Duration::hours(200), timeout)
+        .await
+        .unwrap();
     assert_eq!(
         later.iter().map(|o| o.msg_id.clone()).collect::<Vec<_>>(),
         vec![msg(2), msg(2)]
@@ -298,7 +319,8 @@ async fn overdue_reads_only_what_waits_too_long(store: &mut Under) {
             0,
             Event::AppRecOk,
             T0 + Duration::hours(120),
-        )]).await
+        )])
+        .await
         .unwrap();
     let rec = store.get(HerId(3000), &msg(1)).await.unwrap().unwrap();
     assert_eq!(rec.recipients[0].state, DeliveryState::AppRecOk);
@@ -308,7 +330,8 @@ async fn overdue_reads_only_what_waits_too_long(store: &mut Under) {
 async fn prune_removes_old_records_and_their_index_entries(store: &mut Under) {
     store.commit_batch(&delivered(3000, 1, T0)).await.unwrap();
     store
-        .commit_batch(&delivered(3000, 2, T0 + Duration::days(10))).await
+        .commit_batch(&delivered(3000, 2, T0 + Duration::days(10)))
+        .await
         .unwrap();
     store
         .commit_batch(&[Change::Create(record(4000, 1, T0 + Duration::days(1)))])
@@ -320,14 +343,16 @@ async fn prune_removes_old_records_and_their_index_entries(store: &mut Under) {
     assert!(store.find(&msg(1)).await.unwrap().is_empty());
     assert!(store.get(HerId(3000), &msg(2)).await.unwrap().is_some());
     assert!(store
-        .overdue(now, Duration::hours(96)).await
+        .overdue(now, Duration::hours(96))
+        .await
         .unwrap()
         .iter()
         .all(|o| o.msg_id == msg(2)));
     assert_eq!(store.prune(now, Duration::days(30)).await.unwrap(), 0);
     // The same key may be recorded again after pruning.
     store
-        .commit_batch(&[Change::Create(record(3000, 1, now))]).await
+        .commit_batch(&[Change::Create(record(3000, 1, now))])
+        .await
         .unwrap();
 }
 
@@ -347,13 +372,29 @@ async fn group_commit_sees_earlier_batches_of_the_same_group(store: &mut Under) 
         .commit_group(&[&create, &again, &answer, &refused, &copy])
         .await
         .unwrap();
-    assert!(results[0].is_ok() && results[2].is_ok() && results[4].is_ok(), "{results:?}");
-    assert!(matches!(results[1], Err(StoreError::Duplicate { same_content: true, .. })));
-    assert!(matches!(results[3], Err(StoreError::Illegal { index: 1, .. })));
+    assert!(
+        results[0].is_ok() && results[2].is_ok() && results[4].is_ok(),
+        "{results:?}"
+    );
+    assert!(matches!(
+        results[1],
+        Err(StoreError::Duplicate {
+            same_content: true,
+            ..
+        })
+    ));
+    assert!(matches!(
+        results[3],
+        Err(StoreError::Illegal { index: 1, .. })
+    ));
     let rec = store.get(HerId(3000), &msg(1)).await.unwrap().unwrap();
     assert_eq!(rec.recipients[0].state, DeliveryState::AppRecOk);
     assert_eq!(rec.recipients[1].state, DeliveryState::AppRecRejected);
-    assert!(store.overdue(T0 + Duration::days(9), Duration::hours(96)).await.unwrap().is_empty());
+    assert!(store
+        .overdue(T0 + Duration::days(9), Duration::hours(96))
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 // ---- the handle (what the gateway holds), on both backends ----
@@ -365,14 +406,22 @@ async fn through_the_handle(handle: StoreHandle) {
     let mut tasks = Vec::new();
     for n in 0..callers {
         let h = Arc::clone(&handle);
-        tasks.push(tokio::spawn(async move { h.commit(delivered(3000, n, T0)).await }));
+        tasks.push(tokio::spawn(async move {
+            h.commit(delivered(3000, n, T0)).await
+        }));
     }
     for t in tasks {
         t.await.unwrap().unwrap();
     }
     let transactions = handle.write_transactions() - before;
-    eprintln!("{}: {callers} commits in {transactions} transactions", handle.backend_name());
-    assert!(transactions < u64::from(callers), "{transactions} transactions for {callers} callers");
+    eprintln!(
+        "{}: {callers} commits in {transactions} transactions",
+        handle.backend_name()
+    );
+    assert!(
+        transactions < u64::from(callers),
+        "{transactions} transactions for {callers} callers"
+    );
     let err = handle
         .commit(vec![apply(3000, 99_999, 0, Event::Routed, T0)])
         .await
@@ -382,20 +431,33 @@ async fn through_the_handle(handle: StoreHandle) {
         .record(vec![Change::Create(record(3000, 5, T0))])
         .await
         .unwrap();
-    assert!(matches!(recorded.outcome().await, Err(StoreError::Duplicate { .. })));
+    assert!(matches!(
+        recorded.outcome().await,
+        Err(StoreError::Duplicate { .. })
+    ));
     assert!(handle.get(HerId(3000), msg(5)).await.unwrap().is_some());
     assert_eq!(handle.find(msg(6)).await.unwrap().len(), 1);
-    let due = handle.overdue(T0 + Duration::days(5), Duration::hours(96)).await.unwrap();
+    let due = handle
+        .overdue(T0 + Duration::days(5), Duration::hours(96))
+        .await
+        .unwrap();
     assert_eq!(due.len(), 2 * callers as usize);
     assert_eq!(handle.size().await.unwrap().records, u64::from(callers));
     assert!(handle.periodic_lease().await.unwrap());
     assert_eq!(
-        handle.prune(T0 + Duration::days(31), Duration::days(30)).await.unwrap(),
+        handle
+            .prune(T0 + Duration::days(31), Duration::days(30))
+            .await
+            .unwrap(),
         callers as usize
     );
     assert_eq!(handle.size().await.unwrap().records, 0);
     assert_eq!(*handle.health().borrow(), StoreHealth::Available);
-    Arc::try_unwrap(handle).ok().expect("the only handle").shutdown().await;
+    Arc::try_unwrap(handle)
+        .ok()
+        .expect("the only handle")
+        .shutdown()
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -470,7 +532,9 @@ async fn two_instances_on_one_database_apply_each_change_once() {
             for r in [ra, rb] {
                 match r {
                     Ok(()) => created += 1,
-                    Err(StoreError::Duplicate { same_content: true, .. }) => duplicates += 1,
+                    Err(StoreError::Duplicate {
+                        same_content: true, ..
+                    }) => duplicates += 1,
                     Err(e) => panic!("{e}"),
                 }
             }
@@ -494,7 +558,10 @@ async fn two_instances_on_one_database_apply_each_change_once() {
         assert_eq!(accepted, 40);
         // Pruning from both: each record is counted once.
         let now = T0 + Duration::days(40);
-        let (pa, pb) = tokio::join!(a.prune(now, Duration::days(30)), b.prune(now, Duration::days(30)));
+        let (pa, pb) = tokio::join!(
+            a.prune(now, Duration::days(30)),
+            b.prune(now, Duration::days(30))
+        );
         assert_eq!(pa.unwrap() + pb.unwrap(), 40);
     })
     .await;
@@ -504,8 +571,12 @@ async fn two_instances_on_one_database_apply_each_change_once() {
 async fn one_instance_at_a_time_holds_the_periodic_lease() {
     TestDb::with(|db| async move {
         let backend = crate::config::StoreBackend::Postgres { url: db.url() };
-        let first = StoreHandle::open(&backend, Path::new("/nonexistent"), 16).await.unwrap();
-        let second = StoreHandle::open(&backend, Path::new("/nonexistent"), 16).await.unwrap();
+        let first = StoreHandle::open(&backend, Path::new("/nonexistent"), 16)
+            .await
+            .unwrap();
+        let second = StoreHandle::open(&backend, Path::new("/nonexistent"), 16)
+            .await
+            .unwrap();
         assert!(first.periodic_lease().await.unwrap());
         assert!(!second.periodic_lease().await.unwrap());
         assert!(first.periodic_lease().await.unwrap(), "kept by its holder");
@@ -533,7 +604,10 @@ async fn a_lost_connection_is_an_infrastructure_fault_and_the_handle_recovers() 
         assert!(db.cut_connections().await >= 1);
         let err = store.get(HerId(3000), &msg(1)).await.unwrap_err();
         assert!(err.is_infrastructure() && err.is_connection_lost(), "{err}");
-        let err = store.commit_batch(&delivered(3000, 2, T0)).await.unwrap_err();
+        let err = store
+            .commit_batch(&delivered(3000, 2, T0))
+            .await
+            .unwrap_err();
         assert!(err.is_infrastructure() && err.is_connection_lost(), "{err}");
         assert!(store.is_closed());
 
@@ -546,7 +620,9 @@ async fn a_lost_connection_is_an_infrastructure_fault_and_the_handle_recovers() 
         // The handle reconnects: a write under way when the connection broke may fail with an
         // infrastructure error (its outcome unknown), later ones succeed.
         let backend = crate::config::StoreBackend::Postgres { url: db.url() };
-        let handle = StoreHandle::open(&backend, Path::new("/nonexistent"), 16).await.unwrap();
+        let handle = StoreHandle::open(&backend, Path::new("/nonexistent"), 16)
+            .await
+            .unwrap();
         handle.commit(delivered(3000, 3, T0)).await.unwrap();
         assert!(db.cut_connections().await >= 2);
         for n in 4..8 {
@@ -578,23 +654,40 @@ async fn migrate_store_copies_redb_into_postgres_idempotently() {
         for n in 0..2500 {
             let mut batch = delivered(3000 + n % 3, n, T0 + Duration::minutes(i64::from(n)));
             if n % 4 == 0 {
-                batch.push(apply(3000 + n % 3, n, 0, Event::AppRecOk, T0 + Duration::hours(3)));
+                batch.push(apply(
+                    3000 + n % 3,
+                    n,
+                    0,
+                    Event::AppRecOk,
+                    T0 + Duration::hours(3),
+                ));
             }
             redb.commit_batch(&batch).unwrap();
         }
-        redb.commit_batch(&[Change::Create(record(4000, 1, T0))]).unwrap();
+        redb.commit_batch(&[Change::Create(record(4000, 1, T0))])
+            .unwrap();
     }
     let from = dir.path().to_path_buf();
     TestDb::with(|db| async move {
         let first = migrate::migrate_store(&from, &db.url()).await.unwrap();
         assert_eq!(
-            (first.source, first.inserted, first.identical, first.target_total),
+            (
+                first.source,
+                first.inserted,
+                first.identical,
+                first.target_total
+            ),
             (2501, 2501, 2501, 2501)
         );
         assert!(first.verified());
         let second = migrate::migrate_store(&from, &db.url()).await.unwrap();
         assert_eq!(
-            (second.source, second.inserted, second.identical, second.target_total),
+            (
+                second.source,
+                second.inserted,
+                second.identical,
+                second.target_total
+            ),
             (2501, 0, 2501, 2501),
             "a second run changes nothing"
         );
@@ -613,7 +706,9 @@ async fn migrate_store_copies_redb_into_postgres_idempotently() {
             redb.overdue(now, Duration::hours(96)).unwrap()
         );
         // A record that moved on in PostgreSQL is a mismatch, not silently overwritten.
-        pg.commit_batch(&[apply(3001, 1, 1, Event::AppRecOk, now)]).await.unwrap();
+        pg.commit_batch(&[apply(3001, 1, 1, Event::AppRecOk, now)])
+            .await
+            .unwrap();
         let third = migrate::migrate_store(&from, &db.url()).await.unwrap();
         assert_eq!((third.inserted, third.identical), (0, 2500));
         assert!(!third.verified());
@@ -647,7 +742,11 @@ impl Under {
         }
     }
 
-    async fn get(&self, sender: HerId, msg_id: &MsgId) -> Result<Option<MessageRecord>, StoreError> {
+    async fn get(
+        &self,
+        sender: HerId,
+        msg_id: &MsgId,
+    ) -> Result<Option<MessageRecord>, StoreError> {
         match self {
             Under::Redb(s) => s.get(sender, msg_id),
             Under::Postgres(s) => s.get(sender, msg_id).await,
@@ -715,7 +814,9 @@ impl TestDb {
     /// Ends every other session on this database (a restarted or unreachable server, as the
     /// clients see it).
     async fn cut_connections(&self) -> u64 {
-        let admin = pg::connect(&pg::parse_url(ADMIN_URL).unwrap()).await.unwrap();
+        let admin = pg::connect(&pg::parse_url(ADMIN_URL).unwrap())
+            .await
+            .unwrap();
         admin
             .query(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
@@ -780,7 +881,6 @@ both_backends!(
     overdue_reads_only_what_waits_too_long,
     prune_removes_old_records_and_their_index_entries,
 );
-
 
 #[test]
 fn a_gen_date_in_the_future_does_not_postpone_the_clock() {

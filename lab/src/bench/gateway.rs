@@ -111,7 +111,13 @@ pub async fn run(b: &GatewayBench) -> Result<GatewayReport, BenchError> {
         ),
         None => None,
     };
-    let result = run_in(b, &vhost, &dir, scratch.as_ref().map(|(_, url)| url.as_str())).await;
+    let result = run_in(
+        b,
+        &vhost,
+        &dir,
+        scratch.as_ref().map(|(_, url)| url.as_str()),
+    )
+    .await;
     if let (Some(admin), Some((name, _))) = (&b.store_postgres, &scratch) {
         if let Err(e) = helsemelding::store::pg::drop_scratch_database(admin, name).await {
             eprintln!("bench: dropping the database {name}: {e}");

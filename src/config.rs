@@ -187,6 +187,37 @@ pub struct GatewayConfig {
     pub console: ConsoleConfig,
     pub revocation: RevocationConfig,
     pub insight: InsightConfig,
+    /// `[store]`: where delivery state is kept.
+    pub store: StoreBackend,
+}
+
+/// `[store]`: the delivery store's backend (DESIGN §3, §6).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub enum StoreBackend {
+    /// The embedded redb file in `paths.state` (the default: one instance, nothing to install).
+    #[default]
+    Redb,
+    /// PostgreSQL, shared by several gateway instances (`url = "postgres://user@host/db"`).
+    Postgres { url: String },
+}
+
+impl std::fmt::Debug for StoreBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Redb => write!(f, "Redb"),
+            // The URL may carry a password.
+            Self::Postgres { url } => write!(f, "Postgres({})", redact_url(url)),
+        }
+    }
+}
+
+impl std::fmt::Display for StoreBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Redb => write!(f, "redb"),
+            Self::Postgres { url } => write!(f, "postgres {}", redact_url(url)),
+        }
+    }
 }
 
 /// `[insight]`: what the health community learns from the traffic (src/insight, DESIGN §7).
@@ -387,6 +418,9 @@ struct RawGatewayFile {
     #[allow(dead_code)]
     #[serde(default)]
     insight: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    store: Option<IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -508,6 +542,13 @@ struct RawInsight {
     key_file: Option<PathBuf>,
     retention: Option<ConfigDuration>,
     population_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawStore {
+    backend: Option<String>,
+    url: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -767,7 +808,52 @@ fn read_gateway(
         Some(v) => r.read::<RawInsight>("insight", v.clone()),
         None => Some(RawInsight::default()),
     };
+    let store = match section(table, "store") {
+        Some(v) => r.read::<RawStore>("store", v.clone()),
+        None => Some(RawStore::default()),
+    };
     let line = |k: &str| lines.get(k).copied();
+    let store = store.and_then(|raw| {
+        let backend = match (raw.backend.as_deref().unwrap_or("redb"), raw.url) {
+            ("redb", None) => Some(StoreBackend::Redb),
+            ("redb", Some(_)) => {
+                r.push(
+                    line("store.url"),
+                    Some("store.url".into()),
+                    ProblemKind::BadValue("url is only for backend = \"postgres\" (redb keeps its file in paths.state)".into()),
+                );
+                None
+            }
+            ("postgres", Some(url)) => match crate::store::pg::parse_url(&url) {
+                Ok(_) => Some(StoreBackend::Postgres { url }),
+                Err(e) => {
+                    r.push(
+                        line("store.url"),
+                        Some("store.url".into()),
+                        ProblemKind::BadValue(format!("not a PostgreSQL connection URL: {e}")),
+                    );
+                    None
+                }
+            },
+            ("postgres", None) => {
+                r.push(
+                    line("store.backend"),
+                    Some("store.url".into()),
+                    ProblemKind::Missing("backend = \"postgres\" needs url = \"postgres://user@host:5432/database\"".into()),
+                );
+                None
+            }
+            (other, _) => {
+                r.push(
+                    line("store.backend"),
+                    Some("store.backend".into()),
+                    ProblemKind::BadValue(format!("{other:?}: expected \"redb\" or \"postgres\"")),
+                );
+                None
+            }
+        };
+        backend
+    });
     let revocation = revocation.map(|v| {
         let d = RevocationConfig::default();
         let c = RevocationConfig {
@@ -1072,26 +1158,33 @@ fn read_gateway(
             );
         }
     }
-    let config = match (amqp, url, &identity, &paths, console, revocation) {
-        (Some(amqp), Some(url), Some(identity), Some(paths), Some(console), Some(revocation)) => {
-            Some(GatewayConfig {
-                config_path: config_path.to_path_buf(),
-                base_dir: base.clone(),
-                amqp: AmqpConfig {
-                    url,
-                    prefetch: amqp.prefetch,
-                    heartbeat: amqp.heartbeat.0,
-                    max_inflight_bytes: amqp.max_inflight_bytes,
-                    hnmsg_exchange: amqp.hnmsg_exchange.clone(),
-                },
-                gateway: identity.clone(),
-                paths: paths.clone(),
-                policy: policy_cfg,
-                console,
-                revocation,
-                insight: insight.unwrap_or_default(),
-            })
-        }
+    let config = match (amqp, url, &identity, &paths, console, revocation, store) {
+        (
+            Some(amqp),
+            Some(url),
+            Some(identity),
+            Some(paths),
+            Some(console),
+            Some(revocation),
+            Some(store),
+        ) => Some(GatewayConfig {
+            config_path: config_path.to_path_buf(),
+            base_dir: base.clone(),
+            amqp: AmqpConfig {
+                url,
+                prefetch: amqp.prefetch,
+                heartbeat: amqp.heartbeat.0,
+                max_inflight_bytes: amqp.max_inflight_bytes,
+                hnmsg_exchange: amqp.hnmsg_exchange.clone(),
+            },
+            gateway: identity.clone(),
+            paths: paths.clone(),
+            policy: policy_cfg,
+            console,
+            revocation,
+            insight: insight.unwrap_or_default(),
+            store,
+        }),
         _ => None,
     };
     Some(GatewayParts {

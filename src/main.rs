@@ -48,6 +48,8 @@ enum Command {
     CheckConfig(helsemelding::config::CheckConfigArgs),
     /// Show where a message is, per recipient, from the delivery store.
     Status(helsemelding::store::StatusArgs),
+    /// Copy a redb delivery store into PostgreSQL (idempotent; verified by counts, exit 1 on a mismatch).
+    MigrateStore(helsemelding::store::MigrateStoreArgs),
     /// Write the health community's report (report.html, indicators.csv, indicators.xlsx) for some months.
     Report(helsemelding::insight::report::ReportArgs),
 }
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
         Command::Redrive(args) => helsemelding::amqp::redrive::run(args),
         Command::CheckConfig(args) => helsemelding::config::run_check_config(&args),
         Command::Status(args) => helsemelding::store::run_status(&args),
+        Command::MigrateStore(args) => helsemelding::store::run_migrate_store(&args),
         Command::Report(args) => helsemelding::insight::report::run(&args),
     }
 }

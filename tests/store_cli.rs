@@ -93,46 +93,49 @@ fn check_config_prints_every_problem_and_fails() {
     );
 }
 
+/// A redb store in `state` with one message `id`: a primary recipient delivered, a copy rejected.
+fn seed(state: &Path, id: &MsgId) {
+    let at = datetime!(2026-01-05 10:00 UTC);
+    let store = DeliveryStore::open(state).unwrap();
+    let rec = MessageRecord::new(
+        HerId(80301),
+        id.clone(),
+        "DIALOG_FORESPORSEL",
+        b"synthetic",
+        at,
+        Some(at),
+        [
+            (Some(HerId(80101)), RecipientRole::Primary),
+            (Some(HerId(80299)), RecipientRole::Copy),
+        ],
+    );
+    let tr = |recipient, event, codes: Vec<ErrorCode>| {
+        Change::Apply(Transition {
+            sender: HerId(80301),
+            msg_id: id.clone(),
+            recipient,
+            event,
+            at,
+            apprec_id: None,
+            codes,
+        })
+    };
+    store
+        .commit_batch(&[
+            Change::Create(rec),
+            tr(0, Event::Routed, vec![]),
+            tr(0, Event::Delivered, vec![]),
+            tr(1, Event::Rejected(ErrorCode::E21), vec![ErrorCode::E21]),
+        ])
+        .unwrap();
+}
+
 #[test]
 fn status_shows_each_recipient_and_fails_for_unknown_ids() {
     let root = tempfile::tempdir().unwrap();
     let path = config_in(root.path());
     let id = MsgId::new("3f2504e0-4f89-41d3-9a0c-0305e82c3301");
-    let at = datetime!(2026-01-05 10:00 UTC);
-    {
-        let store = DeliveryStore::open(&root.path().join("var/state")).unwrap();
-        let rec = MessageRecord::new(
-            HerId(80301),
-            id.clone(),
-            "DIALOG_FORESPORSEL",
-            b"synthetic",
-            at,
-            Some(at),
-            [
-                (Some(HerId(80101)), RecipientRole::Primary),
-                (Some(HerId(80299)), RecipientRole::Copy),
-            ],
-        );
-        let tr = |recipient, event, codes: Vec<ErrorCode>| {
-            Change::Apply(Transition {
-                sender: HerId(80301),
-                msg_id: id.clone(),
-                recipient,
-                event,
-                at,
-                apprec_id: None,
-                codes,
-            })
-        };
-        store
-            .commit_batch(&[
-                Change::Create(rec),
-                tr(0, Event::Routed, vec![]),
-                tr(0, Event::Delivered, vec![]),
-                tr(1, Event::Rejected(ErrorCode::E21), vec![ErrorCode::E21]),
-            ])
-            .unwrap();
-    }
+    seed(&root.path().join("var/state"), &id);
     let out = bin()
         .args(["status", "--config"])
         .arg(&path)
@@ -225,4 +228,164 @@ fn status_reads_while_the_gateway_holds_the_store_open() {
     );
     assert!(stdout.contains("Received"), "{stdout}");
     drop(store);
+}
+
+/// A database of the test's own on the local PostgreSQL (trust authentication), dropped when the
+/// test ends, also when it fails.
+struct ScratchDb {
+    rt: tokio::runtime::Runtime,
+    name: String,
+    url: String,
+}
+
+const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+impl ScratchDb {
+    fn create() -> ScratchDb {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (name, url) = rt
+            .block_on(helsemelding::store::pg::create_scratch_database(
+                ADMIN_URL, "hm_test",
+            ))
+            .expect("PostgreSQL on 127.0.0.1:5432 (user postgres, database test)");
+        ScratchDb { rt, name, url }
+    }
+}
+
+impl Drop for ScratchDb {
+    fn drop(&mut self) {
+        let _ = self
+            .rt
+            .block_on(helsemelding::store::pg::drop_scratch_database(
+                ADMIN_URL, &self.name,
+            ));
+    }
+}
+
+fn run(args: &[&str], config: Option<&Path>) -> (Option<i32>, String, String) {
+    let mut cmd = bin();
+    cmd.args(&args[..1]);
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    let out = cmd.args(&args[1..]).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn migrate_store_copies_into_postgres_and_status_and_check_config_read_it() {
+    let root = tempfile::tempdir().unwrap();
+    let path = config_in(root.path());
+    let state = root.path().join("var/state");
+    let id = MsgId::new("3f2504e0-4f89-41d3-9a0c-0305e82c3303");
+    seed(&state, &id);
+    let (code, on_redb, err) = run(&["status", id.as_str()], Some(&path));
+    assert_eq!(code, Some(0), "{err}");
+    let db = ScratchDb::create();
+    let from = state.to_str().unwrap();
+
+    let (code, out, err) = run(&["migrate-store", "--from", from, "--to", &db.url], None);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains(": 1 records"), "{out}");
+    assert!(out.contains("inserted: 1, already present: 0"), "{out}");
+    assert!(out.contains("verified: 1 of 1 identical"), "{out}");
+    // Idempotent: a second run changes nothing and still verifies.
+    let (code, out, err) = run(&["migrate-store", "--from", from, "--to", &db.url], None);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("inserted: 0, already present: 1"), "{out}");
+    assert!(out.contains("verified: 1 of 1 identical"), "{out}");
+
+    // status prints the same from PostgreSQL as from redb.
+    let (code, on_pg, err) = run(&["status", "--store-url", &db.url, id.as_str()], None);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(on_pg, on_redb);
+    let (code, _, err) = run(&["status", "--store-url", &db.url, "no-such-id"], None);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("unknown MsgId no-such-id"), "{err}");
+
+    // A whole configuration on PostgreSQL: check-config reports the schema, status reads it.
+    let parties = std::fs::read_to_string(repo().join("config/parties.toml"))
+        .unwrap()
+        .replace(
+            "\"fixtures/",
+            &format!("\"{}/", repo().join("fixtures").display()),
+        );
+    std::fs::write(root.path().join("config/parties.toml"), parties).unwrap();
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(
+            "schemas = \"xsd\"",
+            &format!("schemas = {:?}", repo().join("xsd").display().to_string()),
+        )
+        .replace(
+            "backend = \"redb\"",
+            &format!("backend = \"postgres\"\nurl = {:?}", db.url),
+        );
+    std::fs::write(&path, text).unwrap();
+    let (code, out, err) = run(&["check-config"], Some(&path));
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("store postgres")
+            && out.contains("schema version 1 of 1, no pending migrations"),
+        "{out}"
+    );
+    let (code, on_configured, err) = run(&["status", id.as_str()], Some(&path));
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(on_configured, on_redb);
+
+    // A database that cannot be reached is a problem of the configuration.
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(&db.url, "postgres://postgres@127.0.0.1:1/none");
+    std::fs::write(&path, text).unwrap();
+    let (code, out, _) = run(&["check-config"], Some(&path));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("store.url") && out.contains("connecting"),
+        "{out}"
+    );
+    // And a bad [store] section is reported like any other key.
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("backend = \"postgres\"", "backend = \"sqlite\"");
+    std::fs::write(&path, text).unwrap();
+    let (code, out, _) = run(&["check-config"], Some(&path));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("store.backend") && out.contains("\"sqlite\""),
+        "{out}"
+    );
+    // postgres needs a url; redb takes none.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let no_url: String = text
+        .lines()
+        .filter(|l| !l.starts_with("url = \"postgres://"))
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        .replace("backend = \"sqlite\"", "backend = \"postgres\"");
+    std::fs::write(&path, no_url).unwrap();
+    let (code, out, _) = run(&["check-config"], Some(&path));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("store.url") && out.contains("needs url"),
+        "{out}"
+    );
+    std::fs::write(
+        &path,
+        text.replace("backend = \"sqlite\"", "backend = \"redb\""),
+    )
+    .unwrap();
+    let (code, out, _) = run(&["check-config"], Some(&path));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("store.url") && out.contains("only for backend"),
+        "{out}"
+    );
 }

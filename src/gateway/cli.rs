@@ -78,6 +78,7 @@ pub fn settings(config: &GatewayConfig) -> Settings {
     amqp.heartbeat =
         std::time::Duration::from_secs(config.amqp.heartbeat.whole_seconds().max(0) as u64);
     let mut s = Settings::new(amqp, config.paths.state.clone());
+    s.store_backend = config.store.clone();
     s.routing_log = Some(config.paths.routing_log.clone());
     s.metrics_addr = config.paths.http_listen;
     s.apprec_timeout = config.policy.apprec_timeout;

@@ -345,6 +345,7 @@ pub fn needs_restart(running: &GatewayConfig, new: &GatewayConfig) -> Vec<String
         "[console]" => console;
         "[revocation]" => revocation;
         "[insight]" => insight;
+        "[store]" => store;
     }
     reloadable! {
         config_path;

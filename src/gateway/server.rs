@@ -33,9 +33,7 @@ use crate::amqp::topology::Topology;
 use crate::cms::Signer;
 use crate::ids::{HerId, MsgId, Timestamp};
 use crate::store::state::Event;
-use crate::store::{
-    Change, DeliveryStore, MessageRecord, StoreError, StoreHandle, StoreHealth, Transition,
-};
+use crate::store::{Change, MessageRecord, StoreError, StoreHandle, StoreHealth, Transition};
 
 /// Where "now" comes from. Injected so that overdue and certificate checks are testable.
 #[derive(Clone)]
@@ -58,6 +56,8 @@ pub struct Settings {
     pub amqp: AmqpSettings,
     pub topology: Topology,
     pub store_dir: PathBuf,
+    /// Where delivery state is kept: redb in `store_dir` (the default) or PostgreSQL.
+    pub store_backend: crate::config::StoreBackend,
     /// The file `helsemelding tail` follows (also printed on stdout when `routing_log_stdout`).
     pub routing_log: Option<PathBuf>,
     pub routing_log_stdout: bool,
@@ -92,6 +92,7 @@ impl Settings {
             amqp,
             topology: Topology::default(),
             store_dir,
+            store_backend: crate::config::StoreBackend::Redb,
             routing_log: None,
             routing_log_stdout: true,
             metrics_addr: None,
@@ -194,15 +195,7 @@ impl Gateway {
         signer: Signer,
         clock: Clock,
     ) -> Result<Gateway, GatewayError> {
-        let dir = settings.store_dir.clone();
-        let store = tokio::task::spawn_blocking(move || DeliveryStore::open(&dir))
-            .await
-            .map_err(|e| StoreError::Corrupt {
-                sender: HerId(1),
-                msg_id: MsgId::new("-"),
-                reason: format!("opening the store panicked: {e}"),
-            })??;
-        let store = StoreHandle::start(store, 4096)?;
+        let store = StoreHandle::open(&settings.store_backend, &settings.store_dir, 4096).await?;
         let log = match &settings.routing_log {
             Some(p) => {
                 RoutingLog::open(Some(p), settings.routing_log_stdout).map_err(|source| {
@@ -434,6 +427,24 @@ async fn housekeeping(inner: Arc<Inner>) {
 /// 96 hours of GenDate is a negative answer for the sender) and prunes records past retention.
 async fn housekeeping_pass(inner: &Inner) {
     let now = inner.clock.now();
+    // Several instances on one PostgreSQL store: only the one holding the lease sweeps and prunes,
+    // so each overdue recipient is reported once (redb: always this instance).
+    let lease = match inner.store.periodic_lease().await {
+        Ok(lease) => lease,
+        Err(e) => {
+            warn!(error = %e, "periodic-work lease unavailable; skipping overdue and prune this pass");
+            false
+        }
+    };
+    if lease {
+        sweep_and_prune(inner, now).await;
+    }
+    certificates(inner, now);
+    store_size(inner).await;
+}
+
+/// The periodic work done by one instance at a time: overdue sweep and pruning.
+async fn sweep_and_prune(inner: &Inner, now: Timestamp) {
     match inner
         .store
         .overdue(now, inner.settings.apprec_timeout)
@@ -449,7 +460,6 @@ async fn housekeeping_pass(inner: &Inner) {
         }
         Err(e) => warn!(error = %e, "overdue scan failed; will try again"),
     }
-    certificates(inner, now);
     match inner.store.prune(now, inner.settings.retention).await {
         Ok(0) => {}
         Ok(n) => {
@@ -458,6 +468,9 @@ async fn housekeeping_pass(inner: &Inner) {
         }
         Err(e) => warn!(error = %e, "prune failed; will try again"),
     }
+}
+
+async fn store_size(inner: &Inner) {
     match inner.store.size().await {
         Ok(size) => {
             inner

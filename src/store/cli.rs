@@ -1,5 +1,6 @@
-//! `helsemelding status [--config config/gateway.toml] MSGID`: where a message is, per recipient,
-//! read from the delivery store (opened read-only). One header line per record (a MsgId may have
+//! `helsemelding status [--config config/gateway.toml] [--store-url postgres://…] MSGID`: where a
+//! message is, per recipient, read from the delivery store (redb opened read-only, or the
+//! PostgreSQL store of `[store]`, or the one `--store-url` names). One header line per record (a MsgId may have
 //! been used by more than one sender), then one line per recipient: HER-id, role, state, AppRec
 //! code(s), when the state was entered, the AppRec Id, and the event history. Exit 1 if the MsgId
 //! is unknown or the store cannot be read; the message says which.
@@ -9,7 +10,7 @@ use std::process::ExitCode;
 
 use super::{DeliveryStore, MessageRecord};
 use crate::address::RecipientRole;
-use crate::config::{GatewayConfig, DEFAULT_CONFIG_PATH};
+use crate::config::{GatewayConfig, StoreBackend, DEFAULT_CONFIG_PATH};
 use crate::ids::{MsgId, Timestamp};
 
 /// Arguments of `status`.
@@ -18,12 +19,19 @@ pub struct StatusArgs {
     /// The gateway configuration file (for `paths.state`).
     #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
     pub config: PathBuf,
+    /// Read this PostgreSQL store instead of the configured one (then no configuration is read).
+    #[arg(long)]
+    pub store_url: Option<String>,
     /// The MsgHead MsgId to look up.
     pub msg_id: String,
 }
 
 /// Runs `status`.
 pub fn run_status(args: &StatusArgs) -> ExitCode {
+    let msg_id = MsgId::new(args.msg_id.as_str());
+    if let Some(url) = &args.store_url {
+        return status_postgres(url, &msg_id);
+    }
     let cfg = match GatewayConfig::load(&args.config) {
         Ok(cfg) => cfg,
         Err(problems) => {
@@ -33,6 +41,9 @@ pub fn run_status(args: &StatusArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let StoreBackend::Postgres { url } = &cfg.store {
+        return status_postgres(url, &msg_id);
+    }
     let file = cfg.paths.state.join(super::FILE_NAME);
     if !file.exists() {
         eprintln!(
@@ -48,13 +59,44 @@ pub fn run_status(args: &StatusArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let msg_id = MsgId::new(args.msg_id.as_str());
-    match store.find(&msg_id) {
+    print_found(
+        store.find(&msg_id),
+        &msg_id,
+        &store.path().display().to_string(),
+    )
+}
+
+/// `status` against a PostgreSQL store (read only: nothing is migrated or written).
+fn status_postgres(url: &str, msg_id: &MsgId) -> ExitCode {
+    let config = match super::pg::parse_url(url) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("--store-url / store.url: not a PostgreSQL connection URL: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match super::command_runtime() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let found = runtime.block_on(async {
+        let store = super::PgStore::open_existing(&config).await?;
+        store.find(msg_id).await
+    });
+    print_found(found, msg_id, &crate::config::redact_url(url))
+}
+
+fn print_found(
+    found: Result<Vec<MessageRecord>, super::StoreError>,
+    msg_id: &MsgId,
+    store: &str,
+) -> ExitCode {
+    match found {
         Ok(records) if records.is_empty() => {
-            eprintln!(
-                "unknown MsgId {msg_id}: not in the delivery store {}",
-                store.path().display()
-            );
+            eprintln!("unknown MsgId {msg_id}: not in the delivery store {store}");
             ExitCode::FAILURE
         }
         Ok(records) => {

@@ -1,7 +1,7 @@
 //! Group commit: one dedicated thread owns every write to the [`DeliveryStore`], so many messages
 //! share one durable flush (DESIGN §3, step 4: "record `Delivered` (group-committed)").
 //!
-//! Input: [`StoreHandle::commit`] calls from any number of tasks. The writer thread takes the first
+//! Input: [`RedbHandle::commit`] calls from any number of tasks. The writer thread takes the first
 //! queued request, then everything else that queued up meanwhile (while the previous transaction
 //! was flushing), commits all of it in one write transaction, and only then answers each caller —
 //! so a caller's `Ok` means "durable", and the caller may ack the inbound delivery.
@@ -171,24 +171,24 @@ struct Outage {
     attempts: u32,
 }
 
-/// The store's size (`StoreHandle::size`, `/metrics`).
+/// The store's size (`RedbHandle::size`, `/metrics`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreSize {
     pub records: u64,
     pub file_bytes: u64,
 }
 
-/// Async access to the store, with group-committed writes. Share it as `Arc<StoreHandle>`; dropping
-/// it lets the writer finish the queue and stop, [`StoreHandle::shutdown`] also waits for that.
-pub struct StoreHandle {
+/// Async access to the redb store, with group-committed writes (behind [`super::StoreHandle`]); dropping
+/// it lets the writer finish the queue and stop, [`RedbHandle::shutdown`] also waits for that.
+pub struct RedbHandle {
     requests: mpsc::Sender<Request>,
     shared: Arc<Shared>,
     writer: Option<JoinHandle<()>>,
 }
 
-impl StoreHandle {
+impl RedbHandle {
     /// Starts the writer thread. `queue` bounds the requests waiting for it (at least 1).
-    pub fn start(store: DeliveryStore, queue: usize) -> Result<StoreHandle, StoreError> {
+    pub fn start(store: DeliveryStore, queue: usize) -> Result<RedbHandle, StoreError> {
         let path = store.path().to_path_buf();
         let dir = path
             .parent()
@@ -211,7 +211,7 @@ impl StoreHandle {
                 path,
                 source: Arc::new(e),
             })?;
-        Ok(StoreHandle {
+        Ok(RedbHandle {
             requests,
             shared,
             writer: Some(thread),
@@ -231,7 +231,7 @@ impl StoreHandle {
 
     /// Records `changes` without a flush of their own (DESIGN §3 step 2, `Received`/`Routed`):
     /// returns once they are queued for the writer, which holds them (at most `RECORD_LINGER`) until
-    /// a [`StoreHandle::commit`] arrives and writes them in that commit's transaction — one flush for
+    /// a [`RedbHandle::commit`] arrives and writes them in that commit's transaction — one flush for
     /// both. A later commit of the same caller lands in the same or a later transaction, never an
     /// earlier one. [`Recorded::outcome`] tells whether they were accepted.
     pub async fn record(&self, changes: Vec<Change>) -> Result<Recorded, StoreError> {
@@ -371,11 +371,15 @@ impl StoreHandle {
     }
 }
 
-/// Changes handed to the writer by [`StoreHandle::record`], not waited for yet.
+/// Changes handed to the writer by [`RedbHandle::record`], not waited for yet.
 #[must_use = "the outcome says whether the changes were accepted"]
 pub struct Recorded(oneshot::Receiver<Result<(), StoreError>>);
 
 impl Recorded {
+    pub(super) fn new(rx: oneshot::Receiver<Result<(), StoreError>>) -> Self {
+        Recorded(rx)
+    }
+
     /// Waits until the writer has committed them (not necessarily durably) or refused them.
     pub async fn outcome(self) -> Result<(), StoreError> {
         self.0.await.map_err(|_| StoreError::Stopped)?
@@ -390,7 +394,7 @@ enum ReadOn {
 }
 use ReadOn::{Blocking, Inline};
 
-impl Drop for StoreHandle {
+impl Drop for RedbHandle {
     fn drop(&mut self) {
         // Ends a wait for the disk (the queue itself is finished by the writer as it closes).
         self.shared.stopping.store(true, Ordering::Release);

@@ -1,5 +1,6 @@
 //! The delivery-state store: one record per message, one sub-state per recipient, durable in redb
-//! (DESIGN §3; redb rather than sled for the reasons given there).
+//! (DESIGN §3; redb rather than sled for the reasons given there) or in PostgreSQL for several
+//! instances (DESIGN §6, `pg.rs`), both behind [`StoreHandle`] (`backend.rs`).
 //!
 //! Input: [`Change`]s — "create this message's record" and "apply this [`Event`] to recipient *i* of
 //! message *k*" — committed in batches; queries by key, by MsgId (`status`), for overdue recipients
@@ -28,8 +29,12 @@
 //! AppRec) versus refused changes (duplicate record, unknown message/recipient, illegal transition),
 //! see [`StoreError::is_infrastructure`].
 
+mod backend;
 mod cli;
 mod handle;
+mod migrate;
+pub mod pg;
+mod pg_handle;
 mod record;
 pub mod state;
 
@@ -48,9 +53,22 @@ use crate::address::RecipientRole;
 use crate::codes::ErrorCode;
 use crate::ids::{HerId, MsgId, Timestamp};
 
+pub use backend::StoreHandle;
 pub use cli::{render as render_status, run_status, StatusArgs};
-pub use handle::{Recorded, StoreHandle, StoreHealth, StoreSize};
+pub use handle::{Recorded, RedbHandle, StoreHealth, StoreSize};
+pub use migrate::{run_migrate_store, MigrateStoreArgs};
+pub use pg::PgStore;
+pub use pg_handle::PgHandle;
 pub use state::{DeliveryState, Event, IllegalTransition};
+
+/// A runtime for a command that talks to PostgreSQL once (`status`, `check-config`,
+/// `migrate-store`); its error is the message to print.
+pub fn command_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
 
 /// The database file inside the state directory.
 pub const FILE_NAME: &str = "delivery.redb";
@@ -208,6 +226,21 @@ impl MessageRecord {
         Ok(())
     }
 
+    /// The recipients still waiting for their AppRec, as [`DeliveryStore::overdue`] lists them.
+    fn awaiting_recipients(&self) -> impl Iterator<Item = OverdueRecipient> + '_ {
+        self.recipients
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.state.awaits_apprec())
+            .map(|(i, r)| OverdueRecipient {
+                sender: self.sender,
+                msg_id: self.msg_id.clone(),
+                recipient: i,
+                her: r.her,
+                clock_start: self.clock_start(),
+            })
+    }
+
     fn awaits_apprec(&self) -> bool {
         self.recipients.iter().any(|r| r.state.awaits_apprec())
     }
@@ -303,6 +336,13 @@ pub enum StoreError {
         msg_id: MsgId,
         reason: String,
     },
+    #[error("delivery store (PostgreSQL): {during}: {}", pg_reason(source))]
+    Postgres {
+        during: &'static str,
+        source: Arc<tokio_postgres::Error>,
+    },
+    #[error("delivery store (PostgreSQL): {0}")]
+    Schema(String),
     #[error("the delivery store was opened read-only")]
     ReadOnly,
     #[error("the delivery store's writer thread has stopped")]
@@ -320,6 +360,8 @@ impl StoreError {
                 | Self::Open { .. }
                 | Self::Database(_)
                 | Self::Corrupt { .. }
+                | Self::Postgres { .. }
+                | Self::Schema(_)
                 | Self::ReadOnly
                 | Self::Stopped
         )
@@ -342,6 +384,31 @@ impl StoreError {
             ),
             _ => false,
         }
+    }
+
+    /// True when the PostgreSQL server could not be reached or the connection broke (as opposed to
+    /// an error the server reported for a statement): the connection must be made again.
+    pub fn is_connection_lost(&self) -> bool {
+        match self {
+            Self::Postgres { source, .. } => match source.code() {
+                None => true,
+                // Class 08: connection exception; 57P01..57P03: the server is shutting down or
+                // starting (operator intervention).
+                Some(c) => c.code().starts_with("08") || c.code().starts_with("57P"),
+            },
+            _ => false,
+        }
+    }
+}
+
+/// A PostgreSQL error with its server message (tokio-postgres' own text is only "db error").
+fn pg_reason(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => match std::error::Error::source(e) {
+            Some(inner) => format!("{e}: {inner}"),
+            None => e.to_string(),
+        },
     }
 }
 
@@ -448,6 +515,37 @@ impl DeliveryStore {
         table.len().map_err(db_err)
     }
 
+    /// Up to `limit` records in key order (sender, MsgId), starting after `after` (from the first
+    /// when `None`): `migrate-store` copies the store chunk by chunk with this, so a store of any
+    /// size is read in bounded memory.
+    pub fn records_after(
+        &self,
+        after: Option<&(HerId, MsgId)>,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        let txn = self.begin_read()?;
+        let table = txn.open_table(MESSAGES).map_err(db_err)?;
+        let range = match after {
+            Some((s, m)) => table.range((s.0, m.as_str())..),
+            None => table.range::<(u32, &str)>(..),
+        }
+        .map_err(db_err)?;
+        let mut out = Vec::with_capacity(limit.min(4096));
+        for entry in range {
+            let (k, v) = entry.map_err(db_err)?;
+            let (s, m) = k.value();
+            let (sender, msg_id) = (HerId(s), MsgId(m.to_owned()));
+            if after.is_some_and(|(a, b)| *a == sender && *b == msg_id) {
+                continue;
+            }
+            if out.len() == limit {
+                break;
+            }
+            out.push(decode(sender, &msg_id, v.value())?);
+        }
+        Ok(out)
+    }
+
     /// The record of one message.
     pub fn get(&self, sender: HerId, msg_id: &MsgId) -> Result<Option<MessageRecord>, StoreError> {
         let txn = self.begin_read()?;
@@ -494,17 +592,7 @@ impl DeliveryStore {
                     continue;
                 };
                 let rec = decode(sender, &msg_id, v.value())?;
-                for (i, r) in rec.recipients.iter().enumerate() {
-                    if r.state.awaits_apprec() {
-                        out.push(OverdueRecipient {
-                            sender,
-                            msg_id: msg_id.clone(),
-                            recipient: i,
-                            her: r.her,
-                            clock_start: rec.clock_start(),
-                        });
-                    }
-                }
+                out.extend(rec.awaiting_recipients());
             }
         }
         Ok(out)
@@ -568,7 +656,8 @@ impl DeliveryStore {
             let mut t = Tables::open(&txn)?;
             for batch in batches {
                 // Stage in memory first, so a refused change leaves nothing of its batch behind.
-                match stage(&t, batch) {
+                let staged = stage(&mut |s, m| t.load(s, m), batch);
+                match staged {
                     Ok(staged) => {
                         t.write(staged)?;
                         results.push(Ok(()));
@@ -596,7 +685,13 @@ struct Stored {
 /// Per key: the record as stored (None = new) and as it will be.
 type Staged = BTreeMap<Key, (Option<Stored>, MessageRecord)>;
 
-fn stage(t: &Tables<'_>, batch: &[Change]) -> Result<Staged, StoreError> {
+/// Reads a record as stored (by the backend staging a batch).
+type Loader<'a> = dyn FnMut(HerId, &MsgId) -> Result<Option<MessageRecord>, StoreError> + 'a;
+
+/// Checks one batch against the records as stored (`load`) and returns them as they will be; the
+/// first refused change refuses the batch. Both backends stage through here, so they accept and
+/// refuse exactly the same changes.
+fn stage(load: &mut Loader<'_>, batch: &[Change]) -> Result<Staged, StoreError> {
     let mut staged: Staged = BTreeMap::new();
     for change in batch {
         match change {
@@ -604,9 +699,7 @@ fn stage(t: &Tables<'_>, batch: &[Change]) -> Result<Staged, StoreError> {
                 let key = (rec.sender, rec.msg_id.clone());
                 let existing = match staged.get(&key) {
                     Some((_, new)) => Some(new.content_sha256),
-                    None => t
-                        .load(rec.sender, &rec.msg_id)?
-                        .map(|old| old.content_sha256),
+                    None => load(rec.sender, &rec.msg_id)?.map(|old| old.content_sha256),
                 };
                 if let Some(old_sha256) = existing {
                     return Err(StoreError::Duplicate {
@@ -636,7 +729,7 @@ fn stage(t: &Tables<'_>, batch: &[Change]) -> Result<Staged, StoreError> {
             Change::Apply(tr) => {
                 let key = (tr.sender, tr.msg_id.clone());
                 if !staged.contains_key(&key) {
-                    let Some(old) = t.load(tr.sender, &tr.msg_id)? else {
+                    let Some(old) = load(tr.sender, &tr.msg_id)? else {
                         return Err(StoreError::UnknownMessage {
                             sender: tr.sender,
                             msg_id: tr.msg_id.clone(),

@@ -38,6 +38,11 @@ pub struct BenchArgs {
     /// Only the gateway part (no relay baseline).
     #[arg(long)]
     pub gateway_only: bool,
+    /// Run the gateway on the PostgreSQL delivery store at this URL (a server database, e.g.
+    /// `postgres://postgres@127.0.0.1:5432/test`: the run gets a database of its own in it,
+    /// dropped afterwards) instead of redb.
+    #[arg(long)]
+    pub store_postgres: Option<String>,
     /// The official schemas (layout of ../shared/standards/xsd).
     #[arg(long, default_value = "../shared/standards/xsd")]
     pub schemas: PathBuf,
@@ -100,13 +105,14 @@ async fn run_all(args: &BenchArgs) -> Result<(), BenchError> {
     };
     let (repo, schemas) = (abs(&args.repo)?, abs(&args.schemas)?);
     say(format!(
-        "helsemelding-lab bench: {} messages per size (+{} for latency; at most {} MB per part) from {} senders, prefetch {}, quorum queues, {} cores",
+        "helsemelding-lab bench: {} messages per size (+{} for latency; at most {} MB per part) from {} senders, prefetch {}, quorum queues, {} cores, delivery store {}",
         args.messages,
         args.latency_messages,
         args.max_mb,
         args.senders.max(1),
         args.prefetch,
-        std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1)
+        std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1),
+        if args.store_postgres.is_some() { "PostgreSQL" } else { "redb" },
     ));
     let mut rows = Vec::new();
     for &size in &args.sizes {
@@ -138,6 +144,7 @@ async fn run_all(args: &BenchArgs) -> Result<(), BenchError> {
             size,
             prefetch: args.prefetch,
             senders: args.senders.max(1),
+            store_postgres: args.store_postgres.clone(),
         };
         let g = gateway::run(&b).await?;
         say(format!(

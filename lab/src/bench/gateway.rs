@@ -47,6 +47,9 @@ pub struct GatewayBench {
     pub prefetch: u16,
     /// How many senders the traffic comes from ([`messages::senders`]).
     pub senders: usize,
+    /// Run on the PostgreSQL delivery store: a database of its own is made on the server this URL
+    /// names, and dropped afterwards. `None`: redb in the run's state directory.
+    pub store_postgres: Option<String>,
 }
 
 /// CPU per message of the gateway process, split where it can be told apart.
@@ -100,7 +103,26 @@ pub async fn run(b: &GatewayBench) -> Result<GatewayReport, BenchError> {
         std::process::id(),
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     ));
-    let result = run_in(b, &vhost, &dir).await;
+    let scratch = match &b.store_postgres {
+        Some(admin) => Some(
+            helsemelding::store::pg::create_scratch_database(admin, "hm_bench")
+                .await
+                .map_err(|e| BenchError::Setup(format!("PostgreSQL: {e}")))?,
+        ),
+        None => None,
+    };
+    let result = run_in(
+        b,
+        &vhost,
+        &dir,
+        scratch.as_ref().map(|(_, url)| url.as_str()),
+    )
+    .await;
+    if let (Some(admin), Some((name, _))) = (&b.store_postgres, &scratch) {
+        if let Err(e) = helsemelding::store::pg::drop_scratch_database(admin, name).await {
+            eprintln!("bench: dropping the database {name}: {e}");
+        }
+    }
     let _ = vhost.delete().await;
     let _ = std::fs::remove_dir_all(&dir);
     result
@@ -221,6 +243,7 @@ async fn run_in(
     b: &GatewayBench,
     vhost: &TestVhost,
     dir: &Path,
+    store_url: Option<&str>,
 ) -> Result<GatewayReport, BenchError> {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0")
@@ -240,6 +263,16 @@ async fn run_in(
         },
     )
     .map_err(|e| BenchError::Setup(e.to_string()))?;
+    if let Some(url) = store_url {
+        let text = std::fs::read_to_string(&config)
+            .map_err(|e| BenchError::Setup(format!("{}: {e}", config.display())))?;
+        let text = text.replace(
+            "backend = \"redb\"",
+            &format!("backend = \"postgres\"\nurl = {url:?}"),
+        );
+        std::fs::write(&config, text)
+            .map_err(|e| BenchError::Setup(format!("{}: {e}", config.display())))?;
+    }
     // The extra senders join the scratch register.
     let pki = b.repo.join("fixtures/gateway-pki");
     let register = dir.join("parties.toml");

@@ -1,0 +1,143 @@
+//! The gateway on the PostgreSQL delivery store (`[store] backend = "postgres"`, DESIGN §6), against
+//! the real local RabbitMQ and PostgreSQL: two gateways (each in its own vhost) share one database
+//! of the test's own. A message routed by one is recorded where the other sees it; the same
+//! message arriving at the other is a duplicate there; only the gateway holding the periodic-work
+//! lease marks it overdue and prunes, so it is reported once.
+
+mod support;
+
+use std::time::Duration;
+
+use helsemelding::config::StoreBackend;
+use helsemelding::gateway::cli::Overrides;
+use helsemelding::gateway::routing_log::Outcome;
+use helsemelding::ids::{HerId, MsgId};
+use helsemelding::store::pg;
+use helsemelding::store::state::DeliveryState;
+use support::gateway::*;
+
+const GP: HerId = HerId(82001);
+const NURSING_HOME: HerId = HerId(81001);
+
+/// The PostgreSQL of every machine of this project (trust authentication).
+const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A database of the test's own, dropped when the test ends (also when it fails).
+struct ScratchDb {
+    name: String,
+    url: String,
+}
+
+impl ScratchDb {
+    async fn create() -> ScratchDb {
+        let (name, url) = pg::create_scratch_database(ADMIN_URL, "hm_test")
+            .await
+            .expect("PostgreSQL on 127.0.0.1:5432 (user postgres, database test)");
+        ScratchDb { name, url }
+    }
+}
+
+impl Drop for ScratchDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Async work cannot run in a destructor on the test's runtime: a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(pg::drop_scratch_database(ADMIN_URL, &name))
+        })
+        .join();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_share_state_and_report_overdue_once() {
+    let db = ScratchDb::create().await;
+    let backend = StoreBackend::Postgres {
+        url: db.url.clone(),
+    };
+    let on_pg = |b: StoreBackend| {
+        move |s: &mut helsemelding::gateway::server::Settings| s.store_backend = b
+    };
+    let a = Harness::start_with(None, on_pg(backend.clone())).await;
+    // `a` takes the periodic-work lease before `b` exists (every pass asks for it).
+    a.housekeep().await;
+    let b = Harness::start_with(None, on_pg(backend)).await;
+
+    // Generated 100 hours ago: overdue at the first sweep after its delivery.
+    let file = "delivered/foresporsel-gp-to-nursing-home.xml";
+    let key = format!("parties/{GP}-sign");
+    let now = time::OffsetDateTime::now_utc();
+    let old = with_gen_date(
+        &fixture_with_msg_id(file, MsgId::random().as_str()),
+        now - time::Duration::hours(100),
+    );
+    let sent = a
+        .send_xml_signed_by(&old, &key, &Overrides::default(), None)
+        .await;
+    let id = sent.message_id.as_str();
+    a.take(NURSING_HOME, 1).await;
+    a.settle().await;
+    // Recorded in the shared store: `b` sees it.
+    assert_eq!(
+        b.status(GP, id).await.recipients[0].state,
+        DeliveryState::Delivered
+    );
+
+    // `b` has no lease: its pass leaves the message alone.
+    b.housekeep().await;
+    assert_eq!(b.gateway.metrics().outcome(Outcome::Overdue), 0);
+    assert_eq!(
+        a.status(GP, id).await.recipients[0].state,
+        DeliveryState::Delivered
+    );
+    a.housekeep().await;
+    assert_eq!(a.gateway.metrics().outcome(Outcome::Overdue), 1);
+    assert_eq!(
+        b.status(GP, id).await.recipients[0].state,
+        DeliveryState::Overdue
+    );
+    b.housekeep().await;
+    a.housekeep().await;
+    assert_eq!(
+        a.gateway.metrics().outcome(Outcome::Overdue)
+            + b.gateway.metrics().outcome(Outcome::Overdue),
+        1,
+        "reported once across both gateways"
+    );
+
+    // The same message at the other gateway is a duplicate there: not delivered again.
+    b.send_xml_signed_by(&old, &key, &Overrides::default(), None)
+        .await;
+    b.wait_for(|m| m.outcome(Outcome::Duplicate) >= 1).await;
+    b.assert_empty(NURSING_HOME).await;
+    // And at the first one (the same envelope again).
+    a.resend(&sent.message_id).await;
+    a.wait_for(|m| m.outcome(Outcome::Duplicate) >= 1).await;
+    a.assert_empty(NURSING_HOME).await;
+
+    // Past retention the lease holder prunes it, once.
+    a.advance(Duration::from_secs(31 * 24 * 3600));
+    b.advance(Duration::from_secs(31 * 24 * 3600));
+    b.housekeep().await;
+    a.housekeep().await;
+    let pruned = |h: &Harness| {
+        h.gateway
+            .metrics()
+            .pruned
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert_eq!((pruned(&a), pruned(&b)), (1, 0));
+    assert_eq!(
+        a.gateway
+            .metrics()
+            .store_records
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    a.stop().await;
+    b.stop().await;
+    drop(db);
+}

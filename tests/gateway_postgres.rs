@@ -86,6 +86,21 @@ async fn two_gateways_share_state_and_report_overdue_once() {
         DeliveryState::Delivered
     );
 
+    // What `b`'s operator console reads (its message and overdue pages go through the gateway's
+    // own handle, not the redb file): the record `a` wrote, and the recipient waiting past the timeout.
+    let reads = b.gateway.store_reads();
+    let found = reads.find(MsgId::new(id)).await.expect("console find");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].recipients[0].state, DeliveryState::Delivered);
+    let waiting = reads
+        .overdue(now, time::Duration::hours(72))
+        .await
+        .expect("console overdue");
+    assert!(
+        waiting.iter().any(|o| o.msg_id.as_str() == id),
+        "the console's overdue page lists it: {waiting:?}"
+    );
+
     // `b` has no lease: its pass leaves the message alone.
     b.housekeep().await;
     assert_eq!(b.gateway.metrics().outcome(Outcome::Overdue), 0);

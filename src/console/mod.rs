@@ -42,7 +42,9 @@ use tokio::net::TcpListener;
 
 use crate::gateway::metrics::Metrics;
 use crate::gateway::routing_log::RoutingLog;
-use crate::ids::HerId;
+use crate::ids::{HerId, MsgId, Timestamp};
+use crate::store::{MessageRecord, OverdueRecipient, StoreError};
+use futures_util::future::BoxFuture;
 
 pub use auth::{Credentials, Who};
 pub use broker::BrokerView;
@@ -66,11 +68,24 @@ pub struct Endpoints {
 /// reload changes).
 pub type PartyList = Arc<dyn Fn() -> Vec<HerId> + Send + Sync>;
 
+/// The delivery-store reads the console's pages make (a message's records, overdue recipients),
+/// through the running gateway's own store handle: the same on redb and on PostgreSQL.
+pub trait StoreReads: Send + Sync {
+    fn find(&self, msg_id: MsgId) -> BoxFuture<'_, Result<Vec<MessageRecord>, StoreError>>;
+    fn overdue(
+        &self,
+        now: Timestamp,
+        timeout: time::Duration,
+    ) -> BoxFuture<'_, Result<Vec<OverdueRecipient>, StoreError>>;
+}
+
 /// Everything the console reads, as handles the gateway already has.
 pub struct Console {
     pub recent: Arc<Recent>,
-    /// The delivery store's directory: read through a read-only open per page, as `status` does.
+    /// The state directory (the free-space tile).
     pub state_dir: PathBuf,
+    /// The delivery store, read through the gateway's handle.
+    pub store: Arc<dyn StoreReads>,
     /// Depths and redrive; `None` shows "no broker link" where the depths would be.
     pub broker: Option<BrokerView>,
     /// Every party whose queues are shown (the register's parties and the gateway itself), as of
@@ -96,6 +111,7 @@ impl Console {
         bind: SocketAddr,
         recent: Arc<Recent>,
         state_dir: PathBuf,
+        store: Arc<dyn StoreReads>,
         broker: Option<BrokerView>,
         parties: PartyList,
         apprec_timeout: time::Duration,
@@ -111,6 +127,7 @@ impl Console {
         Ok(Console {
             recent,
             state_dir,
+            store,
             broker,
             parties,
             apprec_timeout,
@@ -416,6 +433,7 @@ pub fn start(
     listener: TcpListener,
     config: &crate::config::GatewayConfig,
     parties: PartyList,
+    store: Arc<dyn StoreReads>,
     mut amqp: crate::amqp::connection::AmqpSettings,
     topology: crate::amqp::topology::Topology,
     metrics: Arc<Metrics>,
@@ -439,6 +457,7 @@ pub fn start(
         bind,
         recent.clone(),
         config.paths.state.clone(),
+        store,
         Some(BrokerView::new(amqp, topology)),
         parties,
         config.policy.apprec_timeout,

@@ -18,7 +18,7 @@ use crate::amqp::topology::{async_queue, error_queue};
 use crate::gateway::metrics::{Metrics, OUTCOMES, OUTCOME_COUNT};
 use crate::gateway::routing_log::{Decision, MessageRef, Outcome};
 use crate::ids::{HerId, MsgId, Timestamp};
-use crate::store::{DeliveryStore, MessageRecord, StoreError};
+use crate::store::{MessageRecord, StoreError};
 
 /// The stylesheet, served at `/console/style.css`: large type, high contrast, red for trouble.
 pub const STYLE: &str = r#"
@@ -142,24 +142,9 @@ fn her(h: Option<HerId>) -> String {
     h.map_or_else(|| "?".into(), |h| h.to_string())
 }
 
-/// Runs `f` on the delivery store opened read-only (as `status` does), off the async threads.
-async fn with_store<T: Send + 'static>(
-    dir: &Path,
-    f: impl FnOnce(&DeliveryStore) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, String> {
-    let dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        if !dir.join(crate::store::FILE_NAME).exists() {
-            return Err(format!(
-                "no delivery store in {} yet (nothing recorded)",
-                dir.display()
-            ));
-        }
-        let store = DeliveryStore::open_read_only(&dir).map_err(|e| e.to_string())?;
-        f(&store).map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| format!("store read failed: {e}"))?
+/// A store read's error as the page shows it.
+fn store_error(e: StoreError) -> String {
+    format!("store read failed: {e}")
 }
 
 /// Free space of the file system holding `dir`: (free bytes, total bytes).
@@ -616,7 +601,7 @@ pub async fn message(c: &Console, id: &str) -> Page {
     }
     let msg_id = MsgId::new(id);
     let lookup = msg_id.clone();
-    let records = with_store(&c.state_dir, move |s| s.find(&lookup)).await;
+    let records = c.store.find(lookup).await.map_err(store_error);
     let filter = Filter {
         msg_id: Some(id.to_owned()),
         ..Filter::default()
@@ -744,7 +729,7 @@ pub async fn overdue(c: &Console) -> Page {
         "<p>AppRec timeout: {} h (HIS 80415 §3.2). Recipients past it that the overdue sweep has not marked yet, then the ones it marked (routing log).</p>",
         timeout.whole_hours()
     );
-    match with_store(&c.state_dir, move |s| s.overdue(now, timeout)).await {
+    match c.store.overdue(now, timeout).await.map_err(store_error) {
         Ok(list) if list.is_empty() => {
             b.push_str("<p class=\"ok\">None waiting past the timeout.</p>")
         }

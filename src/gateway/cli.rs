@@ -273,7 +273,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
                 let report = gateway.insight().map(|r| {
                     Arc::new(crate::insight::report::ReportView { store: r.store(), register, population: population.clone() })
                 });
-                match crate::console::start(addr, listener, &loaded.config, gateway.party_list(), amqp, topology, gateway.metrics(), report) {
+                match crate::console::start(addr, listener, &loaded.config, gateway.party_list(), gateway.store_reads(), amqp, topology, gateway.metrics(), report) {
                     Ok(task) => Some(task),
                     Err(e) => {
                         eprintln!("helsemelding: cannot start: {e}");

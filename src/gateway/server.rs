@@ -308,6 +308,12 @@ impl Gateway {
         Arc::new(move || link.parties())
     }
 
+    /// The delivery store as the console reads it: through this gateway's handle, so the console
+    /// shows the same records on redb and on PostgreSQL.
+    pub fn store_reads(&self) -> Arc<dyn crate::console::StoreReads> {
+        Arc::new(StoreReads(Arc::clone(&self.inner)))
+    }
+
     /// The insight recorder, when `[insight]` is enabled (its store serves `/report`).
     pub fn insight(&self) -> Option<Arc<crate::insight::Recorder>> {
         self.inner.insight.clone()
@@ -553,5 +559,26 @@ fn certificates(inner: &Inner, now: Timestamp) {
     *warned = Some(today);
     for c in certs.iter().filter(|c| c.due(now)) {
         warn!("{}", c.warning(now));
+    }
+}
+
+/// [`Gateway::store_reads`]: the console's reads on the gateway's own store handle.
+struct StoreReads(Arc<Inner>);
+
+impl crate::console::StoreReads for StoreReads {
+    fn find(
+        &self,
+        msg_id: crate::ids::MsgId,
+    ) -> futures_util::future::BoxFuture<'_, Result<Vec<MessageRecord>, StoreError>> {
+        Box::pin(self.0.store.find(msg_id))
+    }
+
+    fn overdue(
+        &self,
+        now: crate::ids::Timestamp,
+        timeout: time::Duration,
+    ) -> futures_util::future::BoxFuture<'_, Result<Vec<crate::store::OverdueRecipient>, StoreError>>
+    {
+        Box::pin(self.0.store.overdue(now, timeout))
     }
 }

@@ -12,49 +12,16 @@ use helsemelding::config::StoreBackend;
 use helsemelding::gateway::cli::Overrides;
 use helsemelding::gateway::routing_log::Outcome;
 use helsemelding::ids::{HerId, MsgId};
-use helsemelding::store::pg;
 use helsemelding::store::state::DeliveryState;
 use support::gateway::*;
+use support::postgres::ScratchDb;
 
 const GP: HerId = HerId(82001);
 const NURSING_HOME: HerId = HerId(81001);
 
-/// The PostgreSQL of every machine of this project (trust authentication).
-const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-/// A database of the test's own, dropped when the test ends (also when it fails).
-struct ScratchDb {
-    name: String,
-    url: String,
-}
-
-impl ScratchDb {
-    async fn create() -> ScratchDb {
-        let (name, url) = pg::create_scratch_database(ADMIN_URL, "hm_test")
-            .await
-            .expect("PostgreSQL on 127.0.0.1:5432 (user postgres, database test)");
-        ScratchDb { name, url }
-    }
-}
-
-impl Drop for ScratchDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Async work cannot run in a destructor on the test's runtime: a thread with its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(pg::drop_scratch_database(ADMIN_URL, &name))
-        })
-        .join();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gateways_share_state_and_report_overdue_once() {
-    let db = ScratchDb::create().await;
+    let db = ScratchDb::create();
     let backend = StoreBackend::Postgres {
         url: db.url.clone(),
     };

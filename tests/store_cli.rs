@@ -1,5 +1,7 @@
 //! The operator commands of this area, run as the real binary: `check-config` and `status`.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -7,6 +9,7 @@ use helsemelding::address::RecipientRole;
 use helsemelding::codes::ErrorCode;
 use helsemelding::ids::{HerId, MsgId};
 use helsemelding::store::{Change, DeliveryStore, Event, MessageRecord, Transition};
+use support::postgres::ScratchDb;
 use time::macros::datetime;
 
 fn bin() -> Command {
@@ -228,41 +231,6 @@ fn status_reads_while_the_gateway_holds_the_store_open() {
     );
     assert!(stdout.contains("Received"), "{stdout}");
     drop(store);
-}
-
-/// A database of the test's own on the local PostgreSQL (trust authentication), dropped when the
-/// test ends, also when it fails.
-struct ScratchDb {
-    rt: tokio::runtime::Runtime,
-    name: String,
-    url: String,
-}
-
-const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-impl ScratchDb {
-    fn create() -> ScratchDb {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let (name, url) = rt
-            .block_on(helsemelding::store::pg::create_scratch_database(
-                ADMIN_URL, "hm_test",
-            ))
-            .expect("PostgreSQL on 127.0.0.1:5432 (user postgres, database test)");
-        ScratchDb { rt, name, url }
-    }
-}
-
-impl Drop for ScratchDb {
-    fn drop(&mut self) {
-        let _ = self
-            .rt
-            .block_on(helsemelding::store::pg::drop_scratch_database(
-                ADMIN_URL, &self.name,
-            ));
-    }
 }
 
 fn run(args: &[&str], config: Option<&Path>) -> (Option<i32>, String, String) {

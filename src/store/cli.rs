@@ -75,12 +75,8 @@ fn status_postgres(url: &str, msg_id: &MsgId) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match super::command_runtime() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = super::command_runtime_or_report() else {
+        return ExitCode::FAILURE;
     };
     let found = runtime.block_on(async {
         let store = super::PgStore::open_existing(&config).await?;

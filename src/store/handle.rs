@@ -221,12 +221,7 @@ impl RedbHandle {
     /// Commits `changes` atomically; returns once they are durable (or refused). While the store
     /// cannot be written this waits (see the module documentation).
     pub async fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.requests
-            .send(Request::Commit(changes, true, tx))
-            .await
-            .map_err(|_| StoreError::Stopped)?;
-        rx.await.map_err(|_| StoreError::Stopped)?
+        ask(&self.requests, |tx| Request::Commit(changes, true, tx)).await
     }
 
     /// Records `changes` without a flush of their own (DESIGN §3 step 2, `Received`/`Routed`):
@@ -235,12 +230,9 @@ impl RedbHandle {
     /// both. A later commit of the same caller lands in the same or a later transaction, never an
     /// earlier one. [`Recorded::outcome`] tells whether they were accepted.
     pub async fn record(&self, changes: Vec<Change>) -> Result<Recorded, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.requests
-            .send(Request::Commit(changes, false, tx))
+        send(&self.requests, |tx| Request::Commit(changes, false, tx))
             .await
-            .map_err(|_| StoreError::Stopped)?;
-        Ok(Recorded(rx))
+            .map(Recorded)
     }
 
     /// Prunes records older than `retention` (in the writer thread, between group commits).
@@ -249,12 +241,7 @@ impl RedbHandle {
         now: Timestamp,
         retention: time::Duration,
     ) -> Result<usize, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.requests
-            .send(Request::Prune(now, retention, tx))
-            .await
-            .map_err(|_| StoreError::Stopped)?;
-        rx.await.map_err(|_| StoreError::Stopped)?
+        ask(&self.requests, |tx| Request::Prune(now, retention, tx)).await
     }
 
     /// See [`DeliveryStore::get`]. One key, a few microseconds: read on the calling task rather than
@@ -485,7 +472,32 @@ fn write_loop(shared: &Shared, mut rx: mpsc::Receiver<Request>) {
 /// How long step-2 records wait for a commit that needs a flush before they are written alone.
 const RECORD_LINGER: Duration = Duration::from_millis(100);
 
-type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// Hands a writer the request `make` builds around a reply channel; the receiver of the answer is
+/// returned (a gone writer is [`StoreError::Stopped`]). Both backends' writers are asked this way.
+pub(super) async fn send<R, T>(
+    requests: &mpsc::Sender<R>,
+    make: impl FnOnce(Reply<T>) -> R,
+) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError> {
+    let (tx, rx) = oneshot::channel();
+    requests
+        .send(make(tx))
+        .await
+        .map_err(|_| StoreError::Stopped)?;
+    Ok(rx)
+}
+
+/// [`send`], then waits for the writer's answer.
+pub(super) async fn ask<R, T>(
+    requests: &mpsc::Sender<R>,
+    make: impl FnOnce(Reply<T>) -> R,
+) -> Result<T, StoreError> {
+    send(requests, make)
+        .await?
+        .await
+        .map_err(|_| StoreError::Stopped)?
+}
 
 /// The requests one write transaction serves.
 #[derive(Default)]

@@ -76,12 +76,8 @@ pub fn run_migrate_store(args: &MigrateStoreArgs) -> ExitCode {
         eprintln!("no delivery store at {}", file.display());
         return ExitCode::FAILURE;
     }
-    let runtime = match super::command_runtime() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = super::command_runtime_or_report() else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(migrate_store(&args.from, &args.to)) {
         Ok(c) => {

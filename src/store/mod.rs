@@ -70,6 +70,11 @@ pub fn command_runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
+/// [`command_runtime`] for a command: `None` after printing why it could not start.
+pub(crate) fn command_runtime_or_report() -> Option<tokio::runtime::Runtime> {
+    command_runtime().map_err(|e| eprintln!("{e}")).ok()
+}
+
 /// The database file inside the state directory.
 pub const FILE_NAME: &str = "delivery.redb";
 

@@ -21,9 +21,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot, watch, Mutex, RwLock};
+use tokio::sync::{mpsc, watch, Mutex, RwLock};
 
-use super::handle::{Recorded, StoreHealth, StoreSize, MAX_GROUP};
+use super::handle::{ask, send, Recorded, Reply, StoreHealth, StoreSize, MAX_GROUP};
 use super::pg::PgStore;
 use super::{Change, MessageRecord, OverdueRecipient, StoreError};
 use crate::ids::{HerId, MsgId, Timestamp};
@@ -33,7 +33,6 @@ const RECONNECT_PAUSE_MAX: Duration = Duration::from_secs(5);
 /// While PostgreSQL stays unreachable, the error is repeated in the log this often.
 const REMIND_EVERY: Duration = Duration::from_secs(30);
 
-type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 enum Request {
     Commit(Vec<Change>, Reply<()>),
@@ -88,24 +87,16 @@ impl PgHandle {
 
     /// Commits `changes` atomically; returns once they are committed (or refused).
     pub async fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.requests
-            .send(Request::Commit(changes, tx))
-            .await
-            .map_err(|_| StoreError::Stopped)?;
-        rx.await.map_err(|_| StoreError::Stopped)?
+        ask(&self.requests, |tx| Request::Commit(changes, tx)).await
     }
 
     /// Queues `changes` for the writer (DESIGN §3 step 2); [`Recorded::outcome`] tells whether
     /// they were accepted. PostgreSQL commits them with whatever else is queued (there is no
     /// separate flush to save here, so they are not held back for a later commit).
     pub async fn record(&self, changes: Vec<Change>) -> Result<Recorded, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.requests
-            .send(Request::Commit(changes, tx))
+        send(&self.requests, |tx| Request::Commit(changes, tx))
             .await
-            .map_err(|_| StoreError::Stopped)?;
-        Ok(Recorded::new(rx))
+            .map(Recorded::new)
     }
 
     /// Deletes records past retention (in the writer, between group commits).
@@ -114,12 +105,7 @@ impl PgHandle {
         now: Timestamp,
         retention: time::Duration,
     ) -> Result<usize, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.requests
-            .send(Request::Prune(now, retention, tx))
-            .await
-            .map_err(|_| StoreError::Stopped)?;
-        rx.await.map_err(|_| StoreError::Stopped)?
+        ask(&self.requests, |tx| Request::Prune(now, retention, tx)).await
     }
 
     pub async fn get(

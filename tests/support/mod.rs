@@ -11,6 +11,8 @@
 //!   with ours (xsd_*.rs, model_*.rs);
 //! - [`model`]: corpus files for the message-model tests (model_*.rs);
 //! - [`openssl`]: `openssl cms` encrypting, decrypting and verifying (encryption.rs);
+//! - [`postgres`]: a scratch database on the local PostgreSQL, dropped afterwards (gateway_postgres.rs,
+//!   store_cli.rs);
 //! - [`serve`]: `helsemelding serve` as a child process, its log in a file (reload.rs);
 //! - [`store`]: the changes the pipeline commits for one good message (store_crash.rs, and
 //!   benches/store_commit.rs, which includes that file by path).
@@ -27,6 +29,7 @@ pub mod hnmsg;
 mod lab_crl;
 pub mod model;
 pub mod openssl;
+pub mod postgres;
 pub mod serve;
 pub mod store;
 pub mod xsd;

@@ -16,7 +16,9 @@
 //!   paths in the files read the same as from a shell at the root, whatever the working directory.
 //! - **Secrets** are never inline: `signing_key` is a file path (a PEM pasted into the value is
 //!   refused); the AMQP URL (which may carry a password) can come from the environment with
-//!   `url_env = "HELSEMELDING_AMQP_URL"` instead of `url` — exactly one of the two.
+//!   `url_env = "HELSEMELDING_AMQP_URL"` instead of `url` — exactly one of the two; so can the
+//!   PostgreSQL store's (`[store] url_env`). `tail` and `reload` read the file without them
+//!   ([`GatewayConfig::load_paths`]).
 //! - **Extension point**: schema installation and trust-store loading are checked by their own
 //!   stages; they report through [`ProblemKind::Schemas`] and [`ProblemKind::TrustStore`], which
 //!   `check-config` prints like any other problem (see [`ConfigProblem::new`]).
@@ -549,6 +551,7 @@ struct RawInsight {
 struct RawStore {
     backend: Option<String>,
     url: Option<String>,
+    url_env: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -761,12 +764,56 @@ impl GatewayConfig {
     /// Reads `gateway.toml` alone (no register, no file checks): what `status` needs.
     pub fn load(config_path: &Path) -> Result<GatewayConfig, Vec<ConfigProblem>> {
         let mut problems = Vec::new();
-        let config =
-            read_gateway(config_path, &mut problems, &mut HashMap::new()).and_then(|p| p.config);
+        let config = read_gateway(
+            config_path,
+            &mut problems,
+            &mut HashMap::new(),
+            Secrets::Read,
+        )
+        .and_then(|p| p.config);
         match config {
             Some(c) if problems.is_empty() => Ok(c),
             _ => Err(problems),
         }
+    }
+
+    /// Reads `gateway.toml` for its `[paths]` alone: what `tail` and `reload` need. The
+    /// environment variables that `url_env` keys name are not read, so an operator's shell, which
+    /// does not hold the service's secrets, can use them; every other problem is still reported.
+    pub fn load_paths(config_path: &Path) -> Result<PathsConfig, Vec<ConfigProblem>> {
+        let mut problems = Vec::new();
+        let paths = read_gateway(
+            config_path,
+            &mut problems,
+            &mut HashMap::new(),
+            Secrets::Skip,
+        )
+        .and_then(|p| p.paths);
+        match paths {
+            Some(p) if problems.is_empty() => Ok(p),
+            _ => Err(problems),
+        }
+    }
+}
+
+/// Whether the environment variables named by `url_env` keys are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Secrets {
+    /// Read them; one that is unset is a problem (serve, check-config, status, replay).
+    Read,
+    /// Leave them alone (tail, reload): the configuration then has no URL, and says nothing of it.
+    Skip,
+}
+
+/// The value of the environment variable `var` that a `url_env` key names: `Ok(None)` when
+/// `secrets` says not to read it, `Err` (what to say) when it is unset or empty.
+fn from_env(var: &str, secrets: Secrets) -> Result<Option<String>, String> {
+    if secrets == Secrets::Skip {
+        return Ok(None);
+    }
+    match std::env::var(var) {
+        Ok(u) if !u.trim().is_empty() => Ok(Some(u)),
+        _ => Err(format!("environment variable {var} is not set (or empty)")),
     }
 }
 
@@ -774,6 +821,7 @@ fn read_gateway(
     config_path: &Path,
     problems: &mut Vec<ConfigProblem>,
     lines: &mut HashMap<String, usize>,
+    secrets: Secrets,
 ) -> Option<GatewayParts> {
     let src = read_file(config_path, None, None, problems)?;
     let mut r = Reader {
@@ -814,23 +862,63 @@ fn read_gateway(
     };
     let line = |k: &str| lines.get(k).copied();
     let store = store.and_then(|raw| {
-        let backend = match (raw.backend.as_deref().unwrap_or("redb"), raw.url) {
-            ("redb", None) => Some(StoreBackend::Redb),
-            ("redb", Some(_)) => {
+        // The URL as given, or from the environment (`url_env`), and the key it came from.
+        let url = match (raw.url, raw.url_env) {
+            (Some(_), Some(_)) => {
                 r.push(
                     line("store.url"),
                     Some("store.url".into()),
-                    ProblemKind::BadValue("url is only for backend = \"postgres\" (redb keeps its file in paths.state)".into()),
+                    ProblemKind::BadValue("give exactly one of `url` and `url_env`, not both".into()),
+                );
+                return None;
+            }
+            (Some(u), None) => Some((u, "store.url")),
+            (None, Some(_)) if raw.backend.as_deref().unwrap_or("redb") == "redb" => {
+                r.push(
+                    line("store.url_env"),
+                    Some("store.url_env".into()),
+                    ProblemKind::BadValue("url_env is only for backend = \"postgres\" (redb keeps its file in paths.state)".into()),
+                );
+                return None;
+            }
+            (None, Some(var)) => match from_env(&var, secrets) {
+                Ok(Some(u)) => Some((u, "store.url_env")),
+                // Not read (`Secrets::Skip`): no backend, and no problem either.
+                Ok(None) => return None,
+                Err(why) => {
+                    r.push(
+                        line("store.url_env"),
+                        Some("store.url_env".into()),
+                        ProblemKind::BadValue(why),
+                    );
+                    return None;
+                }
+            },
+            (None, None) => None,
+        };
+        let backend = match (raw.backend.as_deref().unwrap_or("redb"), url) {
+            ("redb", None) => Some(StoreBackend::Redb),
+            ("redb", Some((_, key))) => {
+                r.push(
+                    line(key),
+                    Some(key.into()),
+                    ProblemKind::BadValue(format!("{} is only for backend = \"postgres\" (redb keeps its file in paths.state)", key.trim_start_matches("store."))),
                 );
                 None
             }
-            ("postgres", Some(url)) => match crate::store::pg::parse_url(&url) {
+            ("postgres", Some((url, key))) => match crate::store::pg::parse_url(&url) {
                 Ok(_) => Some(StoreBackend::Postgres { url }),
                 Err(e) => {
+                    let what = if key == "store.url_env" {
+                        // The value is a secret: name the variable, not what it holds.
+                        "the value of the environment variable it names is not a PostgreSQL connection URL"
+                    } else {
+                        "not a PostgreSQL connection URL"
+                    };
                     r.push(
-                        line("store.url"),
-                        Some("store.url".into()),
-                        ProblemKind::BadValue(format!("not a PostgreSQL connection URL: {e}")),
+                        line(key),
+                        Some(key.into()),
+                        ProblemKind::BadValue(format!("{what}: {e}")),
                     );
                     None
                 }
@@ -839,7 +927,7 @@ fn read_gateway(
                 r.push(
                     line("store.backend"),
                     Some("store.url".into()),
-                    ProblemKind::Missing("backend = \"postgres\" needs url = \"postgres://user@host:5432/database\"".into()),
+                    ProblemKind::Missing("backend = \"postgres\" needs url = \"postgres://user@host:5432/database\" or url_env = \"NAME_OF_A_VARIABLE_HOLDING_IT\"".into()),
                 );
                 None
             }
@@ -891,15 +979,13 @@ fn read_gateway(
 
     let url = amqp.as_ref().and_then(|a| match (&a.url, &a.url_env) {
         (Some(u), None) => Some(u.clone()),
-        (None, Some(var)) => match std::env::var(var) {
-            Ok(u) if !u.trim().is_empty() => Some(u),
-            _ => {
+        (None, Some(var)) => match from_env(var, secrets) {
+            Ok(u) => u,
+            Err(why) => {
                 r.push(
                     line("amqp.url_env"),
                     Some("amqp.url_env".into()),
-                    ProblemKind::BadValue(format!(
-                        "environment variable {var} is not set (or empty)"
-                    )),
+                    ProblemKind::BadValue(why),
                 );
                 None
             }
@@ -1274,7 +1360,7 @@ fn check_certificate(path: &Path) -> Result<usize, String> {
 pub fn check(config_path: &Path) -> Result<(GatewayConfig, Register), Vec<ConfigProblem>> {
     let mut problems = Vec::new();
     let mut lines = HashMap::new();
-    let parts = read_gateway(config_path, &mut problems, &mut lines);
+    let parts = read_gateway(config_path, &mut problems, &mut lines, Secrets::Read);
     let mut register = None;
     let line = |k: &str| lines.get(k).copied();
     let file_problem = |key: &str, path: &Path, reason: String| ConfigProblem {

@@ -357,3 +357,94 @@ fn migrate_store_copies_into_postgres_and_status_and_check_config_read_it() {
         "{out}"
     );
 }
+
+/// `run` with extra environment variables.
+fn run_env(args: &[&str], config: &Path, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let mut cmd = bin();
+    cmd.args(&args[..1]).arg("--config").arg(config).args(&args[1..]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn store_url_env_for_check_config_and_status_while_tail_and_reload_need_no_secrets() {
+    let root = tempfile::tempdir().unwrap();
+    let path = config_in(root.path());
+    let state = root.path().join("var/state");
+    let id = MsgId::new("3f2504e0-4f89-41d3-9a0c-0305e82c3304");
+    seed(&state, &id);
+    let db = ScratchDb::create();
+    let (code, out, err) = run(
+        &["migrate-store", "--from", state.to_str().unwrap(), "--to", &db.url],
+        None,
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let parties = std::fs::read_to_string(repo().join("config/parties.toml"))
+        .unwrap()
+        .replace(
+            "\"fixtures/",
+            &format!("\"{}/", repo().join("fixtures").display()),
+        );
+    std::fs::write(root.path().join("config/parties.toml"), parties).unwrap();
+    // Both URLs from the environment, as a service's unit gives them.
+    let (amqp_var, store_var) = ("HM_TEST_CLI_AMQP_URL", "HM_TEST_CLI_STORE_URL");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(
+            "schemas = \"xsd\"",
+            &format!("schemas = {:?}", repo().join("xsd").display().to_string()),
+        )
+        .replace(
+            "url = \"amqp://guest:guest@127.0.0.1:5672/%2f\"",
+            &format!("url_env = \"{amqp_var}\""),
+        )
+        .replace(
+            "backend = \"redb\"",
+            &format!("backend = \"postgres\"\nurl_env = \"{store_var}\""),
+        );
+    std::fs::write(&path, text).unwrap();
+    let env = [
+        (amqp_var, "amqp://guest:guest@127.0.0.1:5672/%2f"),
+        (store_var, db.url.as_str()),
+    ];
+
+    // Unset: check-config names both variables and fails.
+    let (code, out, _) = run_env(&["check-config"], &path, &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("store.url_env") && l.contains(store_var) && l.contains("not set")),
+        "{out}"
+    );
+    assert!(out.contains(amqp_var), "{out}");
+    // Set: the store is reached and reported; status reads the record from it.
+    let (code, out, err) = run_env(&["check-config"], &path, &env);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("store postgres") && out.contains("no pending migrations"),
+        "{out}"
+    );
+    let (code, out, err) = run_env(&["status", id.as_str()], &path, &env);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("80101") && out.contains("Delivered"), "{out}");
+
+    // tail and reload read only [paths]: an operator's shell without the secrets can use them.
+    let line = r#"{"ts":"2026-01-05T10:00:00Z","msg_id":"3f2504e0-4f89-41d3-9a0c-0305e82c3304","type":"DIALOG_FORESPORSEL","from_her":80301,"to_her":80101,"outcome":"delivered","elapsed_ms":3.5}"#;
+    std::fs::write(root.path().join("var/routing.jsonl"), format!("{line}\n")).unwrap();
+    let (code, out, err) = run_env(&["tail"], &path, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("DELIVERED") && out.contains("80301 -> 80101"),
+        "rendered, not raw: {out}"
+    );
+    let (code, _, err) = run_env(&["reload"], &path, &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("no pid file at"), "{err}");
+}

@@ -651,3 +651,73 @@ fn the_population_file_is_checked_and_resolved() {
         "a population table alone enables nothing"
     );
 }
+
+#[test]
+fn store_url_env_reads_the_environment_and_tail_needs_no_secrets() {
+    let store_var = "HELSEMELDING_TEST_STORE_URL_CONFIG_TESTS";
+    let amqp_var = "HELSEMELDING_TEST_AMQP_URL_CONFIG_TESTS_PATHS";
+    let with_env = GOOD_GATEWAY
+        .replace(
+            "url = \"amqp://guest:guest@127.0.0.1:5672/%2f\"",
+            &format!("url_env = \"{amqp_var}\""),
+        )
+        .to_string()
+        + &format!("\n[store]\nbackend = \"postgres\"\nurl_env = \"{store_var}\"\n");
+    let (_root, path) = tree(&with_env, GOOD_PARTIES);
+    // Neither variable set: each is named, at its own key.
+    let problems = GatewayConfig::load(&path).unwrap_err();
+    let mut got = keys(&problems);
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            (Some(3), "amqp.url_env".to_string()),
+            (Some(16), "store.url_env".to_string())
+        ],
+        "{problems:?}"
+    );
+    assert!(problems.iter().any(|p| p.to_string().contains(store_var)));
+    // What tail and reload read needs neither.
+    let paths = GatewayConfig::load_paths(&path).unwrap();
+    assert_eq!(paths.state, _root.path().join("var/state"));
+    assert_eq!(paths.routing_log, _root.path().join("var/routing.jsonl"));
+
+    // SAFETY-free in edition 2021; the variable names are unique to this test.
+    std::env::set_var(amqp_var, "amqp://svc:pw@broker:5671/prod");
+    std::env::set_var(store_var, "postgres://hm:secret@db:5432/helsemelding");
+    let cfg = GatewayConfig::load(&path).unwrap();
+    assert_eq!(
+        cfg.store,
+        StoreBackend::Postgres {
+            url: "postgres://hm:secret@db:5432/helsemelding".into()
+        }
+    );
+    assert!(
+        !format!("{:?} {}", cfg.store, cfg.store).contains("secret"),
+        "Debug and Display hide the password"
+    );
+    // A value that is no PostgreSQL URL: said without printing it.
+    std::env::set_var(store_var, "mysql://hm:secret@db/x");
+    let problems = GatewayConfig::load(&path).unwrap_err();
+    assert_eq!(keys(&problems), vec![(Some(16), "store.url_env".to_string())]);
+    assert!(
+        !problems[0].to_string().contains("secret"),
+        "{}",
+        problems[0]
+    );
+    std::env::remove_var(store_var);
+    std::env::remove_var(amqp_var);
+
+    // Exactly one of url and url_env; redb takes neither.
+    let both = GOOD_GATEWAY.to_string()
+        + &format!("\n[store]\nbackend = \"postgres\"\nurl = \"postgres://db/x\"\nurl_env = \"{store_var}\"\n");
+    let (_root, path) = tree(&both, GOOD_PARTIES);
+    let problems = GatewayConfig::load(&path).unwrap_err();
+    assert_eq!(keys(&problems), vec![(Some(16), "store.url".to_string())]);
+    assert!(problems[0].to_string().contains("exactly one"));
+    let redb = GOOD_GATEWAY.to_string() + &format!("\n[store]\nurl_env = \"{store_var}\"\n");
+    let (_root, path) = tree(&redb, GOOD_PARTIES);
+    let problems = GatewayConfig::load(&path).unwrap_err();
+    assert_eq!(keys(&problems), vec![(Some(15), "store.url_env".to_string())]);
+    assert!(problems[0].to_string().contains("only for backend"));
+}

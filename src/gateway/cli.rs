@@ -360,8 +360,9 @@ pub struct ReloadArgs {
 /// `helsemelding reload`: exit 0 once SIGHUP is sent; 1 when no gateway runs; 2 when the
 /// configuration cannot tell where its state directory is.
 pub fn run_reload(args: &ReloadArgs) -> ExitCode {
-    let config = match GatewayConfig::load(&args.config) {
-        Ok(c) => c,
+    // Only `[paths]`: the operator's shell need not hold the service's secrets (url_env).
+    let paths = match GatewayConfig::load_paths(&args.config) {
+        Ok(p) => p,
         Err(problems) => {
             eprintln!(
                 "helsemelding reload: cannot read {} to find the gateway's state directory:",
@@ -373,13 +374,13 @@ pub fn run_reload(args: &ReloadArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let path = super::pidfile::path_in(&config.paths.state);
+    let path = super::pidfile::path_in(&paths.state);
     match super::pidfile::read(&path) {
         Ok(None) => {
             eprintln!(
                 "helsemelding reload: no pid file at {}: no gateway is running with this configuration (paths.state = {}); start one with `helsemelding serve --config {}`",
                 path.display(),
-                config.paths.state.display(),
+                paths.state.display(),
                 args.config.display()
             );
             ExitCode::FAILURE
@@ -820,8 +821,9 @@ pub struct TailArgs {
 pub fn run_tail(args: &TailArgs) -> ExitCode {
     let path = match &args.file {
         Some(f) => f.clone(),
-        None => match GatewayConfig::load(&args.config) {
-            Ok(c) => c.paths.routing_log,
+        // Only `[paths]`: the operator's shell need not hold the service's secrets (url_env).
+        None => match GatewayConfig::load_paths(&args.config) {
+            Ok(p) => p.routing_log,
             Err(ps) => {
                 eprintln!("helsemelding tail: cannot read {}:", args.config.display());
                 for p in ps {

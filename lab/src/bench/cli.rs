@@ -6,6 +6,12 @@
 //! Large sizes (up to 1 MiB and beyond) are bounded by `--max-mb`: each part of a size sends at
 //! most that many megabytes, so 1 MiB messages run with fewer messages instead of holding
 //! gigabytes in the broker and in this process; the counts used are printed and in the JSON.
+//!
+//! `--compare-stores` (with `--store-postgres`) runs the gateway part alone in three setups per
+//! size — one instance on redb, one on PostgreSQL, two on PostgreSQL sharing the intake and the
+//! database — and prints them as one table ([`compare_json`] for `--json`). CPU per message is the
+//! gateway processes' together, and on PostgreSQL also the server's backends serving the run's
+//! database: work the store hands over that redb does in the gateway's own writer thread.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +49,11 @@ pub struct BenchArgs {
     /// dropped afterwards) instead of redb.
     #[arg(long)]
     pub store_postgres: Option<String>,
+    /// Compare the delivery stores side by side instead (needs `--store-postgres`): for each size
+    /// the gateway alone (no relay) as one instance on redb, one on PostgreSQL and two on
+    /// PostgreSQL sharing the intake; one table (or the JSON's `compare_stores`).
+    #[arg(long, requires = "store_postgres")]
+    pub compare_stores: bool,
     /// The official schemas (layout of ../shared/standards/xsd).
     #[arg(long, default_value = "../shared/standards/xsd")]
     pub schemas: PathBuf,
@@ -90,6 +101,9 @@ pub fn run(args: &BenchArgs) -> ExitCode {
 }
 
 async fn run_all(args: &BenchArgs) -> Result<(), BenchError> {
+    if args.compare_stores {
+        return compare_stores(args).await;
+    }
     // Progress for people: stdout with the tables, stderr when stdout is the JSON.
     let say = |line: String| {
         if args.json {
@@ -145,6 +159,7 @@ async fn run_all(args: &BenchArgs) -> Result<(), BenchError> {
             prefetch: args.prefetch,
             senders: args.senders.max(1),
             store_postgres: args.store_postgres.clone(),
+            instances: 1,
         };
         let g = gateway::run(&b).await?;
         say(format!(
@@ -482,4 +497,143 @@ mod tests {
         assert!(s[1]["relay_msgs_per_s"].is_null() && s[1]["relay_p99_ms_same_rate"].is_null());
         assert_eq!(back["prefetch"], 256);
     }
+}
+
+/// The setups `--compare-stores` runs for each size: (label, on PostgreSQL, instances).
+pub const COMPARED: [(&str, bool, usize); 3] = [
+    ("redb, 1 instance", false, 1),
+    ("PostgreSQL, 1 instance", true, 1),
+    ("PostgreSQL, 2 instances", true, 2),
+];
+
+/// `--compare-stores`: each size through each of [`COMPARED`], one after the other on the same
+/// broker and server (each in a vhost, state directory and database of its own), printed as one
+/// table or one JSON object.
+async fn compare_stores(args: &BenchArgs) -> Result<(), BenchError> {
+    let say = |line: String| {
+        if args.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
+    let exe =
+        std::env::current_exe().map_err(|e| BenchError::Setup(format!("own executable: {e}")))?;
+    let abs = |p: &PathBuf| {
+        std::fs::canonicalize(p).map_err(|e| BenchError::Setup(format!("{}: {e}", p.display())))
+    };
+    let (repo, schemas) = (abs(&args.repo)?, abs(&args.schemas)?);
+    say(format!(
+        "helsemelding-lab bench --compare-stores: {} messages per size (+{} for latency) from {} senders, prefetch {}, {} cores",
+        args.messages,
+        args.latency_messages,
+        args.senders.max(1),
+        args.prefetch,
+        std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1),
+    ));
+    let mut rows = Vec::new();
+    for &size in &args.sizes {
+        for (label, postgres, instances) in COMPARED {
+            let load = loadavg();
+            let b = GatewayBench {
+                exe: exe.clone(),
+                repo: repo.clone(),
+                schemas: schemas.clone(),
+                messages: args.messages_for(args.messages, size),
+                latency_messages: args.messages_for(args.latency_messages, size),
+                size,
+                prefetch: args.prefetch,
+                senders: args.senders.max(1),
+                store_postgres: if postgres {
+                    args.store_postgres.clone()
+                } else {
+                    None
+                },
+                instances,
+            };
+            let g = gateway::run(&b).await?;
+            say(format!(
+                "  {size:>7} B, {label}: {:.0} msg/s, {:.0} µs CPU per message, p99 {:.1} ms (load {load})",
+                g.throughput,
+                g.cpu.total_us + g.store_server_cpu_us.unwrap_or(0.0),
+                g.p99_ms
+            ));
+            rows.push((label, g, load));
+        }
+    }
+    if args.json {
+        println!("{}", compare_json(args, &rows));
+    } else {
+        println!();
+        print!("{}", compare_table(&rows));
+    }
+    Ok(())
+}
+
+/// One compared run: its label, the figures, the load average before it.
+pub type CompareRow = (&'static str, GatewayReport, String);
+
+/// `{"compare_stores": [{"xml_bytes", "setup", "instances", "msgs_per_s", "cpu_us_per_msg":
+/// {"gateway", "store_server", "total"}, "p50_ms", "p99_ms", "latency_msgs_per_s", "peak_rss_mb",
+/// "loadavg"}], …}`; `store_server` is `null` on redb.
+pub fn compare_json(args: &BenchArgs, rows: &[CompareRow]) -> serde_json::Value {
+    use serde_json::json;
+    let list: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|(label, g, load)| {
+            json!({
+                "xml_bytes": g.size,
+                "envelope_bytes": g.envelope_bytes,
+                "setup": label,
+                "instances": g.instances,
+                "messages": g.messages,
+                "msgs_per_s": g.throughput,
+                "cpu_us_per_msg": {
+                    "gateway": g.cpu.total_us,
+                    "store_writer": g.cpu.store_commit_us,
+                    "store_server": g.store_server_cpu_us,
+                    "total": g.cpu.total_us + g.store_server_cpu_us.unwrap_or(0.0),
+                },
+                "latency_msgs_per_s": g.latency_rate,
+                "latency_messages": g.latency_messages,
+                "p50_ms": g.p50_ms,
+                "p99_ms": g.p99_ms,
+                "peak_rss_mb": g.peak_rss_kb as f64 / 1024.0,
+                "loadavg": load,
+            })
+        })
+        .collect();
+    json!({
+        "cores": std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1),
+        "prefetch": args.prefetch,
+        "senders": args.senders.max(1),
+        "compare_stores": list,
+    })
+}
+
+fn compare_table(rows: &[CompareRow]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(s, "| size (XML / signed) | setup | msg/s | CPU µs/msg: gateway (of it store writer) + PostgreSQL server = total | p50 / p99 ms (at msg/s) | peak RSS MB (largest instance) | load avg |");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    for (label, g, load) in rows {
+        let server = g
+            .store_server_cpu_us
+            .map_or("-".to_owned(), |us| format!("{us:.0}"));
+        let _ = writeln!(
+            s,
+            "| {} / {} B | {label} | {:.0} | {:.0} ({:.0}) + {server} = {:.0} | {:.1} / {:.1} ({:.0}) | {:.1} | {load} |",
+            g.size,
+            g.envelope_bytes,
+            g.throughput,
+            g.cpu.total_us,
+            g.cpu.store_commit_us,
+            g.cpu.total_us + g.store_server_cpu_us.unwrap_or(0.0),
+            g.p50_ms,
+            g.p99_ms,
+            g.latency_rate,
+            g.peak_rss_kb as f64 / 1024.0
+        );
+    }
+    s
 }

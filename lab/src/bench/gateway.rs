@@ -50,6 +50,9 @@ pub struct GatewayBench {
     /// Run on the PostgreSQL delivery store: a database of its own is made on the server this URL
     /// names, and dropped afterwards. `None`: redb in the run's state directory.
     pub store_postgres: Option<String>,
+    /// Gateway instances on the run's vhost and store (more than one only with `store_postgres`),
+    /// each with its own state directory and metrics port, as in `deploy/three-instances/`.
+    pub instances: usize,
 }
 
 /// CPU per message of the gateway process, split where it can be told apart.
@@ -91,6 +94,12 @@ pub struct GatewayReport {
     pub phase_ms: Vec<(&'static str, f64)>,
     pub peak_rss_kb: u64,
     pub signing_seconds: f64,
+    /// How many gateway instances shared the work (CPU and counters above are their sums; peak
+    /// RSS the largest).
+    pub instances: usize,
+    /// CPU µs per message of the PostgreSQL server processes serving the run's database during the
+    /// throughput part (`None` on redb): the store's work that the gateway hands to the server.
+    pub store_server_cpu_us: Option<f64>,
 }
 
 /// Runs the gateway benchmark in a vhost of its own; cleans up vhost, state and child.
@@ -115,7 +124,7 @@ pub async fn run(b: &GatewayBench) -> Result<GatewayReport, BenchError> {
         b,
         &vhost,
         &dir,
-        scratch.as_ref().map(|(_, url)| url.as_str()),
+        scratch.as_ref().map(|(name, url)| (name.as_str(), url.as_str())),
     )
     .await;
     if let (Some(admin), Some((name, _))) = (&b.store_postgres, &scratch) {
@@ -239,19 +248,43 @@ async fn publish_all(publisher: &Publisher, msgs: &[Signed]) -> Result<(), Bench
     Ok(())
 }
 
+/// A free local port for a gateway's metrics.
+fn free_port() -> Result<u16, BenchError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| BenchError::Setup(format!("a free port: {e}")))?;
+    Ok(l.local_addr()
+        .map_err(|e| BenchError::Setup(e.to_string()))?
+        .port())
+}
+
+/// CPU seconds (user + system) of the PostgreSQL server processes serving `database`: the
+/// backends whose process title (`postgres: … user database host(port) state`) names it.
+fn pg_server_cpu_seconds(database: &str) -> f64 {
+    let needle = format!(" {database} ");
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|pid| {
+                    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                        let title = String::from_utf8_lossy(&c).replace('\0', " ");
+                        title.starts_with("postgres: ") && title.contains(&needle)
+                    })
+                })
+                .filter_map(|pid| proc_cpu_seconds(pid, None))
+                .sum()
+        })
+        .unwrap_or(0.0)
+}
+
 async fn run_in(
     b: &GatewayBench,
     vhost: &TestVhost,
     dir: &Path,
-    store_url: Option<&str>,
+    store: Option<(&str, &str)>,
 ) -> Result<GatewayReport, BenchError> {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0")
-            .map_err(|e| BenchError::Setup(format!("a free port: {e}")))?;
-        l.local_addr()
-            .map_err(|e| BenchError::Setup(e.to_string()))?
-            .port()
-    };
+    let store_url = store.map(|(_, url)| url);
+    let port = free_port()?;
     let config = write_config(
         &b.repo,
         dir,
@@ -272,6 +305,32 @@ async fn run_in(
         );
         std::fs::write(&config, text)
             .map_err(|e| BenchError::Setup(format!("{}: {e}", config.display())))?;
+    }
+    // Further instances: the same configuration with their own state, routing log and port.
+    let mut configs = vec![(config.clone(), port, dir.join("routing.jsonl"))];
+    let text = std::fs::read_to_string(&config)
+        .map_err(|e| BenchError::Setup(format!("{}: {e}", config.display())))?;
+    for n in 2..=b.instances {
+        let port_n = free_port()?;
+        let log = dir.join(format!("routing-{n}.jsonl"));
+        let state = dir.join("state");
+        let text = text
+            .replace(
+                &format!("state = {:?}", state.display().to_string()),
+                &format!("state = {:?}", dir.join(format!("state-{n}")).display().to_string()),
+            )
+            .replace(
+                &format!("{:?}", dir.join("routing.jsonl").display().to_string()),
+                &format!("{:?}", log.display().to_string()),
+            )
+            .replace(
+                &format!("http_listen = \"127.0.0.1:{port}\""),
+                &format!("http_listen = \"127.0.0.1:{port_n}\""),
+            );
+        let path = dir.join(format!("config/gateway-{n}.toml"));
+        std::fs::write(&path, text)
+            .map_err(|e| BenchError::Setup(format!("{}: {e}", path.display())))?;
+        configs.push((path, port_n, log));
     }
     // The extra senders join the scratch register.
     let pki = b.repo.join("fixtures/gateway-pki");
@@ -333,26 +392,34 @@ async fn run_in(
     });
 
     // 3. throughput.
-    let stderr = dir.join("serve.stderr");
-    let err_file = std::fs::File::create(&stderr)
-        .map_err(|e| BenchError::Setup(format!("{}: {e}", stderr.display())))?;
-    let child = Command::new(&b.exe)
-        .arg("serve")
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(err_file)
-        .spawn()
-        .map_err(|e| BenchError::Gateway(format!("cannot start {} serve: {e}", b.exe.display())))?;
-    let mut daemon = Daemon { child, stderr };
-    let pid = daemon.pid();
+    let mut daemons = Vec::with_capacity(configs.len());
+    for (n, (config, _, _)) in configs.iter().enumerate() {
+        let stderr = dir.join(format!("serve-{}.stderr", n + 1));
+        let err_file = std::fs::File::create(&stderr)
+            .map_err(|e| BenchError::Setup(format!("{}: {e}", stderr.display())))?;
+        let child = Command::new(&b.exe)
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err_file)
+            .spawn()
+            .map_err(|e| {
+                BenchError::Gateway(format!("cannot start {} serve: {e}", b.exe.display()))
+            })?;
+        daemons.push(Daemon { child, stderr });
+    }
+    let pids: Vec<u32> = daemons.iter().map(Daemon::pid).collect();
+    let ports: Vec<u16> = configs.iter().map(|(_, p, _)| *p).collect();
+    let exited = |daemons: &mut Vec<Daemon>| daemons.iter_mut().find_map(Daemon::exited);
     let limit = Duration::from_secs(60) + Duration::from_millis(20 * b.messages as u64);
     let deadline = Instant::now() + limit;
     let mut seen = 0usize;
     let (mut first, mut last) = (None::<Instant>, Instant::now());
-    let (mut cpu0, mut threads0) = (0.0, Vec::new());
+    let (mut cpu0, mut threads0) = (Vec::new(), Vec::new());
+    let mut server0 = 0.0;
     let mut outside = super::CpuMark::now();
     while seen < bulk.len() {
         match tokio::time::timeout(Duration::from_millis(200), arrivals.recv()).await {
@@ -361,15 +428,19 @@ async fn run_in(
                 last = at;
                 if first.is_none() {
                     first = Some(at);
-                    cpu0 = proc_cpu_seconds(pid, None).unwrap_or(0.0);
-                    threads0 = thread_cpu_by_name(pid);
+                    cpu0 = pids
+                        .iter()
+                        .map(|p| proc_cpu_seconds(*p, None).unwrap_or(0.0))
+                        .collect();
+                    threads0 = pids.iter().map(|p| thread_cpu_by_name(*p)).collect();
+                    server0 = store.map_or(0.0, |(name, _)| pg_server_cpu_seconds(name));
                     outside = super::CpuMark::now();
                 }
             }
             Ok(None) => return Err(BenchError::Lost("the recipient's consumer ended".into())),
             Err(_) => {}
         }
-        if let Some(why) = daemon.exited() {
+        if let Some(why) = exited(&mut daemons) {
             return Err(BenchError::Gateway(why));
         }
         if Instant::now() > deadline {
@@ -379,34 +450,57 @@ async fn run_in(
             )));
         }
     }
-    let cpu1 = proc_cpu_seconds(pid, None).unwrap_or(0.0);
-    let threads1 = thread_cpu_by_name(pid);
+    let cpu1: Vec<f64> = pids
+        .iter()
+        .map(|p| proc_cpu_seconds(*p, None).unwrap_or(0.0))
+        .collect();
+    let threads1: Vec<_> = pids.iter().map(|p| thread_cpu_by_name(*p)).collect();
+    let server1 = store.map(|(name, _)| pg_server_cpu_seconds(name));
     let first = first.unwrap_or(last);
     let counted = (bulk.len() - 1).max(1) as f64;
+    let store_server_cpu_us = server1.map(|s1| (s1 - server0) * 1e6 / counted);
     let (broker_cpu_us, client_cpu_us) = outside.per_message_us(counted);
     let throughput = counted / last.duration_since(first).as_secs_f64().max(1e-9);
     // Wait until every one is acked (durable) before reading the per-stage counters.
     let acked_by = Instant::now() + Duration::from_secs(60);
     let metrics = loop {
-        let m = scrape(port).await?;
-        if sample(&m, "helsemelding_acked_total") as usize >= bulk.len()
-            || Instant::now() > acked_by
-        {
-            break m;
+        let mut all = Vec::with_capacity(ports.len());
+        for p in &ports {
+            all.push(scrape(*p).await?);
+        }
+        let acked: f64 = all
+            .iter()
+            .map(|m| sample(m, "helsemelding_acked_total"))
+            .sum();
+        if acked as usize >= bulk.len() || Instant::now() > acked_by {
+            break all;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let cpu = split(
-        &metrics,
-        bulk.len(),
-        counted,
-        cpu1 - cpu0,
-        &threads0,
-        &threads1,
-    );
+    // Each instance's share of the work, over all the messages: the sum is the whole.
+    let cpu = (0..pids.len())
+        .map(|i| {
+            split(
+                &metrics[i],
+                bulk.len(),
+                counted,
+                cpu1[i] - cpu0[i],
+                &threads0[i],
+                &threads1[i],
+            )
+        })
+        .reduce(CpuSplit::plus)
+        .unwrap_or_default();
 
     // 4. latency at half the rate just measured (with the gateway's phase clocks before and after).
-    let phases_before = scrape(port).await?;
+    let scrape_all = || async {
+        let mut all = Vec::with_capacity(ports.len());
+        for p in &ports {
+            all.push(scrape(*p).await?);
+        }
+        Ok::<_, BenchError>(all)
+    };
+    let phases_before = scrape_all().await?;
     let rate = (throughput / 2.0).max(1.0);
     let t = Topology::default();
     let latencies = super::paced_latencies(
@@ -418,33 +512,25 @@ async fn run_in(
             Ok((m.headers.message_id.as_str().to_owned(), publish))
         },
         &mut arrivals,
-        || {
-            daemon
-                .exited()
-                .map_or(Ok(()), |why| Err(BenchError::Gateway(why)))
-        },
+        || exited(&mut daemons).map_or(Ok(()), |why| Err(BenchError::Gateway(why))),
     )
     .await?;
     // Let the last ones be recorded, then: mean wall ms per phase over the paced messages.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let phases_after = scrape(port).await?;
+    let phases_after = scrape_all().await?;
     let phase_ms: Vec<(&'static str, f64)> = Phase::ALL
         .iter()
         .map(|ph| {
-            let secs = |m: &str| {
-                sample(
-                    m,
-                    &format!(
-                        "helsemelding_phase_seconds_total{{phase=\"{}\"}}",
-                        ph.name()
-                    ),
-                )
+            let secs = |all: &[String]| {
+                let name = format!(
+                    "helsemelding_phase_seconds_total{{phase=\"{}\"}}",
+                    ph.name()
+                );
+                all.iter().map(|m| sample(m, &name)).sum::<f64>()
             };
-            let calls = |m: &str| {
-                sample(
-                    m,
-                    &format!("helsemelding_phase_calls_total{{phase=\"{}\"}}", ph.name()),
-                )
+            let calls = |all: &[String]| {
+                let name = format!("helsemelding_phase_calls_total{{phase=\"{}\"}}", ph.name());
+                all.iter().map(|m| sample(m, &name)).sum::<f64>()
             };
             let n = calls(&phases_after) - calls(&phases_before);
             (
@@ -463,7 +549,10 @@ async fn run_in(
         .iter()
         .map(|m| m.headers.message_id.as_str())
         .collect();
-    let log = std::fs::read_to_string(dir.join("routing.jsonl")).unwrap_or_default();
+    let log: String = configs
+        .iter()
+        .map(|(_, _, log)| std::fs::read_to_string(log).unwrap_or_default())
+        .collect();
     let mut inside: Vec<f64> = log
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -478,8 +567,14 @@ async fn run_in(
     inside.sort_by(f64::total_cmp);
 
     // 5. peak RSS, then stop.
-    let peak_rss_kb = proc_status_kb(pid, "VmHWM").unwrap_or(0);
-    daemon.stop();
+    let peak_rss_kb = pids
+        .iter()
+        .filter_map(|p| proc_status_kb(*p, "VmHWM"))
+        .max()
+        .unwrap_or(0);
+    for d in &mut daemons {
+        d.stop();
+    }
     drain_task.abort();
     let _ = drain_conn.close(200, "bench done".into()).await;
     let _ = conn.close(200, "bench done".into()).await;
@@ -502,7 +597,32 @@ async fn run_in(
         phase_ms,
         peak_rss_kb,
         signing_seconds,
+        instances: pids.len(),
+        store_server_cpu_us,
     })
+}
+
+impl CpuSplit {
+    /// Two instances' shares added up (stages by name, in `self`'s order).
+    fn plus(self, other: CpuSplit) -> CpuSplit {
+        CpuSplit {
+            total_us: self.total_us + other.total_us,
+            stages: self
+                .stages
+                .iter()
+                .map(|(name, us)| {
+                    let more = other
+                        .stages
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map_or(0.0, |(_, u)| *u);
+                    (*name, us + more)
+                })
+                .collect(),
+            store_commit_us: self.store_commit_us + other.store_commit_us,
+            rest_us: self.rest_us + other.rest_us,
+        }
+    }
 }
 
 /// CPU per message: the process total over the timed window (`counted` messages), the stages

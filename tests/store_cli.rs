@@ -361,7 +361,10 @@ fn migrate_store_copies_into_postgres_and_status_and_check_config_read_it() {
 /// `run` with extra environment variables.
 fn run_env(args: &[&str], config: &Path, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
     let mut cmd = bin();
-    cmd.args(&args[..1]).arg("--config").arg(config).args(&args[1..]);
+    cmd.args(&args[..1])
+        .arg("--config")
+        .arg(config)
+        .args(&args[1..]);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -382,7 +385,13 @@ fn store_url_env_for_check_config_and_status_while_tail_and_reload_need_no_secre
     seed(&state, &id);
     let db = ScratchDb::create();
     let (code, out, err) = run(
-        &["migrate-store", "--from", state.to_str().unwrap(), "--to", &db.url],
+        &[
+            "migrate-store",
+            "--from",
+            state.to_str().unwrap(),
+            "--to",
+            &db.url,
+        ],
         None,
     );
     assert_eq!(code, Some(0), "{out}{err}");

@@ -18,7 +18,14 @@ const LABELS: [&str; 3] = [
 fn bench(json: bool) -> String {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_helsemelding-lab"));
     cmd.args(["bench", "--compare-stores", "--store-postgres", ADMIN_URL])
-        .args(["--sizes", "4096", "--messages", "40", "--latency-messages", "20"])
+        .args([
+            "--sizes",
+            "4096",
+            "--messages",
+            "40",
+            "--latency-messages",
+            "20",
+        ])
         .args(["--senders", "4", "--repo"])
         .arg(support::repo())
         .arg("--schemas")
@@ -73,12 +80,18 @@ fn compare_stores_prints_one_row_per_setup() {
         );
         assert!(r["msgs_per_s"].as_f64().unwrap() > 0.0, "{r}");
         // Measured in clock ticks (10 ms): on 40 messages it may well be 0; it must be there.
-        assert!(r["cpu_us_per_msg"]["gateway"].as_f64().unwrap() >= 0.0, "{r}");
+        assert!(
+            r["cpu_us_per_msg"]["gateway"].as_f64().unwrap() >= 0.0,
+            "{r}"
+        );
         assert_eq!(
             r["cpu_us_per_msg"]["store_server"].is_null(),
             label.starts_with("redb"),
             "{r}"
         );
-        assert!(r["p99_ms"].as_f64().unwrap() >= r["p50_ms"].as_f64().unwrap(), "{r}");
+        assert!(
+            r["p99_ms"].as_f64().unwrap() >= r["p50_ms"].as_f64().unwrap(),
+            "{r}"
+        );
     }
 }

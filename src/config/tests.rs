@@ -699,7 +699,10 @@ fn store_url_env_reads_the_environment_and_tail_needs_no_secrets() {
     // A value that is no PostgreSQL URL: said without printing it.
     std::env::set_var(store_var, "mysql://hm:secret@db/x");
     let problems = GatewayConfig::load(&path).unwrap_err();
-    assert_eq!(keys(&problems), vec![(Some(16), "store.url_env".to_string())]);
+    assert_eq!(
+        keys(&problems),
+        vec![(Some(16), "store.url_env".to_string())]
+    );
     assert!(
         !problems[0].to_string().contains("secret"),
         "{}",
@@ -718,6 +721,9 @@ fn store_url_env_reads_the_environment_and_tail_needs_no_secrets() {
     let redb = GOOD_GATEWAY.to_string() + &format!("\n[store]\nurl_env = \"{store_var}\"\n");
     let (_root, path) = tree(&redb, GOOD_PARTIES);
     let problems = GatewayConfig::load(&path).unwrap_err();
-    assert_eq!(keys(&problems), vec![(Some(15), "store.url_env".to_string())]);
+    assert_eq!(
+        keys(&problems),
+        vec![(Some(15), "store.url_env".to_string())]
+    );
     assert!(problems[0].to_string().contains("only for backend"));
 }

@@ -124,7 +124,9 @@ pub async fn run(b: &GatewayBench) -> Result<GatewayReport, BenchError> {
         b,
         &vhost,
         &dir,
-        scratch.as_ref().map(|(name, url)| (name.as_str(), url.as_str())),
+        scratch
+            .as_ref()
+            .map(|(name, url)| (name.as_str(), url.as_str())),
     )
     .await;
     if let (Some(admin), Some((name, _))) = (&b.store_postgres, &scratch) {
@@ -317,7 +319,10 @@ async fn run_in(
         let text = text
             .replace(
                 &format!("state = {:?}", state.display().to_string()),
-                &format!("state = {:?}", dir.join(format!("state-{n}")).display().to_string()),
+                &format!(
+                    "state = {:?}",
+                    dir.join(format!("state-{n}")).display().to_string()
+                ),
             )
             .replace(
                 &format!("{:?}", dir.join("routing.jsonl").display().to_string()),

@@ -32,6 +32,17 @@ fn config_in(root: &Path) -> PathBuf {
     path
 }
 
+/// The shipped register in `root/config/`, its certificate paths made absolute.
+fn write_register(root: &Path) {
+    let parties = std::fs::read_to_string(repo().join("config/parties.toml"))
+        .unwrap()
+        .replace(
+            "\"fixtures/",
+            &format!("\"{}/", repo().join("fixtures").display()),
+        );
+    std::fs::write(root.join("config/parties.toml"), parties).unwrap();
+}
+
 #[test]
 fn check_config_accepts_the_shipped_configuration() {
     let out = bin()
@@ -234,12 +245,25 @@ fn status_reads_while_the_gateway_holds_the_store_open() {
 }
 
 fn run(args: &[&str], config: Option<&Path>) -> (Option<i32>, String, String) {
+    run_env(args, config, &[])
+}
+
+/// `run` with extra environment variables.
+fn run_env(
+    args: &[&str],
+    config: Option<&Path>,
+    env: &[(&str, &str)],
+) -> (Option<i32>, String, String) {
     let mut cmd = bin();
     cmd.args(&args[..1]);
     if let Some(c) = config {
         cmd.arg("--config").arg(c);
     }
-    let out = cmd.args(&args[1..]).output().unwrap();
+    let out = cmd
+        .args(&args[1..])
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -279,13 +303,7 @@ fn migrate_store_copies_into_postgres_and_status_and_check_config_read_it() {
     assert!(err.contains("unknown MsgId no-such-id"), "{err}");
 
     // A whole configuration on PostgreSQL: check-config reports the schema, status reads it.
-    let parties = std::fs::read_to_string(repo().join("config/parties.toml"))
-        .unwrap()
-        .replace(
-            "\"fixtures/",
-            &format!("\"{}/", repo().join("fixtures").display()),
-        );
-    std::fs::write(root.path().join("config/parties.toml"), parties).unwrap();
+    write_register(root.path());
     let text = std::fs::read_to_string(&path)
         .unwrap()
         .replace(
@@ -358,24 +376,6 @@ fn migrate_store_copies_into_postgres_and_status_and_check_config_read_it() {
     );
 }
 
-/// `run` with extra environment variables.
-fn run_env(args: &[&str], config: &Path, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    let mut cmd = bin();
-    cmd.args(&args[..1])
-        .arg("--config")
-        .arg(config)
-        .args(&args[1..]);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn store_url_env_for_check_config_and_status_while_tail_and_reload_need_no_secrets() {
     let root = tempfile::tempdir().unwrap();
@@ -395,13 +395,7 @@ fn store_url_env_for_check_config_and_status_while_tail_and_reload_need_no_secre
         None,
     );
     assert_eq!(code, Some(0), "{out}{err}");
-    let parties = std::fs::read_to_string(repo().join("config/parties.toml"))
-        .unwrap()
-        .replace(
-            "\"fixtures/",
-            &format!("\"{}/", repo().join("fixtures").display()),
-        );
-    std::fs::write(root.path().join("config/parties.toml"), parties).unwrap();
+    write_register(root.path());
     // Both URLs from the environment, as a service's unit gives them.
     let (amqp_var, store_var) = ("HM_TEST_CLI_AMQP_URL", "HM_TEST_CLI_STORE_URL");
     let text = std::fs::read_to_string(&path)
@@ -425,7 +419,7 @@ fn store_url_env_for_check_config_and_status_while_tail_and_reload_need_no_secre
     ];
 
     // Unset: check-config names both variables and fails.
-    let (code, out, _) = run_env(&["check-config"], &path, &[]);
+    let (code, out, _) = run_env(&["check-config"], Some(&path), &[]);
     assert_eq!(code, Some(1), "{out}");
     assert!(
         out.lines()
@@ -434,26 +428,26 @@ fn store_url_env_for_check_config_and_status_while_tail_and_reload_need_no_secre
     );
     assert!(out.contains(amqp_var), "{out}");
     // Set: the store is reached and reported; status reads the record from it.
-    let (code, out, err) = run_env(&["check-config"], &path, &env);
+    let (code, out, err) = run_env(&["check-config"], Some(&path), &env);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(
         out.contains("store postgres") && out.contains("no pending migrations"),
         "{out}"
     );
-    let (code, out, err) = run_env(&["status", id.as_str()], &path, &env);
+    let (code, out, err) = run_env(&["status", id.as_str()], Some(&path), &env);
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("80101") && out.contains("Delivered"), "{out}");
 
     // tail and reload read only [paths]: an operator's shell without the secrets can use them.
     let line = r#"{"ts":"2026-01-05T10:00:00Z","msg_id":"3f2504e0-4f89-41d3-9a0c-0305e82c3304","type":"DIALOG_FORESPORSEL","from_her":80301,"to_her":80101,"outcome":"delivered","elapsed_ms":3.5}"#;
     std::fs::write(root.path().join("var/routing.jsonl"), format!("{line}\n")).unwrap();
-    let (code, out, err) = run_env(&["tail"], &path, &[]);
+    let (code, out, err) = run_env(&["tail"], Some(&path), &[]);
     assert_eq!(code, Some(0), "{err}");
     assert!(
         out.contains("DELIVERED") && out.contains("80301 -> 80101"),
         "rendered, not raw: {out}"
     );
-    let (code, _, err) = run_env(&["reload"], &path, &[]);
+    let (code, _, err) = run_env(&["reload"], Some(&path), &[]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("no pid file at"), "{err}");
 }

@@ -100,24 +100,45 @@ pub fn run(args: &BenchArgs) -> ExitCode {
     }
 }
 
-async fn run_all(args: &BenchArgs) -> Result<(), BenchError> {
-    if args.compare_stores {
-        return compare_stores(args).await;
+/// Progress for people: stdout with the tables, stderr when stdout is the JSON.
+fn say(args: &BenchArgs, line: String) {
+    if args.json {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
     }
-    // Progress for people: stdout with the tables, stderr when stdout is the JSON.
-    let say = |line: String| {
-        if args.json {
-            eprintln!("{line}");
-        } else {
-            println!("{line}");
-        }
-    };
+}
+
+/// The figures: the JSON object on stdout with `--json`, else the tables after a blank line.
+fn print(
+    args: &BenchArgs,
+    json: impl FnOnce() -> serde_json::Value,
+    table: impl FnOnce() -> String,
+) {
+    if args.json {
+        println!("{}", json());
+    } else {
+        println!();
+        print!("{}", table());
+    }
+}
+
+/// This executable (the gateway the runs start), the repository root and the schemas, absolute.
+fn paths(args: &BenchArgs) -> Result<(PathBuf, PathBuf, PathBuf), BenchError> {
     let exe =
         std::env::current_exe().map_err(|e| BenchError::Setup(format!("own executable: {e}")))?;
     let abs = |p: &PathBuf| {
         std::fs::canonicalize(p).map_err(|e| BenchError::Setup(format!("{}: {e}", p.display())))
     };
-    let (repo, schemas) = (abs(&args.repo)?, abs(&args.schemas)?);
+    Ok((exe, abs(&args.repo)?, abs(&args.schemas)?))
+}
+
+async fn run_all(args: &BenchArgs) -> Result<(), BenchError> {
+    if args.compare_stores {
+        return compare_stores(args).await;
+    }
+    let say = |line: String| say(args, line);
+    let (exe, repo, schemas) = paths(args)?;
     say(format!(
         "helsemelding-lab bench: {} messages per size (+{} for latency; at most {} MB per part) from {} senders, prefetch {}, quorum queues, {} cores, delivery store {}",
         args.messages,
@@ -191,12 +212,7 @@ async fn run_all(args: &BenchArgs) -> Result<(), BenchError> {
         };
         rows.push((relay, g, load, relay_latency));
     }
-    if args.json {
-        println!("{}", json(args, &rows));
-    } else {
-        println!();
-        print!("{}", table(&rows));
-    }
+    print(args, || json(args, &rows), || table(&rows));
     Ok(())
 }
 
@@ -510,19 +526,8 @@ pub const COMPARED: [(&str, bool, usize); 3] = [
 /// broker and server (each in a vhost, state directory and database of its own), printed as one
 /// table or one JSON object.
 async fn compare_stores(args: &BenchArgs) -> Result<(), BenchError> {
-    let say = |line: String| {
-        if args.json {
-            eprintln!("{line}");
-        } else {
-            println!("{line}");
-        }
-    };
-    let exe =
-        std::env::current_exe().map_err(|e| BenchError::Setup(format!("own executable: {e}")))?;
-    let abs = |p: &PathBuf| {
-        std::fs::canonicalize(p).map_err(|e| BenchError::Setup(format!("{}: {e}", p.display())))
-    };
-    let (repo, schemas) = (abs(&args.repo)?, abs(&args.schemas)?);
+    let say = |line: String| say(args, line);
+    let (exe, repo, schemas) = paths(args)?;
     say(format!(
         "helsemelding-lab bench --compare-stores: {} messages per size (+{} for latency) from {} senders, prefetch {}, {} cores",
         args.messages,
@@ -561,12 +566,7 @@ async fn compare_stores(args: &BenchArgs) -> Result<(), BenchError> {
             rows.push((label, g, load));
         }
     }
-    if args.json {
-        println!("{}", compare_json(args, &rows));
-    } else {
-        println!();
-        print!("{}", compare_table(&rows));
-    }
+    print(args, || compare_json(args, &rows), || compare_table(&rows));
     Ok(())
 }
 

@@ -726,6 +726,9 @@ fn store_url_env_reads_the_environment_and_tail_needs_no_secrets() {
         vec![(Some(15), "store.url_env".to_string())]
     );
     assert!(problems[0].to_string().contains("only for backend"));
+}
+
+#[test]
 fn partitions_are_off_by_default_and_fit_the_budget_and_preferences() {
     let (_root, path) = tree(GOOD_GATEWAY, GOOD_PARTIES);
     let (cfg, _) = check(&path).unwrap();

@@ -2,7 +2,8 @@
 //! run prints one table with a row for each setup — one instance on redb, one on PostgreSQL, two on
 //! PostgreSQL — with its figures, and the same three in `--json`. Asserted is that each setup ran
 //! (its messages all arrived, its figures are there, PostgreSQL's server work is counted only where
-//! it exists), never a rate or a time: the figures are the benchmark's to print.
+//! it exists, two instances share the intake in partitions), never a rate or a time: the figures
+//! are the benchmark's to print.
 
 mod support;
 
@@ -76,6 +77,12 @@ fn compare_stores_prints_one_row_per_setup() {
         assert_eq!(
             r["instances"],
             if label.ends_with("2 instances") { 2 } else { 1 },
+            "{r}"
+        );
+        // Two instances share the intake in partitions, as deployed; one has none.
+        assert_eq!(
+            r["partitions"],
+            if label.ends_with("2 instances") { 4 } else { 0 },
             "{r}"
         );
         assert!(r["msgs_per_s"].as_f64().unwrap() > 0.0, "{r}");

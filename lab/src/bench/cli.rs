@@ -447,6 +447,10 @@ mod tests {
             phase_ms: vec![("assess", 1.5)],
             peak_rss_kb: 40 * 1024,
             signing_seconds: 0.5,
+            instances: 1,
+            partitions: 0,
+            acked_per_instance: vec![100],
+            store_server_cpu_us: None,
         }
     }
 
@@ -558,10 +562,11 @@ async fn compare_stores(args: &BenchArgs) -> Result<(), BenchError> {
             };
             let g = gateway::run(&b).await?;
             say(format!(
-                "  {size:>7} B, {label}: {:.0} msg/s, {:.0} µs CPU per message, p99 {:.1} ms (load {load})",
+                "  {size:>7} B, {label}: {:.0} msg/s, {:.0} µs CPU per message, p99 {:.1} ms, acked per instance {:?} (load {load})",
                 g.throughput,
                 g.cpu.total_us + g.store_server_cpu_us.unwrap_or(0.0),
-                g.p99_ms
+                g.p99_ms,
+                g.acked_per_instance
             ));
             rows.push((label, g, load));
         }
@@ -586,6 +591,8 @@ pub fn compare_json(args: &BenchArgs, rows: &[CompareRow]) -> serde_json::Value 
                 "envelope_bytes": g.envelope_bytes,
                 "setup": label,
                 "instances": g.instances,
+                "partitions": g.partitions,
+                "acked_per_instance": g.acked_per_instance,
                 "messages": g.messages,
                 "msgs_per_s": g.throughput,
                 "cpu_us_per_msg": {
@@ -633,6 +640,13 @@ fn compare_table(rows: &[CompareRow]) -> String {
             g.p99_ms,
             g.latency_rate,
             g.peak_rss_kb as f64 / 1024.0
+        );
+    }
+    if let Some((_, g, _)) = rows.iter().find(|(_, g, _)| g.partitions > 0) {
+        let _ = writeln!(
+            s,
+            "\n{} instances share the intake in [amqp] partitions = {} (each preferring its share; the bench publishes through the exchange, so partition 0, gateway_inbound, stays idle).",
+            g.instances, g.partitions
         );
     }
     s

@@ -97,6 +97,10 @@ pub struct GatewayReport {
     /// How many gateway instances shared the work (CPU and counters above are their sums; peak
     /// RSS the largest).
     pub instances: usize,
+    /// `[amqp] partitions` of the instances (0 for one instance).
+    pub partitions: u16,
+    /// Messages each instance acknowledged in the throughput part (how the partitions spread).
+    pub acked_per_instance: Vec<u64>,
     /// CPU µs per message of the PostgreSQL server processes serving the run's database during the
     /// throughput part (`None` on redb): the store's work that the gateway hands to the server.
     pub store_server_cpu_us: Option<f64>,
@@ -250,6 +254,44 @@ async fn publish_all(publisher: &Publisher, msgs: &[Signed]) -> Result<(), Bench
     Ok(())
 }
 
+/// Intake partitions for `instances` gateways: none for one, two per instance otherwise.
+fn partitions_for(instances: usize) -> u16 {
+    if instances > 1 {
+        u16::try_from(2 * instances).unwrap_or(u16::MAX)
+    } else {
+        0
+    }
+}
+
+/// `text` (a configuration) with `[amqp] partitions = k` and instance `n`'s (1-based) share of
+/// the partitions 0..=k as `prefer_partitions`, contiguous and as even as can be, and without
+/// `max_inflight_bytes` (its default is fitted to the partitions); unchanged for `k` = 0.
+fn with_partitions(text: &str, k: u16, instances: usize, n: usize) -> String {
+    if k == 0 {
+        return text.to_owned();
+    }
+    let share: Vec<String> = (0..=k)
+        .filter(|p| usize::from(*p) * instances / (usize::from(k) + 1) == n - 1)
+        .map(|p| p.to_string())
+        .collect();
+    text.lines()
+        .map(|l| {
+            if l.starts_with("prefetch = ") {
+                format!(
+                    "{l}\npartitions = {k}\nprefer_partitions = [{}]\n",
+                    share.join(", ")
+                )
+            } else if l.starts_with("max_inflight_bytes = ") {
+                // The shipped 64 MiB cannot hold one largest message per partition; left out,
+                // the default is fitted to the partitions (as in deploy/three-instances).
+                String::new()
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect()
+}
+
 /// A free local port for a gateway's metrics.
 fn free_port() -> Result<u16, BenchError> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")
@@ -308,10 +350,18 @@ async fn run_in(
         std::fs::write(&config, text)
             .map_err(|e| BenchError::Setup(format!("{}: {e}", config.display())))?;
     }
-    // Further instances: the same configuration with their own state, routing log and port.
-    let mut configs = vec![(config.clone(), port, dir.join("routing.jsonl"))];
+    // Several instances share the intake as deploy/three-instances does: in partitions, each
+    // instance preferring its own share of them (gateway_inbound, partition 0, stays empty here:
+    // the bench publishes through the exchange).
+    let partitions = partitions_for(b.instances);
     let text = std::fs::read_to_string(&config)
         .map_err(|e| BenchError::Setup(format!("{}: {e}", config.display())))?;
+    if partitions > 0 {
+        std::fs::write(&config, with_partitions(&text, partitions, b.instances, 1))
+            .map_err(|e| BenchError::Setup(format!("{}: {e}", config.display())))?;
+    }
+    // Further instances: the same configuration with their own state, routing log and port.
+    let mut configs = vec![(config.clone(), port, dir.join("routing.jsonl"))];
     for n in 2..=b.instances {
         let port_n = free_port()?;
         let log = dir.join(format!("routing-{n}.jsonl"));
@@ -332,6 +382,7 @@ async fn run_in(
                 &format!("http_listen = \"127.0.0.1:{port}\""),
                 &format!("http_listen = \"127.0.0.1:{port_n}\""),
             );
+        let text = with_partitions(&text, partitions, b.instances, n);
         let path = dir.join(format!("config/gateway-{n}.toml"));
         std::fs::write(&path, text)
             .map_err(|e| BenchError::Setup(format!("{}: {e}", path.display())))?;
@@ -371,7 +422,11 @@ async fn run_in(
         .await
         .map_err(|e| BenchError::Broker(e.to_string()))?;
     let recipients = [Kind::Dialog.recipient(), Kind::Plo.recipient()];
-    Topology::default().declare(&ch, &recipients).await?;
+    let topology = Topology {
+        partitions,
+        ..Topology::default()
+    };
+    topology.declare(&ch, &recipients).await?;
     let publisher = Publisher::open(&conn).await?;
     let started = Instant::now();
     publish_all(&publisher, bulk).await?;
@@ -482,6 +537,10 @@ async fn run_in(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    let acked_per_instance: Vec<u64> = metrics
+        .iter()
+        .map(|m| sample(m, "helsemelding_acked_total") as u64)
+        .collect();
     // Each instance's share of the work, over all the messages: the sum is the whole.
     let cpu = (0..pids.len())
         .map(|i| {
@@ -603,6 +662,8 @@ async fn run_in(
         peak_rss_kb,
         signing_seconds,
         instances: pids.len(),
+        partitions,
+        acked_per_instance,
         store_server_cpu_us,
     })
 }
@@ -684,6 +745,19 @@ fn split(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_instances_split_the_partitions_between_them() {
+        let text = "[amqp]\nprefetch = 256\nmax_inflight_bytes = 67108864\n";
+        assert_eq!(partitions_for(1), 0);
+        assert_eq!(with_partitions(text, 0, 1, 1), text);
+        assert_eq!(
+            with_partitions(text, partitions_for(2), 2, 1),
+            "[amqp]\nprefetch = 256\npartitions = 4\nprefer_partitions = [0, 1, 2]\n",
+            "the budget is left to its default, fitted to the partitions"
+        );
+        assert!(with_partitions(text, 4, 2, 2).ends_with("prefer_partitions = [3, 4]\n"));
+    }
 
     #[test]
     fn samples_are_read_by_full_name() {

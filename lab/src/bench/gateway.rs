@@ -254,6 +254,10 @@ async fn publish_all(publisher: &Publisher, msgs: &[Signed]) -> Result<(), Bench
     Ok(())
 }
 
+/// `[amqp] max_inflight_bytes` of partitioned runs: 64 GiB, room for the full prefetch of 256
+/// on each of up to 7 partitions at a largest message of 35 MiB (see [`with_partitions`]).
+const PARTITIONED_BUDGET: u64 = 64 << 30;
+
 /// Intake partitions for `instances` gateways: none for one, two per instance otherwise.
 fn partitions_for(instances: usize) -> u16 {
     if instances > 1 {
@@ -264,8 +268,8 @@ fn partitions_for(instances: usize) -> u16 {
 }
 
 /// `text` (a configuration) with `[amqp] partitions = k` and instance `n`'s (1-based) share of
-/// the partitions 0..=k as `prefer_partitions`, contiguous and as even as can be, and without
-/// `max_inflight_bytes` (its default is fitted to the partitions); unchanged for `k` = 0.
+/// the partitions 0..=k as `prefer_partitions`, contiguous and as even as can be, and
+/// `max_inflight_bytes` raised to [`PARTITIONED_BUDGET`]; unchanged for `k` = 0.
 fn with_partitions(text: &str, k: u16, instances: usize, n: usize) -> String {
     if k == 0 {
         return text.to_owned();
@@ -282,9 +286,12 @@ fn with_partitions(text: &str, k: u16, instances: usize, n: usize) -> String {
                     share.join(", ")
                 )
             } else if l.starts_with("max_inflight_bytes = ") {
-                // The shipped 64 MiB cannot hold one largest message per partition; left out,
-                // the default is fitted to the partitions (as in deploy/three-instances).
-                String::new()
+                // Each partition's count window is fixed at its share of this budget divided by
+                // policy.max_message_bytes (35 MiB): with the default budget, (K + 1) × 35 MiB,
+                // that is one message per partition, which measures the window, not the store.
+                // So the budget is set high enough for the full prefetch on every partition; the
+                // bench's messages are small, so memory stays small.
+                format!("max_inflight_bytes = {PARTITIONED_BUDGET}\n")
             } else {
                 format!("{l}\n")
             }
@@ -753,10 +760,10 @@ mod tests {
         assert_eq!(with_partitions(text, 0, 1, 1), text);
         assert_eq!(
             with_partitions(text, partitions_for(2), 2, 1),
-            "[amqp]\nprefetch = 256\npartitions = 4\nprefer_partitions = [0, 1, 2]\n",
-            "the budget is left to its default, fitted to the partitions"
+            format!("[amqp]\nprefetch = 256\npartitions = 4\nprefer_partitions = [0, 1, 2]\nmax_inflight_bytes = {PARTITIONED_BUDGET}\n"),
+            "the budget raised so that each partition has its full prefetch"
         );
-        assert!(with_partitions(text, 4, 2, 2).ends_with("prefer_partitions = [3, 4]\n"));
+        assert!(with_partitions(text, 4, 2, 2).contains("prefer_partitions = [3, 4]\n"));
     }
 
     #[test]

@@ -46,6 +46,12 @@ pub enum Scenario {
     Alarm,
     /// The gateway's own state disk full (ENOSPC) for a while, then freed (needs root: tmpfs).
     DiskFull,
+    /// Three instances on PostgreSQL and a 3-node broker cluster; `kill -9` of one instance after
+    /// another, each restarted ([`super::cluster`]).
+    ClusterKill9,
+    /// Three instances on PostgreSQL and a 3-node broker cluster; a broker node some instances are
+    /// on is stopped and started again ([`super::cluster`]).
+    ClusterNodeStop,
 }
 
 impl Scenario {
@@ -57,6 +63,8 @@ impl Scenario {
             Scenario::BrokerRestart => "broker-restart",
             Scenario::Alarm => "alarm",
             Scenario::DiskFull => "disk-full",
+            Scenario::ClusterKill9 => "cluster-kill9",
+            Scenario::ClusterNodeStop => "cluster-node-stop",
         }
     }
 }
@@ -463,6 +471,9 @@ const STORE_UP: &str = "delivery store can be written again";
 
 /// Runs one scenario end to end.
 pub async fn run(scenario: Scenario, o: &Options) -> Result<Report, ChaosError> {
+    if matches!(scenario, Scenario::ClusterKill9 | Scenario::ClusterNodeStop) {
+        return super::cluster::run(scenario, o).await;
+    }
     let started = Instant::now();
     let n = o.messages;
     let (base, tag) = (o.base.clone(), format!("{}-{:x}", scenario.name(), o.seed));
@@ -505,6 +516,8 @@ pub async fn run(scenario: Scenario, o: &Options) -> Result<Report, ChaosError> 
             Duration::from_millis(30_000 / n.max(1) as u64)
         }
         Scenario::RejectPublish => Duration::ZERO,
+        // Never get here (run by super::cluster, above).
+        Scenario::ClusterKill9 | Scenario::ClusterNodeStop => Duration::ZERO,
     };
     let plan = SendPlan {
         pace,
@@ -757,6 +770,12 @@ async fn disturb(
             notes.push(format!(
                 "disk alarm for 5 s (limit 1000GB, restored to {disk} bytes)"
             ));
+        }
+        Scenario::ClusterKill9 | Scenario::ClusterNodeStop => {
+            return Err(ChaosError::Setup(format!(
+                "{} runs on a cluster of its own (chaos::cluster), not in a single-gateway run",
+                scenario.name()
+            )));
         }
         Scenario::DiskFull => {
             let since = run.ledger.len();

@@ -74,7 +74,11 @@ impl fmt::Debug for AmqpConfig {
             .field("url", &redact_url(&self.url))
             .field(
                 "fallback_urls",
-                &self.fallback_urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>(),
+                &self
+                    .fallback_urls
+                    .iter()
+                    .map(|u| redact_url(u))
+                    .collect::<Vec<_>>(),
             )
             .field("tls_ca_file", &self.tls_ca_file)
             .field("prefetch", &self.prefetch)
@@ -905,62 +909,77 @@ fn read_gateway(
 
     // Exactly one of `url`, `url_env` and `urls`; the key each URL came from, for its problems.
     let given = amqp.as_ref().map_or(0, |a| {
-        usize::from(a.url.is_some()) + usize::from(a.url_env.is_some()) + usize::from(a.urls.is_some())
+        usize::from(a.url.is_some())
+            + usize::from(a.url_env.is_some())
+            + usize::from(a.urls.is_some())
     });
-    let urls: Option<Vec<(String, String)>> = amqp.as_ref().and_then(|a| match (&a.url, &a.url_env, &a.urls) {
-        _ if given > 1 => {
-            let key = if a.url.is_some() { "amqp.url" } else { "amqp.url_env" };
-            r.push(
-                line(key),
-                Some(key.into()),
-                ProblemKind::BadValue(
-                    "give exactly one of `url`, `url_env` and `urls`, not several".into(),
+    let urls: Option<Vec<(String, String)>> =
+        amqp.as_ref()
+            .and_then(|a| match (&a.url, &a.url_env, &a.urls) {
+                _ if given > 1 => {
+                    let key = if a.url.is_some() {
+                        "amqp.url"
+                    } else {
+                        "amqp.url_env"
+                    };
+                    r.push(
+                        line(key),
+                        Some(key.into()),
+                        ProblemKind::BadValue(
+                            "give exactly one of `url`, `url_env` and `urls`, not several".into(),
+                        ),
+                    );
+                    None
+                }
+                (Some(u), None, None) => Some(vec![("amqp.url".to_owned(), u.clone())]),
+                (None, Some(var), None) => match std::env::var(var) {
+                    Ok(u) if !u.trim().is_empty() => Some(vec![("amqp.url_env".to_owned(), u)]),
+                    _ => {
+                        r.push(
+                            line("amqp.url_env"),
+                            Some("amqp.url_env".into()),
+                            ProblemKind::BadValue(format!(
+                                "environment variable {var} is not set (or empty)"
+                            )),
+                        );
+                        None
+                    }
+                },
+                (None, None, Some(list)) if list.is_empty() => {
+                    r.push(
+                        line("amqp.urls"),
+                        Some("amqp.urls".into()),
+                        ProblemKind::BadValue(
+                            "is empty: list the broker nodes (amqp://… or amqps://…), at least one"
+                                .into(),
+                        ),
+                    );
+                    None
+                }
+                (None, None, Some(list)) => Some(
+                    list.iter()
+                        .enumerate()
+                        .map(|(i, u)| (format!("amqp.urls[{i}]"), u.clone()))
+                        .collect(),
                 ),
-            );
-            None
-        }
-        (Some(u), None, None) => Some(vec![("amqp.url".to_owned(), u.clone())]),
-        (None, Some(var), None) => match std::env::var(var) {
-            Ok(u) if !u.trim().is_empty() => Some(vec![("amqp.url_env".to_owned(), u)]),
-            _ => {
-                r.push(
-                    line("amqp.url_env"),
-                    Some("amqp.url_env".into()),
-                    ProblemKind::BadValue(format!(
-                        "environment variable {var} is not set (or empty)"
-                    )),
-                );
-                None
-            }
-        },
-        (None, None, Some(list)) if list.is_empty() => {
-            r.push(
-                line("amqp.urls"),
-                Some("amqp.urls".into()),
-                ProblemKind::BadValue(
-                    "is empty: list the broker nodes (amqp://… or amqps://…), at least one".into(),
-                ),
-            );
-            None
-        }
-        (None, None, Some(list)) => Some(
-            list.iter()
-                .enumerate()
-                .map(|(i, u)| (format!("amqp.urls[{i}]"), u.clone()))
-                .collect(),
-        ),
-        _ => {
-            r.push(
-                line("amqp"),
-                Some("amqp.url".into()),
-                ProblemKind::Missing("missing `url`, `url_env` or `urls` (exactly one)".into()),
-            );
-            None
-        }
-    });
+                _ => {
+                    r.push(
+                        line("amqp"),
+                        Some("amqp.url".into()),
+                        ProblemKind::Missing(
+                            "missing `url`, `url_env` or `urls` (exactly one)".into(),
+                        ),
+                    );
+                    None
+                }
+            });
     let mut urls_ok = urls.is_some();
     for (i, (key, u)) in urls.iter().flatten().enumerate() {
-        let line_key = if key.starts_with("amqp.urls") { "amqp.urls" } else { key.as_str() };
+        let line_key = if key.starts_with("amqp.urls") {
+            "amqp.urls"
+        } else {
+            key.as_str()
+        };
         if !(u.starts_with("amqp://") || u.starts_with("amqps://")) {
             urls_ok = false;
             r.push(
@@ -971,7 +990,12 @@ fn read_gateway(
                     redact_url(u)
                 )),
             );
-        } else if urls.iter().flatten().take(i).any(|(_, earlier)| earlier == u) {
+        } else if urls
+            .iter()
+            .flatten()
+            .take(i)
+            .any(|(_, earlier)| earlier == u)
+        {
             urls_ok = false;
             r.push(
                 line(line_key),
@@ -999,9 +1023,17 @@ fn read_gateway(
             }
         }
         None => {
-            if let Some((key, u)) = urls.iter().flatten().find(|(_, u)| u.starts_with("amqps://")) {
+            if let Some((key, u)) = urls
+                .iter()
+                .flatten()
+                .find(|(_, u)| u.starts_with("amqps://"))
+            {
                 urls_ok = false;
-                let line_key = if key.starts_with("amqp.urls") { "amqp.urls" } else { key.as_str() };
+                let line_key = if key.starts_with("amqp.urls") {
+                    "amqp.urls"
+                } else {
+                    key.as_str()
+                };
                 r.push(
                     line(line_key),
                     Some("amqp.tls_ca_file".into()),

@@ -12,35 +12,31 @@ mod support;
 use helsemelding::amqp::{connect, AmqpError, AmqpSettings};
 use helsemelding_lab::chaos::scenario::{run, Report, Scenario};
 use helsemelding_lab::cluster::Cluster;
-use support::chaos_options;
+use support::{chaos_options, print_report};
 
 /// One cluster at a time: three nodes and three gateways already fill the two cores.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn print(r: &Report) {
-    println!(
-        "# scenario\t{}",
-        helsemelding_lab::chaos::ledger::Figures::TSV_HEADER
-    );
-    println!("{}\t{}", r.scenario.name(), r.figures.tsv());
-    for n in &r.notes {
-        println!("# {n}");
-    }
-    for p in &r.figures.problems {
-        println!("# {p}");
-    }
-}
 
 /// Every message confirmed, none lost, no second AppRec, nothing misplaced (a duplicate with
 /// another MsgId would be), no inversion, one AppRec per rejected message, a graceful stop.
 fn assert_nothing_lost(r: &Report, sent: usize) {
     let f = &r.figures;
     assert_eq!(f.sent, sent, "every message confirmed into the intake");
-    assert_eq!(f.lost, 0, "lost: {:?} (kept {})", f.problems, r.dir.display());
+    assert_eq!(
+        f.lost,
+        0,
+        "lost: {:?} (kept {})",
+        f.problems,
+        r.dir.display()
+    );
     assert_eq!(f.second_apprecs, 0, "a second AppRec: {:?}", f.problems);
     assert_eq!(f.misplaced, 0, "misplaced: {:?}", f.problems);
     assert_eq!(f.inversions, 0, "inversions: {:?}", f.problems);
-    assert_eq!(f.apprecs, sent * 75 / 200, "one AppRec per rejected message (E21, E10)");
+    assert_eq!(
+        f.apprecs,
+        sent * 75 / 200,
+        "one AppRec per rejected message (E21, E10)"
+    );
     r.graceful_stop
         .as_ref()
         .expect("SIGTERM to every instance: exit 0, nothing left unacked");
@@ -76,15 +72,26 @@ async fn a_three_node_cluster_replicates_quorum_queues_and_refuses_a_wrong_ca() 
     let _ = conn.close(200, "declared".into()).await;
     let mut members = cluster.quorum_members("/", "cluster_probe").unwrap();
     members.sort();
-    assert_eq!(members, expected, "a quorum queue has a member on every node");
+    assert_eq!(
+        members, expected,
+        "a quorum queue has a member on every node"
+    );
 
     // TLS on node 1: the CA that signed its certificate is trusted...
     let mut right = AmqpSettings::new(cluster.tls_url("%2f"), "test");
     right.tls_ca_file = Some(cluster.pki.ca.clone());
-    let c = connect(&right).await.expect("amqps:// with the broker's CA");
+    let c = connect(&right)
+        .await
+        .expect("amqps:// with the broker's CA");
     // ...and the connection is TLS indeed (the broker says so), not plain AMQP on another port.
     let conns = tokio::task::block_in_place(|| {
-        cluster.ctl(&["list_connections", "ssl", "ssl_protocol", "--formatter", "json"])
+        cluster.ctl(&[
+            "list_connections",
+            "ssl",
+            "ssl_protocol",
+            "--formatter",
+            "json",
+        ])
     })
     .unwrap();
     let conns: serde_json::Value = serde_json::from_str(&conns).unwrap();
@@ -96,14 +103,25 @@ async fn a_three_node_cluster_replicates_quorum_queues_and_refuses_a_wrong_ca() 
     // ...another CA is refused, as a configuration fault naming the URL and the CA file.
     let mut wrong = right.clone();
     wrong.tls_ca_file = Some(cluster.pki.wrong_ca.clone());
-    let e = connect(&wrong).await.expect_err("a broker certificate of another CA");
+    let e = connect(&wrong)
+        .await
+        .expect_err("a broker certificate of another CA");
     println!("wrong CA: {e}");
-    assert!(matches!(e, AmqpError::TlsCertificateRejected { .. }), "{e:?}");
+    assert!(
+        matches!(e, AmqpError::TlsCertificateRejected { .. }),
+        "{e:?}"
+    );
     assert!(e.is_configuration(), "{e}");
     let text = e.to_string();
     assert!(text.contains(&right.redacted_url()), "{text}");
-    assert!(text.contains("not signed by the CA in tls_ca_file"), "{text}");
-    assert!(text.contains(&cluster.pki.wrong_ca.display().to_string()), "{text}");
+    assert!(
+        text.contains("not signed by the CA in tls_ca_file"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&cluster.pki.wrong_ca.display().to_string()),
+        "{text}"
+    );
 
     // check-config connects to each amqps:// node: the wrong CA is a problem naming the key.
     let dir = tempfile::tempdir().unwrap();
@@ -123,19 +141,20 @@ async fn a_three_node_cluster_replicates_quorum_queues_and_refuses_a_wrong_ca() 
         helsemelding::config::GatewayConfig::load(&config).expect("valid configuration")
     };
     let good = with_tls(&cluster.pki.ca);
-    let (problems, warnings) = tokio::task::spawn_blocking(move || {
-        helsemelding::config::check_tls_brokers(&good)
-    })
-    .await
-    .unwrap();
-    assert!(problems.is_empty() && warnings.is_empty(), "{problems:?} {warnings:?}");
+    let (problems, warnings) =
+        tokio::task::spawn_blocking(move || helsemelding::config::check_tls_brokers(&good))
+            .await
+            .unwrap();
+    assert!(
+        problems.is_empty() && warnings.is_empty(),
+        "{problems:?} {warnings:?}"
+    );
     support::write_config(dir.path(), "amqp://guest:guest@127.0.0.1:5672/%2f");
     let bad = with_tls(&cluster.pki.wrong_ca);
-    let (problems, _) = tokio::task::spawn_blocking(move || {
-        helsemelding::config::check_tls_brokers(&bad)
-    })
-    .await
-    .unwrap();
+    let (problems, _) =
+        tokio::task::spawn_blocking(move || helsemelding::config::check_tls_brokers(&bad))
+            .await
+            .unwrap();
     println!("check-config: {problems:?}");
     assert_eq!(problems.len(), 2, "{problems:?}");
     assert!(
@@ -158,9 +177,13 @@ async fn cluster_kill9_of_instances_loses_nothing_and_keeps_order() {
     let r = run(Scenario::ClusterKill9, &chaos_options(200, 4, 0xc105))
         .await
         .expect("scenario runs");
-    print(&r);
+    print_report(&r);
     assert_nothing_lost(&r, 200);
-    assert!(r.notes.iter().any(|n| n.contains("4 kill -9")), "{:?}", r.notes);
+    assert!(
+        r.notes.iter().any(|n| n.contains("4 kill -9")),
+        "{:?}",
+        r.notes
+    );
 }
 
 /// A broker node the instances are on is stopped and started again (twice, two different nodes):
@@ -171,15 +194,21 @@ async fn cluster_node_stop_moves_instances_to_another_node_and_loses_nothing() {
     let r = run(Scenario::ClusterNodeStop, &chaos_options(200, 2, 0xc105))
         .await
         .expect("scenario runs");
-    print(&r);
+    print_report(&r);
     assert_nothing_lost(&r, 200);
     assert!(
-        r.notes.iter().any(|n| n.contains("moved to the next broker node")),
+        r.notes
+            .iter()
+            .any(|n| n.contains("moved to the next broker node")),
         "an instance on a stopped node must move: {:?}",
         r.notes
     );
     assert!(
-        r.notes.iter().filter(|n| n.contains("3 node(s) running after its restart")).count() == 2,
+        r.notes
+            .iter()
+            .filter(|n| n.contains("3 node(s) running after its restart"))
+            .count()
+            == 2,
         "{:?}",
         r.notes
     );

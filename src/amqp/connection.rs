@@ -212,11 +212,12 @@ pub async fn connect(settings: &AmqpSettings) -> Result<Connection, AmqpError> {
                 };
             }
             match AmqpError::classify("connect", &user, &vhost, e) {
-            AmqpError::ConnectionLost { source, .. } | AmqpError::Channel { source, .. } => {
-                AmqpError::Unreachable { endpoint, source }
+                AmqpError::ConnectionLost { source, .. } | AmqpError::Channel { source, .. } => {
+                    AmqpError::Unreachable { endpoint, source }
+                }
+                other => other,
             }
-            other => other,
-        }})
+        })
 }
 
 /// Why rustls refused the broker's certificate, if that is what `e` is (the TLS handshake's error

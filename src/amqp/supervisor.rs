@@ -459,8 +459,12 @@ impl Run {
                     if failed_in_round < count {
                         let next = self.settings.at(self.node).redacted_url();
                         match kind {
-                            FaultKind::Configuration => error!(attempt, url = %url, next = %next, error = %e, "AMQP CONFIGURATION PROBLEM with this broker node, not a network glitch: fix it; trying the next node"),
-                            FaultKind::Transient => warn!(attempt, url = %url, next = %next, error = %e, "AMQP connect failed; trying the next broker node"),
+                            FaultKind::Configuration => {
+                                error!(attempt, url = %url, next = %next, error = %e, "AMQP CONFIGURATION PROBLEM with this broker node, not a network glitch: fix it; trying the next node")
+                            }
+                            FaultKind::Transient => {
+                                warn!(attempt, url = %url, next = %next, error = %e, "AMQP connect failed; trying the next broker node")
+                            }
                         }
                         continue;
                     }

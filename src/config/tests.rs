@@ -347,13 +347,25 @@ fn urls_of_a_broker_cluster_and_tls_ca_file() {
         cfg.amqp.tls_ca_file.as_deref(),
         Some(root.path().join("config/hospital-sign.pem").as_path())
     );
-    assert!(!format!("{:?}", cfg.amqp).contains("pw"), "Debug hides every password");
+    assert!(
+        !format!("{:?}", cfg.amqp).contains("pw"),
+        "Debug hides every password"
+    );
 
     let no_ca = cluster.replace("tls_ca_file = \"config/hospital-sign.pem\"", "");
     let (_root, path) = tree(&no_ca, GOOD_PARTIES);
     let problems = check(&path).unwrap_err();
-    assert_eq!(keys(&problems), vec![(Some(3), "amqp.tls_ca_file".to_string())]);
-    assert!(problems[0].to_string().contains("amqps://svc:***@a:5671/prod"), "{}", problems[0]);
+    assert_eq!(
+        keys(&problems),
+        vec![(Some(3), "amqp.tls_ca_file".to_string())]
+    );
+    assert!(
+        problems[0]
+            .to_string()
+            .contains("amqps://svc:***@a:5671/prod"),
+        "{}",
+        problems[0]
+    );
 
     let bad_ca = cluster.replace("config/hospital-sign.pem", "config/parties.toml");
     let (_root, path) = tree(&bad_ca, GOOD_PARTIES);
@@ -375,15 +387,28 @@ fn urls_of_a_broker_cluster_and_tls_ca_file() {
             (Some(3), "amqp.urls[2]".to_string())
         ]
     );
-    assert!(problems[1].to_string().contains("listed twice"), "{}", problems[1]);
+    assert!(
+        problems[1].to_string().contains("listed twice"),
+        "{}",
+        problems[1]
+    );
 
-    let empty = GOOD_GATEWAY.replace("url = \"amqp://guest:guest@127.0.0.1:5672/%2f\"", "urls = []");
+    let empty = GOOD_GATEWAY.replace(
+        "url = \"amqp://guest:guest@127.0.0.1:5672/%2f\"",
+        "urls = []",
+    );
     let (_root, path) = tree(&empty, GOOD_PARTIES);
-    assert_eq!(keys(&check(&path).unwrap_err()), vec![(Some(3), "amqp.urls".to_string())]);
+    assert_eq!(
+        keys(&check(&path).unwrap_err()),
+        vec![(Some(3), "amqp.urls".to_string())]
+    );
 
     let both = GOOD_GATEWAY.replace("[gateway]", "urls = [\"amqp://b:5672/%2f\"]\n\n[gateway]");
     let (_root, path) = tree(&both, GOOD_PARTIES);
-    assert_eq!(keys(&check(&path).unwrap_err()), vec![(Some(3), "amqp.url".to_string())]);
+    assert_eq!(
+        keys(&check(&path).unwrap_err()),
+        vec![(Some(3), "amqp.url".to_string())]
+    );
 }
 
 #[test]

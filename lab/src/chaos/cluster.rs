@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use super::ledger::{figures, Drain, Figures, Ledger};
 use super::process::GatewayProcess;
-use super::scenario::{output_queues, ChaosError, Options, Report, Scenario};
+use super::scenario::{
+    diagnostics, output_queues, ChaosError, CompletionWait, Options, Report, Scenario,
+};
 use super::traffic::{batch, send, Confirmed, Outgoing, SendPlan};
 use crate::cluster::{Cluster, ClusterError};
 use helsemelding::amqp::topology::INBOUND_QUEUE;
@@ -117,8 +119,7 @@ struct ClusterRun {
 impl ClusterRun {
     /// Messages ready in all intake queues (`None` if the broker cannot be asked right now).
     async fn intake_len(&self) -> Option<u32> {
-        let mut settings =
-            helsemelding::amqp::AmqpSettings::new(self.url.clone(), "chaos-probe");
+        let mut settings = helsemelding::amqp::AmqpSettings::new(self.url.clone(), "chaos-probe");
         settings.heartbeat = Duration::from_secs(5);
         let conn = helsemelding::amqp::connect(&settings).await.ok()?;
         let mut total = 0;
@@ -146,7 +147,9 @@ impl ClusterRun {
     ) -> Result<T, ChaosError> {
         let cluster = self.cluster.clone();
         tokio::task::spawn_blocking(move || {
-            let mut guard = cluster.lock().map_err(|_| ChaosError::Broker("cluster lock poisoned".into()))?;
+            let mut guard = cluster
+                .lock()
+                .map_err(|_| ChaosError::Broker("cluster lock poisoned".into()))?;
             let c = guard
                 .as_mut()
                 .ok_or_else(|| ChaosError::Broker("the cluster is gone".into()))?;
@@ -190,18 +193,6 @@ impl ClusterRun {
         }
     }
 
-    /// Waits until `ledger.len()` exceeds `since`, up to `within`.
-    async fn progress_after(&self, since: usize, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if self.ledger.len() > since {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        false
-    }
-
     /// As [`super::scenario::Run::wait_complete`], over all instances and intake queues.
     async fn wait_complete(
         &mut self,
@@ -210,8 +201,7 @@ impl ClusterRun {
         must_send: usize,
         within: Duration,
     ) -> Result<Figures, ChaosError> {
-        let deadline = Instant::now() + within;
-        let (mut last_len, mut last_change) = (usize::MAX, Instant::now());
+        let mut wait = CompletionWait::new(within);
         loop {
             for g in &mut self.gateways {
                 if let Some(status) = g.exited() {
@@ -222,16 +212,8 @@ impl ClusterRun {
                 }
             }
             let f = figures(msgs, confirmed, &self.ledger.snapshot());
-            let len = self.ledger.len();
-            if len != last_len {
-                (last_len, last_change) = (len, Instant::now());
-            }
             let intake_empty = self.intake_len().await == Some(0);
-            if f.lost == 0 && f.sent >= must_send && intake_empty {
-                return Ok(f);
-            }
-            let stalled = f.sent >= must_send && intake_empty && last_change.elapsed() > STALL;
-            if stalled || Instant::now() > deadline {
+            if wait.over(&f, self.ledger.len(), must_send, intake_empty) {
                 return Ok(f);
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -241,7 +223,10 @@ impl ClusterRun {
     /// SIGTERM to every instance: each must exit 0; then nothing may be back in the intake.
     async fn graceful_stop(&mut self, within: Duration) -> Result<(), String> {
         for (i, g) in self.gateways.iter_mut().enumerate() {
-            let status = g.terminate(within).await.map_err(|e| format!("instance {}: {e}", i + 1))?;
+            let status = g
+                .terminate(within)
+                .await
+                .map_err(|e| format!("instance {}: {e}", i + 1))?;
             if !status.success() {
                 return Err(format!(
                     "instance {} exited with {status} after SIGTERM:\n{}",
@@ -252,7 +237,9 @@ impl ClusterRun {
         }
         match self.intake_len().await {
             Some(0) => Ok(()),
-            Some(n) => Err(format!("{n} message(s) back in the intake after the graceful stop")),
+            Some(n) => Err(format!(
+                "{n} message(s) back in the intake after the graceful stop"
+            )),
             None => Err("cannot read the intake after the stop".into()),
         }
     }
@@ -264,17 +251,6 @@ impl ClusterRun {
             .map(|d| std::fs::read_to_string(d.join("routing.jsonl")).unwrap_or_default())
             .collect()
     }
-}
-
-/// How long nothing may come out, with the intake empty, before a wait gives up.
-const STALL: Duration = Duration::from_secs(25);
-
-/// How often `needle` is in the diagnostics of the instance in `dir`.
-fn diagnostics(dir: &Path, needle: &str) -> usize {
-    std::fs::read_to_string(dir.join("gateway.stderr"))
-        .unwrap_or_default()
-        .matches(needle)
-        .count()
 }
 
 /// Runs a cluster scenario end to end: cluster, database, three instances, traffic, faults,
@@ -294,9 +270,10 @@ pub async fn run(scenario: Scenario, o: &Options) -> Result<Report, ChaosError> 
         .map_err(|e| ChaosError::Broker(e.to_string()))?
         .map_err(broker)?;
     let cluster_up = started.elapsed();
-    let (db, store_url) = helsemelding::store::pg::create_scratch_database(PG_ADMIN_URL, "hm_chaos")
-        .await
-        .map_err(|e| ChaosError::Setup(format!("PostgreSQL: {e}")))?;
+    let (db, store_url) =
+        helsemelding::store::pg::create_scratch_database(PG_ADMIN_URL, "hm_chaos")
+            .await
+            .map_err(|e| ChaosError::Setup(format!("PostgreSQL: {e}")))?;
     let outcome = run_on(scenario, o, cluster, &root, &store_url, cluster_up, started).await;
     if let Err(e) = helsemelding::store::pg::drop_scratch_database(PG_ADMIN_URL, &db).await {
         eprintln!("chaos: dropping the database {db}: {e}");
@@ -432,12 +409,15 @@ async fn drive(
     let faults = disturb(scenario, o, run, &mut rng, notes).await;
     let retried = sender.await.unwrap_or(0);
     if retried > 0 {
-        notes.push(format!("sender published {retried} unconfirmed message(s) again"));
+        notes.push(format!(
+            "sender published {retried} unconfirmed message(s) again"
+        ));
     }
     faults?;
     for g in &mut run.gateways {
         if g.pid().is_none() || g.exited().is_some() {
-            g.restart().map_err(|e| ChaosError::Gateway(e.to_string()))?;
+            g.restart()
+                .map_err(|e| ChaosError::Gateway(e.to_string()))?;
         }
     }
     let waited = run.wait_complete(msgs, &confirmed, n, o.settle).await;
@@ -465,7 +445,9 @@ async fn drive(
         .map(|d| diagnostics(d, "trying the next broker node"))
         .sum::<usize>();
     if moved > 0 {
-        notes.push(format!("instances moved to the next broker node {moved} time(s)"));
+        notes.push(format!(
+            "instances moved to the next broker node {moved} time(s)"
+        ));
     }
     Ok((f, graceful_stop))
 }
@@ -483,7 +465,7 @@ async fn disturb(
             for k in 0..o.faults as usize {
                 let node = STOPPED_NODES[k % STOPPED_NODES.len()];
                 let since = run.ledger.len();
-                run.progress_after(since, Duration::from_secs(20)).await;
+                run.ledger.grows_past(since, Duration::from_secs(20)).await;
                 tokio::time::sleep(Duration::from_millis(rng.u64(0..1000))).await;
                 let t = Instant::now();
                 run.with_cluster(move |c| c.stop_node(node)).await?;
@@ -492,10 +474,7 @@ async fn disturb(
                 tokio::time::sleep(Duration::from_secs(6)).await;
                 let came_out = run.ledger.len() - during;
                 run.with_cluster(move |c| c.start_node(node)).await?;
-                let members = run
-                    .with_cluster(|c| c.running_nodes())
-                    .await?
-                    .len();
+                let members = run.with_cluster(|c| c.running_nodes()).await?.len();
                 notes.push(format!(
                     "node {} stopped for {:.1} s ({came_out} output(s) meanwhile); {members} node(s) running after its restart",
                     node + 1,
@@ -508,7 +487,7 @@ async fn disturb(
             for _ in 0..o.faults {
                 let victim = rng.usize(0..INSTANCES);
                 let since = run.ledger.len();
-                run.progress_after(since, Duration::from_secs(5)).await;
+                run.ledger.grows_past(since, Duration::from_secs(5)).await;
                 tokio::time::sleep(Duration::from_millis(rng.u64(0..800))).await;
                 run.gateways[victim]
                     .kill9()

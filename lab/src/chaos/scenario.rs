@@ -283,14 +283,7 @@ impl Run {
 
     /// Waits until `ledger.len()` exceeds `since` (the gateway is making progress), up to `within`.
     pub async fn progress_after(&self, since: usize, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if self.ledger.len() > since {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        false
+        self.ledger.grows_past(since, within).await
     }
 
     /// Waits until at least `must_send` messages of `msgs` are confirmed, every confirmed one has
@@ -303,8 +296,7 @@ impl Run {
         must_send: usize,
         within: Duration,
     ) -> Result<Figures, ChaosError> {
-        let deadline = Instant::now() + within;
-        let (mut last_len, mut last_change) = (usize::MAX, Instant::now());
+        let mut wait = CompletionWait::new(within);
         loop {
             if let Some(status) = self.gateway.exited() {
                 return Err(ChaosError::Gateway(format!(
@@ -313,18 +305,8 @@ impl Run {
                 )));
             }
             let f = figures(msgs, confirmed, &self.ledger.snapshot());
-            let len = self.ledger.len();
-            if len != last_len {
-                (last_len, last_change) = (len, Instant::now());
-            }
             let intake_empty = self.intake_len().await == Some(0);
-            if f.lost == 0 && f.sent >= must_send && intake_empty {
-                return Ok(f);
-            }
-            // Nothing left to take and nothing more coming out for a while: what is missing now
-            // will not come (the gateway retries a refused publish within 10 s).
-            let stalled = f.sent >= must_send && intake_empty && last_change.elapsed() > STALL;
-            if stalled || Instant::now() > deadline {
+            if wait.over(&f, self.ledger.len(), must_send, intake_empty) {
                 return Ok(f);
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -382,6 +364,44 @@ impl Run {
         if !keep_dir {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+/// When the wait of [`Run::wait_complete`] is over, for one gateway or several.
+pub(super) struct CompletionWait {
+    deadline: Instant,
+    last_len: usize,
+    last_change: Instant,
+}
+
+impl CompletionWait {
+    pub(super) fn new(within: Duration) -> Self {
+        CompletionWait {
+            deadline: Instant::now() + within,
+            last_len: usize::MAX,
+            last_change: Instant::now(),
+        }
+    }
+
+    /// Everything is out (nothing lost, `must_send` sent, the intake empty), or nothing has come
+    /// out for a while with the intake empty, or the time is up.
+    pub(super) fn over(
+        &mut self,
+        f: &Figures,
+        ledger_len: usize,
+        must_send: usize,
+        intake_empty: bool,
+    ) -> bool {
+        if ledger_len != self.last_len {
+            (self.last_len, self.last_change) = (ledger_len, Instant::now());
+        }
+        if f.lost == 0 && f.sent >= must_send && intake_empty {
+            return true;
+        }
+        // Nothing left to take and nothing more coming out for a while: what is missing now
+        // will not come (the gateway retries a refused publish within 10 s).
+        let stalled = f.sent >= must_send && intake_empty && self.last_change.elapsed() > STALL;
+        stalled || Instant::now() > self.deadline
     }
 }
 
@@ -457,8 +477,8 @@ async fn limit_queue(
 /// scenario with some to spare, so the disk is full only when the filler makes it so.
 const STATE_DISK_BYTES: u64 = 64 << 20;
 
-/// How often the gateway's diagnostics contain `needle` so far.
-fn diagnostics(dir: &Path, needle: &str) -> usize {
+/// How often the gateway's diagnostics (in `dir`) contain `needle` so far.
+pub(super) fn diagnostics(dir: &Path, needle: &str) -> usize {
     std::fs::read_to_string(dir.join("gateway.stderr"))
         .unwrap_or_default()
         .matches(needle)

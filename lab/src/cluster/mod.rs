@@ -170,16 +170,25 @@ impl Cluster {
     /// The nodes the cluster reports running (`cluster_status`).
     pub fn running_nodes(&mut self) -> Result<Vec<String>, ClusterError> {
         let out = self.ctl(&["cluster_status", "--formatter", "json"])?;
-        let v: serde_json::Value = serde_json::from_str(&out)
-            .map_err(|e| ClusterError::Broker(format!("cluster_status is not JSON ({e}): {out}")))?;
+        let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| {
+            ClusterError::Broker(format!("cluster_status is not JSON ({e}): {out}"))
+        })?;
         Ok(v["running_nodes"]
             .as_array()
-            .map(|a| a.iter().filter_map(|n| n.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|n| n.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default())
     }
 
     /// The nodes holding a member of quorum queue `queue` in `vhost`.
-    pub fn quorum_members(&mut self, vhost: &str, queue: &str) -> Result<Vec<String>, ClusterError> {
+    pub fn quorum_members(
+        &mut self,
+        vhost: &str,
+        queue: &str,
+    ) -> Result<Vec<String>, ClusterError> {
         let out = self.ctl(&[
             "list_queues",
             "-p",
@@ -197,7 +206,11 @@ impl Cluster {
             .ok_or_else(|| ClusterError::Broker(format!("no queue {queue} in vhost {vhost}")))?;
         Ok(q["members"]
             .as_array()
-            .map(|a| a.iter().filter_map(|n| n.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|n| n.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default())
     }
 

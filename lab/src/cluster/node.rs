@@ -151,7 +151,11 @@ impl Node {
         self.env(&mut c);
         c.arg("-n").arg(&self.spec.name).args(args);
         let out = c.output().map_err(|e| {
-            ClusterError::Broker(format!("rabbitmqctl -n {} {}: {e}", self.spec.name, args.join(" ")))
+            ClusterError::Broker(format!(
+                "rabbitmqctl -n {} {}: {e}",
+                self.spec.name,
+                args.join(" ")
+            ))
         })?;
         if !out.status.success() {
             return Err(ClusterError::Broker(format!(
@@ -169,7 +173,11 @@ impl Node {
     pub fn await_startup(&mut self, within: Duration) -> Result<(), ClusterError> {
         let deadline = Instant::now() + within;
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 return Err(ClusterError::Broker(format!(
                     "node {} exited with {status} while starting:\n{}",
                     self.spec.name,
@@ -230,7 +238,11 @@ impl Node {
             let lines: Vec<&str> = text.lines().collect();
             lines[lines.len().saturating_sub(n)..].join("\n")
         };
-        let log = self.spec.dir.join("log").join(format!("{}.log", self.spec.name));
+        let log = self
+            .spec
+            .dir
+            .join("log")
+            .join(format!("{}.log", self.spec.name));
         format!("{}\n{}", tail(self.spec.dir.join("server.out")), tail(log))
     }
 }

@@ -47,7 +47,8 @@ fn ca(cn: &str) -> io::Result<(CertificateParams, KeyPair, String)> {
 }
 
 fn write(path: &Path, text: &str) -> io::Result<()> {
-    std::fs::write(path, text).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+    std::fs::write(path, text)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
 impl BrokerPki {

@@ -42,6 +42,9 @@ use super::publisher::Publisher;
 use super::topology::Topology;
 use crate::ids::HerId;
 
+/// How long closing a connection may wait for the broker's close-ok.
+const CLOSE_WAIT: Duration = Duration::from_secs(3);
+
 /// Reconnect delays.
 #[derive(Debug, Clone)]
 pub struct Backoff {
@@ -136,7 +139,18 @@ impl Session {
     async fn close(&self, code: u16, reason: &str) {
         for c in self.connections() {
             if c.status().connected() {
-                let _ = c.close(code, reason.into()).await;
+                // A connection to a broker node that has just gone away can still look connected
+                // (its reset not read yet) and then wait for a close-ok forever: found by the
+                // cluster-node-stop chaos scenario, where it held the reconnect to the next node.
+                if tokio::time::timeout(CLOSE_WAIT, c.close(code, reason.into()))
+                    .await
+                    .is_err()
+                {
+                    warn!(
+                        wait_ms = CLOSE_WAIT.as_millis() as u64,
+                        "AMQP connection close not answered; dropping it"
+                    );
+                }
             }
         }
     }

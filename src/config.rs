@@ -65,6 +65,12 @@ pub struct AmqpConfig {
     /// `hnmsg_exchange`: the direct exchange through which Helsenorge.Messaging senders address a
     /// receiver's queue by namespace (`/exchange/{name}/{herId}_async`); bound to the intake.
     pub hnmsg_exchange: Option<String>,
+    /// `partitions`: intake partitions for several instances (0: one intake queue; DESIGN §6,
+    /// `amqp::topology`).
+    pub partitions: u16,
+    /// `prefer_partitions`: partitions (0 ..= `partitions`) this instance subscribes to at once;
+    /// the others after a standby delay. `None`: all at once.
+    pub prefer_partitions: Option<Vec<u16>>,
 }
 
 impl fmt::Debug for AmqpConfig {
@@ -85,6 +91,8 @@ impl fmt::Debug for AmqpConfig {
             .field("heartbeat", &self.heartbeat)
             .field("max_inflight_bytes", &self.max_inflight_bytes)
             .field("hnmsg_exchange", &self.hnmsg_exchange)
+            .field("partitions", &self.partitions)
+            .field("prefer_partitions", &self.prefer_partitions)
             .finish()
     }
 }
@@ -450,10 +458,35 @@ struct RawAmqp {
     prefetch: u16,
     #[serde(default = "default_heartbeat")]
     heartbeat: ConfigDuration,
-    #[serde(default = "default_max_inflight_bytes")]
-    max_inflight_bytes: u64,
+    /// `None`: [`default_max_inflight_bytes`], raised with partitions (see there).
+    max_inflight_bytes: Option<u64>,
     #[serde(default)]
     hnmsg_exchange: Option<String>,
+    #[serde(default)]
+    partitions: u16,
+    prefer_partitions: Option<Vec<u16>>,
+}
+
+impl RawAmqp {
+    /// The in-flight byte budget: as set, or the default — which with partitions is raised so that
+    /// every intake partition can hold one message of the largest size at once (each partition's
+    /// consumer has a window of at least one; `Consumer::open_partitioned`).
+    fn max_inflight_bytes(&self, max_message_bytes: u64) -> u64 {
+        self.max_inflight_bytes.unwrap_or_else(|| {
+            default_max_inflight_bytes()
+                .max(partitions_floor(self.partitions, max_message_bytes))
+        })
+    }
+}
+
+/// Bytes that `partitions + 1` intake queues, each holding one message of `max_message_bytes`,
+/// take at once.
+fn partitions_floor(partitions: u16, max_message_bytes: u64) -> u64 {
+    if partitions == 0 {
+        0
+    } else {
+        (u64::from(partitions) + 1).saturating_mul(max_message_bytes)
+    }
 }
 
 /// Why `name` cannot be the HN.Msg exchange: RabbitMQ's rules for exchange names (at most 255
@@ -1144,15 +1177,58 @@ fn read_gateway(
                 ProblemKind::BadValue(why),
             );
         }
-        if a.max_inflight_bytes < policy_cfg.max_message_bytes {
+        let budget = a.max_inflight_bytes(policy_cfg.max_message_bytes);
+        let floor = partitions_floor(a.partitions, policy_cfg.max_message_bytes);
+        if budget < policy_cfg.max_message_bytes {
             r.push(
                 line("amqp.max_inflight_bytes"),
                 Some("amqp.max_inflight_bytes".into()),
                 ProblemKind::BadValue(format!(
-                    "{} is smaller than policy.max_message_bytes ({}): the largest message allowed could never be taken in",
-                    a.max_inflight_bytes, policy_cfg.max_message_bytes
+                    "{budget} is smaller than policy.max_message_bytes ({}): the largest message allowed could never be taken in",
+                    policy_cfg.max_message_bytes
                 )),
             );
+        } else if budget < floor {
+            r.push(
+                line("amqp.max_inflight_bytes"),
+                Some("amqp.max_inflight_bytes".into()),
+                ProblemKind::BadValue(format!(
+                    "{budget} is smaller than {floor}: with partitions = {} the gateway consumes {} intake queues, each may hold one message of policy.max_message_bytes ({}); raise it to at least {floor} or leave it out (the default is fitted)",
+                    a.partitions,
+                    a.partitions + 1,
+                    policy_cfg.max_message_bytes
+                )),
+            );
+        }
+        if a.partitions > crate::amqp::topology::MAX_PARTITIONS {
+            r.push(
+                line("amqp.partitions"),
+                Some("amqp.partitions".into()),
+                ProblemKind::BadValue(format!(
+                    "{} partitions: at most {} (each is a replicated queue on every broker node; a handful per instance is plenty)",
+                    a.partitions,
+                    crate::amqp::topology::MAX_PARTITIONS
+                )),
+            );
+        }
+        if let Some(prefer) = &a.prefer_partitions {
+            let why = if a.partitions == 0 {
+                Some("needs partitions > 0: without partitions there is one intake queue and nothing to prefer".to_owned())
+            } else {
+                prefer.iter().find(|n| **n > a.partitions).map(|n| {
+                    format!(
+                        "partition {n} does not exist: partitions = {} gives 0 (gateway_inbound) to {}",
+                        a.partitions, a.partitions
+                    )
+                })
+            };
+            if let Some(why) = why {
+                r.push(
+                    line("amqp.prefer_partitions"),
+                    Some("amqp.prefer_partitions".into()),
+                    ProblemKind::BadValue(why),
+                );
+            }
         }
     }
     let base = base_dir(config_path);
@@ -1284,8 +1360,10 @@ fn read_gateway(
                 tls_ca_file,
                 prefetch: amqp.prefetch,
                 heartbeat: amqp.heartbeat.0,
-                max_inflight_bytes: amqp.max_inflight_bytes,
+                max_inflight_bytes: amqp.max_inflight_bytes(policy_cfg.max_message_bytes),
                 hnmsg_exchange: amqp.hnmsg_exchange.clone(),
+                partitions: amqp.partitions,
+                prefer_partitions: amqp.prefer_partitions.clone(),
             },
             gateway: identity.clone(),
             paths: paths.clone(),

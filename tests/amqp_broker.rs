@@ -685,3 +685,207 @@ async fn the_window_follows_the_sizes_and_prefetch_still_bounds_the_count() {
     sup.handle.shutdown();
     vhost.delete().await.unwrap();
 }
+
+/// A message from `sender` (the partition exchange hashes its `fromHerId`).
+fn from_sender(sender: u32, n: u32) -> MessageHeaders {
+    MessageHeaders::new(
+        (HerId(sender), HerId(90000 + n)),
+        "DIALOG_NOTAT",
+        MsgId::random(),
+        datetime!(2026-11-23 14:00:00 UTC),
+        ContentType::SignedCms,
+    )
+}
+
+fn partitioned(k: u16) -> Topology {
+    Topology {
+        partitions: k,
+        ..Topology::default()
+    }
+}
+
+/// Messages of `n` per sender from `senders`, published as senders do: to `helsemelding` with key
+/// `gateway_inbound`. Returns the MsgIds per sender, in sending order.
+async fn publish_from(
+    publisher: &Publisher,
+    senders: &[u32],
+    n: u32,
+) -> std::collections::HashMap<u32, Vec<String>> {
+    let mut sent: std::collections::HashMap<u32, Vec<String>> = Default::default();
+    for i in 0..n {
+        for s in senders {
+            let h = from_sender(*s, i);
+            publisher.publish(inbound(), &h, b"x").await.unwrap();
+            sent.entry(*s).or_default().push(h.message_id.to_string());
+        }
+    }
+    sent
+}
+
+#[tokio::test]
+async fn partitions_keep_every_sender_in_one_queue_and_in_order() {
+    let vhost = TestVhost::create().await.unwrap();
+    let conn = connect(&vhost.settings("test")).await.unwrap();
+    let topology = partitioned(4);
+    let ch = conn.create_channel().await.unwrap();
+    topology.declare(&ch, &[]).await.unwrap();
+    // Idempotent, and the old route (exchange → gateway_inbound) is gone: nothing lands twice.
+    topology.declare(&ch, &[]).await.unwrap();
+    let publisher = Publisher::open(&conn).await.unwrap();
+    let senders: Vec<u32> = (0..24).map(|i| 81000 + i * 7).collect();
+    let sent = publish_from(&publisher, &senders, 5).await;
+    // A message without fromHerId is still routed (to one fixed partition), not dropped.
+    let mut bare = lapin::BasicProperties::default().with_message_id("no-sender".into());
+    bare = bare.with_headers(FieldTable::default());
+    let raw = conn.create_channel().await.unwrap();
+    raw.confirm_select(Default::default()).await.unwrap();
+    let confirm = raw
+        .basic_publish(
+            EXCHANGE.into(),
+            INBOUND_QUEUE.into(),
+            lapin::options::BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            b"bare",
+            bare,
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(confirm.is_ack(), "{confirm:?}");
+
+    let queues = topology.intake_queues();
+    assert_eq!(queues.len(), 5);
+    assert_eq!(queues[0], INBOUND_QUEUE);
+    assert_eq!(queues[3], "gateway_inbound.3");
+    let mut seen: std::collections::HashMap<u32, (String, Vec<String>)> = Default::default();
+    let mut used = std::collections::HashSet::new();
+    let mut bare_found = 0;
+    let total = senders.len() as u32 * 5 + 1;
+    let mut got = 0;
+    for q in &queues {
+        let len = within("queue length", vhost.queue_len(q)).await.unwrap().unwrap();
+        got += len;
+        if len == 0 {
+            continue;
+        }
+        used.insert(q.clone());
+        let mut c = Consumer::open(&conn, q, 64).await.unwrap();
+        for _ in 0..len {
+            let d = within("delivery", c.next()).await.unwrap();
+            if d.message_id() == Some("no-sender") {
+                bare_found += 1;
+            } else {
+                let h = d.headers().unwrap();
+                let (queue, ids) = seen
+                    .entry(h.from_her_id.0)
+                    .or_insert_with(|| (q.clone(), Vec::new()));
+                assert_eq!(queue, q, "sender {} split over two partitions", h.from_her_id);
+                ids.push(h.message_id.to_string());
+            }
+            assert_eq!(d.ack().await, Settlement::Settled);
+        }
+        c.close().await;
+    }
+    assert_eq!(got, total, "every message in exactly one intake queue");
+    assert_eq!(bare_found, 1);
+    // Nothing reaches partition 0 through the exchange: it is the AMQP 1.0 senders' queue.
+    assert!(!used.contains(INBOUND_QUEUE), "{used:?}");
+    assert!(used.len() >= 3, "24 senders spread over several partitions: {used:?}");
+    for s in &senders {
+        assert_eq!(seen[s].1, sent[s], "sender {s}: order within its partition");
+    }
+    conn.close(200, "bye".into()).await.unwrap();
+    vhost.delete().await.unwrap();
+}
+
+#[tokio::test]
+async fn one_instance_is_active_per_partition_and_a_waiting_one_takes_over() {
+    let vhost = TestVhost::create().await.unwrap();
+    let setup = connect(&vhost.settings("test")).await.unwrap();
+    let mut topology = partitioned(3);
+    topology
+        .declare(&setup.create_channel().await.unwrap(), &[])
+        .await
+        .unwrap();
+    // Instance A prefers 0 and 1, B prefers 2 and 3; both start together.
+    topology.prefer_partitions = Some(vec![0, 1]);
+    let a_conn = connect(&vhost.settings("a")).await.unwrap();
+    let mut a = Consumer::open_partitioned(&a_conn, &topology.preferred(), 8)
+        .await
+        .unwrap();
+    topology.prefer_partitions = Some(vec![2, 3]);
+    let b_conn = connect(&vhost.settings("b")).await.unwrap();
+    let mut b = Consumer::open_partitioned(&b_conn, &topology.preferred(), 8)
+        .await
+        .unwrap();
+    // Past the standby delay both are subscribed everywhere; each is active on its own share.
+    tokio::time::sleep(helsemelding::amqp::consumer::STANDBY_DELAY + Duration::from_secs(1)).await;
+    let publisher = Publisher::open(&setup).await.unwrap();
+    for p in 0..=3u16 {
+        let h = headers(u32::from(p));
+        publisher
+            .publish(Route::Queue(&topology.partition_queue(p)), &h, format!("{p}").as_bytes())
+            .await
+            .unwrap();
+    }
+    let mut on_a = Vec::new();
+    for _ in 0..2 {
+        let d = within("A's delivery", a.next()).await.unwrap();
+        on_a.push(String::from_utf8(d.body().to_vec()).unwrap());
+        assert_eq!(d.ack().await, Settlement::Settled);
+    }
+    let mut on_b = Vec::new();
+    for _ in 0..2 {
+        let d = within("B's delivery", b.next()).await.unwrap();
+        on_b.push(String::from_utf8(d.body().to_vec()).unwrap());
+        assert_eq!(d.ack().await, Settlement::Settled);
+    }
+    on_a.sort();
+    on_b.sort();
+    assert_eq!((on_a, on_b), (vec!["0".to_owned(), "1".into()], vec!["2".to_owned(), "3".into()]));
+
+    // A holds a message of partition 1 unacked and dies: B gets it (redelivered) and the rest.
+    let h = headers(10);
+    publisher
+        .publish(Route::Queue(&topology.partition_queue(1)), &h, b"held")
+        .await
+        .unwrap();
+    let held = within("A's held delivery", a.next()).await.unwrap();
+    assert_eq!(held.message_id(), Some(h.message_id.as_str()));
+    a_conn.close(320, "instance died".into()).await.unwrap();
+    let again = within("B takes over partition 1", b.next()).await.unwrap();
+    assert_eq!(again.message_id(), Some(h.message_id.as_str()));
+    assert!(again.redelivered());
+    assert_eq!(again.ack().await, Settlement::Settled);
+    assert!(!held.ack().await.is_settled(), "a dead instance's ack is not settled");
+    b_conn.close(200, "bye".into()).await.unwrap();
+    setup.close(200, "bye".into()).await.unwrap();
+    vhost.delete().await.unwrap();
+}
+
+#[tokio::test]
+async fn turning_partitions_on_for_an_existing_intake_names_the_argument() {
+    let vhost = TestVhost::create().await.unwrap();
+    let conn = connect(&vhost.settings("test")).await.unwrap();
+    Topology::default()
+        .declare(&conn.create_channel().await.unwrap(), &[])
+        .await
+        .unwrap();
+    let err = partitioned(2)
+        .declare(&conn.create_channel().await.unwrap(), &[])
+        .await
+        .unwrap_err();
+    match &err {
+        AmqpError::QueueArgumentMismatch { queue, argument, .. } => {
+            assert_eq!(queue, INBOUND_QUEUE);
+            assert_eq!(argument, "x-single-active-consumer");
+        }
+        other => panic!("expected QueueArgumentMismatch, got {other:?}"),
+    }
+    assert!(err.is_configuration());
+    conn.close(200, "bye".into()).await.unwrap();
+    vhost.delete().await.unwrap();
+}

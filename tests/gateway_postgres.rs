@@ -123,3 +123,79 @@ async fn two_gateways_share_state_and_report_overdue_once() {
     b.stop().await;
     drop(db);
 }
+
+/// Issue 14 item 2 at the gateway: two instances on one vhost and one database, the intake in
+/// partitions. The instance that subscribed first is active; when it stops, the waiting one
+/// takes every partition over and the traffic carries on, each message delivered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_intake_fails_over_to_the_waiting_instance() {
+    let db = ScratchDb::create();
+    let backend = StoreBackend::Postgres {
+        url: db.url.clone(),
+    };
+    let partitioned = |b: StoreBackend, prefer: Option<Vec<u16>>| {
+        move |s: &mut helsemelding::gateway::server::Settings| {
+            s.store_backend = b;
+            s.topology.partitions = 2;
+            s.topology.prefer_partitions = prefer;
+        }
+    };
+    // The harness's own instance is a standby everywhere (it subscribes after the standby
+    // delay); `active` subscribes at once, so the broker makes it the active one.
+    let standby = Harness::start_with(None, partitioned(backend.clone(), Some(vec![]))).await;
+    let active = standby
+        .start_instance("active", partitioned(backend, None))
+        .await;
+    let file = "delivered/foresporsel-gp-to-nursing-home.xml";
+    for _ in 0..3 {
+        let (xml, o) = fresh_fixture(file);
+        standby
+            .send_xml_signed_by(&xml, &format!("parties/{GP}-sign"), &o, None)
+            .await;
+    }
+    standby.take(NURSING_HOME, 3).await;
+    let delivered = |g: &helsemelding::gateway::server::Gateway| {
+        g.metrics().outcome(Outcome::Delivered)
+    };
+    let wait = std::time::Instant::now() + Duration::from_secs(30);
+    while delivered(&active) < 3 {
+        assert!(std::time::Instant::now() < wait, "the active instance routes them");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(delivered(&standby.gateway), 0, "one instance active per partition");
+
+    // The active instance stops; the standby takes over and nothing is delivered twice.
+    active.shutdown().await;
+    let mut sent = Vec::new();
+    for _ in 0..3 {
+        let (xml, o) = fresh_fixture(file);
+        sent.push(
+            standby
+                .send_xml_signed_by(&xml, &format!("parties/{GP}-sign"), &o, None)
+                .await
+                .message_id
+                .to_string(),
+        );
+    }
+    let got = standby.take(NURSING_HOME, 3).await;
+    let mut ids: Vec<String> = got.iter().map(|g| g.headers.message_id.to_string()).collect();
+    ids.sort();
+    sent.sort();
+    assert_eq!(ids, sent);
+    // (Not `settle`/`status`: they count every publish as this instance's, and half were not.)
+    standby.wait_for(|m| m.outcome(Outcome::Delivered) >= 3).await;
+    assert_eq!(delivered(&standby.gateway), 3);
+    let q = format!("{NURSING_HOME}_async");
+    assert_eq!(standby.vhost.queue_len(&q).await.unwrap(), Some(0), "no second copy");
+    for id in &sent {
+        let record = standby
+            .gateway
+            .record(GP, &helsemelding::ids::MsgId::new(id))
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no record of {id}"));
+        assert_eq!(record.recipients[0].state, DeliveryState::Delivered);
+    }
+    standby.stop().await;
+    drop(db);
+}

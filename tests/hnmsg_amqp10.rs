@@ -35,7 +35,19 @@ fn sha256_hex(b: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_1_0_senders_message_is_delivered_and_a_1_0_receiver_sees_its_properties() {
-    let h = Harness::start().await;
+    one_1_0_message_is_delivered_with_its_properties(Harness::start().await).await;
+}
+
+/// With the intake in partitions (DESIGN §6) an AMQP 1.0 sender still addresses
+/// `gateway_inbound` by name: it is partition 0, consumed like the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_1_0_senders_message_is_delivered_with_the_intake_in_partitions() {
+    let h = Harness::start_with(None, |s| s.topology.partitions = 3).await;
+    assert_eq!(h.vhost.queue_len("gateway_inbound.3").await.unwrap(), Some(0));
+    one_1_0_message_is_delivered_with_its_properties(h).await;
+}
+
+async fn one_1_0_message_is_delivered_with_its_properties(h: Harness) {
     let id = MsgId::random();
     let xml = fixture_with_msg_id("delivered/foresporsel-gp-to-nursing-home.xml", id.as_str());
     let o = Overrides {

@@ -15,6 +15,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::Acker;
 use lapin::{BasicProperties, Connection};
+use std::future::Future;
 use tracing::warn;
 
 use super::budget::BudgetPermit;
@@ -160,6 +161,30 @@ impl Delivery {
     }
 }
 
+/// How long an instance waits before subscribing to the intake partitions it does not prefer
+/// (`[amqp] prefer_partitions`): long enough for the preferred instance, started at the same
+/// time, to subscribe first and so be the one the broker makes active.
+pub const STANDBY_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The consumers of a partitioned intake (all on the consumer's channel, one per queue).
+#[derive(Debug)]
+struct Partitioned {
+    consumers: Vec<lapin::Consumer>,
+    /// Subscriptions to the partitions not preferred, started after [`STANDBY_DELAY`].
+    later: Option<tokio::task::JoinHandle<Result<Vec<lapin::Consumer>, AmqpError>>>,
+    /// Where the next round-robin poll starts, so one busy partition cannot starve the others.
+    start: usize,
+}
+
+impl Drop for Partitioned {
+    fn drop(&mut self) {
+        // A consumer dropped with its session must not subscribe afterwards.
+        if let Some(t) = &self.later {
+            t.abort();
+        }
+    }
+}
+
 /// A consumer on its own channel, with `basic.qos(prefetch)` and manual acks. Its window can be
 /// changed ([`Consumer::set_prefetch`]): RabbitMQ applies `basic.qos` to consumers started after
 /// it, so that cancels the broker-side consumer and starts a new one on the same channel; the
@@ -177,6 +202,8 @@ pub struct Consumer {
     generation: u64,
     /// A window change under way: cancel of the live consumer, then a new one.
     restarting: Option<tokio::task::JoinHandle<Result<lapin::Consumer, AmqpError>>>,
+    /// `Some`: several intake partitions with single-active-consumer ([`Consumer::open_partitioned`]).
+    partitioned: Option<Partitioned>,
 }
 
 impl Consumer {
@@ -186,10 +213,7 @@ impl Consumer {
         queue: &str,
         prefetch: u16,
     ) -> Result<Self, AmqpError> {
-        let channel = connection
-            .create_channel()
-            .await
-            .map_err(|e| AmqpError::classify("channel.open (consumer)", "", "", e))?;
+        let channel = open_channel(connection).await?;
         let inner = start(&channel, queue, prefetch).await?;
         Ok(Self {
             inner: std::collections::VecDeque::from([inner]),
@@ -199,6 +223,60 @@ impl Consumer {
             wanted: prefetch,
             generation: 0,
             restarting: None,
+            partitioned: None,
+        })
+    }
+
+    /// Consume several single-active-consumer queues on one channel, each with the same fixed
+    /// `prefetch`: those marked `true` at once, the others after [`STANDBY_DELAY`].
+    ///
+    /// The window never changes here: changing it means cancelling and re-consuming, and on a
+    /// single-active-consumer queue a cancel hands the queue to a waiting instance while this one
+    /// still holds unacked messages of the same senders — their order would be lost. So the
+    /// caller fits `prefetch` to its byte budget for the largest message once, up front.
+    pub async fn open_partitioned(
+        connection: &Connection,
+        queues: &[(String, bool)],
+        prefetch: u16,
+    ) -> Result<Self, AmqpError> {
+        let channel = open_channel(connection).await?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions { global: false })
+            .await
+            .map_err(|e| AmqpError::classify("basic.qos", "", "", e))?;
+        let mut consumers = Vec::with_capacity(queues.len());
+        for (queue, _) in queues.iter().filter(|(_, now)| *now) {
+            consumers.push(subscribe(&channel, queue).await?);
+        }
+        let standby: Vec<String> = queues
+            .iter()
+            .filter(|(_, now)| !*now)
+            .map(|(q, _)| q.clone())
+            .collect();
+        let later = (!standby.is_empty()).then(|| {
+            let channel = channel.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(STANDBY_DELAY).await;
+                let mut consumers = Vec::with_capacity(standby.len());
+                for queue in &standby {
+                    consumers.push(subscribe(&channel, queue).await?);
+                }
+                Ok(consumers)
+            })
+        });
+        Ok(Self {
+            inner: std::collections::VecDeque::new(),
+            channel,
+            queue: queues.first().map(|(q, _)| q.clone()).unwrap_or_default(),
+            prefetch,
+            wanted: prefetch,
+            generation: 0,
+            restarting: None,
+            partitioned: Some(Partitioned {
+                consumers,
+                later,
+                start: 0,
+            }),
         })
     }
 
@@ -228,6 +306,10 @@ impl Consumer {
     /// or lose one; [`Consumer::next`] finishes it first.
     pub fn request_prefetch(&mut self, prefetch: u16) {
         self.wanted = prefetch;
+        // A partitioned consumer keeps its window ([`Consumer::open_partitioned`]).
+        if self.partitioned.is_some() {
+            return;
+        }
         // One restart at a time; the one under way is followed by another if still wanted.
         if prefetch == self.prefetch || self.restarting.is_some() {
             return;
@@ -277,6 +359,16 @@ impl Consumer {
     /// The next delivery; `None` when the consumer ended (cancelled, channel or connection closed).
     /// Unacked deliveries of an ended consumer go back to the queue on the broker's side.
     pub async fn next(&mut self) -> Option<Delivery> {
+        if let Some(p) = self.partitioned.as_mut() {
+            let generation = self.generation;
+            return match std::future::poll_fn(|cx| p.poll_next(cx)).await {
+                Ok(d) => Some(Delivery::from_lapin(d, generation)),
+                Err(e) => {
+                    warn!(generation, error = %e, "AMQP partition consumer ended");
+                    None
+                }
+            };
+        }
         if let Err(e) = self.finish_restart().await {
             warn!(generation = self.generation, error = %e, "AMQP consumer could not change its window; it keeps the old one");
         }
@@ -304,6 +396,53 @@ impl Consumer {
     }
 }
 
+impl Partitioned {
+    /// The next delivery of any partition, round robin. `Err` when a subscription failed or a
+    /// partition's consumer ended: the session is over (the supervisor reconnects).
+    fn poll_next(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<lapin::message::Delivery, String>> {
+        use std::task::Poll;
+        if let Some(task) = self.later.as_mut() {
+            if let Poll::Ready(r) = std::pin::Pin::new(task).poll(cx) {
+                self.later = None;
+                match r {
+                    Ok(Ok(more)) => self.consumers.extend(more),
+                    Ok(Err(e)) => return Poll::Ready(Err(format!("standby subscription: {e}"))),
+                    Err(e) => return Poll::Ready(Err(format!("standby subscription task: {e}"))),
+                }
+            }
+        }
+        let n = self.consumers.len();
+        for i in 0..n {
+            let at = (self.start + i) % n;
+            match futures_lite::Stream::poll_next(std::pin::Pin::new(&mut self.consumers[at]), cx)
+            {
+                Poll::Ready(Some(Ok(d))) => {
+                    self.start = at + 1;
+                    return Poll::Ready(Ok(d));
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e.to_string())),
+                Poll::Ready(None) => {
+                    let queue = self.consumers[at].queue();
+                    return Poll::Ready(Err(format!("consumer of {queue} cancelled")));
+                }
+                Poll::Pending => {}
+            }
+        }
+        Poll::Pending
+    }
+}
+
+/// The consumer's own channel.
+async fn open_channel(connection: &Connection) -> Result<lapin::Channel, AmqpError> {
+    connection
+        .create_channel()
+        .await
+        .map_err(|e| AmqpError::classify("channel.open (consumer)", "", "", e))
+}
+
 /// `basic.qos(prefetch)` then `basic.consume` with manual acks.
 async fn start(
     channel: &lapin::Channel,
@@ -314,6 +453,11 @@ async fn start(
         .basic_qos(prefetch, BasicQosOptions { global: false })
         .await
         .map_err(|e| AmqpError::classify("basic.qos", "", "", e))?;
+    subscribe(channel, queue).await
+}
+
+/// `basic.consume` with manual acks, under the channel's current `basic.qos`.
+async fn subscribe(channel: &lapin::Channel, queue: &str) -> Result<lapin::Consumer, AmqpError> {
     channel
         .basic_consume(
             queue.into(),

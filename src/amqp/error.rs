@@ -54,6 +54,14 @@ pub enum AmqpError {
         argument: String,
         detail: String,
     },
+    /// The broker does not know an exchange type the topology needs: a plugin is off.
+    #[error("the AMQP broker has no exchange type {exchange_type} (needed for {needed}): enable its plugin on every node, `rabbitmq-plugins enable {plugin}`; broker said: {detail}")]
+    ExchangeTypeUnknown {
+        exchange_type: String,
+        needed: &'static str,
+        plugin: &'static str,
+        detail: String,
+    },
     #[error("AMQP precondition failed during {operation}: {detail}")]
     PreconditionFailed {
         operation: &'static str,
@@ -82,6 +90,7 @@ impl AmqpError {
             | Self::TlsCertificateRejected { .. }
             | Self::AccessRefused { .. }
             | Self::QueueArgumentMismatch { .. }
+            | Self::ExchangeTypeUnknown { .. }
             | Self::PreconditionFailed { .. } => FaultKind::Configuration,
             // A missing queue/exchange at our own declare-then-use is a configuration fault
             // (someone deleted it, or the vhost does not exist).

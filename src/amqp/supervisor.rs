@@ -86,7 +86,8 @@ impl Backoff {
 pub struct SessionPlan {
     pub topology: Topology,
     pub parties: Vec<HerId>,
-    /// Queue to consume (normally the intake), or `None` for a publish-only client.
+    /// Queue to consume (normally the intake; with `topology.partitions > 0`, naming the intake
+    /// means every intake partition), or `None` for a publish-only client.
     pub consume: Option<String>,
     pub backoff: Backoff,
 }
@@ -596,7 +597,25 @@ impl Run {
         let publisher = Publisher::open(connection)
             .await?
             .attach(generation, self.broken_tx.clone());
+        let topology = &self.plan.topology;
         let consumer = match (&self.plan.consume, consuming) {
+            // A partitioned intake: every partition, each with a fixed window fitted to its share
+            // of the byte budget (Consumer::open_partitioned says why the window cannot follow).
+            (Some(queue), Some(consuming)) if topology.partitions > 0 && *queue == topology.inbound => {
+                let queues = topology.preferred();
+                let share = self.settings.max_inflight_bytes / queues.len() as u64;
+                let window = PrefetchWindow::new(
+                    share,
+                    self.settings.prefetch,
+                    self.settings.max_message_bytes,
+                )
+                .current();
+                Some(
+                    Consumer::open_partitioned(consuming, &queues, window)
+                        .await?
+                        .with_generation(generation),
+                )
+            }
             (Some(queue), Some(consuming)) => Some(
                 Consumer::open(consuming, queue, self.settings.initial_window().current())
                     .await?

@@ -5,11 +5,26 @@
 //! `gateway_dead_letter`), `gateway_dead_letter`, and `{herId}_async` / `{herId}_error` per party;
 //! with `hnmsg_exchange` set, that direct exchange with each party's `{herId}_async` bound to the
 //! intake (Helsenorge.Messaging senders address the receiver's queue through it).
+//!
+//! Partitions (`partitions = K > 0`, DESIGN §6): the intake becomes K+1 queues so that several
+//! gateway instances share the work while each sender's messages stay in order. The
+//! `helsemelding` exchange's key `gateway_inbound` no longer goes to the queue but to exchange
+//! `gateway_partitions` (x-consistent-hash on the `fromHerId` header, plugin
+//! `rabbitmq_consistent_hash_exchange`), which spreads senders over `gateway_inbound.1` …
+//! `gateway_inbound.K`. Every sender's messages hash to one queue. `gateway_inbound` stays (AMQP
+//! 1.0 and Helsenorge.Messaging senders address it by name; their `fromHerId` is an application
+//! property the hash cannot see) and is partition 0. Every intake queue has single-active-consumer:
+//! each instance consumes all of them and the broker makes exactly one consumer active per queue,
+//! handing the queue to a waiting instance when the active one's connection dies. A message with
+//! no `fromHerId` header is still routed (the hash of nothing picks one fixed partition) and gets
+//! its specific answer from the pipeline like any other.
 //! Failure: an existing queue with other arguments is [`AmqpError::QueueArgumentMismatch`] naming
 //! queue and argument (a configuration fault: never delete and recreate a queue that may hold
 //! patient messages). The broker closes the channel after a failed declare.
 
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    ExchangeBindOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, ExchangeKind};
 
@@ -20,6 +35,15 @@ use crate::ids::HerId;
 pub const EXCHANGE: &str = "helsemelding";
 /// Gateway intake queue (and its routing key on [`EXCHANGE`]).
 pub const INBOUND_QUEUE: &str = "gateway_inbound";
+/// Consistent-hash exchange in front of the partition queues (`partitions > 0`).
+pub const PARTITION_EXCHANGE: &str = "gateway_partitions";
+/// The header the partition exchange hashes: the sender's HER-id (DESIGN §1), so a sender's
+/// messages always land in the same partition.
+pub const PARTITION_HASH_HEADER: &str = super::headers::FROM_HER_ID;
+/// The most partitions a topology may have (a queue per partition on every broker node; beyond a
+/// few dozen the cluster pays for queues that add no parallelism).
+pub const MAX_PARTITIONS: u16 = 64;
+
 /// Poison / undeliverable messages, re-drivable by `helsemelding redrive`.
 pub const DEAD_LETTER_QUEUE: &str = "gateway_dead_letter";
 
@@ -46,6 +70,13 @@ pub struct Topology {
     /// namespace, with every party's `{herId}_async` routing key bound to the intake, so a sender
     /// addressing `/exchange/{name}/{herId}_async` goes through the gateway. `None`: not declared.
     pub hnmsg_exchange: Option<String>,
+    /// Intake partitions beyond `inbound` (module comment); 0: one intake queue, no
+    /// single-active-consumer (one gateway instance, as before partitions existed).
+    pub partitions: u16,
+    /// Partitions (0 = `inbound`) this instance subscribes to at once; the others only after
+    /// [`STANDBY_DELAY`](super::consumer::STANDBY_DELAY), so with every instance up each one is
+    /// active on its own share. `None`: all at once.
+    pub prefer_partitions: Option<Vec<u16>>,
 }
 
 impl Default for Topology {
@@ -56,6 +87,8 @@ impl Default for Topology {
             dead_letter: DEAD_LETTER_QUEUE.into(),
             delivery_limit: 20,
             hnmsg_exchange: None,
+            partitions: 0,
+            prefer_partitions: None,
         }
     }
 }
@@ -123,16 +156,133 @@ impl Topology {
         t
     }
 
+    /// Partition `n`'s queue: `inbound` for 0, `inbound.n` otherwise.
+    pub fn partition_queue(&self, n: u16) -> String {
+        if n == 0 {
+            self.inbound.clone()
+        } else {
+            format!("{}.{n}", self.inbound)
+        }
+    }
+
+    /// Every intake queue, partition 0 (`inbound`) first: what a gateway consumes.
+    pub fn intake_queues(&self) -> Vec<String> {
+        (0..=self.partitions)
+            .map(|n| self.partition_queue(n))
+            .collect()
+    }
+
+    /// Which intake queues to subscribe to at once (`true`) and which after the standby delay.
+    pub fn preferred(&self) -> Vec<(String, bool)> {
+        (0..=self.partitions)
+            .map(|n| {
+                let now = self
+                    .prefer_partitions
+                    .as_ref()
+                    .is_none_or(|p| p.contains(&n));
+                (self.partition_queue(n), now)
+            })
+            .collect()
+    }
+
+    /// An intake queue's arguments: [`inbound_arguments`](Self::inbound_arguments), plus
+    /// single-active-consumer when the intake is partitioned.
+    fn intake_arguments(&self) -> FieldTable {
+        let mut t = self.inbound_arguments();
+        if self.partitions > 0 {
+            t.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+        }
+        t
+    }
+
     /// Declare exchange, intake, dead-letter queue and every party's queues. Idempotent.
+    ///
+    /// Turning partitions on for an intake that exists without them fails with
+    /// [`AmqpError::QueueArgumentMismatch`] on `x-single-active-consumer`: the queue must be
+    /// drained and deleted first (README, "Several instances"); it is never recreated here.
     pub async fn declare(&self, channel: &Channel, parties: &[HerId]) -> Result<(), AmqpError> {
         declare_direct_exchange(channel, &self.exchange).await?;
         // Dead-letter target first, so the intake never points at a missing queue.
         declare_quorum_queue(channel, &self.dead_letter, FieldTable::default()).await?;
-        declare_quorum_queue(channel, &self.inbound, self.inbound_arguments()).await?;
-        self.bind_intake(channel, &self.exchange, &self.inbound)
-            .await?;
+        declare_quorum_queue(channel, &self.inbound, self.intake_arguments()).await?;
+        if self.partitions == 0 {
+            self.bind_intake(channel, &self.exchange, &self.inbound)
+                .await?;
+        } else {
+            self.declare_partitions(channel).await?;
+        }
         self.ensure_party_queues(channel, parties).await?;
         self.sync_hnmsg_bindings(channel, &[], parties).await
+    }
+
+    /// The partition exchange, its K queues, and the route to it (module comment). The new route
+    /// is bound before the old one (`helsemelding` → `gateway_inbound`) is removed: in between a
+    /// message may land in both, which the store's duplicate check absorbs; the other order could
+    /// drop a message with no queue bound.
+    async fn declare_partitions(&self, channel: &Channel) -> Result<(), AmqpError> {
+        let mut args = FieldTable::default();
+        args.insert(
+            "hash-header".into(),
+            AMQPValue::LongString(PARTITION_HASH_HEADER.into()),
+        );
+        channel
+            .exchange_declare(
+                PARTITION_EXCHANGE.into(),
+                ExchangeKind::Custom("x-consistent-hash".into()),
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                args,
+            )
+            .await
+            .map_err(|e| {
+                // RabbitMQ answers an unknown type with 503 COMMAND_INVALID "invalid exchange type".
+                if e.to_string().contains("invalid exchange type") {
+                    AmqpError::ExchangeTypeUnknown {
+                        exchange_type: "x-consistent-hash".into(),
+                        needed: "[amqp] partitions",
+                        plugin: "rabbitmq_consistent_hash_exchange",
+                        detail: e.to_string(),
+                    }
+                } else {
+                    AmqpError::classify("exchange.declare", "", "", e)
+                }
+            })?;
+        for n in 1..=self.partitions {
+            let queue = self.partition_queue(n);
+            declare_quorum_queue(channel, &queue, self.intake_arguments()).await?;
+            // Consistent-hash bindings: the routing key is the queue's weight on the ring.
+            channel
+                .queue_bind(
+                    queue.as_str().into(),
+                    PARTITION_EXCHANGE.into(),
+                    "1".into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| AmqpError::classify("queue.bind", "", "", e))?;
+        }
+        channel
+            .exchange_bind(
+                PARTITION_EXCHANGE.into(),
+                self.exchange.as_str().into(),
+                self.inbound.as_str().into(),
+                ExchangeBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| AmqpError::classify("exchange.bind", "", "", e))?;
+        channel
+            .queue_unbind(
+                self.inbound.as_str().into(),
+                self.exchange.as_str().into(),
+                self.inbound.as_str().into(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| AmqpError::classify("queue.unbind", "", "", e))
     }
 
     /// Makes the HN.Msg exchange's bindings follow the register: declares the exchange (durable,

@@ -28,6 +28,19 @@ pub struct CheckConfigArgs {
     pub config: PathBuf,
 }
 
+/// The intake as `check-config` reports it: one queue, or the partitions and this instance's share.
+fn intake(amqp: &super::AmqpConfig) -> String {
+    match (amqp.partitions, &amqp.prefer_partitions) {
+        (0, _) => "gateway_inbound".to_owned(),
+        (k, None) => format!("{} queues (partitions = {k}, all subscribed at once)", k + 1),
+        (k, Some(p)) => format!(
+            "{} queues (partitions = {k}, preferring {:?}, the rest after 5 s)",
+            k + 1,
+            p
+        ),
+    }
+}
+
 /// Runs `check-config`.
 pub fn run_check_config(args: &CheckConfigArgs) -> ExitCode {
     match crate::setup::load(&args.config) {
@@ -55,7 +68,7 @@ pub fn run_check_config(args: &CheckConfigArgs) -> ExitCode {
                 .filter(|p| register.is_organisation(p.her_id))
                 .count();
             println!(
-                "configuration OK: {} parties ({} organisations, {} services/persons), gateway HER-id {}, broker {}, register {}, state {}, store {}",
+                "configuration OK: {} parties ({} organisations, {} services/persons), gateway HER-id {}, broker {}, intake {}, register {}, state {}, store {}",
                 register.parties().len(),
                 organisations,
                 register.parties().len() - organisations,
@@ -65,6 +78,7 @@ pub fn run_check_config(args: &CheckConfigArgs) -> ExitCode {
                     .map(|u| redact_url(u))
                     .collect::<Vec<_>>()
                     .join(" "),
+                intake(&cfg.amqp),
                 cfg.paths.register.display(),
                 cfg.paths.state.display(),
                 store,

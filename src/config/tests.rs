@@ -731,3 +731,51 @@ fn the_population_file_is_checked_and_resolved() {
         "a population table alone enables nothing"
     );
 }
+
+#[test]
+fn partitions_are_off_by_default_and_fit_the_budget_and_preferences() {
+    let (_root, path) = tree(GOOD_GATEWAY, GOOD_PARTIES);
+    let (cfg, _) = check(&path).unwrap();
+    assert_eq!((cfg.amqp.partitions, cfg.amqp.prefer_partitions), (0, None));
+
+    // Six partitions: the default budget grows to hold one largest message (35 MiB) per intake queue.
+    let six = GOOD_GATEWAY.replace(
+        "[gateway]",
+        "partitions = 6\nprefer_partitions = [0, 3, 6]\n\n[gateway]",
+    );
+    let (_root, path) = tree(&six, GOOD_PARTIES);
+    let cfg = check(&path).unwrap().0;
+    assert_eq!(cfg.amqp.partitions, 6);
+    assert_eq!(cfg.amqp.prefer_partitions, Some(vec![0, 3, 6]));
+    assert_eq!(cfg.amqp.max_inflight_bytes, 7 * (35 << 20));
+
+    // Set explicitly below that: refused, saying how much and why.
+    let tight = GOOD_GATEWAY.replace(
+        "[gateway]",
+        "partitions = 6\nmax_inflight_bytes = 104857600\n\n[gateway]",
+    );
+    let (_root, path) = tree(&tight, GOOD_PARTIES);
+    let problems = check(&path).unwrap_err();
+    assert_eq!(
+        keys(&problems),
+        vec![(Some(6), "amqp.max_inflight_bytes".to_string())]
+    );
+    let text = problems[0].to_string();
+    assert!(text.contains("256901120") && text.contains("7 intake queues"), "{text}");
+
+    // A preference for a partition that does not exist, or without partitions; too many partitions.
+    for (bad, key, says) in [
+        ("partitions = 2\nprefer_partitions = [1, 3]", "amqp.prefer_partitions", "partition 3 does not exist"),
+        ("prefer_partitions = [0]", "amqp.prefer_partitions", "needs partitions > 0"),
+        ("partitions = 65", "amqp.partitions", "at most 64"),
+    ] {
+        let text = GOOD_GATEWAY.replace("[gateway]", &format!("{bad}\n\n[gateway]"));
+        let (_root, path) = tree(&text, GOOD_PARTIES);
+        let problems = check(&path).unwrap_err();
+        assert!(
+            problems.iter().any(|p| p.to_string().contains(says)),
+            "{bad}: {problems:#?}"
+        );
+        assert!(keys(&problems).iter().any(|(_, k)| k == key), "{bad}: {problems:#?}");
+    }
+}

@@ -236,6 +236,8 @@ pub async fn overview(c: &Console, metrics: &Metrics) -> Page {
         None => b.push_str("<p class=\"err\">No broker link for the console.</p>"),
         Some(br) => {
             let mut names = vec![br.topology.inbound.clone(), br.topology.dead_letter.clone()];
+            // Intake partitions 1..K (shown, like a party's queues, when they hold something).
+            names.extend(br.topology.intake_queues().into_iter().skip(1));
             let parties = (c.parties)();
             for p in &parties {
                 names.push(async_queue(*p));

@@ -98,6 +98,8 @@ pub fn settings(config: &GatewayConfig) -> Settings {
         copies: crate::revocation::copies_dir(&config.paths.state),
     });
     s.topology.hnmsg_exchange = config.amqp.hnmsg_exchange.clone();
+    s.topology.partitions = config.amqp.partitions;
+    s.topology.prefer_partitions = config.amqp.prefer_partitions.clone();
     s.config = Some(config.clone());
     s.insight = insight_settings(config);
     s

@@ -335,6 +335,8 @@ pub fn needs_restart(running: &GatewayConfig, new: &GatewayConfig) -> Vec<String
         "amqp.heartbeat" => amqp.heartbeat;
         "amqp.max_inflight_bytes" => amqp.max_inflight_bytes;
         "amqp.hnmsg_exchange" => amqp.hnmsg_exchange;
+        "amqp.partitions" => amqp.partitions;
+        "amqp.prefer_partitions" => amqp.prefer_partitions;
         "gateway.her_id" => gateway.her_id;
         "gateway.signing_key" => gateway.signing_key;
         "gateway.signing_cert" => gateway.signing_cert;

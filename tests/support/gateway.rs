@@ -480,6 +480,29 @@ impl Harness {
         self.stop_keeping_dir().await;
     }
 
+    /// Another instance of this gateway: the same configuration, vhost and clock, its own state
+    /// directory (inside this harness's), started with `tweak`. Several instances on one
+    /// vhost share the intake (with `topology.partitions`, one is active per partition).
+    #[allow(dead_code)]
+    pub async fn start_instance(&self, name: &str, tweak: impl FnOnce(&mut Settings)) -> Gateway {
+        let loaded = load(&self.dir.path().join("config/gateway.toml"))
+            .unwrap_or_else(|ps| panic!("config problems: {ps:#?}"));
+        let mut s = settings(&loaded.config);
+        s.store_dir = self.dir.path().join(name);
+        s.routing_log = Some(self.dir.path().join(format!("{name}-routing.log")));
+        s.metrics_addr = None;
+        s.routing_log_stdout = false;
+        s.retry_pause = Duration::from_millis(200);
+        tweak(&mut s);
+        let o = self.offset_secs.clone();
+        let clock = Clock::new(move || {
+            time::OffsetDateTime::now_utc() + time::Duration::seconds(o.load(Ordering::Relaxed))
+        });
+        Gateway::start(s, loaded.context, loaded.signer, clock)
+            .await
+            .expect("second instance starts")
+    }
+
     /// Stops like [`Harness::stop`] but hands back the state directory (the gateway's files are
     /// closed), for a test that reads them afterwards.
     pub async fn stop_keeping_dir(self) -> tempfile::TempDir {

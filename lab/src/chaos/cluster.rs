@@ -27,7 +27,7 @@ use super::scenario::{
 };
 use super::traffic::{batch, send, Confirmed, Outgoing, SendPlan};
 use crate::cluster::{Cluster, ClusterError};
-use helsemelding::amqp::topology::INBOUND_QUEUE;
+use helsemelding::amqp::topology::Topology;
 use helsemelding::config::scratch::write_config;
 
 /// Gateway instances.
@@ -35,7 +35,7 @@ pub const INSTANCES: usize = 3;
 
 /// Partition queues of the intake (`[amqp] partitions`): more than instances, so that each
 /// instance is active on two and a dead one's move to the living.
-pub const PARTITIONS: u32 = 0;
+pub const PARTITIONS: u16 = 6;
 
 /// The server's administrative database (every machine of the project runs it, DESIGN §6).
 pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -48,17 +48,18 @@ fn broker(e: ClusterError) -> ChaosError {
     ChaosError::Broker(e.to_string())
 }
 
-/// The intake queues: `gateway_inbound` and its partitions `gateway_inbound.1` … `.K`
-/// (the partition contract of issue 14).
-pub fn intake_queues(partitions: u32) -> Vec<String> {
-    std::iter::once(INBOUND_QUEUE.to_owned())
-        .chain((1..=partitions).map(|k| format!("{INBOUND_QUEUE}.{k}")))
-        .collect()
+/// The intake queues: `gateway_inbound` and its partitions `gateway_inbound.1` … `.K`.
+pub fn intake_queues(partitions: u16) -> Vec<String> {
+    Topology {
+        partitions,
+        ..Topology::default()
+    }
+    .intake_queues()
 }
 
 /// The partitions instance `i` of `n` subscribes to at once (the others after the standby delay):
 /// every `n`-th, so each instance is active on its own share when all are up.
-fn preferred(i: usize, n: usize, partitions: u32) -> Vec<u32> {
+fn preferred(i: usize, n: usize, partitions: u16) -> Vec<u16> {
     (0..=partitions).filter(|p| *p as usize % n == i).collect()
 }
 

@@ -96,6 +96,13 @@ fn write_instance_config(
             config.display()
         )));
     }
+    // The shipped max_inflight_bytes is below what K + 1 intake queues need (check-config says
+    // so): left out, the default is fitted to the partitions.
+    let text: String = text
+        .lines()
+        .filter(|l| PARTITIONS == 0 || !l.trim_start().starts_with("max_inflight_bytes"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     let text = text.replacen(&url_line, &amqp, 1).replacen(
         "backend = \"redb\"",
         &format!("backend = \"postgres\"\nurl = {store_url:?}"),

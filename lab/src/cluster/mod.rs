@@ -49,6 +49,17 @@ pub struct Cluster {
     pub keep_dir: bool,
 }
 
+/// The strings of a JSON array (none if it is not one).
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|n| n.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A port nobody listens on now (the kernel's choice for port 0).
 fn free_port() -> Result<u16, ClusterError> {
     TcpListener::bind("127.0.0.1:0")
@@ -173,14 +184,7 @@ impl Cluster {
         let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| {
             ClusterError::Broker(format!("cluster_status is not JSON ({e}): {out}"))
         })?;
-        Ok(v["running_nodes"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|n| n.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default())
+        Ok(strings(&v["running_nodes"]))
     }
 
     /// The nodes holding a member of quorum queue `queue` in `vhost`.
@@ -204,14 +208,7 @@ impl Cluster {
             .as_array()
             .and_then(|a| a.iter().find(|q| q["name"] == queue))
             .ok_or_else(|| ClusterError::Broker(format!("no queue {queue} in vhost {vhost}")))?;
-        Ok(q["members"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|n| n.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default())
+        Ok(strings(&q["members"]))
     }
 
     /// Stops node `i` (`rabbitmqctl stop`): its clients lose their connections.

@@ -40,7 +40,7 @@ use crate::ids::HerId;
 use crate::register::{Party, Register, RegisterError};
 use crate::route::RoutePolicy;
 
-pub use cli::{run_check_config, CheckConfigArgs};
+pub use cli::{check_tls_brokers, run_check_config, CheckConfigArgs};
 pub use duration::{parse_duration, BadDuration, ConfigDuration};
 
 /// Where the CLI looks for the configuration unless told otherwise.
@@ -49,8 +49,14 @@ pub const DEFAULT_CONFIG_PATH: &str = "config/gateway.toml";
 /// `[amqp]`: the broker connection.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AmqpConfig {
-    /// The broker URL (from `url`, or from the environment variable named by `url_env`).
+    /// The broker URL (from `url`, or from the environment variable named by `url_env`, or the
+    /// first of `urls`).
     pub url: String,
+    /// The other nodes of a broker cluster (`urls` after the first), tried in turn when `url`
+    /// cannot be reached: a gateway survives losing the node it is connected to.
+    pub fallback_urls: Vec<String>,
+    /// PEM file with the CA certificate(s) that sign the brokers' TLS certificates (`amqps://`).
+    pub tls_ca_file: Option<PathBuf>,
     /// Consumer prefetch: how many unacknowledged deliveries may be in flight (bounded, never 0).
     pub prefetch: u16,
     /// AMQP heartbeat interval.
@@ -74,6 +80,15 @@ impl fmt::Debug for AmqpConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AmqpConfig")
             .field("url", &redact_url(&self.url))
+            .field(
+                "fallback_urls",
+                &self
+                    .fallback_urls
+                    .iter()
+                    .map(|u| redact_url(u))
+                    .collect::<Vec<_>>(),
+            )
+            .field("tls_ca_file", &self.tls_ca_file)
             .field("prefetch", &self.prefetch)
             .field("heartbeat", &self.heartbeat)
             .field("max_inflight_bytes", &self.max_inflight_bytes)
@@ -438,6 +453,9 @@ struct RawGatewayFile {
 struct RawAmqp {
     url: Option<String>,
     url_env: Option<String>,
+    /// The nodes of a broker cluster, tried in this order (instead of `url`/`url_env`).
+    urls: Option<Vec<String>>,
+    tls_ca_file: Option<PathBuf>,
     #[serde(default = "default_prefetch")]
     prefetch: u16,
     #[serde(default = "default_heartbeat")]
@@ -1010,53 +1028,143 @@ fn read_gateway(
         c
     });
 
-    let url = amqp.as_ref().and_then(|a| match (&a.url, &a.url_env) {
-        (Some(u), None) => Some(u.clone()),
-        (None, Some(var)) => match from_env(var, secrets) {
-            Ok(u) => u,
-            Err(why) => {
-                r.push(
-                    line("amqp.url_env"),
-                    Some("amqp.url_env".into()),
-                    ProblemKind::BadValue(why),
-                );
-                None
-            }
-        },
-        (Some(_), Some(_)) => {
-            r.push(
-                line("amqp.url"),
-                Some("amqp.url".into()),
-                ProblemKind::BadValue("give exactly one of `url` and `url_env`, not both".into()),
-            );
-            None
-        }
-        (None, None) => {
-            r.push(
-                line("amqp"),
-                Some("amqp.url".into()),
-                ProblemKind::Missing("missing `url` or `url_env` (exactly one)".into()),
-            );
-            None
-        }
+    // Exactly one of `url`, `url_env` and `urls`; the key each URL came from, for its problems.
+    let given = amqp.as_ref().map_or(0, |a| {
+        usize::from(a.url.is_some())
+            + usize::from(a.url_env.is_some())
+            + usize::from(a.urls.is_some())
     });
-    if let Some(u) = &url {
+    let urls: Option<Vec<(String, String)>> =
+        amqp.as_ref()
+            .and_then(|a| match (&a.url, &a.url_env, &a.urls) {
+                _ if given > 1 => {
+                    let key = if a.url.is_some() {
+                        "amqp.url"
+                    } else {
+                        "amqp.url_env"
+                    };
+                    r.push(
+                        line(key),
+                        Some(key.into()),
+                        ProblemKind::BadValue(
+                            "give exactly one of `url`, `url_env` and `urls`, not several".into(),
+                        ),
+                    );
+                    None
+                }
+                (Some(u), None, None) => Some(vec![("amqp.url".to_owned(), u.clone())]),
+                (None, Some(var), None) => match from_env(var, secrets) {
+                    Ok(u) => u.map(|u| vec![("amqp.url_env".to_owned(), u)]),
+                    Err(why) => {
+                        r.push(
+                            line("amqp.url_env"),
+                            Some("amqp.url_env".into()),
+                            ProblemKind::BadValue(why),
+                        );
+                        None
+                    }
+                },
+                (None, None, Some(list)) if list.is_empty() => {
+                    r.push(
+                        line("amqp.urls"),
+                        Some("amqp.urls".into()),
+                        ProblemKind::BadValue(
+                            "is empty: list the broker nodes (amqp://… or amqps://…), at least one"
+                                .into(),
+                        ),
+                    );
+                    None
+                }
+                (None, None, Some(list)) => Some(
+                    list.iter()
+                        .enumerate()
+                        .map(|(i, u)| (format!("amqp.urls[{i}]"), u.clone()))
+                        .collect(),
+                ),
+                _ => {
+                    r.push(
+                        line("amqp"),
+                        Some("amqp.url".into()),
+                        ProblemKind::Missing(
+                            "missing `url`, `url_env` or `urls` (exactly one)".into(),
+                        ),
+                    );
+                    None
+                }
+            });
+    let mut urls_ok = urls.is_some();
+    for (i, (key, u)) in urls.iter().flatten().enumerate() {
+        let line_key = if key.starts_with("amqp.urls") {
+            "amqp.urls"
+        } else {
+            key.as_str()
+        };
         if !(u.starts_with("amqp://") || u.starts_with("amqps://")) {
-            let key = if amqp.as_ref().is_some_and(|a| a.url.is_some()) {
-                "amqp.url"
-            } else {
-                "amqp.url_env"
-            };
+            urls_ok = false;
             r.push(
-                line(key),
-                Some(key.into()),
+                line(line_key),
+                Some(key.clone()),
                 ProblemKind::BadValue(format!(
                     "not an AMQP URL: {:?} (expected amqp://… or amqps://…)",
                     redact_url(u)
                 )),
             );
+        } else if urls
+            .iter()
+            .flatten()
+            .take(i)
+            .any(|(_, earlier)| earlier == u)
+        {
+            urls_ok = false;
+            r.push(
+                line(line_key),
+                Some(key.clone()),
+                ProblemKind::BadValue(format!("{:?} is listed twice", redact_url(u))),
+            );
         }
     }
+    let tls_ca_file = amqp
+        .as_ref()
+        .and_then(|a| a.tls_ca_file.as_ref())
+        .map(|p| resolve(&base_dir(config_path), p));
+    match &tls_ca_file {
+        Some(ca) => {
+            if let Err(reason) = check_certificate(ca) {
+                urls_ok = false;
+                r.push(
+                    line("amqp.tls_ca_file"),
+                    Some("amqp.tls_ca_file".into()),
+                    ProblemKind::BadCertificate {
+                        path: ca.clone(),
+                        reason,
+                    },
+                );
+            }
+        }
+        None => {
+            if let Some((key, u)) = urls
+                .iter()
+                .flatten()
+                .find(|(_, u)| u.starts_with("amqps://"))
+            {
+                urls_ok = false;
+                let line_key = if key.starts_with("amqp.urls") {
+                    "amqp.urls"
+                } else {
+                    key.as_str()
+                };
+                r.push(
+                    line(line_key),
+                    Some("amqp.tls_ca_file".into()),
+                    ProblemKind::Missing(format!(
+                        "{:?} is amqps://: give tls_ca_file (PEM CA that signs the broker's certificate)",
+                        redact_url(u)
+                    )),
+                );
+            }
+        }
+    }
+    let url = urls.filter(|_| urls_ok);
     if amqp.as_ref().is_some_and(|a| a.prefetch == 0) {
         r.push(
             line("amqp.prefetch"),
@@ -1333,7 +1441,9 @@ fn read_gateway(
             config_path: config_path.to_path_buf(),
             base_dir: base.clone(),
             amqp: AmqpConfig {
-                url,
+                url: url[0].1.clone(),
+                fallback_urls: url[1..].iter().map(|(_, u)| u.clone()).collect(),
+                tls_ca_file,
                 prefetch: amqp.prefetch,
                 heartbeat: amqp.heartbeat.0,
                 max_inflight_bytes: amqp.max_inflight_bytes(policy_cfg.max_message_bytes),

@@ -5,6 +5,7 @@
 //! |---------|-----|
 //! | `bench` | `helsemelding-lab bench`: the gateway against a bare relay (throughput, latency, RSS, CPU per stage; a table, or one JSON object with `--json`) |
 //! | `community` | `helsemelding-lab community`: a synthetic health community (hospital trust, municipalities, GP offices) through the real gateway with insight on, and the truth file of the indicators it planted |
+//! | `cluster` | a real 3-node RabbitMQ cluster of extra nodes (own names, ports, cookie; node 1 also on TLS), started and stopped by tests and the chaos rig |
 //! | `chaos` | `helsemelding-lab chaos`: reliability proofs — the real gateway under kill -9, closed connections, full queues, broker restarts, a full state disk; nothing lost, no second AppRec, no inversion |
 //! | `pki`   | `helsemelding-lab dev-pki`: the synthetic test PKI (CAs, CRLs, party signers, bad certificates) in the trust layout; a CA serving its CRL over HTTP |
 //! | `soak`  | `helsemelding-lab soak`: a long run with the gateway's clock sped up (overdue, pruning, stale CRLs refreshed); RSS, files, threads and store size over time; lost 0 |
@@ -15,6 +16,7 @@
 
 pub mod bench;
 pub mod chaos;
+pub mod cluster;
 pub mod community;
 pub mod pki;
 pub mod soak;

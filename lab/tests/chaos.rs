@@ -8,21 +8,7 @@
 mod support;
 
 use helsemelding_lab::chaos::scenario::{run, Report, Scenario};
-use support::chaos_options;
-
-fn print(r: &Report) {
-    println!(
-        "# scenario\t{}",
-        helsemelding_lab::chaos::ledger::Figures::TSV_HEADER
-    );
-    println!("{}\t{}", r.scenario.name(), r.figures.tsv());
-    for n in &r.notes {
-        println!("# {n}");
-    }
-    for p in &r.figures.problems {
-        println!("# {p}");
-    }
-}
+use support::{chaos_options, print_report};
 
 fn assert_nothing_lost(r: &Report) {
     assert_nothing_lost_of(r, 200, 75);
@@ -63,7 +49,7 @@ async fn kill9_five_times_loses_nothing() {
     let r = run(Scenario::Kill9, &chaos_options(200, 5, 0x5eed))
         .await
         .expect("scenario runs");
-    print(&r);
+    print_report(&r);
     assert_nothing_lost(&r);
     assert!(
         r.notes.iter().any(|n| n.contains("5 kill -9")),
@@ -109,7 +95,7 @@ async fn kill9_keeps_each_senders_order_over_a_thousand_messages() {
     let r = run(Scenario::Kill9, &chaos_options(1500, 4, 0x0de5))
         .await
         .expect("scenario runs");
-    print(&r);
+    print_report(&r);
     assert_nothing_lost_of(&r, 1500, 1500 * 75 / 200);
     let k = r
         .kills
@@ -127,7 +113,7 @@ async fn closed_connections_are_reopened_by_the_gateway_and_lose_nothing() {
     let r = run(Scenario::CloseConnection, &chaos_options(200, 5, 0x5eed))
         .await
         .expect("scenario runs");
-    print(&r);
+    print_report(&r);
     assert_nothing_lost(&r);
     assert!(
         r.notes
@@ -143,7 +129,7 @@ async fn a_full_recipient_queue_is_retried_with_backoff_and_delivered_once_drain
     let r = run(Scenario::RejectPublish, &chaos_options(200, 0, 0x5eed))
         .await
         .expect("scenario runs");
-    print(&r);
+    print_report(&r);
     // Every refused copy was kept and delivered after the drain; every confirmed copy arrived
     // (a confirm matched to the wrong publish once made one look delivered: see
     // amqp_broker::confirms_and_nacks_resolve_the_publish_they_belong_to).
@@ -172,7 +158,7 @@ async fn a_full_state_disk_holds_messages_and_recovers_by_itself() {
     let r = run(Scenario::DiskFull, &chaos_options(200, 0, 0x5eed))
         .await
         .expect("scenario runs (mount -t tmpfs needs root)");
-    print(&r);
+    print_report(&r);
     assert_nothing_lost(&r);
     let note = r
         .notes
@@ -191,7 +177,7 @@ async fn broker_restarts_lose_nothing() {
     let r = run(Scenario::BrokerRestart, &chaos_options(200, 0, 0x5eed))
         .await
         .expect("scenario runs");
-    print(&r);
+    print_report(&r);
     assert_nothing_lost(&r);
 }
 
@@ -201,6 +187,6 @@ async fn broker_alarms_lose_nothing() {
     let r = run(Scenario::Alarm, &chaos_options(200, 0, 0x5eed))
         .await
         .expect("scenario runs");
-    print(&r);
+    print_report(&r);
     assert_nothing_lost(&r);
 }

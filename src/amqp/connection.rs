@@ -8,7 +8,12 @@
 //!
 //! TLS is rustls on aws-lc-rs with no built-in root store: an `amqps://` broker is trusted through the
 //! CA certificate(s) in `tls_ca_file` (PEM). This is deliberate: the gateway trusts the bus it was
-//! configured for, not any public CA.
+//! configured for, not any public CA. A broker whose certificate does not chain to that CA is a
+//! configuration fault ([`AmqpError::TlsCertificateRejected`], naming the URL and the CA file),
+//! never retried quietly as if the network were down.
+//!
+//! A broker cluster is several URLs (`url` then `fallback_urls`): [`AmqpSettings::at`] gives the
+//! settings of one of them; the supervisor goes through them in turn.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,6 +30,8 @@ use super::error::AmqpError;
 pub struct AmqpSettings {
     /// `amqp://user:pass@host:port/vhost` or `amqps://…` (vhost URL-encoded, `%2f` for `/`).
     pub url: String,
+    /// Other nodes of the same broker cluster, tried in turn after `url` (empty: one broker).
+    pub fallback_urls: Vec<String>,
     /// Heartbeat interval negotiated with the broker (whole seconds; 0 disables).
     pub heartbeat: Duration,
     /// Consumer prefetch (basic.qos): how many unacked deliveries may be in flight, at most.
@@ -47,6 +54,7 @@ impl AmqpSettings {
     pub fn new(url: impl Into<String>, role: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            fallback_urls: Vec::new(),
             heartbeat: Duration::from_secs(10),
             prefetch: 256,
             max_inflight_bytes: DEFAULT_MAX_INFLIGHT_BYTES,
@@ -82,6 +90,27 @@ impl AmqpSettings {
         })?;
         uri.query.heartbeat = Some(secs);
         Ok(uri)
+    }
+
+    /// How many broker URLs there are (`url` and the fallbacks).
+    pub fn url_count(&self) -> usize {
+        1 + self.fallback_urls.len()
+    }
+
+    /// The settings of the `i`-th broker URL (0 = `url`; taken modulo [`Self::url_count`]), with
+    /// no fallbacks of its own.
+    pub fn at(&self, i: usize) -> Self {
+        let i = i % self.url_count();
+        let url = if i == 0 {
+            self.url.clone()
+        } else {
+            self.fallback_urls[i - 1].clone()
+        };
+        Self {
+            url,
+            fallback_urls: Vec::new(),
+            ..self.clone()
+        }
     }
 
     /// The name the broker shows for our connection.
@@ -163,6 +192,7 @@ pub async fn connect(settings: &AmqpSettings) -> Result<Connection, AmqpError> {
             });
         }
     }
+    let ca_file = settings.tls_ca_file.clone();
     let props =
         ConnectionProperties::default().with_connection_name(settings.connection_name().into());
     let runtime = lapin::runtime::default_runtime().map_err(|e| AmqpError::Unreachable {
@@ -171,12 +201,57 @@ pub async fn connect(settings: &AmqpSettings) -> Result<Connection, AmqpError> {
     })?;
     Connection::connect_uri_with_config(uri, props, tls, runtime)
         .await
-        .map_err(|e| match AmqpError::classify("connect", &user, &vhost, e) {
-            AmqpError::ConnectionLost { source, .. } | AmqpError::Channel { source, .. } => {
-                AmqpError::Unreachable { endpoint, source }
+        .map_err(|e| {
+            if let Some(reason) = certificate_rejection(&e) {
+                return AmqpError::TlsCertificateRejected {
+                    url: settings.redacted_url(),
+                    ca_file: ca_file
+                        .as_ref()
+                        .map_or_else(String::new, |p| p.display().to_string()),
+                    reason,
+                };
             }
-            other => other,
+            match AmqpError::classify("connect", &user, &vhost, e) {
+                AmqpError::ConnectionLost { source, .. } | AmqpError::Channel { source, .. } => {
+                    AmqpError::Unreachable { endpoint, source }
+                }
+                other => other,
+            }
         })
+}
+
+/// Why rustls refused the broker's certificate, if that is what `e` is (the TLS handshake's error
+/// reaches us as an I/O error wrapping a `rustls::Error`, possibly wrapped again).
+fn certificate_rejection(e: &lapin::Error) -> Option<String> {
+    let lapin::ErrorKind::IOError(io) = e.kind() else {
+        return None;
+    };
+    let mut source: Option<&(dyn std::error::Error + 'static)> = io.get_ref().map(|r| r as _);
+    while let Some(err) = source {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return match tls {
+                rustls::Error::InvalidCertificate(why) => Some(match why {
+                    rustls::CertificateError::UnknownIssuer => {
+                        "the broker's certificate is not signed by the CA in tls_ca_file (unknown issuer)".to_owned()
+                    }
+                    rustls::CertificateError::NotValidForName
+                    | rustls::CertificateError::NotValidForNameContext { .. } => {
+                        format!("the broker's certificate is not valid for the host name in the URL ({why:?})")
+                    }
+                    other => format!("the broker's certificate was refused: {other:?}"),
+                }),
+                _ => None,
+            };
+        }
+        if let Some(inner) = err.downcast_ref::<std::io::Error>() {
+            if let Some(r) = inner.get_ref() {
+                source = Some(r as _);
+                continue;
+            }
+        }
+        source = err.source();
+    }
+    None
 }
 
 #[cfg(test)]

@@ -23,6 +23,12 @@ pub enum AmqpError {
     BadUrl { url: String, reason: String },
     #[error("cannot read TLS CA file {path}: {reason}")]
     TlsCaFile { path: String, reason: String },
+    #[error("TLS: broker {url} refused: {reason} ({ca_file})")]
+    TlsCertificateRejected {
+        url: String,
+        ca_file: String,
+        reason: String,
+    },
     #[error("AMQP broker {endpoint} unreachable: {source}")]
     Unreachable {
         endpoint: String,
@@ -81,6 +87,7 @@ impl AmqpError {
         match self {
             Self::BadUrl { .. }
             | Self::TlsCaFile { .. }
+            | Self::TlsCertificateRejected { .. }
             | Self::AccessRefused { .. }
             | Self::QueueArgumentMismatch { .. }
             | Self::ExchangeTypeUnknown { .. }

@@ -19,6 +19,11 @@
 //! throttles the connection's publishes (credit flow, alarms) stops reading its acks too. Apart,
 //! a full byte budget (deliveries waiting) never holds up a publish. Either connection lost ends
 //! the session.
+//!
+//! A broker cluster (several URLs, [`AmqpSettings::at`]): each (re)connect starts with the URL of
+//! the last session and, when it fails, tries the next at once, so losing the node we were on costs
+//! one failed connect, not a backoff; only a round in which every URL failed backs off. Both
+//! connections of a session go to the same node.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +41,9 @@ use super::error::{AmqpError, FaultKind};
 use super::publisher::Publisher;
 use super::topology::Topology;
 use crate::ids::HerId;
+
+/// How long closing a connection may wait for the broker's close-ok.
+const CLOSE_WAIT: Duration = Duration::from_secs(3);
 
 /// Reconnect delays.
 #[derive(Debug, Clone)]
@@ -132,7 +140,18 @@ impl Session {
     async fn close(&self, code: u16, reason: &str) {
         for c in self.connections() {
             if c.status().connected() {
-                let _ = c.close(code, reason.into()).await;
+                // A connection to a broker node that has just gone away can still look connected
+                // (its reset not read yet) and then wait for a close-ok forever: found by the
+                // cluster-node-stop chaos scenario, where it held the reconnect to the next node.
+                if tokio::time::timeout(CLOSE_WAIT, c.close(code, reason.into()))
+                    .await
+                    .is_err()
+                {
+                    warn!(
+                        wait_ms = CLOSE_WAIT.as_millis() as u64,
+                        "AMQP connection close not answered; dropping it"
+                    );
+                }
             }
         }
     }
@@ -371,6 +390,7 @@ impl Supervisor {
             broken_rx,
             slot,
             parties: parties.clone(),
+            node: 0,
         };
         let task = tokio::spawn(run.run());
         Self {
@@ -399,6 +419,8 @@ struct Run {
     slot: Arc<ConsumerSlot>,
     /// `plan.parties`, as a reload last set it.
     parties: Arc<std::sync::Mutex<Vec<HerId>>>,
+    /// Which of the broker URLs ([`AmqpSettings::at`]) the next connect goes to.
+    node: usize,
 }
 
 type EventStream = std::pin::Pin<Box<dyn futures_lite::Stream<Item = Event> + Send>>;
@@ -414,14 +436,19 @@ impl Run {
     async fn run(mut self) {
         let mut generation = 0u64;
         let mut attempt = 0u32;
-        let url = self.settings.redacted_url();
+        // URLs that failed since the last round began (cluster: the next is tried at once).
+        let mut failed_in_round = 0usize;
         loop {
             if *self.shutdown_rx.borrow() {
                 break;
             }
-            attempt += 1;
+            if failed_in_round == 0 {
+                attempt += 1;
+            }
+            let url = self.settings.at(self.node).redacted_url();
             match self.establish(generation + 1).await {
                 Ok(live) => {
+                    failed_in_round = 0;
                     generation += 1;
                     info!(generation, attempt, url = %url, "AMQP session up");
                     let _ = self.state_tx.send(LinkState::Up { generation });
@@ -441,6 +468,22 @@ impl Run {
                 }
                 Err(e) => {
                     let kind = e.kind();
+                    let count = self.settings.url_count();
+                    self.node = (self.node + 1) % count;
+                    failed_in_round += 1;
+                    if failed_in_round < count {
+                        let next = self.settings.at(self.node).redacted_url();
+                        match kind {
+                            FaultKind::Configuration => {
+                                error!(attempt, url = %url, next = %next, error = %e, "AMQP CONFIGURATION PROBLEM with this broker node, not a network glitch: fix it; trying the next node")
+                            }
+                            FaultKind::Transient => {
+                                warn!(attempt, url = %url, next = %next, error = %e, "AMQP connect failed; trying the next broker node")
+                            }
+                        }
+                        continue;
+                    }
+                    failed_in_round = 0;
                     let delay = self.plan.backoff.delay(attempt, kind);
                     let _ = self.state_tx.send(LinkState::Down {
                         attempt,
@@ -482,11 +525,12 @@ impl Run {
     }
 
     async fn establish(&mut self, generation: u64) -> Result<Live, AmqpError> {
-        let connection = connect(&self.settings).await?;
+        let settings = self.settings.at(self.node);
+        let connection = connect(&settings).await?;
         let mut events: EventStream = Box::pin(connection.events_listener());
         let consuming = match &self.plan.consume {
             // Deliveries get a connection of their own (module comment: why).
-            Some(_) => match connect(&self.settings.for_consuming()).await {
+            Some(_) => match connect(&settings.for_consuming()).await {
                 Ok(c) => {
                     events = Box::pin(events.or(c.events_listener()));
                     Some(c)

@@ -10,12 +10,15 @@
 //! keyEncipherment and is valid now. Certificates that expire within 30 days (or have expired) —
 //! signing and encryption alike — are listed as warnings after the summary line. With
 //! `[store] backend = "postgres"` it connects and reports the schema version and the migrations
-//! `serve` would apply at start; a database it cannot reach is a problem.
+//! `serve` would apply at start; a database it cannot reach is a problem. Each `amqps://` broker
+//! URL is connected to once, because only the broker can show whether its certificate chains to
+//! `tls_ca_file`: a refused certificate (or login) is a problem naming the URL, a node that cannot
+//! be reached only a warning (a cluster node may be down while the configuration is right).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::{redact_url, StoreBackend, DEFAULT_CONFIG_PATH};
+use super::{redact_url, GatewayConfig, StoreBackend, DEFAULT_CONFIG_PATH};
 
 /// Arguments of `check-config`.
 #[derive(Debug, clap::Args)]
@@ -51,6 +54,14 @@ pub fn run_check_config(args: &CheckConfigArgs) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            let (tls_problems, tls_warnings) = check_tls_brokers(cfg);
+            if !tls_problems.is_empty() {
+                for p in &tls_problems {
+                    println!("{}: {p}", args.config.display());
+                }
+                eprintln!("{} problem(s) in the configuration", tls_problems.len());
+                return ExitCode::FAILURE;
+            }
             let organisations = register
                 .parties()
                 .iter()
@@ -62,7 +73,11 @@ pub fn run_check_config(args: &CheckConfigArgs) -> ExitCode {
                 organisations,
                 register.parties().len() - organisations,
                 cfg.gateway.her_id,
-                redact_url(&cfg.amqp.url),
+                std::iter::once(&cfg.amqp.url)
+                    .chain(&cfg.amqp.fallback_urls)
+                    .map(|u| redact_url(u))
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 intake(&cfg.amqp),
                 cfg.paths.register.display(),
                 cfg.paths.state.display(),
@@ -73,6 +88,9 @@ pub fn run_check_config(args: &CheckConfigArgs) -> ExitCode {
             let now = time::OffsetDateTime::now_utc();
             for c in loaded.certificates.iter().filter(|c| c.due(now)) {
                 println!("warning: {}", c.warning(now));
+            }
+            for w in tls_warnings {
+                println!("warning: {w}");
             }
             ExitCode::SUCCESS
         }
@@ -100,4 +118,54 @@ fn check_store(backend: &StoreBackend) -> Result<String, String> {
         .block_on(crate::store::pg::schema_status(&config))
         .map_err(|e| e.to_string())?;
     Ok(format!("postgres {} ({status})", redact_url(url)))
+}
+
+/// Connects once to every `amqps://` broker URL (module comment: why). Problems (the certificate
+/// or the login refused) and warnings (unreachable), one line each, naming the key and URL, as
+/// `check-config` prints them.
+pub fn check_tls_brokers(cfg: &GatewayConfig) -> (Vec<String>, Vec<String>) {
+    let (mut problems, mut warnings) = (Vec::new(), Vec::new());
+    let urls: Vec<(String, &String)> = if cfg.amqp.fallback_urls.is_empty() {
+        vec![("amqp.url".to_owned(), &cfg.amqp.url)]
+    } else {
+        std::iter::once(&cfg.amqp.url)
+            .chain(&cfg.amqp.fallback_urls)
+            .enumerate()
+            .map(|(i, u)| (format!("amqp.urls[{i}]"), u))
+            .collect()
+    };
+    let tls: Vec<_> = urls
+        .into_iter()
+        .filter(|(_, u)| u.starts_with("amqps://"))
+        .collect();
+    if tls.is_empty() {
+        return (problems, warnings);
+    }
+    let runtime = match crate::store::command_runtime() {
+        Ok(r) => r,
+        Err(e) => return (vec![e], warnings),
+    };
+    for (key, url) in tls {
+        let mut settings = crate::amqp::AmqpSettings::new(url.clone(), "check-config");
+        settings.tls_ca_file = cfg.amqp.tls_ca_file.clone();
+        let outcome = runtime.block_on(async {
+            tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                crate::amqp::connection::connect(&settings),
+            )
+            .await
+        });
+        match outcome {
+            Ok(Ok(connection)) => {
+                let _ = runtime.block_on(connection.close(200, "check-config".into()));
+            }
+            Ok(Err(e)) if e.is_configuration() => problems.push(format!("{key}: {e}")),
+            Ok(Err(e)) => warnings.push(format!("{key}: cannot check TLS now: {e}")),
+            Err(_) => warnings.push(format!(
+                "{key}: cannot check TLS now: {} did not answer within 10 s",
+                redact_url(url)
+            )),
+        }
+    }
+    (problems, warnings)
 }

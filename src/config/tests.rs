@@ -331,6 +331,87 @@ fn url_and_url_env() {
     );
 }
 
+/// A broker cluster: `urls` instead of `url` (tried in that order), each checked; amqps:// needs
+/// a readable CA file.
+#[test]
+fn urls_of_a_broker_cluster_and_tls_ca_file() {
+    let cluster = GOOD_GATEWAY.replace(
+        "url = \"amqp://guest:guest@127.0.0.1:5672/%2f\"",
+        "urls = [\"amqps://svc:pw@a:5671/prod\", \"amqps://svc:pw@b:5671/prod\"]\ntls_ca_file = \"config/hospital-sign.pem\"",
+    );
+    let (root, path) = tree(&cluster, GOOD_PARTIES);
+    let (cfg, _) = check(&path).unwrap();
+    assert_eq!(cfg.amqp.url, "amqps://svc:pw@a:5671/prod");
+    assert_eq!(cfg.amqp.fallback_urls, vec!["amqps://svc:pw@b:5671/prod"]);
+    assert_eq!(
+        cfg.amqp.tls_ca_file.as_deref(),
+        Some(root.path().join("config/hospital-sign.pem").as_path())
+    );
+    // ":pw@": the temporary directory's random name (in tls_ca_file) may hold "pw" itself.
+    assert!(
+        !format!("{:?}", cfg.amqp).contains(":pw@"),
+        "Debug hides every password"
+    );
+
+    let no_ca = cluster.replace("tls_ca_file = \"config/hospital-sign.pem\"", "");
+    let (_root, path) = tree(&no_ca, GOOD_PARTIES);
+    let problems = check(&path).unwrap_err();
+    assert_eq!(
+        keys(&problems),
+        vec![(Some(3), "amqp.tls_ca_file".to_string())]
+    );
+    assert!(
+        problems[0]
+            .to_string()
+            .contains("amqps://svc:***@a:5671/prod"),
+        "{}",
+        problems[0]
+    );
+
+    let bad_ca = cluster.replace("config/hospital-sign.pem", "config/parties.toml");
+    let (_root, path) = tree(&bad_ca, GOOD_PARTIES);
+    assert_eq!(
+        keys(&check(&path).unwrap_err()),
+        vec![(Some(4), "amqp.tls_ca_file".to_string())]
+    );
+
+    let bad_list = GOOD_GATEWAY.replace(
+        "url = \"amqp://guest:guest@127.0.0.1:5672/%2f\"",
+        "urls = [\"amqp://a:5672/%2f\", \"http://b\", \"amqp://a:5672/%2f\"]",
+    );
+    let (_root, path) = tree(&bad_list, GOOD_PARTIES);
+    let problems = check(&path).unwrap_err();
+    assert_eq!(
+        keys(&problems),
+        vec![
+            (Some(3), "amqp.urls[1]".to_string()),
+            (Some(3), "amqp.urls[2]".to_string())
+        ]
+    );
+    assert!(
+        problems[1].to_string().contains("listed twice"),
+        "{}",
+        problems[1]
+    );
+
+    let empty = GOOD_GATEWAY.replace(
+        "url = \"amqp://guest:guest@127.0.0.1:5672/%2f\"",
+        "urls = []",
+    );
+    let (_root, path) = tree(&empty, GOOD_PARTIES);
+    assert_eq!(
+        keys(&check(&path).unwrap_err()),
+        vec![(Some(3), "amqp.urls".to_string())]
+    );
+
+    let both = GOOD_GATEWAY.replace("[gateway]", "urls = [\"amqp://b:5672/%2f\"]\n\n[gateway]");
+    let (_root, path) = tree(&both, GOOD_PARTIES);
+    assert_eq!(
+        keys(&check(&path).unwrap_err()),
+        vec![(Some(3), "amqp.url".to_string())]
+    );
+}
+
 #[test]
 fn missing_keys_and_sections() {
     let gateway = GOOD_GATEWAY.replace("her_id = 90000\n", "").replace(

@@ -72,6 +72,8 @@ pub fn load(config_path: &Path) -> Result<Loaded, Vec<String>> {
 /// The gateway's runtime settings from its configuration.
 pub fn settings(config: &GatewayConfig) -> Settings {
     let mut amqp = AmqpSettings::new(config.amqp.url.clone(), "serve");
+    amqp.fallback_urls = config.amqp.fallback_urls.clone();
+    amqp.tls_ca_file = config.amqp.tls_ca_file.clone();
     amqp.prefetch = config.amqp.prefetch;
     amqp.max_inflight_bytes = config.amqp.max_inflight_bytes;
     amqp.max_message_bytes = config.policy.max_message_bytes;

@@ -329,6 +329,8 @@ pub fn needs_restart(running: &GatewayConfig, new: &GatewayConfig) -> Vec<String
     }
     restart_only! {
         "amqp.url" => amqp.url;
+        "amqp.urls" => amqp.fallback_urls;
+        "amqp.tls_ca_file" => amqp.tls_ca_file;
         "amqp.prefetch" => amqp.prefetch;
         "amqp.heartbeat" => amqp.heartbeat;
         "amqp.max_inflight_bytes" => amqp.max_inflight_bytes;

@@ -120,28 +120,169 @@ fn pg(during: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StoreError 
     }
 }
 
+/// Where the PostgreSQL store is and how to reach it: tokio-postgres's settings and, when the URL
+/// asks for TLS, the verifying connector.
+#[derive(Clone)]
+pub struct PgConfig {
+    config: tokio_postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+}
+
+impl std::fmt::Debug for PgConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgConfig")
+            .field("hosts", &self.config.get_hosts())
+            .field("dbname", &self.config.get_dbname())
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl PgConfig {
+    /// Whether the connection is TLS (the server's certificate verified against `sslrootcert`).
+    pub fn tls(&self) -> bool {
+        self.tls.is_some()
+    }
+}
+
 /// Parses a `postgres://` URL (or key=value string), as `check-config` does.
-pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, String> {
-    let mut config: tokio_postgres::Config = url.parse().map_err(|e| format!("{e}"))?;
+///
+/// TLS, with libpq's parameter names (URL form only): `sslmode=verify-full&sslrootcert=/path/ca.pem`.
+/// The gateway always verifies the server's certificate against `sslrootcert` and its name against
+/// the host in the URL, whichever of `require`, `verify-ca` or `verify-full` is asked (libpq's
+/// `require` does not verify; a hub must not send its state to a server it cannot identify), and a
+/// TLS mode without `sslrootcert` is refused. `sslrootcert` alone implies TLS. `disable`, or no
+/// sslmode and no `sslrootcert`: plain TCP, as before. Several hosts
+/// (`postgres://u@db1:5432,db2:5432/hm?target_session_attrs=read-write`) are tried in turn, so after
+/// a failover of a primary/standby pair the reconnect finds the new primary.
+pub fn parse_url(url: &str) -> Result<PgConfig, String> {
+    let (rest, sslmode, rootcert) = take_tls_params(url);
+    let mut config: tokio_postgres::Config = rest.parse().map_err(|e| format!("{e}"))?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
     if config.get_application_name().is_none() {
         config.application_name("helsemelding");
     }
-    Ok(config)
+    let wants_tls = match sslmode.as_deref() {
+        None | Some("prefer") | Some("allow") => rootcert.is_some(),
+        Some("disable") if rootcert.is_some() => {
+            return Err("sslmode=disable with sslrootcert: say which you mean (verify-full to use the CA, or drop sslrootcert)".into())
+        }
+        Some("disable") => false,
+        Some("require") | Some("verify-ca") | Some("verify-full") => true,
+        Some(other) => {
+            return Err(format!(
+                "sslmode={other}: use disable, require, verify-ca or verify-full"
+            ))
+        }
+    };
+    let tls = if wants_tls {
+        let Some(ca) = rootcert else {
+            return Err(format!(
+                "sslmode={} without sslrootcert: name the CA that signed the server's certificate (sslrootcert=/path/ca.pem); the gateway verifies the server it stores to",
+                sslmode.unwrap_or_default()
+            ));
+        };
+        config.ssl_mode(tokio_postgres::config::SslMode::Require);
+        Some(tokio_postgres_rustls::MakeRustlsConnect::new(
+            client_tls(std::path::Path::new(&ca))?,
+        ))
+    } else {
+        config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+        None
+    };
+    Ok(PgConfig { config, tls })
+}
+
+/// Splits `sslmode` and `sslrootcert` off a URL's query (tokio-postgres knows neither
+/// `verify-*` nor `sslrootcert`). A key=value string is passed on whole.
+fn take_tls_params(url: &str) -> (String, Option<String>, Option<String>) {
+    let is_url = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    let Some((base, query)) = url.split_once('?').filter(|_| is_url) else {
+        return (url.to_owned(), None, None);
+    };
+    let (mut mode, mut ca, mut kept) = (None, None, Vec::new());
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_encoding::percent_decode_str(v)
+            .decode_utf8_lossy()
+            .into_owned();
+        match k {
+            "sslmode" => mode = Some(v),
+            "sslrootcert" => ca = Some(v),
+            _ => kept.push(pair),
+        }
+    }
+    let rest = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    (rest, mode, ca)
+}
+
+/// rustls client settings trusting exactly the CA certificates in `ca` (PEM).
+fn client_tls(ca: &std::path::Path) -> Result<rustls::ClientConfig, String> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = rustls_pki_types::CertificateDer::pem_file_iter(ca)
+        .map_err(|e| format!("sslrootcert {}: {e}", ca.display()))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| format!("sslrootcert {}: {e}", ca.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("sslrootcert {}: {e}", ca.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!(
+            "sslrootcert {}: no certificate in it",
+            ca.display()
+        ));
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS settings: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// Connects; the connection is driven by a task on the current runtime until the client is
 /// dropped or the connection breaks (then the client reports `is_closed`).
-pub(super) async fn connect(config: &tokio_postgres::Config) -> Result<Client, StoreError> {
-    let (client, connection) = config.connect(NoTls).await.map_err(pg("connecting"))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::warn!(error = %pg_text(&e), "delivery store: PostgreSQL connection ended");
+pub(super) async fn connect(config: &PgConfig) -> Result<Client, StoreError> {
+    let client = match &config.tls {
+        None => {
+            let (client, connection) = config
+                .config
+                .connect(NoTls)
+                .await
+                .map_err(pg("connecting"))?;
+            tokio::spawn(drive(connection));
+            client
         }
-    });
+        Some(tls) => {
+            let (client, connection) = config
+                .config
+                .connect(tls.clone())
+                .await
+                .map_err(pg("connecting (TLS)"))?;
+            tokio::spawn(drive(connection));
+            client
+        }
+    };
     Ok(client)
+}
+
+/// Runs a connection until it ends, saying why if it broke.
+async fn drive<S, T>(connection: tokio_postgres::Connection<S, T>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if let Err(e) = connection.await {
+        tracing::warn!(error = %pg_text(&e), "delivery store: PostgreSQL connection ended");
+    }
 }
 
 fn pg_text(e: &tokio_postgres::Error) -> String {
@@ -181,7 +322,7 @@ pub async fn drop_scratch_database(admin_url: &str, name: &str) -> Result<(), St
 }
 
 /// Reads the schema status of the database at `config` without changing anything.
-pub async fn schema_status(config: &tokio_postgres::Config) -> Result<SchemaStatus, StoreError> {
+pub async fn schema_status(config: &PgConfig) -> Result<SchemaStatus, StoreError> {
     let client = connect(config).await?;
     status_of(&client).await
 }
@@ -284,7 +425,7 @@ type Key = (HerId, MsgId);
 
 impl PgStore {
     /// Connects and applies pending migrations (what the gateway does at start).
-    pub async fn open(config: &tokio_postgres::Config) -> Result<PgStore, StoreError> {
+    pub async fn open(config: &PgConfig) -> Result<PgStore, StoreError> {
         let mut client = connect(config).await?;
         let applied = migrate(&mut client).await?;
         if !applied.is_empty() {
@@ -298,7 +439,7 @@ impl PgStore {
 
     /// Connects to a database whose schema must already be current (`status`, `migrate-store`
     /// readers, the gateway's second connection): nothing is changed.
-    pub async fn open_existing(config: &tokio_postgres::Config) -> Result<PgStore, StoreError> {
+    pub async fn open_existing(config: &PgConfig) -> Result<PgStore, StoreError> {
         let client = connect(config).await?;
         let status = status_of(&client).await?;
         if !status.pending.is_empty() {

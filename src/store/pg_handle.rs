@@ -42,7 +42,7 @@ enum Request {
 }
 
 struct Shared {
-    config: tokio_postgres::Config,
+    config: super::pg::PgConfig,
     health: watch::Sender<StoreHealth>,
     stopping: AtomicBool,
     /// The readers' connection; `None` until (re)connected.
@@ -63,7 +63,7 @@ impl PgHandle {
     /// Connects, applies pending migrations and starts the writer task. `queue` bounds the
     /// requests waiting for it.
     pub async fn start(
-        config: tokio_postgres::Config,
+        config: super::pg::PgConfig,
         queue: usize,
     ) -> Result<PgHandle, StoreError> {
         let store = PgStore::open(&config).await?;

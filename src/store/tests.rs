@@ -807,7 +807,7 @@ impl TestDb {
         self.url.clone()
     }
 
-    fn config(&self) -> tokio_postgres::Config {
+    fn config(&self) -> pg::PgConfig {
         pg::parse_url(&self.url).unwrap()
     }
 

@@ -13,8 +13,9 @@ use super::scenario::{run, Options, Scenario};
 #[derive(clap::Args, Debug)]
 pub struct ChaosArgs {
     /// Scenarios to run (repeatable). Default: kill9, close-connection, reject-publish.
-    /// broker-restart and alarm disturb everybody on the broker, and disk-full mounts a tmpfs
-    /// (root): only when named.
+    /// broker-restart and alarm disturb everybody on the broker, disk-full mounts a tmpfs
+    /// (root), and cluster-kill9 and cluster-node-stop start a 3-node broker cluster of their own
+    /// and three instances on a scratch PostgreSQL database: only when named.
     #[arg(long = "scenario", value_enum)]
     pub scenarios: Vec<Scenario>,
     /// Messages per scenario.

@@ -49,6 +49,17 @@ impl Ledger {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// Waits until more than `since` entries are in, up to `within`: has the gateway made progress?
+    pub async fn grows_past(&self, since: usize, within: Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if self.len() > since {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
     fn push(&self, s: Seen) {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).push(s);
     }

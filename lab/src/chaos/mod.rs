@@ -14,10 +14,12 @@
 //! | `process`  | the gateway as a child process: spawn, `kill -9`, SIGTERM, restart |
 //! | `traffic`  | a batch of signed messages with their expected outcomes; a confirmed sender that records its publish order |
 //! | `ledger`   | drain the parties' queues; compare with the expectations: the figures |
+//! | `cluster`  | the cluster scenarios: three instances on PostgreSQL, a 3-node broker cluster, `kill -9` of instances and a broker node stopped |
 //! | `scenario` | the scenarios themselves, each in its own vhost and state directory |
 //! | `cli`      | `helsemelding-lab chaos`: run scenarios, one TSV line each, exit 1 on loss |
 
 pub mod cli;
+pub mod cluster;
 pub mod disk;
 pub mod ledger;
 pub mod process;

@@ -46,6 +46,12 @@ pub enum Scenario {
     Alarm,
     /// The gateway's own state disk full (ENOSPC) for a while, then freed (needs root: tmpfs).
     DiskFull,
+    /// Three instances on PostgreSQL and a 3-node broker cluster; `kill -9` of one instance after
+    /// another, each restarted ([`super::cluster`]).
+    ClusterKill9,
+    /// Three instances on PostgreSQL and a 3-node broker cluster; a broker node some instances are
+    /// on is stopped and started again ([`super::cluster`]).
+    ClusterNodeStop,
 }
 
 impl Scenario {
@@ -57,6 +63,8 @@ impl Scenario {
             Scenario::BrokerRestart => "broker-restart",
             Scenario::Alarm => "alarm",
             Scenario::DiskFull => "disk-full",
+            Scenario::ClusterKill9 => "cluster-kill9",
+            Scenario::ClusterNodeStop => "cluster-node-stop",
         }
     }
 }
@@ -275,14 +283,7 @@ impl Run {
 
     /// Waits until `ledger.len()` exceeds `since` (the gateway is making progress), up to `within`.
     pub async fn progress_after(&self, since: usize, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if self.ledger.len() > since {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        false
+        self.ledger.grows_past(since, within).await
     }
 
     /// Waits until at least `must_send` messages of `msgs` are confirmed, every confirmed one has
@@ -295,8 +296,7 @@ impl Run {
         must_send: usize,
         within: Duration,
     ) -> Result<Figures, ChaosError> {
-        let deadline = Instant::now() + within;
-        let (mut last_len, mut last_change) = (usize::MAX, Instant::now());
+        let mut wait = CompletionWait::new(within);
         loop {
             if let Some(status) = self.gateway.exited() {
                 return Err(ChaosError::Gateway(format!(
@@ -305,18 +305,8 @@ impl Run {
                 )));
             }
             let f = figures(msgs, confirmed, &self.ledger.snapshot());
-            let len = self.ledger.len();
-            if len != last_len {
-                (last_len, last_change) = (len, Instant::now());
-            }
             let intake_empty = self.intake_len().await == Some(0);
-            if f.lost == 0 && f.sent >= must_send && intake_empty {
-                return Ok(f);
-            }
-            // Nothing left to take and nothing more coming out for a while: what is missing now
-            // will not come (the gateway retries a refused publish within 10 s).
-            let stalled = f.sent >= must_send && intake_empty && last_change.elapsed() > STALL;
-            if stalled || Instant::now() > deadline {
+            if wait.over(&f, self.ledger.len(), must_send, intake_empty) {
                 return Ok(f);
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -374,6 +364,44 @@ impl Run {
         if !keep_dir {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+/// When the wait of [`Run::wait_complete`] is over, for one gateway or several.
+pub(super) struct CompletionWait {
+    deadline: Instant,
+    last_len: usize,
+    last_change: Instant,
+}
+
+impl CompletionWait {
+    pub(super) fn new(within: Duration) -> Self {
+        CompletionWait {
+            deadline: Instant::now() + within,
+            last_len: usize::MAX,
+            last_change: Instant::now(),
+        }
+    }
+
+    /// Everything is out (nothing lost, `must_send` sent, the intake empty), or nothing has come
+    /// out for a while with the intake empty, or the time is up.
+    pub(super) fn over(
+        &mut self,
+        f: &Figures,
+        ledger_len: usize,
+        must_send: usize,
+        intake_empty: bool,
+    ) -> bool {
+        if ledger_len != self.last_len {
+            (self.last_len, self.last_change) = (ledger_len, Instant::now());
+        }
+        if f.lost == 0 && f.sent >= must_send && intake_empty {
+            return true;
+        }
+        // Nothing left to take and nothing more coming out for a while: what is missing now
+        // will not come (the gateway retries a refused publish within 10 s).
+        let stalled = f.sent >= must_send && intake_empty && self.last_change.elapsed() > STALL;
+        stalled || Instant::now() > self.deadline
     }
 }
 
@@ -449,8 +477,8 @@ async fn limit_queue(
 /// scenario with some to spare, so the disk is full only when the filler makes it so.
 const STATE_DISK_BYTES: u64 = 64 << 20;
 
-/// How often the gateway's diagnostics contain `needle` so far.
-fn diagnostics(dir: &Path, needle: &str) -> usize {
+/// How often the gateway's diagnostics (in `dir`) contain `needle` so far.
+pub(super) fn diagnostics(dir: &Path, needle: &str) -> usize {
     std::fs::read_to_string(dir.join("gateway.stderr"))
         .unwrap_or_default()
         .matches(needle)
@@ -463,6 +491,9 @@ const STORE_UP: &str = "delivery store can be written again";
 
 /// Runs one scenario end to end.
 pub async fn run(scenario: Scenario, o: &Options) -> Result<Report, ChaosError> {
+    if matches!(scenario, Scenario::ClusterKill9 | Scenario::ClusterNodeStop) {
+        return super::cluster::run(scenario, o).await;
+    }
     let started = Instant::now();
     let n = o.messages;
     let (base, tag) = (o.base.clone(), format!("{}-{:x}", scenario.name(), o.seed));
@@ -505,6 +536,8 @@ pub async fn run(scenario: Scenario, o: &Options) -> Result<Report, ChaosError> 
             Duration::from_millis(30_000 / n.max(1) as u64)
         }
         Scenario::RejectPublish => Duration::ZERO,
+        // Never get here (run by super::cluster, above).
+        Scenario::ClusterKill9 | Scenario::ClusterNodeStop => Duration::ZERO,
     };
     let plan = SendPlan {
         pace,
@@ -757,6 +790,12 @@ async fn disturb(
             notes.push(format!(
                 "disk alarm for 5 s (limit 1000GB, restored to {disk} bytes)"
             ));
+        }
+        Scenario::ClusterKill9 | Scenario::ClusterNodeStop => {
+            return Err(ChaosError::Setup(format!(
+                "{} runs on a cluster of its own (chaos::cluster), not in a single-gateway run",
+                scenario.name()
+            )));
         }
         Scenario::DiskFull => {
             let since = run.ledger.len();

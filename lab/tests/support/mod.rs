@@ -38,3 +38,18 @@ pub fn chaos_options(
         settle: Duration::from_secs(120),
     }
 }
+
+/// Prints a chaos report: the TSV header and line, then its notes and problems as `# ` lines.
+pub fn print_report(r: &helsemelding_lab::chaos::scenario::Report) {
+    println!(
+        "# scenario\t{}",
+        helsemelding_lab::chaos::ledger::Figures::TSV_HEADER
+    );
+    println!("{}\t{}", r.scenario.name(), r.figures.tsv());
+    for n in &r.notes {
+        println!("# {n}");
+    }
+    for p in &r.figures.problems {
+        println!("# {p}");
+    }
+}

@@ -73,10 +73,16 @@ fn main() {
     let key_pem = std::fs::read(pki.join("parties/81234-sign.key")).expect("key");
     use rustls_pki_types::pem::PemObject;
     let pkcs8 = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(&key_pem).expect("pkcs8");
-    let kp = aws_lc_rs::signature::RsaKeyPair::from_pkcs8(pkcs8.secret_pkcs8_der()).expect("key pair");
+    let kp =
+        aws_lc_rs::signature::RsaKeyPair::from_pkcs8(pkcs8.secret_pkcs8_der()).expect("key pair");
     let mut sig = vec![0; kp.public_modulus_len()];
-    kp.sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &rng, b"abc", &mut sig)
-        .expect("sign");
+    kp.sign(
+        &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+        &rng,
+        b"abc",
+        &mut sig,
+    )
+    .expect("sign");
     use aws_lc_rs::signature::KeyPair;
     let public = aws_lc_rs::signature::UnparsedPublicKey::new(
         &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,

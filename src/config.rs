@@ -471,15 +471,25 @@ struct RawAmqp {
 
 impl RawAmqp {
     /// The in-flight byte budget: as set, or the default — which with partitions is raised so that
-    /// every intake partition can hold one message of the largest size at once (each partition's
-    /// consumer has a window of at least one; `Consumer::open_partitioned`).
+    /// every intake partition can hold [`DEFAULT_PARTITION_WINDOW`] messages of the largest size at
+    /// once (each partition's consumer has a fixed window, its share of the budget over
+    /// `max_message_bytes`: `Consumer::open_partitioned`, `budget::partition_window`).
     fn max_inflight_bytes(&self, max_message_bytes: u64) -> u64 {
         self.max_inflight_bytes.unwrap_or_else(|| {
-            default_max_inflight_bytes()
-                .max(partitions_floor(self.partitions, max_message_bytes))
+            default_max_inflight_bytes().max(
+                partitions_floor(self.partitions, max_message_bytes)
+                    .saturating_mul(DEFAULT_PARTITION_WINDOW),
+            )
         })
     }
 }
+
+/// Messages each intake partition's consumer may hold at once with the default budget. One would
+/// keep an instance to K + 1 messages in flight in all (measured: 229 msg/s at 4 KB for two
+/// instances with K = 4, against 2,880 with a large window); four give each partition room to
+/// overlap one message's commit with the next ones' verification, for a memory bound of
+/// (K + 1) x 4 x `max_message_bytes` that real traffic (mostly 4-50 KB) comes nowhere near.
+pub const DEFAULT_PARTITION_WINDOW: u64 = 4;
 
 /// Bytes that `partitions + 1` intake queues, each holding one message of `max_message_bytes`,
 /// take at once.

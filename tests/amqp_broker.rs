@@ -766,7 +766,10 @@ async fn partitions_keep_every_sender_in_one_queue_and_in_order() {
     let total = senders.len() as u32 * 5 + 1;
     let mut got = 0;
     for q in &queues {
-        let len = within("queue length", vhost.queue_len(q)).await.unwrap().unwrap();
+        let len = within("queue length", vhost.queue_len(q))
+            .await
+            .unwrap()
+            .unwrap();
         got += len;
         if len == 0 {
             continue;
@@ -782,7 +785,11 @@ async fn partitions_keep_every_sender_in_one_queue_and_in_order() {
                 let (queue, ids) = seen
                     .entry(h.from_her_id.0)
                     .or_insert_with(|| (q.clone(), Vec::new()));
-                assert_eq!(queue, q, "sender {} split over two partitions", h.from_her_id);
+                assert_eq!(
+                    queue, q,
+                    "sender {} split over two partitions",
+                    h.from_her_id
+                );
                 ids.push(h.message_id.to_string());
             }
             assert_eq!(d.ack().await, Settlement::Settled);
@@ -793,7 +800,10 @@ async fn partitions_keep_every_sender_in_one_queue_and_in_order() {
     assert_eq!(bare_found, 1);
     // Nothing reaches partition 0 through the exchange: it is the AMQP 1.0 senders' queue.
     assert!(!used.contains(INBOUND_QUEUE), "{used:?}");
-    assert!(used.len() >= 3, "24 senders spread over several partitions: {used:?}");
+    assert!(
+        used.len() >= 3,
+        "24 senders spread over several partitions: {used:?}"
+    );
     for s in &senders {
         assert_eq!(seen[s].1, sent[s], "sender {s}: order within its partition");
     }
@@ -827,7 +837,11 @@ async fn one_instance_is_active_per_partition_and_a_waiting_one_takes_over() {
     for p in 0..=3u16 {
         let h = headers(u32::from(p));
         publisher
-            .publish(Route::Queue(&topology.partition_queue(p)), &h, format!("{p}").as_bytes())
+            .publish(
+                Route::Queue(&topology.partition_queue(p)),
+                &h,
+                format!("{p}").as_bytes(),
+            )
             .await
             .unwrap();
     }
@@ -845,7 +859,13 @@ async fn one_instance_is_active_per_partition_and_a_waiting_one_takes_over() {
     }
     on_a.sort();
     on_b.sort();
-    assert_eq!((on_a, on_b), (vec!["0".to_owned(), "1".into()], vec!["2".to_owned(), "3".into()]));
+    assert_eq!(
+        (on_a, on_b),
+        (
+            vec!["0".to_owned(), "1".into()],
+            vec!["2".to_owned(), "3".into()]
+        )
+    );
 
     // A holds a message of partition 1 unacked and dies: B gets it (redelivered) and the rest.
     let h = headers(10);
@@ -860,7 +880,10 @@ async fn one_instance_is_active_per_partition_and_a_waiting_one_takes_over() {
     assert_eq!(again.message_id(), Some(h.message_id.as_str()));
     assert!(again.redelivered());
     assert_eq!(again.ack().await, Settlement::Settled);
-    assert!(!held.ack().await.is_settled(), "a dead instance's ack is not settled");
+    assert!(
+        !held.ack().await.is_settled(),
+        "a dead instance's ack is not settled"
+    );
     b_conn.close(200, "bye".into()).await.unwrap();
     setup.close(200, "bye".into()).await.unwrap();
     vhost.delete().await.unwrap();
@@ -879,7 +902,9 @@ async fn turning_partitions_on_for_an_existing_intake_names_the_argument() {
         .await
         .unwrap_err();
     match &err {
-        AmqpError::QueueArgumentMismatch { queue, argument, .. } => {
+        AmqpError::QueueArgumentMismatch {
+            queue, argument, ..
+        } => {
             assert_eq!(queue, INBOUND_QUEUE);
             assert_eq!(argument, "x-single-active-consumer");
         }

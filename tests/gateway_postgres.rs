@@ -154,15 +154,21 @@ async fn partitioned_intake_fails_over_to_the_waiting_instance() {
             .await;
     }
     standby.take(NURSING_HOME, 3).await;
-    let delivered = |g: &helsemelding::gateway::server::Gateway| {
-        g.metrics().outcome(Outcome::Delivered)
-    };
+    let delivered =
+        |g: &helsemelding::gateway::server::Gateway| g.metrics().outcome(Outcome::Delivered);
     let wait = std::time::Instant::now() + Duration::from_secs(30);
     while delivered(&active) < 3 {
-        assert!(std::time::Instant::now() < wait, "the active instance routes them");
+        assert!(
+            std::time::Instant::now() < wait,
+            "the active instance routes them"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(delivered(&standby.gateway), 0, "one instance active per partition");
+    assert_eq!(
+        delivered(&standby.gateway),
+        0,
+        "one instance active per partition"
+    );
 
     // The active instance stops; the standby takes over and nothing is delivered twice.
     active.shutdown().await;
@@ -178,15 +184,24 @@ async fn partitioned_intake_fails_over_to_the_waiting_instance() {
         );
     }
     let got = standby.take(NURSING_HOME, 3).await;
-    let mut ids: Vec<String> = got.iter().map(|g| g.headers.message_id.to_string()).collect();
+    let mut ids: Vec<String> = got
+        .iter()
+        .map(|g| g.headers.message_id.to_string())
+        .collect();
     ids.sort();
     sent.sort();
     assert_eq!(ids, sent);
     // (Not `settle`/`status`: they count every publish as this instance's, and half were not.)
-    standby.wait_for(|m| m.outcome(Outcome::Delivered) >= 3).await;
+    standby
+        .wait_for(|m| m.outcome(Outcome::Delivered) >= 3)
+        .await;
     assert_eq!(delivered(&standby.gateway), 3);
     let q = format!("{NURSING_HOME}_async");
-    assert_eq!(standby.vhost.queue_len(&q).await.unwrap(), Some(0), "no second copy");
+    assert_eq!(
+        standby.vhost.queue_len(&q).await.unwrap(),
+        Some(0),
+        "no second copy"
+    );
     for id in &sent {
         let record = standby
             .gateway

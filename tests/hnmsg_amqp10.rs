@@ -43,7 +43,10 @@ async fn a_1_0_senders_message_is_delivered_and_a_1_0_receiver_sees_its_properti
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_1_0_senders_message_is_delivered_with_the_intake_in_partitions() {
     let h = Harness::start_with(None, |s| s.topology.partitions = 3).await;
-    assert_eq!(h.vhost.queue_len("gateway_inbound.3").await.unwrap(), Some(0));
+    assert_eq!(
+        h.vhost.queue_len("gateway_inbound.3").await.unwrap(),
+        Some(0)
+    );
     one_1_0_message_is_delivered_with_its_properties(h).await;
 }
 

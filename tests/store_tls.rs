@@ -33,19 +33,54 @@ fn make_pki(dir: &Path) {
     let ssl = |args: &[&str]| run(Command::new("openssl").current_dir(dir).args(args));
     for ca in ["ca", "other-ca"] {
         ssl(&[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-            &format!("/CN=helsemelding test {ca}"), "-keyout", &format!("{ca}.key"), "-out",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN=helsemelding test {ca}"),
+            "-keyout",
+            &format!("{ca}.key"),
+            "-out",
             &format!("{ca}.pem"),
         ]);
     }
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
     ssl(&[
-        "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key",
-        "-out", "server.csr",
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
     ]);
     ssl(&[
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-        "-days", "2", "-extfile", "san.ext", "-out", "server.pem",
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
     ]);
 }
 
@@ -60,11 +95,23 @@ impl TlsServer {
         let dir = tempfile::tempdir().unwrap();
         make_pki(dir.path());
         let data = dir.path().join("data");
-        run(Command::new("chown").args(["-R", "postgres"]).arg(dir.path()));
+        run(Command::new("chown")
+            .args(["-R", "postgres"])
+            .arg(dir.path()));
         run(Command::new("chmod").arg("0700").arg(dir.path()));
-        run(Command::new("chmod").arg("0600").arg(dir.path().join("server.key")));
+        run(Command::new("chmod")
+            .arg("0600")
+            .arg(dir.path().join("server.key")));
         let d = data.to_str().unwrap();
-        run(&mut as_postgres(&[&format!("{BIN}/initdb"), "-D", d, "-A", "trust", "-U", "postgres"]));
+        run(&mut as_postgres(&[
+            &format!("{BIN}/initdb"),
+            "-D",
+            d,
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+        ]));
         // TLS only: no `host` line, so a plain TCP connection is refused by the server itself.
         std::fs::write(
             data.join("pg_hba.conf"),
@@ -77,7 +124,14 @@ impl TlsServer {
             "-p {port} -k {p} -c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file={p}/server.pem -c ssl_key_file={p}/server.key"
         );
         run(&mut as_postgres(&[
-            &format!("{BIN}/pg_ctl"), "-D", d, "-o", &opts, "-l", &format!("{p}/server.log"), "-w",
+            &format!("{BIN}/pg_ctl"),
+            "-D",
+            d,
+            "-o",
+            &opts,
+            "-l",
+            &format!("{p}/server.log"),
+            "-w",
             "start",
         ]));
         TlsServer { dir, port }
@@ -88,15 +142,25 @@ impl TlsServer {
     }
 
     fn url(&self, query: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres{query}", self.port)
+        format!(
+            "postgres://postgres@127.0.0.1:{}/postgres{query}",
+            self.port
+        )
     }
 }
 
 impl Drop for TlsServer {
     fn drop(&mut self) {
         let d = self.dir.path().join("data");
-        let _ = as_postgres(&[&format!("{BIN}/pg_ctl"), "-D", d.to_str().unwrap(), "-m", "immediate", "stop"])
-            .output();
+        let _ = as_postgres(&[
+            &format!("{BIN}/pg_ctl"),
+            "-D",
+            d.to_str().unwrap(),
+            "-m",
+            "immediate",
+            "stop",
+        ])
+        .output();
     }
 }
 
@@ -109,7 +173,10 @@ fn free_port() -> u16 {
 }
 
 fn can_run() -> bool {
-    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
     if !root {
         eprintln!("store_tls: skipped — needs root to run a PostgreSQL server as user postgres (CI runs as root)");
     }
@@ -123,21 +190,30 @@ async fn the_store_speaks_tls_to_a_verified_server_and_refuses_one_it_cannot_ver
     }
     let server = TlsServer::start();
     let ca = server.ca("ca");
-    let good = server.url(&format!("?sslmode=verify-full&sslrootcert={}", ca.display()));
+    let good = server.url(&format!(
+        "?sslmode=verify-full&sslrootcert={}",
+        ca.display()
+    ));
     let config = parse_url(&good).unwrap();
     assert!(config.tls());
     // A TLS-only server: opening (and migrating) the store works, so it went over TLS.
     let store = PgStore::open(&config).await.expect("store over TLS");
     drop(store);
     let status = schema_status(&config).await.unwrap();
-    assert!(status.to_string().contains("no pending migrations"), "{status}");
+    assert!(
+        status.to_string().contains("no pending migrations"),
+        "{status}"
+    );
 
     // The same server without TLS: refused by the server, and said so.
     let plain = schema_status(&parse_url(&server.url("")).unwrap())
         .await
         .unwrap_err()
         .to_string();
-    assert!(plain.contains("no encryption") || plain.contains("pg_hba"), "{plain}");
+    assert!(
+        plain.contains("no encryption") || plain.contains("pg_hba"),
+        "{plain}"
+    );
 
     // A CA that did not sign the server's certificate: refused by us, naming the certificate.
     let wrong = server.url(&format!(
@@ -156,7 +232,9 @@ async fn the_store_speaks_tls_to_a_verified_server_and_refuses_one_it_cannot_ver
         server.port,
         ca.display()
     );
-    schema_status(&parse_url(&by_name).unwrap()).await.expect("localhost is in the SAN");
+    schema_status(&parse_url(&by_name).unwrap())
+        .await
+        .expect("localhost is in the SAN");
 }
 
 #[test]
@@ -165,13 +243,23 @@ fn tls_settings_that_cannot_work_are_refused_before_connecting() {
         ("postgres://h/db?sslmode=require", "without sslrootcert"),
         ("postgres://h/db?sslmode=verify-full", "without sslrootcert"),
         ("postgres://h/db?sslmode=sometimes", "use disable, require"),
-        ("postgres://h/db?sslmode=disable&sslrootcert=/x.pem", "say which you mean"),
-        ("postgres://h/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem", "/nonexistent/ca.pem"),
+        (
+            "postgres://h/db?sslmode=disable&sslrootcert=/x.pem",
+            "say which you mean",
+        ),
+        (
+            "postgres://h/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+            "/nonexistent/ca.pem",
+        ),
     ];
     for (url, says) in cases {
         let err = parse_url(url).unwrap_err();
         assert!(err.contains(says), "{url}: {err}");
     }
     assert!(!parse_url("postgres://h/db").unwrap().tls());
-    assert!(!parse_url("postgres://h/db?sslmode=disable&application_name=x").unwrap().tls());
+    assert!(
+        !parse_url("postgres://h/db?sslmode=disable&application_name=x")
+            .unwrap()
+            .tls()
+    );
 }

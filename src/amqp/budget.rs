@@ -147,6 +147,14 @@ impl Drop for BudgetPermit {
     }
 }
 
+/// The fixed count window of each intake partition's consumer (`Consumer::open_partitioned`):
+/// its equal share of the byte budget over the largest message allowed, so that every partition
+/// full of messages of `max_message_bytes` still stays within `budget` (1 ..= `prefetch`).
+pub fn partition_window(budget: u64, queues: usize, prefetch: u16, max_message_bytes: u64) -> u16 {
+    let share = budget / (queues.max(1) as u64);
+    PrefetchWindow::new(share, prefetch, max_message_bytes).current()
+}
+
 /// Sizes are remembered per block of this many deliveries; growth looks at the last one or two
 /// blocks, so after a large message the window stays small for 32 to 64 deliveries.
 const BLOCK: u32 = 32;
@@ -301,5 +309,11 @@ mod tests {
         );
         assert!(PrefetchWindow::new(64 * MIB, 256, 1000).current() == 256);
         assert_eq!(PrefetchWindow::new(10, 256, 35 * MIB).current(), 1);
+        // Seven partitions sharing 7 x 4 x 35 MiB take four of the largest messages each; a
+        // budget that is not a multiple rounds down, and never below one.
+        assert_eq!(partition_window(7 * 4 * 35 * MIB, 7, 256, 35 * MIB), 4);
+        assert_eq!(partition_window(7 * 4 * 35 * MIB - 1, 7, 256, 35 * MIB), 3);
+        assert_eq!(partition_window(MIB, 7, 256, 35 * MIB), 1);
+        assert_eq!(partition_window(u64::MAX, 7, 256, 35 * MIB), 256);
     }
 }

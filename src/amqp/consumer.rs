@@ -417,8 +417,7 @@ impl Partitioned {
         let n = self.consumers.len();
         for i in 0..n {
             let at = (self.start + i) % n;
-            match futures_lite::Stream::poll_next(std::pin::Pin::new(&mut self.consumers[at]), cx)
-            {
+            match futures_lite::Stream::poll_next(std::pin::Pin::new(&mut self.consumers[at]), cx) {
                 Poll::Ready(Some(Ok(d))) => {
                     self.start = at + 1;
                     return Poll::Ready(Ok(d));

@@ -601,15 +601,16 @@ impl Run {
         let consumer = match (&self.plan.consume, consuming) {
             // A partitioned intake: every partition, each with a fixed window fitted to its share
             // of the byte budget (Consumer::open_partitioned says why the window cannot follow).
-            (Some(queue), Some(consuming)) if topology.partitions > 0 && *queue == topology.inbound => {
+            (Some(queue), Some(consuming))
+                if topology.partitions > 0 && *queue == topology.inbound =>
+            {
                 let queues = topology.preferred();
-                let share = self.settings.max_inflight_bytes / queues.len() as u64;
-                let window = PrefetchWindow::new(
-                    share,
+                let window = super::budget::partition_window(
+                    self.settings.max_inflight_bytes,
+                    queues.len(),
                     self.settings.prefetch,
                     self.settings.max_message_bytes,
-                )
-                .current();
+                );
                 Some(
                     Consumer::open_partitioned(consuming, &queues, window)
                         .await?

@@ -29,14 +29,31 @@ pub struct CheckConfigArgs {
 }
 
 /// The intake as `check-config` reports it: one queue, or the partitions and this instance's share.
-fn intake(amqp: &super::AmqpConfig) -> String {
+fn intake(amqp: &super::AmqpConfig, max_message_bytes: u64) -> String {
+    let queues = usize::from(amqp.partitions) + 1;
+    // Each partition's fixed window and what it bounds (budget::partition_window), so an operator
+    // sees what max_inflight_bytes buys before the first message.
+    let window = || {
+        let w = crate::amqp::budget::partition_window(
+            amqp.max_inflight_bytes,
+            queues,
+            amqp.prefetch,
+            max_message_bytes,
+        );
+        format!(
+            "window {w} per queue, max_inflight_bytes {} MiB",
+            amqp.max_inflight_bytes >> 20
+        )
+    };
     match (amqp.partitions, &amqp.prefer_partitions) {
         (0, _) => "gateway_inbound".to_owned(),
-        (k, None) => format!("{} queues (partitions = {k}, all subscribed at once)", k + 1),
+        (k, None) => format!(
+            "{queues} queues (partitions = {k}, all subscribed at once; {})",
+            window()
+        ),
         (k, Some(p)) => format!(
-            "{} queues (partitions = {k}, preferring {:?}, the rest after 5 s)",
-            k + 1,
-            p
+            "{queues} queues (partitions = {k}, preferring {p:?}, the rest after 5 s; {})",
+            window()
         ),
     }
 }
@@ -78,7 +95,7 @@ pub fn run_check_config(args: &CheckConfigArgs) -> ExitCode {
                     .map(|u| redact_url(u))
                     .collect::<Vec<_>>()
                     .join(" "),
-                intake(&cfg.amqp),
+                intake(&cfg.amqp, cfg.policy.max_message_bytes),
                 cfg.paths.register.display(),
                 cfg.paths.state.display(),
                 store,

@@ -815,7 +815,8 @@ fn partitions_are_off_by_default_and_fit_the_budget_and_preferences() {
     let (cfg, _) = check(&path).unwrap();
     assert_eq!((cfg.amqp.partitions, cfg.amqp.prefer_partitions), (0, None));
 
-    // Six partitions: the default budget grows to hold one largest message (35 MiB) per intake queue.
+    // Six partitions: the default budget grows to hold four largest messages (35 MiB) per intake
+    // queue, which gives each partition's consumer a window of four.
     let six = GOOD_GATEWAY.replace(
         "[gateway]",
         "partitions = 6\nprefer_partitions = [0, 3, 6]\n\n[gateway]",
@@ -824,7 +825,16 @@ fn partitions_are_off_by_default_and_fit_the_budget_and_preferences() {
     let cfg = check(&path).unwrap().0;
     assert_eq!(cfg.amqp.partitions, 6);
     assert_eq!(cfg.amqp.prefer_partitions, Some(vec![0, 3, 6]));
-    assert_eq!(cfg.amqp.max_inflight_bytes, 7 * (35 << 20));
+    assert_eq!(cfg.amqp.max_inflight_bytes, 7 * 4 * (35 << 20));
+    assert_eq!(
+        crate::amqp::budget::partition_window(
+            cfg.amqp.max_inflight_bytes,
+            7,
+            cfg.amqp.prefetch,
+            cfg.policy.max_message_bytes
+        ),
+        4
+    );
 
     // Set explicitly below that: refused, saying how much and why.
     let tight = GOOD_GATEWAY.replace(
@@ -838,12 +848,23 @@ fn partitions_are_off_by_default_and_fit_the_budget_and_preferences() {
         vec![(Some(6), "amqp.max_inflight_bytes".to_string())]
     );
     let text = problems[0].to_string();
-    assert!(text.contains("256901120") && text.contains("7 intake queues"), "{text}");
+    assert!(
+        text.contains("256901120") && text.contains("7 intake queues"),
+        "{text}"
+    );
 
     // A preference for a partition that does not exist, or without partitions; too many partitions.
     for (bad, key, says) in [
-        ("partitions = 2\nprefer_partitions = [1, 3]", "amqp.prefer_partitions", "partition 3 does not exist"),
-        ("prefer_partitions = [0]", "amqp.prefer_partitions", "needs partitions > 0"),
+        (
+            "partitions = 2\nprefer_partitions = [1, 3]",
+            "amqp.prefer_partitions",
+            "partition 3 does not exist",
+        ),
+        (
+            "prefer_partitions = [0]",
+            "amqp.prefer_partitions",
+            "needs partitions > 0",
+        ),
         ("partitions = 65", "amqp.partitions", "at most 64"),
     ] {
         let text = GOOD_GATEWAY.replace("[gateway]", &format!("{bad}\n\n[gateway]"));
@@ -853,6 +874,9 @@ fn partitions_are_off_by_default_and_fit_the_budget_and_preferences() {
             problems.iter().any(|p| p.to_string().contains(says)),
             "{bad}: {problems:#?}"
         );
-        assert!(keys(&problems).iter().any(|(_, k)| k == key), "{bad}: {problems:#?}");
+        assert!(
+            keys(&problems).iter().any(|(_, k)| k == key),
+            "{bad}: {problems:#?}"
+        );
     }
 }

@@ -185,9 +185,9 @@ pub fn parse_url(url: &str) -> Result<PgConfig, String> {
             ));
         };
         config.ssl_mode(tokio_postgres::config::SslMode::Require);
-        Some(tokio_postgres_rustls::MakeRustlsConnect::new(
-            client_tls(std::path::Path::new(&ca))?,
-        ))
+        Some(tokio_postgres_rustls::MakeRustlsConnect::new(client_tls(
+            std::path::Path::new(&ca),
+        )?))
     } else {
         config.ssl_mode(tokio_postgres::config::SslMode::Disable);
         None

@@ -33,7 +33,6 @@ const RECONNECT_PAUSE_MAX: Duration = Duration::from_secs(5);
 /// While PostgreSQL stays unreachable, the error is repeated in the log this often.
 const REMIND_EVERY: Duration = Duration::from_secs(30);
 
-
 enum Request {
     Commit(Vec<Change>, Reply<()>),
     Prune(Timestamp, time::Duration, Reply<usize>),
@@ -62,10 +61,7 @@ pub struct PgHandle {
 impl PgHandle {
     /// Connects, applies pending migrations and starts the writer task. `queue` bounds the
     /// requests waiting for it.
-    pub async fn start(
-        config: super::pg::PgConfig,
-        queue: usize,
-    ) -> Result<PgHandle, StoreError> {
+    pub async fn start(config: super::pg::PgConfig, queue: usize) -> Result<PgHandle, StoreError> {
         let store = PgStore::open(&config).await?;
         let reader = PgStore::open_existing(&config).await?;
         let shared = Arc::new(Shared {

@@ -181,6 +181,7 @@ async fn run_all(args: &BenchArgs) -> Result<(), BenchError> {
             senders: args.senders.max(1),
             store_postgres: args.store_postgres.clone(),
             instances: 1,
+            default_budget: true,
         };
         let g = gateway::run(&b).await?;
         say(format!(
@@ -519,11 +520,15 @@ mod tests {
     }
 }
 
-/// The setups `--compare-stores` runs for each size: (label, on PostgreSQL, instances).
-pub const COMPARED: [(&str, bool, usize); 3] = [
-    ("redb, 1 instance", false, 1),
-    ("PostgreSQL, 1 instance", true, 1),
-    ("PostgreSQL, 2 instances", true, 2),
+/// The setups `--compare-stores` runs for each size: (label, on PostgreSQL, instances, the
+/// default byte budget). Two instances run twice: with the budget raised so that every partition
+/// has the full prefetch (comparing the stores, not the window), and as shipped, where each
+/// partition's window is `config::DEFAULT_PARTITION_WINDOW`.
+pub const COMPARED: [(&str, bool, usize, bool); 4] = [
+    ("redb, 1 instance", false, 1, true),
+    ("PostgreSQL, 1 instance", true, 1, true),
+    ("PostgreSQL, 2 instances", true, 2, false),
+    ("PostgreSQL, 2 instances, default budget", true, 2, true),
 ];
 
 /// `--compare-stores`: each size through each of [`COMPARED`], one after the other on the same
@@ -542,7 +547,7 @@ async fn compare_stores(args: &BenchArgs) -> Result<(), BenchError> {
     ));
     let mut rows = Vec::new();
     for &size in &args.sizes {
-        for (label, postgres, instances) in COMPARED {
+        for (label, postgres, instances, default_budget) in COMPARED {
             let load = loadavg();
             let b = GatewayBench {
                 exe: exe.clone(),
@@ -559,6 +564,7 @@ async fn compare_stores(args: &BenchArgs) -> Result<(), BenchError> {
                     None
                 },
                 instances,
+                default_budget,
             };
             let g = gateway::run(&b).await?;
             say(format!(

@@ -53,6 +53,11 @@ pub struct GatewayBench {
     /// Gateway instances on the run's vhost and store (more than one only with `store_postgres`),
     /// each with its own state directory and metrics port, as in `deploy/three-instances/`.
     pub instances: usize,
+    /// With several instances (in partitions): leave `max_inflight_bytes` to its default, as
+    /// `deploy/three-instances/` does, so each partition's window is the default's
+    /// (`config::DEFAULT_PARTITION_WINDOW`), instead of raising the budget to [`PARTITIONED_BUDGET`]
+    /// for the full prefetch on every partition.
+    pub default_budget: bool,
 }
 
 /// CPU per message of the gateway process, split where it can be told apart.
@@ -269,8 +274,9 @@ fn partitions_for(instances: usize) -> u16 {
 
 /// `text` (a configuration) with `[amqp] partitions = k` and instance `n`'s (1-based) share of
 /// the partitions 0..=k as `prefer_partitions`, contiguous and as even as can be, and
-/// `max_inflight_bytes` raised to [`PARTITIONED_BUDGET`]; unchanged for `k` = 0.
-fn with_partitions(text: &str, k: u16, instances: usize, n: usize) -> String {
+/// `max_inflight_bytes` raised to [`PARTITIONED_BUDGET`] (`raise`) or left out, so that its
+/// default is fitted to the partitions; unchanged for `k` = 0.
+fn with_partitions(text: &str, k: u16, instances: usize, n: usize, raise: bool) -> String {
     if k == 0 {
         return text.to_owned();
     }
@@ -279,6 +285,7 @@ fn with_partitions(text: &str, k: u16, instances: usize, n: usize) -> String {
         .map(|p| p.to_string())
         .collect();
     text.lines()
+        .filter(|l| raise || !l.starts_with("max_inflight_bytes = "))
         .map(|l| {
             if l.starts_with("prefetch = ") {
                 format!(
@@ -364,8 +371,11 @@ async fn run_in(
     let text = std::fs::read_to_string(&config)
         .map_err(|e| BenchError::Setup(format!("{}: {e}", config.display())))?;
     if partitions > 0 {
-        std::fs::write(&config, with_partitions(&text, partitions, b.instances, 1))
-            .map_err(|e| BenchError::Setup(format!("{}: {e}", config.display())))?;
+        std::fs::write(
+            &config,
+            with_partitions(&text, partitions, b.instances, 1, !b.default_budget),
+        )
+        .map_err(|e| BenchError::Setup(format!("{}: {e}", config.display())))?;
     }
     // Further instances: the same configuration with their own state, routing log and port.
     let mut configs = vec![(config.clone(), port, dir.join("routing.jsonl"))];
@@ -389,7 +399,7 @@ async fn run_in(
                 &format!("http_listen = \"127.0.0.1:{port}\""),
                 &format!("http_listen = \"127.0.0.1:{port_n}\""),
             );
-        let text = with_partitions(&text, partitions, b.instances, n);
+        let text = with_partitions(&text, partitions, b.instances, n, !b.default_budget);
         let path = dir.join(format!("config/gateway-{n}.toml"));
         std::fs::write(&path, text)
             .map_err(|e| BenchError::Setup(format!("{}: {e}", path.display())))?;
@@ -757,13 +767,19 @@ mod tests {
     fn two_instances_split_the_partitions_between_them() {
         let text = "[amqp]\nprefetch = 256\nmax_inflight_bytes = 67108864\n";
         assert_eq!(partitions_for(1), 0);
-        assert_eq!(with_partitions(text, 0, 1, 1), text);
+        assert_eq!(with_partitions(text, 0, 1, 1, true), text);
+        assert_eq!(with_partitions(text, 0, 1, 1, false), text);
         assert_eq!(
-            with_partitions(text, partitions_for(2), 2, 1),
+            with_partitions(text, partitions_for(2), 2, 1, true),
             format!("[amqp]\nprefetch = 256\npartitions = 4\nprefer_partitions = [0, 1, 2]\nmax_inflight_bytes = {PARTITIONED_BUDGET}\n"),
             "the budget raised so that each partition has its full prefetch"
         );
-        assert!(with_partitions(text, 4, 2, 2).contains("prefer_partitions = [3, 4]\n"));
+        assert!(with_partitions(text, 4, 2, 2, true).contains("prefer_partitions = [3, 4]\n"));
+        assert_eq!(
+            with_partitions(text, 4, 2, 2, false),
+            "[amqp]\nprefetch = 256\npartitions = 4\nprefer_partitions = [3, 4]\n",
+            "the budget left to its default"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::gateway::{self, GatewayBench, GatewayReport};
+use super::gateway::{self, median, GatewayBench, GatewayReport};
 use super::relay::{self, RelayLatency, RelayReport};
 use super::{loadavg, BenchError};
 use helsemelding::amqp::testing::TestVhost;
@@ -64,6 +64,12 @@ pub struct BenchArgs {
     /// fewer messages.
     #[arg(long, default_value_t = 256)]
     pub max_mb: usize,
+    /// The latency part in this many rounds (`--latency-messages` split among them), each
+    /// gateway round followed by the bare relay at the same rate and count: on a machine whose
+    /// speed drifts from minute to minute one pair of runs cannot compare p99s, the median of
+    /// several alternating ones can (the table and JSON give each round and the medians).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=50))]
+    pub rounds: u16,
     /// Print one JSON object on stdout instead of the tables (progress goes to stderr).
     #[arg(long)]
     pub json: bool,
@@ -182,15 +188,38 @@ async fn run_all(args: &BenchArgs) -> Result<(), BenchError> {
             store_postgres: args.store_postgres.clone(),
             instances: 1,
             default_budget: true,
+            latency_rounds: usize::from(args.rounds),
+            relay_rounds: args.rounds > 1 && !args.gateway_only,
         };
         let g = gateway::run(&b).await?;
         say(format!(
             "  gateway {:>7} B: {:>7.0} msg/s   ({messages} messages; load {load}; signing took {:.1} s)",
             size, g.throughput, g.signing_seconds
         ));
-        // The broker's share of that latency: the bare relay fed at the very same rate.
+        // The broker's share of that latency: the bare relay fed at the very same rate — in
+        // rounds alternating with the gateway's (their medians), or once after it.
         let relay_latency = if args.gateway_only {
             None
+        } else if args.rounds > 1 {
+            let l = rounds_median(&g);
+            if let Some(l) = &l {
+                for (n, r) in g.rounds.iter().enumerate() {
+                    say(format!(
+                        "  round {}: gateway p99 {:.1} ms, relay p99 {} ms",
+                        n + 1,
+                        r.p99_ms,
+                        r.relay_p99_ms.map_or("-".into(), |v| format!("{v:.1}"))
+                    ));
+                }
+                say(format!(
+                    "  {size:>7} B, medians of {} rounds at {:.0} msg/s: gateway p99 {:.1} ms, relay p99 {:.1} ms",
+                    g.rounds.len(),
+                    l.rate,
+                    median(g.rounds.iter().map(|r| r.p99_ms)).unwrap_or(0.0),
+                    l.p99_ms
+                ));
+            }
+            l
         } else {
             let vhost = TestVhost::create()
                 .await
@@ -215,6 +244,19 @@ async fn run_all(args: &BenchArgs) -> Result<(), BenchError> {
     }
     print(args, || json(args, &rows), || table(&rows));
     Ok(())
+}
+
+/// The relay's side of the rounds as one [`RelayLatency`]: the medians of its rounds' p50 and
+/// p99 (`None` when the relay did not run alternately).
+fn rounds_median(g: &GatewayReport) -> Option<RelayLatency> {
+    let p99 = median(g.rounds.iter().filter_map(|r| r.relay_p99_ms))?;
+    Some(RelayLatency {
+        rate: g.latency_rate,
+        messages: g.rounds.iter().map(|r| r.messages).sum(),
+        p50_ms: median(g.rounds.iter().filter_map(|r| r.relay_p50_ms)).unwrap_or(0.0),
+        p99_ms: p99,
+        max_ms: p99,
+    })
 }
 
 /// The figures as one JSON object: `{"sizes": [{"xml_bytes", "relay_msgs_per_s",
@@ -254,6 +296,14 @@ pub fn json(args: &BenchArgs, rows: &[Row]) -> serde_json::Value {
                 "inside_p99_ms": g.inside_p99_ms,
                 "relay_p50_ms_same_rate": relay_latency.as_ref().map(|l| l.p50_ms),
                 "relay_p99_ms_same_rate": relay_latency.as_ref().map(|l| l.p99_ms),
+                "latency_rounds": g.rounds.iter().map(|r| json!({
+                    "messages": r.messages,
+                    "p50_ms": r.p50_ms,
+                    "p99_ms": r.p99_ms,
+                    "relay_p50_ms": r.relay_p50_ms,
+                    "relay_p99_ms": r.relay_p99_ms,
+                })).collect::<Vec<_>>(),
+                "p99_ms_median_of_rounds": median(g.rounds.iter().map(|r| r.p99_ms)),
                 "cpu_us_per_msg": cpu,
                 "broker_cpu_us_per_msg": g.broker_cpu_us,
                 "client_cpu_us_per_msg": g.client_cpu_us,
@@ -319,6 +369,33 @@ fn table(rows: &[Row]) -> String {
             g.inside_p99_ms,
             g.peak_rss_kb as f64 / 1024.0
         );
+    }
+    if rows.iter().any(|(_, g, _, _)| g.rounds.len() > 1) {
+        let _ = writeln!(s);
+        let _ = writeln!(s, "The latency part in rounds, each gateway round followed by the bare relay at the same rate and count (the relay column above is the median of these):");
+        let _ = writeln!(s, "| size | p99 ms of each round: gateway / relay | median p99: gateway / relay | ratio |");
+        let _ = writeln!(s, "|---|---|---|---|");
+        let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
+        for (_, g, _, _) in rows.iter().filter(|(_, g, _, _)| g.rounds.len() > 1) {
+            let each: Vec<String> = g
+                .rounds
+                .iter()
+                .map(|r| format!("{:.1} / {}", r.p99_ms, ms(r.relay_p99_ms)))
+                .collect();
+            let gm = median(g.rounds.iter().map(|r| r.p99_ms));
+            let rm = median(g.rounds.iter().filter_map(|r| r.relay_p99_ms));
+            let ratio = gm
+                .zip(rm)
+                .map_or("-".to_owned(), |(a, b)| format!("{:.2}", a / b.max(1e-9)));
+            let _ = writeln!(
+                s,
+                "| {} B | {} | {} / {} | {ratio} |",
+                g.size,
+                each.join(", "),
+                ms(gm),
+                ms(rm)
+            );
+        }
     }
     let _ = writeln!(s);
     let _ = writeln!(
@@ -452,6 +529,13 @@ mod tests {
             partitions: 0,
             acked_per_instance: vec![100],
             store_server_cpu_us: None,
+            rounds: vec![super::super::gateway::LatencyRound {
+                messages: 50,
+                p50_ms: 4.0,
+                p99_ms: 20.0,
+                relay_p50_ms: None,
+                relay_p99_ms: None,
+            }],
         }
     }
 
@@ -465,6 +549,46 @@ mod tests {
         let tight = args(&["--max-mb", "1"]);
         assert_eq!(tight.messages_for(1500, 1048576), 10, "never fewer than 10");
         assert_eq!(tight.messages_for(3, 1048576), 3);
+    }
+
+    #[test]
+    fn rounds_give_each_pair_and_the_medians() {
+        use super::super::gateway::LatencyRound;
+        assert_eq!(median([]), None);
+        assert_eq!(median([3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median([4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(args(&[]).rounds, 1);
+        assert_eq!(args(&["--rounds", "5"]).rounds, 5);
+        assert!(Cli::try_parse_from(["x", "--rounds", "0"]).is_err());
+
+        let mut g = gateway(4096);
+        g.rounds = [(30.0, 6.0), (12.0, 90.0), (18.0, 7.0)]
+            .iter()
+            .map(|&(gw, relay)| LatencyRound {
+                messages: 100,
+                p50_ms: gw / 4.0,
+                p99_ms: gw,
+                relay_p50_ms: Some(relay / 4.0),
+                relay_p99_ms: Some(relay),
+            })
+            .collect();
+        // One slow relay round (90 ms) moves the relay's median to 7, not to a mean of 34.
+        let l = rounds_median(&g).expect("the relay ran in rounds");
+        assert_eq!((l.p99_ms, l.p50_ms, l.messages), (7.0, 1.75, 300));
+        assert!(rounds_median(&gateway(4096)).is_none(), "no relay rounds");
+
+        let rows: Vec<Row> = vec![(None, g, "0.5".into(), Some(l))];
+        let v = json(&args(&[]), &rows);
+        let s = &v["sizes"][0];
+        assert_eq!(s["latency_rounds"].as_array().map(Vec::len), Some(3));
+        assert_eq!(s["latency_rounds"][1]["relay_p99_ms"], 90.0);
+        assert_eq!(s["p99_ms_median_of_rounds"], 18.0);
+        assert_eq!(s["relay_p99_ms_same_rate"], 7.0);
+        let t = table(&rows);
+        assert!(
+            t.contains("| 4096 B | 30.0 / 6.0, 12.0 / 90.0, 18.0 / 7.0 | 18.0 / 7.0 | 2.57 |"),
+            "{t}"
+        );
     }
 
     #[test]
@@ -565,6 +689,8 @@ async fn compare_stores(args: &BenchArgs) -> Result<(), BenchError> {
                 },
                 instances,
                 default_budget,
+                latency_rounds: usize::from(args.rounds),
+                relay_rounds: false,
             };
             let g = gateway::run(&b).await?;
             say(format!(

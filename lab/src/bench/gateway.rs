@@ -58,6 +58,35 @@ pub struct GatewayBench {
     /// (`config::DEFAULT_PARTITION_WINDOW`), instead of raising the budget to [`PARTITIONED_BUDGET`]
     /// for the full prefetch on every partition.
     pub default_budget: bool,
+    /// The latency part in this many rounds (at least 1), `latency_messages` split among them;
+    /// with `relay_rounds`, each gateway round is followed by the bare relay at the same rate
+    /// and count in a vhost of its own, so the two are compared round by round on a machine
+    /// whose speed drifts ([`GatewayReport::rounds`]).
+    pub latency_rounds: usize,
+    pub relay_rounds: bool,
+}
+
+/// One round of the latency part: the gateway's p50/p99 and, when the relay ran alternately,
+/// the relay's at the same rate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LatencyRound {
+    pub messages: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub relay_p50_ms: Option<f64>,
+    pub relay_p99_ms: Option<f64>,
+}
+
+/// The median of `values` (the mean of the middle two for an even count); `None` when empty.
+pub fn median(values: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = values.into_iter().collect();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
 }
 
 /// CPU per message of the gateway process, split where it can be told apart.
@@ -109,6 +138,9 @@ pub struct GatewayReport {
     /// CPU µs per message of the PostgreSQL server processes serving the run's database during the
     /// throughput part (`None` on redb): the store's work that the gateway hands to the server.
     pub store_server_cpu_us: Option<f64>,
+    /// The latency part round by round (one round unless asked for more); `p50_ms`/`p99_ms`
+    /// above are over all rounds' messages together.
+    pub rounds: Vec<LatencyRound>,
 }
 
 /// Runs the gateway benchmark in a vhost of its own; cleans up vhost, state and child.
@@ -584,18 +616,50 @@ async fn run_in(
     let phases_before = scrape_all().await?;
     let rate = (throughput / 2.0).max(1.0);
     let t = Topology::default();
-    let latencies = super::paced_latencies(
-        paced.len(),
-        rate,
-        |i| {
-            let m = &paced[i];
-            let publish = publish_signed(&publisher, &t, m)?;
-            Ok((m.headers.message_id.as_str().to_owned(), publish))
-        },
-        &mut arrivals,
-        || exited(&mut daemons).map_or(Ok(()), |why| Err(BenchError::Gateway(why))),
-    )
-    .await?;
+    let per_round = paced.len().div_ceil(b.latency_rounds.max(1)).max(1);
+    let mut latencies = Vec::with_capacity(paced.len());
+    let mut rounds = Vec::new();
+    for chunk in paced.chunks(per_round) {
+        let round = super::paced_latencies(
+            chunk.len(),
+            rate,
+            |i| {
+                let m = &chunk[i];
+                let publish = publish_signed(&publisher, &t, m)?;
+                Ok((m.headers.message_id.as_str().to_owned(), publish))
+            },
+            &mut arrivals,
+            || exited(&mut daemons).map_or(Ok(()), |why| Err(BenchError::Gateway(why))),
+        )
+        .await?;
+        // The bare relay at the same rate and count, right after (the gateway idles meanwhile).
+        let relay = if b.relay_rounds {
+            let vhost = TestVhost::create()
+                .await
+                .map_err(|e| BenchError::Setup(format!("vhost: {e}")))?;
+            let l = super::relay::latency(
+                vhost.url(),
+                chunk.len() as u64,
+                envelope_bytes,
+                b.prefetch,
+                rate,
+            )
+            .await;
+            let _ = vhost.delete().await;
+            Some(l?)
+        } else {
+            None
+        };
+        rounds.push(LatencyRound {
+            messages: chunk.len(),
+            p50_ms: quantile(&round, 0.50),
+            p99_ms: quantile(&round, 0.99),
+            relay_p50_ms: relay.as_ref().map(|l| l.p50_ms),
+            relay_p99_ms: relay.as_ref().map(|l| l.p99_ms),
+        });
+        latencies.extend(round);
+    }
+    latencies.sort_by(f64::total_cmp);
     // Let the last ones be recorded, then: mean wall ms per phase over the paced messages.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let phases_after = scrape_all().await?;
@@ -682,6 +746,7 @@ async fn run_in(
         partitions,
         acked_per_instance,
         store_server_cpu_us,
+        rounds,
     })
 }
 

@@ -236,8 +236,9 @@ pub async fn overview(c: &Console, metrics: &Metrics) -> Page {
         None => b.push_str("<p class=\"err\">No broker link for the console.</p>"),
         Some(br) => {
             let mut names = vec![br.topology.inbound.clone(), br.topology.dead_letter.clone()];
-            // Intake partitions 1..K (shown, like a party's queues, when they hold something).
+            // Intake partitions 1..K: part of the intake, so always shown like it.
             names.extend(br.topology.intake_queues().into_iter().skip(1));
+            let always = names.len();
             let parties = (c.parties)();
             for p in &parties {
                 names.push(async_queue(*p));
@@ -248,13 +249,14 @@ pub async fn overview(c: &Console, metrics: &Metrics) -> Page {
                     let _ = write!(b, "<p class=\"err\">Broker: {}</p>", esc(&e));
                 }
                 Ok(depths) => {
-                    // The intake and the dead-letter queue always; a party's queues when they hold
-                    // something (or cannot be read), so a hub with many parties stays one screen.
+                    // The intake (with its partitions) and the dead-letter queue always; a party's
+                    // queues when they hold something (or cannot be read), so a hub with many
+                    // parties stays one screen, and only those count as the quiet party queues.
                     b.push_str("<table><tr><th>queue</th><th>messages</th></tr>");
                     let mut quiet = 0;
                     for (i, (name, d)) in names.iter().zip(depths).enumerate() {
                         let (class, text) = match d {
-                            Ok(0) if i >= 2 => {
+                            Ok(0) if i >= always => {
                                 quiet += 1;
                                 continue;
                             }

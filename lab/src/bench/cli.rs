@@ -18,8 +18,7 @@ use std::process::ExitCode;
 
 use super::gateway::{self, median, GatewayBench, GatewayReport};
 use super::relay::{self, RelayLatency, RelayReport};
-use super::{loadavg, BenchError};
-use helsemelding::amqp::testing::TestVhost;
+use super::{in_own_vhost, loadavg, BenchError};
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -144,7 +143,7 @@ async fn run_all(args: &BenchArgs) -> Result<(), BenchError> {
         return compare_stores(args).await;
     }
     let say = |line: String| say(args, line);
-    let (exe, repo, schemas) = paths(args)?;
+    let paths = paths(args)?;
     say(format!(
         "helsemelding-lab bench: {} messages per size (+{} for latency; at most {} MB per part) from {} senders, prefetch {}, quorum queues, {} cores, delivery store {}",
         args.messages,
@@ -163,12 +162,10 @@ async fn run_all(args: &BenchArgs) -> Result<(), BenchError> {
             None
         } else {
             let load = loadavg();
-            let vhost = TestVhost::create()
-                .await
-                .map_err(|e| BenchError::Setup(format!("vhost: {e}")))?;
-            let r = relay::run(vhost.url(), messages as u64, size, args.prefetch).await;
-            let _ = vhost.delete().await;
-            let r = r?;
+            let r = in_own_vhost(|url| async move {
+                relay::run(&url, messages as u64, size, args.prefetch).await
+            })
+            .await?;
             say(format!(
                 "  relay   {:>7} B: {:>7.0} msg/s   ({messages} messages; load {load})",
                 size, r.relay_rate
@@ -177,19 +174,8 @@ async fn run_all(args: &BenchArgs) -> Result<(), BenchError> {
         };
         let load = loadavg();
         let b = GatewayBench {
-            exe: exe.clone(),
-            repo: repo.clone(),
-            schemas: schemas.clone(),
-            messages,
-            latency_messages,
-            size,
-            prefetch: args.prefetch,
-            senders: args.senders.max(1),
-            store_postgres: args.store_postgres.clone(),
-            instances: 1,
-            default_budget: true,
-            latency_rounds: usize::from(args.rounds),
             relay_rounds: args.rounds > 1 && !args.gateway_only,
+            ..gateway_bench(args, &paths, size)
         };
         let g = gateway::run(&b).await?;
         say(format!(
@@ -221,19 +207,11 @@ async fn run_all(args: &BenchArgs) -> Result<(), BenchError> {
             }
             l
         } else {
-            let vhost = TestVhost::create()
-                .await
-                .map_err(|e| BenchError::Setup(format!("vhost: {e}")))?;
-            let l = relay::latency(
-                vhost.url(),
-                latency_messages as u64,
-                g.envelope_bytes,
-                args.prefetch,
-                g.latency_rate,
-            )
-            .await;
-            let _ = vhost.delete().await;
-            let l = l?;
+            let (envelope, rate) = (g.envelope_bytes, g.latency_rate);
+            let l = in_own_vhost(|url| async move {
+                relay::latency(&url, latency_messages as u64, envelope, args.prefetch, rate).await
+            })
+            .await?;
             say(format!(
                 "  relay   {:>7} B at {:.0} msg/s: p50 {:.1} ms, p99 {:.1} ms",
                 size, l.rate, l.p50_ms, l.p99_ms
@@ -244,6 +222,30 @@ async fn run_all(args: &BenchArgs) -> Result<(), BenchError> {
     }
     print(args, || json(args, &rows), || table(&rows));
     Ok(())
+}
+
+/// The gateway part for `size` as `args` ask: one instance on the store asked for, the budget as
+/// shipped, the latency in `--rounds` rounds without the relay between them.
+fn gateway_bench(
+    args: &BenchArgs,
+    (exe, repo, schemas): &(PathBuf, PathBuf, PathBuf),
+    size: usize,
+) -> GatewayBench {
+    GatewayBench {
+        exe: exe.clone(),
+        repo: repo.clone(),
+        schemas: schemas.clone(),
+        messages: args.messages_for(args.messages, size),
+        latency_messages: args.messages_for(args.latency_messages, size),
+        size,
+        prefetch: args.prefetch,
+        senders: args.senders.max(1),
+        store_postgres: args.store_postgres.clone(),
+        instances: 1,
+        default_budget: true,
+        latency_rounds: usize::from(args.rounds),
+        relay_rounds: false,
+    }
 }
 
 /// The relay's side of the rounds as one [`RelayLatency`]: the medians of its rounds' p50 and
@@ -660,7 +662,7 @@ pub const COMPARED: [(&str, bool, usize, bool); 4] = [
 /// table or one JSON object.
 async fn compare_stores(args: &BenchArgs) -> Result<(), BenchError> {
     let say = |line: String| say(args, line);
-    let (exe, repo, schemas) = paths(args)?;
+    let paths = paths(args)?;
     say(format!(
         "helsemelding-lab bench --compare-stores: {} messages per size (+{} for latency) from {} senders, prefetch {}, {} cores",
         args.messages,
@@ -674,23 +676,13 @@ async fn compare_stores(args: &BenchArgs) -> Result<(), BenchError> {
         for (label, postgres, instances, default_budget) in COMPARED {
             let load = loadavg();
             let b = GatewayBench {
-                exe: exe.clone(),
-                repo: repo.clone(),
-                schemas: schemas.clone(),
-                messages: args.messages_for(args.messages, size),
-                latency_messages: args.messages_for(args.latency_messages, size),
-                size,
-                prefetch: args.prefetch,
-                senders: args.senders.max(1),
-                store_postgres: if postgres {
-                    args.store_postgres.clone()
-                } else {
-                    None
-                },
                 instances,
                 default_budget,
-                latency_rounds: usize::from(args.rounds),
-                relay_rounds: false,
+                ..gateway_bench(args, &paths, size)
+            };
+            let b = GatewayBench {
+                store_postgres: b.store_postgres.filter(|_| postgres),
+                ..b
             };
             let g = gateway::run(&b).await?;
             say(format!(

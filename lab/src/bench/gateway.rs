@@ -634,19 +634,13 @@ async fn run_in(
         .await?;
         // The bare relay at the same rate and count, right after (the gateway idles meanwhile).
         let relay = if b.relay_rounds {
-            let vhost = TestVhost::create()
-                .await
-                .map_err(|e| BenchError::Setup(format!("vhost: {e}")))?;
-            let l = super::relay::latency(
-                vhost.url(),
-                chunk.len() as u64,
-                envelope_bytes,
-                b.prefetch,
-                rate,
+            let n = chunk.len() as u64;
+            Some(
+                super::in_own_vhost(|url| async move {
+                    super::relay::latency(&url, n, envelope_bytes, b.prefetch, rate).await
+                })
+                .await?,
             )
-            .await;
-            let _ = vhost.delete().await;
-            Some(l?)
         } else {
             None
         };

@@ -50,6 +50,20 @@ pub fn loadavg() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// Runs `f` with the URL of a vhost made for it, and deletes the vhost afterwards whatever `f`
+/// returned (each part of the bench has a broker namespace of its own).
+pub async fn in_own_vhost<T, Fut>(f: impl FnOnce(String) -> Fut) -> Result<T, BenchError>
+where
+    Fut: std::future::Future<Output = Result<T, BenchError>>,
+{
+    let vhost = helsemelding::amqp::testing::TestVhost::create()
+        .await
+        .map_err(|e| BenchError::Setup(format!("vhost: {e}")))?;
+    let result = f(vhost.url().to_owned()).await;
+    let _ = vhost.delete().await;
+    result
+}
+
 /// The value at quantile `q` (0..=1) of sorted `xs` (nearest rank); 0 for an empty slice.
 /// Publishes `n` messages one by one at `rate` per second and returns each one's latency in ms,
 /// from its publish to its arrival on `arrivals` (`(id, when)` from the consumer at the far end),

@@ -276,7 +276,10 @@ pub fn json(args: &BenchArgs, rows: &[Row]) -> serde_json::Value {
                 cpu.insert((*name).into(), json!(us));
             }
             cpu.insert("store_commit".into(), json!(g.cpu.store_commit_us));
+            cpu.insert("amqp_io".into(), json!(g.cpu.amqp_io_us));
             cpu.insert("rest".into(), json!(g.cpu.rest_us));
+            cpu.insert("target_1_5x_verify_validate".into(), json!(g.cpu.target_us()));
+            cpu.insert("floor_stages_and_amqp_io".into(), json!(g.cpu.floor_us()));
             let phases: serde_json::Map<String, serde_json::Value> = g
                 .phase_ms
                 .iter()
@@ -414,9 +417,9 @@ fn table(rows: &[Row]) -> String {
     }
     let _ = writeln!(
         s,
-        "{header} store commit (writer thread) | AMQP, store reads, runtime, log (rest) |"
+        "{header} store commit (writer thread) | AMQP client I/O threads | AMQP on the runtime, store reads, runtime, log (rest) | target: 1.5 × (verify + validate) | floor: stages + AMQP I/O |"
     );
-    let _ = writeln!(s, "{rule}---|---|");
+    let _ = writeln!(s, "{rule}---|---|---|---|---|");
     for (_, g, _, _) in rows {
         let mut line = format!("| {} B | {:.0} |", g.size, g.cpu.total_us);
         for (_, us) in &g.cpu.stages {
@@ -424,8 +427,12 @@ fn table(rows: &[Row]) -> String {
         }
         let _ = writeln!(
             s,
-            "{line} {:.0} | {:.0} |",
-            g.cpu.store_commit_us, g.cpu.rest_us
+            "{line} {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            g.cpu.store_commit_us,
+            g.cpu.amqp_io_us,
+            g.cpu.rest_us,
+            g.cpu.target_us(),
+            g.cpu.floor_us()
         );
     }
     let _ = writeln!(s);
@@ -513,7 +520,8 @@ mod tests {
                 total_us: 2000.0,
                 stages: vec![("verify", 700.0), ("validate", 300.0)],
                 store_commit_us: 100.0,
-                rest_us: 900.0,
+                amqp_io_us: 60.0,
+                rest_us: 840.0,
             },
             broker_cpu_us: Some(800.0),
             client_cpu_us: 50.0,
@@ -638,6 +646,9 @@ mod tests {
         assert_eq!(s[0]["cpu_us_per_msg"]["total"], 2000.0);
         assert_eq!(s[0]["cpu_us_per_msg"]["verify"], 700.0);
         assert_eq!(s[0]["cpu_us_per_msg"]["validate"], 300.0);
+        assert_eq!(s[0]["cpu_us_per_msg"]["amqp_io"], 60.0);
+        assert_eq!(s[0]["cpu_us_per_msg"]["target_1_5x_verify_validate"], 1500.0);
+        assert_eq!(s[0]["cpu_us_per_msg"]["floor_stages_and_amqp_io"], 1060.0);
         assert_eq!(s[0]["peak_rss_mb"], 40.0);
         assert!(s[0]["relay_broker_cpu_us_per_msg"].is_null());
         assert_eq!(s[1]["xml_bytes"], 1048576);

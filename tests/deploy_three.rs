@@ -483,10 +483,7 @@ fn batch(rounds: usize, k: u16, signer: &Signer, hub: &RecipientCert) -> Batch {
 
 /// Publishes in order, each confirmed before the next (so the intake holds each sender's
 /// messages in the order of `sent`).
-async fn publish(
-    publisher: &Publisher,
-    batch: &[(HerId, Option<String>, MsgId, MessageHeaders, Vec<u8>)],
-) {
+async fn publish(publisher: &Publisher, batch: &Batch) {
     let t = Topology::default();
     for (_, queue, _, headers, body) in batch {
         let props = headers

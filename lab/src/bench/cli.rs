@@ -278,7 +278,10 @@ pub fn json(args: &BenchArgs, rows: &[Row]) -> serde_json::Value {
             cpu.insert("store_commit".into(), json!(g.cpu.store_commit_us));
             cpu.insert("amqp_io".into(), json!(g.cpu.amqp_io_us));
             cpu.insert("rest".into(), json!(g.cpu.rest_us));
-            cpu.insert("target_1_5x_verify_validate".into(), json!(g.cpu.target_us()));
+            cpu.insert(
+                "target_1_5x_verify_validate".into(),
+                json!(g.cpu.target_us()),
+            );
             cpu.insert("floor_stages_and_amqp_io".into(), json!(g.cpu.floor_us()));
             let phases: serde_json::Map<String, serde_json::Value> = g
                 .phase_ms
@@ -494,6 +497,136 @@ fn table(rows: &[Row]) -> String {
     s
 }
 
+/// The setups `--compare-stores` runs for each size: (label, on PostgreSQL, instances, the
+/// default byte budget). Two instances run twice: with the budget raised so that every partition
+/// has the full prefetch (comparing the stores, not the window), and as shipped, where each
+/// partition's window is `config::DEFAULT_PARTITION_WINDOW`.
+pub const COMPARED: [(&str, bool, usize, bool); 4] = [
+    ("redb, 1 instance", false, 1, true),
+    ("PostgreSQL, 1 instance", true, 1, true),
+    ("PostgreSQL, 2 instances", true, 2, false),
+    ("PostgreSQL, 2 instances, default budget", true, 2, true),
+];
+
+/// `--compare-stores`: each size through each of [`COMPARED`], one after the other on the same
+/// broker and server (each in a vhost, state directory and database of its own), printed as one
+/// table or one JSON object.
+async fn compare_stores(args: &BenchArgs) -> Result<(), BenchError> {
+    let say = |line: String| say(args, line);
+    let paths = paths(args)?;
+    say(format!(
+        "helsemelding-lab bench --compare-stores: {} messages per size (+{} for latency) from {} senders, prefetch {}, {} cores",
+        args.messages,
+        args.latency_messages,
+        args.senders.max(1),
+        args.prefetch,
+        std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1),
+    ));
+    let mut rows = Vec::new();
+    for &size in &args.sizes {
+        for (label, postgres, instances, default_budget) in COMPARED {
+            let load = loadavg();
+            let b = GatewayBench {
+                instances,
+                default_budget,
+                ..gateway_bench(args, &paths, size)
+            };
+            let b = GatewayBench {
+                store_postgres: b.store_postgres.filter(|_| postgres),
+                ..b
+            };
+            let g = gateway::run(&b).await?;
+            say(format!(
+                "  {size:>7} B, {label}: {:.0} msg/s, {:.0} µs CPU per message, p99 {:.1} ms, acked per instance {:?} (load {load})",
+                g.throughput,
+                g.cpu.total_us + g.store_server_cpu_us.unwrap_or(0.0),
+                g.p99_ms,
+                g.acked_per_instance
+            ));
+            rows.push((label, g, load));
+        }
+    }
+    print(args, || compare_json(args, &rows), || compare_table(&rows));
+    Ok(())
+}
+
+/// One compared run: its label, the figures, the load average before it.
+pub type CompareRow = (&'static str, GatewayReport, String);
+
+/// `{"compare_stores": [{"xml_bytes", "setup", "instances", "msgs_per_s", "cpu_us_per_msg":
+/// {"gateway", "store_server", "total"}, "p50_ms", "p99_ms", "latency_msgs_per_s", "peak_rss_mb",
+/// "loadavg"}], …}`; `store_server` is `null` on redb.
+pub fn compare_json(args: &BenchArgs, rows: &[CompareRow]) -> serde_json::Value {
+    use serde_json::json;
+    let list: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|(label, g, load)| {
+            json!({
+                "xml_bytes": g.size,
+                "envelope_bytes": g.envelope_bytes,
+                "setup": label,
+                "instances": g.instances,
+                "partitions": g.partitions,
+                "acked_per_instance": g.acked_per_instance,
+                "messages": g.messages,
+                "msgs_per_s": g.throughput,
+                "cpu_us_per_msg": {
+                    "gateway": g.cpu.total_us,
+                    "store_writer": g.cpu.store_commit_us,
+                    "store_server": g.store_server_cpu_us,
+                    "total": g.cpu.total_us + g.store_server_cpu_us.unwrap_or(0.0),
+                },
+                "latency_msgs_per_s": g.latency_rate,
+                "latency_messages": g.latency_messages,
+                "p50_ms": g.p50_ms,
+                "p99_ms": g.p99_ms,
+                "peak_rss_mb": g.peak_rss_kb as f64 / 1024.0,
+                "loadavg": load,
+            })
+        })
+        .collect();
+    json!({
+        "cores": std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1),
+        "prefetch": args.prefetch,
+        "senders": args.senders.max(1),
+        "compare_stores": list,
+    })
+}
+
+fn compare_table(rows: &[CompareRow]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(s, "| size (XML / signed) | setup | msg/s | CPU µs/msg: gateway (of it store writer) + PostgreSQL server = total | p50 / p99 ms (at msg/s) | peak RSS MB (largest instance) | load avg |");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    for (label, g, load) in rows {
+        let server = g
+            .store_server_cpu_us
+            .map_or("-".to_owned(), |us| format!("{us:.0}"));
+        let _ = writeln!(
+            s,
+            "| {} / {} B | {label} | {:.0} | {:.0} ({:.0}) + {server} = {:.0} | {:.1} / {:.1} ({:.0}) | {:.1} | {load} |",
+            g.size,
+            g.envelope_bytes,
+            g.throughput,
+            g.cpu.total_us,
+            g.cpu.store_commit_us,
+            g.cpu.total_us + g.store_server_cpu_us.unwrap_or(0.0),
+            g.p50_ms,
+            g.p99_ms,
+            g.latency_rate,
+            g.peak_rss_kb as f64 / 1024.0
+        );
+    }
+    if let Some((_, g, _)) = rows.iter().find(|(_, g, _)| g.partitions > 0) {
+        let _ = writeln!(
+            s,
+            "\n{} instances share the intake in [amqp] partitions = {} (each preferring its share; the bench publishes through the exchange, so partition 0, gateway_inbound, stays idle).",
+            g.instances, g.partitions
+        );
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -647,7 +780,10 @@ mod tests {
         assert_eq!(s[0]["cpu_us_per_msg"]["verify"], 700.0);
         assert_eq!(s[0]["cpu_us_per_msg"]["validate"], 300.0);
         assert_eq!(s[0]["cpu_us_per_msg"]["amqp_io"], 60.0);
-        assert_eq!(s[0]["cpu_us_per_msg"]["target_1_5x_verify_validate"], 1500.0);
+        assert_eq!(
+            s[0]["cpu_us_per_msg"]["target_1_5x_verify_validate"],
+            1500.0
+        );
         assert_eq!(s[0]["cpu_us_per_msg"]["floor_stages_and_amqp_io"], 1060.0);
         assert_eq!(s[0]["peak_rss_mb"], 40.0);
         assert!(s[0]["relay_broker_cpu_us_per_msg"].is_null());
@@ -655,134 +791,4 @@ mod tests {
         assert!(s[1]["relay_msgs_per_s"].is_null() && s[1]["relay_p99_ms_same_rate"].is_null());
         assert_eq!(back["prefetch"], 256);
     }
-}
-
-/// The setups `--compare-stores` runs for each size: (label, on PostgreSQL, instances, the
-/// default byte budget). Two instances run twice: with the budget raised so that every partition
-/// has the full prefetch (comparing the stores, not the window), and as shipped, where each
-/// partition's window is `config::DEFAULT_PARTITION_WINDOW`.
-pub const COMPARED: [(&str, bool, usize, bool); 4] = [
-    ("redb, 1 instance", false, 1, true),
-    ("PostgreSQL, 1 instance", true, 1, true),
-    ("PostgreSQL, 2 instances", true, 2, false),
-    ("PostgreSQL, 2 instances, default budget", true, 2, true),
-];
-
-/// `--compare-stores`: each size through each of [`COMPARED`], one after the other on the same
-/// broker and server (each in a vhost, state directory and database of its own), printed as one
-/// table or one JSON object.
-async fn compare_stores(args: &BenchArgs) -> Result<(), BenchError> {
-    let say = |line: String| say(args, line);
-    let paths = paths(args)?;
-    say(format!(
-        "helsemelding-lab bench --compare-stores: {} messages per size (+{} for latency) from {} senders, prefetch {}, {} cores",
-        args.messages,
-        args.latency_messages,
-        args.senders.max(1),
-        args.prefetch,
-        std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1),
-    ));
-    let mut rows = Vec::new();
-    for &size in &args.sizes {
-        for (label, postgres, instances, default_budget) in COMPARED {
-            let load = loadavg();
-            let b = GatewayBench {
-                instances,
-                default_budget,
-                ..gateway_bench(args, &paths, size)
-            };
-            let b = GatewayBench {
-                store_postgres: b.store_postgres.filter(|_| postgres),
-                ..b
-            };
-            let g = gateway::run(&b).await?;
-            say(format!(
-                "  {size:>7} B, {label}: {:.0} msg/s, {:.0} µs CPU per message, p99 {:.1} ms, acked per instance {:?} (load {load})",
-                g.throughput,
-                g.cpu.total_us + g.store_server_cpu_us.unwrap_or(0.0),
-                g.p99_ms,
-                g.acked_per_instance
-            ));
-            rows.push((label, g, load));
-        }
-    }
-    print(args, || compare_json(args, &rows), || compare_table(&rows));
-    Ok(())
-}
-
-/// One compared run: its label, the figures, the load average before it.
-pub type CompareRow = (&'static str, GatewayReport, String);
-
-/// `{"compare_stores": [{"xml_bytes", "setup", "instances", "msgs_per_s", "cpu_us_per_msg":
-/// {"gateway", "store_server", "total"}, "p50_ms", "p99_ms", "latency_msgs_per_s", "peak_rss_mb",
-/// "loadavg"}], …}`; `store_server` is `null` on redb.
-pub fn compare_json(args: &BenchArgs, rows: &[CompareRow]) -> serde_json::Value {
-    use serde_json::json;
-    let list: Vec<serde_json::Value> = rows
-        .iter()
-        .map(|(label, g, load)| {
-            json!({
-                "xml_bytes": g.size,
-                "envelope_bytes": g.envelope_bytes,
-                "setup": label,
-                "instances": g.instances,
-                "partitions": g.partitions,
-                "acked_per_instance": g.acked_per_instance,
-                "messages": g.messages,
-                "msgs_per_s": g.throughput,
-                "cpu_us_per_msg": {
-                    "gateway": g.cpu.total_us,
-                    "store_writer": g.cpu.store_commit_us,
-                    "store_server": g.store_server_cpu_us,
-                    "total": g.cpu.total_us + g.store_server_cpu_us.unwrap_or(0.0),
-                },
-                "latency_msgs_per_s": g.latency_rate,
-                "latency_messages": g.latency_messages,
-                "p50_ms": g.p50_ms,
-                "p99_ms": g.p99_ms,
-                "peak_rss_mb": g.peak_rss_kb as f64 / 1024.0,
-                "loadavg": load,
-            })
-        })
-        .collect();
-    json!({
-        "cores": std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1),
-        "prefetch": args.prefetch,
-        "senders": args.senders.max(1),
-        "compare_stores": list,
-    })
-}
-
-fn compare_table(rows: &[CompareRow]) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::new();
-    let _ = writeln!(s, "| size (XML / signed) | setup | msg/s | CPU µs/msg: gateway (of it store writer) + PostgreSQL server = total | p50 / p99 ms (at msg/s) | peak RSS MB (largest instance) | load avg |");
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
-    for (label, g, load) in rows {
-        let server = g
-            .store_server_cpu_us
-            .map_or("-".to_owned(), |us| format!("{us:.0}"));
-        let _ = writeln!(
-            s,
-            "| {} / {} B | {label} | {:.0} | {:.0} ({:.0}) + {server} = {:.0} | {:.1} / {:.1} ({:.0}) | {:.1} | {load} |",
-            g.size,
-            g.envelope_bytes,
-            g.throughput,
-            g.cpu.total_us,
-            g.cpu.store_commit_us,
-            g.cpu.total_us + g.store_server_cpu_us.unwrap_or(0.0),
-            g.p50_ms,
-            g.p99_ms,
-            g.latency_rate,
-            g.peak_rss_kb as f64 / 1024.0
-        );
-    }
-    if let Some((_, g, _)) = rows.iter().find(|(_, g, _)| g.partitions > 0) {
-        let _ = writeln!(
-            s,
-            "\n{} instances share the intake in [amqp] partitions = {} (each preferring its share; the bench publishes through the exchange, so partition 0, gateway_inbound, stays idle).",
-            g.instances, g.partitions
-        );
-    }
-    s
 }

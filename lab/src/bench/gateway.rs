@@ -838,11 +838,9 @@ fn split(
         counted,
     );
     let total_us = per(process_cpu, counted);
-    let rest_us = (total_us
-        - stages.iter().map(|(_, us)| us).sum::<f64>()
-        - store_commit_us
-        - amqp_io_us)
-        .max(0.0);
+    let rest_us =
+        (total_us - stages.iter().map(|(_, us)| us).sum::<f64>() - store_commit_us - amqp_io_us)
+            .max(0.0);
     CpuSplit {
         total_us,
         stages,

@@ -11,6 +11,8 @@
 //! panicked (the pool thread survives it). Failure: [`WorkerError`].
 
 use std::panic::AssertUnwindSafe;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
@@ -27,25 +29,27 @@ pub enum WorkerError {
 
 /// A fixed pool of threads. Dropping it lets the threads finish what is queued and end.
 pub struct Workers {
-    jobs: crossbeam_channel::Sender<Job>,
+    jobs: mpsc::Sender<Job>,
 }
 
 impl Workers {
     /// Starts `n` threads (at least one) named `assess-<i>`.
-    ///
-    /// The threads share one multi-consumer channel (crossbeam's): a job wakes one idle thread and
-    /// nothing else. (A std channel behind a mutex, as before, woke a second thread for every job
-    /// to hand the mutex on: two wake-ups where one does.)
     pub fn start(n: usize) -> std::io::Result<Workers> {
-        let (jobs, rx) = crossbeam_channel::unbounded::<Job>();
+        let (jobs, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
         for i in 0..n.max(1) {
-            let rx = rx.clone();
+            let rx = Arc::clone(&rx);
             std::thread::Builder::new()
                 .name(format!("assess-{i}"))
-                .spawn(move || {
-                    // Ends once the pool is dropped and the queue is empty.
-                    while let Ok(job) = rx.recv() {
-                        job();
+                .spawn(move || loop {
+                    // The lock is held only while waiting for the next job, never while running it.
+                    let job = match rx.lock() {
+                        Ok(r) => r.recv(),
+                        Err(poisoned) => poisoned.into_inner().recv(),
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
                     }
                 })?;
         }

@@ -201,7 +201,7 @@ async fn run_all(args: &BenchArgs) -> Result<(), BenchError> {
                     "  {size:>7} B, medians of {} rounds at {:.0} msg/s: gateway p99 {:.1} ms, relay p99 {:.1} ms",
                     g.rounds.len(),
                     l.rate,
-                    median(g.rounds.iter().map(|r| r.p99_ms)).unwrap_or(0.0),
+                    g.p99_median_of_rounds().unwrap_or(0.0),
                     l.p99_ms
                 ));
             }
@@ -257,7 +257,6 @@ fn rounds_median(g: &GatewayReport) -> Option<RelayLatency> {
         messages: g.rounds.iter().map(|r| r.messages).sum(),
         p50_ms: median(g.rounds.iter().filter_map(|r| r.relay_p50_ms)).unwrap_or(0.0),
         p99_ms: p99,
-        max_ms: p99,
     })
 }
 
@@ -311,7 +310,7 @@ pub fn json(args: &BenchArgs, rows: &[Row]) -> serde_json::Value {
                     "relay_p50_ms": r.relay_p50_ms,
                     "relay_p99_ms": r.relay_p99_ms,
                 })).collect::<Vec<_>>(),
-                "p99_ms_median_of_rounds": median(g.rounds.iter().map(|r| r.p99_ms)),
+                "p99_ms_median_of_rounds": g.p99_median_of_rounds(),
                 "cpu_us_per_msg": cpu,
                 "broker_cpu_us_per_msg": g.broker_cpu_us,
                 "client_cpu_us_per_msg": g.client_cpu_us,
@@ -390,8 +389,8 @@ fn table(rows: &[Row]) -> String {
                 .iter()
                 .map(|r| format!("{:.1} / {}", r.p99_ms, ms(r.relay_p99_ms)))
                 .collect();
-            let gm = median(g.rounds.iter().map(|r| r.p99_ms));
-            let rm = median(g.rounds.iter().filter_map(|r| r.relay_p99_ms));
+            let gm = g.p99_median_of_rounds();
+            let rm = rounds_median(g).map(|l| l.p99_ms);
             let ratio = gm
                 .zip(rm)
                 .map_or("-".to_owned(), |(a, b)| format!("{:.2}", a / b.max(1e-9)));
@@ -751,7 +750,6 @@ mod tests {
             messages: 50,
             p50_ms: 1.0,
             p99_ms: 6.5,
-            max_ms: 7.0,
         };
         let rows: Vec<Row> = vec![
             (

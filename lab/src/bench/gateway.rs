@@ -147,6 +147,13 @@ pub struct GatewayReport {
     pub rounds: Vec<LatencyRound>,
 }
 
+impl GatewayReport {
+    /// The median of the rounds' p99s (`None` without rounds).
+    pub fn p99_median_of_rounds(&self) -> Option<f64> {
+        median(self.rounds.iter().map(|r| r.p99_ms))
+    }
+}
+
 /// Runs the gateway benchmark in a vhost of its own; cleans up vhost, state and child.
 pub async fn run(b: &GatewayBench) -> Result<GatewayReport, BenchError> {
     let vhost = TestVhost::create()
@@ -756,23 +763,15 @@ impl CpuSplit {
             stages: self
                 .stages
                 .iter()
-                .map(|(name, us)| {
-                    let more = other
-                        .stages
-                        .iter()
-                        .find(|(n, _)| n == name)
-                        .map_or(0.0, |(_, u)| *u);
-                    (*name, us + more)
-                })
+                .map(|(name, us)| (*name, us + other.stage(name)))
                 .collect(),
             store_commit_us: self.store_commit_us + other.store_commit_us,
             amqp_io_us: self.amqp_io_us + other.amqp_io_us,
             rest_us: self.rest_us + other.rest_us,
         }
     }
-}
 
-impl CpuSplit {
+    /// One stage's µs per message by name (0 when it was not measured).
     fn stage(&self, name: &str) -> f64 {
         self.stages
             .iter()

@@ -64,7 +64,6 @@ where
     result
 }
 
-/// The value at quantile `q` (0..=1) of sorted `xs` (nearest rank); 0 for an empty slice.
 /// Publishes `n` messages one by one at `rate` per second and returns each one's latency in ms,
 /// from its publish to its arrival on `arrivals` (`(id, when)` from the consumer at the far end),
 /// sorted. `publish(i)` gives message `i`'s id and its publish; `alive` is asked while waiting, so a
@@ -125,6 +124,7 @@ where
     Ok(latencies)
 }
 
+/// The value at quantile `q` (0..=1) of `sorted` (nearest rank); 0 for an empty slice.
 pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;

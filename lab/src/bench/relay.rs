@@ -94,7 +94,6 @@ pub struct RelayLatency {
     pub messages: usize,
     pub p50_ms: f64,
     pub p99_ms: f64,
-    pub max_ms: f64,
 }
 
 /// Runs the relay while a paced publisher feeds it at `rate` (the gateway's half rate).
@@ -148,7 +147,6 @@ pub async fn latency(
             messages: latencies.len(),
             p50_ms: super::quantile(&latencies, 0.50),
             p99_ms: super::quantile(&latencies, 0.99),
-            max_ms: latencies.last().copied().unwrap_or(0.0),
         })
     }
     .await;
